@@ -1,0 +1,33 @@
+"""The one place that reads time. Everything else takes `now` as an argument."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+
+def now() -> float:
+    """Wall-clock Unix seconds (UTC): what the store records."""
+    return time.time()
+
+
+def monotonic() -> float:
+    """For waiting and measuring: never jumps with the wall clock."""
+    return time.monotonic()
+
+
+def to_datetime(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def to_timestamp(dt: datetime) -> float:
+    if dt.tzinfo is None:
+        raise ValueError(f"run_at must be an aware datetime, got naive {dt.isoformat()}")
+    return dt.timestamp()
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

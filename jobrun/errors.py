@@ -1,0 +1,69 @@
+"""Exceptions of jobrun.
+
+    JobrunError                 base of every error jobrun raises on its own
+    ├── ConfigError             a bad jobrun.toml or option; names file, key, line, reason
+    ├── StoreError              the SQLite store refused (not a database, too new, disk full)
+    ├── JobFailed               Job.result() of a dead or cancelled job
+    └── UnknownTask             a job names a task this process has not registered
+
+Raised by tasks to steer retries (not JobrunErrors: they are signals, not failures of jobrun):
+
+    Retry(delay=None)           retry; counts as an attempt
+    Permanent(msg)              give up now: the job goes to `dead`
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobrunError(Exception):
+    """Base of every error jobrun raises."""
+
+
+class ConfigError(JobrunError):
+    """A configuration problem; the message names the file, key (and line) and the reason."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None,
+                 line: int | None = None) -> None:
+        self.reason = message
+        self.file = file
+        self.key = key
+        self.line = line
+        where = ""
+        if file:
+            where = str(file)
+            if line:
+                where += f":{line}"
+        if key:
+            where = f"{where}: [{key}]" if where else f"[{key}]"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class StoreError(JobrunError):
+    """The store cannot be used: not a SQLite file, from a newer jobrun, full, or failing."""
+
+
+class JobFailed(JobrunError):
+    """The job ended `dead` or `cancelled`; `.job` is its handle, `.errors` its history."""
+
+    def __init__(self, message: str, job: Any = None, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.job = job
+        self.errors = errors or []
+
+
+class UnknownTask(JobrunError):
+    """A job names a task that is not registered in this process."""
+
+
+class Retry(Exception):
+    """Raise inside a task to retry it, after `delay` seconds or the backoff's choice."""
+
+    def __init__(self, delay: float | None = None, message: str = "") -> None:
+        super().__init__(message or (f"retry requested in {delay}s" if delay is not None else "retry requested"))
+        self.delay = delay
+
+
+class Permanent(Exception):
+    """Raise inside a task when retrying cannot help: the job goes to `dead` at once."""

@@ -1,0 +1,90 @@
+"""The job model: states, allowed transitions and the stored row; no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobState(str, enum.Enum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: States in which a job is not finished; a `key` is unique among these.
+ACTIVE = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING})
+#: States a job never leaves on its own.
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+#: States waiting for their `run_at`.
+WAITING = frozenset({JobState.SCHEDULED, JobState.RETRYING})
+
+S = JobState
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.RETRYING, S.DEAD, S.CANCELLED, S.QUEUED}),
+    S.RETRYING: frozenset({S.QUEUED, S.CANCELLED}),
+    S.SUCCEEDED: frozenset(),
+    S.DEAD: frozenset({S.QUEUED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+}
+del S
+
+
+def can_move(src: JobState, dst: JobState) -> bool:
+    """Whether the state machine allows src -> dst (running -> queued is a hand-back)."""
+    return dst in TRANSITIONS[src]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job row as read from the store; times are Unix seconds (UTC)."""
+
+    id: int
+    task: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int
+    state: JobState
+    attempts: int
+    max_attempts: int
+    run_at: float
+    key: str | None = None
+    result: Any = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    holder: str | None = None
+    token: int | None = None
+    lease_until: float | None = None
+    trace_id: str | None = None
+    timeout: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt handed to this process: fenced by `token`."""
+
+    id: int
+    task: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    token: int
+    trace_id: str | None
+    timeout: float | None
+    options: dict[str, Any]
