@@ -1,0 +1,25 @@
+"""jobrun: a background job runner for single-host Python apps. See CONTRACT.md for the API."""
+
+from .app import App, Call, Job, Task
+from .context import Context, context
+from .errors import ConfigError, JobFailed, JobrunError, Permanent, Retry, StoreError, UnknownTask
+from .model import JobState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Call",
+    "ConfigError",
+    "Context",
+    "Job",
+    "JobFailed",
+    "JobState",
+    "JobrunError",
+    "Permanent",
+    "Retry",
+    "StoreError",
+    "Task",
+    "UnknownTask",
+    "context",
+]

@@ -1,0 +1,408 @@
+"""App, Task and the Job handle: the Python API of CONTRACT.md."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
+
+from . import clock
+from .bell import Ringer
+from .config import Settings, env_config, load, resolve_store
+from .errors import JobFailed, JobrunError
+from .model import FINISHED, JobRecord, JobState
+from .registry import REGISTRY, TaskSpec, task_name
+from .retry import DEFAULT_MAX_ATTEMPTS
+from .serialize import dumps
+from .store.base import NewJob
+from .store.sqlite import SqliteStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_attempts",
+                           "connection", "trace_id"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One pending enqueue: `task.call(...)`, for `App.enqueue_many`."""
+
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _trace_id(given: str | None) -> str:
+    """The caller's, else the active OpenTelemetry trace's, else a new one."""
+    if given:
+        return given
+    try:
+        from opentelemetry import trace  # type: ignore[import-not-found]
+
+        span_ctx = trace.get_current_span().get_span_context()
+        if span_ctx.is_valid:
+            return f"{span_ctx.trace_id:032x}"
+    except ImportError:
+        pass
+    return secrets.token_hex(16)
+
+
+class Job:
+    """A handle on one stored job. `state` and `attempts` are as of the last refresh."""
+
+    def __init__(self, app: App, job_id: int, state: JobState | None = None,
+                 attempts: int = 0) -> None:
+        self.app = app
+        self.id = job_id
+        self._state = state
+        self._attempts = attempts
+        self._record: JobRecord | None = None
+
+    @property
+    def state(self) -> JobState:
+        if self._state is None:
+            self.refresh()
+        assert self._state is not None
+        return self._state
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    @property
+    def record(self) -> JobRecord:
+        if self._record is None:
+            self.refresh()
+        assert self._record is not None
+        return self._record
+
+    def refresh(self) -> Job:
+        rec = self.app.store.get(self.id)
+        if rec is None:
+            raise JobrunError(f"job {self.id} does not exist (pruned?)")
+        self._record, self._state, self._attempts = rec, rec.state, rec.attempts
+        return self
+
+    def result(self, timeout: float | None = 10.0) -> Any:
+        """Wait for the job to finish; its return value, JobFailed, or TimeoutError."""
+        deadline = None if timeout is None else clock.monotonic() + timeout
+        pause = 0.001
+        while True:
+            row = self.app.store.status(self.id)
+            if row is None:
+                raise JobrunError(f"job {self.id} does not exist (pruned?)")
+            state, attempts, result, errors = row
+            self._state, self._attempts = JobState(state), attempts
+            if state == "succeeded":
+                return None if result is None else __import__("json").loads(result)
+            if state in ("dead", "cancelled"):
+                errs = __import__("json").loads(errors)
+                last = f": {errs[-1]['type']}: {errs[-1]['message']}" if errs else ""
+                raise JobFailed(f"job {self.id} is {state}{last}", self, errs)
+            if deadline is not None and clock.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} not finished after {timeout}s (state {state})")
+            wait = pause if deadline is None else min(pause, max(0.0, deadline - clock.monotonic()))
+            time.sleep(wait)
+            pause = min(pause * 2, 0.05)
+
+    def cancel(self) -> bool:
+        """Cancel now if waiting; if running, ask it to stop. False if already finished."""
+        before = self.app.store.cancel(self.id, now=clock.now())
+        if before is None:
+            raise JobrunError(f"job {self.id} does not exist")
+        self._state = None
+        return before not in {s.value for s in FINISHED}
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self._state.value if self._state else '?'}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other.app is self.app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+class TaskOptions(Generic[P, R]):
+    """`task.options(delay=30, key=...)`: the same task with per-enqueue options."""
+
+    def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
+        bad = set(options) - _OPTION_NAMES
+        if bad:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(bad))}")
+        self.task = task
+        self.opts = options
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.task.app.enqueue(self.task.name, args=list(args), kwargs=dict(kwargs),
+                                     **self.opts)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        return Call(self.task.name, tuple(args), dict(kwargs), dict(self.opts))
+
+
+class Task(Generic[P, R]):
+    """A registered function. Calling it runs it here; `.enqueue` stores a job."""
+
+    def __init__(self, app: App, fn: Callable[P, R], spec: TaskSpec) -> None:
+        self.app = app
+        self.fn = fn
+        self.spec = spec
+        self.name = spec.name
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", spec.name)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.app.enqueue(self.name, args=list(args), kwargs=dict(kwargs))
+
+    def options(self, **options: Any) -> TaskOptions[P, R]:
+        return TaskOptions(self, options)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        return Call(self.name, tuple(args), dict(kwargs), {})
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+
+class App:
+    """The producer side and, with `start()`, an embedded service.
+
+    The store is `store`, else $JOBRUN_STORE, else `store` in $JOBRUN_CONFIG, else the
+    platformdirs user data dir. It is opened on first use."""
+
+    def __init__(self, store: str | os.PathLike[str] | None = None, *,
+                 settings: Settings | None = None) -> None:
+        if settings is None:
+            cfg = env_config()
+            settings = load(cfg) if cfg and os.path.exists(cfg) else Settings()
+        self.settings = settings
+        self._store_arg = os.fspath(store) if store is not None else None
+        self._store: SqliteStore | None = None
+        self._ringer: Ringer | None = None
+        self._lock = threading.Lock()
+        self._service: Any = None
+        self.inline = False
+        self.tasks: dict[str, Task[Any, Any]] = {}
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str]) -> App:
+        settings = load(os.fspath(path))
+        return cls(settings.store, settings=settings)
+
+    @property
+    def store_path(self) -> str:
+        return self.store.path if self._store is not None else resolve_store(self._store_arg,
+                                                                               self.settings)
+
+    @property
+    def store(self) -> SqliteStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    path = resolve_store(self._store_arg, self.settings)
+                    self._store = SqliteStore(path, durability=self.settings.durability)
+                    self._ringer = Ringer(self._store.path)
+        return self._store
+
+    # -- registration ------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: None = None, /, *, name: str | None = None, queue: str | None = None,
+             priority: int | None = None, max_attempts: int | None = None,
+             timeout: float | None = None, retry_base: float | None = None,
+             retry_cap: float | None = None, **extra: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(self, fn: Any = None, /, *, name: str | None = None, queue: str | None = None,
+             priority: int | None = None, max_attempts: int | None = None,
+             timeout: float | None = None, retry_base: float | None = None,
+             retry_cap: float | None = None, **extra: Any) -> Any:
+        """Register a function as a task (as `@app.task` or `@app.task(queue=...)`)."""
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            spec = TaskSpec(name or task_name(f), f, queue, priority, max_attempts, timeout,
+                            retry_base, retry_cap, extra=extra)
+            REGISTRY.add(spec)
+            t: Task[P, R] = Task(self, f, spec)
+            self.tasks[spec.name] = t
+            return t
+        if fn is not None:
+            return register(fn)
+        return register
+
+    # -- enqueue -------------------------------------------------------------------------
+    def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any],
+                 now: float) -> NewJob:
+        if not isinstance(task, str) or not task:
+            raise TypeError(f"task must be a task name string, not {task!r}")
+        if args is None:
+            args = []
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(f"args of {task} must be a list, not {type(args).__name__}")
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise TypeError(f"kwargs of {task} must be a dict with str keys")
+        spec = REGISTRY.find(task)
+        cmd = self.settings.tasks.get(task)
+        queue = opts.get("queue") or (spec.queue if spec else None) or \
+            (cmd.queue if cmd else None) or "default"
+        q = self.settings.queue(queue)
+        priority = opts.get("priority")
+        if priority is None:
+            priority = (spec.priority if spec and spec.priority is not None else 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, not {priority!r}")
+        max_attempts = opts.get("max_attempts") or (spec.max_attempts if spec else None) or \
+            (cmd.max_attempts if cmd else None) or q.max_attempts or DEFAULT_MAX_ATTEMPTS
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
+        run_at = now
+        if opts.get("run_at") is not None:
+            if not isinstance(opts["run_at"], datetime):
+                raise TypeError("run_at must be an aware datetime")
+            run_at = clock.to_timestamp(opts["run_at"])
+        elif opts.get("delay") is not None:
+            delay = opts["delay"]
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+                raise TypeError(f"delay must be a number of seconds >= 0, not {delay!r}")
+            run_at = now + float(delay)
+        key = opts.get("key")
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str, not {key!r}")
+        options: dict[str, Any] = {}
+        base = (spec.retry_base if spec else None) or q.retry_base
+        cap = (spec.retry_cap if spec else None) or q.retry_cap
+        if base is not None:
+            options["retry_base"] = base
+        if cap is not None:
+            options["retry_cap"] = cap
+        timeout = (spec.timeout if spec else None) or (cmd.timeout if cmd else None) or q.timeout
+        return NewJob(task, queue, dumps(list(args), f"arguments of {task}"),
+                      dumps(kwargs, f"keyword arguments of {task}"), priority, max_attempts,
+                      run_at, run_at > now, key, _trace_id(opts.get("trace_id")), timeout,
+                      dumps(options) if options else "{}")
+
+    def enqueue(self, task: str, args: Any = None, kwargs: Any = None, *,
+                queue: str | None = None, priority: int | None = None,
+                delay: float | None = None, run_at: datetime | None = None,
+                key: str | None = None, max_attempts: int | None = None,
+                connection: Any = None, trace_id: str | None = None) -> Job:
+        """Store one job (one transaction, or inside `connection`'s open transaction)."""
+        opts = {"queue": queue, "priority": priority, "delay": delay, "run_at": run_at,
+                "key": key, "max_attempts": max_attempts, "trace_id": trace_id}
+        now = clock.now()
+        new = self._new_job(task, args, kwargs, opts, now)
+        store = self.store
+        (job_id,) = store.enqueue([new], connection=connection, now=now)
+        job = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
+        if key is not None:
+            job._state = None  # may be an existing job: read its state when asked
+        self._after_enqueue(connection, [job_id])
+        if self.inline:
+            job.refresh()
+        return job
+
+    def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job]:
+        """Store many jobs in one transaction: all or none."""
+        now = clock.now()
+        news = []
+        for c in calls:
+            if not isinstance(c, Call):
+                raise TypeError(f"enqueue_many takes task.call(...) items, not {c!r}")
+            opts = dict(c.options)
+            opts.pop("connection", None)
+            news.append(self._new_job(c.task, c.args, c.kwargs, opts, now))
+        ids = self.store.enqueue(news, connection=connection, now=now)
+        jobs = [Job(self, i, None if n.key else
+                    (JobState.SCHEDULED if n.scheduled else JobState.QUEUED))
+                for i, n in zip(ids, news)]
+        self._after_enqueue(connection, ids)
+        if self.inline:
+            for j in jobs:
+                j.refresh()
+        return jobs
+
+    def _after_enqueue(self, connection: Any, ids: list[int]) -> None:
+        if self.inline:
+            from .testing import run_inline
+
+            for i in ids:
+                run_inline(self, i)
+            return
+        ringer = self._ringer
+        if ringer is None:
+            return
+        if connection is None:
+            ringer.ring()
+        else:
+            _arm(connection, ringer)
+
+    # -- reading -------------------------------------------------------------------------
+    def job(self, job_id: int) -> Job:
+        return Job(self, int(job_id)).refresh()
+
+    # -- the embedded service --------------------------------------------------------------
+    def start(self) -> None:
+        """Run the service in background threads of this process (its own connections)."""
+        from .service import Service
+
+        if self._service is not None:
+            return
+        self._service = Service(self.store_path, self.settings)
+        self._service.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain the embedded service: no new claims, wait for in-flight jobs."""
+        if self._service is None:
+            return
+        service, self._service = self._service, None
+        service.stop(timeout)
+
+    def close(self) -> None:
+        self.stop()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+class _Armed:
+    """Per caller connection: ring once its transaction commits; a rollback rings nobody."""
+
+    def __init__(self, ringer: Ringer) -> None:
+        self.ringer = ringer
+        self.armed = False
+
+    def on_commit(self) -> bool:
+        if self.armed:
+            self.armed = False
+            # The hook runs just before the commit lands: ring from a thread a moment later.
+            t = threading.Timer(0.002, self.ringer.ring)
+            t.daemon = True
+            t.start()
+        return False  # never veto the commit
+
+    def on_rollback(self) -> None:
+        self.armed = False
+
+
+_armed: dict[int, _Armed] = {}
+
+
+def _arm(connection: Any, ringer: Ringer) -> None:
+    a = _armed.get(id(connection))
+    if a is None or a.ringer is not ringer:
+        a = _armed[id(connection)] = _Armed(ringer)
+        connection.set_commit_hook(a.on_commit, id="jobrun-bell")
+        connection.set_rollback_hook(a.on_rollback, id="jobrun-bell")
+    a.armed = True

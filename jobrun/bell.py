@@ -1,0 +1,110 @@
+"""The doorbell: wake idle services at once when a job is enqueued, from any process.
+
+Each service binds a datagram socket named after its holder id (Linux abstract namespace:
+no file, no cleanup). A producer, after its commit, sends one byte to each live service.
+A bell lost (full buffer, another platform) only costs the slow fallback poll.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import socket
+import sys
+import threading
+
+from .lock import holders_dir
+
+ABSTRACT = sys.platform.startswith("linux")
+
+
+def _address(store_path: str, holder: str) -> str:
+    tag = hashlib.sha1(store_path.encode()).hexdigest()[:16]
+    return f"\0jobrun-{tag}-{holder}"
+
+
+class Bell:
+    """A service's side: something to wait on, woken by producers and by its own threads."""
+
+    def __init__(self, store_path: str, holder: str) -> None:
+        self._r, self._w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._sock: socket.socket | None = None
+        if ABSTRACT:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(_address(store_path, holder))
+            s.setblocking(False)
+            self._sock = s
+        self._fds = [self._r] + ([self._sock] if self._sock else [])
+
+    def wake(self) -> None:
+        """From a thread of this process."""
+        try:
+            self._w.send(b"w")
+        except (BlockingIOError, OSError):
+            pass  # already woken
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until rung or `timeout`; returns whether rung. Drains what is pending."""
+        if timeout > 0:
+            ready, _, _ = select.select(self._fds, [], [], timeout)
+        else:
+            ready = self._fds
+        rung = False
+        for s in ready:
+            try:
+                while True:
+                    s.recv(64)
+                    rung = True
+            except (BlockingIOError, OSError):
+                pass
+        return rung
+
+    def close(self) -> None:
+        for s in (self._r, self._w, self._sock):
+            if s is not None:
+                s.close()
+
+
+class Ringer:
+    """A producer's side: rings every live service of one store, after a commit."""
+
+    def __init__(self, store_path: str) -> None:
+        self.store_path = store_path
+        self._dir = holders_dir(store_path)
+        self._mtime = -1.0
+        self._addrs: list[str] = []
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+
+    def _refresh(self) -> list[str]:
+        try:
+            mtime = os.stat(self._dir).st_mtime
+        except FileNotFoundError:
+            return []
+        if mtime != self._mtime:
+            try:
+                names = os.listdir(self._dir)
+            except FileNotFoundError:
+                names = []
+            self._addrs = [_address(self.store_path, n[:-5]) for n in names if n.endswith(".lock")]
+            self._mtime = mtime
+        return self._addrs
+
+    def ring(self) -> None:
+        if not ABSTRACT:
+            return
+        with self._lock:
+            addrs = self._refresh()
+            if not addrs:
+                return
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
+            for a in addrs:
+                try:
+                    self._sock.sendto(b"e", a)
+                except OSError:
+                    pass  # dead service, or buffer full: the poll covers it

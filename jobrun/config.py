@@ -1,0 +1,367 @@
+"""jobrun.toml -> typed settings. Every error names the file, the key (and line) and the reason.
+
+`load(path)` raises the first problem; `check(path)` returns all of them (for `jobrun check`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_QUEUE = "default"
+DEFAULT_CONCURRENCY = 8
+EXECUTORS = ("thread", "process", "async")
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
+                       r"(?:(\d+(?:\.\d+)?)\s*m(?!s))?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*"
+                       r"(?:(\d+(?:\.\d+)?)\s*ms)?\s*$")
+
+
+def duration(value: Any) -> float:
+    """Seconds from 30, 1.5, "30s", "5m", "1h30m", "7d", "250ms"; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a duration (try 30, \"30s\", \"5m\", \"7d\")")
+    text = value.strip()
+    try:
+        return duration(float(text))
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not m or not any(m.groups()):
+        raise ValueError(f"{value!r} is not a duration (try 30, \"30s\", \"5m\", \"7d\")")
+    d, h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str
+    concurrency: int = DEFAULT_CONCURRENCY
+    executor: str = "thread"
+    max_attempts: int | None = None
+    retry_base: float | None = None
+    retry_cap: float | None = None
+    timeout: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CommandTask:
+    name: str
+    command: tuple[str, ...]
+    queue: str | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    shell: bool = False
+
+
+@dataclass(frozen=True)
+class CronEntry:
+    name: str
+    schedule: str | None = None
+    every: float | None = None
+    timezone: str = "UTC"
+    task: str | None = None
+    command: tuple[str, ...] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    misfire: str = "skip"
+
+
+@dataclass(frozen=True)
+class Settings:
+    file: str | None = None
+    store: str | None = None
+    shutdown_timeout: float = 30.0
+    durability: str = "normal"
+    imports: tuple[str, ...] = ()
+    app: str | None = None
+    lease: float = 60.0
+    poll: float = 1.0
+    retention: float = 7 * 86400.0
+    dead_retention: float = 30 * 86400.0
+    log_args: bool = False
+    queues: dict[str, QueueConfig] = field(default_factory=dict)
+    tasks: dict[str, CommandTask] = field(default_factory=dict)
+    cron: tuple[CronEntry, ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Any] = field(default_factory=dict)
+
+    def queue(self, name: str) -> QueueConfig:
+        return self.queues.get(name) or QueueConfig(name)
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(os.path.abspath(self.file)) if self.file else os.getcwd()
+
+
+class _Reader:
+    """Collects problems with their key paths and lines instead of stopping at the first."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.lines = text.splitlines()
+        self.problems: list[ConfigError] = []
+
+    def line_of(self, path: tuple[str, ...]) -> int | None:
+        """Best effort: the line of `key =` under the table header of `path`."""
+        if not path:
+            return None
+        *table, key = path
+        start = 0
+        header = ".".join(p for p in table if not p.isdigit())
+        if header:
+            pat = re.compile(r"^\s*\[\[?\s*" + re.escape(header) + r"\s*\]\]?\s*(#.*)?$")
+            nth = int(table[-1]) if table and table[-1].isdigit() else 0
+            hits = [i for i, line in enumerate(self.lines) if pat.match(line)]
+            if len(hits) > nth:
+                start = hits[nth]
+            elif not hits:
+                return None
+        keypat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for i in range(start, len(self.lines)):
+            if i > start and header and self.lines[i].lstrip().startswith("["):
+                break
+            if keypat.match(self.lines[i]):
+                return i + 1
+        return start + 1 if header else None
+
+    def bad(self, path: tuple[str, ...], reason: str) -> None:
+        key = ".".join(path)
+        self.problems.append(ConfigError(reason, file=self.file, key=key or None,
+                                         line=self.line_of(path)))
+
+    def take(self, table: dict[str, Any], path: tuple[str, ...], key: str, kind: type | tuple[type, ...],
+             default: Any = None) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in
+                                              (kind if isinstance(kind, tuple) else (kind,)))
+        if not ok:
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            self.bad(path + (key,), f"must be {names}, not {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def dur(self, table: dict[str, Any], path: tuple[str, ...], key: str,
+            default: float | None) -> float | None:
+        if key not in table:
+            return default
+        try:
+            return duration(table[key])
+        except ValueError as exc:
+            self.bad(path + (key,), str(exc))
+            return default
+
+    def unknown(self, table: dict[str, Any], path: tuple[str, ...], known: set[str]) -> None:
+        for k in table:
+            if k not in known:
+                hint = ", ".join(sorted(known))
+                self.bad(path + (k,), f"unknown key {k!r} (known here: {hint})")
+
+
+_TOP = {"jobrun", "queues", "cron", "tasks", "metrics", "alerts"}
+_JOBRUN = {"store", "shutdown_timeout", "durability", "import", "app", "lease", "poll",
+           "retention", "dead_retention", "log_args", "log_format", "log_level"}
+_QUEUE = {"concurrency", "executor", "max_attempts", "retry_base", "retry_cap", "timeout",
+          "rate_limit", "max_tasks_per_child"}
+_TASK = {"command", "queue", "timeout", "max_attempts", "env", "cwd", "shell"}
+_CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kwargs", "queue",
+         "priority", "misfire"}
+
+
+def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError]]:
+    """Settings and every problem found; Settings is only meaningful without problems."""
+    r = _Reader(file, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        return Settings(file=file), [ConfigError(f"not valid TOML: {exc}", file=file,
+                                                 line=int(m.group(1)) if m else None)]
+    r.unknown(doc, (), _TOP)
+    j = doc.get("jobrun", {})
+    if not isinstance(j, dict):
+        r.bad(("jobrun",), "must be a table")
+        j = {}
+    r.unknown(j, ("jobrun",), _JOBRUN)
+    p = ("jobrun",)
+    store = r.take(j, p, "store", str)
+    if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
+        store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
+    if store is not None:
+        store = os.path.expanduser(store)
+    durability = r.take(j, p, "durability", str, "normal")
+    if durability not in ("normal", "full"):
+        r.bad(p + ("durability",), f"must be \"normal\" or \"full\", not {durability!r}")
+    imports = r.take(j, p, "import", list, [])
+    for i, m in enumerate(imports):
+        if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", m):
+            r.bad(p + ("import",), f"item {i} ({m!r}) is not a module name")
+    settings: dict[str, Any] = {
+        "file": file, "store": store, "durability": durability,
+        "imports": tuple(x for x in imports if isinstance(x, str)),
+        "app": r.take(j, p, "app", str),
+        "shutdown_timeout": r.dur(j, p, "shutdown_timeout", 30.0),
+        "lease": r.dur(j, p, "lease", 60.0), "poll": r.dur(j, p, "poll", 1.0),
+        "retention": r.dur(j, p, "retention", 7 * 86400.0),
+        "dead_retention": r.dur(j, p, "dead_retention", 30 * 86400.0),
+        "log_args": r.take(j, p, "log_args", bool, False),
+    }
+    settings["queues"] = _queues(r, doc.get("queues", {}))
+    settings["tasks"] = _tasks(r, doc.get("tasks", {}))
+    settings["cron"] = _crons(r, doc.get("cron", []))
+    for name in ("metrics", "alerts"):
+        t = doc.get(name, {})
+        settings[name] = t if isinstance(t, dict) else {}
+    return Settings(**settings), r.problems
+
+
+def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
+    out: dict[str, QueueConfig] = {}
+    if not isinstance(table, dict):
+        r.bad(("queues",), "must be a table of [queues.NAME] tables")
+        return out
+    for name, q in table.items():
+        p = ("queues", name)
+        if not isinstance(q, dict):
+            r.bad(p, "must be a table")
+            continue
+        r.unknown(q, p, _QUEUE)
+        conc = r.take(q, p, "concurrency", int, DEFAULT_CONCURRENCY)
+        if conc < 1:
+            r.bad(p + ("concurrency",), f"must be at least 1, not {conc}")
+        ex = r.take(q, p, "executor", str, "thread")
+        if ex not in EXECUTORS:
+            r.bad(p + ("executor",), f"must be one of {', '.join(EXECUTORS)}, not {ex!r}")
+        ma = r.take(q, p, "max_attempts", int)
+        if ma is not None and ma < 1:
+            r.bad(p + ("max_attempts",), f"must be at least 1, not {ma}")
+        extra = {k: q[k] for k in ("rate_limit", "max_tasks_per_child") if k in q}
+        out[name] = QueueConfig(name, conc, ex, ma, r.dur(q, p, "retry_base", None),
+                                r.dur(q, p, "retry_cap", None), r.dur(q, p, "timeout", None),
+                                extra)
+    return out
+
+
+def _tasks(r: _Reader, table: Any) -> dict[str, CommandTask]:
+    out: dict[str, CommandTask] = {}
+    if not isinstance(table, dict):
+        r.bad(("tasks",), "must be a table of [tasks.NAME] tables")
+        return out
+    for name, t in table.items():
+        p = ("tasks", name)
+        if not isinstance(t, dict):
+            r.bad(p, "must be a table")
+            continue
+        r.unknown(t, p, _TASK)
+        cmd = r.take(t, p, "command", list)
+        if not cmd or not all(isinstance(c, str) for c in cmd):
+            r.bad(p + ("command",), "must be a non-empty list of strings")
+            cmd = ["false"]
+        env = r.take(t, p, "env", dict, {})
+        out[name] = CommandTask(name, tuple(cmd), r.take(t, p, "queue", str),
+                                r.dur(t, p, "timeout", None), r.take(t, p, "max_attempts", int),
+                                {str(k): str(v) for k, v in env.items()}, r.take(t, p, "cwd", str),
+                                r.take(t, p, "shell", bool, False))
+    return out
+
+
+def _crons(r: _Reader, items: Any) -> tuple[CronEntry, ...]:
+    out: list[CronEntry] = []
+    if not isinstance(items, list):
+        r.bad(("cron",), "must be an array of [[cron]] tables")
+        return ()
+    seen: set[str] = set()
+    for i, c in enumerate(items):
+        p = ("cron", str(i))
+        if not isinstance(c, dict):
+            r.bad(p, "must be a table")
+            continue
+        r.unknown(c, p, _CRON)
+        name = r.take(c, p, "name", str)
+        if not name:
+            r.bad(p + ("name",), "every [[cron]] entry needs a name")
+            name = f"#{i}"
+        elif name in seen:
+            r.bad(p + ("name",), f"duplicate cron name {name!r}")
+        seen.add(name)
+        sched = r.take(c, p, "schedule", str)
+        every = r.dur(c, p, "every", None)
+        if (sched is None) == (every is None):
+            r.bad(p + ("schedule",), f"cron {name!r} needs exactly one of schedule or every")
+        if every is not None and every <= 0:
+            r.bad(p + ("every",), f"cron {name!r}: every must be more than 0")
+        task = r.take(c, p, "task", str)
+        cmd = r.take(c, p, "command", list)
+        if (task is None) == (cmd is None):
+            r.bad(p + ("task",), f"cron {name!r} needs exactly one of task or command")
+        misfire = r.take(c, p, "misfire", str, "skip")
+        if misfire not in ("skip", "once"):
+            r.bad(p + ("misfire",), f"must be \"skip\" or \"once\", not {misfire!r}")
+        out.append(CronEntry(name, sched, every, r.take(c, p, "timezone", str, "UTC"), task,
+                             tuple(cmd) if cmd else None, tuple(r.take(c, p, "args", list, [])),
+                             r.take(c, p, "kwargs", dict, {}), r.take(c, p, "queue", str),
+                             r.take(c, p, "priority", int), misfire))
+    return tuple(out)
+
+
+def check(path: str) -> tuple[Settings, list[ConfigError]]:
+    """Read and validate a config file; returns all problems found."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        return Settings(file=path), [ConfigError(f"cannot read: {exc.strerror}", file=path)]
+    except UnicodeDecodeError as exc:
+        return Settings(file=path), [ConfigError(f"not UTF-8 text: {exc}", file=path)]
+    return parse(text, path)
+
+
+def load(path: str) -> Settings:
+    """Settings from a file, or the first ConfigError (with file, key, line and reason)."""
+    settings, problems = check(path)
+    if problems:
+        raise problems[0]
+    return settings
+
+
+def env_config() -> str | None:
+    return os.environ.get("JOBRUN_CONFIG") or None
+
+
+def default_store() -> str:
+    import platformdirs
+
+    return os.path.join(platformdirs.user_data_dir("jobrun", appauthor=False), "jobs.db")
+
+
+def resolve_store(explicit: str | None = None, settings: Settings | None = None) -> str:
+    """Where the store is: explicit, $JOBRUN_STORE, the config's, else the user data dir."""
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
+    env = os.environ.get("JOBRUN_STORE")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    if settings is None:
+        cfg = env_config()
+        if cfg and os.path.exists(cfg):
+            settings = load(cfg)
+    if settings is not None and settings.store:
+        return os.path.abspath(settings.store)
+    return default_store()

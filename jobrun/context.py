@@ -1,0 +1,70 @@
+"""`jobrun.context()`: what a running job knows about itself."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Callable
+
+from .errors import JobrunError
+
+
+class Context:
+    """The running attempt: ids, attempt number, trace id, and cancellation."""
+
+    __slots__ = ("job_id", "attempt", "task", "trace_id", "queue", "token", "_cancelled",
+                 "_heartbeat")
+
+    def __init__(self, job_id: int, attempt: int, task: str, trace_id: str | None, queue: str,
+                 token: int, heartbeat: Callable[[], bool] | None = None) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.task = task
+        self.trace_id = trace_id
+        self.queue = queue
+        self.token = token
+        self._cancelled = False
+        self._heartbeat = heartbeat
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or taken back: stop soon, the result is discarded."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def heartbeat(self) -> bool:
+        """Renew this attempt's lease now; False if the job is no longer ours."""
+        if self._heartbeat is None:
+            return not self._cancelled
+        ok = self._heartbeat()
+        if not ok:
+            self._cancelled = True
+        return ok
+
+    def __repr__(self) -> str:
+        return f"Context(job_id={self.job_id}, attempt={self.attempt}, task={self.task!r})"
+
+
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("jobrun_context",
+                                                                          default=None)
+
+
+def context() -> Context:
+    """The Context of the job running in this thread (or task); JobrunError outside one."""
+    ctx = _current.get()
+    if ctx is None:
+        raise JobrunError("jobrun.context() called outside a running job")
+    return ctx
+
+
+def current() -> Context | None:
+    return _current.get()
+
+
+def set_current(ctx: Context | None) -> contextvars.Token[Context | None]:
+    return _current.set(ctx)
+
+
+def reset(token: contextvars.Token[Context | None]) -> None:
+    _current.reset(token)

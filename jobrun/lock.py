@@ -1,0 +1,103 @@
+"""flock-based locks beside the store: a liveness lock per service process, and leadership.
+
+A process holds its lock for as long as it lives; the kernel drops it when the process dies
+(SIGKILL included), so "can I take X's lock?" answers "is X dead?" at once, with no timeout.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+
+
+def state_dir(store_path: str) -> str:
+    """`<store>.jobrun/`: locks and liveness files of the services of one store."""
+    return store_path + ".jobrun"
+
+
+def holders_dir(store_path: str) -> str:
+    return os.path.join(state_dir(store_path), "holders")
+
+
+def new_holder_id() -> str:
+    """Unique per service process, safe as a file name: `<pid>-<random>`."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class FileLock:
+    """An exclusive flock on one file, held by this object's open file description."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, blocking: bool = False) -> bool:
+        if self._fd is not None:
+            return True
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self, unlink: bool = False) -> None:
+        if self._fd is None:
+            return
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        os.close(self._fd)
+        self._fd = None
+
+
+class HolderLock(FileLock):
+    """This process's liveness lock: `holders/<holder>.lock`, held while it serves."""
+
+    def __init__(self, store_path: str, holder: str) -> None:
+        super().__init__(os.path.join(holders_dir(store_path), holder + ".lock"))
+        self.holder = holder
+
+
+def holder_alive(store_path: str, holder: str) -> bool:
+    """Whether the service process `holder` still holds its lock.
+
+    A missing file or a lock we can take means it is dead; we then remove its file."""
+    path = os.path.join(holders_dir(store_path), holder + ".lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return True
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+    return False
+
+
+def live_holders(store_path: str) -> list[str]:
+    """Names of holders whose lock files exist (some may have just died)."""
+    try:
+        names = os.listdir(holders_dir(store_path))
+    except FileNotFoundError:
+        return []
+    return [n[:-5] for n in names if n.endswith(".lock")]

@@ -1,0 +1,306 @@
+"""The service: claim -> run -> record, leases, rescue of dead holders, drain.
+
+One loop thread talks to the store: each round records the outcomes that came in, promotes
+due jobs and claims as many jobs as there are free slots, all in one transaction (batching
+is the lever). Executors run the claims and hand outcomes back. A maintenance thread, with a
+connection of its own, renews leases and takes back the jobs of dead holders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from . import clock
+from .bell import Bell
+from .config import Settings
+from .context import Context
+from .errors import StoreError
+from .executors.thread import ThreadExecutor
+from .lock import HolderLock, holder_alive, live_holders, new_holder_id
+from .model import Claim
+from .registry import REGISTRY, Registry
+from .store.base import Outcome
+from .store.sqlite import SqliteStore
+
+log = logging.getLogger("jobrun.service")
+jlog = logging.getLogger("jobrun.job")
+
+
+class Service:
+    """Workers for the queues of one store, in threads of this process."""
+
+    def __init__(self, store_path: str, settings: Settings | None = None,
+                 registry: Registry = REGISTRY, *, holder: str | None = None) -> None:
+        self.settings = settings or Settings()
+        self.registry = registry
+        self.store = SqliteStore(store_path, durability=self.settings.durability)
+        self.path = self.store.path
+        self.holder = holder or new_holder_id()
+        self._holder_lock = HolderLock(self.path, self.holder)
+        self._bell: Bell | None = None
+        self._outcomes: deque[tuple[Claim, Outcome]] = deque()
+        self._inflight: dict[int, tuple[Claim, Context]] = {}
+        self._busy: dict[str, int] = {}
+        self._caps: dict[str, int] = {}
+        self._executors: dict[str, ThreadExecutor] = {}
+        self._sleeping = False
+        self._draining = False
+        self._halting = False
+        self._threads: list[threading.Thread] = []
+        self._stop_maint = threading.Event()
+        self.started = threading.Event()
+        self.healthy_at = clock.monotonic()
+        self.rescued = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def queue_names(self) -> list[str]:
+        """Queues served: the config's, the registered tasks', and `default`."""
+        names = set(self.settings.queues) | {"default"}
+        for name in self.registry.names():
+            spec = self.registry.find(name)
+            if spec is not None and spec.queue:
+                names.add(spec.queue)
+        for t in self.settings.tasks.values():
+            if t.queue:
+                names.add(t.queue)
+        return sorted(names)
+
+    def start(self) -> None:
+        if not self._holder_lock.acquire():
+            raise StoreError(f"holder lock {self._holder_lock.path} is taken")
+        self._bell = Bell(self.path, self.holder)
+        for q in self.queue_names():
+            cap = self.settings.queue(q).concurrency
+            self._caps[q] = cap
+            self._busy[q] = 0
+            self._executors[q] = ThreadExecutor(q, cap, self.registry, self._done)
+        self._maintain(first=True)
+        for target, name in ((self._loop, "jobrun-loop"), (self._maintenance, "jobrun-maint")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.started.set()
+        log.info("service %s serving %s on %s", self.holder,
+                 ", ".join(f"{q}({c})" for q, c in self._caps.items()), self.path)
+
+    def stop(self, timeout: float | None = None) -> int:
+        """Drain: no new claims, wait for in-flight jobs up to `timeout`, hand back the rest
+        as queued without counting their attempt. Returns how many were handed back."""
+        if not self.started.is_set():
+            return 0
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        self._draining = True
+        self._wake()
+        deadline = clock.monotonic() + max(0.0, timeout)
+        while self._inflight and clock.monotonic() < deadline:
+            time.sleep(0.01)
+        self._halting = True
+        self._wake()
+        self._stop_maint.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        # What finished after the loop's last round, then what did not finish at all.
+        late = self._take_outcomes()
+        outcomes = [o for _, o in late]
+        left = list(self._inflight.values())
+        for claim, ctx in left:
+            ctx.cancel()
+            outcomes.append(Outcome(claim.id, claim.token, "released"))
+            jlog.warning("job %s %s handed back: not finished within %ss", claim.id, claim.task,
+                         timeout, extra={"jobrun": {"event": "released", "job_id": claim.id,
+                                                    "task": claim.task, "queue": claim.queue,
+                                                    "attempt": claim.attempt}})
+        if outcomes:
+            try:
+                self.store.record(outcomes, now=clock.now())
+            except StoreError as exc:
+                log.error("could not record the drain: %s (jobs will be rescued)", exc)
+        self._inflight.clear()
+        for ex in self._executors.values():
+            ex.shutdown()
+        self._holder_lock.release(unlink=True)
+        if self._bell is not None:
+            self._bell.close()
+        self.store.close()
+        self.started.clear()
+        log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
+        return len(left)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _done(self, claim: Claim, outcome: Outcome) -> None:
+        """Called by executors from their threads."""
+        self._outcomes.append((claim, outcome))
+        if self._sleeping:
+            self._sleeping = False
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._bell is not None:
+            self._bell.wake()
+
+    def _take_outcomes(self) -> list[tuple[Claim, Outcome]]:
+        out = []
+        pop = self._outcomes.popleft
+        while self._outcomes:
+            claim, o = pop()
+            if self._inflight.pop(claim.id, None) is not None:
+                self._busy[claim.queue] -= 1
+            out.append((claim, o))
+        return out
+
+    def _loop(self) -> None:
+        assert self._bell is not None
+        bell, store = self._bell, self.store
+        poll = self.settings.poll
+        lease = self.settings.lease
+        next_due: float | None = None
+        rung = True
+        last_tick = 0.0
+        pending: list[Outcome] = []
+        while True:
+            taken = self._take_outcomes()
+            if taken:
+                pending.extend(o for _, o in taken)
+            halting = self._halting
+            wants: dict[str, int] = {}
+            if not self._draining:
+                for q, cap in self._caps.items():
+                    free = cap - self._busy[q]
+                    if free > 0:
+                        wants[q] = free
+            now_m = clock.monotonic()
+            due = next_due is not None and next_due <= clock.now()
+            if pending or (wants and (rung or due or now_m - last_tick >= poll)):
+                try:
+                    tick = store.tick(pending, wants, self.holder, now=clock.now(), lease=lease)
+                except StoreError as exc:
+                    log.error("store round failed, retrying in 0.5s: %s", exc)
+                    if halting:
+                        return
+                    time.sleep(0.5)
+                    continue
+                if tick.recorded < len(pending):
+                    log.info("%d outcome(s) discarded: their lease was taken back "
+                             "(cancelled or rescued)", len(pending) - tick.recorded)
+                pending = []
+                last_tick = now_m
+                next_due = tick.next_due
+                for claim in tick.claims:
+                    ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id,
+                                  claim.queue, claim.token, self._heartbeat_for(claim))
+                    self._inflight[claim.id] = (claim, ctx)
+                    self._busy[claim.queue] += 1
+                    if jlog.isEnabledFor(logging.DEBUG):
+                        jlog.debug("job %s %s started (attempt %s)", claim.id, claim.task,
+                                   claim.attempt, extra={"jobrun": {
+                                       "event": "started", "job_id": claim.id, "task": claim.task,
+                                       "queue": claim.queue, "attempt": claim.attempt,
+                                       "trace_id": claim.trace_id}})
+                    self._executors[claim.queue].submit(claim, ctx)
+            self.healthy_at = clock.monotonic()
+            if halting:
+                return
+            timeout = poll
+            if next_due is not None:
+                timeout = min(timeout, max(0.0, next_due - clock.now()))
+            self._sleeping = True
+            if self._outcomes or self._halting:
+                rung = False
+            else:
+                rung = bell.wait(timeout)
+            self._sleeping = False
+
+    def _heartbeat_for(self, claim: Claim) -> Any:
+        def beat() -> bool:
+            return self.store.extend_job(claim.id, claim.token, now=clock.now(),
+                                         lease=self.settings.lease)
+        return beat
+
+    # -- maintenance ---------------------------------------------------------------------
+    def _maintenance(self) -> None:
+        interval = min(0.5, self.settings.poll)
+        while not self._stop_maint.wait(interval):
+            try:
+                self._maintain()
+            except StoreError as exc:
+                log.error("maintenance round failed: %s", exc)
+            except Exception:  # keep the service alive; the next round tries again
+                log.exception("maintenance round failed")
+
+    _last_extend = 0.0
+    _last_sweep = 0.0
+    _last_prune = 0.0
+
+    def _maintain(self, first: bool = False) -> None:
+        now_m = clock.monotonic()
+        now = clock.now()
+        store = self.store
+        # Jobs of dead holders come back (attempt counted): within a second of the death.
+        for h in store.running_holders():
+            if h != self.holder and not holder_alive(self.path, h):
+                self._rescue(store.rescue(h, f"worker lost: service process {h} died", now=now))
+        for job_id, h in store.expired_leases(now=now):
+            if h != self.holder:
+                self._rescue(store.rescue_job(
+                    job_id, f"worker lost: lease of {h} expired (alive but stuck?)", now=now))
+        if first or now_m - self._last_extend >= self.settings.lease / 3:
+            self._last_extend = now_m
+            if self._inflight:
+                store.extend(self.holder, now=now, lease=self.settings.lease)
+        if self._inflight:
+            self._check_fenced()
+        if first or now_m - self._last_sweep >= 10:
+            self._last_sweep = now_m
+            for h in live_holders(self.path):
+                if h != self.holder:
+                    holder_alive(self.path, h)  # removes the files of dead holders
+        if now_m - self._last_prune >= 60:
+            self._last_prune = now_m
+            if not first:
+                self._prune(now)
+
+    def _rescue(self, rows: list[tuple[Any, ...]]) -> None:
+        for job_id, task, queue, attempts, state in rows:
+            self.rescued += 1
+            jlog.warning("job %s %s rescued after its holder was lost: now %s (attempt %s "
+                         "counted)", job_id, task, state, attempts,
+                         extra={"jobrun": {"event": "rescued", "job_id": job_id, "task": task,
+                                           "queue": queue, "attempt": attempts,
+                                           "outcome": state}})
+        if rows:
+            self._wake()
+
+    def _check_fenced(self) -> None:
+        """Tell attempts whose job was cancelled or taken back (their result is discarded)."""
+        inflight = dict(self._inflight)
+        if not inflight:
+            return
+        ids = list(inflight)
+        marks = ",".join("?" * len(ids))
+        rows = self.store.read(f"SELECT id, state, token FROM jobs WHERE id IN ({marks})", ids)
+        seen = {r[0]: r for r in rows}
+        for job_id, (claim, ctx) in inflight.items():
+            r = seen.get(job_id)
+            if r is None or r[1] != "running" or r[2] != claim.token:
+                if not ctx.cancelled:
+                    ctx.cancel()
+
+    def _prune(self, now: float) -> None:
+        s = self.settings
+        n = self.store.prune(now - s.retention, ("succeeded", "cancelled"))
+        n += self.store.prune(now - s.dead_retention, ("dead",))
+        if n:
+            log.info("pruned %d finished job(s) older than %ss", n, s.retention)
+
+    # -- introspection -------------------------------------------------------------------
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,154 @@
+-- Named queries, loaded into a dict by queries.py. Blocks start with `-- name --`.
+
+-- find_active_key --
+SELECT id FROM jobs
+ WHERE key = :key AND state IN ('scheduled', 'queued', 'running', 'retrying');
+
+-- insert_job --
+INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at, key,
+                  enqueued_at, trace_id, timeout, options)
+VALUES (:task, :queue, :args, :kwargs, :priority, :state, :max_attempts, :run_at, :key,
+        :now, :trace_id, :timeout, :options)
+RETURNING id;
+
+-- promote_due --
+UPDATE jobs SET state = 'queued'
+ WHERE state IN ('scheduled', 'retrying') AND run_at <= :now;
+
+-- next_due --
+SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying');
+
+-- acquire --
+UPDATE jobs
+   SET state = 'running', attempts = attempts + 1, holder = :holder,
+       token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
+ WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = :queue
+               ORDER BY priority DESC, id LIMIT :limit)
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options;
+
+-- complete --
+UPDATE jobs
+   SET state = 'succeeded', result = :result, finished_at = :now, holder = NULL,
+       lease_until = NULL
+ WHERE id = :id AND token = :token AND state = 'running';
+
+-- fail --
+UPDATE jobs
+   SET state = :state, run_at = :run_at, finished_at = :finished_at, holder = NULL,
+       lease_until = NULL, errors = json_insert(errors, '$[#]', json(:error))
+ WHERE id = :id AND token = :token AND state = 'running';
+
+-- release --
+UPDATE jobs
+   SET state = 'queued', attempts = max(attempts - 1, 0), holder = NULL, token = NULL,
+       lease_until = NULL, started_at = NULL
+ WHERE id = :id AND token = :token AND state = 'running';
+
+-- extend_holder --
+UPDATE jobs SET lease_until = :lease_until WHERE holder = :holder AND state = 'running';
+
+-- extend_job --
+UPDATE jobs SET lease_until = :lease_until
+ WHERE id = :id AND token = :token AND state = 'running'
+RETURNING id;
+
+-- running_holders --
+SELECT DISTINCT holder FROM jobs WHERE state = 'running';
+
+-- expired_leases --
+SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < :now;
+
+-- rescue_holder --
+UPDATE jobs
+   SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+       finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
+       holder = NULL, token = NULL, lease_until = NULL,
+       errors = json_insert(errors, '$[#]', json(:error))
+ WHERE holder = :holder AND state = 'running'
+RETURNING id, task, queue, attempts, state;
+
+-- rescue_job --
+UPDATE jobs
+   SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+       finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
+       holder = NULL, token = NULL, lease_until = NULL,
+       errors = json_insert(errors, '$[#]', json(:error))
+ WHERE id = :id AND state = 'running' AND lease_until < :now
+RETURNING id, task, queue, attempts, state;
+
+-- acquire_id --
+UPDATE jobs
+   SET state = 'running', attempts = attempts + 1, holder = :holder,
+       token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
+ WHERE id = :id AND state IN ('queued', 'scheduled', 'retrying')
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options;
+
+-- get_job --
+SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,
+       result, errors, enqueued_at, started_at, finished_at, holder, token, lease_until,
+       trace_id, timeout, options
+  FROM jobs WHERE id = :id;
+
+-- job_status --
+SELECT state, attempts, result, errors FROM jobs WHERE id = :id;
+
+-- cancel_waiting --
+UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL
+ WHERE id = :id AND state IN ('scheduled', 'queued', 'retrying')
+RETURNING id;
+
+-- cancel_running --
+UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL,
+       lease_until = NULL
+ WHERE id = :id AND state = 'running'
+RETURNING id;
+
+-- retry_job --
+UPDATE jobs
+   SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
+       attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
+ WHERE id = :id AND state IN ('dead', 'cancelled', 'retrying')
+RETURNING id;
+
+-- retry_dead --
+UPDATE jobs
+   SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
+       attempts = 0
+ WHERE state = 'dead'
+RETURNING id;
+
+-- list_jobs --
+SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,
+       result, errors, enqueued_at, started_at, finished_at, holder, token, lease_until,
+       trace_id, timeout, options
+  FROM jobs
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+ ORDER BY id DESC LIMIT :limit;
+
+-- prune_finished --
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < :before
+       AND state IN (:state, coalesce(:state2, :state))
+     LIMIT :limit);
+
+-- queue_counts --
+SELECT queue, state, count(*) FROM jobs
+ WHERE state IN ('scheduled', 'queued', 'running', 'retrying', 'dead')
+ GROUP BY queue, state;
+
+-- oldest_queued --
+SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
+
+-- finished_since --
+SELECT queue, state, count(*) FROM jobs
+ WHERE finished_at >= :since AND state IN ('succeeded', 'dead') GROUP BY queue, state;
+
+-- set_paused --
+INSERT INTO queues (name, paused) VALUES (:name, :paused)
+    ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
+
+-- paused_queues --
+SELECT name FROM queues WHERE paused = 1;
+
+-- count_all --
+SELECT count(*) FROM jobs;

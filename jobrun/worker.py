@@ -1,0 +1,105 @@
+"""One attempt: look up the task, run it with its Context, and decide what the store records.
+
+The decision (succeeded, retrying at t, dead) is a pure function of the attempt and the error;
+running and recording live elsewhere (executors, service).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from typing import Any, Callable
+
+from . import clock
+from .context import Context, reset, set_current
+from .errors import Permanent, Retry, UnknownTask
+from .model import Claim
+from .registry import Registry
+from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
+from .serialize import dumps
+from .store.base import Outcome
+
+log = logging.getLogger("jobrun.job")
+MAX_TRACEBACK = 16_384
+
+
+def error_entry(exc: BaseException, attempt: int, now: float, *, with_traceback: bool = True
+                ) -> dict[str, Any]:
+    tb = ""
+    if with_traceback:
+        tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+    return {"at": now, "type": type(exc).__name__, "message": str(exc)[:4096],
+            "traceback": tb, "attempt": attempt}
+
+
+def decide(claim: Claim, exc: BaseException, now: float, rng: random.Random | None = None
+           ) -> Outcome:
+    """What a failed attempt becomes: dead (Permanent, unknown task, attempts used up) or
+    retrying after Retry.delay or a full-jitter backoff."""
+    entry = error_entry(exc, claim.attempt, now,
+                        with_traceback=not isinstance(exc, (Retry, Permanent, UnknownTask)))
+    if isinstance(exc, (Permanent, UnknownTask)) or claim.attempt >= claim.max_attempts:
+        return Outcome(claim.id, claim.token, "dead", error=entry)
+    if isinstance(exc, Retry) and exc.delay is not None:
+        delay = max(0.0, float(exc.delay))
+    else:
+        opts = claim.options
+        delay = backoff(claim.attempt, float(opts.get("retry_base", DEFAULT_BASE)),
+                        float(opts.get("retry_cap", DEFAULT_CAP)), rng)
+    entry["retry_in"] = round(delay, 3)
+    return Outcome(claim.id, claim.token, "retrying", run_at=now + delay, error=entry)
+
+
+def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None,
+                call: Callable[..., Any] | None = None) -> Outcome:
+    """Run one attempt in this thread and return its outcome (never raises)."""
+    started = time.perf_counter()
+    if ctx is None:
+        ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
+                      claim.token)
+    token = set_current(ctx)
+    try:
+        if call is None:
+            spec = registry.get(claim.task)
+            if spec.fn is None:
+                raise UnknownTask(f"task {claim.task!r} has no Python function in this process")
+            call = spec.fn
+        value = call(*claim.args, **claim.kwargs)
+        try:
+            result = dumps(value, f"return value of {claim.task}")
+        except TypeError as exc:
+            raise Permanent(str(exc)) from None
+        outcome = Outcome(claim.id, claim.token, "succeeded", result=result)
+    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, not our crash
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        outcome = decide(claim, exc, clock.now())
+    finally:
+        reset(token)
+    outcome.extra["duration"] = time.perf_counter() - started
+    if ctx.cancelled and outcome.state != "succeeded":
+        outcome.extra["cancelled"] = True
+    log_outcome(claim, outcome)
+    return outcome
+
+
+def log_outcome(claim: Claim, outcome: Outcome) -> None:
+    """One line per job event: id, task, queue, attempt, duration, outcome."""
+    level = logging.INFO if outcome.state == "succeeded" else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
+    fields: dict[str, Any] = {
+        "event": outcome.state, "job_id": claim.id, "task": claim.task, "queue": claim.queue,
+        "attempt": claim.attempt, "duration": round(outcome.extra.get("duration", 0.0), 6),
+        "trace_id": claim.trace_id,
+    }
+    msg = f"job {claim.id} {claim.task} {outcome.state}"
+    if outcome.error:
+        fields["error"] = f"{outcome.error['type']}: {outcome.error['message']}"
+        msg += f": {fields['error']}"
+        if outcome.state == "retrying":
+            fields["retry_in"] = outcome.error.get("retry_in")
+            msg += f" (retry in {fields['retry_in']}s)"
+    log.log(level, msg, extra={"jobrun": fields})
