@@ -75,10 +75,6 @@ class _Compiled:
 @functools.lru_cache(maxsize=1024)
 def _compile(expr: str, tz: str) -> _Compiled:
     """Validate once (cached): Schedule objects are always valid, so next_after cannot fail late."""
-    if not isinstance(expr, str):
-        raise ScheduleError(f"cron expression must be a string, not {type(expr).__name__}")
-    if not isinstance(tz, str):
-        raise ScheduleError(f"time zone must be a string, not {type(tz).__name__}")
     text = expr.strip()
     if not text:
         raise ScheduleError("empty cron expression")
@@ -91,9 +87,10 @@ def _compile(expr: str, tz: str) -> _Compiled:
     if len(parts) != 5:
         raise ScheduleError(f"bad cron expression {expr!r}: {len(parts)} fields, expected 5 "
                             "(minute hour day-of-month month day-of-week)")
-    for name, part in zip(_FIELDS, parts):
-        try:
-            CronSim(" ".join(p if p is part else "*" for p in parts), datetime(2000, 1, 1))
+    for i, (name, part) in enumerate(zip(_FIELDS, parts)):
+        try:  # one field at a time, the others "*", to say which field is bad
+            CronSim(" ".join(p if j == i else "*" for j, p in enumerate(parts)),
+                    datetime(2000, 1, 1))
         except CronSimError:
             raise ScheduleError(f"bad cron expression {expr!r}: bad {name} field {part!r}") from None
     fields = " ".join(parts)
@@ -160,6 +157,10 @@ class Schedule:
     tz: str = "UTC"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.expr, str):
+            raise ScheduleError(f"cron expression must be a string, not {self.expr!r}")
+        if not isinstance(self.tz, str):
+            raise ScheduleError(f"time zone must be a string, not {self.tz!r}")
         _compile(self.expr, self.tz)
 
     def next_after(self, after: datetime) -> datetime:
@@ -225,9 +226,7 @@ Trigger = Schedule | Every
 
 def parse_schedule(expr: str, tz: str = "UTC") -> Schedule:
     """A validated Schedule; raises ScheduleError naming the expression and the reason."""
-    schedule = Schedule(expr, tz)
-    return Schedule(" ".join(expr.split()), tz)if schedule.expr != " ".join(expr.split()) \
-        else schedule
+    return Schedule(" ".join(expr.split()) if isinstance(expr, str) else expr, tz)
 
 
 def parse_duration(text: str | float) -> float:
@@ -239,9 +238,13 @@ def parse_duration(text: str | float) -> float:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ScheduleError(f"bad duration {text!r}: expected seconds or a string like '5m'")
     if not isinstance(text, str):
-        if not math.isfinite(text) or text < 0:
+        try:
+            seconds = float(text)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds) or seconds < 0:
             raise ScheduleError(f"bad duration {text!r}: must be a finite number >= 0")
-        return float(text)
+        return seconds
     s = text.strip()
     if _NUMBER.fullmatch(s):
         return float(s)
@@ -256,7 +259,7 @@ def parse_duration(text: str | float) -> float:
             raise ScheduleError(f"bad duration {text!r}: units must go largest first, once each")
         total, pos, last = total + float(m.group(1)) * size, m.end(), size
     if pos == 0:
-        raise ScheduleError("bad duration '': empty")
+        raise ScheduleError(f"bad duration {text!r}: empty")
     if not math.isfinite(total):
         raise ScheduleError(f"bad duration {text!r}: too large")
     return total
@@ -283,11 +286,10 @@ def next_fires(trigger: Trigger, after: datetime, count: int) -> list[datetime]:
     if count < 0:
         raise ValueError(f"count must be >= 0, not {count}")
     out: list[datetime] = []
-    t: datetime | None = after
-    while len(out) < count and t is not None:
-        t = _next_or_none(trigger, t)
-        if t is not None:
-            out.append(t)
+    t = _next_or_none(trigger, after) if count else None
+    while t is not None:
+        out.append(t)
+        t = _next_or_none(trigger, t) if len(out) < count else None
     return out
 
 
@@ -299,10 +301,8 @@ def due_between(trigger: Trigger, start: datetime, end: datetime,
     if limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
     out: list[datetime] = []
-    t: datetime | None = start
-    while len(out) < limit:
-        t = _next_or_none(trigger, t)
-        if t is None or t > end:
-            break
+    t = _next_or_none(trigger, start) if limit else None
+    while t is not None and t <= end:
         out.append(t)
+        t = _next_or_none(trigger, t) if len(out) < limit else None
     return out

@@ -1,0 +1,1 @@
+"""The demo: `jobrun start --demo` runs these tasks on a throwaway store."""

@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh store file per test, and a helper to run `jobrun` for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBRUN = [sys.executable, "-m", "jobrun.cli"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="full-size torture tests")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's own store or config."""
+    monkeypatch.delenv("JOBRUN_STORE", raising=False)
+    monkeypatch.delenv("JOBRUN_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> str:
+    return str(tmp_path / "jobs.db")
+
+
+@pytest.fixture
+def app(store_path: str) -> Iterator["object"]:
+    import jobrun
+
+    a = jobrun.App(store_path)
+    yield a
+    a.close()
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    """Wait on a condition with a deadline (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None,
+            input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real `jobrun` command (as `python -m jobrun.cli`, same interpreter)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([*JOBRUN, *args], capture_output=True, text=True, env=e, cwd=cwd,
+                          input=input, timeout=timeout)
