@@ -77,7 +77,7 @@ def _compile(expr: str, tz: str) -> _Compiled:
     """Validate once (cached): Schedule objects are always valid, so next_after cannot fail late."""
     text = expr.strip()
     if not text:
-        raise ScheduleError("empty cron expression")
+        raise ScheduleError(f"bad cron expression {expr!r}: empty")
     if text.startswith("@"):
         if text.lower() not in _ALIASES:
             raise ScheduleError(f"bad cron expression {expr!r}: unknown alias, use one of "
@@ -226,7 +226,10 @@ Trigger = Schedule | Every
 
 def parse_schedule(expr: str, tz: str = "UTC") -> Schedule:
     """A validated Schedule; raises ScheduleError naming the expression and the reason."""
-    return Schedule(" ".join(expr.split()) if isinstance(expr, str) else expr, tz)
+    if isinstance(expr, str) and isinstance(tz, str):
+        _compile(expr, tz)  # errors name the expression as written
+        expr = " ".join(expr.split())
+    return Schedule(expr, tz)
 
 
 def parse_duration(text: str | float) -> float:

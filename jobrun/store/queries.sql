@@ -24,7 +24,8 @@ UPDATE jobs
        token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
  WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = :queue
                ORDER BY priority DESC, id LIMIT :limit)
-RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options;
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options,
+          priority;
 
 -- complete --
 UPDATE jobs

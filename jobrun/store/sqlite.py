@@ -220,8 +220,11 @@ class SqliteStore:
             for queue, limit in wants.items():
                 if limit <= 0 or queue in paused:
                     continue
-                for r in conn.execute(acquire, {"holder": holder, "now": now, "queue": queue,
-                                                "limit": limit, "lease_until": now + lease}):
+                rows = list(conn.execute(acquire, {"holder": holder, "now": now, "queue": queue,
+                                                   "limit": limit, "lease_until": now + lease}))
+                if len(rows) > 1:  # RETURNING has no order: hand them out by priority, age
+                    rows.sort(key=lambda r: (-r[11], r[0]))
+                for r in rows:
                     claims.append(Claim(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]),
                                         r[5], r[6], r[7], r[8], r[9], json.loads(r[10])))
             next_due = conn.execute(Q["next_due"]).get

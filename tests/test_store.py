@@ -1,0 +1,168 @@
+"""The SQLite store: files, versions, leases, rescue and pruning, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import apsw
+import pytest
+
+from jobrun.errors import StoreError
+from jobrun.lock import HolderLock, holder_alive
+from jobrun.store import NewJob, Outcome, SqliteStore
+from jobrun.store.migrations import SCHEMA_VERSION
+
+
+def job(task: str = "t:f", **kw: object) -> NewJob:
+    base: dict[str, object] = dict(task=task, queue="default", args="[]", kwargs="{}",
+                                   priority=0, max_attempts=3, run_at=0.0, scheduled=False)
+    base.update(kw)
+    return NewJob(**base)  # type: ignore[arg-type]
+
+
+def test_new_store_is_private_wal_and_versioned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "sub" / "jobs.db"
+    s = SqliteStore(str(path))
+    s.enqueue([job()], now=1.0)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(str(path) + "-wal").st_mode) == 0o600
+    c = apsw.Connection(str(path))
+    assert c.execute("PRAGMA journal_mode").get == "wal"
+    assert c.execute("PRAGMA user_version").get == SCHEMA_VERSION
+    s.close()
+
+
+def test_refuses_a_file_that_is_not_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "garbage.db"
+    data = b"this is not a database" * 100
+    path.write_bytes(data)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        SqliteStore(str(path))
+    assert path.read_bytes() == data
+
+
+def test_refuses_a_store_from_a_newer_jobrun(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "new.db")
+    c = apsw.Connection(path)
+    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    c.close()
+    before = open(path, "rb").read()
+    with pytest.raises(StoreError, match="newer than this jobrun"):
+        SqliteStore(path)
+    assert open(path, "rb").read() == before
+    assert not os.path.exists(path + "-wal")
+
+
+def test_durability_full_sets_synchronous(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = SqliteStore(str(tmp_path / "j.db"), durability="full")
+    assert s.connection().execute("PRAGMA synchronous").get == 2
+    s2 = SqliteStore(str(tmp_path / "j.db"))
+    assert s2.connection().execute("PRAGMA synchronous").get == 1
+    with pytest.raises(StoreError, match="durability"):
+        SqliteStore(str(tmp_path / "j.db"), durability="fast")
+
+
+def test_acquire_order_fencing_and_release(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job(priority=0), job(priority=9), job(priority=0)], now=1.0)
+    t = s.tick([], {"default": 2}, "h1", now=2.0, lease=60)
+    assert [c.id for c in t.claims] == [2, 1]
+    c2, c1 = t.claims
+    assert c1.token != c2.token and c1.attempt == 1
+    # A stale token records nothing; the right one does.
+    assert s.record([Outcome(c1.id, c1.token + 1, "succeeded", result="1")], now=3.0) == 0
+    assert s.record([Outcome(c1.id, c1.token, "succeeded", result="1")], now=3.0) == 1
+    # Released: back to queued, attempt not counted.
+    assert s.record([Outcome(c2.id, c2.token, "released")], now=3.0) == 1
+    rec = s.get(c2.id)
+    assert rec is not None and rec.state == "queued" and rec.attempts == 0
+
+
+def test_promotion_and_next_due(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job(run_at=100.0, scheduled=True)], now=1.0)
+    t = s.tick([], {"default": 5}, "h", now=50.0, lease=60)
+    assert t.claims == [] and t.next_due == 100.0
+    t = s.tick([], {"default": 5}, "h", now=100.0, lease=60)
+    assert len(t.claims) == 1 and t.next_due is None
+
+
+def test_paused_queue_is_not_claimed(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job()], now=1.0)
+    s.set_paused("default", True)
+    assert s.tick([], {"default": 5}, "h", now=2.0, lease=60).claims == []
+    s.set_paused("default", False)
+    assert len(s.tick([], {"default": 5}, "h", now=2.0, lease=60).claims) == 1
+
+
+def test_rescue_of_a_dead_holder_counts_the_attempt(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job(max_attempts=2), job(max_attempts=1)], now=1.0)
+    holder = "4242-deadbeef"
+    # A real process holds the holder lock, then dies.
+    code = ("import sys,time; from jobrun.lock import HolderLock; "
+            f"l=HolderLock({store_path!r}, {holder!r}); assert l.acquire(); "
+            "print('locked', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+    s.tick([], {"default": 5}, holder, now=2.0, lease=600)
+    assert holder_alive(store_path, holder)
+    p.kill()
+    p.wait()
+    assert not holder_alive(store_path, holder)
+    rows = s.rescue(holder, "worker lost", now=3.0)
+    assert sorted((r[0], r[4]) for r in rows) == [(1, "queued"), (2, "dead")]
+    rec = s.get(1)
+    assert rec is not None and rec.attempts == 1 and rec.errors[-1]["type"] == "WorkerLost"
+
+
+def test_expired_lease_is_rescued(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job()], now=1.0)
+    (c,) = s.tick([], {"default": 1}, "h", now=2.0, lease=5).claims
+    assert s.expired_leases(now=6.0) == []
+    assert s.extend_job(c.id, c.token, now=6.0, lease=5)
+    assert s.expired_leases(now=10.0) == []
+    assert s.expired_leases(now=11.5) == [(c.id, "h")]
+    assert len(s.rescue_job(c.id, "stuck", now=11.5)) == 1
+    assert not s.extend_job(c.id, c.token, now=12.0, lease=5)
+
+
+def test_holder_lock_is_exclusive(store_path: str) -> None:
+    a = HolderLock(store_path, "x")
+    assert a.acquire()
+    assert holder_alive(store_path, "x")
+    a.release(unlink=True)
+    assert not holder_alive(store_path, "x")
+
+
+def test_prune_keeps_unfinished_and_recent(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job() for _ in range(1200)], now=1.0)
+    claims = s.tick([], {"default": 1100}, "h", now=2.0, lease=60).claims
+    s.record([Outcome(c.id, c.token, "succeeded", result="null") for c in claims[:1000]],
+             now=10.0)
+    s.record([Outcome(c.id, c.token, "dead", error={"type": "X"}) for c in claims[1000:]],
+             now=10.0)
+    assert s.prune(5.0) == 0
+    assert s.prune(11.0, ("succeeded", "cancelled"), batch=300) == 1000
+    assert s.prune(11.0, ("dead",)) == 100
+    assert s.read("SELECT count(*) FROM jobs")[0][0] == 100
+
+
+def test_error_history_is_json(store_path: str) -> None:
+    s = SqliteStore(store_path)
+    s.enqueue([job()], now=1.0)
+    (c,) = s.tick([], {"default": 1}, "h", now=2.0, lease=60).claims
+    s.record([Outcome(c.id, c.token, "retrying", run_at=5.0,
+                      error={"type": "E", "message": "m", "at": 2.0})], now=2.0)
+    raw = s.read("SELECT errors FROM jobs WHERE id = 1")[0][0]
+    assert json.loads(raw) == [{"type": "E", "message": "m", "at": 2.0}]
+    assert time.time() > 0
