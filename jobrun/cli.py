@@ -326,7 +326,9 @@ def init(path: Annotated[str, typer.Argument()] = "jobrun.toml",
 def main() -> None:
     """Entry point: one line per error, never a traceback unless --debug."""
     try:
-        cli(standalone_mode=False)
+        rc = cli(standalone_mode=False)  # click returns an Exit's code in this mode
+        if isinstance(rc, int):
+            sys.exit(rc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
@@ -336,12 +338,11 @@ def main() -> None:
     except TypeError as exc:
         _report(exc, EX_REFUSED)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # Usage errors of typer's click (vendored or not): it shows them, exit code 2.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
         _report(exc, EX_REFUSED)
     sys.exit(EX_OK)
