@@ -101,8 +101,8 @@ def _compile(expr: str, tz: str) -> _Compiled:
     # The Gregorian weekday/leap pattern repeats every 28 years in 1901-2099: 50 years suffice.
     if next(sim, None) is None:
         raise ScheduleError(f"bad cron expression {expr!r}: it never fires")
-    try:
-        zone = ZoneInfo(tz)
+    try:  # "localtime" is the host's /etc/localtime: not an IANA name, and not portable
+        zone = ZoneInfo(tz if tz != "localtime" else "")
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ScheduleError(f"cron expression {expr!r}: unknown time zone {tz!r}") from None
     return _Compiled(fields, zone, parts[0].startswith("*") or parts[1].startswith("*"))
@@ -168,7 +168,7 @@ class Schedule:
         nxt = self._next(after)
         if nxt is None:
             raise ScheduleError(f"cron expression {self.expr!r} does not fire within 50 years "
-                                f"after {after.isoformat()}")
+                                f"after {after.isoformat()} (nor before year 10000)")
         return nxt
 
     def _next(self, after: datetime) -> datetime | None:
@@ -250,7 +250,7 @@ def parse_duration(text: str | float) -> float:
         return seconds
     s = text.strip()
     if _NUMBER.fullmatch(s):
-        return float(s)
+        s += "s"
     total, pos, last = 0.0, 0, math.inf
     while pos < len(s):
         m = _PART.match(s, pos)
