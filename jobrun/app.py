@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,15 @@ _OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_a
 
 
 @dataclass(frozen=True)
+class _Defaults:
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    options: str
+
+
+@dataclass(frozen=True)
 class Call:
     """One pending enqueue: `task.call(...)`, for `App.enqueue_many`."""
 
@@ -42,14 +52,15 @@ def _trace_id(given: str | None) -> str:
     """The caller's, else the active OpenTelemetry trace's, else a new one."""
     if given:
         return given
-    try:
-        from opentelemetry import trace  # type: ignore[import-not-found]
-
-        span_ctx = trace.get_current_span().get_span_context()
-        if span_ctx.is_valid:
-            return f"{span_ctx.trace_id:032x}"
-    except ImportError:
-        pass
+    # Only if the caller's process uses OpenTelemetry already: never import it per enqueue.
+    otel = sys.modules.get("opentelemetry.trace")
+    if otel is not None:
+        try:
+            span_ctx = otel.get_current_span().get_span_context()
+            if span_ctx.is_valid:
+                return f"{span_ctx.trace_id:032x}"
+        except Exception:  # a broken tracer must not break enqueue
+            pass
     return secrets.token_hex(16)
 
 
@@ -241,45 +252,15 @@ class App:
         return register
 
     # -- enqueue -------------------------------------------------------------------------
-    def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any],
-                 now: float) -> NewJob:
+    def _defaults(self, task: str, queue: str | None) -> _Defaults:
+        """A task's enqueue defaults: its own, else its TOML command's, else its queue's."""
         if not isinstance(task, str) or not task:
             raise TypeError(f"task must be a task name string, not {task!r}")
-        if args is None:
-            args = []
-        if not isinstance(args, (list, tuple)):
-            raise TypeError(f"args of {task} must be a list, not {type(args).__name__}")
-        if kwargs is None:
-            kwargs = {}
-        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-            raise TypeError(f"kwargs of {task} must be a dict with str keys")
         spec = REGISTRY.find(task)
         cmd = self.settings.tasks.get(task)
-        queue = opts.get("queue") or (spec.queue if spec else None) or \
-            (cmd.queue if cmd else None) or "default"
+        queue = queue or (spec.queue if spec else None) or (cmd.queue if cmd else None) or \
+            "default"
         q = self.settings.queue(queue)
-        priority = opts.get("priority")
-        if priority is None:
-            priority = (spec.priority if spec and spec.priority is not None else 0)
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"priority must be an int, not {priority!r}")
-        max_attempts = opts.get("max_attempts") or (spec.max_attempts if spec else None) or \
-            (cmd.max_attempts if cmd else None) or q.max_attempts or DEFAULT_MAX_ATTEMPTS
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
-        run_at = now
-        if opts.get("run_at") is not None:
-            if not isinstance(opts["run_at"], datetime):
-                raise TypeError("run_at must be an aware datetime")
-            run_at = clock.to_timestamp(opts["run_at"])
-        elif opts.get("delay") is not None:
-            delay = opts["delay"]
-            if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-                raise TypeError(f"delay must be a number of seconds >= 0, not {delay!r}")
-            run_at = now + float(delay)
-        key = opts.get("key")
-        if key is not None and not isinstance(key, str):
-            raise TypeError(f"key must be a str, not {key!r}")
         options: dict[str, Any] = {}
         base = (spec.retry_base if spec else None) or q.retry_base
         cap = (spec.retry_cap if spec else None) or q.retry_cap
@@ -287,11 +268,55 @@ class App:
             options["retry_base"] = base
         if cap is not None:
             options["retry_cap"] = cap
-        timeout = (spec.timeout if spec else None) or (cmd.timeout if cmd else None) or q.timeout
-        return NewJob(task, queue, dumps(list(args), f"arguments of {task}"),
+        return _Defaults(
+            queue=queue,
+            priority=spec.priority if spec and spec.priority is not None else 0,
+            max_attempts=(spec.max_attempts if spec else None) or
+            (cmd.max_attempts if cmd else None) or q.max_attempts or DEFAULT_MAX_ATTEMPTS,
+            timeout=(spec.timeout if spec else None) or (cmd.timeout if cmd else None) or
+            q.timeout,
+            options=dumps(options) if options else "{}")
+
+    def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any], now: float,
+                 d: _Defaults, trace_id: str | None = None) -> NewJob:
+        if args is None:
+            args = ()
+        elif not isinstance(args, (list, tuple)):
+            raise TypeError(f"args of {task} must be a list, not {type(args).__name__}")
+        if kwargs is None:
+            kwargs = {}
+        elif not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs of {task} must be a dict, not {type(kwargs).__name__}")
+        priority = d.priority
+        max_attempts = d.max_attempts
+        run_at = now
+        key = None
+        if opts:
+            if opts.get("priority") is not None:
+                priority = opts["priority"]
+                if not isinstance(priority, int) or isinstance(priority, bool):
+                    raise TypeError(f"priority must be an int, not {priority!r}")
+            if opts.get("max_attempts") is not None:
+                max_attempts = opts["max_attempts"]
+                if not isinstance(max_attempts, int) or max_attempts < 1:
+                    raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
+            if opts.get("run_at") is not None:
+                if not isinstance(opts["run_at"], datetime):
+                    raise TypeError("run_at must be an aware datetime")
+                run_at = clock.to_timestamp(opts["run_at"])
+            elif opts.get("delay") is not None:
+                delay = opts["delay"]
+                if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+                    raise TypeError(f"delay must be a number of seconds >= 0, not {delay!r}")
+                run_at = now + float(delay)
+            key = opts.get("key")
+            if key is not None and not isinstance(key, str):
+                raise TypeError(f"key must be a str, not {key!r}")
+            trace_id = opts.get("trace_id") or trace_id
+        return NewJob(task, d.queue, dumps(args, f"arguments of {task}"),
                       dumps(kwargs, f"keyword arguments of {task}"), priority, max_attempts,
-                      run_at, run_at > now, key, _trace_id(opts.get("trace_id")), timeout,
-                      dumps(options) if options else "{}")
+                      run_at, run_at > now, key, trace_id or _trace_id(None), d.timeout,
+                      d.options)
 
     def enqueue(self, task: str, args: Any = None, kwargs: Any = None, *,
                 queue: str | None = None, priority: int | None = None,
@@ -299,10 +324,10 @@ class App:
                 key: str | None = None, max_attempts: int | None = None,
                 connection: Any = None, trace_id: str | None = None) -> Job:
         """Store one job (one transaction, or inside `connection`'s open transaction)."""
-        opts = {"queue": queue, "priority": priority, "delay": delay, "run_at": run_at,
-                "key": key, "max_attempts": max_attempts, "trace_id": trace_id}
+        opts = {"priority": priority, "delay": delay, "run_at": run_at, "key": key,
+                "max_attempts": max_attempts, "trace_id": trace_id}
         now = clock.now()
-        new = self._new_job(task, args, kwargs, opts, now)
+        new = self._new_job(task, args, kwargs, opts, now, self._defaults(task, queue))
         store = self.store
         (job_id,) = store.enqueue([new], connection=connection, now=now)
         job = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
@@ -317,12 +342,18 @@ class App:
         """Store many jobs in one transaction: all or none."""
         now = clock.now()
         news = []
-        for c in calls:
+        defaults: dict[tuple[str, str | None], _Defaults] = {}
+        traces = os.urandom(16 * len(calls)).hex()  # one syscall for the batch's trace ids
+        for i, c in enumerate(calls):
             if not isinstance(c, Call):
                 raise TypeError(f"enqueue_many takes task.call(...) items, not {c!r}")
-            opts = dict(c.options)
-            opts.pop("connection", None)
-            news.append(self._new_job(c.task, c.args, c.kwargs, opts, now))
+            opts = c.options
+            queue = opts.get("queue") if opts else None
+            d = defaults.get((c.task, queue))
+            if d is None:
+                d = defaults[(c.task, queue)] = self._defaults(c.task, queue)
+            news.append(self._new_job(c.task, c.args, c.kwargs, opts, now, d,
+                                      traces[32 * i:32 * i + 32]))
         ids = self.store.enqueue(news, connection=connection, now=now)
         jobs = [Job(self, i, None if n.key else
                     (JobState.SCHEDULED if n.scheduled else JobState.QUEUED))

@@ -187,7 +187,7 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
     if state is not None and state not in {s.value for s in JobState}:
         fail(f"unknown state {state!r} (one of {', '.join(s.value for s in JobState)})",
              EX_USAGE)
-    records = _open(config, store).store.list(state=state, queue=queue, limit=limit)
+    records = _open(config, store).store.list_jobs(state=state, queue=queue, limit=limit)
     if as_json:
         _print_json([job_json(r) for r in records])
         return
@@ -339,9 +339,10 @@ def main() -> None:
         _report(exc, EX_REFUSED)
     except Exception as exc:
         # Usage errors of typer's click (vendored or not): it shows them, exit code 2.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(code, int):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(code)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
         _report(exc, EX_REFUSED)

@@ -159,8 +159,9 @@ class Service:
         poll = self.settings.poll
         lease = self.settings.lease
         next_due: float | None = None
+        paused: frozenset[str] = frozenset()
         rung = True
-        last_tick = 0.0
+        last_full = -poll
         pending: list[Outcome] = []
         while True:
             taken = self._take_outcomes()
@@ -174,10 +175,17 @@ class Service:
                     if free > 0:
                         wants[q] = free
             now_m = clock.monotonic()
-            due = next_due is not None and next_due <= clock.now()
-            if pending or (wants and (rung or due or now_m - last_tick >= poll)):
+            now = clock.now()
+            for o in pending:
+                if o.state == "retrying" and o.run_at is not None and \
+                        (next_due is None or o.run_at < next_due):
+                    next_due = o.run_at
+            due = next_due is not None and next_due <= now
+            full = rung or due or now_m - last_full >= poll
+            if pending or (wants and full):
                 try:
-                    tick = store.tick(pending, wants, self.holder, now=clock.now(), lease=lease)
+                    tick = store.tick(pending, wants, self.holder, now=now, lease=lease,
+                                      full=full, paused=paused, next_due=next_due)
                 except StoreError as exc:
                     log.error("store round failed, retrying in 0.5s: %s", exc)
                     if halting:
@@ -188,8 +196,9 @@ class Service:
                     log.info("%d outcome(s) discarded: their lease was taken back "
                              "(cancelled or rescued)", len(pending) - tick.recorded)
                 pending = []
-                last_tick = now_m
-                next_due = tick.next_due
+                if full:
+                    last_full = now_m
+                next_due, paused = tick.next_due, tick.paused
                 for claim in tick.claims:
                     ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id,
                                   claim.queue, claim.token, self._heartbeat_for(claim))

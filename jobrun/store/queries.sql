@@ -11,6 +11,11 @@ VALUES (:task, :queue, :args, :kwargs, :priority, :state, :max_attempts, :run_at
         :now, :trace_id, :timeout, :options)
 RETURNING id;
 
+-- insert_job_plain --
+INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at,
+                  enqueued_at, trace_id, timeout, options)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
 -- promote_due --
 UPDATE jobs SET state = 'queued'
  WHERE state IN ('scheduled', 'retrying') AND run_at <= :now;

@@ -31,6 +31,14 @@ _JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "a
                 "finished_at", "holder", "token", "lease_until", "trace_id", "timeout", "options")
 
 
+def _list(text: str) -> Any:
+    return [] if text == "[]" else json.loads(text)
+
+
+def _dict(text: str) -> Any:
+    return {} if text == "{}" else json.loads(text)
+
+
 def row_to_record(row: tuple[Any, ...]) -> JobRecord:
     d = dict(zip(_JOB_COLUMNS, row))
     d["args"] = json.loads(d["args"])
@@ -178,6 +186,8 @@ class SqliteStore:
 
     # -- enqueue -----------------------------------------------------------------------
     def _insert(self, conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
+        if len(jobs) > 1 and all(j.key is None for j in jobs):
+            return self._insert_many(conn, jobs, now)
         ids: list[int] = []
         find, insert = Q["find_active_key"], Q["insert_job"]
         for j in jobs:
@@ -194,6 +204,21 @@ class SqliteStore:
             }).get)
         return ids
 
+    def _insert_many(self, conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
+        """One executemany. Inside our write transaction rowids are consecutive (INTEGER
+        PRIMARY KEY without AUTOINCREMENT takes max+1), so the ids follow from the last one."""
+        conn.executemany(Q["insert_job_plain"], [
+            (j.task, j.queue, j.args, j.kwargs, j.priority,
+             "scheduled" if j.scheduled else "queued", j.max_attempts, j.run_at, now,
+             j.trace_id, j.timeout, j.options) for j in jobs])
+        last = int(conn.last_insert_rowid())
+        first = last - len(jobs) + 1
+        ids = list(range(first, last + 1))
+        if conn.execute("SELECT count(*) FROM jobs WHERE id BETWEEN ? AND ?",
+                        (first, last)).get != len(jobs):  # a rowid past 2**63 is random
+            raise StoreError("could not determine the ids of the new jobs")
+        return ids
+
     def enqueue(self, jobs: list[NewJob], *, connection: Any = None, now: float) -> list[int]:
         """Insert jobs in one transaction; with `connection`, inside the caller's own."""
         if connection is not None:
@@ -208,14 +233,20 @@ class SqliteStore:
 
     # -- the worker's round: record outcomes, promote, acquire ---------------------------
     def tick(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *, now: float,
-             lease: float) -> Tick:
+             lease: float, full: bool = True, paused: frozenset[str] = frozenset(),
+             next_due: float | None = None) -> Tick:
+        """One round in one transaction: record outcomes, then claim up to `wants`.
+
+        A full round also promotes due jobs and reads paused queues and the next due time;
+        a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
         claims: list[Claim] = []
         recorded = 0
         with self.write() as conn:
             if outcomes:
                 recorded = self._record(conn, outcomes, now)
-            conn.execute(Q["promote_due"], {"now": now})
-            paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
+            if full:
+                conn.execute(Q["promote_due"], {"now": now})
+                paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
             acquire = Q["acquire"]
             for queue, limit in wants.items():
                 if limit <= 0 or queue in paused:
@@ -225,9 +256,10 @@ class SqliteStore:
                 if len(rows) > 1:  # RETURNING has no order: hand them out by priority, age
                     rows.sort(key=lambda r: (-r[11], r[0]))
                 for r in rows:
-                    claims.append(Claim(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]),
-                                        r[5], r[6], r[7], r[8], r[9], json.loads(r[10])))
-            next_due = conn.execute(Q["next_due"]).get
+                    claims.append(Claim(r[0], r[1], r[2], _list(r[3]), _dict(r[4]), r[5], r[6],
+                                        r[7], r[8], r[9], _dict(r[10])))
+            if full:
+                next_due = conn.execute(Q["next_due"]).get
         return Tick(claims, next_due, recorded, paused)
 
     def _record(self, conn: apsw.Connection, outcomes: list[Outcome], now: float) -> int:
@@ -307,7 +339,7 @@ class SqliteStore:
         rows = self.read(Q["job_status"], {"id": job_id})
         return rows[0] if rows else None
 
-    def list(self, *, state: str | None = None, queue: str | None = None,
+    def list_jobs(self, *, state: str | None = None, queue: str | None = None,
              limit: int = 50) -> list[JobRecord]:
         rows = self.read(Q["list_jobs"], {"state": state, "queue": queue, "limit": limit})
         return [row_to_record(r) for r in rows]
