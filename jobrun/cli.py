@@ -286,6 +286,42 @@ def resume(queue: str, config: ConfigOpt = None, store: StoreOpt = None) -> None
     typer.echo(f"queue {queue} resumed")
 
 
+# -- cron ------------------------------------------------------------------------------------
+cron_cli = typer.Typer(no_args_is_help=True, help="Cron entries of the config.")
+cli.add_typer(cron_cli, name="cron")
+
+
+@cron_cli.command("ls")
+def cron_ls(as_json: JsonOpt = False,
+            from_: Annotated[Optional[str], typer.Option("--from", help="ISO datetime "
+                                                         "(default now; naive means UTC)")] = None,
+            count: Annotated[int, typer.Option("--count", min=1, max=1000)] = 3,
+            config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Cron entries with their next fire times, in their zone and in UTC."""
+    from datetime import datetime, timezone
+
+    from .runtime import resolve
+    from .scheduler import describe
+
+    rt = resolve(config, store)
+    if from_:
+        try:
+            start_at = datetime.fromisoformat(from_.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--from {from_!r} is not an ISO 8601 datetime", EX_USAGE)
+        if start_at.tzinfo is None:
+            start_at = start_at.replace(tzinfo=timezone.utc)
+    else:
+        start_at = datetime.now(timezone.utc)
+    entries = [describe(e, start_at, count) for e in rt.settings.cron]
+    if as_json:
+        _print_json(entries)
+        return
+    from .views import cron_table, render
+
+    render(cron_table(entries))
+
+
 # -- config ----------------------------------------------------------------------------------
 @cli.command()
 def check(config: ConfigOpt = None, store: StoreOpt = None) -> None:

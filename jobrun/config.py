@@ -11,36 +11,17 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cron import ScheduleError, parse_duration, parse_schedule
 from .errors import ConfigError
 
 DEFAULT_QUEUE = "default"
 DEFAULT_CONCURRENCY = 8
 EXECUTORS = ("thread", "process", "async")
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
-                       r"(?:(\d+(?:\.\d+)?)\s*m(?!s))?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*"
-                       r"(?:(\d+(?:\.\d+)?)\s*ms)?\s*$")
 
 
 def duration(value: Any) -> float:
     """Seconds from 30, 1.5, "30s", "5m", "1h30m", "7d", "250ms"; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative")
-        return float(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} is not a duration (try 30, \"30s\", \"5m\", \"7d\")")
-    text = value.strip()
-    try:
-        return duration(float(text))
-    except ValueError:
-        pass
-    m = _DURATION.match(text)
-    if not m or not any(m.groups()):
-        raise ValueError(f"{value!r} is not a duration (try 30, \"30s\", \"5m\", \"7d\")")
-    d, h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
-    return d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
+    return parse_duration(value)
 
 
 @dataclass(frozen=True)
@@ -92,6 +73,7 @@ class Settings:
     app: str | None = None
     lease: float = 60.0
     poll: float = 1.0
+    misfire_grace: float = 60.0
     retention: float = 7 * 86400.0
     dead_retention: float = 30 * 86400.0
     log_args: bool = False
@@ -177,6 +159,7 @@ class _Reader:
 
 _TOP = {"jobrun", "queues", "cron", "tasks", "metrics", "alerts"}
 _JOBRUN = {"store", "shutdown_timeout", "durability", "import", "app", "lease", "poll",
+           "misfire_grace",
            "retention", "dead_retention", "log_args", "log_format", "log_level"}
 _QUEUE = {"concurrency", "executor", "max_attempts", "retry_base", "retry_cap", "timeout",
           "rate_limit", "max_tasks_per_child"}
@@ -219,6 +202,7 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
         "app": r.take(j, p, "app", str),
         "shutdown_timeout": r.dur(j, p, "shutdown_timeout", 30.0),
         "lease": r.dur(j, p, "lease", 60.0), "poll": r.dur(j, p, "poll", 1.0),
+        "misfire_grace": r.dur(j, p, "misfire_grace", 60.0),
         "retention": r.dur(j, p, "retention", 7 * 86400.0),
         "dead_retention": r.dur(j, p, "dead_retention", 30 * 86400.0),
         "log_args": r.take(j, p, "log_args", bool, False),
@@ -307,6 +291,13 @@ def _crons(r: _Reader, items: Any) -> tuple[CronEntry, ...]:
             r.bad(p + ("schedule",), f"cron {name!r} needs exactly one of schedule or every")
         if every is not None and every <= 0:
             r.bad(p + ("every",), f"cron {name!r}: every must be more than 0")
+        tz = r.take(c, p, "timezone", str, "UTC")
+        if sched is not None:
+            try:
+                parse_schedule(sched, tz)
+            except ScheduleError as exc:
+                key = "timezone" if "zone" in str(exc) else "schedule"
+                r.bad(p + (key,), f"cron {name!r}: {exc}")
         task = r.take(c, p, "task", str)
         cmd = r.take(c, p, "command", list)
         if (task is None) == (cmd is None):
@@ -314,7 +305,7 @@ def _crons(r: _Reader, items: Any) -> tuple[CronEntry, ...]:
         misfire = r.take(c, p, "misfire", str, "skip")
         if misfire not in ("skip", "once"):
             r.bad(p + ("misfire",), f"must be \"skip\" or \"once\", not {misfire!r}")
-        out.append(CronEntry(name, sched, every, r.take(c, p, "timezone", str, "UTC"), task,
+        out.append(CronEntry(name, sched, every, tz, task,
                              tuple(cmd) if cmd else None, tuple(r.take(c, p, "args", list, [])),
                              r.take(c, p, "kwargs", dict, {}), r.take(c, p, "queue", str),
                              r.take(c, p, "priority", int), misfire))

@@ -13,17 +13,19 @@ import os
 import threading
 import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from . import clock
 from .bell import Bell
-from .config import Settings
+from .config import CronEntry, Settings
 from .context import Context
 from .errors import StoreError
 from .executors.thread import ThreadExecutor
 from .lock import HolderLock, holder_alive, live_holders, new_holder_id
 from .model import Claim
 from .registry import REGISTRY, Registry
+from .scheduler import Scheduler, task_of
 from .store.base import Outcome
 from .store.sqlite import SqliteStore
 
@@ -53,6 +55,8 @@ class Service:
         self._halting = False
         self._threads: list[threading.Thread] = []
         self._stop_maint = threading.Event()
+        self.scheduler: Scheduler | None = None
+        self._producer: Any = None
         self.started = threading.Event()
         self.healthy_at = clock.monotonic()
         self.rescued = 0
@@ -84,6 +88,12 @@ class Service:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        from .app import App
+
+        self._producer = App(self.path, settings=self.settings)
+        self._producer.store  # opened now, not inside the scheduler's transaction
+        self.scheduler = Scheduler(self.path, lambda: self.settings, self._cron_enqueue)
+        self.scheduler.start()
         self.started.set()
         log.info("service %s serving %s on %s", self.holder,
                  ", ".join(f"{q}({c})" for q, c in self._caps.items()), self.path)
@@ -102,6 +112,8 @@ class Service:
         self._halting = True
         self._wake()
         self._stop_maint.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for t in self._threads:
             t.join(timeout=10)
         # What finished after the loop's last round, then what did not finish at all.
@@ -223,6 +235,13 @@ class Service:
             else:
                 rung = bell.wait(timeout)
             self._sleeping = False
+
+    def _cron_enqueue(self, conn: Any, entry: CronEntry, fire: datetime) -> int:
+        """A cron fire's job, inside the scheduler's transaction (with its fire row)."""
+        job = self._producer.enqueue(task_of(entry), args=list(entry.args),
+                                     kwargs=dict(entry.kwargs), queue=entry.queue,
+                                     priority=entry.priority, run_at=fire, connection=conn)
+        return int(job.id)
 
     def _heartbeat_for(self, claim: Claim) -> Any:
         def beat() -> bool:

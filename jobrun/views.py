@@ -66,3 +66,15 @@ def stats_table(data: dict[str, dict[str, Any]]) -> Table:
                   str(v["succeeded_last_hour"]), str(v["dead_last_hour"]),
                   f"{v['failure_rate']:.1%}", "yes" if v["paused"] else "")
     return t
+
+
+def cron_table(entries: list[dict[str, Any]]) -> Table:
+    t = Table(box=None, pad_edge=False)
+    for c in ("name", "when", "task", "next (local)", "next (UTC)"):
+        t.add_column(c, overflow="fold", no_wrap=c.startswith("next"))
+    for e in entries:
+        when = e["schedule"] or f"every {e['every']:g}s"
+        if e["schedule"] and e["timezone"] != "UTC":
+            when += f" ({e['timezone']})"
+        t.add_row(e["name"], when, e["task"], "\n".join(e["next_local"]), "\n".join(e["next"]))
+    return t

@@ -13,7 +13,13 @@ SCHEMA_VERSION = max(STEPS)
 
 
 def migrate(conn: apsw.Connection, path: str) -> int:
-    """Bring the store to SCHEMA_VERSION in one transaction; returns the version found."""
+    """Bring the store to SCHEMA_VERSION in one transaction; returns the version found.
+
+    A current store takes no write lock: opening one inside another connection's open
+    transaction (enqueue with `connection=`) must not wait on that transaction."""
+    found = int(conn.execute("PRAGMA user_version").get)
+    if found == SCHEMA_VERSION:
+        return found
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = int(conn.execute("PRAGMA user_version").get)

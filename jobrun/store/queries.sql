@@ -158,3 +158,11 @@ SELECT name FROM queues WHERE paused = 1;
 
 -- count_all --
 SELECT count(*) FROM jobs;
+
+-- insert_fire --
+INSERT INTO cron_fires (entry, fire_at) VALUES (:entry, :fire_at)
+    ON CONFLICT (entry, fire_at) DO NOTHING
+RETURNING entry;
+
+-- set_fire_job --
+UPDATE cron_fires SET job_id = :job_id WHERE entry = :entry AND fire_at = :fire_at;

@@ -1,0 +1,201 @@
+"""Cron: one fire per due time, however many services run.
+
+Only the leader (the holder of an exclusive flock on `leader.lock` beside the store) enqueues
+cron jobs; when it dies, another service takes the lock within half a second. A fire is a row
+in `cron_fires` (PRIMARY KEY entry, fire time) written in the same transaction as its job, so
+a second fire of the same due time is impossible even if two leaders overlapped.
+
+What to fire is decided by `plan`, a pure function of the entry's cursor and the clock:
+  * fires due since the cursor are made, late if need be (a leader's death costs no fire);
+  * fires more than `grace` seconds overdue when a leader starts were missed while no service
+    ran: `misfire = "skip"` drops them, `"once"` makes one catch-up fire;
+  * a wall clock that jumps forward makes at most one catch-up fire per entry; one that jumps
+    back repeats nothing (the cursor never moves back).
+Waiting uses the monotonic clock, for at most a second, so a jump is seen quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from . import clock
+from .config import CronEntry, Settings
+from .cron import Every, Schedule, Trigger, due_between, next_fires, parse_schedule
+from .errors import JobrunError
+from .lock import FileLock, state_dir
+from .store.queries import Q
+from .store.sqlite import SqliteStore
+
+log = logging.getLogger("jobrun.scheduler")
+UTC = timezone.utc
+JUMP = 5.0  # seconds the wall clock may drift from the monotonic one before it is a jump
+
+
+def trigger_of(entry: CronEntry) -> Trigger:
+    if entry.every is not None:
+        return Every(entry.every)
+    assert entry.schedule is not None
+    return parse_schedule(entry.schedule, entry.timezone)
+
+
+def task_of(entry: CronEntry) -> str:
+    """The task a cron entry enqueues: its `task`, or the command task made for it."""
+    return entry.task or f"cron:{entry.name}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    fires: list[datetime]
+    cursor: datetime
+    skipped: int = 0
+
+
+def plan(trigger: Trigger, cursor: datetime | None, now: datetime, *, misfire: str = "skip",
+         grace: float = 60.0, starting: bool = False, jumped: bool = False,
+         limit: int = 1000) -> Plan:
+    """Which fires to make now. Pure: the scheduler and the tests call it with their clocks."""
+    if cursor is None:
+        return Plan([], now)  # a new entry: nothing was missed
+    if now <= cursor:
+        return Plan([], cursor)  # the clock went back: never repeat a fire
+    due = due_between(trigger, cursor, now, limit=limit)
+    if not due:
+        return Plan([], now)
+    if jumped:
+        return Plan(due[-1:], now, len(due) - 1)
+    if starting or len(due) >= limit:
+        edge = now.timestamp() - grace
+        stale = [d for d in due if d.timestamp() < edge]
+        recent = [d for d in due if d.timestamp() >= edge]
+        fires = ([stale[-1]] if stale and misfire == "once" else []) + recent
+        return Plan(fires, now, len(due) - len(fires))
+    return Plan(due, now)
+
+
+class Scheduler:
+    """The cron loop of one service process; it fires only while it holds leadership."""
+
+    def __init__(self, store_path: str, settings: Callable[[], Settings],
+                 enqueue: Callable[[Any, CronEntry, datetime], int]) -> None:
+        self.store = SqliteStore(store_path)
+        self._settings = settings
+        self._enqueue = enqueue
+        self._lock = FileLock(f"{state_dir(self.store.path)}/leader.lock")
+        self._cursors: dict[str, datetime | None] = {}
+        self._triggers: dict[str, tuple[CronEntry, Trigger]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fired = 0
+
+    @property
+    def leader(self) -> bool:
+        return self._lock.held
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="jobrun-cron", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._lock.release()
+        self.store.close()
+
+    def _entries(self) -> dict[str, tuple[CronEntry, Trigger]]:
+        """The current entries; a changed entry starts afresh, a removed one is forgotten."""
+        entries = {e.name: e for e in self._settings().cron}
+        for name in list(self._triggers):
+            if name not in entries or self._triggers[name][0] != entries[name]:
+                del self._triggers[name]
+                self._cursors.pop(name, None)
+        for name, e in entries.items():
+            if name not in self._triggers:
+                self._triggers[name] = (e, trigger_of(e))
+                self._cursors[name] = self._last_fire(name) if self.leader else None
+        return self._triggers
+
+    def _last_fire(self, name: str) -> datetime | None:
+        rows = self.store.read("SELECT max(fire_at) FROM cron_fires WHERE entry = ?", (name,))
+        ts = rows[0][0] if rows else None
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+    def _run(self) -> None:
+        prev_wall, prev_mono = clock.now(), clock.monotonic()
+        while not self._stop.is_set():
+            wait = 0.5
+            try:
+                starting = False
+                if not self.leader and self._lock.acquire():
+                    starting = True
+                    self._triggers.clear()
+                    log.info("this process now leads the scheduler")
+                if self.leader:
+                    now_ts, mono = clock.now(), clock.monotonic()
+                    jumped = (now_ts - prev_wall) - (mono - prev_mono) > JUMP
+                    if jumped:
+                        log.warning("wall clock jumped forward by %.0fs: at most one catch-up "
+                                    "fire per entry", (now_ts - prev_wall) - (mono - prev_mono))
+                    prev_wall, prev_mono = now_ts, mono
+                    wait = self.tick(datetime.fromtimestamp(now_ts, UTC), starting=starting,
+                                     jumped=jumped)
+                else:
+                    prev_wall, prev_mono = clock.now(), clock.monotonic()
+            except JobrunError as exc:
+                log.error("scheduler round failed: %s", exc)
+            except Exception:
+                log.exception("scheduler round failed")
+            self._stop.wait(max(0.001, wait))
+
+    def tick(self, now: datetime, *, starting: bool = False, jumped: bool = False) -> float:
+        """Make the fires due at `now`; returns seconds until the next one (at most 1)."""
+        grace = self._settings().misfire_grace
+        wait = 1.0
+        for name, (entry, trig) in self._entries().items():
+            if starting:
+                self._cursors[name] = self._last_fire(name)
+            p = plan(trig, self._cursors[name], now, misfire=entry.misfire, grace=grace,
+                     starting=starting, jumped=jumped)
+            if p.skipped:
+                log.warning("cron %s: %d missed fire(s) not made (misfire=%s)", name, p.skipped,
+                            entry.misfire)
+            cursor = self._cursors[name]
+            for fire in p.fires:
+                self._fire(entry, fire)
+                cursor = fire
+            self._cursors[name] = max(p.cursor, cursor) if cursor else p.cursor
+            nxt = next_fires(trig, self._cursors[name] or now, 1)
+            if nxt:
+                wait = min(wait, (nxt[0] - now).total_seconds())
+        return wait
+
+    def _fire(self, entry: CronEntry, fire: datetime) -> None:
+        with self.store.write() as conn:
+            row = conn.execute(Q["insert_fire"], {"entry": entry.name,
+                                                  "fire_at": fire.timestamp()}).fetchone()
+            if row is None:
+                return  # fired already (another leader overlapped)
+            job_id = self._enqueue(conn, entry, fire)
+            conn.execute(Q["set_fire_job"], {"entry": entry.name, "fire_at": fire.timestamp(),
+                                             "job_id": job_id})
+        self.fired += 1
+        log.info("cron %s fired for %s: job %s", entry.name, fire.isoformat(), job_id,
+                 extra={"jobrun": {"event": "cron", "entry": entry.name, "job_id": job_id}})
+
+
+def describe(entry: CronEntry, after: datetime, count: int) -> dict[str, Any]:
+    """An entry and its next fires, in UTC and in its zone (for `jobrun cron ls`)."""
+    trig = trigger_of(entry)
+    fires = next_fires(trig, after, count)
+    zone: tzinfo = ZoneInfo(trig.tz) if isinstance(trig, Schedule) else UTC
+    return {
+        "name": entry.name, "schedule": entry.schedule, "every": entry.every,
+        "timezone": entry.timezone, "task": task_of(entry), "misfire": entry.misfire,
+        "next": [f.isoformat().replace("+00:00", "Z") for f in fires],
+        "next_local": [f.astimezone(zone).isoformat() for f in fires],
+    }
