@@ -15,6 +15,7 @@ from . import clock
 from .bell import Ringer
 from .config import Settings, env_config, load, resolve_store
 from .errors import JobFailed, JobrunError
+from .lock import HolderLock, new_holder_id
 from .model import FINISHED, JobRecord, JobState
 from .registry import REGISTRY, TaskSpec, task_name
 from .retry import DEFAULT_MAX_ATTEMPTS
@@ -204,6 +205,7 @@ class App:
         self._lock = threading.Lock()
         self._service: Any = None
         self.inline = False
+        self._inline_lock: HolderLock | None = None
         self.tasks: dict[str, Task[Any, Any]] = {}
 
     @classmethod
@@ -379,6 +381,15 @@ class App:
         else:
             _arm(connection, ringer)
 
+    def inline_holder(self) -> str:
+        """A holder id with a live lock, for jobs run inline in this process: a service on
+        the same store must see them as held, not rescue them."""
+        if self._inline_lock is None:
+            lock = HolderLock(self.store.path, new_holder_id())
+            lock.acquire()
+            self._inline_lock = lock
+        return self._inline_lock.holder
+
     # -- reading -------------------------------------------------------------------------
     def job(self, job_id: int) -> Job:
         return Job(self, int(job_id)).refresh()
@@ -402,6 +413,9 @@ class App:
 
     def close(self) -> None:
         self.stop()
+        if self._inline_lock is not None:
+            self._inline_lock.release(unlink=True)
+            self._inline_lock = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -84,6 +84,18 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
     from .runtime import check_tasks, import_tasks, resolve
     from .service import Service
 
+    stop = threading.Event()
+    signals = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1 and signum == signal.SIGINT:
+            os._exit(130)  # a second Ctrl-C: now; the jobs in flight are rescued later
+        stop.set()
+
+    # Before anything slow: a SIGTERM while starting still means "drain and exit 0".
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     setup_logging(log_format, log_level)
     if demo and not store:
         import tempfile
@@ -95,23 +107,26 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
     if problems:
         raise problems[0]
     service = Service(rt.store, rt.settings)
-    stop = threading.Event()
-    signals = {"n": 0}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        signals["n"] += 1
-        if signals["n"] > 1 and signum == signal.SIGINT:
-            os._exit(130)  # a second Ctrl-C: now; the jobs in flight are rescued later
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     service.start()
+    reloader = None
+    if rt.config and not demo:
+        from .reload import Reloader
+
+        reloader = Reloader(service, rt.config)
+        reloader.start()
+        hup = reloader
+
+        def on_hup(_signum: int, _frame: Any) -> None:
+            threading.Thread(target=hup.reload, args=("SIGHUP",), daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
     if demo:
         _run_demo(stop)
     while not stop.wait(0.5):
         pass
-    service.stop(rt.settings.shutdown_timeout)
+    if reloader is not None:
+        reloader.stop()
+    service.stop(service.settings.shutdown_timeout)
     raise typer.Exit(EX_OK)
 
 

@@ -6,6 +6,7 @@ A process holds its lock for as long as it lives; the kernel drops it when the p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -65,11 +66,33 @@ class FileLock:
 
 
 class HolderLock(FileLock):
-    """This process's liveness lock: `holders/<holder>.lock`, held while it serves."""
+    """This process's liveness lock: `holders/<holder>.lock`, held while it serves.
+
+    The file appears already locked (created and locked under a temporary name, then
+    renamed): another service sweeping the folder must never find it unlocked and judge a
+    live holder dead."""
 
     def __init__(self, store_path: str, holder: str) -> None:
         super().__init__(os.path.join(holders_dir(store_path), holder + ".lock"))
         self.holder = holder
+
+    def acquire(self, blocking: bool = False) -> bool:
+        if self._fd is not None:
+            return True
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        tmp = os.path.join(folder, f".{self.holder}.lock.new")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: cannot be taken
+            os.rename(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._fd = fd
+        return True
 
 
 def holder_alive(store_path: str, holder: str) -> bool:

@@ -143,6 +143,22 @@ class Service:
         log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
         return len(left)
 
+    def apply(self, settings: Settings) -> None:
+        """Switch to new settings at once: caps and new queues; the scheduler reads them on
+        its next round. Jobs in flight are untouched."""
+        self.settings = settings
+        caps = dict(self._caps)
+        for q in self.queue_names():
+            cap = settings.queue(q).concurrency
+            if q not in self._executors:
+                self._busy.setdefault(q, 0)
+                self._executors[q] = ThreadExecutor(q, cap, self.registry, self._done)
+            else:
+                self._executors[q].resize(cap)
+            caps[q] = cap
+        self._caps = caps  # one assignment: the loop sees the old caps or the new ones
+        self._wake()
+
     # -- the loop ------------------------------------------------------------------------
     def _done(self, claim: Claim, outcome: Outcome) -> None:
         """Called by executors from their threads."""

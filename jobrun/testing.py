@@ -20,14 +20,12 @@ from .worker import run_attempt
 if TYPE_CHECKING:
     from .app import App
 
-INLINE_HOLDER = "inline"
-
-
 def run_inline(app: App, job_id: int, *, max_rounds: int = 1000) -> None:
     """Run one job to its end in this thread: retries at once, ignoring backoff and delay."""
     store = app.store
+    holder = app.inline_holder()
     for _ in range(max_rounds):
-        claim = store.acquire_id(job_id, INLINE_HOLDER, now=clock.now(), lease=3600.0)
+        claim = store.acquire_id(job_id, holder, now=clock.now(), lease=3600.0)
         if claim is None:
             return  # finished, or a key de-duplicated onto a job that is not waiting
         outcome = run_attempt(claim, REGISTRY)

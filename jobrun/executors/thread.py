@@ -33,15 +33,13 @@ class ThreadExecutor:
             done(claim, run_attempt(claim, registry, ctx))
 
     def resize(self, workers: int) -> None:
-        """Grow now; shrink as idle threads take a stop marker (running jobs finish)."""
-        self._threads = [t for t in self._threads if t.is_alive()]
+        """Grow to `workers` threads. Never shrinks: the service's cap decides how many run,
+        and an idle thread costs nothing."""
         while len(self._threads) < workers:
             t = threading.Thread(target=self._work, daemon=True,
                                  name=f"jobrun-{self.name}-{len(self._threads)}")
             t.start()
             self._threads.append(t)
-        for _ in range(len(self._threads) - workers):
-            self._q.put(_STOP)
 
     def submit(self, claim: Claim, ctx: Context) -> None:
         self._q.put((claim, ctx))

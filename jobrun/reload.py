@@ -1,0 +1,96 @@
+"""Hot reload of jobrun.toml: watched with watchfiles, and on SIGHUP.
+
+A valid edit is applied at once and atomically (cron entries, queue concurrency, new
+queues, new task modules); jobs in flight are untouched. An invalid edit is refused with one
+log line naming the problem, and the running config stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from .config import Settings, check
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("jobrun.reload")
+
+
+def load_valid(path: str, current: Settings) -> Settings:
+    """The new settings, or ConfigError with the first problem (file, line, key, reason)."""
+    from .runtime import check_tasks, import_tasks
+
+    settings, problems = check(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{problems[0]}{more}")
+    import_tasks(settings)
+    problems = check_tasks(settings)
+    if problems:
+        raise problems[0]
+    if settings.store and current.store and \
+            os.path.realpath(settings.store) != os.path.realpath(current.store):
+        raise ConfigError(f"store changed to {settings.store}: restart jobrun to move stores",
+                          file=path, key="jobrun.store")
+    return settings
+
+
+class Reloader:
+    """Watches one config file and applies its valid edits to a running service."""
+
+    def __init__(self, service: Service, path: str) -> None:
+        self.service = service
+        self.path = os.path.abspath(path)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.applied = 0
+        self.refused = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="jobrun-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def reload(self, reason: str = "changed") -> bool:
+        """Read the file again and apply it if valid; False (and one log line) if not."""
+        with self._lock:
+            try:
+                settings = load_valid(self.path, self.service.settings)
+            except ConfigError as exc:
+                self.refused += 1
+                log.error("config reload refused, keeping the running config: %s", exc)
+                return False
+            if settings == self.service.settings:
+                return True
+            self.service.apply(settings)
+            self.applied += 1
+            log.info("config reloaded (%s): %s", reason, self.path)
+            return True
+
+    def _watch(self) -> None:
+        from watchfiles import watch
+
+        folder = os.path.dirname(self.path)
+        target = self.path
+
+        def only_ours(_change: object, p: str) -> bool:
+            return os.path.abspath(p) == target
+
+        try:
+            for _changes in watch(folder, watch_filter=only_ours, stop_event=self._stop,
+                                  debounce=150, step=50, rust_timeout=500, yield_on_timeout=False,
+                                  raise_interrupt=False):
+                if os.path.exists(target):
+                    self.reload("file changed")
+        except Exception:  # a watcher that dies must not take the service with it
+            log.exception("config watcher stopped; SIGHUP still reloads")

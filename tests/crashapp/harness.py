@@ -1,0 +1,174 @@
+"""Real `jobrun start` processes for tests: configs, start/signal/wait, store reads.
+
+No mocks: a service is `python -m jobrun.cli start --config FILE`, with tests/ on its
+PYTHONPATH so that `import = ["crashapp.tasks"]` resolves. Output goes to a file (a pipe
+nobody reads would fill up and block the service).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import apsw
+
+TESTS = Path(__file__).resolve().parent.parent
+JOBRUN = [sys.executable, "-m", "jobrun.cli"]
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             pause_cap: float = 0.05) -> Any:
+    """Poll a condition with a deadline (as conftest.wait_for, with a finer pause cap)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 1.5, pause_cap)
+
+
+def write_config(folder: Path, name: str = "jobrun.toml", *, jobrun: str = "",
+                 concurrency: int = 8, max_attempts: int = 5) -> str:
+    """A config next to the store `jobs.db` in `folder`, importing crashapp.tasks."""
+    path = folder / name
+    path.write_text(
+        "[jobrun]\n"
+        'store = "jobs.db"\n'
+        'import = ["crashapp.tasks"]\n'
+        f"{jobrun}\n"
+        "[queues.default]\n"
+        f"concurrency = {concurrency}\n"
+        f"max_attempts = {max_attempts}\n", encoding="utf-8")
+    return str(path)
+
+
+def task(name: str) -> str:
+    return f"crashapp.tasks:{name}"
+
+
+class ServiceProc:
+    """One `jobrun start` subprocess."""
+
+    def __init__(self, config: str, log: Path) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
+        env.pop("JOBRUN_STORE", None)
+        env.pop("JOBRUN_CONFIG", None)
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen([*JOBRUN, "start", "--config", config],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=os.path.dirname(config))
+        self.pid = self.proc.pid
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"service {self.pid} still running after {timeout}s; log:\n"
+                                 + self.log_text()[-3000:]) from None
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def holder_prefix(self) -> str:
+        """Holder ids are `<pid>-<random>`."""
+        return f"{self.pid}-"
+
+    def kill(self) -> None:
+        """Cleanup: SIGKILL (works on a stopped process too) and reap."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        try:
+            self.proc.wait(10)
+        finally:
+            self._log.close()
+
+
+def holders_dir(store: str) -> str:
+    return os.path.realpath(store) + ".jobrun/holders"
+
+
+def serving(store: str, svc: ServiceProc) -> bool:
+    """Whether the service holds its liveness lock (its `start()` ran)."""
+    try:
+        names = os.listdir(holders_dir(store))
+    except FileNotFoundError:
+        return False
+    return any(n.startswith(svc.holder_prefix()) for n in names)
+
+
+def wait_serving(store: str, svc: ServiceProc, timeout: float = 20.0) -> None:
+    def ok() -> bool:
+        if not svc.alive():
+            raise AssertionError(f"service {svc.pid} exited with {svc.proc.returncode}:\n"
+                                 + svc.log_text()[-3000:])
+        return serving(store, svc)
+    wait_for(ok, timeout, f"service {svc.pid} to start")
+
+
+class Reader:
+    """The test's own read connection to the store file."""
+
+    def __init__(self, store: str) -> None:
+        self.conn = apsw.Connection(store)
+        self.conn.set_busy_timeout(30_000)
+
+    def all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(sql, params))
+
+    def one(self, sql: str, params: Any = None) -> Any:
+        rows = self.all(sql, params)
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def proc_state(pid: int) -> str:
+    """The kernel's state letter for a process (`T` when stopped)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def sigstop_outside_write(store: str, svc: ServiceProc, tries: int = 50) -> None:
+    """SIGSTOP a service at a moment it holds no SQLite write lock.
+
+    A stopped process keeps its locks: stopped inside a `BEGIN IMMEDIATE`, it would block
+    every other writer of the store (SQLite's, not jobrun's, behaviour). So: stop, check that
+    the write lock can be taken, else continue it and try again."""
+    probe = apsw.Connection(store)
+    probe.set_busy_timeout(300)
+    try:
+        for _ in range(tries):
+            os.kill(svc.pid, signal.SIGSTOP)
+            wait_for(lambda: proc_state(svc.pid) == "T", 5, "the process to stop")
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                return
+            except apsw.BusyError:
+                os.kill(svc.pid, signal.SIGCONT)
+                time.sleep(0.05)  # let it finish its transaction before the next try
+        raise AssertionError("could not stop the service outside a write transaction")
+    finally:
+        probe.close()

@@ -1,0 +1,96 @@
+"""Tasks run by real `jobrun start` subprocesses in the crash, drain and fencing tests.
+
+Side effects go to files or to a `ledger` table in the store file itself, so the test can
+tell which process ran which attempt, and how many times.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+import apsw
+
+import jobrun
+
+app = jobrun.App()
+
+_local = threading.local()
+
+
+def _ledger_conn() -> apsw.Connection:
+    """This worker thread's own connection to the store file (not jobrun's)."""
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = apsw.Connection(os.environ["JOBRUN_STORE"])
+        conn.set_busy_timeout(30_000)
+        _local.conn = conn
+    return conn
+
+
+@app.task
+def record() -> int:
+    """Write `(job_id, attempt, pid)` to the ledger (its own transaction), then work 2-10 ms.
+
+    Returns the pid, so the stored result names the process whose run was recorded."""
+    ctx = jobrun.context()
+    conn = _ledger_conn()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT INTO ledger (job_id, attempt, pid) VALUES (?, ?, ?)",
+                     (ctx.job_id, ctx.attempt, os.getpid()))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    time.sleep(random.uniform(0.002, 0.010))
+    return os.getpid()
+
+
+def _touch(path: str, text: str = "") -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _wait_file(path: str, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@app.task
+def short(folder: str) -> str:
+    """Says it started, waits for `go` (sent after the signal), then works 0.5 s."""
+    _touch(os.path.join(folder, "short-started"), str(os.getpid()))
+    if not _wait_file(os.path.join(folder, "go"), 30):
+        raise RuntimeError("no go")
+    time.sleep(0.5)
+    return "short done"
+
+
+@app.task
+def long(folder: str) -> str:
+    """First run: 30 s of work. A later run (the marker exists) is fast."""
+    marker = os.path.join(folder, "long-ran")
+    if os.path.exists(marker):
+        _touch(os.path.join(folder, "long-second"), str(os.getpid()))
+        return "second run"
+    _touch(marker, str(os.getpid()))
+    time.sleep(30)
+    return "first run"
+
+
+@app.task
+def gated(folder: str) -> int:
+    """Says it started (per pid), blocks until the `gate` file exists, returns the pid."""
+    pid = os.getpid()
+    _touch(os.path.join(folder, f"started-{pid}"))
+    if not _wait_file(os.path.join(folder, "gate"), 120):
+        raise RuntimeError("gate never opened")
+    _touch(os.path.join(folder, f"finished-{pid}"))
+    return pid

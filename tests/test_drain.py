@@ -1,0 +1,133 @@
+"""Graceful drain of a real `jobrun start` process on SIGTERM / SIGINT.
+
+In flight at the signal: a job that finishes within `shutdown_timeout` is recorded
+`succeeded`; one that does not is handed back `queued` with its attempt not counted, and a
+later service runs it. The process exits 0 after the drain. A second SIGINT exits at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobrun
+from crashapp.harness import ServiceProc, Reader, task, wait_for, wait_serving, write_config
+
+SHUTDOWN_TIMEOUT = 2.0
+
+
+def _job(db: Reader, job_id: int) -> dict[str, Any]:
+    cols = ("state", "attempts", "result", "holder", "token", "errors")
+    row = db.all(f"SELECT {', '.join(cols)} FROM jobs WHERE id = ?", (job_id,))[0]
+    d = dict(zip(cols, row))
+    d["result"] = json.loads(d["result"]) if d["result"] is not None else None
+    d["errors"] = json.loads(d["errors"])
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
+    cfg = write_config(tmp_path, jobrun=f"shutdown_timeout = {SHUTDOWN_TIMEOUT:g}")
+    store = str(tmp_path / "jobs.db")
+    folder = str(tmp_path)
+    app = jobrun.App.from_config(cfg)
+    procs: list[ServiceProc] = []
+    try:
+        # Given: a short job (0.5 s once let go) and a 30 s job, both running.
+        short = app.enqueue(task("short"), args=[folder])
+        long = app.enqueue(task("long"), args=[folder])
+        svc = ServiceProc(cfg, tmp_path / "first.log")
+        procs.append(svc)
+        wait_serving(store, svc)
+        wait_for(lambda: os.path.exists(tmp_path / "short-started")
+                 and os.path.exists(tmp_path / "long-ran"), 20, "both jobs to start")
+        db = Reader(store)
+        assert _job(db, short.id)["state"] == "running"
+        assert _job(db, long.id)["state"] == "running"
+        assert _job(db, long.id)["attempts"] == 1
+
+        # When: the signal arrives, then the short job is let go (so it was in flight).
+        t0 = time.monotonic()
+        svc.send(signum)
+        (tmp_path / "go").touch()
+        rc = svc.wait(SHUTDOWN_TIMEOUT + 5)
+        elapsed = time.monotonic() - t0
+        log = svc.log_text()
+
+        # Then: exit 0 after about shutdown_timeout; the short job recorded as succeeded,
+        # the long one handed back as queued without counting its attempt.
+        assert rc == 0, log[-3000:]
+        assert elapsed < SHUTDOWN_TIMEOUT + 4, (elapsed, log[-3000:])
+        assert elapsed >= SHUTDOWN_TIMEOUT - 0.5, f"did not wait for the long job: {elapsed}s"
+        s = _job(db, short.id)
+        assert (s["state"], s["result"], s["attempts"]) == ("succeeded", "short done", 1), s
+        lj = _job(db, long.id)
+        assert lj["state"] == "queued", lj
+        assert lj["attempts"] == 0, lj
+        assert lj["holder"] is None and lj["token"] is None, lj
+        assert lj["errors"] == [], lj
+
+        # And: a new service runs the long job again (the marker makes the rerun fast).
+        again = ServiceProc(cfg, tmp_path / "second.log")
+        procs.append(again)
+        wait_for(lambda: _job(db, long.id)["state"] == "succeeded", 20, "the long job's rerun")
+        lj = _job(db, long.id)
+        assert (lj["result"], lj["attempts"]) == ("second run", 1), lj
+        again.send(signal.SIGTERM)
+        assert again.wait(SHUTDOWN_TIMEOUT + 5) == 0, again.log_text()[-3000:]
+        db.close()
+    finally:
+        for p in procs:
+            p.kill()
+        app.close()
+
+
+@pytest.mark.slow
+def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 60")
+    store = str(tmp_path / "jobs.db")
+    app = jobrun.App.from_config(cfg)
+    procs: list[ServiceProc] = []
+    try:
+        # Given: a 30 s job running, and a drain that would wait up to 60 s for it.
+        long = app.enqueue(task("long"), args=[str(tmp_path)])
+        svc = ServiceProc(cfg, tmp_path / "first.log")
+        procs.append(svc)
+        wait_serving(store, svc)
+        wait_for(lambda: os.path.exists(tmp_path / "long-ran"), 20, "the long job to start")
+
+        # When: Ctrl-C once: the service drains (waits for the job) ...
+        svc.send(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            svc.proc.wait(0.5)  # still draining: it must not exit yet
+        # ... and Ctrl-C again: it exits now.
+        t0 = time.monotonic()
+        svc.send(signal.SIGINT)
+        rc = svc.wait(5)
+        assert time.monotonic() - t0 < 2.0
+        assert rc != 0
+
+        # Then: the job it dropped is taken back from the dead holder and runs again.
+        db = Reader(store)
+        again = ServiceProc(cfg, tmp_path / "second.log")
+        procs.append(again)
+        wait_for(lambda: _job(db, long.id)["state"] == "succeeded", 20, "the rerun")
+        lj = _job(db, long.id)
+        assert lj["result"] == "second run"
+        assert [e["type"] for e in lj["errors"]] == ["WorkerLost"], lj
+        assert lj["attempts"] == 2, lj
+        again.send(signal.SIGINT)
+        assert again.wait(10) == 0, again.log_text()[-3000:]
+        db.close()
+    finally:
+        for p in procs:
+            p.kill()
+        app.close()
