@@ -32,6 +32,7 @@ _OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_a
 
 @dataclass(frozen=True)
 class _Defaults:
+    ckey: str | None
     queue: str
     priority: int
     max_attempts: int
@@ -63,6 +64,29 @@ def _trace_id(given: str | None) -> str:
         except Exception:  # a broken tracer must not break enqueue
             pass
     return secrets.token_hex(16)
+
+
+_TASK_EXTRAS = {"executor", "concurrency_key", "key_concurrency", "rate_limit",
+                "key_rate_limit"}
+
+
+def _check_task_options(extra: dict[str, Any]) -> None:
+    """Task options beyond the contract's, checked when the decorator runs."""
+    from .limits import parse_rate
+
+    bad = set(extra) - _TASK_EXTRAS
+    if bad:
+        raise TypeError(f"unknown task option(s): {', '.join(sorted(bad))}")
+    if extra.get("executor") not in (None, "thread", "process"):
+        raise TypeError(f"executor must be \"thread\" or \"process\", not {extra['executor']!r}")
+    for k in ("rate_limit", "key_rate_limit"):
+        if extra.get(k) is not None:
+            parse_rate(extra[k])
+    kc = extra.get("key_concurrency")
+    if kc is not None and (not isinstance(kc, int) or kc < 1):
+        raise TypeError(f"key_concurrency must be a positive int, not {kc!r}")
+    if (kc or extra.get("key_rate_limit")) and not extra.get("concurrency_key"):
+        raise TypeError("key_concurrency and key_rate_limit need a concurrency_key")
 
 
 class Job:
@@ -242,6 +266,8 @@ class App:
              timeout: float | None = None, retry_base: float | None = None,
              retry_cap: float | None = None, **extra: Any) -> Any:
         """Register a function as a task (as `@app.task` or `@app.task(queue=...)`)."""
+        _check_task_options(extra)
+
         def register(f: Callable[P, R]) -> Task[P, R]:
             spec = TaskSpec(name or task_name(f), f, queue, priority, max_attempts, timeout,
                             retry_base, retry_cap, extra=extra)
@@ -270,7 +296,9 @@ class App:
             options["retry_base"] = base
         if cap is not None:
             options["retry_cap"] = cap
+        ckey = spec.extra.get("concurrency_key") if spec else None
         return _Defaults(
+            ckey=ckey,
             queue=queue,
             priority=spec.priority if spec and spec.priority is not None else 0,
             max_attempts=(spec.max_attempts if spec else None) or
@@ -315,10 +343,17 @@ class App:
             if key is not None and not isinstance(key, str):
                 raise TypeError(f"key must be a str, not {key!r}")
             trace_id = opts.get("trace_id") or trace_id
+        ckey = None
+        if d.ckey is not None:
+            try:
+                ckey = d.ckey.format(**kwargs)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise TypeError(f"concurrency_key {d.ckey!r} of {task} cannot be formatted "
+                                f"from its keyword arguments: missing {exc}") from None
         return NewJob(task, d.queue, dumps(args, f"arguments of {task}"),
                       dumps(kwargs, f"keyword arguments of {task}"), priority, max_attempts,
                       run_at, run_at > now, key, trace_id or _trace_id(None), d.timeout,
-                      d.options)
+                      d.options, ckey)
 
     def enqueue(self, task: str, args: Any = None, kwargs: Any = None, *,
                 queue: str | None = None, priority: int | None = None,

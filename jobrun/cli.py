@@ -45,12 +45,16 @@ def fail(message: str, code: int = EX_REFUSED) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _open(config: str | None, store: str | None) -> Any:
-    """An App on the resolved store; config errors exit 78."""
+def _open(config: str | None, store: str | None, *, import_tasks: bool = False) -> Any:
+    """An App on the resolved store; config errors exit 78. With `import_tasks`, the
+    config's task modules are imported so enqueue knows each task's queue and options."""
     from .app import App
+    from .runtime import import_tasks as do_import
     from .runtime import resolve
 
     rt = resolve(config, store)
+    if import_tasks:
+        do_import(rt.settings)
     return App(rt.store, settings=rt.settings)
 
 
@@ -166,7 +170,7 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
             file: Annotated[Optional[str], typer.Option("--file", help="jobs.toml")] = None,
             config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Enqueue a job and print its id (or every [[job]] of --file, in one transaction)."""
-    app = _open(config, store)
+    app = _open(config, store, import_tasks=True)
     if file:
         from .jobsfile import load_calls
 

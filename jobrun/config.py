@@ -13,6 +13,7 @@ from typing import Any
 
 from .cron import ScheduleError, parse_duration, parse_schedule
 from .errors import ConfigError
+from .limits import parse_rate
 
 DEFAULT_QUEUE = "default"
 DEFAULT_CONCURRENCY = 8
@@ -237,6 +238,14 @@ def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
         if ma is not None and ma < 1:
             r.bad(p + ("max_attempts",), f"must be at least 1, not {ma}")
         extra = {k: q[k] for k in ("rate_limit", "max_tasks_per_child") if k in q}
+        if "rate_limit" in q:
+            try:
+                parse_rate(q["rate_limit"])
+            except ValueError as exc:
+                r.bad(p + ("rate_limit",), str(exc))
+        mtpc = r.take(q, p, "max_tasks_per_child", int)
+        if mtpc is not None and mtpc < 1:
+            r.bad(p + ("max_tasks_per_child",), f"must be at least 1, not {mtpc}")
         out[name] = QueueConfig(name, conc, ex, ma, r.dur(q, p, "retry_base", None),
                                 r.dur(q, p, "retry_cap", None), r.dur(q, p, "timeout", None),
                                 extra)

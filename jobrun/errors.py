@@ -4,7 +4,9 @@
     ├── ConfigError             a bad jobrun.toml or option; names file, key, line, reason
     ├── StoreError              the SQLite store refused (not a database, too new, disk full)
     ├── JobFailed               Job.result() of a dead or cancelled job
-    └── UnknownTask             a job names a task this process has not registered
+    ├── UnknownTask             a job names a task this process has not registered
+    ├── TaskTimeout             an attempt ran past its timeout (and was stopped if it could be)
+    └── WorkerDied              the child process running an attempt died (signal or exit)
 
 Raised by tasks to steer retries (not JobrunErrors: they are signals, not failures of jobrun):
 
@@ -67,3 +69,11 @@ class Retry(Exception):
 
 class Permanent(Exception):
     """Raise inside a task when retrying cannot help: the job goes to `dead` at once."""
+
+
+class TaskTimeout(JobrunError):
+    """An attempt ran past its `timeout`; it failed and retries like any failure."""
+
+
+class WorkerDied(JobrunError):
+    """The child process running an attempt died: "worker process died: signal 11"."""

@@ -20,14 +20,15 @@ from . import clock
 from .bell import Bell
 from .config import CronEntry, Settings
 from .context import Context
-from .errors import StoreError
-from .executors.thread import ThreadExecutor
+from .errors import StoreError, TaskTimeout
+from .pools import Pools, register_commands
 from .lock import HolderLock, holder_alive, live_holders, new_holder_id
 from .model import Claim
 from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
 from .store.base import Outcome
 from .store.sqlite import SqliteStore
+from .worker import decide
 
 log = logging.getLogger("jobrun.service")
 jlog = logging.getLogger("jobrun.job")
@@ -47,9 +48,13 @@ class Service:
         self._bell: Bell | None = None
         self._outcomes: deque[tuple[Claim, Outcome]] = deque()
         self._inflight: dict[int, tuple[Claim, Context]] = {}
+        self._started: dict[int, tuple[float, str]] = {}
+        self._timed_out: set[int] = set()
+        self._limits: Any = None
+        self._limited: frozenset[str] = frozenset()
         self._busy: dict[str, int] = {}
         self._caps: dict[str, int] = {}
-        self._executors: dict[str, ThreadExecutor] = {}
+        self._pools = Pools(registry, self._done, lambda: self.settings)
         self._sleeping = False
         self._draining = False
         self._halting = False
@@ -78,16 +83,16 @@ class Service:
         if not self._holder_lock.acquire():
             raise StoreError(f"holder lock {self._holder_lock.path} is taken")
         self._bell = Bell(self.path, self.holder)
+        register_commands(self.settings, self.registry)
         for q in self.queue_names():
-            cap = self.settings.queue(q).concurrency
-            self._caps[q] = cap
+            self._caps[q] = self.settings.queue(q).concurrency
             self._busy[q] = 0
-            self._executors[q] = ThreadExecutor(q, cap, self.registry, self._done)
         self._maintain(first=True)
         for target, name in ((self._loop, "jobrun-loop"), (self._maintenance, "jobrun-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        self._build_limits()
         from .app import App
 
         self._producer = App(self.path, settings=self.settings)
@@ -133,8 +138,7 @@ class Service:
             except StoreError as exc:
                 log.error("could not record the drain: %s (jobs will be rescued)", exc)
         self._inflight.clear()
-        for ex in self._executors.values():
-            ex.shutdown()
+        self._pools.shutdown()
         self._holder_lock.release(unlink=True)
         if self._bell is not None:
             self._bell.close()
@@ -143,20 +147,43 @@ class Service:
         log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
         return len(left)
 
+    def _build_limits(self) -> None:
+        """Caps, rates and key limits from the config and the registered tasks."""
+        from .limits import Limits, parse_rate
+
+        queue_rates = {}
+        for q, qc in self.settings.queues.items():
+            if qc.extra.get("rate_limit"):
+                queue_rates[q] = parse_rate(qc.extra["rate_limit"])
+        task_rates, key_conc, key_rates = {}, {}, {}
+        by_queue: dict[str, set[str]] = {}
+        for name in self.registry.names():
+            spec = self.registry.find(name)
+            if spec is None:
+                continue
+            by_queue.setdefault(spec.queue or "default", set()).add(name)
+            if spec.extra.get("rate_limit"):
+                task_rates[name] = parse_rate(spec.extra["rate_limit"])
+            if spec.extra.get("key_concurrency"):
+                key_conc[name] = int(spec.extra["key_concurrency"])
+            if spec.extra.get("key_rate_limit"):
+                key_rates[name] = parse_rate(spec.extra["key_rate_limit"])
+        limits = Limits(dict(self._caps), queue_rates, task_rates, key_conc, key_rates)
+        self._limited = frozenset(q for q in self._caps if limits.limited(q, by_queue))
+        self._limits = limits
+
     def apply(self, settings: Settings) -> None:
         """Switch to new settings at once: caps and new queues; the scheduler reads them on
         its next round. Jobs in flight are untouched."""
+        register_commands(settings, self.registry)
         self.settings = settings
         caps = dict(self._caps)
         for q in self.queue_names():
-            cap = settings.queue(q).concurrency
-            if q not in self._executors:
-                self._busy.setdefault(q, 0)
-                self._executors[q] = ThreadExecutor(q, cap, self.registry, self._done)
-            else:
-                self._executors[q].resize(cap)
-            caps[q] = cap
+            self._busy.setdefault(q, 0)
+            caps[q] = settings.queue(q).concurrency
+        self._pools.resize(caps)
         self._caps = caps  # one assignment: the loop sees the old caps or the new ones
+        self._build_limits()
         self._wake()
 
     # -- the loop ------------------------------------------------------------------------
@@ -178,6 +205,12 @@ class Service:
             claim, o = pop()
             if self._inflight.pop(claim.id, None) is not None:
                 self._busy[claim.queue] -= 1
+            self._started.pop(claim.id, None)
+            if claim.id in self._timed_out:
+                self._timed_out.discard(claim.id)  # recorded at its timeout; late: discarded
+                jlog.warning("job %s %s returned after its timeout: result discarded",
+                             claim.id, claim.task)
+                continue
             out.append((claim, o))
         return out
 
@@ -213,7 +246,8 @@ class Service:
             if pending or (wants and full):
                 try:
                     tick = store.tick(pending, wants, self.holder, now=now, lease=lease,
-                                      full=full, paused=paused, next_due=next_due)
+                                      full=full, paused=paused, next_due=next_due,
+                                      limits=self._limits, limited=self._limited)
                 except StoreError as exc:
                     log.error("store round failed, retrying in 0.5s: %s", exc)
                     if halting:
@@ -227,6 +261,9 @@ class Service:
                 if full:
                     last_full = now_m
                 next_due, paused = tick.next_due, tick.paused
+                if tick.retry_in is not None:  # a rate limit: look again when a token is due
+                    again = now + max(0.001, tick.retry_in)
+                    next_due = again if next_due is None else min(next_due, again)
                 for claim in tick.claims:
                     ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id,
                                   claim.queue, claim.token, self._heartbeat_for(claim))
@@ -238,7 +275,13 @@ class Service:
                                        "event": "started", "job_id": claim.id, "task": claim.task,
                                        "queue": claim.queue, "attempt": claim.attempt,
                                        "trace_id": claim.trace_id}})
-                    self._executors[claim.queue].submit(claim, ctx)
+                    kind = self._pools.kind(claim)
+                    self._started[claim.id] = (clock.monotonic(), kind)
+                    try:
+                        self._pools.submit(claim, ctx, kind)
+                    except Exception as exc:  # an executor that cannot start fails the job
+                        log.exception("cannot start job %s", claim.id)
+                        self._done(claim, decide(claim, exc, clock.now()))
             self.healthy_at = clock.monotonic()
             if halting:
                 return
@@ -298,6 +341,7 @@ class Service:
                 store.extend(self.holder, now=now, lease=self.settings.lease)
         if self._inflight:
             self._check_fenced()
+            self._check_thread_timeouts()
         if first or now_m - self._last_sweep >= 10:
             self._last_sweep = now_m
             for h in live_holders(self.path):
@@ -333,6 +377,30 @@ class Service:
             if r is None or r[1] != "running" or r[2] != claim.token:
                 if not ctx.cancelled:
                     ctx.cancel()
+                    self._pools.cancel(job_id)
+
+    def _check_thread_timeouts(self) -> None:
+        """A thread cannot be killed: record its attempt as timed out now (it retries as any
+        failure), keep its slot counted until it returns, and discard its late result."""
+        now_m = clock.monotonic()
+        for job_id, (claim, ctx) in list(self._inflight.items()):
+            started = self._started.get(job_id)
+            if started is None or started[1] != "thread" or not claim.timeout or \
+                    job_id in self._timed_out or now_m - started[0] < claim.timeout:
+                continue
+            self._timed_out.add(job_id)
+            ctx.cancel()
+            outcome = decide(claim, TaskTimeout(
+                f"timed out after {claim.timeout:g}s (a thread cannot be stopped: its slot "
+                "stays taken until it returns)"), clock.now())
+            self.store.record([outcome], now=clock.now())
+            jlog.warning("job %s %s timed out after %gs in a thread; it keeps its slot until "
+                         "it returns", claim.id, claim.task, claim.timeout,
+                         extra={"jobrun": {"event": "timeout", "job_id": claim.id,
+                                           "task": claim.task, "queue": claim.queue,
+                                           "attempt": claim.attempt}})
+            if outcome.state == "retrying":
+                self._wake()
 
     def _prune(self, now: float) -> None:
         s = self.settings

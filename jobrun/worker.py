@@ -6,6 +6,7 @@ running and recording live elsewhere (executors, service).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 from . import clock
 from .context import Context, reset, set_current
-from .errors import Permanent, Retry, UnknownTask
+from .errors import Permanent, Retry, TaskTimeout, UnknownTask
 from .model import Claim
 from .registry import Registry
 from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
@@ -52,26 +53,32 @@ def decide(claim: Claim, exc: BaseException, now: float, rng: random.Random | No
     return Outcome(claim.id, claim.token, "retrying", run_at=now + delay, error=entry)
 
 
-def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None,
-                call: Callable[..., Any] | None = None) -> Outcome:
+def resolve(claim: Claim, registry: Registry) -> Callable[..., Any]:
+    spec = registry.get(claim.task)
+    if spec.fn is None:
+        raise UnknownTask(f"task {claim.task!r} has no Python function in this process")
+    return spec.fn
+
+
+def succeed(claim: Claim, value: Any) -> Outcome:
+    try:
+        result = dumps(value, f"return value of {claim.task}")
+    except TypeError as exc:
+        return decide(claim, Permanent(str(exc)), clock.now())
+    return Outcome(claim.id, claim.token, "succeeded", result=result)
+
+
+def new_context(claim: Claim) -> Context:
+    return Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue, claim.token)
+
+
+def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
+                log_it: bool = True) -> Outcome:
     """Run one attempt in this thread and return its outcome (never raises)."""
     started = time.perf_counter()
-    if ctx is None:
-        ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
-                      claim.token)
-    token = set_current(ctx)
+    token = set_current(ctx or new_context(claim))
     try:
-        if call is None:
-            spec = registry.get(claim.task)
-            if spec.fn is None:
-                raise UnknownTask(f"task {claim.task!r} has no Python function in this process")
-            call = spec.fn
-        value = call(*claim.args, **claim.kwargs)
-        try:
-            result = dumps(value, f"return value of {claim.task}")
-        except TypeError as exc:
-            raise Permanent(str(exc)) from None
-        outcome = Outcome(claim.id, claim.token, "succeeded", result=result)
+        outcome = succeed(claim, resolve(claim, registry)(*claim.args, **claim.kwargs))
     except BaseException as exc:  # noqa: BLE001 - a task's failure is data, not our crash
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -79,8 +86,33 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None,
     finally:
         reset(token)
     outcome.extra["duration"] = time.perf_counter() - started
-    if ctx.cancelled and outcome.state != "succeeded":
-        outcome.extra["cancelled"] = True
+    if log_it:
+        log_outcome(claim, outcome)
+    return outcome
+
+
+async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | None = None
+                            ) -> Outcome:
+    """An `async def` task on the service's loop; its timeout cancels it."""
+    started = time.perf_counter()
+    token = set_current(ctx or new_context(claim))
+    try:
+        coro = resolve(claim, registry)(*claim.args, **claim.kwargs)
+        if claim.timeout:
+            value = await asyncio.wait_for(coro, claim.timeout)
+        else:
+            value = await coro
+        outcome = succeed(claim, value)
+    except asyncio.TimeoutError:
+        outcome = decide(claim, TaskTimeout(f"timed out after {claim.timeout:g}s (cancelled)"),
+                         clock.now())
+    except BaseException as exc:  # noqa: BLE001 - CancelledError included: the job was cancelled
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        outcome = decide(claim, exc, clock.now())
+    finally:
+        reset(token)
+    outcome.extra["duration"] = time.perf_counter() - started
     log_outcome(claim, outcome)
     return outcome
 

@@ -35,6 +35,7 @@ class NewJob:
     trace_id: str | None = None
     timeout: float | None = None
     options: str = "{}"  # JSON
+    ckey: str | None = None  # concurrency key, from the task's concurrency_key format
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Tick:
     next_due: float | None
     recorded: int          # outcomes that still held their lease
     paused: frozenset[str]
+    retry_in: float | None = None  # a rate limit held jobs back: try again after this
 
 
 class Store(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-_HEAD = re.compile(r"^-- ([a-z_]+) --$", re.M)
+_HEAD = re.compile(r"^-- ([a-z_0-9]+) --$", re.M)
 
 
 def _read(name: str) -> str:

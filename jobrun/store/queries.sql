@@ -6,15 +6,15 @@ SELECT id FROM jobs
 
 -- insert_job --
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at, key,
-                  enqueued_at, trace_id, timeout, options)
+                  enqueued_at, trace_id, timeout, options, ckey)
 VALUES (:task, :queue, :args, :kwargs, :priority, :state, :max_attempts, :run_at, :key,
-        :now, :trace_id, :timeout, :options)
+        :now, :trace_id, :timeout, :options, :ckey)
 RETURNING id;
 
 -- insert_job_plain --
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at,
-                  enqueued_at, trace_id, timeout, options)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  enqueued_at, trace_id, timeout, options, ckey)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- promote_due --
 UPDATE jobs SET state = 'queued'
@@ -166,3 +166,32 @@ RETURNING entry;
 
 -- set_fire_job --
 UPDATE cron_fires SET job_id = :job_id WHERE entry = :entry AND fire_at = :fire_at;
+
+-- running_in_queue --
+SELECT count(*) FROM jobs WHERE state = 'running' AND queue = :queue;
+
+-- ready_keys --
+SELECT DISTINCT ckey FROM jobs WHERE state = 'queued' AND queue = :queue;
+
+-- running_by_key --
+SELECT ckey, count(*) FROM jobs WHERE state = 'running' AND ckey IS NOT NULL GROUP BY ckey;
+
+-- ready_of_key --
+SELECT id, task, priority, ckey FROM jobs
+ WHERE state = 'queued' AND queue = :queue AND ckey IS :ckey
+ ORDER BY priority DESC, id LIMIT :limit;
+
+-- acquire_ids --
+UPDATE jobs
+   SET state = 'running', attempts = attempts + 1, holder = :holder,
+       token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
+ WHERE id = :id AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options,
+          priority;
+
+-- get_bucket --
+SELECT tokens, at FROM rate_buckets WHERE name = :name;
+
+-- put_bucket --
+INSERT INTO rate_buckets (name, tokens, at) VALUES (:name, :tokens, :at)
+    ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;

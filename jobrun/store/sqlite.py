@@ -19,6 +19,7 @@ import apsw
 
 from ..errors import StoreError
 from ..model import Claim, JobRecord, JobState
+from ..limits import Bucket, Candidate, Limits, choose, round_robin
 from .base import NewJob, Outcome, Tick
 from .migrations import SCHEMA_VERSION, migrate
 from .queries import Q
@@ -201,6 +202,7 @@ class SqliteStore:
                 "priority": j.priority, "state": "scheduled" if j.scheduled else "queued",
                 "max_attempts": j.max_attempts, "run_at": j.run_at, "key": j.key, "now": now,
                 "trace_id": j.trace_id, "timeout": j.timeout, "options": j.options,
+                "ckey": j.ckey,
             }).get)
         return ids
 
@@ -210,7 +212,7 @@ class SqliteStore:
         conn.executemany(Q["insert_job_plain"], [
             (j.task, j.queue, j.args, j.kwargs, j.priority,
              "scheduled" if j.scheduled else "queued", j.max_attempts, j.run_at, now,
-             j.trace_id, j.timeout, j.options) for j in jobs])
+             j.trace_id, j.timeout, j.options, j.ckey) for j in jobs])
         last = int(conn.last_insert_rowid())
         first = last - len(jobs) + 1
         ids = list(range(first, last + 1))
@@ -234,7 +236,8 @@ class SqliteStore:
     # -- the worker's round: record outcomes, promote, acquire ---------------------------
     def tick(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *, now: float,
              lease: float, full: bool = True, paused: frozenset[str] = frozenset(),
-             next_due: float | None = None) -> Tick:
+             next_due: float | None = None, limits: Limits | None = None,
+             limited: frozenset[str] = frozenset()) -> Tick:
         """One round in one transaction: record outcomes, then claim up to `wants`.
 
         A full round also promotes due jobs and reads paused queues and the next due time;
@@ -248,11 +251,24 @@ class SqliteStore:
                 conn.execute(Q["promote_due"], {"now": now})
                 paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
             acquire = Q["acquire"]
+            retry_in: float | None = None
             for queue, limit in wants.items():
                 if limit <= 0 or queue in paused:
                     continue
-                rows = list(conn.execute(acquire, {"holder": holder, "now": now, "queue": queue,
-                                                   "limit": limit, "lease_until": now + lease}))
+                if limits is not None and queue in limits.caps:
+                    # The cap holds across every service on the host: count all holders.
+                    running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
+                    limit = min(limit, limits.caps[queue] - running)
+                    if limit <= 0:
+                        continue
+                args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
+                        "lease_until": now + lease}
+                if limits is not None and queue in limited:
+                    rows, wait = self._acquire_limited(conn, args, limits)
+                    if wait is not None:
+                        retry_in = wait if retry_in is None else min(retry_in, wait)
+                else:
+                    rows = list(conn.execute(acquire, args))
                 if len(rows) > 1:  # RETURNING has no order: hand them out by priority, age
                     rows.sort(key=lambda r: (-r[11], r[0]))
                 for r in rows:
@@ -260,7 +276,31 @@ class SqliteStore:
                                         r[7], r[8], r[9], _dict(r[10])))
             if full:
                 next_due = conn.execute(Q["next_due"]).get
-        return Tick(claims, next_due, recorded, paused)
+        return Tick(claims, next_due, recorded, paused, retry_in)
+
+    def _acquire_limited(self, conn: apsw.Connection, args: dict[str, Any], limits: Limits
+                         ) -> tuple[list[tuple[Any, ...]], float | None]:
+        """Claim within key caps and rate limits, keys served round robin (see limits.py)."""
+        queue, budget, now = args["queue"], args["limit"], args["now"]
+        heads: dict[str | None, list[Candidate]] = {}
+        for (ckey,) in conn.execute(Q["ready_keys"], {"queue": queue}):
+            heads[ckey] = [Candidate(*r) for r in conn.execute(
+                Q["ready_of_key"], {"queue": queue, "ckey": ckey, "limit": budget})]
+        running: dict[str, int] = {r[0]: r[1] for r in conn.execute(Q["running_by_key"])}
+        buckets: dict[str, Bucket] = {}
+        names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
+            {f"key:{k}" for k in heads if k is not None}
+        for name in names:
+            row = conn.execute(Q["get_bucket"], {"name": name}).fetchone()
+            if row is not None:
+                buckets[name] = Bucket(row[0], row[1])
+        ids, wait = choose(round_robin(heads), budget, limits, queue, running, buckets, now)
+        rows: list[tuple[Any, ...]] = []
+        for job_id in ids:
+            rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
+        for name, b in buckets.items():
+            conn.execute(Q["put_bucket"], {"name": name, "tokens": b.tokens, "at": b.at})
+        return rows, wait
 
     def _record(self, conn: apsw.Connection, outcomes: list[Outcome], now: float) -> int:
         done = []

@@ -1,0 +1,168 @@
+"""Shell-command tasks: `[tasks.NAME] command = [...]`, run without a shell unless asked.
+
+Arguments given at enqueue are appended to the command line. Exit code 0 succeeds; anything
+else fails and retries. The exit code and the last 64 KiB of stdout and stderr are kept with
+the job (its result, or the error entry of a failed attempt). The command leads its own
+process group: a timeout or a cancel stops the group (SIGTERM, then SIGKILL after a grace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import selectors
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+from .. import clock
+from ..context import Context
+from ..errors import JobrunError, TaskTimeout
+from ..model import Claim
+from ..registry import Registry, TaskSpec
+from ..store.base import Outcome
+from ..worker import decide, log_outcome
+from . import Done
+
+TAIL = 64 * 1024
+KILL_GRACE = 2.0
+
+
+class CommandFailed(JobrunError):
+    """A command exited non-zero; the error entry carries its exit code and output tails."""
+
+
+def argv(spec: TaskSpec, args: list[Any]) -> list[str] | str:
+    extra = [a if isinstance(a, str) else json.dumps(a) for a in args]
+    cmd = list(spec.command or [])
+    if spec.extra.get("shell"):
+        return " ".join(cmd + [shlex.quote(a) for a in extra])
+    return cmd + extra
+
+
+class _Tail:
+    """The last TAIL bytes of a stream."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > 2 * TAIL:
+            del self.buf[:-TAIL]
+
+    def text(self) -> str:
+        return bytes(self.buf[-TAIL:]).decode("utf-8", "replace")
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_GRACE
+                ) -> Outcome:
+    env = None
+    if spec.extra.get("env"):
+        env = {**os.environ, **spec.extra["env"]}
+    try:
+        proc = subprocess.Popen(argv(spec, claim.args), shell=bool(spec.extra.get("shell")),
+                                cwd=spec.extra.get("cwd"), env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as exc:
+        return decide(claim, CommandFailed(f"cannot run {spec.command}: {exc}"), clock.now())
+    tails = {"stdout": _Tail(), "stderr": _Tail()}
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    timeout = claim.timeout or spec.timeout
+    deadline = None if not timeout else clock.monotonic() + timeout
+    stopped: str | None = None
+    open_streams = 2
+    while open_streams:
+        for key, _ in sel.select(0.2):
+            data = os.read(key.fd, 65536)
+            if not data:
+                sel.unregister(key.fileobj)
+                open_streams -= 1
+            else:
+                tails[key.data].add(data)
+        if stopped is None and ctx.cancelled:
+            stopped = "cancelled"
+        elif stopped is None and deadline is not None and clock.monotonic() >= deadline:
+            stopped = "timeout"
+        if stopped:
+            _stop_group(proc, grace)
+            break
+    sel.close()
+    code = proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+    out = {"exit_code": code, "stdout": tails["stdout"].text(), "stderr": tails["stderr"].text()}
+    if stopped == "cancelled":
+        return Outcome(claim.id, claim.token, "cancelled",
+                       error={"at": clock.now(), "type": "Cancelled", "message": "cancelled",
+                              "attempt": claim.attempt, **out})
+    if stopped == "timeout":
+        o = decide(claim, TaskTimeout(f"timed out after {timeout:g}s: process group stopped"),
+                   clock.now())
+    elif code == 0:
+        return Outcome(claim.id, claim.token, "succeeded", result=json.dumps(out))
+    else:
+        o = decide(claim, CommandFailed(f"exit code {code}"), clock.now())
+    if o.error is not None:
+        o.error.update(out)
+        o.error["traceback"] = ""
+    return o
+
+
+class CommandExecutor:
+    """Threads that each run one command at a time, for one queue."""
+
+    def __init__(self, name: str, workers: int, registry: Registry, done: Done) -> None:
+        self.name = name
+        self._registry = registry
+        self._done = done
+        self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self.resize(workers)
+
+    def resize(self, workers: int) -> None:
+        while len(self._threads) < workers:
+            t = threading.Thread(target=self._work, daemon=True,
+                                 name=f"jobrun-{self.name}-cmd{len(self._threads)}")
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, claim: Claim, ctx: Context) -> None:
+        self._q.put((claim, ctx))
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._q.put(None)
+
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            claim, ctx = item
+            started = time.perf_counter()
+            outcome = run_command(claim, self._registry.get(claim.task), ctx)
+            outcome.extra["duration"] = time.perf_counter() - started
+            log_outcome(claim, outcome)
+            self._done(claim, outcome)

@@ -1,0 +1,215 @@
+"""Process executor: a pool of child processes per queue, JSON over pipes (no pickle of jobs).
+
+Children start from a forkserver (safe in a threaded service) that has preloaded the task
+modules. Each child leads its own process group, so a timeout or a cancel can stop the job
+and anything it started: SIGTERM to the group, SIGKILL after a grace. A child that dies
+mid-job (os._exit, SIGKILL, a segfault) fails only its own job, "worker process died:
+signal 11", and is replaced at once. Each slot is a thread of the service that owns one
+child at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .. import clock
+from ..context import Context
+from ..errors import TaskTimeout, WorkerDied
+from ..model import Claim
+from ..registry import Registry
+from ..store.base import Outcome
+from ..worker import decide, log_outcome
+from . import Done
+
+log = logging.getLogger("jobrun.process")
+KILL_GRACE = 2.0
+_CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attempts", "token",
+                 "trace_id", "timeout", "options")
+
+
+def _child_main(conn: Connection, imports: list[str], path: list[str]) -> None:
+    """The child: its own process group, the task modules, then one job at a time."""
+    import importlib
+
+    from ..registry import REGISTRY
+    from ..worker import run_attempt
+
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's to handle
+    for p in reversed(path):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    for name in imports:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the job will go dead with UnknownTask; say why here
+            print(f"jobrun child: cannot import {name}: {exc}", file=sys.stderr)
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        d = json.loads(raw)
+        claim = Claim(**d)
+        o = run_attempt(claim, REGISTRY, log_it=False)
+        conn.send_bytes(json.dumps({"state": o.state, "result": o.result, "run_at": o.run_at,
+                                    "error": o.error, "extra": o.extra}).encode())
+
+
+class _Child:
+    def __init__(self, ctx: Any, imports: list[str], path: list[str]) -> None:
+        parent, child = ctx.Pipe()
+        self.conn: Connection = parent
+        self.proc = ctx.Process(target=_child_main, args=(child, imports, path), daemon=True,
+                                name="jobrun-child")
+        self.proc.start()
+        child.close()
+        self.tasks = 0
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid or 0)
+
+    def kill(self, grace: float = KILL_GRACE) -> None:
+        """SIGTERM to the child's whole group, SIGKILL after `grace`."""
+        pid = self.pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+            self.proc.join(wait)
+            if not self.proc.is_alive():
+                break
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        if self.proc.is_alive():
+            self.proc.join(0.05)
+
+    def died(self) -> str:
+        self.proc.join(1.0)
+        code = self.proc.exitcode
+        if code is None:
+            return "worker process stopped answering"
+        if code < 0:
+            return f"worker process died: signal {-code} ({signal.Signals(-code).name})"
+        return f"worker process died: exit code {code}"
+
+
+class ProcessExecutor:
+    """Up to `workers` children for one queue, started on first use."""
+
+    def __init__(self, name: str, workers: int, registry: Registry, done: Done, *,
+                 imports: list[str], max_tasks_per_child: int | None = None,
+                 kill_grace: float = KILL_GRACE) -> None:
+        self.name = name
+        self._done = done
+        self._registry = registry
+        self._imports = list(dict.fromkeys(imports))
+        self._path = [p for p in sys.path if p]
+        self._max_tasks = max_tasks_per_child
+        self._grace = kill_grace
+        self._mp = multiprocessing.get_context("forkserver")
+        try:
+            self._mp.set_forkserver_preload(["jobrun.executors.process", *self._imports])
+        except Exception:  # pragma: no cover - preload is an optimisation only
+            pass
+        self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[int, _Child] = {}
+        self._lock = threading.Lock()
+        self.replaced = 0
+        self.resize(workers)
+
+    def resize(self, workers: int) -> None:
+        while len(self._threads) < workers:
+            t = threading.Thread(target=self._slot, daemon=True,
+                                 name=f"jobrun-{self.name}-proc{len(self._threads)}")
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, claim: Claim, ctx: Context) -> None:
+        self._q.put((claim, ctx))
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._q.put(None)
+
+    def children(self) -> list[int]:
+        with self._lock:
+            return [c.pid for c in self._running.values()]
+
+    def _slot(self) -> None:
+        child: _Child | None = None
+        while True:
+            item = self._q.get()
+            if item is None:
+                if child is not None:
+                    child.kill(0.5)
+                return
+            claim, ctx = item
+            if child is None:
+                child = _Child(self._mp, self._imports, self._path)
+            started = time.perf_counter()
+            with self._lock:
+                self._running[claim.id] = child
+            try:
+                outcome, alive = self._run(child, claim, ctx)
+            finally:
+                with self._lock:
+                    self._running.pop(claim.id, None)
+            outcome.extra["duration"] = time.perf_counter() - started
+            child.tasks += 1
+            if not alive or (self._max_tasks and child.tasks >= self._max_tasks):
+                if alive:
+                    child.kill(self._grace)
+                else:
+                    self.replaced += 1
+                child = None  # replaced on the next job, at once
+            log_outcome(claim, outcome)
+            self._done(claim, outcome)
+
+    def _run(self, child: _Child, claim: Claim, ctx: Context) -> tuple[Outcome, bool]:
+        """Send one job and wait for its answer, a timeout, a cancel, or the child's death."""
+        payload = {f: getattr(claim, f) for f in _CLAIM_FIELDS}
+        try:
+            child.conn.send_bytes(json.dumps(payload).encode())
+        except OSError:
+            return decide(claim, WorkerDied(child.died()), clock.now()), False
+        deadline = None if not claim.timeout else clock.monotonic() + claim.timeout
+        while True:
+            wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - clock.monotonic()))
+            try:
+                if child.conn.poll(wait):
+                    d = json.loads(child.conn.recv_bytes())
+                    return Outcome(claim.id, claim.token, d["state"], result=d["result"],
+                                   run_at=d["run_at"], error=d["error"], extra=d["extra"]), True
+            except (EOFError, OSError):
+                return decide(claim, WorkerDied(child.died()), clock.now()), False
+            if ctx.cancelled:
+                child.kill(self._grace)
+                return Outcome(claim.id, claim.token, "cancelled",
+                               error={"at": clock.now(), "type": "Cancelled", "attempt":
+                                      claim.attempt, "message": "cancelled: child stopped"}), False
+            if deadline is not None and clock.monotonic() >= deadline:
+                child.kill(self._grace)
+                exc = TaskTimeout(f"timed out after {claim.timeout:g}s: process group stopped")
+                return decide(claim, exc, clock.now()), False

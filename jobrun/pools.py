@@ -1,0 +1,121 @@
+"""Which executor runs a claim, and the executors themselves, created on first use.
+
+`async def` tasks go to the service's asyncio loop, TOML command tasks to the command
+runner, tasks on a `process` queue (or with `executor="process"`) to that queue's child
+processes, everything else to the queue's threads. The service's per-queue cap bounds them
+all together.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Callable
+
+from .config import Settings
+from .context import Context
+from .executors import Done, Executor
+from .executors.aio import AsyncExecutor
+from .executors.command import CommandExecutor
+from .executors.process import ProcessExecutor
+from .executors.thread import ThreadExecutor
+from .model import Claim
+from .registry import Registry, TaskSpec
+
+
+def register_commands(settings: Settings, registry: Registry) -> None:
+    """TOML command tasks, and cron entries with `command = [...]`, become tasks."""
+    for t in settings.tasks.values():
+        registry.add(TaskSpec(t.name, None, t.queue, None, t.max_attempts, t.timeout,
+                              command=list(t.command),
+                              extra={"env": t.env, "cwd": t.cwd, "shell": t.shell}))
+    for c in settings.cron:
+        if c.command:
+            registry.add(TaskSpec(f"cron:{c.name}", None, c.queue, command=list(c.command)))
+
+
+def task_modules(registry: Registry, settings: Settings) -> list[str]:
+    """Modules a child process imports to find the same tasks as this process."""
+    mods = list(settings.imports)
+    for name in registry.names():
+        spec = registry.find(name)
+        if spec is not None and spec.fn is not None:
+            mod = getattr(spec.fn, "__module__", None)
+            if mod and mod != "__main__" and mod not in mods:
+                mods.append(mod)
+    return mods
+
+
+class Pools:
+    def __init__(self, registry: Registry, done: Done, settings: Callable[[], Settings]) -> None:
+        self._registry = registry
+        self._done = done
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._threads: dict[str, ThreadExecutor] = {}
+        self._procs: dict[str, ProcessExecutor] = {}
+        self._cmds: dict[str, CommandExecutor] = {}
+        self._aio: AsyncExecutor | None = None
+
+    def kind(self, claim: Claim) -> str:
+        spec = self._registry.find(claim.task)
+        if spec is None:
+            return "thread"  # it goes dead with UnknownTask, at once
+        if spec.command:
+            return "command"
+        if spec.fn is not None and inspect.iscoroutinefunction(spec.fn):
+            return "async"
+        q = self._settings().queue(claim.queue)
+        if spec.extra.get("executor", q.executor) == "process":
+            return "process"
+        return "thread"
+
+    def submit(self, claim: Claim, ctx: Context, kind: str) -> None:
+        self.executor(claim.queue, kind).submit(claim, ctx)
+
+    def executor(self, queue: str, kind: str) -> Executor:
+        with self._lock:
+            q = self._settings().queue(queue)
+            if kind == "async":
+                if self._aio is None:
+                    self._aio = AsyncExecutor(self._registry, self._done)
+                return self._aio
+            if kind == "process":
+                if queue not in self._procs:
+                    self._procs[queue] = ProcessExecutor(
+                        queue, q.concurrency, self._registry, self._done,
+                        imports=task_modules(self._registry, self._settings()),
+                        max_tasks_per_child=q.extra.get("max_tasks_per_child"))
+                return self._procs[queue]
+            if kind == "command":
+                if queue not in self._cmds:
+                    self._cmds[queue] = CommandExecutor(queue, q.concurrency, self._registry,
+                                                        self._done)
+                return self._cmds[queue]
+            if queue not in self._threads:
+                self._threads[queue] = ThreadExecutor(queue, q.concurrency, self._registry,
+                                                      self._done)
+            return self._threads[queue]
+
+    def resize(self, caps: dict[str, int]) -> None:
+        with self._lock:
+            for pools in (self._threads, self._procs, self._cmds):
+                for q, ex in pools.items():
+                    if q in caps:
+                        ex.resize(caps[q])
+
+    def cancel(self, job_id: int) -> None:
+        if self._aio is not None:
+            self._aio.cancel(job_id)
+
+    def process_children(self) -> dict[str, list[int]]:
+        return {q: ex.children() for q, ex in self._procs.items()}
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executors: list[Executor] = [*self._threads.values(), *self._procs.values(),
+                                         *self._cmds.values()]
+            for ex in executors:
+                ex.shutdown()
+            if self._aio is not None:
+                self._aio.shutdown()
