@@ -1,0 +1,809 @@
+#!/usr/bin/env python
+"""Core benchmarks: jobrun against Huey's SqliteHuey, in the same run, on the same machine.
+
+    .venv/bin/python benchmarks/bench_core.py            # full run (~4 min)
+    .venv/bin/python benchmarks/bench_core.py --quick    # smaller N (~1 min)
+
+Metrics (each side in a fresh temp dir; see benchmarks/README.md):
+  1. single enqueue calls, one transaction each, no worker running
+  2. enqueue_many (one transaction) vs Huey's single-enqueue rate as the reference
+  3. no-op jobs end to end (thread executor, completions recorded), C in {8, 16, 32}
+  4. enqueue-to-start latency from another process to an idle service, and idle CPU
+
+Services and consumers run in subprocesses of this script (hidden sub-commands
+`_jobrun-service` and `_huey-consumer`), with logging at WARNING.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import linecache
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import jobrun
+
+HUEY_NAME = "bench"
+CONCURRENCIES = (8, 16, 32)
+METRICS = ("single", "many", "e2e", "latency")
+# Huey consumer polling: its defaults, and the fastest sensible settings (what we compare to).
+HUEY_DEFAULT_POLL = {"initial_delay": 0.1, "backoff": 1.15, "max_delay": 10.0}
+HUEY_FAST_POLL = {"initial_delay": 0.001, "backoff": 1.0, "max_delay": 0.01}
+
+
+# ---------------------------------------------------------------------------------------
+# Tasks: the same names in this process (producer) and in the service subprocesses.
+# ---------------------------------------------------------------------------------------
+def jobrun_tasks(app: jobrun.App) -> tuple[Any, Any]:
+    """Register the benchmark tasks on a jobrun App: (noop, stamp)."""
+
+    @app.task(name="bench:noop")
+    def noop(i: int = 0) -> None:
+        return None
+
+    @app.task(name="bench:stamp")
+    def stamp() -> float:
+        return time.time()  # when the job started: the latency probe
+
+    return noop, stamp
+
+
+def make_huey(path: str, **storage: Any) -> tuple[Any, Any, Any]:
+    """A SqliteHuey on `path` with the benchmark tasks: (huey, noop, stamp)."""
+    from huey import SqliteHuey
+
+    huey = SqliteHuey(HUEY_NAME, filename=path, **storage)
+
+    @huey.task(name="bench_noop")  # type: ignore[untyped-decorator]
+    def noop(i: int = 0) -> int:
+        return 1  # not None, so the result store records the completion (as jobrun does)
+
+    @huey.task(name="bench_stamp")  # type: ignore[untyped-decorator]
+    def stamp() -> float:
+        return time.time()
+
+    return huey, noop, stamp
+
+
+def jobrun_settings(concurrency: int) -> Any:
+    from jobrun.config import QueueConfig, Settings
+
+    return Settings(queues={"default": QueueConfig("default", concurrency=concurrency)})
+
+
+# ---------------------------------------------------------------------------------------
+# Subprocess sides: started by `Child`, they print "ready", wait for "go" on stdin, print
+# "started <time.time()>" just before starting, and run until SIGTERM.
+# ---------------------------------------------------------------------------------------
+def serve_jobrun(store: str, concurrency: int) -> int:
+    import logging
+
+    import jobrun
+    from jobrun.service import Service
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    jobrun_tasks(jobrun.App(store, settings=jobrun_settings(concurrency)))
+    service = Service(store, jobrun_settings(concurrency))
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # inherited by the service's threads
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(f"started {time.time()!r}", flush=True)
+    service.start()
+    signal.sigwait(stops)  # no wake-ups of our own while idle
+    service.stop(10.0)
+    return 0
+
+
+def serve_huey(path: str, workers: int, poll: dict[str, float]) -> int:
+    import logging
+
+    from huey.consumer import Consumer
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    huey, _, _ = make_huey(path)
+    consumer = Consumer(huey, workers=workers, periodic=False, check_worker_health=False,
+                        worker_type="thread", **poll)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(f"started {time.time()!r}", flush=True)
+    consumer.run()  # exits on SIGTERM/SIGINT
+    return 0
+
+
+class Child:
+    """A service subprocess of this script."""
+
+    def __init__(self, args: list[str], log_path: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True)
+        self._expect("ready")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _expect(self, word: str) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(word):
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"service subprocess said {line!r}, not {word!r}:\n{self.errors()}")
+        return line
+
+    def go(self) -> float:
+        """Start serving; returns the wall time the child took just before starting."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return float(self._expect("started").split()[1])
+
+    def stop(self) -> str:
+        """SIGTERM, wait; returns its stderr (empty when it said nothing)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.errors()
+
+    def errors(self) -> str:
+        with open(self.log_path) as f:
+            return f.read().strip()
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    metric: str
+    jobrun: float | None
+    huey: float | None
+    unit: str
+    target: str = "info"
+    met: bool | None = None
+    higher_is_better: bool = True
+
+    @property
+    def ratio(self) -> float | None:
+        if self.jobrun is None or not self.huey:
+            return None
+        return self.jobrun / self.huey
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "jobs/s":
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if unit == "%":
+        return f"{value:.2f} %"
+    return f"{value:.3g}"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def pct(xs: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(xs)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_percent(pid: int, seconds: float) -> float:
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds * 100
+
+
+def connect(db: str, side: str) -> Any:
+    """A reader connection through the side's own SQLite library: apsw for jobrun, the
+    stdlib's for Huey. Two SQLite copies on one file in one process break each other's
+    POSIX locks (a close in one drops the other's), which ends in SIGBUS on the -shm map."""
+    if side == "jobrun":
+        import apsw
+
+        conn = apsw.Connection(db)
+        conn.set_busy_timeout(30_000)
+        return conn
+    return sqlite3.connect(db, timeout=30)
+
+
+def wait_count(db: str, side: str, sql: str, params: tuple[Any, ...], n: int, timeout: float,
+               interval: float = 0.02) -> tuple[float, int]:
+    """Poll `sql` (a count) from a separate connection until it reaches n: (wall time, count)."""
+    conn = connect(db, side)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            count = conn.execute(sql, params).fetchone()[0]
+            now = time.time()
+            if count >= n or time.monotonic() > deadline:
+                return now, count
+            time.sleep(interval)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------
+# 1. single enqueue
+# ---------------------------------------------------------------------------------------
+def rate(n: int, fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
+
+
+def bench_single_enqueue(tmp: str, n: int, report: Report) -> float:
+    import jobrun
+
+    app = jobrun.App(os.path.join(tmp, "single-jobrun", "jobs.db"), settings=jobrun_settings(8))
+    noop, _ = jobrun_tasks(app)
+    noop.enqueue(-1)  # open and migrate the store outside the timing
+
+    def jobrun_loop() -> None:
+        for i in range(n):
+            noop.enqueue(i)
+    j = rate(n, jobrun_loop)
+    app.close()
+
+    os.makedirs(os.path.join(tmp, "single-huey"))
+    huey, hnoop, _ = make_huey(os.path.join(tmp, "single-huey", "huey.db"))
+    hnoop(-1)
+
+    def huey_loop() -> None:
+        for i in range(n):
+            hnoop(i)
+    h = rate(n, huey_loop)
+    huey.storage.close()
+
+    # Reference only: Huey with synchronous=OFF (its fsync=False); jobrun runs NORMAL.
+    os.makedirs(os.path.join(tmp, "single-huey-off"))
+    huey2, hnoop2, _ = make_huey(os.path.join(tmp, "single-huey-off", "huey.db"), fsync=False)
+    hnoop2(-1)
+
+    def huey_off_loop() -> None:
+        for i in range(n):
+            hnoop2(i)
+    h_off = rate(n, huey_off_loop)
+    huey2.storage.close()
+
+    report.add(Row(f"single enqueue, 1 txn each (N={n:,})", j, h, "jobs/s", ">= 4x huey",
+                   j / h >= 4))
+    report.add(Row("  (ref) vs huey with synchronous=OFF (fsync=False)", j, h_off, "jobs/s"))
+    log(f"  single enqueue: jobrun {j:,.0f}/s  huey {h:,.0f}/s (huey sync=OFF {h_off:,.0f}/s)")
+    return h
+
+
+# ---------------------------------------------------------------------------------------
+# 2. enqueue_many
+# ---------------------------------------------------------------------------------------
+def bench_enqueue_many(tmp: str, n: int, huey_single: float | None, report: Report) -> None:
+    import jobrun
+
+    app = jobrun.App(os.path.join(tmp, "many-jobrun", "jobs.db"), settings=jobrun_settings(8))
+    noop, _ = jobrun_tasks(app)
+    noop.enqueue(-1)
+    j = rate(n, lambda: app.enqueue_many([noop.call(i) for i in range(n)]))
+    app.close()
+    report.add(Row(f"enqueue_many, 1 txn (N={n:,}); huey: single-enqueue ref", j, huey_single,
+                   "jobs/s", ">= 100,000 jobs/s", j >= 100_000))
+    log(f"  enqueue_many: jobrun {j:,.0f}/s")
+
+
+# ---------------------------------------------------------------------------------------
+# 3. no-op end to end
+# ---------------------------------------------------------------------------------------
+JOBRUN_DONE = "SELECT count(*) FROM jobs WHERE state = 'succeeded'"
+HUEY_DONE = "SELECT count(*) FROM kv WHERE queue = ?"
+
+
+def jobrun_template(tmp: str, n: int) -> str:
+    """A store holding n queued no-op jobs, copied for each run."""
+    import jobrun
+
+    path = os.path.join(tmp, "e2e-template", "jobs.db")
+    app = jobrun.App(path, settings=jobrun_settings(8))
+    noop, _ = jobrun_tasks(app)
+    app.enqueue_many([noop.call(i) for i in range(n)])
+    app.store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    app.close()
+    return path
+
+
+def huey_template(tmp: str, n: int) -> str:
+    os.makedirs(os.path.join(tmp, "e2e-huey-template"))
+    path = os.path.join(tmp, "e2e-huey-template", "huey.db")
+    huey, noop, _ = make_huey(path, fsync=False)  # faster to build; the file is the same
+    for i in range(n):
+        noop(i)
+    huey.storage.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    huey.storage.close()
+    return path
+
+
+def fresh_copy(template: str, folder: str) -> str:
+    os.makedirs(folder)
+    dest = os.path.join(folder, os.path.basename(template))
+    shutil.copyfile(template, dest)
+    return dest
+
+
+def jobrun_states(db: str) -> dict[str, int]:
+    conn = connect(db, "jobrun")
+    try:
+        return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    finally:
+        conn.close()
+
+
+def e2e_jobrun_subprocess(template: str, folder: str, n: int, c: int, timeout: float,
+                          report: Report, profiler: str | None = None) -> float | None:
+    db = fresh_copy(template, folder)
+    child = Child(["_jobrun-service", db, str(c)], os.path.join(folder, "service.log"))
+    spy = None
+    if profiler:
+        spy = subprocess.Popen([profiler, "record", "--pid", str(child.pid), "--rate", "500",
+                                "--format", "raw", "--threads", "--nonblocking",
+                                "-o", os.path.join(folder, "py-spy.txt")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+    start = child.go()
+    end, done = wait_count(db, "jobrun", JOBRUN_DONE, (), n, timeout)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+    errors = child.stop()
+    if errors:
+        report.problems.append(f"jobrun service C={c} stderr:\n{errors}")
+    if done < n:
+        report.problems.append(f"jobrun e2e C={c}: only {done}/{n} succeeded after {timeout}s; "
+                               f"states {jobrun_states(db)}")
+        return None
+    return n / (end - start)
+
+
+def e2e_jobrun_inprocess(template: str, folder: str, n: int, c: int, timeout: float,
+                         report: Report) -> float | None:
+    import jobrun
+
+    db = fresh_copy(template, folder)
+    app = jobrun.App(db, settings=jobrun_settings(c))
+    jobrun_tasks(app)
+    start = time.time()
+    app.start()
+    end, done = wait_count(db, "jobrun", JOBRUN_DONE, (), n, timeout)
+    app.stop(10.0)
+    app.close()
+    if done < n:
+        report.problems.append(f"jobrun in-process e2e C={c}: only {done}/{n} succeeded; "
+                               f"states {jobrun_states(db)}")
+        return None
+    return n / (end - start)
+
+
+def e2e_huey(template: str, folder: str, n: int, c: int, timeout: float,
+             report: Report) -> float | None:
+    db = fresh_copy(template, folder)
+    child = Child(["_huey-consumer", db, str(c), json.dumps(HUEY_FAST_POLL)],
+                  os.path.join(folder, "consumer.log"))
+    start = child.go()
+    end, done = wait_count(db, "huey", HUEY_DONE, (HUEY_NAME,), n, timeout)
+    errors = child.stop()
+    if errors:
+        report.problems.append(f"huey consumer C={c} stderr:\n{errors}")
+    if done < n:
+        report.problems.append(f"huey e2e C={c}: only {done}/{n} results after {timeout}s")
+        return None
+    return n / (end - start)
+
+
+def bench_e2e(tmp: str, n: int, timeout: float, in_process: bool, report: Report,
+              profiler: str | None) -> None:
+    jt = jobrun_template(tmp, n)
+    ht = huey_template(tmp, n)
+    best_j: tuple[float, int] | None = None
+    best_h: tuple[float, int] | None = None
+    for c in CONCURRENCIES:
+        j = e2e_jobrun_subprocess(jt, os.path.join(tmp, f"e2e-jobrun-{c}"), n, c, timeout,
+                                  report)
+        h = e2e_huey(ht, os.path.join(tmp, f"e2e-huey-{c}"), n, c, timeout, report)
+        report.add(Row(f"no-op e2e, service subprocess, C={c} (N={n:,})", j, h, "jobs/s"))
+        log(f"  e2e C={c}: jobrun {fmt(j, 'jobs/s')}/s  huey {fmt(h, 'jobs/s')}/s")
+        if j is not None and (best_j is None or j > best_j[0]):
+            best_j = (j, c)
+        if h is not None and (best_h is None or h > best_h[0]):
+            best_h = (h, c)
+        if in_process:
+            ji = e2e_jobrun_inprocess(jt, os.path.join(tmp, f"e2e-inproc-{c}"), n, c, timeout,
+                                      report)
+            report.add(Row(f"  (ref) jobrun in-process App.start(), C={c}", ji, h, "jobs/s"))
+            log(f"  e2e C={c}: jobrun in-process {fmt(ji, 'jobs/s')}/s")
+    if best_j and best_h:
+        r = best_j[0] / best_h[0]
+        report.add(Row(f"no-op e2e, best C (jobrun C={best_j[1]}, huey C={best_h[1]})",
+                       best_j[0], best_h[0], "jobs/s", ">= 10x huey", r >= 10))
+    else:
+        report.add(Row("no-op e2e, best C", best_j[0] if best_j else None,
+                       best_h[0] if best_h else None, "jobs/s", ">= 10x huey", False))
+    if profiler:
+        folder = os.path.join(tmp, "e2e-jobrun-profile")
+        j = e2e_jobrun_subprocess(jt, folder, n, 8, timeout, report, profiler=profiler)
+        report.extra["profile"] = summarize_py_spy(os.path.join(folder, "py-spy.txt"))
+        report.extra["profile_rate"] = j
+
+
+# ---------------------------------------------------------------------------------------
+# 4. latency to an idle service, and idle CPU
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Latency:
+    p50: float
+    p99: float
+    mean: float
+    max: float
+    idle_cpu: float
+    enqueue_p50: float  # the enqueue call itself (commit included), in the producer
+    enqueue_p99: float
+
+    @classmethod
+    def of(cls, lats: list[float], enqueues: list[float], idle_cpu: float) -> Latency:
+        return cls(pct(lats, 50), pct(lats, 99), sum(lats) / len(lats), max(lats), idle_cpu,
+                   pct(enqueues, 50), pct(enqueues, 99))
+
+    def line(self) -> str:
+        return (f"p50 {self.p50:.2f} ms  p99 {self.p99:.2f} ms  max {self.max:.2f} ms  "
+                f"(enqueue call p50 {self.enqueue_p50:.2f} ms, p99 {self.enqueue_p99:.2f} ms)  "
+                f"idle CPU {self.idle_cpu:.2f} %")
+
+
+def latency_jobrun(folder: str, samples: int, gap: float, idle_s: float,
+                   report: Report) -> Latency:
+    import jobrun
+
+    db = os.path.join(folder, "jobs.db")
+    producer = jobrun.App(db, settings=jobrun_settings(8))
+    _, stamp = jobrun_tasks(producer)
+    producer.store  # create the store before the service opens it
+    child = Child(["_jobrun-service", db, "8"], os.path.join(folder, "service.log"))
+    child.go()
+    lats, enqueues = [], []
+    for i in range(samples + 5):  # 5 warm-up jobs
+        time.sleep(gap)
+        t0 = time.time()
+        job = stamp.enqueue()
+        t1 = time.time()
+        started = job.result(timeout=10)
+        if i >= 5:
+            lats.append((started - t0) * 1000)
+            enqueues.append((t1 - t0) * 1000)
+    time.sleep(0.5)
+    cpu = idle_cpu_percent(child.pid, idle_s)
+    errors = child.stop()
+    producer.close()
+    if errors:
+        report.problems.append(f"jobrun latency service stderr:\n{errors}")
+    return Latency.of(lats, enqueues, cpu)
+
+
+def latency_huey(folder: str, samples: int, gap: float, idle_s: float, poll: dict[str, float],
+                 report: Report) -> Latency:
+    db = os.path.join(folder, "huey.db")
+    huey, _, stamp = make_huey(db)
+    child = Child(["_huey-consumer", db, "8", json.dumps(poll)],
+                  os.path.join(folder, "consumer.log"))
+    child.go()
+    lats, enqueues = [], []
+    for i in range(samples + 5):
+        time.sleep(gap)
+        t0 = time.time()
+        result = stamp()
+        t1 = time.time()
+        started = result.get(blocking=True, timeout=30, max_delay=0.002)
+        if i >= 5:
+            lats.append((started - t0) * 1000)
+            enqueues.append((t1 - t0) * 1000)
+    time.sleep(0.5)
+    cpu = idle_cpu_percent(child.pid, idle_s)
+    errors = child.stop()
+    huey.storage.close()
+    if errors:
+        report.problems.append(f"huey latency consumer stderr:\n{errors}")
+    return Latency.of(lats, enqueues, cpu)
+
+
+def bench_latency(tmp: str, samples: int, huey_default_samples: int, idle_s: float,
+                  report: Report) -> None:
+    gap = 0.02
+    for name in ("lat-jobrun", "lat-huey-fast", "lat-huey-default"):
+        os.makedirs(os.path.join(tmp, name))
+    j = latency_jobrun(os.path.join(tmp, "lat-jobrun"), samples, gap, idle_s, report)
+    log(f"  latency jobrun: {j.line()}")
+    hf = latency_huey(os.path.join(tmp, "lat-huey-fast"), samples, gap, idle_s,
+                      HUEY_FAST_POLL, report)
+    log(f"  latency huey (fast poll): {hf.line()}")
+    hd = latency_huey(os.path.join(tmp, "lat-huey-default"), huey_default_samples, gap, idle_s,
+                      HUEY_DEFAULT_POLL, report)
+    log(f"  latency huey (default poll): {hd.line()}")
+    report.add(Row(f"enqueue->start latency p50, other process, idle ({samples} samples)",
+                   j.p50, hf.p50, "ms", "<= 2 ms", j.p50 <= 2, higher_is_better=False))
+    report.add(Row("enqueue->start latency p99", j.p99, hf.p99, "ms", "<= 10 ms", j.p99 <= 10,
+                   higher_is_better=False))
+    report.add(Row(f"idle service CPU over {idle_s:g} s (% of one core)", j.idle_cpu,
+                   hf.idle_cpu, "%", "< 1 %", j.idle_cpu < 1, higher_is_better=False))
+    report.add(Row(f"  (ref) latency p50 vs huey default poll ({huey_default_samples} samples)",
+                   j.p50, hd.p50, "ms", higher_is_better=False))
+    report.add(Row("  (ref) latency p99 vs huey default poll", j.p99, hd.p99, "ms",
+                   higher_is_better=False))
+    report.add(Row("  (ref) idle CPU vs huey default poll", j.idle_cpu, hd.idle_cpu, "%",
+                   higher_is_better=False))
+    report.add(Row("  (ref) the enqueue call alone, p99 (in the latency run)", j.enqueue_p99,
+                   hf.enqueue_p99, "ms", higher_is_better=False))
+    report.extra["latency"] = {"jobrun": vars(j), "huey_fast": vars(hf), "huey_default": vars(hd)}
+
+
+# ---------------------------------------------------------------------------------------
+# Profile (optional): py-spy on the service subprocess during the no-op run
+# ---------------------------------------------------------------------------------------
+def find_py_spy() -> str | None:
+    return os.environ.get("PY_SPY") or shutil.which("py-spy")
+
+
+_WAITING = re.compile(r"select\.select\(|\bget\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
+                      r"\.acquire\(")
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+
+
+def _source_line(file: str, line: int) -> str:
+    """The source line of a py-spy frame (its file names are relative to sys.path)."""
+    roots = [""] + [p for p in sys.path if p] + [os.path.dirname(os.path.dirname(__file__))]
+    for root in roots:
+        path = os.path.join(root, file)
+        if os.path.exists(path):
+            return linecache.getline(path, line)
+    return ""
+
+
+def _function(frame: str) -> str:
+    """`func (file:line)` -> `func (file)`: shares per function, not per line."""
+    m = _FRAME.match(frame)
+    return f"{m['func']} ({m['file']})" if m else frame
+
+
+def summarize_py_spy(path: str, top: int = 15) -> dict[str, Any]:
+    """Shares of busy samples per thread and per function (self and inclusive) from py-spy's
+    raw (collapsed) output. Samples whose innermost Python line is a blocking wait (select,
+    queue get, Event.wait, sleep) count as idle and are left out."""
+    threads: dict[str, int] = {}
+    self_s: dict[str, int] = {}
+    lines_s: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = idle = 0
+    waiting: dict[str, bool] = {}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        return {"error": str(exc)}
+    for text in lines:
+        stack, _, count = text.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames, n = stack.split(";"), int(count)
+        if len(frames) < 2:  # a thread with no Python frame
+            continue
+        leaf = frames[-1]
+        if leaf not in waiting:
+            m = _FRAME.match(leaf)
+            waiting[leaf] = bool(m and _WAITING.search(_source_line(m["file"], int(m["line"]))))
+        if waiting[leaf]:
+            idle += n
+            continue
+        total += n
+        threads[frames[0]] = threads.get(frames[0], 0) + n
+        names = [_function(fr) for fr in frames[1:]]
+        self_s[names[-1]] = self_s.get(names[-1], 0) + n
+        lines_s[leaf] = lines_s.get(leaf, 0) + n
+        for name in set(names):
+            incl[name] = incl.get(name, 0) + n
+
+    def table(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, 100 * v / max(1, total))
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+    return {"samples": total, "idle_samples": idle, "threads": table(threads),
+            "self": table(self_s), "self by line": table(lines_s), "inclusive": table(incl)}
+
+
+# ---------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------
+def markdown(rows: list[Row]) -> str:
+    out = ["| metric | jobrun | huey | ratio | target | met? |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        met = "-" if r.met is None else ("yes" if r.met else "**no**")
+        out.append(f"| {r.metric} | {fmt(r.jobrun, r.unit)} | {fmt(r.huey, r.unit)} | {ratio} "
+                   f"| {r.target} | {met} |")
+    return "\n".join(out)
+
+
+def print_profile(prof: dict[str, Any], rate_: float | None) -> None:
+    if "error" in prof:
+        log(f"py-spy profile unavailable: {prof['error']}")
+        return
+    log(f"\n### Where the jobrun service spends its time (no-op e2e, C=8, py-spy at 500 Hz, "
+        f"{prof['samples']} busy samples, {prof['idle_samples']} waiting ones left out; "
+        f"that run: {fmt(rate_, 'jobs/s')} jobs/s)")
+    for title in ("threads", "self", "self by line", "inclusive"):
+        log(f"\n{title} (% of busy samples):")
+        for name, share in prof[title]:
+            log(f"  {share:5.1f}%  {name}")
+
+
+def tree_state() -> str:
+    """The commit measured, and how many tracked files differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
+                                "jobrun"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    n = len(dirty.splitlines())
+    return f"{head or '?'}" + (f" + {n} modified file(s) under jobrun/" if n else " (clean)")
+
+
+def machine_notes(tmp: str) -> list[str]:
+    import apsw
+    import huey
+
+    import jobrun
+
+    return [
+        f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, SQLite {apsw.sqlite_lib_version()} (apsw, jobrun) "
+        f"and {sqlite3.sqlite_version} (stdlib sqlite3, huey)",
+        f"jobrun {jobrun.__version__} at {tree_state()}, huey {huey.__version__}; temp dir {tmp}",
+        "load average (1/5/15 min) at the start: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (other work on this machine adds noise: compare within one run)",
+        "jobrun store: WAL, synchronous=NORMAL (its default); SqliteHuey: WAL, "
+        "synchronous=FULL (its default, fsync=None)",
+        "services/consumers run in subprocesses with logging at WARNING (per-job INFO lines "
+        "would otherwise dominate the no-op runs)",
+        f"huey consumer: thread workers, periodic=False, check_worker_health=False, fast poll "
+        f"{HUEY_FAST_POLL} (default poll {HUEY_DEFAULT_POLL} only where said)",
+        "huey completions are counted as rows in its result store (the no-op returns 1), "
+        "jobrun's as state='succeeded' rows; both polled every 20 ms from another connection",
+        "latency: t0 = time.time() just before the enqueue call in this (producer) process, "
+        "t1 = time.time() at the start of the job in the service; 20 ms idle between samples",
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    q = args.quick
+    n_single = args.n_single or (1_000 if q else 5_000)
+    n_many = args.n_many or (20_000 if q else 100_000)
+    n_e2e = args.n_e2e or (3_000 if q else 20_000)
+    samples = args.samples or (100 if q else 300)
+    huey_default_samples = max(20, samples // 3)
+    idle_s = args.idle or (3.0 if q else 10.0)
+    profiler = find_py_spy() if args.profile else None
+    if args.profile and profiler is None:
+        log("--profile: py-spy not found (pip install py-spy, or set $PY_SPY); skipping")
+
+    tmp = tempfile.mkdtemp(prefix="jobrun-bench-")
+    report = Report(notes=machine_notes(tmp))
+    log("# jobrun vs huey (SqliteHuey): core benchmarks" + (" (--quick)" if q else ""))
+    for note in report.notes:
+        log(f"- {note}")
+    t_all = time.perf_counter()
+    only = set(args.only.split(",")) if args.only else set(METRICS)
+    huey_single = None
+    try:
+        if "single" in only:
+            log("\n1. single enqueue")
+            huey_single = bench_single_enqueue(tmp, n_single, report)
+        if "many" in only:
+            log("2. enqueue_many")
+            bench_enqueue_many(tmp, n_many, huey_single, report)
+        if "e2e" in only:
+            log("3. no-op jobs end to end")
+            bench_e2e(tmp, n_e2e, 30.0 if q else 60.0, not args.no_inprocess, report, profiler)
+        if "latency" in only:
+            log("4. latency and idle CPU")
+            bench_latency(tmp, samples, huey_default_samples, idle_s, report)
+    finally:
+        report.notes.append("load average (1/5/15 min) at the end: "
+                            + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        if args.keep:
+            log(f"(kept {tmp})")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if "profile" in report.extra:
+        print_profile(report.extra["profile"], report.extra.get("profile_rate"))
+    if report.problems:
+        log("\n### Problems seen")
+        for p in report.problems:
+            log(f"- {p}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": [dict(vars(r), ratio=r.ratio) for r in report.rows],
+                       "notes": report.notes, "problems": report.problems,
+                       "extra": report.extra}, f, indent=2, default=str)
+    log(f"- {report.notes[-1]}")
+    log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / huey "
+        "(for ms and % rows, lower is better).\n")
+    log(markdown(report.rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_jobrun-service":
+        return serve_jobrun(argv[1], int(argv[2]))
+    if argv and argv[0] == "_huey-consumer":
+        return serve_huey(argv[1], int(argv[2]), json.loads(argv[3]))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smaller N (about a minute)")
+    p.add_argument("--n-single", type=int, metavar="N", help="single enqueues per side")
+    p.add_argument("--n-many", type=int, metavar="N", help="jobs in the enqueue_many call")
+    p.add_argument("--n-e2e", type=int, metavar="N", help="no-op jobs per end-to-end run")
+    p.add_argument("--samples", type=int, metavar="N", help="latency samples")
+    p.add_argument("--idle", type=float, metavar="S", help="seconds of idleness for the CPU measure")
+    p.add_argument("--no-inprocess", action="store_true",
+                   help="skip the in-process App.start() end-to-end runs")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the jobrun service during one extra no-op run (C=8)")
+    p.add_argument("--only", metavar="LIST", help=f"comma-separated subset of {','.join(METRICS)}")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
