@@ -47,7 +47,8 @@ class Bell:
             pass  # already woken
 
     def wait(self, timeout: float) -> bool:
-        """Sleep until rung or `timeout`; returns whether rung. Drains what is pending."""
+        """Sleep until woken or `timeout`. Returns whether a producer rang (new work may be
+        anywhere), as opposed to a wake from this process's own threads."""
         if timeout > 0:
             ready, _, _ = select.select(self._fds, [], [], timeout)
         else:
@@ -57,7 +58,7 @@ class Bell:
             try:
                 while True:
                     s.recv(64)
-                    rung = True
+                    rung = rung or s is self._sock
             except (BlockingIOError, OSError):
                 pass
         return rung

@@ -138,9 +138,15 @@ DELETE FROM jobs WHERE id IN (
      LIMIT :limit);
 
 -- queue_counts --
-SELECT queue, state, count(*) FROM jobs
- WHERE state IN ('scheduled', 'queued', 'running', 'retrying', 'dead')
- GROUP BY queue, state;
+-- One partial index per state: no scan of finished jobs.
+SELECT queue, 'queued', count(*) FROM jobs WHERE state = 'queued' GROUP BY queue
+UNION ALL
+SELECT queue, 'running', count(*) FROM jobs WHERE state = 'running' GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*) FROM jobs WHERE state IN ('scheduled', 'retrying')
+ GROUP BY queue, state
+UNION ALL
+SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' GROUP BY queue;
 
 -- oldest_queued --
 SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
@@ -171,7 +177,7 @@ UPDATE cron_fires SET job_id = :job_id WHERE entry = :entry AND fire_at = :fire_
 SELECT count(*) FROM jobs WHERE state = 'running' AND queue = :queue;
 
 -- ready_keys --
-SELECT DISTINCT ckey FROM jobs WHERE state = 'queued' AND queue = :queue;
+SELECT DISTINCT ckey FROM jobs WHERE state = 'queued' AND queue = :queue AND ckey IS NOT NULL;
 
 -- running_by_key --
 SELECT ckey, count(*) FROM jobs WHERE state = 'running' AND ckey IS NOT NULL GROUP BY ckey;

@@ -25,7 +25,6 @@ from .migrations import SCHEMA_VERSION, migrate
 from .queries import Q
 
 BUSY_TIMEOUT_MS = 30_000
-_HEADER = b"SQLite format 3\x00"
 
 _JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "attempts",
                 "max_attempts", "run_at", "key", "result", "errors", "enqueued_at", "started_at",
@@ -65,17 +64,15 @@ def wrap(exc: BaseException, path: str) -> StoreError:
 
 
 def _check_file(path: str) -> bool:
-    """Refuse a file that is not SQLite before SQLite touches it. Returns whether it exists."""
+    """Whether the store exists (and is a regular file). The header is left to SQLite: opening
+    and closing the file here would drop every POSIX lock this process holds on it (SQLite's
+    own included), so a non-database is refused by SQLite's first read, which writes nothing."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return False
     if not stat.S_ISREG(st.st_mode):
         raise StoreError(f"{path} is not a regular file")
-    if st.st_size:
-        with open(path, "rb") as f:
-            if f.read(16) != _HEADER:
-                raise StoreError(f"{path} is not a SQLite database: refusing to touch it")
     return True
 
 
@@ -283,9 +280,12 @@ class SqliteStore:
         """Claim within key caps and rate limits, keys served round robin (see limits.py)."""
         queue, budget, now = args["queue"], args["limit"], args["now"]
         heads: dict[str | None, list[Candidate]] = {}
-        for (ckey,) in conn.execute(Q["ready_keys"], {"queue": queue}):
+        keys = [None] + [r[0] for r in conn.execute(Q["ready_keys"], {"queue": queue})]
+        for ckey in keys:
             heads[ckey] = [Candidate(*r) for r in conn.execute(
                 Q["ready_of_key"], {"queue": queue, "ckey": ckey, "limit": budget})]
+        if not heads[None]:
+            del heads[None]
         running: dict[str, int] = {r[0]: r[1] for r in conn.execute(Q["running_by_key"])}
         buckets: dict[str, Bucket] = {}
         names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
