@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
+import time
+from typing import Any
 
 
 def state_dir(store_path: str) -> str:
@@ -53,6 +56,12 @@ class FileLock:
         self._fd = fd
         return True
 
+    def write(self, text: str) -> None:
+        """Say who holds the lock, for readers (`jobrun top`): the file's whole content."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, text.encode(), 0)
+
     def release(self, unlink: bool = False) -> None:
         if self._fd is None:
             return
@@ -72,9 +81,10 @@ class HolderLock(FileLock):
     renamed): another service sweeping the folder must never find it unlocked and judge a
     live holder dead."""
 
-    def __init__(self, store_path: str, holder: str) -> None:
+    def __init__(self, store_path: str, holder: str, info: dict[str, Any] | None = None) -> None:
         super().__init__(os.path.join(holders_dir(store_path), holder + ".lock"))
         self.holder = holder
+        self.info = info or {}
 
     def acquire(self, blocking: bool = False) -> bool:
         if self._fd is not None:
@@ -85,6 +95,8 @@ class HolderLock(FileLock):
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: cannot be taken
+            os.write(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
+                                     "started": time.time(), **self.info}).encode())
             os.rename(tmp, self.path)
         except BaseException:
             os.close(fd)
@@ -124,3 +136,35 @@ def live_holders(store_path: str) -> list[str]:
     except FileNotFoundError:
         return []
     return [n[:-5] for n in names if n.endswith(".lock")]
+
+
+def holder_info(store_path: str, holder: str) -> dict[str, Any]:
+    """What a service wrote about itself in its lock file: pid, queues, caps, started."""
+    try:
+        with open(os.path.join(holders_dir(store_path), holder + ".lock"), "rb") as f:
+            data = json.loads(f.read() or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def leader_path(store_path: str) -> str:
+    return os.path.join(state_dir(store_path), "leader.lock")
+
+
+def current_leader(store_path: str) -> str | None:
+    """The holder id the scheduler's leader wrote, if its lock is still held."""
+    path = leader_path(store_path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "?"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

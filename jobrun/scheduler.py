@@ -27,7 +27,7 @@ from . import clock
 from .config import CronEntry, Settings
 from .cron import Every, Schedule, Trigger, due_between, next_fires, parse_schedule
 from .errors import JobrunError
-from .lock import FileLock, state_dir
+from .lock import FileLock, leader_path
 from .store.queries import Q
 from .store.sqlite import SqliteStore
 
@@ -81,11 +81,12 @@ class Scheduler:
     """The cron loop of one service process; it fires only while it holds leadership."""
 
     def __init__(self, store_path: str, settings: Callable[[], Settings],
-                 enqueue: Callable[[Any, CronEntry, datetime], int]) -> None:
+                 enqueue: Callable[[Any, CronEntry, datetime], int], holder: str = "") -> None:
+        self.holder = holder
         self.store = SqliteStore(store_path)
         self._settings = settings
         self._enqueue = enqueue
-        self._lock = FileLock(f"{state_dir(self.store.path)}/leader.lock")
+        self._lock = FileLock(leader_path(self.store.path))
         self._cursors: dict[str, datetime | None] = {}
         self._triggers: dict[str, tuple[CronEntry, Trigger]] = {}
         self._stop = threading.Event()
@@ -133,6 +134,7 @@ class Scheduler:
                 starting = False
                 if not self.leader and self._lock.acquire():
                     starting = True
+                    self._lock.write(self.holder)
                     self._triggers.clear()
                     log.info("this process now leads the scheduler")
                 if self.leader:

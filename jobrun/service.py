@@ -8,8 +8,10 @@ connection of its own, renews leases and takes back the jobs of dead holders.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -80,6 +82,9 @@ class Service:
         return sorted(names)
 
     def start(self) -> None:
+        self._holder_lock.info = {
+            "host": socket.gethostname(),
+            "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()}}
         if not self._holder_lock.acquire():
             raise StoreError(f"holder lock {self._holder_lock.path} is taken")
         self._bell = Bell(self.path, self.holder)
@@ -97,7 +102,8 @@ class Service:
 
         self._producer = App(self.path, settings=self.settings)
         self._producer.store  # opened now, not inside the scheduler's transaction
-        self.scheduler = Scheduler(self.path, lambda: self.settings, self._cron_enqueue)
+        self.scheduler = Scheduler(self.path, lambda: self.settings, self._cron_enqueue,
+                                   self.holder)
         self.scheduler.start()
         self.started.set()
         log.info("service %s serving %s on %s", self.holder,
@@ -184,6 +190,10 @@ class Service:
         self._pools.resize(caps)
         self._caps = caps  # one assignment: the loop sees the old caps or the new ones
         self._build_limits()
+        info = {"holder": self.holder, "pid": os.getpid(), **self._holder_lock.info,
+                "queues": dict(caps)}
+        self._holder_lock.info = info
+        self._holder_lock.write(json.dumps(info))
         self._wake()
 
     # -- the loop ------------------------------------------------------------------------
