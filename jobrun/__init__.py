@@ -2,7 +2,15 @@
 
 from .app import App, Call, Job, Task
 from .context import Context, context
-from .errors import ConfigError, JobFailed, JobrunError, Permanent, Retry, StoreError, UnknownTask
+from .errors import (
+    ConfigError,
+    JobFailed,
+    JobrunError,
+    Permanent,
+    Retry,
+    StoreError,
+    UnknownTask,
+)
 from .model import JobState
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""App, Task and the Job handle: the Python API of CONTRACT.md."""
+"""App: registration, enqueue (validated, JSON, one transaction) and the embedded service."""
 
 from __future__ import annotations
 
@@ -6,28 +6,27 @@ import os
 import secrets
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Callable, ParamSpec, TypeVar, overload
 
 from . import clock
 from .bell import Ringer
 from .config import Settings, env_config, load, resolve_store
-from .errors import JobFailed, JobrunError
+from .job import Job
 from .lock import HolderLock, new_holder_id
-from .model import FINISHED, JobRecord, JobState
+from .model import JobState
 from .registry import REGISTRY, TaskSpec, task_name
 from .retry import DEFAULT_MAX_ATTEMPTS
 from .serialize import dumps
 from .store.base import NewJob
 from .store.sqlite import SqliteStore
+from .task import Call, Task, TaskOptions, check_task_options
+
+__all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_attempts",
-                           "connection", "trace_id"})
 
 
 @dataclass(frozen=True)
@@ -38,16 +37,6 @@ class _Defaults:
     max_attempts: int
     timeout: float | None
     options: str
-
-
-@dataclass(frozen=True)
-class Call:
-    """One pending enqueue: `task.call(...)`, for `App.enqueue_many`."""
-
-    task: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def _trace_id(given: str | None) -> str:
@@ -64,151 +53,6 @@ def _trace_id(given: str | None) -> str:
         except Exception:  # a broken tracer must not break enqueue
             pass
     return secrets.token_hex(16)
-
-
-_TASK_EXTRAS = {"executor", "concurrency_key", "key_concurrency", "rate_limit",
-                "key_rate_limit"}
-
-
-def _check_task_options(extra: dict[str, Any]) -> None:
-    """Task options beyond the contract's, checked when the decorator runs."""
-    from .limits import parse_rate
-
-    bad = set(extra) - _TASK_EXTRAS
-    if bad:
-        raise TypeError(f"unknown task option(s): {', '.join(sorted(bad))}")
-    if extra.get("executor") not in (None, "thread", "process"):
-        raise TypeError(f"executor must be \"thread\" or \"process\", not {extra['executor']!r}")
-    for k in ("rate_limit", "key_rate_limit"):
-        if extra.get(k) is not None:
-            parse_rate(extra[k])
-    kc = extra.get("key_concurrency")
-    if kc is not None and (not isinstance(kc, int) or kc < 1):
-        raise TypeError(f"key_concurrency must be a positive int, not {kc!r}")
-    if (kc or extra.get("key_rate_limit")) and not extra.get("concurrency_key"):
-        raise TypeError("key_concurrency and key_rate_limit need a concurrency_key")
-
-
-class Job:
-    """A handle on one stored job. `state` and `attempts` are as of the last refresh."""
-
-    def __init__(self, app: App, job_id: int, state: JobState | None = None,
-                 attempts: int = 0) -> None:
-        self.app = app
-        self.id = job_id
-        self._state = state
-        self._attempts = attempts
-        self._record: JobRecord | None = None
-
-    @property
-    def state(self) -> JobState:
-        if self._state is None:
-            self.refresh()
-        assert self._state is not None
-        return self._state
-
-    @property
-    def attempts(self) -> int:
-        return self._attempts
-
-    @property
-    def record(self) -> JobRecord:
-        if self._record is None:
-            self.refresh()
-        assert self._record is not None
-        return self._record
-
-    def refresh(self) -> Job:
-        rec = self.app.store.get(self.id)
-        if rec is None:
-            raise JobrunError(f"job {self.id} does not exist (pruned?)")
-        self._record, self._state, self._attempts = rec, rec.state, rec.attempts
-        return self
-
-    def result(self, timeout: float | None = 10.0) -> Any:
-        """Wait for the job to finish; its return value, JobFailed, or TimeoutError."""
-        deadline = None if timeout is None else clock.monotonic() + timeout
-        pause = 0.001
-        while True:
-            row = self.app.store.status(self.id)
-            if row is None:
-                raise JobrunError(f"job {self.id} does not exist (pruned?)")
-            state, attempts, result, errors = row
-            self._state, self._attempts = JobState(state), attempts
-            if state == "succeeded":
-                return None if result is None else __import__("json").loads(result)
-            if state in ("dead", "cancelled"):
-                errs = __import__("json").loads(errors)
-                last = f": {errs[-1]['type']}: {errs[-1]['message']}" if errs else ""
-                raise JobFailed(f"job {self.id} is {state}{last}", self, errs)
-            if deadline is not None and clock.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} not finished after {timeout}s (state {state})")
-            wait = pause if deadline is None else min(pause, max(0.0, deadline - clock.monotonic()))
-            time.sleep(wait)
-            pause = min(pause * 2, 0.05)
-
-    def cancel(self) -> bool:
-        """Cancel now if waiting; if running, ask it to stop. False if already finished."""
-        before = self.app.store.cancel(self.id, now=clock.now())
-        if before is None:
-            raise JobrunError(f"job {self.id} does not exist")
-        self._state = None
-        return before not in {s.value for s in FINISHED}
-
-    def __repr__(self) -> str:
-        return f"<Job {self.id} {self._state.value if self._state else '?'}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Job) and other.id == self.id and other.app is self.app
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-
-class TaskOptions(Generic[P, R]):
-    """`task.options(delay=30, key=...)`: the same task with per-enqueue options."""
-
-    def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
-        bad = set(options) - _OPTION_NAMES
-        if bad:
-            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(bad))}")
-        self.task = task
-        self.opts = options
-
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return self.task.app.enqueue(self.task.name, args=list(args), kwargs=dict(kwargs),
-                                     **self.opts)
-
-    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
-        return Call(self.task.name, tuple(args), dict(kwargs), dict(self.opts))
-
-
-class Task(Generic[P, R]):
-    """A registered function. Calling it runs it here; `.enqueue` stores a job."""
-
-    def __init__(self, app: App, fn: Callable[P, R], spec: TaskSpec) -> None:
-        self.app = app
-        self.fn = fn
-        self.spec = spec
-        self.name = spec.name
-        self.__doc__ = fn.__doc__
-        self.__name__ = getattr(fn, "__name__", spec.name)
-        self.__wrapped__ = fn
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.fn(*args, **kwargs)
-
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return self.app.enqueue(self.name, args=list(args), kwargs=dict(kwargs))
-
-    def options(self, **options: Any) -> TaskOptions[P, R]:
-        return TaskOptions(self, options)
-
-    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
-        return Call(self.name, tuple(args), dict(kwargs), {})
-
-    def __repr__(self) -> str:
-        return f"<Task {self.name}>"
 
 
 class App:
@@ -266,7 +110,7 @@ class App:
              timeout: float | None = None, retry_base: float | None = None,
              retry_cap: float | None = None, **extra: Any) -> Any:
         """Register a function as a task (as `@app.task` or `@app.task(queue=...)`)."""
-        _check_task_options(extra)
+        check_task_options(extra)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             spec = TaskSpec(name or task_name(f), f, queue, priority, max_attempts, timeout,

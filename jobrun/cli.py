@@ -244,6 +244,26 @@ def stats(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = 
     render(stats_table(data))
 
 
+@cli.command()
+def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+            store: StoreOpt = None) -> None:
+    """Why a job is not running now: its time, a retry, a paused queue, a cap or rate
+    limit, or no live service serving its queue."""
+    from .explain import explain_json, gather, reasons
+
+    app = _open(config, store, import_tasks=True)
+    rec = app.store.get(job_id)
+    if rec is None:
+        fail(f"no job {job_id}")
+    now = clock.now()
+    facts = gather(app.store, rec, app.settings, now)
+    if as_json:
+        _print_json(explain_json(rec, facts, now))
+        return
+    for line in reasons(rec, facts, now):
+        typer.echo(line)
+
+
 # -- acting --------------------------------------------------------------------------------
 @cli.command()
 def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,

@@ -25,6 +25,14 @@ def duration(value: Any) -> float:
     return parse_duration(value)
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """"127.0.0.1:9464", ":9464" (loopback), "0.0.0.0:9464"; ValueError otherwise."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen {text!r} must be HOST:PORT, e.g. \"127.0.0.1:9464\"")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
 @dataclass(frozen=True)
 class QueueConfig:
     name: str
@@ -213,7 +221,20 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     settings["cron"] = _crons(r, doc.get("cron", []))
     for name in ("metrics", "alerts"):
         t = doc.get(name, {})
-        settings[name] = t if isinstance(t, dict) else {}
+        if not isinstance(t, dict):
+            r.bad((name,), "must be a table")
+            t = {}
+        settings[name] = t
+    r.unknown(settings["metrics"], ("metrics",), {"listen"})
+    if "listen" in settings["metrics"]:
+        try:
+            parse_listen(settings["metrics"]["listen"])
+        except ValueError as exc:
+            r.bad(("metrics", "listen"), str(exc))
+    from .alerts import check_config as check_alerts
+
+    for problem in check_alerts(settings["alerts"]):
+        r.bad(("alerts",), problem)
     return Settings(**settings), r.problems
 
 

@@ -22,10 +22,11 @@ from . import clock
 from .bell import Bell
 from .config import CronEntry, Settings
 from .context import Context
-from .errors import StoreError, TaskTimeout
-from .pools import Pools, register_commands
-from .lock import HolderLock, holder_alive, live_holders, new_holder_id
+from .errors import StoreError
+from .lock import HolderLock, new_holder_id
+from .maintenance import Maintenance
 from .model import Claim
+from .pools import Pools, register_commands
 from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
 from .store.base import Outcome
@@ -53,6 +54,8 @@ class Service:
         self._started: dict[int, tuple[float, str]] = {}
         self._timed_out: set[int] = set()
         self._limits: Any = None
+        self._maint = Maintenance(self)
+        self.metrics: Any = None
         self._limited: frozenset[str] = frozenset()
         self._busy: dict[str, int] = {}
         self._caps: dict[str, int] = {}
@@ -92,8 +95,8 @@ class Service:
         for q in self.queue_names():
             self._caps[q] = self.settings.queue(q).concurrency
             self._busy[q] = 0
-        self._maintain(first=True)
-        for target, name in ((self._loop, "jobrun-loop"), (self._maintenance, "jobrun-maint")):
+        self._maint.once(first=True)
+        for target, name in ((self._loop, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -102,6 +105,16 @@ class Service:
 
         self._producer = App(self.path, settings=self.settings)
         self._producer.store  # opened now, not inside the scheduler's transaction
+        listen = self.settings.metrics.get("listen")
+        if listen:
+            from .metrics import Metrics
+
+            try:
+                self.metrics = Metrics(self.path, listen)
+                self.metrics.start()
+            except OSError as exc:
+                log.error("metrics endpoint %s not started: %s", listen, exc)
+                self.metrics = None
         self.scheduler = Scheduler(self.path, lambda: self.settings, self._cron_enqueue,
                                    self.holder)
         self.scheduler.start()
@@ -125,6 +138,8 @@ class Service:
         self._stop_maint.set()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         for t in self._threads:
             t.join(timeout=10)
         # What finished after the loop's last round, then what did not finish at all.
@@ -222,6 +237,8 @@ class Service:
                              claim.id, claim.task)
                 continue
             out.append((claim, o))
+            if self.metrics is not None:
+                self.metrics.observe(claim.queue, claim.task, o.state, o.extra.get("duration"))
         return out
 
     def _loop(self) -> None:
@@ -319,106 +336,6 @@ class Service:
         return beat
 
     # -- maintenance ---------------------------------------------------------------------
-    def _maintenance(self) -> None:
-        interval = min(0.5, self.settings.poll)
-        while not self._stop_maint.wait(interval):
-            try:
-                self._maintain()
-            except StoreError as exc:
-                log.error("maintenance round failed: %s", exc)
-            except Exception:  # keep the service alive; the next round tries again
-                log.exception("maintenance round failed")
-
-    _last_extend = 0.0
-    _last_sweep = 0.0
-    _last_prune = 0.0
-
-    def _maintain(self, first: bool = False) -> None:
-        now_m = clock.monotonic()
-        now = clock.now()
-        store = self.store
-        # Jobs of dead holders come back (attempt counted): within a second of the death.
-        for h in store.running_holders():
-            if h != self.holder and not holder_alive(self.path, h):
-                self._rescue(store.rescue(h, f"worker lost: service process {h} died", now=now))
-        for job_id, h in store.expired_leases(now=now):
-            if h != self.holder:
-                self._rescue(store.rescue_job(
-                    job_id, f"worker lost: lease of {h} expired (alive but stuck?)", now=now))
-        if first or now_m - self._last_extend >= self.settings.lease / 3:
-            self._last_extend = now_m
-            if self._inflight:
-                store.extend(self.holder, now=now, lease=self.settings.lease)
-        if self._inflight:
-            self._check_fenced()
-            self._check_thread_timeouts()
-        if first or now_m - self._last_sweep >= 10:
-            self._last_sweep = now_m
-            for h in live_holders(self.path):
-                if h != self.holder:
-                    holder_alive(self.path, h)  # removes the files of dead holders
-        if now_m - self._last_prune >= 60:
-            self._last_prune = now_m
-            if not first:
-                self._prune(now)
-
-    def _rescue(self, rows: list[tuple[Any, ...]]) -> None:
-        for job_id, task, queue, attempts, state in rows:
-            self.rescued += 1
-            jlog.warning("job %s %s rescued after its holder was lost: now %s (attempt %s "
-                         "counted)", job_id, task, state, attempts,
-                         extra={"jobrun": {"event": "rescued", "job_id": job_id, "task": task,
-                                           "queue": queue, "attempt": attempts,
-                                           "outcome": state}})
-        if rows:
-            self._wake()
-
-    def _check_fenced(self) -> None:
-        """Tell attempts whose job was cancelled or taken back (their result is discarded)."""
-        inflight = dict(self._inflight)
-        if not inflight:
-            return
-        ids = list(inflight)
-        marks = ",".join("?" * len(ids))
-        rows = self.store.read(f"SELECT id, state, token FROM jobs WHERE id IN ({marks})", ids)
-        seen = {r[0]: r for r in rows}
-        for job_id, (claim, ctx) in inflight.items():
-            r = seen.get(job_id)
-            if r is None or r[1] != "running" or r[2] != claim.token:
-                if not ctx.cancelled:
-                    ctx.cancel()
-                    self._pools.cancel(job_id)
-
-    def _check_thread_timeouts(self) -> None:
-        """A thread cannot be killed: record its attempt as timed out now (it retries as any
-        failure), keep its slot counted until it returns, and discard its late result."""
-        now_m = clock.monotonic()
-        for job_id, (claim, ctx) in list(self._inflight.items()):
-            started = self._started.get(job_id)
-            if started is None or started[1] != "thread" or not claim.timeout or \
-                    job_id in self._timed_out or now_m - started[0] < claim.timeout:
-                continue
-            self._timed_out.add(job_id)
-            ctx.cancel()
-            outcome = decide(claim, TaskTimeout(
-                f"timed out after {claim.timeout:g}s (a thread cannot be stopped: its slot "
-                "stays taken until it returns)"), clock.now())
-            self.store.record([outcome], now=clock.now())
-            jlog.warning("job %s %s timed out after %gs in a thread; it keeps its slot until "
-                         "it returns", claim.id, claim.task, claim.timeout,
-                         extra={"jobrun": {"event": "timeout", "job_id": claim.id,
-                                           "task": claim.task, "queue": claim.queue,
-                                           "attempt": claim.attempt}})
-            if outcome.state == "retrying":
-                self._wake()
-
-    def _prune(self, now: float) -> None:
-        s = self.settings
-        n = self.store.prune(now - s.retention, ("succeeded", "cancelled"))
-        n += self.store.prune(now - s.dead_retention, ("dead",))
-        if n:
-            log.info("pruned %d finished job(s) older than %ss", n, s.retention)
-
     # -- introspection -------------------------------------------------------------------
     def inflight(self) -> int:
         return len(self._inflight)

@@ -18,11 +18,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from crashapp.harness import (
+    Reader,
+    ServiceProc,
+    task,
+    wait_for,
+    wait_serving,
+    write_config,
+)
 
 import jobrun
 from jobrun.lock import HolderLock, holder_alive
-from crashapp.harness import (Reader, ServiceProc, task, wait_for, wait_serving,
-                              write_config)
 
 N_JOBS = 2000
 KILLS = 10

@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from jobrun.cron import (
-    Every, Schedule, ScheduleError, Trigger, due_between, next_fires, parse_duration, parse_every,
+    Every,
+    Schedule,
+    ScheduleError,
+    Trigger,
+    due_between,
+    next_fires,
+    parse_duration,
+    parse_every,
     parse_schedule,
 )
 from jobrun.errors import JobrunError

@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crashapp.harness import (
+    Reader,
+    ServiceProc,
+    task,
+    wait_for,
+    wait_serving,
+    write_config,
+)
 
 import jobrun
-from crashapp.harness import ServiceProc, Reader, task, wait_for, wait_serving, write_config
 
 SHUTDOWN_TIMEOUT = 2.0
 

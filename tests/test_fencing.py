@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from crashapp.harness import (
+    Reader,
+    ServiceProc,
+    sigstop_outside_write,
+    task,
+    wait_for,
+    wait_serving,
+    write_config,
+)
 
 import jobrun
-from crashapp.harness import (Reader, ServiceProc, sigstop_outside_write, task, wait_for,
-                              wait_serving, write_config)
 from jobrun.store import NewJob, Outcome, SqliteStore
 
 NOW = 1_700_000_000.0

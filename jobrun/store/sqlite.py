@@ -18,8 +18,8 @@ from typing import Any
 import apsw
 
 from ..errors import StoreError
-from ..model import Claim, JobRecord, JobState
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
+from ..model import Claim, JobRecord, JobState
 from .base import NewJob, Outcome, Tick
 from .migrations import SCHEMA_VERSION, migrate
 from .queries import Q

@@ -1,0 +1,141 @@
+"""`jobrun explain ID`: why a job is not running now, in plain sentences.
+
+`reasons` is pure: the facts are read by `gather` (store, lock files, config) and handed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import clock
+from .config import Settings
+from .limits import Bucket, parse_rate
+from .lock import holder_alive, holder_info, live_holders
+from .model import JobRecord
+from .registry import REGISTRY
+from .store.sqlite import SqliteStore
+
+
+@dataclass
+class Facts:
+    paused: bool = False
+    servers: list[str] = field(default_factory=list)   # live holders serving the queue
+    running_in_queue: int = 0
+    cap: int | None = None
+    ahead: int = 0                                      # queued jobs that go first
+    key_running: int = 0
+    key_limit: int | None = None
+    rates: list[tuple[str, float]] = field(default_factory=list)  # (bucket, seconds to a token)
+    holder_alive: bool | None = None
+
+
+def _ago(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
+    """What holds the job back (or what it is doing), most important first."""
+    s = rec.state.value
+    if s in ("succeeded", "dead", "cancelled"):
+        out = [f"job {rec.id} is finished: {s} {_ago(now - (rec.finished_at or now))} ago"]
+        if s != "succeeded" and rec.errors:
+            e = rec.errors[-1]
+            out.append(f"last error: {e.get('type')}: {e.get('message')}")
+        if s != "succeeded":
+            out.append(f"run it again with: jobrun retry {rec.id}")
+        return out
+    if s == "running":
+        run = [f"job {rec.id} is running: attempt {rec.attempts}/{rec.max_attempts} on "
+               f"{rec.holder}, for {_ago(now - (rec.started_at or now))}"]
+        if facts.holder_alive is False:
+            run.append(f"its holder {rec.holder} is dead: a live service takes it back within "
+                       "a second")
+        elif rec.lease_until is not None and rec.lease_until < now:
+            run.append("its lease expired: another service will take it back")
+        return run
+    if s == "scheduled":
+        return [f"job {rec.id} is waiting for its time: run_at {clock.iso(rec.run_at)} "
+                f"(in {_ago(rec.run_at - now)})"]
+    if s == "retrying":
+        e = rec.errors[-1] if rec.errors else {}
+        return [f"job {rec.id} is waiting for a retry: attempt {rec.attempts}/"
+                f"{rec.max_attempts} failed ({e.get('type')}: {e.get('message')}); next attempt "
+                f"at {clock.iso(rec.run_at)} (in {_ago(rec.run_at - now)})"]
+    out = []
+    if facts.paused:
+        out.append(f"queue {rec.queue!r} is paused (jobrun resume {rec.queue})")
+    if not facts.servers:
+        out.append(f"no live service serves queue {rec.queue!r} (start one: jobrun start)")
+    if facts.cap is not None and facts.running_in_queue >= facts.cap:
+        out.append(f"queue {rec.queue!r} is at its concurrency cap "
+                   f"({facts.running_in_queue}/{facts.cap} running)")
+    if facts.key_limit is not None and facts.key_running >= facts.key_limit:
+        out.append(f"its concurrency key has {facts.key_running} running (limit "
+                   f"{facts.key_limit})")
+    for name, wait in facts.rates:
+        out.append(f"rate limit {name} is spent: next token in {_ago(wait)}")
+    if facts.ahead:
+        out.append(f"{facts.ahead} job(s) of queue {rec.queue!r} go before it "
+                   "(higher priority or older)")
+    if not out:
+        out.append("nothing holds it back: a service should claim it at once")
+    return [f"job {rec.id} is queued"] + out
+
+
+def gather(store: SqliteStore, rec: JobRecord, settings: Settings, now: float) -> Facts:
+    """The facts `reasons` needs, from cheap indexed reads and the services' lock files."""
+    f = Facts()
+    f.paused = rec.queue in store.paused()
+    for h in live_holders(store.path):
+        info = holder_info(store.path, h)
+        queues = info.get("queues") or {}
+        if rec.queue in queues and holder_alive(store.path, h):
+            f.servers.append(h)
+            cap = int(queues[rec.queue])
+            f.cap = cap if f.cap is None else min(f.cap, cap)
+    if f.cap is None and rec.queue in settings.queues:
+        f.cap = settings.queues[rec.queue].concurrency
+    if rec.holder:
+        f.holder_alive = holder_alive(store.path, rec.holder)
+    f.running_in_queue = store.read(
+        "SELECT count(*) FROM jobs WHERE state = 'running' AND queue = ?", (rec.queue,))[0][0]
+    f.ahead = store.read(
+        "SELECT count(*) FROM jobs WHERE state = 'queued' AND queue = ? AND "
+        "(priority > ? OR (priority = ? AND id < ?))",
+        (rec.queue, rec.priority, rec.priority, rec.id))[0][0]
+    ckey = store.read("SELECT ckey FROM jobs WHERE id = ?", (rec.id,))[0][0]
+    spec = REGISTRY.find(rec.task)
+    extra: dict[str, Any] = spec.extra if spec else {}
+    if ckey is not None and extra.get("key_concurrency"):
+        f.key_limit = int(extra["key_concurrency"])
+        f.key_running = store.read("SELECT count(*) FROM jobs WHERE state = 'running' AND "
+                                   "ckey = ?", (ckey,))[0][0]
+    rates = []
+    qrate = settings.queue(rec.queue).extra.get("rate_limit")
+    if qrate:
+        rates.append((f"queue:{rec.queue}", qrate))
+    if extra.get("rate_limit"):
+        rates.append((f"task:{rec.task}", extra["rate_limit"]))
+    if ckey is not None and extra.get("key_rate_limit"):
+        rates.append((f"key:{ckey}", extra["key_rate_limit"]))
+    for name, text in rates:
+        row = store.read("SELECT tokens, at FROM rate_buckets WHERE name = ?", (name,))
+        if row:
+            rate = parse_rate(text)
+            b = Bucket(row[0][0], row[0][1])
+            b.refill(rate, now)
+            if b.tokens < 1:
+                f.rates.append((name, b.wait(rate)))
+    return f
+
+
+def explain_json(rec: JobRecord, facts: Facts, now: float) -> dict[str, Any]:
+    return {"id": rec.id, "state": rec.state.value, "reasons": reasons(rec, facts, now),
+            "facts": json.loads(json.dumps(facts.__dict__))}

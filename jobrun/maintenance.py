@@ -1,0 +1,136 @@
+"""Maintenance: what a service does once or twice a second beside its loop.
+
+It takes back the jobs of dead holders (within a second of the death, by their free lock)
+and of expired leases (a holder alive but stuck), renews this service's leases, tells
+attempts whose job was cancelled or taken back, times out thread jobs, prunes old jobs, and
+(on the leader) checks the alert thresholds. It has its own store connection (its thread's).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import clock
+from .alerts import Alerter
+from .errors import StoreError, TaskTimeout
+from .lock import holder_alive, live_holders
+from .worker import decide
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("jobrun.service")
+jlog = logging.getLogger("jobrun.job")
+
+
+class Maintenance:
+    def __init__(self, service: Service) -> None:
+        self.s = service
+        self._last_extend = 0.0
+        self._last_sweep = 0.0
+        self._last_prune = 0.0
+        self._last_alert = 0.0
+        self._alerter = Alerter()
+
+    def run(self) -> None:
+        interval = min(0.5, self.s.settings.poll)
+        while not self.s._stop_maint.wait(interval):
+            try:
+                self.once()
+            except StoreError as exc:
+                log.error("maintenance round failed: %s", exc)
+            except Exception:  # keep the service alive; the next round tries again
+                log.exception("maintenance round failed")
+
+    def once(self, first: bool = False) -> None:
+        now_m = clock.monotonic()
+        now = clock.now()
+        store = self.s.store
+        # Jobs of dead holders come back (attempt counted): within a second of the death.
+        for h in store.running_holders():
+            if h != self.s.holder and not holder_alive(self.s.path, h):
+                self._rescue(store.rescue(h, f"worker lost: service process {h} died", now=now))
+        for job_id, h in store.expired_leases(now=now):
+            if h != self.s.holder:
+                self._rescue(store.rescue_job(
+                    job_id, f"worker lost: lease of {h} expired (alive but stuck?)", now=now))
+        if first or now_m - self._last_extend >= self.s.settings.lease / 3:
+            self._last_extend = now_m
+            if self.s._inflight:
+                store.extend(self.s.holder, now=now, lease=self.s.settings.lease)
+        if self.s._inflight:
+            self._check_fenced()
+            self._check_thread_timeouts()
+        if first or now_m - self._last_sweep >= 10:
+            self._last_sweep = now_m
+            for h in live_holders(self.s.path):
+                if h != self.s.holder:
+                    holder_alive(self.s.path, h)  # removes the files of dead holders
+        if self.s.settings.alerts and now_m - self._last_alert >= 10 and \
+                self.s.scheduler is not None and self.s.scheduler.leader:
+            self._last_alert = now_m  # one service (the leader) alerts for the host
+            from .stats import queue_stats
+
+            self._alerter.update(self.s.settings.alerts, queue_stats(store, now=now))
+        if now_m - self._last_prune >= 60:
+            self._last_prune = now_m
+            if not first:
+                self._prune(now)
+
+    def _rescue(self, rows: list[tuple[Any, ...]]) -> None:
+        for job_id, task, queue, attempts, state in rows:
+            self.s.rescued += 1
+            jlog.warning("job %s %s rescued after its holder was lost: now %s (attempt %s "
+                         "counted)", job_id, task, state, attempts,
+                         extra={"jobrun": {"event": "rescued", "job_id": job_id, "task": task,
+                                           "queue": queue, "attempt": attempts,
+                                           "outcome": state}})
+        if rows:
+            self.s._wake()
+
+    def _check_fenced(self) -> None:
+        """Tell attempts whose job was cancelled or taken back (their result is discarded)."""
+        inflight = dict(self.s._inflight)
+        if not inflight:
+            return
+        ids = list(inflight)
+        marks = ",".join("?" * len(ids))
+        rows = self.s.store.read(f"SELECT id, state, token FROM jobs WHERE id IN ({marks})", ids)
+        seen = {r[0]: r for r in rows}
+        for job_id, (claim, ctx) in inflight.items():
+            r = seen.get(job_id)
+            if r is None or r[1] != "running" or r[2] != claim.token:
+                if not ctx.cancelled:
+                    ctx.cancel()
+                    self.s._pools.cancel(job_id)
+
+    def _check_thread_timeouts(self) -> None:
+        """A thread cannot be killed: record its attempt as timed out now (it retries as any
+        failure), keep its slot counted until it returns, and discard its late result."""
+        now_m = clock.monotonic()
+        for job_id, (claim, ctx) in list(self.s._inflight.items()):
+            started = self.s._started.get(job_id)
+            if started is None or started[1] != "thread" or not claim.timeout or \
+                    job_id in self.s._timed_out or now_m - started[0] < claim.timeout:
+                continue
+            self.s._timed_out.add(job_id)
+            ctx.cancel()
+            outcome = decide(claim, TaskTimeout(
+                f"timed out after {claim.timeout:g}s (a thread cannot be stopped: its slot "
+                "stays taken until it returns)"), clock.now())
+            self.s.store.record([outcome], now=clock.now())
+            jlog.warning("job %s %s timed out after %gs in a thread; it keeps its slot until "
+                         "it returns", claim.id, claim.task, claim.timeout,
+                         extra={"jobrun": {"event": "timeout", "job_id": claim.id,
+                                           "task": claim.task, "queue": claim.queue,
+                                           "attempt": claim.attempt}})
+            if outcome.state == "retrying":
+                self.s._wake()
+
+    def _prune(self, now: float) -> None:
+        s = self.s.settings
+        n = self.s.store.prune(now - s.retention, ("succeeded", "cancelled"))
+        n += self.s.store.prune(now - s.dead_retention, ("dead",))
+        if n:
+            log.info("pruned %d finished job(s) older than %ss", n, s.retention)

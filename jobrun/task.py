@@ -1,0 +1,97 @@
+"""Task and its per-call options: `@app.task` functions, `.enqueue`, `.options`, `.call`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar
+
+from .registry import TaskSpec
+
+if TYPE_CHECKING:
+    from .app import App
+    from .job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_attempts",
+                           "connection", "trace_id"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One pending enqueue: `task.call(...)`, for `App.enqueue_many`."""
+
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_TASK_EXTRAS = {"executor", "concurrency_key", "key_concurrency", "rate_limit",
+                "key_rate_limit"}
+
+
+def check_task_options(extra: dict[str, Any]) -> None:
+    """Task options beyond the contract's, checked when the decorator runs."""
+    from .limits import parse_rate
+
+    bad = set(extra) - _TASK_EXTRAS
+    if bad:
+        raise TypeError(f"unknown task option(s): {', '.join(sorted(bad))}")
+    if extra.get("executor") not in (None, "thread", "process"):
+        raise TypeError(f"executor must be \"thread\" or \"process\", not {extra['executor']!r}")
+    for k in ("rate_limit", "key_rate_limit"):
+        if extra.get(k) is not None:
+            parse_rate(extra[k])
+    kc = extra.get("key_concurrency")
+    if kc is not None and (not isinstance(kc, int) or kc < 1):
+        raise TypeError(f"key_concurrency must be a positive int, not {kc!r}")
+    if (kc or extra.get("key_rate_limit")) and not extra.get("concurrency_key"):
+        raise TypeError("key_concurrency and key_rate_limit need a concurrency_key")
+
+
+class TaskOptions(Generic[P, R]):
+    """`task.options(delay=30, key=...)`: the same task with per-enqueue options."""
+
+    def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
+        bad = set(options) - _OPTION_NAMES
+        if bad:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(bad))}")
+        self.task = task
+        self.opts = options
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.task.app.enqueue(self.task.name, args=list(args), kwargs=dict(kwargs),
+                                     **self.opts)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        return Call(self.task.name, tuple(args), dict(kwargs), dict(self.opts))
+
+
+class Task(Generic[P, R]):
+    """A registered function. Calling it runs it here; `.enqueue` stores a job."""
+
+    def __init__(self, app: App, fn: Callable[P, R], spec: TaskSpec) -> None:
+        self.app = app
+        self.fn = fn
+        self.spec = spec
+        self.name = spec.name
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", spec.name)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.app.enqueue(self.name, args=list(args), kwargs=dict(kwargs))
+
+    def options(self, **options: Any) -> TaskOptions[P, R]:
+        return TaskOptions(self, options)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        return Call(self.name, tuple(args), dict(kwargs), {})
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
