@@ -1,0 +1,174 @@
+"""`jobrun enqueue`, `ls`, `show`, `stats`, `explain`, `retry`, `cancel`, `prune`: jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import clock
+from ..config import duration
+from .base import (
+    EX_USAGE,
+    ConfigOpt,
+    JsonOpt,
+    StoreOpt,
+    _open,
+    _print_json,
+    cli,
+    fail,
+    job_json,
+)
+
+
+# -- enqueue -------------------------------------------------------------------------------
+@cli.command()
+def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = None,
+            args_json: Annotated[Optional[str], typer.Argument(metavar="[ARGS_JSON]")] = None,
+            kwargs: Annotated[Optional[str], typer.Option("--kwargs")] = None,
+            queue: Annotated[Optional[str], typer.Option("--queue")] = None,
+            delay: Annotated[Optional[float], typer.Option("--delay")] = None,
+            key: Annotated[Optional[str], typer.Option("--key")] = None,
+            priority: Annotated[Optional[int], typer.Option("--priority")] = None,
+            file: Annotated[Optional[str], typer.Option("--file", help="jobs.toml")] = None,
+            config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Enqueue a job and print its id (or every [[job]] of --file, in one transaction)."""
+    app = _open(config, store, import_tasks=True)
+    if file:
+        from ..jobsfile import load_calls
+
+        jobs = app.enqueue_many(load_calls(file))
+        for j in jobs:
+            typer.echo(str(j.id))
+        return
+    if not task:
+        fail("give a TASK (or --file jobs.toml)", EX_USAGE)
+    try:
+        args = json.loads(args_json) if args_json else []
+        kw = json.loads(kwargs) if kwargs else {}
+    except json.JSONDecodeError as exc:
+        fail(f"arguments are not JSON: {exc}", EX_USAGE)
+    if isinstance(args, dict) and kwargs is None:
+        args, kw = [], args
+    if not isinstance(args, list):
+        args = [args]
+    job = app.enqueue(task, args=args, kwargs=kw, queue=queue, delay=delay, key=key,
+                      priority=priority)
+    typer.echo(str(job.id))
+
+
+# -- reading -------------------------------------------------------------------------------
+@cli.command("ls")
+def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
+        queue: Annotated[Optional[str], typer.Option("--queue")] = None,
+        limit: Annotated[int, typer.Option("--limit")] = 50, as_json: JsonOpt = False,
+        config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Jobs, newest first."""
+    from ..model import JobState
+
+    if state is not None and state not in {s.value for s in JobState}:
+        fail(f"unknown state {state!r} (one of {', '.join(s.value for s in JobState)})",
+             EX_USAGE)
+    records = _open(config, store).store.list_jobs(state=state, queue=queue, limit=limit)
+    if as_json:
+        _print_json([job_json(r) for r in records])
+        return
+    from ..views import jobs_table, render
+
+    render(jobs_table(records))
+
+
+@cli.command()
+def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+         store: StoreOpt = None) -> None:
+    """One job, with its error history."""
+    rec = _open(config, store).store.get(job_id)
+    if rec is None:
+        fail(f"no job {job_id}")
+    if as_json:
+        _print_json(job_json(rec, full=True))
+        return
+    from ..views import job_detail, render
+
+    render(job_detail(rec))
+
+
+@cli.command()
+def stats(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Per queue: depth, running, oldest queued age, last hour's outcomes, failure rate."""
+    from ..stats import queue_stats
+
+    data = queue_stats(_open(config, store).store, now=clock.now())
+    if as_json:
+        _print_json({"queues": data})
+        return
+    from ..views import render, stats_table
+
+    render(stats_table(data))
+
+
+@cli.command()
+def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+            store: StoreOpt = None) -> None:
+    """Why a job is not running now: its time, a retry, a paused queue, a cap or rate
+    limit, or no live service serving its queue."""
+    from ..explain import explain_json, gather, reasons
+
+    app = _open(config, store, import_tasks=True)
+    rec = app.store.get(job_id)
+    if rec is None:
+        fail(f"no job {job_id}")
+    now = clock.now()
+    facts = gather(app.store, rec, app.settings, now)
+    if as_json:
+        _print_json(explain_json(rec, facts, now))
+        return
+    for line in reasons(rec, facts, now):
+        typer.echo(line)
+
+
+# -- acting --------------------------------------------------------------------------------
+@cli.command()
+def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
+          dead: Annotated[bool, typer.Option("--dead", help="Every dead job.")] = False,
+          config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Dead, cancelled or retrying jobs back to queued."""
+    if (job_id is None) == (not dead):
+        fail("give a job ID or --dead", EX_USAGE)
+    app = _open(config, store)
+    ids = app.store.retry(None if dead else job_id, now=clock.now())
+    if not dead and not ids:
+        rec = app.store.get(job_id) if job_id is not None else None
+        fail(f"no job {job_id}" if rec is None else
+             f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry")
+    if app._ringer:
+        app._ringer.ring()
+    typer.echo(f"{len(ids)} job(s) queued again")
+
+
+@cli.command()
+def cancel(job_id: int, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Cancel a job: at once if waiting; a running one is asked to stop."""
+    app = _open(config, store)
+    before = app.store.cancel(job_id, now=clock.now())
+    if before is None:
+        fail(f"no job {job_id}")
+    if before in ("succeeded", "dead", "cancelled"):
+        fail(f"job {job_id} already finished ({before})")
+    typer.echo(f"job {job_id} cancelled" + (" (it was running: asked to stop)"
+                                            if before == "running" else ""))
+
+
+@cli.command()
+def prune(older_than: Annotated[str, typer.Option("--older-than", help="e.g. 7d, 12h")],
+          config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Delete finished jobs older than that."""
+    try:
+        seconds = duration(older_than)
+    except ValueError as exc:
+        fail(str(exc), EX_USAGE)
+    n = _open(config, store).store.prune(clock.now() - seconds)
+    typer.echo(f"pruned {n} job(s)")
+
+

@@ -1,0 +1,197 @@
+"""`jobrun start`, `check`, `init`, `cron ls`, `pause`/`resume`: the service and its config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..config import check as check_config
+from ..errors import ConfigError
+from .base import (
+    EX_CONFIG,
+    EX_OK,
+    EX_USAGE,
+    ConfigOpt,
+    JsonOpt,
+    StoreOpt,
+    _open,
+    _print_json,
+    cli,
+    fail,
+)
+
+
+# -- start ---------------------------------------------------------------------------------
+@cli.command()
+def start(config: ConfigOpt = None, store: StoreOpt = None,
+          demo: Annotated[bool, typer.Option("--demo", help="Run the demo config on a "
+                                             "throwaway store and enqueue demo jobs.")] = False,
+          log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
+          log_level: Annotated[str, typer.Option("--log-level")] = "INFO") -> None:
+    """Run the service in the foreground: workers, scheduler, reload. SIGTERM drains."""
+    from ..logs import setup_logging
+    from ..runtime import check_tasks, import_tasks, resolve
+    from ..service import Service
+
+    stop = threading.Event()
+    signals = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1 and signum == signal.SIGINT:
+            os._exit(130)  # a second Ctrl-C: now; the jobs in flight are rescued later
+        stop.set()
+
+    # Before anything slow: a SIGTERM while starting still means "drain and exit 0".
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    setup_logging(log_format, log_level)
+    if demo and not store:
+        import tempfile
+
+        store = os.path.join(tempfile.mkdtemp(prefix="jobrun-demo-"), "jobs.db")
+    rt = resolve(config, store, demo=demo)
+    import_tasks(rt.settings)
+    problems = check_tasks(rt.settings)
+    if problems:
+        raise problems[0]
+    service = Service(rt.store, rt.settings)
+    service.start()
+    reloader = None
+    if rt.config and not demo:
+        from ..reload import Reloader
+
+        reloader = Reloader(service, rt.config)
+        reloader.start()
+        hup = reloader
+
+        def on_hup(_signum: int, _frame: Any) -> None:
+            threading.Thread(target=hup.reload, args=("SIGHUP",), daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
+    if demo:
+        _run_demo(stop)
+    while not stop.wait(0.5):
+        pass
+    if reloader is not None:
+        reloader.stop()
+    service.stop(service.settings.shutdown_timeout)
+    raise typer.Exit(EX_OK)
+
+
+def _run_demo(stop: threading.Event) -> None:
+    from ..demo.tasks import enqueue_demo_jobs
+
+    jobs = enqueue_demo_jobs()
+    typer.echo(f"demo: enqueued {len(jobs)} jobs; watching them (Ctrl-C to stop)", err=True)
+
+    def watch() -> None:
+        seen: dict[int, str] = {}
+        while not stop.wait(0.2):
+            for j in jobs:
+                state = j.refresh().state.value
+                if seen.get(j.id) != state:
+                    seen[j.id] = state
+                    typer.echo(f"demo: job {j.id} {j.record.task} -> {state} "
+                               f"(attempt {j.attempts})", err=True)
+            if all(s in ("succeeded", "dead", "cancelled") for s in seen.values()) \
+                    and len(seen) == len(jobs):
+                typer.echo("demo: all demo jobs finished; the service keeps running "
+                           "(Ctrl-C to stop)", err=True)
+                return
+
+    threading.Thread(target=watch, daemon=True, name="jobrun-demo").start()
+
+
+@cli.command()
+def pause(queue: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Stop claiming from a queue; its jobs stay queued."""
+    _open(config, store).store.set_paused(queue, True)
+    typer.echo(f"queue {queue} paused")
+
+
+@cli.command()
+def resume(queue: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Claim from a paused queue again."""
+    app = _open(config, store)
+    app.store.set_paused(queue, False)
+    if app._ringer:
+        app._ringer.ring()
+    typer.echo(f"queue {queue} resumed")
+
+
+# -- cron ------------------------------------------------------------------------------------
+cron_cli = typer.Typer(no_args_is_help=True, help="Cron entries of the config.")
+cli.add_typer(cron_cli, name="cron")
+
+
+@cron_cli.command("ls")
+def cron_ls(as_json: JsonOpt = False,
+            from_: Annotated[Optional[str], typer.Option("--from", help="ISO datetime "
+                                                         "(default now; naive means UTC)")] = None,
+            count: Annotated[int, typer.Option("--count", min=1, max=1000)] = 3,
+            config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Cron entries with their next fire times, in their zone and in UTC."""
+    from datetime import datetime, timezone
+
+    from ..runtime import resolve
+    from ..scheduler import describe
+
+    rt = resolve(config, store)
+    if from_:
+        try:
+            start_at = datetime.fromisoformat(from_.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--from {from_!r} is not an ISO 8601 datetime", EX_USAGE)
+        if start_at.tzinfo is None:
+            start_at = start_at.replace(tzinfo=timezone.utc)
+    else:
+        start_at = datetime.now(timezone.utc)
+    entries = [describe(e, start_at, count) for e in rt.settings.cron]
+    if as_json:
+        _print_json(entries)
+        return
+    from ..views import cron_table, render
+
+    render(cron_table(entries))
+
+
+# -- config ----------------------------------------------------------------------------------
+@cli.command()
+def check(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Validate the config: every problem with its file, line and reason; exit 78 if any."""
+    from ..runtime import check_tasks, import_tasks
+
+    path = config or os.environ.get("JOBRUN_CONFIG")
+    if not path:
+        fail("give --config PATH (or set JOBRUN_CONFIG)", EX_USAGE)
+    settings, problems = check_config(path)
+    if not problems:
+        try:
+            import_tasks(settings)
+            problems = check_tasks(settings)
+        except ConfigError as exc:
+            problems = [exc]
+    for p in problems:
+        typer.echo(f"jobrun: {p}", err=True)
+    if problems:
+        raise typer.Exit(EX_CONFIG)
+    typer.echo(f"{path}: ok")
+
+
+@cli.command()
+def init(path: Annotated[str, typer.Argument()] = "jobrun.toml",
+         force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Write a commented starter jobrun.toml."""
+    from importlib import resources
+
+    if os.path.exists(path) and not force:
+        fail(f"{path} exists (use --force to overwrite)")
+    text = resources.files("jobrun").joinpath("jobrun.toml.example").read_text("utf-8")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    typer.echo(f"wrote {path}")
