@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -27,6 +28,7 @@ __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+jlog = logging.getLogger("jobrun.job")
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ class App:
         job = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
         if key is not None:
             job._state = None  # may be an existing job: read its state when asked
-        self._after_enqueue(connection, [job_id])
+        self._after_enqueue(connection, [job_id], [new])
         if self.inline:
             job.refresh()
         return job
@@ -239,13 +241,21 @@ class App:
         jobs = [Job(self, i, None if n.key else
                     (JobState.SCHEDULED if n.scheduled else JobState.QUEUED))
                 for i, n in zip(ids, news)]
-        self._after_enqueue(connection, ids)
+        self._after_enqueue(connection, ids, news)
         if self.inline:
             for j in jobs:
                 j.refresh()
         return jobs
 
-    def _after_enqueue(self, connection: Any, ids: list[int]) -> None:
+    def _after_enqueue(self, connection: Any, ids: list[int],
+                       news: list[NewJob] | None = None) -> None:
+        if news and jlog.isEnabledFor(logging.INFO):
+            for job_id, n in zip(ids, news):
+                jlog.info("job %s %s enqueued%s", job_id, n.task,
+                          f" (run_at {clock.iso(n.run_at)})" if n.scheduled else "",
+                          extra={"jobrun": {"event": "enqueued", "job_id": job_id,
+                                            "task": n.task, "queue": n.queue,
+                                            "trace_id": n.trace_id, "key": n.key}})
         if self.inline:
             from .testing import run_inline
 

@@ -12,6 +12,9 @@ import sys
 from typing import Any
 
 
+_IN_MESSAGE = {"event", "error", "retry_in"}  # the text message says these already
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} " \
@@ -19,7 +22,7 @@ class TextFormatter(logging.Formatter):
         fields: dict[str, Any] | None = getattr(record, "jobrun", None)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items()
-                                   if v is not None and k not in ("event",))
+                                   if v is not None and k not in _IN_MESSAGE)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -103,6 +103,12 @@ class Maintenance:
             if r is None or r[1] != "running" or r[2] != claim.token:
                 if not ctx.cancelled:
                     ctx.cancel()
+                    what = "cancelled" if r is not None and r[1] == "cancelled" else "taken back"
+                    jlog.warning("job %s %s %s while running: asked to stop", job_id,
+                                 claim.task, what, extra={"jobrun": {
+                                     "event": "cancelled" if what == "cancelled" else "fenced",
+                                     "job_id": job_id, "task": claim.task,
+                                     "queue": claim.queue, "attempt": claim.attempt}})
                     self.s._pools.cancel(job_id)
 
     def _check_thread_timeouts(self) -> None:

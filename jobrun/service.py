@@ -296,12 +296,8 @@ class Service:
                                   claim.queue, claim.token, self._heartbeat_for(claim))
                     self._inflight[claim.id] = (claim, ctx)
                     self._busy[claim.queue] += 1
-                    if jlog.isEnabledFor(logging.DEBUG):
-                        jlog.debug("job %s %s started (attempt %s)", claim.id, claim.task,
-                                   claim.attempt, extra={"jobrun": {
-                                       "event": "started", "job_id": claim.id, "task": claim.task,
-                                       "queue": claim.queue, "attempt": claim.attempt,
-                                       "trace_id": claim.trace_id}})
+                    if jlog.isEnabledFor(logging.INFO):
+                        self._log_started(claim)
                     kind = self._pools.kind(claim)
                     self._started[claim.id] = (clock.monotonic(), kind)
                     try:
@@ -321,6 +317,15 @@ class Service:
             else:
                 rung = bell.wait(timeout)
             self._sleeping = False
+
+    def _log_started(self, claim: Claim) -> None:
+        fields: dict[str, Any] = {"event": "started", "job_id": claim.id, "task": claim.task,
+                                  "queue": claim.queue, "attempt": claim.attempt,
+                                  "trace_id": claim.trace_id}
+        if self.settings.log_args:
+            fields["args"], fields["kwargs"] = claim.args, claim.kwargs
+        jlog.info("job %s %s started (attempt %s)", claim.id, claim.task, claim.attempt,
+                  extra={"jobrun": fields})
 
     def _cron_enqueue(self, conn: Any, entry: CronEntry, fire: datetime) -> int:
         """A cron fire's job, inside the scheduler's transaction (with its fire row)."""
