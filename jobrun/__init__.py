@@ -12,6 +12,7 @@ from .errors import (
     UnknownTask,
 )
 from .model import JobState
+from .once import once
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,5 @@ __all__ = [
     "Task",
     "UnknownTask",
     "context",
+    "once",
 ]

@@ -11,11 +11,13 @@ from .errors import JobrunError
 class Context:
     """The running attempt: ids, attempt number, trace id, and cancellation."""
 
-    __slots__ = ("job_id", "attempt", "task", "trace_id", "queue", "token", "_cancelled",
-                 "_heartbeat")
+    __slots__ = ("job_id", "attempt", "task", "trace_id", "queue", "token", "store",
+                 "_cancelled", "_heartbeat")
 
     def __init__(self, job_id: int, attempt: int, task: str, trace_id: str | None, queue: str,
-                 token: int, heartbeat: Callable[[], bool] | None = None) -> None:
+                 token: int, heartbeat: Callable[[], bool] | None = None,
+                 store: str | None = None) -> None:
+        self.store = store
         self.job_id = job_id
         self.attempt = attempt
         self.task = task

@@ -47,7 +47,9 @@ def task_modules(registry: Registry, settings: Settings) -> list[str]:
 
 
 class Pools:
-    def __init__(self, registry: Registry, done: Done, settings: Callable[[], Settings]) -> None:
+    def __init__(self, registry: Registry, done: Done, settings: Callable[[], Settings],
+                 store_path: str = "") -> None:
+        self._store_path = store_path
         self._registry = registry
         self._done = done
         self._settings = settings
@@ -85,7 +87,8 @@ class Pools:
                     self._procs[queue] = ProcessExecutor(
                         queue, q.concurrency, self._registry, self._done,
                         imports=task_modules(self._registry, self._settings()),
-                        max_tasks_per_child=q.extra.get("max_tasks_per_child"))
+                        max_tasks_per_child=q.extra.get("max_tasks_per_child"),
+                        store_path=self._store_path)
                 return self._procs[queue]
             if kind == "command":
                 if queue not in self._cmds:

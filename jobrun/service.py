@@ -59,7 +59,7 @@ class Service:
         self._limited: frozenset[str] = frozenset()
         self._busy: dict[str, int] = {}
         self._caps: dict[str, int] = {}
-        self._pools = Pools(registry, self._done, lambda: self.settings)
+        self._pools = Pools(registry, self._done, lambda: self.settings, self.path)
         self._sleeping = False
         self._draining = False
         self._halting = False
@@ -293,7 +293,8 @@ class Service:
                     next_due = again if next_due is None else min(next_due, again)
                 for claim in tick.claims:
                     ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id,
-                                  claim.queue, claim.token, self._heartbeat_for(claim))
+                                  claim.queue, claim.token, self._heartbeat_for(claim),
+                                  self.path)
                     self._inflight[claim.id] = (claim, ctx)
                     self._busy[claim.queue] += 1
                     if jlog.isEnabledFor(logging.INFO):

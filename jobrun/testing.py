@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import clock
 from .registry import REGISTRY
-from .worker import run_attempt
+from .worker import new_context, run_attempt
 
 if TYPE_CHECKING:
     from .app import App
@@ -28,7 +28,9 @@ def run_inline(app: App, job_id: int, *, max_rounds: int = 1000) -> None:
         claim = store.acquire_id(job_id, holder, now=clock.now(), lease=3600.0)
         if claim is None:
             return  # finished, or a key de-duplicated onto a job that is not waiting
-        outcome = run_attempt(claim, REGISTRY)
+        ctx = new_context(claim)
+        ctx.store = store.path
+        outcome = run_attempt(claim, REGISTRY, ctx)
         if outcome.state == "retrying":
             outcome.run_at = clock.now()
         store.record([outcome], now=clock.now())

@@ -317,7 +317,7 @@ def test_embedded_start_stop(app: jobrun.App) -> None:
 def test_public_names() -> None:
     assert set(jobrun.__all__) == {
         "App", "Call", "ConfigError", "Context", "Job", "JobFailed", "JobState", "JobrunError",
-        "Permanent", "Retry", "StoreError", "Task", "UnknownTask", "context"}
+        "Permanent", "Retry", "StoreError", "Task", "UnknownTask", "context", "once"}
     for e in (jobrun.ConfigError, jobrun.StoreError, jobrun.JobFailed, jobrun.UnknownTask):
         assert issubclass(e, jobrun.JobrunError)
     assert [s.value for s in JobState] == ["scheduled", "queued", "running", "retrying",

@@ -37,7 +37,7 @@ _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attemp
                  "trace_id", "timeout", "options")
 
 
-def _child_main(conn: Connection, imports: list[str], path: list[str]) -> None:
+def _child_main(conn: Connection, imports: list[str], path: list[str], store: str) -> None:
     """The child: its own process group, the task modules, then one job at a time."""
     import importlib
 
@@ -45,6 +45,8 @@ def _child_main(conn: Connection, imports: list[str], path: list[str]) -> None:
     from ..worker import run_attempt
 
     os.setsid()
+    if store:
+        os.environ["JOBRUN_STORE"] = store  # jobrun.once() and App() in tasks find the store
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's to handle
     for p in reversed(path):
         if p not in sys.path:
@@ -67,11 +69,11 @@ def _child_main(conn: Connection, imports: list[str], path: list[str]) -> None:
 
 
 class _Child:
-    def __init__(self, ctx: Any, imports: list[str], path: list[str]) -> None:
+    def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str) -> None:
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
-        self.proc = ctx.Process(target=_child_main, args=(child, imports, path), daemon=True,
-                                name="jobrun-child")
+        self.proc = ctx.Process(target=_child_main, args=(child, imports, path, store),
+                                daemon=True, name="jobrun-child")
         self.proc.start()
         child.close()
         self.tasks = 0
@@ -119,8 +121,9 @@ class ProcessExecutor:
 
     def __init__(self, name: str, workers: int, registry: Registry, done: Done, *,
                  imports: list[str], max_tasks_per_child: int | None = None,
-                 kill_grace: float = KILL_GRACE) -> None:
+                 kill_grace: float = KILL_GRACE, store_path: str = "") -> None:
         self.name = name
+        self._store_path = store_path
         self._done = done
         self._registry = registry
         self._imports = list(dict.fromkeys(imports))
@@ -167,7 +170,7 @@ class ProcessExecutor:
                 return
             claim, ctx = item
             if child is None:
-                child = _Child(self._mp, self._imports, self._path)
+                child = _Child(self._mp, self._imports, self._path, self._store_path)
             started = time.perf_counter()
             with self._lock:
                 self._running[claim.id] = child
