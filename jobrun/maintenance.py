@@ -32,6 +32,7 @@ class Maintenance:
         self._last_prune = 0.0
         self._last_alert = 0.0
         self._alerter = Alerter()
+        self.ran_at = clock.monotonic()
 
     def run(self) -> None:
         interval = min(0.5, self.s.settings.poll)
@@ -44,6 +45,7 @@ class Maintenance:
                 log.exception("maintenance round failed")
 
     def once(self, first: bool = False) -> None:
+        self.ran_at = clock.monotonic()
         now_m = clock.monotonic()
         now = clock.now()
         store = self.s.store

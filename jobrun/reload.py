@@ -17,6 +17,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .service import Service
+    from .systemd import Notifier
 
 log = logging.getLogger("jobrun.reload")
 
@@ -43,8 +44,9 @@ def load_valid(path: str, current: Settings) -> Settings:
 class Reloader:
     """Watches one config file and applies its valid edits to a running service."""
 
-    def __init__(self, service: Service, path: str) -> None:
+    def __init__(self, service: Service, path: str, notifier: Notifier | None = None) -> None:
         self.service = service
+        self.notifier = notifier
         self.path = os.path.abspath(path)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -72,7 +74,11 @@ class Reloader:
                 return False
             if settings == self.service.settings:
                 return True
+            if self.notifier is not None:
+                self.notifier.reloading()
             self.service.apply(settings)
+            if self.notifier is not None:
+                self.notifier.ready(self.service.status_line())
             self.applied += 1
             log.info("config reloaded (%s): %s", reason, self.path)
             return True

@@ -92,6 +92,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fired = 0
+        self.ran_at = clock.monotonic()
 
     @property
     def leader(self) -> bool:
@@ -129,6 +130,7 @@ class Scheduler:
     def _run(self) -> None:
         prev_wall, prev_mono = clock.now(), clock.monotonic()
         while not self._stop.is_set():
+            self.ran_at = clock.monotonic()
             wait = 0.5
             try:
                 starting = False

@@ -55,6 +55,7 @@ class Service:
         self._timed_out: set[int] = set()
         self._limits: Any = None
         self._maint = Maintenance(self)
+        self._status: SqliteStore | None = None
         self.metrics: Any = None
         self._limited: frozenset[str] = frozenset()
         self._busy: dict[str, int] = {}
@@ -164,6 +165,8 @@ class Service:
         if self._bell is not None:
             self._bell.close()
         self.store.close()
+        if self._status is not None:
+            self._status.close()
         self.started.clear()
         log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
         return len(left)
@@ -343,6 +346,32 @@ class Service:
 
     # -- maintenance ---------------------------------------------------------------------
     # -- introspection -------------------------------------------------------------------
+    def healthy(self, stale: float = 10.0) -> bool:
+        """Whether the loop, maintenance and scheduler threads all made progress lately."""
+        now = clock.monotonic()
+        limit = max(stale, 3 * self.settings.poll)
+        sched = self.scheduler
+        return (now - self.healthy_at < limit and now - self._maint.ran_at < limit and
+                (sched is None or now - sched.ran_at < limit))
+
+    def status_line(self) -> str:
+        """For systemd's STATUS=: "12 queued, oldest 3s, 4 running, leader"."""
+        from .stats import queue_stats
+
+        try:
+            data = queue_stats(self._status_store(), now=clock.now())
+        except StoreError as exc:
+            return f"store error: {exc}"
+        queued = sum(v["queued"] for v in data.values())
+        oldest = max((v["oldest_queued_age"] for v in data.values()), default=0.0)
+        lead = ", leader" if self.scheduler is not None and self.scheduler.leader else ""
+        return f"{queued} queued, oldest {oldest:.0f}s, {self.inflight()} running{lead}"
+
+    def _status_store(self) -> SqliteStore:
+        if self._status is None:
+            self._status = SqliteStore(self.path, readonly=True)
+        return self._status
+
     def inflight(self) -> int:
         return len(self._inflight)
 

@@ -11,6 +11,7 @@ import typer
 
 from ..config import check as check_config
 from ..errors import ConfigError
+from ..systemd import Notifier
 from .base import (
     EX_CONFIG,
     EX_OK,
@@ -61,11 +62,14 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
         raise problems[0]
     service = Service(rt.store, rt.settings)
     service.start()
+    notifier = Notifier()
+    notifier.ready(service.status_line())
+    notifier.start_pings(service.healthy, service.status_line)
     reloader = None
     if rt.config and not demo:
         from ..reload import Reloader
 
-        reloader = Reloader(service, rt.config)
+        reloader = Reloader(service, rt.config, notifier)
         reloader.start()
         hup = reloader
 
@@ -77,9 +81,11 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
         _run_demo(stop)
     while not stop.wait(0.5):
         pass
+    notifier.stopping()
     if reloader is not None:
         reloader.stop()
     service.stop(service.settings.shutdown_timeout)
+    notifier.close()
     raise typer.Exit(EX_OK)
 
 
