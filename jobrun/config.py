@@ -86,6 +86,8 @@ class Settings:
     retention: float = 7 * 86400.0
     dead_retention: float = 30 * 86400.0
     log_args: bool = False
+    log_format: str = "text"
+    log_level: str = "INFO"
     queues: dict[str, QueueConfig] = field(default_factory=dict)
     tasks: dict[str, CommandTask] = field(default_factory=dict)
     cron: tuple[CronEntry, ...] = ()
@@ -215,7 +217,13 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
         "retention": r.dur(j, p, "retention", 7 * 86400.0),
         "dead_retention": r.dur(j, p, "dead_retention", 30 * 86400.0),
         "log_args": r.take(j, p, "log_args", bool, False),
+        "log_format": r.take(j, p, "log_format", str, "text"),
+        "log_level": r.take(j, p, "log_level", str, "INFO").upper(),
     }
+    if settings["log_format"] not in ("text", "json"):
+        r.bad(p + ("log_format",), f"must be \"text\" or \"json\", not {settings['log_format']!r}")
+    if settings["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        r.bad(p + ("log_level",), "must be one of DEBUG, INFO, WARNING, ERROR")
     settings["queues"] = _queues(r, doc.get("queues", {}))
     settings["tasks"] = _tasks(r, doc.get("tasks", {}))
     settings["cron"] = _crons(r, doc.get("cron", []))

@@ -31,8 +31,11 @@ from .base import (
 def start(config: ConfigOpt = None, store: StoreOpt = None,
           demo: Annotated[bool, typer.Option("--demo", help="Run the demo config on a "
                                              "throwaway store and enqueue demo jobs.")] = False,
-          log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
-          log_level: Annotated[str, typer.Option("--log-level")] = "INFO") -> None:
+          log_format: Annotated[Optional[str], typer.Option(
+              "--log-format", help="text or json (default: the config's, else text)")] = None,
+          log_level: Annotated[Optional[str], typer.Option(
+              "--log-level", help="DEBUG, INFO, WARNING (default: the config's, else INFO)")
+          ] = None) -> None:
     """Run the service in the foreground: workers, scheduler, reload. SIGTERM drains."""
     from ..logs import setup_logging
     from ..runtime import check_tasks, import_tasks, resolve
@@ -50,12 +53,13 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
     # Before anything slow: a SIGTERM while starting still means "drain and exit 0".
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    setup_logging(log_format, log_level)
+    setup_logging(log_format or "text", log_level or "INFO")
     if demo and not store:
         import tempfile
 
         store = os.path.join(tempfile.mkdtemp(prefix="jobrun-demo-"), "jobs.db")
     rt = resolve(config, store, demo=demo)
+    setup_logging(log_format or rt.settings.log_format, log_level or rt.settings.log_level)
     import_tasks(rt.settings)
     problems = check_tasks(rt.settings)
     if problems:

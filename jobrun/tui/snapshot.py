@@ -1,0 +1,328 @@
+"""One frame of `jobrun top` as plain data, read from the store, the lock files and the config.
+
+Several dashboards may watch a busy service, so every read is answered by a partial index
+(queued, running, waiting, dead) or by a short range of `jobs_finished`: finished counts per
+5-second bucket are kept in a `Window` between refreshes, and each refresh reads only the
+rows finished in the last few seconds, never an hour of them. The time is an argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import apsw
+
+from ..config import Settings
+from ..lock import current_leader, holder_alive, holder_info, live_holders
+from ..scheduler import describe
+from ..store.sqlite import SqliteStore, wrap
+
+# -- SQL --------------------------------------------------------------------------------------
+# Named constants here until they move into store/queries.sql (not ours to edit yet). Each is
+# answered by a partial index; none scans the whole jobs table.
+
+#: Per queue and state (queued also its oldest run_at): jobs_ready, jobs_running,
+#: jobs_waiting and jobs_dead, the last two covering.
+TOP_COUNTS = """
+SELECT queue, 'queued', count(*), min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue
+UNION ALL
+SELECT queue, 'running', count(*), NULL FROM jobs WHERE state = 'running' GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*), NULL FROM jobs WHERE state IN ('scheduled', 'retrying')
+ GROUP BY queue, state
+UNION ALL
+SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY queue"""
+
+#: Paused flags: a table of a few rows.
+TOP_QUEUES = "SELECT name, paused FROM queues"
+
+#: Finished jobs per (bucket, queue, state) in [since, until): a range of jobs_finished.
+TOP_FINISHED = """
+SELECT CAST(finished_at / :width AS INTEGER), queue, state, count(*) FROM jobs
+ WHERE finished_at >= :since AND finished_at < :until AND state IN ('succeeded', 'dead')
+ GROUP BY 1, 2, 3"""
+
+#: Running jobs, longest running first: jobs_running, at most the services' concurrency.
+TOP_RUNNING = """
+SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
+ WHERE state = 'running' ORDER BY started_at, id LIMIT :limit"""
+
+#: The newest dead jobs of one queue: jobs_dead in index order, `limit` rows looked up.
+TOP_DEAD_RECENT = """
+SELECT id, task, queue, state, attempts, max_attempts, finished_at,
+       json_extract(errors, '$[#-1]') FROM jobs
+ WHERE state = 'dead' AND queue = :queue ORDER BY finished_at DESC LIMIT :limit"""
+
+#: The retrying jobs whose failed attempt started last. The IN repeats jobs_waiting's WHERE
+#: so SQLite may use it; only the chosen few rows have their errors parsed.
+TOP_RETRYING_RECENT = """
+SELECT id, task, queue, state, attempts, max_attempts, started_at,
+       json_extract(errors, '$[#-1]') FROM jobs
+ WHERE id IN (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying')
+                 AND state = 'retrying' ORDER BY started_at DESC LIMIT :limit)"""
+
+BUCKET = 5.0      # seconds per throughput bucket
+HOUR = 3600.0
+MINUTE = 60.0
+SPARK = 72        # buckets kept for the sparkline: six minutes
+LATE = 15.0       # finished_at is taken before the write lock: reread this margin each time
+FAILURES = 8      # recent failures kept
+RUNNING = 200     # running jobs kept (the view truncates to the screen)
+
+
+# -- the data ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueRow:
+    name: str
+    queued: int = 0
+    scheduled: int = 0
+    running: int = 0
+    retrying: int = 0
+    dead: int = 0
+    oldest_age: float | None = None   # seconds the oldest queued job has been ready
+    throughput: float = 0.0           # jobs finished per second over the last minute
+    succeeded_hour: int = 0
+    dead_hour: int = 0
+    cap: int | None = None            # concurrency of the live services (or the config)
+    paused: bool = False
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Dead / (succeeded + dead) finished in the last hour; None when none finished."""
+        done = self.succeeded_hour + self.dead_hour
+        return self.dead_hour / done if done else None
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    id: int
+    task: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    elapsed: float
+    holder: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: int
+    task: str
+    queue: str
+    state: str
+    attempt: int
+    max_attempts: int
+    at: float | None
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CronRow:
+    name: str
+    when: str
+    task: str
+    next_at: float | None
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    holder: str
+    pid: int | None
+    host: str
+    started: float | None
+    queues: tuple[tuple[str, int], ...]
+    leader: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    store: str
+    queues: tuple[QueueRow, ...] = ()
+    running: tuple[RunningJob, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    dead_total: int = 0
+    dead_hour: int = 0
+    dead_trend: tuple[int, ...] = ()  # dead per 5 minutes over the last hour, oldest first
+    spark: tuple[int, ...] = ()       # finished per 5-s bucket, oldest first, current last
+    throughput: float = 0.0           # all queues, per second over the last minute
+    cron: tuple[CronRow, ...] = ()
+    services: tuple[ServiceRow, ...] = ()
+    leader: str | None = None
+
+    @property
+    def running_total(self) -> int:
+        return sum(q.running for q in self.queues)
+
+
+# -- finished jobs, incrementally -------------------------------------------------------------
+class Window:
+    """Finished jobs per 5-s bucket over the last hour, kept between refreshes.
+
+    The first update reads the hour; later ones reread only from `LATE` seconds before the
+    previous one (finished_at can land a little in the past), so the cost follows the
+    throughput of the last few seconds. A job sent back from dead stays counted in its bucket
+    until that bucket leaves the hour."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, dict[tuple[str, str], int]] = {}
+        self.read_to: float | None = None
+
+    def update(self, conn: apsw.Connection, now: float) -> None:
+        first = math.ceil((now - HOUR) / BUCKET)
+        prev = self.read_to
+        if prev is None or now - prev > HOUR or now < prev - LATE:
+            start = first  # first read, a long pause or the clock went back: read it all
+            self.buckets.clear()
+        else:
+            start = max(first, math.floor((prev - LATE) / BUCKET))
+        for b in [b for b in self.buckets if b >= start or b < first]:
+            del self.buckets[b]
+        params = {"width": BUCKET, "since": start * BUCKET, "until": now}
+        for b, queue, state, n in conn.execute(TOP_FINISHED, params):
+            if b >= first:
+                self.buckets.setdefault(int(b), {})[(queue, state)] = int(n)
+        self.read_to = now
+
+    def per_queue(self, since: float) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for b, counts in self.buckets.items():
+            if b * BUCKET >= since:
+                for k, n in counts.items():
+                    out[k] = out.get(k, 0) + n
+        return out
+
+    def totals(self, now: float, count: int, width: int = 1, state: str | None = None
+               ) -> tuple[int, ...]:
+        """Jobs per `width` buckets, the last `count` groups ending with the current bucket."""
+        cur = math.floor(now / BUCKET)
+        out = [0] * count
+        for b, counts in self.buckets.items():
+            i = (cur - b) // width
+            if 0 <= i < count:
+                out[i] += sum(n for (_, s), n in counts.items() if state is None or s == state)
+        return tuple(reversed(out))
+
+
+# -- reading ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _reading(store: SqliteStore) -> Iterator[apsw.Connection]:
+    """One short read transaction: the numbers of a frame agree with each other."""
+    conn = store.connection()
+    try:
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+    except apsw.Error as exc:
+        raise wrap(exc, store.path) from exc
+
+
+def _failure(row: tuple[Any, ...]) -> Failure:
+    job_id, task, queue, state, attempts, max_attempts, when, last = row
+    try:
+        err = json.loads(last) if last else {}
+    except ValueError:
+        err = {}
+    if not isinstance(err, dict):
+        err = {}
+    at = err.get("at")
+    return Failure(int(job_id), str(task), str(queue), str(state), int(attempts),
+                   int(max_attempts), float(at) if isinstance(at, (int, float)) else when,
+                   str(err.get("type") or "?"), str(err.get("message") or ""))
+
+
+def _services(path: str) -> tuple[tuple[ServiceRow, ...], str | None]:
+    """Live services from their lock files (dead ones skipped), and the leader's holder id."""
+    leader = current_leader(path)
+    rows = []
+    for h in sorted(live_holders(path)):
+        if not holder_alive(path, h):
+            continue
+        info = holder_info(path, h)
+        queues = info.get("queues")
+        caps = tuple(sorted((str(k), int(v)) for k, v in queues.items()
+                            if isinstance(v, int))) if isinstance(queues, dict) else ()
+        pid, started = info.get("pid"), info.get("started")
+        rows.append(ServiceRow(h, pid if isinstance(pid, int) else None,
+                               str(info.get("host") or "?"),
+                               float(started) if isinstance(started, (int, float)) else None,
+                               caps, h == leader))
+    return tuple(rows), leader
+
+
+def _cron(settings: Settings | None, now: float) -> tuple[CronRow, ...]:
+    if settings is None:
+        return ()
+    after = datetime.fromtimestamp(now, timezone.utc)
+    rows = []
+    for entry in settings.cron:
+        d = describe(entry, after, 1)
+        nxt = d["next"][0].replace("Z", "+00:00") if d["next"] else None
+        when = entry.schedule or f"every {entry.every:g}s"
+        if entry.schedule and entry.timezone != "UTC":
+            when += f" {entry.timezone}"
+        rows.append(CronRow(entry.name, when, str(d["task"]),
+                            datetime.fromisoformat(nxt).timestamp() if nxt else None))
+    return tuple(rows)
+
+
+def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
+         window: Window | None = None) -> Snapshot:
+    """Read one frame. Pass the same `window` each refresh to read only new finished rows."""
+    window = window if window is not None else Window()
+    counts: dict[str, dict[str, Any]] = {}
+    with _reading(store) as conn:
+        for queue, state, n, oldest in conn.execute(TOP_COUNTS):
+            counts.setdefault(queue, {})[state] = int(n)
+            if oldest is not None:
+                counts[queue]["oldest"] = max(0.0, now - float(oldest))
+        paused = {str(name) for name, p in conn.execute(TOP_QUEUES) if p}
+        window.update(conn, now)
+        running = tuple(
+            RunningJob(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]),
+                       max(0.0, now - float(r[5])) if r[5] is not None else 0.0, str(r[6] or "?"))
+            for r in conn.execute(TOP_RUNNING, {"limit": RUNNING}))
+        dead_queues = [q for q, c in counts.items() if c.get("dead")]
+        fails = [_failure(r) for q in dead_queues
+                 for r in conn.execute(TOP_DEAD_RECENT, {"queue": q, "limit": FAILURES})]
+        fails += [_failure(r) for r in conn.execute(TOP_RETRYING_RECENT, {"limit": FAILURES})]
+    fails.sort(key=lambda f: (f.at or 0.0, f.id), reverse=True)
+    services, leader = _services(store.path)
+    caps: dict[str, int] = {}
+    for s in services:
+        for q, c in s.queues:
+            caps[q] = caps.get(q, 0) + c
+    hour = window.per_queue(now - HOUR)
+    minute_from = math.ceil((now - MINUTE) / BUCKET) * BUCKET
+    minute = window.per_queue(minute_from)
+    span = max(now - minute_from, BUCKET)
+    names = set(counts) | paused | {q for q, _ in hour} | set(caps)
+    if settings is not None:
+        names |= set(settings.queues)
+    rows = []
+    for name in sorted(names):
+        c = counts.get(name, {})
+        cap = caps.get(name)
+        if cap is None and settings is not None and name in settings.queues:
+            cap = settings.queues[name].concurrency
+        done = minute.get((name, "succeeded"), 0) + minute.get((name, "dead"), 0)
+        rows.append(QueueRow(
+            name, c.get("queued", 0), c.get("scheduled", 0), c.get("running", 0),
+            c.get("retrying", 0), c.get("dead", 0), c.get("oldest"), done / span,
+            hour.get((name, "succeeded"), 0), hour.get((name, "dead"), 0), cap, name in paused))
+    return Snapshot(
+        now=now, store=store.path, queues=tuple(rows), running=running,
+        failures=tuple(fails[:FAILURES]), dead_total=sum(r.dead for r in rows),
+        dead_hour=sum(r.dead_hour for r in rows),
+        dead_trend=window.totals(now, 12, 60, "dead"), spark=window.totals(now, SPARK),
+        throughput=sum(r.throughput for r in rows), cron=_cron(settings, now),
+        services=services, leader=leader)
