@@ -7,6 +7,7 @@ log line naming the problem, and the running config stays in force.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -26,6 +27,11 @@ def load_valid(path: str, current: Settings) -> Settings:
     """The new settings, or ConfigError with the first problem (file, line, key, reason)."""
     from .runtime import check_tasks, import_tasks
 
+    try:
+        if os.path.getsize(path) == 0:
+            raise ConfigError("the file is empty (still being written?)", file=path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from exc
     settings, problems = check(path)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -39,6 +45,14 @@ def load_valid(path: str, current: Settings) -> Settings:
         raise ConfigError(f"store changed to {settings.store}: restart jobrun to move stores",
                           file=path, key="jobrun.store")
     return settings
+
+
+def _fingerprint(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).digest()
+    except OSError:
+        return None
 
 
 class Reloader:
@@ -87,16 +101,16 @@ class Reloader:
         from watchfiles import watch
 
         folder = os.path.dirname(self.path)
-        target = self.path
-
-        def only_ours(_change: object, p: str) -> bool:
-            return os.path.abspath(p) == target
-
+        # Any change in the folder counts if the file's content changed: editors replace the
+        # file by a rename, and Kubernetes swaps a symlink (`..data`) that names no config.
+        last = _fingerprint(self.path)
         try:
-            for _changes in watch(folder, watch_filter=only_ours, stop_event=self._stop,
-                                  debounce=150, step=50, rust_timeout=500, yield_on_timeout=False,
+            for _changes in watch(folder, stop_event=self._stop, debounce=150, step=50,
+                                  rust_timeout=500, yield_on_timeout=False,
                                   raise_interrupt=False):
-                if os.path.exists(target):
+                now = _fingerprint(self.path)
+                if now is not None and now != last:
+                    last = now
                     self.reload("file changed")
         except Exception:  # a watcher that dies must not take the service with it
             log.exception("config watcher stopped; SIGHUP still reloads")

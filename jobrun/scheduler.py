@@ -90,6 +90,8 @@ class Scheduler:
         self._cursors: dict[str, datetime | None] = {}
         self._triggers: dict[str, tuple[CronEntry, Trigger]] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._changed_at: datetime | None = None
         self._thread: threading.Thread | None = None
         self.fired = 0
         self.ran_at = clock.monotonic()
@@ -104,6 +106,7 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._lock.release()
@@ -119,8 +122,18 @@ class Scheduler:
         for name, e in entries.items():
             if name not in self._triggers:
                 self._triggers[name] = (e, trigger_of(e))
-                self._cursors[name] = self._last_fire(name) if self.leader else None
+                cursor = self._last_fire(name) if self.leader else None
+                if self._changed_at is not None:
+                    # Added or changed by a reload: due times from the edit on, none before.
+                    cursor = self._changed_at if cursor is None else max(cursor,
+                                                                         self._changed_at)
+                self._cursors[name] = cursor
         return self._triggers
+
+    def settings_changed(self, now: float) -> None:
+        """A reload was applied at `now` (wall clock): look at the entries at once."""
+        self._changed_at = datetime.fromtimestamp(now, UTC)
+        self._wake.set()
 
     def _last_fire(self, name: str) -> datetime | None:
         rows = self.store.read("SELECT max(fire_at) FROM cron_fires WHERE entry = ?", (name,))
@@ -154,7 +167,8 @@ class Scheduler:
                 log.error("scheduler round failed: %s", exc)
             except Exception:
                 log.exception("scheduler round failed")
-            self._stop.wait(max(0.001, wait))
+            self._wake.wait(max(0.001, wait))
+            self._wake.clear()
 
     def tick(self, now: datetime, *, starting: bool = False, jumped: bool = False) -> float:
         """Make the fires due at `now`; returns seconds until the next one (at most 1)."""

@@ -208,6 +208,8 @@ class Service:
         self._pools.resize(caps)
         self._caps = caps  # one assignment: the loop sees the old caps or the new ones
         self._build_limits()
+        if self.scheduler is not None:
+            self.scheduler.settings_changed(clock.now())
         info = {"holder": self.holder, "pid": os.getpid(), **self._holder_lock.info,
                 "queues": dict(caps)}
         self._holder_lock.info = info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -50,9 +51,20 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
             os._exit(130)  # a second Ctrl-C: now; the jobs in flight are rescued later
         stop.set()
 
-    # Before anything slow: a SIGTERM while starting still means "drain and exit 0".
+    hup: dict[str, Any] = {"reloader": None, "pending": False}
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        r = hup["reloader"]
+        if r is None:
+            hup["pending"] = True  # still starting (or no config): reload once it can
+            return
+        threading.Thread(target=r.reload, args=("SIGHUP",), daemon=True).start()
+
+    # Before anything slow: a SIGTERM while starting still means "drain and exit 0", and a
+    # SIGHUP never kills the service.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     setup_logging(log_format or "text", log_level or "INFO")
     if demo and not store:
         import tempfile
@@ -75,12 +87,11 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
 
         reloader = Reloader(service, rt.config, notifier)
         reloader.start()
-        hup = reloader
-
-        def on_hup(_signum: int, _frame: Any) -> None:
-            threading.Thread(target=hup.reload, args=("SIGHUP",), daemon=True).start()
-
-        signal.signal(signal.SIGHUP, on_hup)
+        hup["reloader"] = reloader
+        if hup["pending"]:
+            threading.Thread(target=reloader.reload, args=("SIGHUP",), daemon=True).start()
+    elif not demo:
+        logging.getLogger("jobrun").info("no --config: SIGHUP has nothing to reload")
     if demo:
         _run_demo(stop)
     while not stop.wait(0.5):
