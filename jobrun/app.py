@@ -21,7 +21,7 @@ from .registry import REGISTRY, TaskSpec, task_name
 from .retry import DEFAULT_MAX_ATTEMPTS
 from .serialize import dumps
 from .store.base import NewJob
-from .store.sqlite import SqliteStore
+from .store.sqlite import SqliteStore, enqueue_in
 from .task import Call, Task, TaskOptions, check_task_options
 
 __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
@@ -211,8 +211,7 @@ class App:
                 "max_attempts": max_attempts, "trace_id": trace_id}
         now = clock.now()
         new = self._new_job(task, args, kwargs, opts, now, self._defaults(task, queue))
-        store = self.store
-        (job_id,) = store.enqueue([new], connection=connection, now=now)
+        (job_id,) = self._write([new], connection, now)
         job = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
         if key is not None:
             job._state = None  # may be an existing job: read its state when asked
@@ -237,7 +236,7 @@ class App:
                 d = defaults[(c.task, queue)] = self._defaults(c.task, queue)
             news.append(self._new_job(c.task, c.args, c.kwargs, opts, now, d,
                                       traces[32 * i:32 * i + 32]))
-        ids = self.store.enqueue(news, connection=connection, now=now)
+        ids = self._write(news, connection, now)
         jobs = [Job(self, i, None if n.key else
                     (JobState.SCHEDULED if n.scheduled else JobState.QUEUED))
                 for i, n in zip(ids, news)]
@@ -246,6 +245,18 @@ class App:
             for j in jobs:
                 j.refresh()
         return jobs
+
+    def _write(self, news: list[NewJob], connection: Any, now: float) -> list[int]:
+        if connection is None:
+            return self.store.enqueue(news, now=now)
+        if self._store is not None:
+            return self._store.enqueue(news, connection=connection, now=now)
+        # Not opened here yet, and the caller's transaction may hold the write lock: opening
+        # (and migrating) with a connection of ours would wait on it. Work through theirs.
+        path = os.path.realpath(resolve_store(self._store_arg, self.settings))
+        if self._ringer is None:
+            self._ringer = Ringer(path)
+        return enqueue_in(connection, news, now=now, path=path)
 
     def _after_enqueue(self, connection: Any, ids: list[int],
                        news: list[NewJob] | None = None) -> None:
@@ -330,13 +341,10 @@ class _Armed:
         self.armed = False
 
 
-_armed: dict[int, _Armed] = {}
-
-
 def _arm(connection: Any, ringer: Ringer) -> None:
-    a = _armed.get(id(connection))
-    if a is None or a.ringer is not ringer:
-        a = _armed[id(connection)] = _Armed(ringer)
-        connection.set_commit_hook(a.on_commit, id="jobrun-bell")
-        connection.set_rollback_hook(a.on_rollback, id="jobrun-bell")
+    """Hooks on this connection, every time (the same id replaces the last ones): a cache
+    keyed by id() would find a closed connection's entry for a new one and ring nobody."""
+    a = _Armed(ringer)
+    connection.set_commit_hook(a.on_commit, id="jobrun-bell")
+    connection.set_rollback_hook(a.on_rollback, id="jobrun-bell")
     a.armed = True

@@ -10,14 +10,20 @@ The key is recorded in `processed_operations` in the same transaction as the boo
 block writes through `op.connection`, at the end of the block; an exception records nothing
 (the retry does the work again). The write transaction opens only when the block first uses
 `op.connection`, so the side effect itself runs without holding the store's write lock.
-What cannot be made atomic is the side effect and the record: a crash between them repeats
+While a block runs, its key is held by a pending row naming the attempt (job id and fencing
+token): a concurrent attempt of the same operation waits, then retries later; a pending row
+whose attempt no longer runs is taken over. What cannot be made atomic is the side effect
+and the record: a crash between them repeats
 the side effect once, which is why `op.key` should also go to the other system when it takes
 an idempotency key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -26,12 +32,15 @@ import apsw
 from . import clock
 from .config import resolve_store
 from .context import current
-from .errors import JobrunError
+from .errors import JobrunError, Retry
 from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
+
+STALE_AFTER = 600.0  # a pending claim made outside a job is taken over after this
 
 
 class Once:
-    def __init__(self, key: str, store: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, key: str, store: str | os.PathLike[str] | None = None,
+                 wait: float = 1.0) -> None:
         if not isinstance(key, str) or not key:
             raise TypeError(f"once() needs a non-empty str key, not {key!r}")
         self.key = key
@@ -42,6 +51,9 @@ class Once:
         self._path = path
         self._conn: apsw.Connection | None = None
         self._in_txn = False
+        self._wait = wait
+        self._owner = f"{ctx.job_id}:{ctx.token}" if ctx else f"pid:{os.getpid()}:{id(self)}"
+        self._job_id = ctx.job_id if ctx else None
         self.done = False
         self.duplicate = False
 
@@ -60,30 +72,67 @@ class Once:
             self._conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         return self._conn
 
+    def _owner_alive(self, conn: apsw.Connection, owner: str | None, since: float) -> bool:
+        """A pending row's attempt still runs (its job is running with that token)."""
+        if owner and ":" in owner and not owner.startswith("pid:"):
+            job_id, token = owner.split(":", 1)
+            row = conn.execute("SELECT 1 FROM jobs WHERE id = ? AND token = ? AND "
+                               "state = 'running'", (int(job_id), int(token))).fetchone()
+            return row is not None
+        return clock.now() - since < STALE_AFTER  # outside a job: trust it for a while
+
     def __enter__(self) -> Once:
-        row = self._connect().execute(
-            "SELECT 1 FROM processed_operations WHERE key = ?", (self.key,)).fetchone()
-        self.done = row is not None
-        return self
+        conn = self._connect()
+        deadline = clock.monotonic() + self._wait
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT state, owner, done_at FROM processed_operations "
+                               "WHERE key = ?", (self.key,)).fetchone()
+            if row is not None and row[0] == "done":
+                conn.execute("COMMIT")
+                self.done = True
+                return self
+            if row is None or row[1] == self._owner or not self._owner_alive(conn, row[1],
+                                                                             row[2]):
+                conn.execute("INSERT INTO processed_operations (key, job_id, done_at, state, "
+                             "owner) VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (key) DO "
+                             "UPDATE SET owner = excluded.owner, done_at = excluded.done_at, "
+                             "job_id = excluded.job_id",
+                             (self.key, self._job_id, clock.now(), self._owner))
+                conn.execute("COMMIT")
+                return self
+            conn.execute("COMMIT")
+            if clock.monotonic() >= deadline:
+                # Another attempt is doing it right now: come back when it is done.
+                raise Retry(delay=self._wait, message=f"operation {self.key!r} is being "
+                            f"performed by attempt {row[1]}")
+            time.sleep(0.05)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         conn = self._connect()
         try:
-            if exc_type is not None or self.done:
+            if self.done:
                 if self._in_txn:
                     conn.execute("ROLLBACK")
+                return
+            if exc_type is not None:
+                if self._in_txn:
+                    conn.execute("ROLLBACK")
+                self._in_txn = False
+                with _txn(conn):  # let the next attempt do it
+                    conn.execute("DELETE FROM processed_operations WHERE key = ? AND owner = ? "
+                                 "AND state = 'pending'", (self.key, self._owner))
                 return
             if not self._in_txn:
                 conn.execute("BEGIN IMMEDIATE")
                 self._in_txn = True
-            ctx = current()
-            inserted = conn.execute(
-                "INSERT INTO processed_operations (key, job_id, done_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO NOTHING RETURNING key",
-                (self.key, ctx.job_id if ctx else None, clock.now())).fetchone()
-            if inserted is None:
-                # Another attempt recorded it meanwhile: keep its bookkeeping, drop ours.
+            mine = conn.execute(
+                "UPDATE processed_operations SET state = 'done', done_at = ? WHERE key = ? "
+                "AND owner = ? AND state = 'pending' RETURNING key",
+                (clock.now(), self.key, self._owner)).fetchone()
+            if mine is None:
+                # Taken over (we were thought dead): keep the other's record, drop ours.
                 conn.execute("ROLLBACK")
                 self.duplicate = True
                 return
@@ -98,9 +147,23 @@ class Once:
             self._conn = None
 
 
-def once(key: str, *, store: str | os.PathLike[str] | None = None) -> Once:
-    """A block that runs its side effect at most once per `key` (see the module doc)."""
-    return Once(key, store)
+@contextlib.contextmanager
+def _txn(conn: apsw.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def once(key: str, *, store: str | os.PathLike[str] | None = None, wait: float = 1.0
+         ) -> Once:
+    """A block that runs its side effect once per `key` (see the module doc). If another
+    attempt is performing the same operation, wait up to `wait` seconds for it, then raise
+    `Retry` so this job comes back when it is done."""
+    return Once(key, store, wait)
 
 
 def forget(key: str, *, store: str | os.PathLike[str] | None = None) -> bool:

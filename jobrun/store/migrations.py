@@ -36,3 +36,15 @@ def migrate(conn: apsw.Connection, path: str) -> int:
         raise
     conn.execute("COMMIT")
     return found
+
+
+def migrate_in(conn: apsw.Connection, path: str) -> None:
+    """Bring the store to SCHEMA_VERSION inside the caller's open transaction."""
+    found = int(conn.execute("PRAGMA user_version").get)
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"store {path} has schema version {found}, newer than this jobrun "
+                         f"knows ({SCHEMA_VERSION}): upgrade jobrun")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute(STEPS[version])
+    if found < SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -17,3 +17,9 @@ CREATE TABLE rate_buckets (
     tokens REAL NOT NULL,
     at     REAL NOT NULL
 );
+
+-- v3 --
+-- jobrun.once: an attempt performing an operation holds a pending row (its owner is the
+-- attempt: job id and fencing token), so a concurrent attempt waits instead of repeating it.
+ALTER TABLE processed_operations ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
+ALTER TABLE processed_operations ADD COLUMN owner TEXT;

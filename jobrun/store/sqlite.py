@@ -21,7 +21,7 @@ from ..errors import StoreError
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
 from ..model import Claim, JobRecord, JobState
 from .base import NewJob, Outcome, Tick
-from .migrations import SCHEMA_VERSION, migrate
+from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .queries import Q
 
 BUSY_TIMEOUT_MS = 30_000
@@ -183,9 +183,10 @@ class SqliteStore:
             raise wrap(exc, self.path) from exc
 
     # -- enqueue -----------------------------------------------------------------------
-    def _insert(self, conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
+    @staticmethod
+    def _insert(conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
         if len(jobs) > 1 and all(j.key is None for j in jobs):
-            return self._insert_many(conn, jobs, now)
+            return SqliteStore._insert_many(conn, jobs, now)
         ids: list[int] = []
         find, insert = Q["find_active_key"], Q["insert_job"]
         for j in jobs:
@@ -203,7 +204,8 @@ class SqliteStore:
             }).get)
         return ids
 
-    def _insert_many(self, conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
+    @staticmethod
+    def _insert_many(conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
         """One executemany. Inside our write transaction rowids are consecutive (INTEGER
         PRIMARY KEY without AUTOINCREMENT takes max+1), so the ids follow from the last one."""
         conn.executemany(Q["insert_job_plain"], [
@@ -221,12 +223,7 @@ class SqliteStore:
     def enqueue(self, jobs: list[NewJob], *, connection: Any = None, now: float) -> list[int]:
         """Insert jobs in one transaction; with `connection`, inside the caller's own."""
         if connection is not None:
-            if connection.in_transaction is False:
-                raise StoreError("connection= must be inside an open transaction (BEGIN ...)")
-            try:
-                return self._insert(connection, jobs, now)
-            except apsw.Error as exc:
-                raise wrap(exc, self.path) from exc
+            return enqueue_in(connection, jobs, now=now, path=self.path)
         with self.write() as conn:
             return self._insert(conn, jobs, now)
 
@@ -430,3 +427,17 @@ class SqliteStore:
 
     def paused(self) -> frozenset[str]:
         return frozenset(r[0] for r in self.read(Q["paused_queues"]))
+
+
+def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,
+               path: str) -> list[int]:
+    """Insert jobs inside the caller's open transaction: they commit or roll back with the
+    caller's own rows. A store not set up yet is set up through that same connection (a
+    connection of ours would wait on the caller's write lock)."""
+    if not connection.in_transaction:
+        raise StoreError("connection= must be inside an open transaction (BEGIN ...)")
+    try:
+        migrate_in(connection, path)
+        return SqliteStore._insert(connection, jobs, now)
+    except apsw.Error as exc:
+        raise wrap(exc, path) from exc
