@@ -297,9 +297,12 @@ def _tasks(r: _Reader, table: Any) -> dict[str, CommandTask]:
             r.bad(p + ("command",), "must be a non-empty list of strings")
             cmd = ["false"]
         env = r.take(t, p, "env", dict, {})
+        cwd = r.take(t, p, "cwd", str)
+        if cwd and r.file != "<string>" and not os.path.isabs(os.path.expanduser(cwd)):
+            cwd = os.path.join(os.path.dirname(os.path.abspath(r.file)), cwd)  # like store
         out[name] = CommandTask(name, tuple(cmd), r.take(t, p, "queue", str),
                                 r.dur(t, p, "timeout", None), r.take(t, p, "max_attempts", int),
-                                {str(k): str(v) for k, v in env.items()}, r.take(t, p, "cwd", str),
+                                {str(k): str(v) for k, v in env.items()}, cwd,
                                 r.take(t, p, "shell", bool, False))
     return out
 

@@ -34,6 +34,8 @@ def parse_rate(text: Any) -> Rate:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a rate (try \"10/s\", \"100/m\", \"5/h\")")
     mult = float(m.group(2)) if m.group(2) else 1.0
+    if mult <= 0:
+        raise ValueError(f"{text!r} has a zero period")
     return Rate(float(m.group(1)), mult * _PERIOD[m.group(3).lower()])
 
 

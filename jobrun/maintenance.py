@@ -93,14 +93,15 @@ class Maintenance:
 
     def _check_fenced(self) -> None:
         """Tell attempts whose job was cancelled or taken back (their result is discarded)."""
-        inflight = dict(self.s._inflight)
+        inflight = list(self.s._inflight.values())
         if not inflight:
             return
-        ids = list(inflight)
+        ids = sorted({c.id for c, _ in inflight})
         marks = ",".join("?" * len(ids))
         rows = self.s.store.read(f"SELECT id, state, token FROM jobs WHERE id IN ({marks})", ids)
         seen = {r[0]: r for r in rows}
-        for job_id, (claim, ctx) in inflight.items():
+        for claim, ctx in inflight:
+            job_id = claim.id
             r = seen.get(job_id)
             if r is None or r[1] != "running" or r[2] != claim.token:
                 if not ctx.cancelled:
@@ -117,12 +118,12 @@ class Maintenance:
         """A thread cannot be killed: record its attempt as timed out now (it retries as any
         failure), keep its slot counted until it returns, and discard its late result."""
         now_m = clock.monotonic()
-        for job_id, (claim, ctx) in list(self.s._inflight.items()):
-            started = self.s._started.get(job_id)
+        for token, (claim, ctx) in list(self.s._inflight.items()):
+            started = self.s._started.get(token)
             if started is None or started[1] != "thread" or not claim.timeout or \
-                    job_id in self.s._timed_out or now_m - started[0] < claim.timeout:
+                    token in self.s._timed_out or now_m - started[0] < claim.timeout:
                 continue
-            self.s._timed_out.add(job_id)
+            self.s._timed_out.add(token)
             ctx.cancel()
             outcome = decide(claim, TaskTimeout(
                 f"timed out after {claim.timeout:g}s (a thread cannot be stopped: its slot "

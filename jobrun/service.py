@@ -50,6 +50,8 @@ class Service:
         self._holder_lock = HolderLock(self.path, self.holder)
         self._bell: Bell | None = None
         self._outcomes: deque[tuple[Claim, Outcome]] = deque()
+        # In-flight attempts by fencing token: after a thread timeout, the same job's next
+        # attempt may run here while the old thread still does.
         self._inflight: dict[int, tuple[Claim, Context]] = {}
         self._started: dict[int, tuple[float, str]] = {}
         self._timed_out: set[int] = set()
@@ -96,12 +98,12 @@ class Service:
         for q in self.queue_names():
             self._caps[q] = self.settings.queue(q).concurrency
             self._busy[q] = 0
+        self._build_limits()  # before the loop's first round: limits hold from the start
         self._maint.once(first=True)
         for target, name in ((self._loop, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        self._build_limits()
         from .app import App
 
         self._producer = App(self.path, settings=self.settings)
@@ -193,7 +195,11 @@ class Service:
             if spec.extra.get("key_rate_limit"):
                 key_rates[name] = parse_rate(spec.extra["key_rate_limit"])
         limits = Limits(dict(self._caps), queue_rates, task_rates, key_conc, key_rates)
-        self._limited = frozenset(q for q in self._caps if limits.limited(q, by_queue))
+        if task_rates or key_conc or key_rates:
+            # A job may be sent to any queue, and keeps its task's limits there.
+            self._limited = frozenset(self._caps)
+        else:
+            self._limited = frozenset(q for q in self._caps if limits.limited(q, by_queue))
         self._limits = limits
 
     def apply(self, settings: Settings) -> None:
@@ -233,11 +239,11 @@ class Service:
         pop = self._outcomes.popleft
         while self._outcomes:
             claim, o = pop()
-            if self._inflight.pop(claim.id, None) is not None:
+            if self._inflight.pop(claim.token, None) is not None:
                 self._busy[claim.queue] -= 1
-            self._started.pop(claim.id, None)
-            if claim.id in self._timed_out:
-                self._timed_out.discard(claim.id)  # recorded at its timeout; late: discarded
+            self._started.pop(claim.token, None)
+            if claim.token in self._timed_out:
+                self._timed_out.discard(claim.token)  # recorded at its timeout: discarded
                 jlog.warning("job %s %s returned after its timeout: result discarded",
                              claim.id, claim.task)
                 continue
@@ -280,8 +286,11 @@ class Service:
                     tick = store.tick(pending, wants, self.holder, now=now, lease=lease,
                                       full=full, paused=paused, next_due=next_due,
                                       limits=self._limits, limited=self._limited)
-                except StoreError as exc:
-                    log.error("store round failed, retrying in 0.5s: %s", exc)
+                except Exception as exc:  # the loop must outlive any one bad round
+                    if isinstance(exc, StoreError):
+                        log.error("store round failed, retrying in 0.5s: %s", exc)
+                    else:
+                        log.exception("store round failed, retrying in 0.5s")
                     if halting:
                         return
                     time.sleep(0.5)
@@ -300,12 +309,12 @@ class Service:
                     ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id,
                                   claim.queue, claim.token, self._heartbeat_for(claim),
                                   self.path)
-                    self._inflight[claim.id] = (claim, ctx)
+                    self._inflight[claim.token] = (claim, ctx)
                     self._busy[claim.queue] += 1
                     if jlog.isEnabledFor(logging.INFO):
                         self._log_started(claim)
                     kind = self._pools.kind(claim)
-                    self._started[claim.id] = (clock.monotonic(), kind)
+                    self._started[claim.token] = (clock.monotonic(), kind)
                     try:
                         self._pools.submit(claim, ctx, kind)
                     except Exception as exc:  # an executor that cannot start fails the job

@@ -51,7 +51,21 @@ def job_detail(r: JobRecord) -> Table:
                   f"{clock.iso(e.get('at'))} {e.get('type')}: {e.get('message')}")
         if e.get("traceback"):
             t.add_row("", Text(e["traceback"].rstrip(), style="dim"))
+        _output_rows(t, e)
+    if isinstance(r.result, dict) and "exit_code" in r.result:
+        _output_rows(t, r.result)
     return t
+
+
+def _output_rows(t: Table, d: dict[str, Any], lines: int = 20) -> None:
+    """A command's exit code and the end of its output (the job keeps the last 64 KiB)."""
+    if "exit_code" in d:
+        t.add_row("exit code", str(d["exit_code"]))
+    for stream in ("stdout", "stderr"):
+        text = (d.get(stream) or "").rstrip()
+        if text:
+            tail = "\n".join(text.splitlines()[-lines:])
+            t.add_row(f"{stream} (end)", Text(tail, style="dim"))
 
 
 def stats_table(data: dict[str, dict[str, Any]]) -> Table:

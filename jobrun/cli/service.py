@@ -216,3 +216,13 @@ def init(path: Annotated[str, typer.Argument()] = "jobrun.toml",
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     typer.echo(f"wrote {path}")
+
+
+@cli.command()
+def top(config: ConfigOpt = None, store: StoreOpt = None,
+        once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False
+        ) -> None:
+    """The live terminal dashboard (q quits)."""
+    from ..tui.live import top_command
+
+    top_command(config, store, once)

@@ -13,6 +13,7 @@ import os
 import queue
 import selectors
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -36,12 +37,23 @@ class CommandFailed(JobrunError):
     """A command exited non-zero; the error entry carries its exit code and output tails."""
 
 
-def argv(spec: TaskSpec, args: list[Any]) -> list[str] | str:
+# When the service dies (even by SIGKILL) the command must not run on beside the rescued
+# job's next attempt: `setpriv --pdeathsig TERM` makes a small sh the command's guard, and
+# its trap kills the command's whole process group. Without setpriv the command runs as is.
+_SETPRIV = shutil.which("setpriv")
+_GUARD = 'trap "kill -KILL -$$" TERM; "$@" & wait $!'
+
+
+def argv(spec: TaskSpec, args: list[Any]) -> list[str]:
     extra = [a if isinstance(a, str) else json.dumps(a) for a in args]
     cmd = list(spec.command or [])
     if spec.extra.get("shell"):
-        return " ".join(cmd + [shlex.quote(a) for a in extra])
-    return cmd + extra
+        cmd = ["/bin/sh", "-c", " ".join(cmd + [shlex.quote(a) for a in extra])]
+    else:
+        cmd = cmd + extra
+    if _SETPRIV:
+        return [_SETPRIV, "--pdeathsig", "TERM", "--", "/bin/sh", "-c", _GUARD, "sh", *cmd]
+    return cmd
 
 
 class _Tail:
@@ -74,14 +86,13 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_GRACE
                 ) -> Outcome:
-    env = None
+    env = {**os.environ, "JOBRUN_JOB_ID": str(claim.id), "JOBRUN_ATTEMPT": str(claim.attempt)}
     if spec.extra.get("env"):
-        env = {**os.environ, **spec.extra["env"]}
+        env.update(spec.extra["env"])
     try:
-        proc = subprocess.Popen(argv(spec, claim.args), shell=bool(spec.extra.get("shell")),
-                                cwd=spec.extra.get("cwd"), env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv(spec, claim.args), cwd=spec.extra.get("cwd"), env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
     except OSError as exc:
         return decide(claim, CommandFailed(f"cannot run {spec.command}: {exc}"), clock.now())
     tails = {"stdout": _Tail(), "stderr": _Tail()}
@@ -93,6 +104,7 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
     deadline = None if not timeout else clock.monotonic() + timeout
     stopped: str | None = None
     open_streams = 2
+    exited_at: float | None = None
     while open_streams:
         for key, _ in sel.select(0.2):
             data = os.read(key.fd, 65536)
@@ -101,6 +113,13 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
                 open_streams -= 1
             else:
                 tails[key.data].add(data)
+        if proc.poll() is not None:
+            # Exited; a background process it left may hold the pipes open: stop reading
+            # shortly after, rather than waiting for it.
+            exited_at = exited_at or clock.monotonic()
+            if clock.monotonic() - exited_at > 0.5:
+                break
+            continue
         if stopped is None and ctx.cancelled:
             stopped = "cancelled"
         elif stopped is None and deadline is not None and clock.monotonic() >= deadline:

@@ -33,11 +33,35 @@ from . import Done
 
 log = logging.getLogger("jobrun.process")
 KILL_GRACE = 2.0
+ACK = b"A"
 _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attempts", "token",
                  "trace_id", "timeout", "options")
 
 
-def _child_main(conn: Connection, imports: list[str], path: list[str], store: str) -> None:
+def _die_with(service_pid: int) -> None:
+    """Kill this child's whole process group when the service dies (even by SIGKILL): its
+    job is rescued and run again elsewhere, so nothing of this attempt may go on."""
+    import select
+    import threading
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(service_pid)
+            select.select([fd], [], [])  # readable once the service has exited
+        except (AttributeError, OSError):
+            while True:  # no pidfd: poll
+                try:
+                    os.kill(service_pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.5)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="jobrun-child-watchdog").start()
+
+
+def _child_main(conn: Connection, imports: list[str], path: list[str], store: str,
+                service_pid: int = 0) -> None:
     """The child: its own process group, the task modules, then one job at a time."""
     import importlib
 
@@ -45,6 +69,8 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
     from ..worker import run_attempt
 
     os.setsid()
+    if service_pid:
+        _die_with(service_pid)
     if store:
         os.environ["JOBRUN_STORE"] = store  # jobrun.once() and App() in tasks find the store
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's to handle
@@ -61,6 +87,7 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
             raw = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        conn.send_bytes(ACK)  # received: from now on a death is this job's
         d = json.loads(raw)
         claim = Claim(**d)
         o = run_attempt(claim, REGISTRY, log_it=False)
@@ -68,11 +95,20 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
                                     "error": o.error, "extra": o.extra}).encode())
 
 
+def _eof(child: _Child) -> bool:
+    """An idle child's pipe is readable only if it closed: the child died."""
+    try:
+        return bool(child.conn.poll(0))
+    except (EOFError, OSError):
+        return True
+
+
 class _Child:
     def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str) -> None:
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
-        self.proc = ctx.Process(target=_child_main, args=(child, imports, path, store),
+        self.proc = ctx.Process(target=_child_main,
+                                args=(child, imports, path, store, os.getpid()),
                                 daemon=True, name="jobrun-child")
         self.proc.start()
         child.close()
@@ -169,6 +205,10 @@ class ProcessExecutor:
                     child.kill(0.5)
                 return
             claim, ctx = item
+            if child is not None and (not child.proc.is_alive() or _eof(child)):
+                child.close()  # died while idle: this job never reached it
+                child = None
+                self.replaced += 1
             if child is None:
                 child = _Child(self._mp, self._imports, self._path, self._store_path)
             started = time.perf_counter()
@@ -176,6 +216,16 @@ class ProcessExecutor:
                 self._running[claim.id] = child
             try:
                 outcome, alive = self._run(child, claim, ctx)
+                if outcome.state == "undelivered":  # a fresh child, and the job again
+                    child.close()
+                    self.replaced += 1
+                    child = _Child(self._mp, self._imports, self._path, self._store_path)
+                    with self._lock:
+                        self._running[claim.id] = child
+                    outcome, alive = self._run(child, claim, ctx)
+                    if outcome.state == "undelivered":
+                        outcome = decide(claim, WorkerDied("cannot start a worker process"),
+                                         clock.now())
             finally:
                 with self._lock:
                     self._running.pop(claim.id, None)
@@ -196,16 +246,35 @@ class ProcessExecutor:
         try:
             child.conn.send_bytes(json.dumps(payload).encode())
         except OSError:
-            return decide(claim, WorkerDied(child.died()), clock.now()), False
+            # Not delivered: the child died while idle. Not this job's failure.
+            return Outcome(claim.id, claim.token, "undelivered"), False
         deadline = None if not claim.timeout else clock.monotonic() + claim.timeout
+        acked = False
+        undelivered = Outcome(claim.id, claim.token, "undelivered")
         while True:
             wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - clock.monotonic()))
             try:
                 if child.conn.poll(wait):
-                    d = json.loads(child.conn.recv_bytes())
+                    raw = child.conn.recv_bytes()
+                    if raw == ACK:
+                        acked = True
+                        continue
+                    d = json.loads(raw)
                     return Outcome(claim.id, claim.token, d["state"], result=d["result"],
                                    run_at=d["run_at"], error=d["error"], extra=d["extra"]), True
             except (EOFError, OSError):
+                if not acked:
+                    return undelivered, False
+                return decide(claim, WorkerDied(child.died()), clock.now()), False
+            if not child.proc.is_alive():  # its pipe may stay open in another process
+                try:
+                    pending = child.conn.poll(0)
+                except (EOFError, OSError):
+                    pending = False
+                if pending:
+                    continue  # read what it sent before dying (the ack, maybe a result)
+                if not acked:
+                    return undelivered, False
                 return decide(claim, WorkerDied(child.died()), clock.now()), False
             if ctx.cancelled:
                 child.kill(self._grace)

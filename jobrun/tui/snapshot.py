@@ -23,9 +23,8 @@ from ..lock import current_leader, holder_alive, holder_info, live_holders
 from ..scheduler import describe
 from ..store.sqlite import SqliteStore, wrap
 
-# -- SQL --------------------------------------------------------------------------------------
-# Named constants here until they move into store/queries.sql (not ours to edit yet). Each is
-# answered by a partial index; none scans the whole jobs table.
+# -- SQL: constants here until they move into store/queries.sql (not this module's to edit
+# yet). Each is answered by a partial index; none scans the whole jobs table.
 
 #: Per queue and state (queued also its oldest run_at): jobs_ready, jobs_running,
 #: jobs_waiting and jobs_dead, the last two covering.
@@ -38,9 +37,7 @@ SELECT queue, state, count(*), NULL FROM jobs WHERE state IN ('scheduled', 'retr
  GROUP BY queue, state
 UNION ALL
 SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY queue"""
-
-#: Paused flags: a table of a few rows.
-TOP_QUEUES = "SELECT name, paused FROM queues"
+TOP_QUEUES = "SELECT name, paused FROM queues"  # paused flags: a table of a few rows
 
 #: Finished jobs per (bucket, queue, state) in [since, until): a range of jobs_finished.
 TOP_FINISHED = """
@@ -187,8 +184,7 @@ class Window:
             del self.buckets[b]
         params = {"width": BUCKET, "since": start * BUCKET, "until": now}
         for b, queue, state, n in conn.execute(TOP_FINISHED, params):
-            if b >= first:
-                self.buckets.setdefault(int(b), {})[(queue, state)] = int(n)
+            self.buckets.setdefault(int(b), {})[(queue, state)] = int(n)
         self.read_to = now
 
     def per_queue(self, since: float) -> dict[tuple[str, str], int]:
@@ -229,11 +225,10 @@ def _reading(store: SqliteStore) -> Iterator[apsw.Connection]:
 def _failure(row: tuple[Any, ...]) -> Failure:
     job_id, task, queue, state, attempts, max_attempts, when, last = row
     try:
-        err = json.loads(last) if last else {}
+        err = json.loads(last or "{}")
     except ValueError:
-        err = {}
-    if not isinstance(err, dict):
-        err = {}
+        err = None
+    err = err if isinstance(err, dict) else {}
     at = err.get("at")
     return Failure(int(job_id), str(task), str(queue), str(state), int(attempts),
                    int(max_attempts), float(at) if isinstance(at, (int, float)) else when,
@@ -245,8 +240,9 @@ def _services(path: str) -> tuple[tuple[ServiceRow, ...], str | None]:
     leader = current_leader(path)
     rows = []
     for h in sorted(live_holders(path)):
-        if not holder_alive(path, h):
-            continue
+        with contextlib.suppress(OSError):  # a file we may not open: count it as alive
+            if not holder_alive(path, h):
+                continue
         info = holder_info(path, h)
         queues = info.get("queues")
         caps = tuple(sorted((str(k), int(v)) for k, v in queues.items()
@@ -294,31 +290,31 @@ def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
         dead_queues = [q for q, c in counts.items() if c.get("dead")]
         fails = [_failure(r) for q in dead_queues
                  for r in conn.execute(TOP_DEAD_RECENT, {"queue": q, "limit": FAILURES})]
-        fails += [_failure(r) for r in conn.execute(TOP_RETRYING_RECENT, {"limit": FAILURES})]
+        if any(c.get("retrying") for c in counts.values()):
+            fails += [_failure(r) for r in conn.execute(TOP_RETRYING_RECENT,
+                                                        {"limit": FAILURES})]
     fails.sort(key=lambda f: (f.at or 0.0, f.id), reverse=True)
     services, leader = _services(store.path)
-    caps: dict[str, int] = {}
+    # Concurrency: what the live services serve (summed), else what the config says.
+    caps = {q: c.concurrency for q, c in settings.queues.items()} if settings else {}
+    live: dict[str, int] = {}
     for s in services:
-        for q, c in s.queues:
-            caps[q] = caps.get(q, 0) + c
+        for q, cap in s.queues:
+            live[q] = live.get(q, 0) + cap
+    caps.update(live)
     hour = window.per_queue(now - HOUR)
     minute_from = math.ceil((now - MINUTE) / BUCKET) * BUCKET
     minute = window.per_queue(minute_from)
     span = max(now - minute_from, BUCKET)
-    names = set(counts) | paused | {q for q, _ in hour} | set(caps)
-    if settings is not None:
-        names |= set(settings.queues)
     rows = []
-    for name in sorted(names):
+    for name in sorted(set(counts) | paused | {q for q, _ in hour} | set(caps)):
         c = counts.get(name, {})
-        cap = caps.get(name)
-        if cap is None and settings is not None and name in settings.queues:
-            cap = settings.queues[name].concurrency
         done = minute.get((name, "succeeded"), 0) + minute.get((name, "dead"), 0)
         rows.append(QueueRow(
             name, c.get("queued", 0), c.get("scheduled", 0), c.get("running", 0),
             c.get("retrying", 0), c.get("dead", 0), c.get("oldest"), done / span,
-            hour.get((name, "succeeded"), 0), hour.get((name, "dead"), 0), cap, name in paused))
+            hour.get((name, "succeeded"), 0), hour.get((name, "dead"), 0), caps.get(name),
+            name in paused))
     return Snapshot(
         now=now, store=store.path, queues=tuple(rows), running=running,
         failures=tuple(fails[:FAILURES]), dead_total=sum(r.dead for r in rows),
