@@ -99,17 +99,12 @@ class Service:
             self._caps[q] = self.settings.queue(q).concurrency
             self._busy[q] = 0
         self._build_limits()  # before the loop's first round: limits hold from the start
-        self._maint.once(first=True)
-        for target, name in ((self._loop, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
         from .app import App
 
         self._producer = App(self.path, settings=self.settings)
         self._producer.store  # opened now, not inside the scheduler's transaction
         listen = self.settings.metrics.get("listen")
-        if listen:
+        if listen:  # before the first round, so every outcome is counted
             from .metrics import Metrics
 
             try:
@@ -120,6 +115,11 @@ class Service:
                 self.metrics = None
         self.scheduler = Scheduler(self.path, lambda: self.settings, self._cron_enqueue,
                                    self.holder)
+        self._maint.once(first=True)
+        for target, name in ((self._loop, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
         self.scheduler.start()
         self.started.set()
         log.info("service %s serving %s on %s", self.holder,
