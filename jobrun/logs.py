@@ -11,7 +11,6 @@ import logging
 import sys
 from typing import Any
 
-
 _IN_MESSAGE = {"event", "error", "retry_in"}  # the text message says these already
 
 

@@ -166,3 +166,22 @@ def test_error_history_is_json(store_path: str) -> None:
     raw = s.read("SELECT errors FROM jobs WHERE id = 1")[0][0]
     assert json.loads(raw) == [{"type": "E", "message": "m", "at": 2.0}]
     assert time.time() > 0
+
+
+def test_an_old_store_is_migrated_forward(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from jobrun.store.migrations import STEPS
+
+    path = str(tmp_path / "v1.db")
+    c = apsw.Connection(path)
+    c.execute(STEPS[1])
+    c.execute("PRAGMA user_version = 1")
+    c.execute("INSERT INTO jobs (task, queue, state, max_attempts, run_at, enqueued_at) "
+              "VALUES ('a:b', 'default', 'queued', 3, 0, 0)")
+    c.close()
+    s = SqliteStore(path)
+    assert s.read("PRAGMA user_version")[0][0] == SCHEMA_VERSION == max(STEPS)
+    cols = {r[1] for r in s.read("PRAGMA table_info(jobs)")}
+    assert "ckey" in cols
+    ops = {r[1] for r in s.read("PRAGMA table_info(processed_operations)")}
+    assert {"state", "owner"} <= ops
+    assert len(s.tick([], {"default": 5}, "h", now=1.0, lease=60).claims) == 1

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import selectors
 import shlex
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from typing import Any
 
@@ -28,6 +26,7 @@ from ..registry import Registry, TaskSpec
 from ..store.base import Outcome
 from ..worker import decide, log_outcome
 from . import Done
+from .slots import Slots
 
 TAIL = 64 * 1024
 KILL_GRACE = 2.0
@@ -149,32 +148,16 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
     return o
 
 
-class CommandExecutor:
+class CommandExecutor(Slots):
     """Threads that each run one command at a time, for one queue."""
 
+    tag = "cmd"
+
     def __init__(self, name: str, workers: int, registry: Registry, done: Done) -> None:
-        self.name = name
         self._registry = registry
-        self._done = done
-        self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self.resize(workers)
+        super().__init__(name, workers, done)
 
-    def resize(self, workers: int) -> None:
-        while len(self._threads) < workers:
-            t = threading.Thread(target=self._work, daemon=True,
-                                 name=f"jobrun-{self.name}-cmd{len(self._threads)}")
-            t.start()
-            self._threads.append(t)
-
-    def submit(self, claim: Claim, ctx: Context) -> None:
-        self._q.put((claim, ctx))
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._q.put(None)
-
-    def _work(self) -> None:
+    def _slot(self) -> None:
         while True:
             item = self._q.get()
             if item is None:

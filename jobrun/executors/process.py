@@ -14,7 +14,6 @@ import json
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import threading
@@ -30,6 +29,7 @@ from ..registry import Registry
 from ..store.base import Outcome
 from ..worker import decide, log_outcome
 from . import Done
+from .slots import Slots
 
 log = logging.getLogger("jobrun.process")
 KILL_GRACE = 2.0
@@ -152,15 +152,15 @@ class _Child:
         return f"worker process died: exit code {code}"
 
 
-class ProcessExecutor:
+class ProcessExecutor(Slots):
     """Up to `workers` children for one queue, started on first use."""
+
+    tag = "proc"
 
     def __init__(self, name: str, workers: int, registry: Registry, done: Done, *,
                  imports: list[str], max_tasks_per_child: int | None = None,
                  kill_grace: float = KILL_GRACE, store_path: str = "") -> None:
-        self.name = name
         self._store_path = store_path
-        self._done = done
         self._registry = registry
         self._imports = list(dict.fromkeys(imports))
         self._path = [p for p in sys.path if p]
@@ -171,26 +171,10 @@ class ProcessExecutor:
             self._mp.set_forkserver_preload(["jobrun.executors.process", *self._imports])
         except Exception:  # pragma: no cover - preload is an optimisation only
             pass
-        self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
         self._running: dict[int, _Child] = {}
         self._lock = threading.Lock()
         self.replaced = 0
-        self.resize(workers)
-
-    def resize(self, workers: int) -> None:
-        while len(self._threads) < workers:
-            t = threading.Thread(target=self._slot, daemon=True,
-                                 name=f"jobrun-{self.name}-proc{len(self._threads)}")
-            t.start()
-            self._threads.append(t)
-
-    def submit(self, claim: Claim, ctx: Context) -> None:
-        self._q.put((claim, ctx))
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._q.put(None)
+        super().__init__(name, workers, done)
 
     def children(self) -> list[int]:
         with self._lock:

@@ -1,29 +1,19 @@
-"""Thread executor: a fixed set of worker threads per queue, fed by a SimpleQueue."""
+"""Thread executor: worker threads of the service, one attempt at a time each."""
 
 from __future__ import annotations
 
-import queue
-import threading
-
-from ..context import Context
-from ..model import Claim
 from ..registry import Registry
 from ..worker import run_attempt
 from . import Done
+from .slots import Slots
 
-_STOP = None
 
-
-class ThreadExecutor:
+class ThreadExecutor(Slots):
     def __init__(self, name: str, workers: int, registry: Registry, done: Done) -> None:
-        self.name = name
         self._registry = registry
-        self._done = done
-        self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self.resize(workers)
+        super().__init__(name, workers, done)
 
-    def _work(self) -> None:
+    def _slot(self) -> None:
         get, registry, done = self._q.get, self._registry, self._done
         while True:
             item = get()
@@ -31,19 +21,3 @@ class ThreadExecutor:
                 return
             claim, ctx = item
             done(claim, run_attempt(claim, registry, ctx))
-
-    def resize(self, workers: int) -> None:
-        """Grow to `workers` threads. Never shrinks: the service's cap decides how many run,
-        and an idle thread costs nothing."""
-        while len(self._threads) < workers:
-            t = threading.Thread(target=self._work, daemon=True,
-                                 name=f"jobrun-{self.name}-{len(self._threads)}")
-            t.start()
-            self._threads.append(t)
-
-    def submit(self, claim: Claim, ctx: Context) -> None:
-        self._q.put((claim, ctx))
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._q.put(_STOP)

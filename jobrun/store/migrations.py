@@ -23,14 +23,7 @@ def migrate(conn: apsw.Connection, path: str) -> int:
         return found
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = int(conn.execute("PRAGMA user_version").get)
-        if found > SCHEMA_VERSION:
-            raise StoreError(f"store {path} has schema version {found}, newer than this jobrun "
-                             f"knows ({SCHEMA_VERSION}): upgrade jobrun; the file was not touched")
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            conn.execute(STEPS[version])
-        if found < SCHEMA_VERSION:
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        found = migrate_in(conn, path)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -38,13 +31,15 @@ def migrate(conn: apsw.Connection, path: str) -> int:
     return found
 
 
-def migrate_in(conn: apsw.Connection, path: str) -> None:
-    """Bring the store to SCHEMA_VERSION inside the caller's open transaction."""
+def migrate_in(conn: apsw.Connection, path: str) -> int:
+    """Bring the store to SCHEMA_VERSION inside the caller's open transaction; returns the
+    version found. A newer store is refused (and left as it was)."""
     found = int(conn.execute("PRAGMA user_version").get)
     if found > SCHEMA_VERSION:
         raise StoreError(f"store {path} has schema version {found}, newer than this jobrun "
-                         f"knows ({SCHEMA_VERSION}): upgrade jobrun")
+                         f"knows ({SCHEMA_VERSION}): upgrade jobrun; the file was not touched")
     for version in range(found + 1, SCHEMA_VERSION + 1):
         conn.execute(STEPS[version])
     if found < SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return found

@@ -15,7 +15,15 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .snapshot import BUCKET, CronRow, Failure, QueueRow, RunningJob, ServiceRow, Snapshot
+from .snapshot import (
+    BUCKET,
+    CronRow,
+    Failure,
+    QueueRow,
+    RunningJob,
+    ServiceRow,
+    Snapshot,
+)
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 WIDE = 110  # from this width the queue table also shows the hour's counts

@@ -1,0 +1,44 @@
+"""Slots: the threads of one queue's executor, each taking one claim at a time."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from ..context import Context
+from ..model import Claim
+from . import Done
+
+
+class Slots:
+    """Threads fed by a SimpleQueue; a subclass gives one slot's loop (`_slot`), which
+    returns on a None item. Set a subclass's own fields before calling this __init__: the
+    threads start in it."""
+
+    tag = ""
+
+    def __init__(self, name: str, workers: int, done: Done) -> None:
+        self.name = name
+        self._done = done
+        self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self.resize(workers)
+
+    def resize(self, workers: int) -> None:
+        """Grow to `workers` threads. Never shrinks: the service's cap decides how many run,
+        and an idle thread costs nothing."""
+        while len(self._threads) < workers:
+            t = threading.Thread(target=self._slot, daemon=True,
+                                 name=f"jobrun-{self.name}-{self.tag}{len(self._threads)}")
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, claim: Claim, ctx: Context) -> None:
+        self._q.put((claim, ctx))
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._q.put(None)
+
+    def _slot(self) -> None:
+        raise NotImplementedError
