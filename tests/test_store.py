@@ -185,3 +185,14 @@ def test_an_old_store_is_migrated_forward(tmp_path) -> None:  # type: ignore[no-
     ops = {r[1] for r in s.read("PRAGMA table_info(processed_operations)")}
     assert {"state", "owner"} <= ops
     assert len(s.tick([], {"default": 5}, "h", now=1.0, lease=60).claims) == 1
+
+
+def test_a_store_folder_writable_by_others_is_warned_about(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with caplog.at_level("WARNING", logger="jobrun.store"):
+        SqliteStore(str(shared / "jobs.db")).close()
+        SqliteStore(str(shared / "jobs.db")).close()
+    warnings = [r for r in caplog.records if "writable by others" in r.getMessage()]
+    assert len(warnings) == 1 and "777" in warnings[0].getMessage()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import stat
 import threading
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import apsw
+
+log = logging.getLogger("jobrun.store")
 
 from ..errors import StoreError
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
@@ -76,6 +79,24 @@ def _check_file(path: str) -> bool:
     return True
 
 
+_warned: set[str] = set()
+
+
+def _warn_if_shared(path: str) -> None:
+    """A store in a folder others may write to can be replaced or removed under us (and its
+    -wal/-shm created by them): allowed, but said once per folder."""
+    folder = os.path.dirname(path)
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and folder not in _warned:
+        _warned.add(folder)
+        log.warning("store folder %s is writable by others (mode %o): anyone there could "
+                    "replace or delete the job store; keep it in a 0700 folder",
+                    folder, stat.S_IMODE(mode))
+
+
 def _create_private(path: str) -> None:
     """A new store is 0600 in a 0700 folder: jobs carry user data. -wal/-shm follow the file."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -102,6 +123,7 @@ class SqliteStore:
         self._conns: list[apsw.Connection] = []
         self._lock = threading.Lock()
         exists = _check_file(self.path)
+        _warn_if_shared(self.path)
         if readonly and not exists:
             raise StoreError(f"store {self.path} does not exist")
         if not exists:
