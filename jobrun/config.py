@@ -43,6 +43,12 @@ class QueueConfig:
     retry_cap: float | None = None
     timeout: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    prefetch: int = 0  # process queues: jobs claimed ahead of free children
+
+    @property
+    def claim_cap(self) -> int:
+        """How many jobs of this queue a service may hold: its children plus the prefetch."""
+        return self.concurrency + (self.prefetch if self.executor == "process" else 0)
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,7 @@ _JOBRUN = {"store", "shutdown_timeout", "durability", "import", "app", "lease", 
            "misfire_grace",
            "retention", "dead_retention", "log_args", "log_format", "log_level"}
 _QUEUE = {"concurrency", "executor", "max_attempts", "retry_base", "retry_cap", "timeout",
-          "rate_limit", "max_tasks_per_child"}
+          "rate_limit", "max_tasks_per_child", "prefetch"}
 _TASK = {"command", "queue", "timeout", "max_attempts", "env", "cwd", "shell"}
 _CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kwargs", "queue",
          "priority", "misfire"}
@@ -275,9 +281,14 @@ def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
         mtpc = r.take(q, p, "max_tasks_per_child", int)
         if mtpc is not None and mtpc < 1:
             r.bad(p + ("max_tasks_per_child",), f"must be at least 1, not {mtpc}")
+        prefetch = r.take(q, p, "prefetch", int, 0)
+        if prefetch < 0:
+            r.bad(p + ("prefetch",), f"must be 0 or more, not {prefetch}")
+        elif prefetch and ex != "process":
+            r.bad(p + ("prefetch",), "only process queues prefetch (executor = \"process\")")
         out[name] = QueueConfig(name, conc, ex, ma, r.dur(q, p, "retry_base", None),
                                 r.dur(q, p, "retry_cap", None), r.dur(q, p, "timeout", None),
-                                extra)
+                                extra, max(0, prefetch))
     return out
 
 

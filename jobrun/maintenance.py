@@ -104,6 +104,8 @@ class Maintenance:
             job_id = claim.id
             r = seen.get(job_id)
             if r is None or r[1] != "running" or r[2] != claim.token:
+                if claim.token not in self.s._inflight:
+                    continue  # it finished while we looked: its own outcome said so
                 if not ctx.cancelled:
                     ctx.cancel()
                     what = "cancelled" if r is not None and r[1] == "cancelled" else "taken back"

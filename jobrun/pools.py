@@ -88,7 +88,8 @@ class Pools:
                         queue, q.concurrency, self._registry, self._done,
                         imports=task_modules(self._registry, self._settings()),
                         max_tasks_per_child=q.extra.get("max_tasks_per_child"),
-                        store_path=self._store_path)
+                        store_path=self._store_path,
+                        batch=1 + q.prefetch // max(1, q.concurrency))
                 return self._procs[queue]
             if kind == "command":
                 if queue not in self._cmds:
@@ -101,11 +102,13 @@ class Pools:
             return self._threads[queue]
 
     def resize(self, caps: dict[str, int]) -> None:
+        """Executors follow their queue's concurrency (a prefetch adds no children)."""
         with self._lock:
+            settings = self._settings()
             for pools in (self._threads, self._procs, self._cmds):
                 for q, ex in pools.items():
                     if q in caps:
-                        ex.resize(caps[q])
+                        ex.resize(settings.queue(q).concurrency)
 
     def cancel(self, job_id: int) -> None:
         if self._aio is not None:

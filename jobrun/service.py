@@ -61,7 +61,8 @@ class Service:
         self.metrics: Any = None
         self._limited: frozenset[str] = frozenset()
         self._busy: dict[str, int] = {}
-        self._caps: dict[str, int] = {}
+        self._caps: dict[str, int] = {}  # jobs a queue may hold here (its claim cap)
+        self._chunks: dict[str, tuple[int, int]] = {}
         self._pools = Pools(registry, self._done, lambda: self.settings, self.path)
         self._sleeping = False
         self._draining = False
@@ -96,8 +97,9 @@ class Service:
         self._bell = Bell(self.path, self.holder)
         register_commands(self.settings, self.registry)
         for q in self.queue_names():
-            self._caps[q] = self.settings.queue(q).concurrency
+            self._caps[q] = self.settings.queue(q).claim_cap
             self._busy[q] = 0
+        self._set_chunks()
         self._build_limits()  # before the loop's first round: limits hold from the start
         from .app import App
 
@@ -173,6 +175,16 @@ class Service:
         log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
         return len(left)
 
+    def _set_chunks(self) -> None:
+        """Prefetching queues claim in chunks (half the prefetch) while every child is busy:
+        one store round per job would cost more than the jobs."""
+        chunks = {}
+        for q in self._caps:
+            qc = self.settings.queue(q)
+            if qc.claim_cap > qc.concurrency:
+                chunks[q] = (qc.concurrency, max(1, (qc.claim_cap - qc.concurrency) // 2))
+        self._chunks = chunks
+
     def _build_limits(self) -> None:
         """Caps, rates and key limits from the config and the registered tasks."""
         from .limits import Limits, parse_rate
@@ -210,9 +222,10 @@ class Service:
         caps = dict(self._caps)
         for q in self.queue_names():
             self._busy.setdefault(q, 0)
-            caps[q] = settings.queue(q).concurrency
+            caps[q] = settings.queue(q).claim_cap
         self._pools.resize(caps)
         self._caps = caps  # one assignment: the loop sees the old caps or the new ones
+        self._set_chunks()
         self._build_limits()
         if self.scheduler is not None:
             self.scheduler.settings_changed(clock.now())
@@ -269,9 +282,14 @@ class Service:
             halting = self._halting
             wants: dict[str, int] = {}
             if not self._draining:
+                chunks = self._chunks
                 for q, cap in self._caps.items():
-                    free = cap - self._busy[q]
+                    busy = self._busy[q]
+                    free = cap - busy
                     if free > 0:
+                        chunk = chunks.get(q)
+                        if chunk is not None and busy >= chunk[0] and free < chunk[1]:
+                            continue  # children all busy and a backlog left: claim later
                         wants[q] = free
             now_m = clock.monotonic()
             now = clock.now()

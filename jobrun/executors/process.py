@@ -14,6 +14,7 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
@@ -82,17 +83,28 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
             importlib.import_module(name)
         except Exception as exc:  # the job will go dead with UnknownTask; say why here
             print(f"jobrun child: cannot import {name}: {exc}", file=sys.stderr)
+    skip: set[int] = set()
     while True:
         try:
-            raw = conn.recv_bytes()
+            msg = json.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        conn.send_bytes(ACK)  # received: from now on a death is this job's
-        d = json.loads(raw)
-        claim = Claim(**d)
-        o = run_attempt(claim, REGISTRY, log_it=False)
-        conn.send_bytes(json.dumps({"state": o.state, "result": o.result, "run_at": o.run_at,
-                                    "error": o.error, "extra": o.extra}).encode())
+        if "skip" in msg:
+            skip.update(msg["skip"])
+            continue
+        conn.send_bytes(ACK)  # received: from now on a death is the running job's
+        for d in msg["jobs"]:
+            while conn.poll(0):  # the parent may cancel jobs of this batch not started yet
+                skip.update(json.loads(conn.recv_bytes()).get("skip", ()))
+            if d["token"] in skip:
+                skip.discard(d["token"])
+                conn.send_bytes(json.dumps({"token": d["token"], "state": "skipped"}).encode())
+                continue
+            claim = Claim(**d)
+            o = run_attempt(claim, REGISTRY, log_it=False)
+            conn.send_bytes(json.dumps({"token": claim.token, "state": o.state,
+                                        "result": o.result, "run_at": o.run_at,
+                                        "error": o.error}).encode())
 
 
 def _eof(child: _Child) -> bool:
@@ -159,8 +171,9 @@ class ProcessExecutor(Slots):
 
     def __init__(self, name: str, workers: int, registry: Registry, done: Done, *,
                  imports: list[str], max_tasks_per_child: int | None = None,
-                 kill_grace: float = KILL_GRACE, store_path: str = "") -> None:
+                 kill_grace: float = KILL_GRACE, store_path: str = "", batch: int = 1) -> None:
         self._store_path = store_path
+        self._batch = max(1, batch)
         self._registry = registry
         self._imports = list(dict.fromkeys(imports))
         self._path = [p for p in sys.path if p]
@@ -180,92 +193,146 @@ class ProcessExecutor(Slots):
         with self._lock:
             return [c.pid for c in self._running.values()]
 
+    def _take(self) -> list[tuple[Claim, Context]] | None:
+        """The next batch: one claim (waiting for it), plus what else is queued, up to the
+        batch size. None when the executor shuts down."""
+        item = self._q.get()
+        if item is None:
+            return None
+        batch = [item]
+        while len(batch) < self._batch:
+            try:
+                more = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._q.put(None)  # this slot's stop marker: after this batch
+                break
+            batch.append(more)
+        return batch
+
     def _slot(self) -> None:
         child: _Child | None = None
+        redo: list[tuple[Claim, Context]] = []
+        fresh_failures = 0
         while True:
-            item = self._q.get()
-            if item is None:
+            batch = redo or self._take()
+            redo = []
+            if batch is None:
                 if child is not None:
                     child.kill(0.5)
                 return
-            claim, ctx = item
             if child is not None and (not child.proc.is_alive() or _eof(child)):
-                child.close()  # died while idle: this job never reached it
+                child.close()  # died while idle: these jobs never reached it
                 child = None
                 self.replaced += 1
+            fresh = child is None
             if child is None:
                 child = _Child(self._mp, self._imports, self._path, self._store_path)
-            started = time.perf_counter()
             with self._lock:
-                self._running[claim.id] = child
+                for claim, _ in batch:
+                    self._running[claim.id] = child
             try:
-                outcome, alive = self._run(child, claim, ctx)
-                if outcome.state == "undelivered":  # a fresh child, and the job again
-                    child.close()
-                    self.replaced += 1
-                    child = _Child(self._mp, self._imports, self._path, self._store_path)
-                    with self._lock:
-                        self._running[claim.id] = child
-                    outcome, alive = self._run(child, claim, ctx)
-                    if outcome.state == "undelivered":
-                        outcome = decide(claim, WorkerDied("cannot start a worker process"),
-                                         clock.now())
+                results, undelivered, alive = self._run(child, batch)
             finally:
                 with self._lock:
-                    self._running.pop(claim.id, None)
-            outcome.extra["duration"] = time.perf_counter() - started
-            child.tasks += 1
+                    for claim, _ in batch:
+                        self._running.pop(claim.id, None)
+            child.tasks += len(results)
+            for claim, outcome in results:
+                log_outcome(claim, outcome)
+                self._done(claim, outcome)
+            if undelivered:
+                fresh_failures = fresh_failures + 1 if fresh and not results else 0
+                if fresh_failures >= 2:  # even a new child cannot take them
+                    for claim, _ in undelivered:
+                        self._done(claim, decide(claim, WorkerDied(
+                            "cannot start a worker process"), clock.now()))
+                    undelivered, fresh_failures = [], 0
+                redo = undelivered
             if not alive or (self._max_tasks and child.tasks >= self._max_tasks):
                 if alive:
                     child.kill(self._grace)
                 else:
                     self.replaced += 1
-                child = None  # replaced on the next job, at once
-            log_outcome(claim, outcome)
-            self._done(claim, outcome)
+                child = None  # replaced for the next batch, at once
 
-    def _run(self, child: _Child, claim: Claim, ctx: Context) -> tuple[Outcome, bool]:
-        """Send one job and wait for its answer, a timeout, a cancel, or the child's death."""
-        payload = {f: getattr(claim, f) for f in _CLAIM_FIELDS}
+    def _run(self, child: _Child, batch: list[tuple[Claim, Context]]
+             ) -> tuple[list[tuple[Claim, Outcome]], list[tuple[Claim, Context]], bool]:
+        """Send a batch and collect its results in order, minding each job's timeout (from
+        its own start), cancels, and the child's death. Returns the results, the jobs that
+        never started (to send again, uncharged), and whether the child lives on."""
         try:
-            child.conn.send_bytes(json.dumps(payload).encode())
+            child.conn.send_bytes(json.dumps({"jobs": [
+                {f: getattr(c, f) for f in _CLAIM_FIELDS} for c, _ in batch]}).encode())
         except OSError:
-            # Not delivered: the child died while idle. Not this job's failure.
-            return Outcome(claim.id, claim.token, "undelivered"), False
-        deadline = None if not claim.timeout else clock.monotonic() + claim.timeout
+            return [], batch, False  # the child died while idle: not these jobs' failure
+        results: list[tuple[Claim, Outcome]] = []
+        i = 0
         acked = False
-        undelivered = Outcome(claim.id, claim.token, "undelivered")
+        started = clock.monotonic()
+        skipped: set[int] = set()
         while True:
+            claim, ctx = batch[i]
+            deadline = started + claim.timeout if claim.timeout else None
             wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - clock.monotonic()))
             try:
                 if child.conn.poll(wait):
                     raw = child.conn.recv_bytes()
+                    now_m = clock.monotonic()
                     if raw == ACK:
-                        acked = True
+                        acked, started = True, now_m
                         continue
-                    d = json.loads(raw)
-                    return Outcome(claim.id, claim.token, d["state"], result=d["result"],
-                                   run_at=d["run_at"], error=d["error"], extra=d["extra"]), True
+                    results.append((claim, self._outcome(claim, json.loads(raw),
+                                                         now_m - started)))
+                    i, started = i + 1, now_m
+                    if i == len(batch):
+                        return results, [], True
+                    continue
             except (EOFError, OSError):
-                if not acked:
-                    return undelivered, False
-                return decide(claim, WorkerDied(child.died()), clock.now()), False
+                return self._lost(child, batch, results, i, acked)
             if not child.proc.is_alive():  # its pipe may stay open in another process
                 try:
                     pending = child.conn.poll(0)
                 except (EOFError, OSError):
                     pending = False
                 if pending:
-                    continue  # read what it sent before dying (the ack, maybe a result)
-                if not acked:
-                    return undelivered, False
-                return decide(claim, WorkerDied(child.died()), clock.now()), False
-            if ctx.cancelled:
+                    continue  # read what it sent before dying
+                return self._lost(child, batch, results, i, acked)
+            if ctx.cancelled and acked:
                 child.kill(self._grace)
-                return Outcome(claim.id, claim.token, "cancelled",
-                               error={"at": clock.now(), "type": "Cancelled", "attempt":
-                                      claim.attempt, "message": "cancelled: child stopped"}), False
-            if deadline is not None and clock.monotonic() >= deadline:
+                results.append((claim, Outcome(claim.id, claim.token, "cancelled", error={
+                    "at": clock.now(), "type": "Cancelled", "attempt": claim.attempt,
+                    "message": "cancelled: child stopped"})))
+                return results, batch[i + 1:], False
+            if deadline is not None and acked and clock.monotonic() >= deadline:
                 child.kill(self._grace)
                 exc = TaskTimeout(f"timed out after {claim.timeout:g}s: process group stopped")
-                return decide(claim, exc, clock.now()), False
+                results.append((claim, decide(claim, exc, clock.now())))
+                return results, batch[i + 1:], False
+            later = [c.token for c, x in batch[i + 1:] if x.cancelled and c.token not in skipped]
+            if later:  # cancelled before they started: the child skips them
+                skipped.update(later)
+                try:
+                    child.conn.send_bytes(json.dumps({"skip": later}).encode())
+                except OSError:
+                    pass
+
+    def _lost(self, child: _Child, batch: list[tuple[Claim, Context]],
+              results: list[tuple[Claim, Outcome]], i: int, acked: bool
+              ) -> tuple[list[tuple[Claim, Outcome]], list[tuple[Claim, Context]], bool]:
+        """The child died: the running job fails with the cause; the rest go again."""
+        if not acked:
+            return results, batch, False
+        claim = batch[i][0]
+        results.append((claim, decide(claim, WorkerDied(child.died()), clock.now())))
+        return results, batch[i + 1:], False
+
+    @staticmethod
+    def _outcome(claim: Claim, d: dict[str, Any], duration: float) -> Outcome:
+        if d["state"] == "skipped":
+            return Outcome(claim.id, claim.token, "cancelled", error={
+                "at": clock.now(), "type": "Cancelled", "attempt": claim.attempt,
+                "message": "cancelled before it started"}, extra={"duration": 0.0})
+        return Outcome(claim.id, claim.token, d["state"], result=d["result"], run_at=d["run_at"],
+                       error=d["error"], extra={"duration": duration})

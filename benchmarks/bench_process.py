@@ -1,0 +1,673 @@
+#!/usr/bin/env python
+"""Process-executor benchmark: jobrun's process queue against a bare ProcessPoolExecutor, in
+the same run, on the same machine.
+
+    .venv/bin/python benchmarks/bench_process.py            # full run (~2 min)
+    .venv/bin/python benchmarks/bench_process.py --quick    # smaller N (~10 s)
+    .venv/bin/python benchmarks/bench_process.py --profile  # + py-spy of service and children
+
+Metrics (see benchmarks/README.md):
+  1. no-op jobs/s through a `[queues.cpu] executor = "process"` queue, concurrency 2 and 4,
+     completions recorded in the store (`state = 'succeeded'`), service started by
+     `python -m jobrun.cli start --config CFG --log-level WARNING` in a subprocess
+  2. the same no-op function through `concurrent.futures.ProcessPoolExecutor`: one `submit`
+     per call (the reference: jobrun also hands its children one job at a time), and
+     `executor.map` with multiprocessing.Pool's default chunksize (for scale)
+
+Only the steady state is timed: service start-up, the forkserver and the children (which
+start lazily, on a slot's first job) are warmed up by a small batch before the clock starts.
+This process talks to the store through jobrun and apsw only, never the stdlib sqlite3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import linecache
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # proc_tasks, also when imported from elsewhere
+
+TARGET = 0.60             # jobrun >= 60 % of the bare pool's per-call rate
+MAIN_C = 2                # the machine's cores
+CONCURRENCIES = (2, 4)
+WARMUP_SLEEP = 0.3        # each warm-up job holds its worker this long: C jobs need C workers
+POLL = 0.02               # completion count polled this often from another connection
+DONE_SQL = "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND id BETWEEN ? AND ?"
+CONFIG = """\
+# written by benchmarks/bench_process.py
+[jobrun]
+store = "jobs.db"
+import = ["proc_tasks"]
+
+[queues.cpu]
+executor = "process"
+concurrency = {c}
+prefetch = {p}
+"""
+PREFETCH = {"n": 32}      # jobs claimed ahead of free children (--prefetch)
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One timed batch: n calls in `seconds`, and the CPU the two sides of it used."""
+
+    n: int
+    seconds: float
+    parent_cpu: float | None = None    # the dispatching process: jobrun service / pool owner
+    workers_cpu: float | None = None   # the children / pool workers, together
+    per_round: float | None = None     # jobrun: jobs claimed per store round
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds
+
+    def cpu_us(self, which: str) -> float | None:
+        v = self.parent_cpu if which == "parent" else self.workers_cpu
+        return None if v is None else v / self.n * 1e6
+
+    def line(self) -> str:
+        parts = [f"{self.rate:,.0f} jobs/s ({self.n:,} in {self.seconds:.2f} s)"]
+        if self.parent_cpu is not None:
+            parts.append(f"CPU/job: dispatcher {self.cpu_us('parent'):.0f} us, "
+                         f"workers {self.cpu_us('workers'):.0f} us")
+        if self.note:
+            parts.append(self.note)
+        return "; ".join(parts)
+
+
+@dataclass
+class Row:
+    metric: str
+    jobrun: float | None
+    pool: float | None
+    unit: str
+    target: str = "info"
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.jobrun is None or not self.pool:
+            return None
+        return self.jobrun / self.pool
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    def keep(self, key: str, run: Run | None) -> None:
+        if run is not None:
+            self.runs.setdefault(key, []).append(run)
+
+    def best(self, key: str) -> Run | None:
+        runs = self.runs.get(key)
+        return max(runs, key=lambda r: r.rate) if runs else None
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "jobs/s":
+        return f"{value:,.0f}"
+    if unit == "us":
+        return f"{value:,.0f} us"
+    return f"{value:.3g}"
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: list[int]) -> float | None:
+    values = [cpu_seconds(p) for p in pids]
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+# ---------------------------------------------------------------------------------------
+# jobrun: `jobrun start` in a subprocess, a process queue of C children
+# ---------------------------------------------------------------------------------------
+class JobrunService:
+    """`python -m jobrun.cli start --config CFG --log-level WARNING`, with benchmarks/ on
+    PYTHONPATH so the service, its forkserver and its children import proc_tasks."""
+
+    def __init__(self, config: str, folder: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH")) if p)
+        env.pop("JOBRUN_STORE", None)
+        env.pop("JOBRUN_CONFIG", None)
+        self.log_path = os.path.join(folder, "service.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobrun.cli", "start", "--config", config,
+             "--log-level", "WARNING"],
+            cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        """SIGTERM (drain), wait; returns what it logged (empty when it said nothing)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.errors()
+
+    def errors(self) -> str:
+        with open(self.log_path) as f:
+            return f.read().strip()
+
+
+def open_reader(db: str) -> Any:
+    """A reader connection through apsw: the SQLite copy jobrun uses. Two SQLite copies on
+    one file in one process break each other's POSIX locks (then SIGBUS on the -shm map)."""
+    import apsw
+
+    conn = apsw.Connection(db)
+    conn.set_busy_timeout(30_000)
+    return conn
+
+
+def wait_succeeded(conn: Any, first: int, last: int, timeout: float,
+                   alive: Any = None) -> tuple[float, int]:
+    """Poll the count of succeeded jobs with ids in [first, last] until all are:
+    (wall time seen, count)."""
+    n = last - first + 1
+    deadline = time.monotonic() + timeout
+    while True:
+        count = conn.execute(DONE_SQL, (first, last)).fetchone()[0]
+        now = time.time()
+        if count >= n or time.monotonic() > deadline or (alive is not None and not alive()):
+            return now, count
+        time.sleep(POLL)
+
+
+def states(conn: Any, first: int, last: int) -> dict[str, int]:
+    return dict(conn.execute("SELECT state, count(*) FROM jobs WHERE id BETWEEN ? AND ? "
+                             "GROUP BY state", (first, last)).fetchall())
+
+
+def warm_up_jobrun(app: Any, reader: Any, service: JobrunService, c: int,
+                   timeout: float) -> list[int]:
+    """C warm-up jobs that each hold a slot for WARMUP_SLEEP: every slot starts its child.
+    Waiting for them also waits for the service to be up. Returns the children's pids."""
+    import proc_tasks
+
+    pids: set[int] = set()
+    for _ in range(3):
+        jobs = app.enqueue_many([proc_tasks.pid_task.call(WARMUP_SLEEP) for _ in range(c)])
+        first, last = jobs[0].id, jobs[-1].id
+        _, done = wait_succeeded(reader, first, last, timeout, service.alive)
+        if done < c:
+            raise RuntimeError(f"warm-up: {done}/{c} succeeded in {timeout:.0f}s; states "
+                               f"{states(reader, first, last)}\n{service.errors()}")
+        rows = reader.execute("SELECT result FROM jobs WHERE id BETWEEN ? AND ?",
+                              (first, last)).fetchall()
+        pids |= {json.loads(r[0]) for r in rows}
+        if len(pids) >= c:
+            break
+    return sorted(pids)
+
+
+def run_jobrun(tmp: str, name: str, n: int, c: int, timeout: float, report: Report,
+               profiler: str | None = None) -> Run | None:
+    """N no-op jobs through a process queue of C children, from warm to all succeeded."""
+    import proc_tasks
+
+    import jobrun
+
+    folder = os.path.join(tmp, name)
+    os.makedirs(folder)
+    config = os.path.join(folder, "jobrun.toml")
+    with open(config, "w") as f:
+        f.write(CONFIG.format(c=c, p=PREFETCH["n"]))
+    app = jobrun.App.from_config(config)
+    db = app.store.path  # creates and migrates the store before the service opens it
+    calls = [proc_tasks.noop_task.call(i) for i in range(n)]  # built outside the timing
+    service = JobrunService(config, folder)
+    reader = open_reader(db)
+    spy = None
+    try:
+        children = warm_up_jobrun(app, reader, service, c, timeout)
+        if len(children) < c:
+            report.problems.append(f"{name}: warm-up reached {len(children)} of {c} children")
+        time.sleep(0.2)  # let the warm-up's last round settle
+        if profiler:
+            spy = start_py_spy(profiler, service.pid, os.path.join(folder, "py-spy.txt"))
+        cpu_s0, cpu_c0 = cpu_seconds(service.pid), cpu_of(children)
+        jobs = app.enqueue_many(calls)  # one transaction; the doorbell rings after commit
+        t0 = time.time()
+        first, last = jobs[0].id, jobs[-1].id
+        seen, done = wait_succeeded(reader, first, last, timeout, service.alive)
+        cpu_s1, cpu_c1 = cpu_seconds(service.pid), cpu_of(children)
+        if spy is not None:
+            stop_py_spy(spy)
+        if done < n:
+            report.problems.append(f"{name}: only {done}/{n} succeeded within {timeout:.0f}s; "
+                                   f"states {states(reader, first, last)}")
+            return None
+        # The last completion's own time, as the service recorded it: no polling error.
+        end, claims, records = reader.execute(
+            "SELECT max(finished_at), count(DISTINCT started_at), count(DISTINCT finished_at) "
+            "FROM jobs WHERE id BETWEEN ? AND ?", (first, last)).fetchone()
+        # Each store round stamps its claims with one started_at and its completions with
+        # one finished_at: distinct values count the rounds that claimed / recorded.
+        return Run(n, end - t0, delta(cpu_s0, cpu_s1), delta(cpu_c0, cpu_c1),
+                   per_round=n / max(1, claims),
+                   note=f"{n / max(1, claims):.2f} claims per claiming round, "
+                        f"{n / max(1, records):.2f} completions per recording round; children "
+                        f"{children}; seen by the poll {seen - end:+.3f} s later")
+    finally:
+        if spy is not None and spy.poll() is None:
+            stop_py_spy(spy)
+        reader.close()
+        errors = service.stop()
+        app.close()
+        if errors:
+            report.problems.append(f"{name} service log:\n{errors}")
+
+
+# ---------------------------------------------------------------------------------------
+# The bare pool: concurrent.futures.ProcessPoolExecutor, the same function
+# ---------------------------------------------------------------------------------------
+def pool_context() -> Any:
+    import multiprocessing
+
+    return multiprocessing.get_context("forkserver")  # as jobrun's children
+
+
+def warm_up_pool(ex: ProcessPoolExecutor, workers: int) -> list[int]:
+    import proc_tasks
+
+    futures = [ex.submit(proc_tasks.pid_after, WARMUP_SLEEP) for _ in range(workers)]
+    return sorted({f.result() for f in futures})
+
+
+def pool_chunksize(n: int, workers: int) -> int:
+    """multiprocessing.Pool.map's default: about 4 chunks per worker."""
+    size, extra = divmod(n, workers * 4)
+    return size + 1 if extra else max(1, size)
+
+
+def run_pool(n: int, workers: int, mode: str, chunksize: int = 1) -> Run:
+    """N no-op calls through a warm ProcessPoolExecutor(workers): one `submit` per call and a
+    wait for all, or `executor.map(..., chunksize=...)` consumed to the end."""
+    import proc_tasks
+
+    noop = proc_tasks.noop
+    with ProcessPoolExecutor(workers, mp_context=pool_context()) as ex:
+        pids = warm_up_pool(ex, workers)
+        time.sleep(0.2)
+        cpu_p0, cpu_w0 = time.process_time(), cpu_of(pids)
+        t0 = time.time()
+        if mode == "submit":
+            futures = [ex.submit(noop, i) for i in range(n)]
+            wait(futures)
+            failed = sum(1 for f in futures if f.exception() is not None)
+        else:
+            results = list(ex.map(noop, range(n), chunksize=chunksize))
+            failed = n - len(results)
+        t1 = time.time()
+        cpu_p1, cpu_w1 = time.process_time(), cpu_of(pids)
+    if failed:
+        raise RuntimeError(f"bare pool {mode}: {failed} calls failed")
+    return Run(n, t1 - t0, cpu_p1 - cpu_p0, delta(cpu_w0, cpu_w1),
+               note=f"workers {pids}" + (f", chunksize {chunksize}" if mode == "map" else ""))
+
+
+# ---------------------------------------------------------------------------------------
+# Profile (optional): py-spy on the service and, with --subprocesses, its children
+# ---------------------------------------------------------------------------------------
+def find_py_spy() -> str | None:
+    venv = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return os.environ.get("PY_SPY") or shutil.which("py-spy") or \
+        (venv if os.path.exists(venv) else None)
+
+
+def start_py_spy(profiler: str, pid: int, out: str) -> subprocess.Popen[str]:
+    spy = subprocess.Popen([profiler, "record", "--pid", str(pid), "--subprocesses",
+                            "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
+                            "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    time.sleep(1.0)  # attached before the clock starts
+    return spy
+
+
+def stop_py_spy(spy: subprocess.Popen[str]) -> None:
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
+# A sample whose innermost line is one of these is a thread waiting, not working.
+_WAITING = re.compile(r"select\.select\(|\._q\.get\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
+                      r"\.acquire\(|_selector\.poll\(|conn\.recv_bytes\(\)|stop\.wait\(")
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+_PROCS = re.compile(r'process (\d+):"(.*?)";(?=process |thread )')
+
+
+def _source_line(file: str, line: int) -> str:
+    roots = [""] + [p for p in sys.path if p] + [os.path.dirname(HERE)]
+    for root in roots:
+        path = os.path.join(root, file)
+        if os.path.exists(path):
+            return linecache.getline(path, line)
+    return ""
+
+
+def _function(frame: str) -> str:
+    m = _FRAME.match(frame)
+    return f"{m['func']} ({m['file']})" if m else frame
+
+
+def summarize_py_spy(path: str, service_pid: int | None = None, top: int = 12
+                     ) -> dict[str, Any]:
+    """Busy samples per process role (service / child), per thread, and per function (self
+    and inclusive), from py-spy's raw output. Waiting samples are left out."""
+    roles: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    per_role: dict[str, dict[str, dict[str, int]]] = {}
+    waiting: dict[tuple[str, str], bool] = {}
+    total = idle = 0
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        return {"error": str(exc)}
+    for text in lines:
+        stack, _, count = text.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        procs = _PROCS.findall(stack + ";")
+        rest = _PROCS.sub("", stack + ";").rstrip(";")
+        frames = rest.split(";")
+        if len(frames) < 2:
+            continue
+        cmd = procs[-1][1] if procs else ""
+        role = ("service" if "jobrun.cli" in cmd else
+                "forkserver" if len(procs) == 2 else "child")
+        leaf = frames[-1]
+        if (role, leaf) not in waiting:
+            m = _FRAME.match(leaf)
+            src = _source_line(m["file"], int(m["line"])) if m else ""
+            # A child blocked reading its pipe waits for its next job; the service's slot
+            # threads read only after poll() said there is data.
+            waiting[(role, leaf)] = bool(_WAITING.search(src) or
+                                         (role == "child" and "read(handle" in src))
+        if waiting[(role, leaf)]:
+            idle += n
+            continue
+        total += n
+        roles[role] = roles.get(role, 0) + n
+        tname = f"{role}: {frames[0].split(': ', 1)[-1]}"
+        if role == "service" and "proc" in tname:
+            tname = re.sub(r"proc\d+$", "procN", tname)  # the slot threads together
+        threads[tname] = threads.get(tname, 0) + n
+        names = [_function(fr) for fr in frames[1:]]
+        d = per_role.setdefault(role, {"self": {}, "self by line": {}, "inclusive": {}})
+        d["self"][names[-1]] = d["self"].get(names[-1], 0) + n
+        d["self by line"][leaf] = d["self by line"].get(leaf, 0) + n
+        for name in set(names):
+            d["inclusive"][name] = d["inclusive"].get(name, 0) + n
+
+    def table(d: dict[str, int], of: int) -> list[tuple[str, float]]:
+        return [(k, 100 * v / max(1, of))
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+    return {"samples": total, "idle_samples": idle, "roles": table(roles, total),
+            "threads": table(threads, total),
+            "by role": {r: {k: table(v, roles[r]) for k, v in d.items()}
+                        for r, d in per_role.items()}}
+
+
+def print_profile(prof: dict[str, Any], run: Run | None) -> None:
+    if "error" in prof:
+        log(f"py-spy profile unavailable: {prof['error']}")
+        return
+    log(f"\n### Where jobrun's process path spends its time (C={MAIN_C}, py-spy at 250 Hz with "
+        f"--subprocesses, {prof['samples']} busy samples, {prof['idle_samples']} waiting ones "
+        f"left out; that run: {run.line() if run else '-'})")
+    log("\nprocesses (% of busy samples):")
+    for name, share in prof["roles"]:
+        log(f"  {share:5.1f}%  {name}")
+    log("\nthreads (% of busy samples):")
+    for name, share in prof["threads"]:
+        log(f"  {share:5.1f}%  {name}")
+    for role, tables in prof["by role"].items():
+        for title in ("self", "self by line", "inclusive"):
+            log(f"\n{role}, {title} (% of that process kind's busy samples):")
+            for name, share in tables[title]:
+                log(f"  {share:5.1f}%  {name}")
+
+
+# ---------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------
+def markdown(rows: list[Row]) -> str:
+    out = ["| metric | jobrun | bare pool | ratio | target | met? |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        met = "-" if r.met is None else ("yes" if r.met else "**no**")
+        out.append(f"| {r.metric} | {fmt(r.jobrun, r.unit)} | {fmt(r.pool, r.unit)} | {ratio} "
+                   f"| {r.target} | {met} |")
+    return "\n".join(out)
+
+
+def tree_state() -> str:
+    root = os.path.dirname(HERE)
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
+                                "jobrun"], capture_output=True, text=True, timeout=10,
+                               check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    n = len(dirty.splitlines())
+    return f"{head or '?'}" + (f" + {n} modified file(s) under jobrun/" if n else " (clean)")
+
+
+def machine_notes(tmp: str, n: int, repeat: int, chunk: int) -> list[str]:
+    import apsw
+
+    import jobrun
+
+    start_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        (f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+         f"Python {platform.python_version()}, SQLite {apsw.sqlite_lib_version()} (apsw)"),
+        f"jobrun {jobrun.__version__} at {tree_state()}; temp dir {tmp}",
+        (f"load average (1/5/15 min) at the start: {start_load} (other work on this machine "
+         "adds noise: compare within one run)"),
+        (f"N = {n:,} no-op calls per timed batch, best of {repeat} run(s) per row, runs "
+         "interleaved; the no-op is proc_tasks.noop for both sides"),
+        ("jobrun: `python -m jobrun.cli start --config CFG --log-level WARNING`, "
+         "[queues.cpu] executor = \"process\", store WAL with synchronous=NORMAL (default); "
+         "clock from just after enqueue_many (one transaction, doorbell rung) to the last "
+         "job's finished_at; C warm-up jobs (0.3 s each) start the children first"),
+        ("bare pool: ProcessPoolExecutor(W, mp_context=forkserver) (jobrun's start method), "
+         "W warm-up calls first; clock from the first submit to the last future done; "
+         f"map uses multiprocessing.Pool's default chunksize (N/(4W), {chunk:,} for W=2)"),
+        ("CPU/job: utime+stime from /proc (dispatcher = the jobrun service process, all its "
+         "threads / the pool's owner process; workers = jobrun's children / the pool's "
+         "workers)"),
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    PREFETCH["n"] = args.prefetch
+    q = args.quick
+    n = args.n or (3_000 if q else 20_000)
+    repeat = args.repeat or (1 if q else 3)
+    timeout = args.timeout or (60.0 if q else 180.0)
+    profiler = find_py_spy() if args.profile else None
+    if args.profile and profiler is None:
+        log("--profile: py-spy not found (pip install py-spy, or set $PY_SPY); skipping")
+    concs = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency \
+        else CONCURRENCIES
+    tmp = tempfile.mkdtemp(prefix="jobrun-bench-proc-")
+    chunk = args.chunksize or pool_chunksize(n, MAIN_C)
+    report = Report(notes=machine_notes(tmp, n, repeat, chunk))
+    log("# jobrun process executor vs bare ProcessPoolExecutor" + (" (--quick)" if q else ""))
+    for note in report.notes:
+        log(f"- {note}")
+    t_all = time.perf_counter()
+    try:
+        for r in range(repeat):
+            log(f"\nround {r + 1}/{repeat}")
+            for w in sorted(set(concs) | {MAIN_C}):
+                sub = run_pool(n, w, "submit")
+                report.keep(f"pool-submit-{w}", sub)
+                log(f"  bare pool W={w}, one submit per call: {sub.line()}")
+                if w == MAIN_C:
+                    mp_ = run_pool(n, w, "map", args.chunksize or pool_chunksize(n, w))
+                    report.keep(f"pool-map-{w}", mp_)
+                    log(f"  bare pool W={w}, executor.map: {mp_.line()}")
+            for c in concs:
+                j = run_jobrun(tmp, f"jobrun-c{c}-r{r}", n, c, timeout, report)
+                report.keep(f"jobrun-{c}", j)
+                log(f"  jobrun C={c}: {j.line() if j else 'failed (see problems)'}")
+        if profiler:
+            log("\nprofile run (py-spy attached; its rate is lower)")
+            folder = f"jobrun-c{MAIN_C}-profile"
+            j = run_jobrun(tmp, folder, n, MAIN_C, timeout, report, profiler=profiler)
+            report.extra["profile"] = summarize_py_spy(os.path.join(tmp, folder, "py-spy.txt"))
+            report.extra["profile_run"] = j
+    finally:
+        report.notes.append("load average (1/5/15 min) at the end: "
+                            + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        if args.keep:
+            log(f"(kept {tmp})")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    add_rows(report, concs)
+    if "profile" in report.extra:
+        print_profile(report.extra["profile"], report.extra.get("profile_run"))
+    if report.problems:
+        log("\n### Problems seen")
+        for p in report.problems:
+            log(f"- {p}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": [dict(vars(r), ratio=r.ratio) for r in report.rows],
+                       "runs": {k: [dict(vars(x), rate=x.rate) for x in v]
+                                for k, v in report.runs.items()},
+                       "notes": report.notes, "problems": report.problems,
+                       "profile": report.extra.get("profile")}, f, indent=2, default=str)
+    log(f"- {report.notes[-1]}")
+    log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / bare pool; rows "
+        "are the best of the runs above. The target row compares against one submit per "
+        "call, since jobrun dispatches one job per pipe message.\n")
+    log(markdown(report.rows))
+    return 0
+
+
+def add_rows(report: Report, concs: tuple[int, ...]) -> None:
+    n = next((r.n for runs in report.runs.values() for r in runs), 0)
+    sub = report.best(f"pool-submit-{MAIN_C}")
+    mp_ = report.best(f"pool-map-{MAIN_C}")
+    for c in concs:
+        j = report.best(f"jobrun-{c}")
+        jr = j.rate if j else None
+        ref = report.best(f"pool-submit-{c}")
+        if c == MAIN_C:
+            ok = jr is not None and sub is not None and jr >= TARGET * sub.rate
+            report.add(Row(f"no-op jobs/s, C={c} vs ProcessPoolExecutor({c}), one submit per "
+                           f"call (N={n:,})", jr, sub.rate if sub else None, "jobs/s",
+                           f">= {TARGET:.0%} of pool", ok))
+            report.add(Row(f"  (ref) C={c} vs ProcessPoolExecutor({c}).map, chunksize "
+                           f"{pool_chunksize(n, c):,}", jr, mp_.rate if mp_ else None,
+                           "jobs/s"))
+        else:
+            report.add(Row(f"no-op jobs/s, C={c} vs ProcessPoolExecutor({c}), one submit per "
+                           "call", jr, ref.rate if ref else None, "jobs/s"))
+            report.add(Row(f"  (ref) C={c} vs ProcessPoolExecutor({MAIN_C}), one submit per "
+                           "call", jr, sub.rate if sub else None, "jobs/s"))
+    for c in concs:
+        j = report.best(f"jobrun-{c}")
+        report.add(Row(f"  jobrun C={c}: jobs claimed per store round (best run)",
+                       j.per_round if j else None, None, "x"))
+    for c in concs:
+        j = report.best(f"jobrun-{c}")
+        ref = report.best(f"pool-submit-{c}")
+        report.add(Row(f"  CPU per job, dispatcher: jobrun service (C={c}) / pool owner "
+                       f"(W={c})", j.cpu_us("parent") if j else None,
+                       ref.cpu_us("parent") if ref else None, "us"))
+        report.add(Row(f"  CPU per job, workers: jobrun children (C={c}) / pool workers "
+                       f"(W={c})", j.cpu_us("workers") if j else None,
+                       ref.cpu_us("workers") if ref else None, "us"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="N=3,000, one run per row (~10 s)")
+    p.add_argument("--prefetch", type=int, default=32, metavar="P",
+                   help="[queues.cpu] prefetch: jobs claimed ahead of free children (32)")
+    p.add_argument("--n", type=int, metavar="N", help="no-op calls per timed batch")
+    p.add_argument("--repeat", type=int, metavar="R", help="runs per row, best kept")
+    p.add_argument("--concurrency", metavar="LIST", help="jobrun concurrencies (default 2,4)")
+    p.add_argument("--chunksize", type=int, metavar="K", help="executor.map chunksize")
+    p.add_argument("--timeout", type=float, metavar="S", help="give up on a batch after S s")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the service and its children during one extra C=2 run")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, py-spy)")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
