@@ -12,7 +12,7 @@ class Context:
     """The running attempt: ids, attempt number, trace id, and cancellation."""
 
     __slots__ = ("job_id", "attempt", "task", "trace_id", "queue", "token", "store",
-                 "_cancelled", "_heartbeat")
+                 "_cancelled", "_heartbeat", "handed_back")
 
     def __init__(self, job_id: int, attempt: int, task: str, trace_id: str | None, queue: str,
                  token: int, heartbeat: Callable[[], bool] | None = None,
@@ -25,6 +25,7 @@ class Context:
         self.queue = queue
         self.token = token
         self._cancelled = False
+        self.handed_back = False  # stopped by a drain: the job goes back to queued
         self._heartbeat = heartbeat
 
     @property
@@ -32,7 +33,9 @@ class Context:
         """True once the job was cancelled or taken back: stop soon, the result is discarded."""
         return self._cancelled
 
-    def cancel(self) -> None:
+    def cancel(self, *, hand_back: bool = False) -> None:
+        """Ask the attempt to stop; `hand_back` (a drain) means its job is queued again."""
+        self.handed_back = self.handed_back or hand_back
         self._cancelled = True
 
     def heartbeat(self) -> bool:

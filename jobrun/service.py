@@ -34,6 +34,7 @@ from .store.sqlite import SqliteStore
 from .worker import decide
 
 log = logging.getLogger("jobrun.service")
+KILL_WAIT = 8.0  # a drain waits this long for stopped child processes to be gone
 jlog = logging.getLogger("jobrun.job")
 
 
@@ -138,6 +139,17 @@ class Service:
         deadline = clock.monotonic() + max(0.0, timeout)
         while self._inflight and clock.monotonic() < deadline:
             time.sleep(0.01)
+        # Past the deadline: process and command attempts are stopped (their whole group)
+        # and come back as handed back before anything is recorded; a job must never run
+        # here and elsewhere at once. Threads cannot be stopped: see the README.
+        stoppable = []
+        for token, (claim, ctx) in list(self._inflight.items()):
+            ctx.cancel(hand_back=True)
+            if self._started.get(token, (0.0, ""))[1] in ("process", "command"):
+                stoppable.append(token)
+        kill_deadline = clock.monotonic() + KILL_WAIT
+        while any(t in self._inflight for t in stoppable) and clock.monotonic() < kill_deadline:
+            time.sleep(0.01)
         self._halting = True
         self._wake()
         self._stop_maint.set()
@@ -152,7 +164,6 @@ class Service:
         outcomes = [o for _, o in late]
         left = list(self._inflight.values())
         for claim, ctx in left:
-            ctx.cancel()
             outcomes.append(Outcome(claim.id, claim.token, "released"))
             jlog.warning("job %s %s handed back: not finished within %ss", claim.id, claim.task,
                          timeout, extra={"jobrun": {"event": "released", "job_id": claim.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -62,3 +63,40 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = Non
     e.update(env or {})
     return subprocess.run([*JOBRUN, *args], capture_output=True, text=True, env=e, cwd=cwd,
                           input=input, timeout=timeout)
+
+
+# -- torture tests (tests/torture): the short/--long switch, a seed, a small tmpfs -------------
+# (here, not in tests/torture/conftest.py: two modules named `conftest` would shadow each
+# other for the tests that `from conftest import ...`)
+@pytest.fixture
+def long(pytestconfig: pytest.Config) -> bool:
+    return bool(pytestconfig.getoption("--long"))
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    s = int(os.environ.get("JOBRUN_TORTURE_SEED", random.randrange(1 << 30)))
+    print(f"{request.node.name}: seed {s} (JOBRUN_TORTURE_SEED={s} to replay)")
+    return s
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """mount(size_bytes) -> a fresh tmpfs of that size (a real ENOSPC); skips without root."""
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir(mode=0o700)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                            str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}); "
+                        "the max_page_count tests cover a full store without root")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import Annotated, Any, Optional
 
@@ -101,7 +102,11 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
         reloader.stop()
     service.stop(service.settings.shutdown_timeout)
     notifier.close()
-    raise typer.Exit(EX_OK)
+    # Drained and recorded: exit now, even if a task left a thread of its own running.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EX_OK)
 
 
 def _run_demo(stop: threading.Event) -> None:

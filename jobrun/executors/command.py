@@ -124,13 +124,15 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
         elif stopped is None and deadline is not None and clock.monotonic() >= deadline:
             stopped = "timeout"
         if stopped:
-            _stop_group(proc, grace)
+            _stop_group(proc, 0.0 if ctx.handed_back else grace)
             break
     sel.close()
     code = proc.wait()
     for stream in (proc.stdout, proc.stderr):
         stream.close()
     out = {"exit_code": code, "stdout": tails["stdout"].text(), "stderr": tails["stderr"].text()}
+    if stopped == "cancelled" and ctx.handed_back:
+        return Outcome(claim.id, claim.token, "released")
     if stopped == "cancelled":
         return Outcome(claim.id, claim.token, "cancelled",
                        error={"at": clock.now(), "type": "Cancelled", "message": "cancelled",

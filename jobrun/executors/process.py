@@ -300,6 +300,10 @@ class ProcessExecutor(Slots):
                     continue  # read what it sent before dying
                 return self._lost(child, batch, results, i, acked)
             if ctx.cancelled and acked:
+                if ctx.handed_back:  # a drain past its deadline: stop it now, queue it again
+                    child.kill(0.0)
+                    results.append((claim, Outcome(claim.id, claim.token, "released")))
+                    return results, batch[i + 1:], False
                 child.kill(self._grace)
                 results.append((claim, Outcome(claim.id, claim.token, "cancelled", error={
                     "at": clock.now(), "type": "Cancelled", "attempt": claim.attempt,
