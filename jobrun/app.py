@@ -41,6 +41,22 @@ class _Defaults:
     options: str
 
 
+_INT64 = 2 ** 63
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: run_at must be a real time
+
+
+def _text(value: Any, what: str) -> str:
+    """A name or key: a str that can be stored (UTF-8, no lone surrogates)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {value!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError(f"{what} {value!r} is not valid Unicode text") from None
+    return value
+
+
 def _trace_id(given: str | None) -> str:
     """The caller's, else the active OpenTelemetry trace's, else a new one."""
     if given:
@@ -130,6 +146,9 @@ class App:
         """A task's enqueue defaults: its own, else its TOML command's, else its queue's."""
         if not isinstance(task, str) or not task:
             raise TypeError(f"task must be a task name string, not {task!r}")
+        _text(task, "task name")
+        if queue is not None:
+            _text(queue, "queue")
         spec = REGISTRY.find(task)
         cmd = self.settings.tasks.get(task)
         queue = queue or (spec.queue if spec else None) or (cmd.queue if cmd else None) or \
@@ -170,24 +189,31 @@ class App:
         if opts:
             if opts.get("priority") is not None:
                 priority = opts["priority"]
-                if not isinstance(priority, int) or isinstance(priority, bool):
-                    raise TypeError(f"priority must be an int, not {priority!r}")
+                if not isinstance(priority, int) or isinstance(priority, bool) or \
+                        not -_INT64 <= priority < _INT64:
+                    raise TypeError(f"priority must be a 64-bit int, not {priority!r}")
             if opts.get("max_attempts") is not None:
                 max_attempts = opts["max_attempts"]
-                if not isinstance(max_attempts, int) or max_attempts < 1:
+                if not isinstance(max_attempts, int) or not 1 <= max_attempts < _INT64:
                     raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
             if opts.get("run_at") is not None:
                 if not isinstance(opts["run_at"], datetime):
                     raise TypeError("run_at must be an aware datetime")
                 run_at = clock.to_timestamp(opts["run_at"])
+                if not 0 <= run_at < _LATEST:
+                    raise TypeError(f"run_at {opts['run_at']!r} is out of range")
             elif opts.get("delay") is not None:
                 delay = opts["delay"]
-                if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-                    raise TypeError(f"delay must be a number of seconds >= 0, not {delay!r}")
+                if isinstance(delay, bool) or not isinstance(delay, (int, float)) or \
+                        not 0 <= delay < _LATEST - now:
+                    raise TypeError(f"delay must be a number of seconds >= 0 (and before the "
+                                    f"year 9999), not {delay!r}")
                 run_at = now + float(delay)
             key = opts.get("key")
-            if key is not None and not isinstance(key, str):
-                raise TypeError(f"key must be a str, not {key!r}")
+            if key is not None:
+                _text(key, "key")
+            if opts.get("trace_id") is not None:
+                _text(opts["trace_id"], "trace_id")
             trace_id = opts.get("trace_id") or trace_id
         ckey = None
         if d.ckey is not None:

@@ -122,10 +122,13 @@ class _Reader:
             return None
         *table, key = path
         start = 0
-        header = ".".join(p for p in table if not p.isdigit())
+        def index(p: str) -> bool:  # an array index (our own, ASCII), not a "²" table name
+            return p.isascii() and p.isdigit()
+
+        header = ".".join(p for p in table if not index(p))
         if header:
             pat = re.compile(r"^\s*\[\[?\s*" + re.escape(header) + r"\s*\]\]?\s*(#.*)?$")
-            nth = int(table[-1]) if table and table[-1].isdigit() else 0
+            nth = int(table[-1]) if table and index(table[-1]) else 0
             hits = [i for i, line in enumerate(self.lines) if pat.match(line)]
             if len(hits) > nth:
                 start = hits[nth]

@@ -77,11 +77,16 @@ def _find_bad_float(value: Any, depth: int = 0) -> Any:
 def dumps(value: Any, what: str = "value") -> str:
     """Encode `value` as strict JSON or raise TypeError naming what is wrong with it."""
     try:
-        if _fast is not None:
-            if isinstance(value, str):
-                return _encoder.encode(value)
-            return "".join(_fast(value, 0))
-        return _encoder.encode(value)
+        if _fast is not None and not isinstance(value, str):
+            text = "".join(_fast(value, 0))
+        else:
+            text = _encoder.encode(value)
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
+        return text
+    except UnicodeEncodeError as exc:
+        raise TypeError(f"{what}: contains text that is not valid Unicode "
+                        f"({exc.reason}: {exc.object[exc.start:exc.end]!r})") from None
     except TypeError as exc:
         raise TypeError(f"{what}: {exc}") from None
     except ValueError as exc:

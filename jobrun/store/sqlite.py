@@ -35,20 +35,42 @@ _JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "a
 
 
 def _list(text: str) -> Any:
-    return [] if text == "[]" else json.loads(text)
+    if text == "[]":
+        return []
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"args must be a JSON array, not {type(value).__name__}")
+    return value
 
 
 def _dict(text: str) -> Any:
-    return {} if text == "{}" else json.loads(text)
+    if text == "{}":
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _lenient(text: Any, default: Any) -> Any:
+    """For reading (ls, show): a column that is not JSON is shown as its raw text."""
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return f"<unreadable: {str(text)[:200]}>"
 
 
 def row_to_record(row: tuple[Any, ...]) -> JobRecord:
     d = dict(zip(_JOB_COLUMNS, row))
-    d["args"] = json.loads(d["args"])
-    d["kwargs"] = json.loads(d["kwargs"])
-    d["result"] = json.loads(d["result"]) if d["result"] is not None else None
-    d["errors"] = json.loads(d["errors"])
-    d["options"] = json.loads(d["options"])
+    d["args"] = _lenient(d["args"], [])
+    d["kwargs"] = _lenient(d["kwargs"], {})
+    d["result"] = _lenient(d["result"], None)
+    errors = _lenient(d["errors"], [])
+    d["errors"] = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    options = _lenient(d["options"], {})
+    d["options"] = options if isinstance(options, dict) else {}
     d["state"] = JobState(d["state"])
     return JobRecord(**d)
 
@@ -76,6 +98,9 @@ def _check_file(path: str) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode):
         raise StoreError(f"{path} is not a regular file")
+    if 0 < st.st_size < 512:  # smaller than any SQLite page; SQLite would take it as empty
+        raise StoreError(f"{path} is not a SQLite database ({st.st_size} bytes): "
+                         "refusing to touch it")
     return True
 
 
@@ -113,7 +138,8 @@ class SqliteStore:
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, vfs: str | None = None) -> None:
+        self.vfs = vfs  # an apsw VFS name (fault injection in the torture tests)
         self.path = os.path.realpath(os.fspath(path))
         if durability not in ("normal", "full"):
             raise StoreError(f"durability must be 'normal' or 'full', not {durability!r}")
@@ -138,8 +164,10 @@ class SqliteStore:
     # -- connections -------------------------------------------------------------------
     def _open(self) -> apsw.Connection:
         flags = apsw.SQLITE_OPEN_READONLY if self.readonly else apsw.SQLITE_OPEN_READWRITE
+        conn: apsw.Connection | None = None
         try:
-            conn = apsw.Connection(self.path, flags=flags | apsw.SQLITE_OPEN_URI)
+            conn = apsw.Connection(self.path, flags=flags | apsw.SQLITE_OPEN_URI,
+                                   vfs=self.vfs)
             conn.set_busy_timeout(BUSY_TIMEOUT_MS)
             version = conn.execute("PRAGMA user_version").get
             if version > SCHEMA_VERSION:
@@ -154,6 +182,8 @@ class SqliteStore:
             sync = "FULL" if self.durability == "full" else "NORMAL"
             conn.execute(f"PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY;")
         except apsw.Error as exc:
+            if conn is not None:
+                conn.close()  # no -wal/-shm left beside a refused file
             raise wrap(exc, self.path) from exc
         return conn
 
@@ -288,8 +318,17 @@ class SqliteStore:
                 if len(rows) > 1:  # RETURNING has no order: hand them out by priority, age
                     rows.sort(key=lambda r: (-r[11], r[0]))
                 for r in rows:
-                    claims.append(Claim(r[0], r[1], r[2], _list(r[3]), _dict(r[4]), r[5], r[6],
-                                        r[7], r[8], r[9], _dict(r[10])))
+                    try:
+                        claims.append(Claim(r[0], r[1], r[2], _list(r[3]), _dict(r[4]), r[5],
+                                            r[6], r[7], r[8], r[9], _dict(r[10])))
+                    except (ValueError, TypeError, RecursionError) as exc:
+                        # A row no enqueue could write (edited by hand, a bug): it goes dead
+                        # alone instead of failing every round of its queue.
+                        conn.execute(Q["fail"], {
+                            "id": r[0], "token": r[7], "state": "dead", "run_at": now,
+                            "finished_at": now, "error": json.dumps({
+                                "at": now, "type": "BadPayload", "attempt": r[5],
+                                "message": f"unreadable stored payload: {exc}"[:500]})})
             if full:
                 next_due = conn.execute(Q["next_due"]).get
         return Tick(claims, next_due, recorded, paused, retry_in)
