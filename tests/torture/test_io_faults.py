@@ -233,7 +233,10 @@ def test_embedded_service_recovers_after_io_faults(store_path: str, faulty: Faul
         cp.start()
         i = 0
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        # Until the deadline, and on (10 s at most) until a fault was injected: under load a
+        # short run may make too few writes to draw one.
+        while time.monotonic() < deadline or (faulty.total == 0 and
+                                               time.monotonic() < deadline + 10):
             i += 1
             try:
                 if rng.random() < 0.8:
