@@ -9,29 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import stat
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import apsw
 
-log = logging.getLogger("jobrun.store")
-
 from ..errors import StoreError
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
-from ..model import Claim, JobRecord, JobState
+from ..model import Claim
 from .base import NewJob, Outcome, Tick
+from .files import BUSY_TIMEOUT_MS, check_file, create_private, warn_if_shared, wrap
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
+from .operator import OperatorActions, row_to_record
 from .queries import Q
 
-BUSY_TIMEOUT_MS = 30_000
-
-_JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "attempts",
-                "max_attempts", "run_at", "key", "result", "errors", "enqueued_at", "started_at",
-                "finished_at", "holder", "token", "lease_until", "trace_id", "timeout", "options")
+__all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "enqueue_in", "row_to_record", "wrap"]
 
 
 def _list(text: str) -> Any:
@@ -52,89 +46,7 @@ def _dict(text: str) -> Any:
     return value
 
 
-def _lenient(text: Any, default: Any) -> Any:
-    """For reading (ls, show): a column that is not JSON is shown as its raw text."""
-    if text is None:
-        return default
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return f"<unreadable: {str(text)[:200]}>"
-
-
-def row_to_record(row: tuple[Any, ...]) -> JobRecord:
-    d = dict(zip(_JOB_COLUMNS, row))
-    d["args"] = _lenient(d["args"], [])
-    d["kwargs"] = _lenient(d["kwargs"], {})
-    d["result"] = _lenient(d["result"], None)
-    errors = _lenient(d["errors"], [])
-    d["errors"] = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-    options = _lenient(d["options"], {})
-    d["options"] = options if isinstance(options, dict) else {}
-    d["state"] = JobState(d["state"])
-    return JobRecord(**d)
-
-
-def wrap(exc: BaseException, path: str) -> StoreError:
-    """Translate an apsw error into a StoreError that says what to do."""
-    if isinstance(exc, apsw.FullError):
-        return StoreError(f"store {path} is full (disk or max_page_count): {exc}; free space and retry")
-    if isinstance(exc, apsw.NotADBError):
-        return StoreError(f"{path} is not a SQLite database (or is encrypted): refusing to touch it")
-    if isinstance(exc, apsw.BusyError):
-        return StoreError(f"store {path} stayed locked for {BUSY_TIMEOUT_MS // 1000}s: {exc}")
-    if isinstance(exc, apsw.CantOpenError):
-        return StoreError(f"cannot open store {path}: {exc}")
-    return StoreError(f"store {path}: {type(exc).__name__}: {exc}")
-
-
-def _check_file(path: str) -> bool:
-    """Whether the store exists (and is a regular file). The header is left to SQLite: opening
-    and closing the file here would drop every POSIX lock this process holds on it (SQLite's
-    own included), so a non-database is refused by SQLite's first read, which writes nothing."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(st.st_mode):
-        raise StoreError(f"{path} is not a regular file")
-    if 0 < st.st_size < 512:  # smaller than any SQLite page; SQLite would take it as empty
-        raise StoreError(f"{path} is not a SQLite database ({st.st_size} bytes): "
-                         "refusing to touch it")
-    return True
-
-
-_warned: set[str] = set()
-
-
-def _warn_if_shared(path: str) -> None:
-    """A store in a folder others may write to can be replaced or removed under us (and its
-    -wal/-shm created by them): allowed, but said once per folder."""
-    folder = os.path.dirname(path)
-    try:
-        mode = os.stat(folder).st_mode
-    except OSError:
-        return
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and folder not in _warned:
-        _warned.add(folder)
-        log.warning("store folder %s is writable by others (mode %o): anyone there could "
-                    "replace or delete the job store; keep it in a 0700 folder",
-                    folder, stat.S_IMODE(mode))
-
-
-def _create_private(path: str) -> None:
-    """A new store is 0600 in a 0700 folder: jobs carry user data. -wal/-shm follow the file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-    except FileExistsError:
-        pass
-
-
-class SqliteStore:
+class SqliteStore(OperatorActions):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
@@ -148,12 +60,12 @@ class SqliteStore:
         self._local = threading.local()
         self._conns: list[apsw.Connection] = []
         self._lock = threading.Lock()
-        exists = _check_file(self.path)
-        _warn_if_shared(self.path)
+        exists = check_file(self.path)
+        warn_if_shared(self.path)
         if readonly and not exists:
             raise StoreError(f"store {self.path} does not exist")
         if not exists:
-            _create_private(self.path)
+            create_private(self.path)
         conn = self.connection()
         if not readonly:
             try:
@@ -418,7 +330,6 @@ class SqliteStore:
         with self.write() as conn:
             return list(conn.execute(Q["rescue_job"], {"id": job_id, "now": now, "error": error}))
 
-    # -- reads and operator actions -----------------------------------------------------
     def acquire_id(self, job_id: int, holder: str, *, now: float, lease: float) -> Claim | None:
         """Claim one given job (inline mode), whatever its run_at."""
         with self.write() as conn:
@@ -428,66 +339,6 @@ class SqliteStore:
             return None
         return Claim(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6], r[7],
                      r[8], r[9], json.loads(r[10]))
-
-    def get(self, job_id: int) -> JobRecord | None:
-        rows = self.read(Q["get_job"], {"id": job_id})
-        return row_to_record(rows[0]) if rows else None
-
-    def status(self, job_id: int) -> tuple[Any, ...] | None:
-        rows = self.read(Q["job_status"], {"id": job_id})
-        return rows[0] if rows else None
-
-    def list_jobs(self, *, state: str | None = None, queue: str | None = None,
-             limit: int = 50) -> list[JobRecord]:
-        rows = self.read(Q["list_jobs"], {"state": state, "queue": queue, "limit": limit})
-        return [row_to_record(r) for r in rows]
-
-    def cancel(self, job_id: int, *, now: float) -> str | None:
-        """Cancel a waiting job at once; a running one is marked so its holder stops it.
-
-        Returns the state the job was in, or None when it does not exist."""
-        with self.write() as conn:
-            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            if row[0] in ("scheduled", "queued", "retrying"):
-                conn.execute(Q["cancel_waiting"], {"id": job_id, "now": now})
-            elif row[0] == "running":
-                conn.execute(Q["cancel_running"], {"id": job_id, "now": now})
-            return str(row[0])
-
-    def retry(self, job_id: int | None, *, now: float) -> list[int]:
-        with self.write() as conn:
-            if job_id is None:
-                return [r[0] for r in conn.execute(Q["retry_dead"], {"now": now})]
-            return [r[0] for r in conn.execute(Q["retry_job"], {"id": job_id, "now": now})]
-
-    def prune(self, before: float, states: tuple[str, ...] = ("succeeded", "cancelled", "dead"),
-              *, batch: int = 500) -> int:
-        """Delete finished jobs in `states` older than `before`, in small batches (short locks)."""
-        total = 0
-        for i in range(0, len(states), 2):
-            total += self._prune(before, states[i], states[i + 1] if i + 1 < len(states) else None,
-                                 batch)
-        return total
-
-    def _prune(self, before: float, state: str, state2: str | None, batch: int) -> int:
-        total = 0
-        while True:
-            with self.write() as conn:
-                conn.execute(Q["prune_finished"], {"before": before, "limit": batch,
-                                                   "state": state, "state2": state2})
-                n = int(conn.changes())
-            total += n
-            if n < batch:
-                return total
-
-    def set_paused(self, queue: str, paused: bool) -> None:
-        with self.write() as conn:
-            conn.execute(Q["set_paused"], {"name": queue, "paused": int(paused)})
-
-    def paused(self) -> frozenset[str]:
-        return frozenset(r[0] for r in self.read(Q["paused_queues"]))
 
 
 def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,

@@ -1,0 +1,112 @@
+"""What operators and the CLI do to jobs: read them (leniently: a malformed row must not hide
+the others), cancel, retry, prune, pause. Mixed into the store."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import apsw
+
+from ..model import JobRecord, JobState
+from .queries import Q
+
+_JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "attempts",
+                "max_attempts", "run_at", "key", "result", "errors", "enqueued_at", "started_at",
+                "finished_at", "holder", "token", "lease_until", "trace_id", "timeout", "options")
+
+
+def _lenient(text: Any, default: Any) -> Any:
+    """For reading (ls, show): a column that is not JSON is shown as its raw text."""
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return f"<unreadable: {str(text)[:200]}>"
+
+
+def row_to_record(row: tuple[Any, ...]) -> JobRecord:
+    d = dict(zip(_JOB_COLUMNS, row))
+    d["args"] = _lenient(d["args"], [])
+    d["kwargs"] = _lenient(d["kwargs"], {})
+    d["result"] = _lenient(d["result"], None)
+    errors = _lenient(d["errors"], [])
+    d["errors"] = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    options = _lenient(d["options"], {})
+    d["options"] = options if isinstance(options, dict) else {}
+    d["state"] = JobState(d["state"])
+    return JobRecord(**d)
+
+
+class OperatorActions:
+    """Reads and operator actions over a store's `read` and `write`."""
+
+    def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def write(self, conn: apsw.Connection | None = None
+              ) -> contextlib.AbstractContextManager[apsw.Connection]:
+        raise NotImplementedError
+
+
+    def get(self, job_id: int) -> JobRecord | None:
+        rows = self.read(Q["get_job"], {"id": job_id})
+        return row_to_record(rows[0]) if rows else None
+
+    def status(self, job_id: int) -> tuple[Any, ...] | None:
+        rows = self.read(Q["job_status"], {"id": job_id})
+        return rows[0] if rows else None
+
+    def list_jobs(self, *, state: str | None = None, queue: str | None = None,
+             limit: int = 50) -> list[JobRecord]:
+        rows = self.read(Q["list_jobs"], {"state": state, "queue": queue, "limit": limit})
+        return [row_to_record(r) for r in rows]
+
+    def cancel(self, job_id: int, *, now: float) -> str | None:
+        """Cancel a waiting job at once; a running one is marked so its holder stops it.
+
+        Returns the state the job was in, or None when it does not exist."""
+        with self.write() as conn:
+            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if row[0] in ("scheduled", "queued", "retrying"):
+                conn.execute(Q["cancel_waiting"], {"id": job_id, "now": now})
+            elif row[0] == "running":
+                conn.execute(Q["cancel_running"], {"id": job_id, "now": now})
+            return str(row[0])
+
+    def retry(self, job_id: int | None, *, now: float) -> list[int]:
+        with self.write() as conn:
+            if job_id is None:
+                return [r[0] for r in conn.execute(Q["retry_dead"], {"now": now})]
+            return [r[0] for r in conn.execute(Q["retry_job"], {"id": job_id, "now": now})]
+
+    def prune(self, before: float, states: tuple[str, ...] = ("succeeded", "cancelled", "dead"),
+              *, batch: int = 500) -> int:
+        """Delete finished jobs in `states` older than `before`, in small batches (short locks)."""
+        total = 0
+        for i in range(0, len(states), 2):
+            total += self._prune(before, states[i], states[i + 1] if i + 1 < len(states) else None,
+                                 batch)
+        return total
+
+    def _prune(self, before: float, state: str, state2: str | None, batch: int) -> int:
+        total = 0
+        while True:
+            with self.write() as conn:
+                conn.execute(Q["prune_finished"], {"before": before, "limit": batch,
+                                                   "state": state, "state2": state2})
+                n = int(conn.changes())
+            total += n
+            if n < batch:
+                return total
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        with self.write() as conn:
+            conn.execute(Q["set_paused"], {"name": queue, "paused": int(paused)})
+
+    def paused(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self.read(Q["paused_queues"]))
