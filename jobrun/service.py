@@ -286,6 +286,7 @@ class Service:
         rung = True
         last_full = -poll
         pending: list[Outcome] = []
+        failures, last_report = 0, 0.0
         while True:
             taken = self._take_outcomes()
             if taken:
@@ -316,14 +317,22 @@ class Service:
                                       full=full, paused=paused, next_due=next_due,
                                       limits=self._limits, limited=self._limited)
                 except Exception as exc:  # the loop must outlive any one bad round
-                    if isinstance(exc, StoreError):
-                        log.error("store round failed, retrying in 0.5s: %s", exc)
-                    else:
-                        log.exception("store round failed, retrying in 0.5s")
+                    failures += 1
+                    if clock.monotonic() - last_report >= 10 or failures == 1:
+                        last_report = clock.monotonic()  # once per 10 s while it lasts
+                        more = f" ({failures} rounds so far)" if failures > 1 else ""
+                        if isinstance(exc, StoreError):
+                            log.error("store round failed, retrying every 0.5s%s: %s", more,
+                                      exc)
+                        else:
+                            log.exception("store round failed, retrying every 0.5s%s", more)
                     if halting:
                         return
                     time.sleep(0.5)
                     continue
+                if failures:
+                    log.info("store rounds work again after %d failure(s)", failures)
+                    failures = 0
                 if tick.recorded < len(pending):
                     log.info("%d outcome(s) discarded: their lease was taken back "
                              "(cancelled or rescued)", len(pending) - tick.recorded)
