@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ParamSpec, TypeVar, overload
 
-from . import clock
+from . import catalog, clock
 from .bell import Ringer
 from .config import Settings, env_config, load, resolve_store
 from .job import Job
 from .lock import HolderLock, new_holder_id
 from .model import JobState
 from .registry import REGISTRY, TaskSpec, task_name
-from .retry import DEFAULT_MAX_ATTEMPTS
+from .errors import UnknownTask
 from .serialize import dumps
 from .store.base import NewJob
-from .store.sqlite import SqliteStore, enqueue_in
+from .store.sqlite import SqliteStore, catalog_readers, enqueue_in
 from .task import Call, Task, TaskOptions, check_task_options
 
 __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
@@ -29,6 +29,8 @@ __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
 P = ParamSpec("P")
 R = TypeVar("R")
 jlog = logging.getLogger("jobrun.job")
+log = logging.getLogger("jobrun")
+_WARNED_EMPTY: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class App:
         self._service: Any = None
         self.inline = False
         self._inline_lock: HolderLock | None = None
+        self._catalog: catalog.CatalogView | None = None
         self.tasks: dict[str, Task[Any, Any]] = {}
 
     @classmethod
@@ -142,8 +145,10 @@ class App:
         return register
 
     # -- enqueue -------------------------------------------------------------------------
-    def _defaults(self, task: str, queue: str | None) -> _Defaults:
-        """A task's enqueue defaults: its own, else its TOML command's, else its queue's."""
+    def _defaults(self, task: str, queue: str | None, allow_unknown: bool = False,
+                  connection: Any = None) -> _Defaults:
+        """A task's enqueue defaults: what it declares (here, or in the store's catalog),
+        then its queue's config, then jobrun's. An unknown name raises UnknownTask."""
         if not isinstance(task, str) or not task:
             raise TypeError(f"task must be a task name string, not {task!r}")
         _text(task, "task name")
@@ -151,26 +156,41 @@ class App:
             _text(queue, "queue")
         spec = REGISTRY.find(task)
         cmd = self.settings.tasks.get(task)
-        queue = queue or (spec.queue if spec else None) or (cmd.queue if cmd else None) or \
-            "default"
-        q = self.settings.queue(queue)
-        options: dict[str, Any] = {}
-        base = (spec.retry_base if spec else None) or q.retry_base
-        cap = (spec.retry_cap if spec else None) or q.retry_cap
-        if base is not None:
-            options["retry_base"] = base
-        if cap is not None:
-            options["retry_cap"] = cap
-        ckey = spec.extra.get("concurrency_key") if spec else None
-        return _Defaults(
-            ckey=ckey,
-            queue=queue,
-            priority=spec.priority if spec and spec.priority is not None else 0,
-            max_attempts=(spec.max_attempts if spec else None) or
-            (cmd.max_attempts if cmd else None) or q.max_attempts or DEFAULT_MAX_ATTEMPTS,
-            timeout=(spec.timeout if spec else None) or (cmd.timeout if cmd else None) or
-            q.timeout,
-            options=dumps(options) if options else "{}")
+        entry = None
+        if not self.inline:
+            view = self._catalog_view(connection)
+            entry = view.lookup(task)
+            if view.empty:
+                self._warn_no_service()
+            elif entry is None and spec is None and cmd is None and not allow_unknown:
+                close = catalog.close_matches(task, view.names())
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise UnknownTask(
+                    f"unknown task {task!r}: no service on store {self.store_path} declares "
+                    f"it{hint} (allow_unknown=True, or --allow-unknown, stores it anyway)")
+        d = catalog.resolve(spec, cmd, entry, self.settings, queue)
+        return _Defaults(ckey=d.concurrency_key, queue=d.queue, priority=d.priority,
+                         max_attempts=d.max_attempts, timeout=d.timeout,
+                         options=dumps(d.options) if d.options else "{}")
+
+    def _catalog_view(self, connection: Any = None) -> catalog.CatalogView:
+        if self._catalog is None:
+            if connection is not None and self._store is None:
+                # Inside the caller's transaction, on a store not opened here: read through
+                # their connection (one of ours would wait on their write lock).
+                return catalog.CatalogView(*catalog_readers(connection))
+            store = self.store
+            self._catalog = catalog.CatalogView(store.catalog, store.catalog_born)
+        return self._catalog
+
+    def _warn_no_service(self) -> None:
+        """Jobs written where no service ever declared tasks may never run: say so once."""
+        path = self.store_path
+        if path not in _WARNED_EMPTY:
+            _WARNED_EMPTY.add(path)
+            log.warning("no service has ever declared tasks in store %s: jobs enqueued there "
+                        "wait until a service runs on it (is the service using another "
+                        "store? check $JOBRUN_STORE and the config's `store`)", path)
 
     def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any], now: float,
                  d: _Defaults, trace_id: str | None = None) -> NewJob:
@@ -231,12 +251,17 @@ class App:
                 queue: str | None = None, priority: int | None = None,
                 delay: float | None = None, run_at: datetime | None = None,
                 key: str | None = None, max_attempts: int | None = None,
-                connection: Any = None, trace_id: str | None = None) -> Job:
-        """Store one job (one transaction, or inside `connection`'s open transaction)."""
+                connection: Any = None, trace_id: str | None = None,
+                allow_unknown: bool = False) -> Job:
+        """Store one job (one transaction, or inside `connection`'s open transaction).
+
+        A name no service on the store declares raises UnknownTask (naming the closest
+        known ones) unless `allow_unknown`; with no service ever, it is stored (a warning)."""
         opts = {"priority": priority, "delay": delay, "run_at": run_at, "key": key,
                 "max_attempts": max_attempts, "trace_id": trace_id}
         now = clock.now()
-        new = self._new_job(task, args, kwargs, opts, now, self._defaults(task, queue))
+        new = self._new_job(task, args, kwargs, opts, now,
+                            self._defaults(task, queue, allow_unknown, connection))
         (job_id,) = self._write([new], connection, now)
         job = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
         if key is not None:
@@ -259,7 +284,9 @@ class App:
             queue = opts.get("queue") if opts else None
             d = defaults.get((c.task, queue))
             if d is None:
-                d = defaults[(c.task, queue)] = self._defaults(c.task, queue)
+                d = defaults[(c.task, queue)] = self._defaults(
+                    c.task, queue, bool(opts.get("allow_unknown")) if opts else False,
+                    connection)
             news.append(self._new_job(c.task, c.args, c.kwargs, opts, now, d,
                                       traces[32 * i:32 * i + 32]))
         ids = self._write(news, connection, now)

@@ -30,8 +30,16 @@ class Context:
 
     @property
     def cancelled(self) -> bool:
-        """True once the job was cancelled or taken back: stop soon, the result is discarded."""
+        """True once the attempt should stop: the job was cancelled or taken back (its result
+        is discarded), or the service is stopping (see `stopping`)."""
         return self._cancelled
+
+    @property
+    def stopping(self) -> bool:
+        """True when the service is draining and this attempt did not finish in time: stop
+        soon; whatever it returns or raises, the job is handed back to `queued` (attempt not
+        counted) and runs again. Tells a drain apart from an operator's cancel."""
+        return self.handed_back
 
     def cancel(self, *, hand_back: bool = False) -> None:
         """Ask the attempt to stop; `hand_back` (a drain) means its job is queued again."""

@@ -4,7 +4,9 @@
     ├── ConfigError             a bad jobrun.toml or option; names file, key, line, reason
     ├── StoreError              the SQLite store refused (not a database, too new, disk full)
     ├── JobFailed               Job.result() of a dead or cancelled job
-    ├── UnknownTask             a job names a task this process has not registered
+    ├── UnknownTask             a task name no service declares (at enqueue: close matches)
+    ├── StepFailed              a workflow step failed for good (raised in the body)
+    ├── NonDeterministic        a workflow replay called another step than the one recorded
     ├── TaskTimeout             an attempt ran past its timeout (and was stopped if it could be)
     └── WorkerDied              the child process running an attempt died (signal or exit)
 
@@ -12,6 +14,7 @@ Raised by tasks to steer retries (not JobrunErrors: they are signals, not failur
 
     Retry(delay=None)           retry; counts as an attempt
     Permanent(msg)              give up now: the job goes to `dead`
+    Interrupted()               the service is stopping (`context().stopping`): hand me back
 """
 
 from __future__ import annotations
@@ -56,7 +59,16 @@ class JobFailed(JobrunError):
 
 
 class UnknownTask(JobrunError):
-    """A job names a task that is not registered in this process."""
+    """A task name that no service declares: at enqueue (naming the closest known names),
+    or for a stored job whose task no live or recent service runs (it goes dead)."""
+
+
+class StepFailed(JobrunError):
+    """A workflow step failed after its attempts; raised in the workflow body."""
+
+
+class NonDeterministic(JobrunError):
+    """A workflow replay called a different step than the one recorded at that point."""
 
 
 class Retry(Exception):
@@ -69,6 +81,15 @@ class Retry(Exception):
 
 class Permanent(Exception):
     """Raise inside a task when retrying cannot help: the job goes to `dead` at once."""
+
+
+class Interrupted(Exception):
+    """Raise inside a task that saw `context().stopping`: the service is draining, and the
+    job goes back to `queued` without counting the attempt (any outcome of an attempt that
+    was told to stop is handed back; this one just says so)."""
+
+    def __init__(self, message: str = "interrupted: the service is stopping") -> None:
+        super().__init__(message)
 
 
 class TaskTimeout(JobrunError):

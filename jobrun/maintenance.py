@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import clock
+from . import catalog, clock
 from .alerts import Alerter
 from .errors import StoreError, TaskTimeout
 from .lock import holder_alive, live_holders
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobrun.service")
 jlog = logging.getLogger("jobrun.job")
+UNKNOWN_EVERY = 5.0  # seconds between sweeps for jobs of tasks nobody runs
 
 
 class Maintenance:
@@ -31,6 +32,7 @@ class Maintenance:
         self._last_sweep = 0.0
         self._last_prune = 0.0
         self._last_alert = 0.0
+        self._last_unknown = 0.0
         self._alerter = Alerter()
         self.ran_at = clock.monotonic()
 
@@ -64,6 +66,9 @@ class Maintenance:
         if self.s._inflight:
             self._check_fenced()
             self._check_thread_timeouts()
+        if first or now_m - self._last_unknown >= UNKNOWN_EVERY:
+            self._last_unknown = now_m
+            self._sweep_unknown(now)
         if first or now_m - self._last_sweep >= 10:
             self._last_sweep = now_m
             for h in live_holders(self.s.path):
@@ -79,6 +84,42 @@ class Maintenance:
             self._last_prune = now_m
             if not first:
                 self._prune(now)
+
+    def _sweep_unknown(self, now: float) -> None:
+        """Queued jobs of a task that no live or recent service declares (a typo stored with
+        allow_unknown, an old deploy, a hostile row) go dead with UnknownTask. Jobs of tasks
+        another live service runs are its own: they wait for it."""
+        store, path, me = self.s.store, self.s.path, self.s.holder
+        pairs = [(q, t) for q, t in store.queued_pairs() if t not in self.s.tasks]
+        if not pairs:
+            return
+        decls: dict[str, list[tuple[str, float]]] = {}
+        for task, holder, _options, seen in store.catalog():
+            decls.setdefault(task, []).append((holder, seen))
+        alive: dict[str, bool] = {}
+
+        def is_alive(holder: str) -> bool:
+            if holder not in alive:
+                alive[holder] = holder == me or holder_alive(path, holder)
+            return alive[holder]
+
+        for queue, task in pairs:
+            if catalog.recent(decls.get(task, []), is_alive, now):
+                continue
+            msg = (f"task {task!r} is not run by any live or recent service of this store "
+                   "(a typo, an old deploy, or a module missing from `import`?)")
+            while True:
+                ids = store.dead_unknown(queue, task, msg, now=now)
+                for job_id in ids:
+                    jlog.warning("job %s %s dead: UnknownTask: %s", job_id, task, msg,
+                                 extra={"jobrun": {"event": "dead", "job_id": job_id,
+                                                   "task": task, "queue": queue}})
+                if len(ids) < 500:
+                    break
+        old = {h for ds in decls.values() for h, seen in ds if seen < now - catalog.RECENT}
+        for holder in old:  # declarations of long-dead services are forgotten
+            if not is_alive(holder):
+                store.forget_catalog(holder, before=now - catalog.RECENT)
 
     def _rescue(self, rows: list[tuple[Any, ...]]) -> None:
         for job_id, task, queue, attempts, state in rows:

@@ -18,7 +18,7 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from . import clock
+from . import catalog, clock
 from .bell import Bell
 from .config import CronEntry, Settings
 from .context import Context
@@ -31,10 +31,11 @@ from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
 from .store.base import Outcome
 from .store.sqlite import SqliteStore
-from .worker import decide
+from .worker import decide, log_outcome
 
 log = logging.getLogger("jobrun.service")
 KILL_WAIT = 8.0  # a drain waits this long for stopped child processes to be gone
+THREAD_GRACE = 1.0  # and this long for thread jobs told to stop to return
 jlog = logging.getLogger("jobrun.job")
 
 
@@ -75,6 +76,7 @@ class Service:
         self.started = threading.Event()
         self.healthy_at = clock.monotonic()
         self.rescued = 0
+        self.tasks: frozenset[str] = frozenset()  # what this service runs (and claims)
 
     # -- lifecycle -------------------------------------------------------------------------
     def queue_names(self) -> list[str]:
@@ -97,6 +99,7 @@ class Service:
             raise StoreError(f"holder lock {self._holder_lock.path} is taken")
         self._bell = Bell(self.path, self.holder)
         register_commands(self.settings, self.registry)
+        self._publish(self.settings)
         for q in self.queue_names():
             self._caps[q] = self.settings.queue(q).claim_cap
             self._busy[q] = 0
@@ -144,11 +147,17 @@ class Service:
         # here and elsewhere at once. Threads cannot be stopped: see the README.
         stoppable = []
         for token, (claim, ctx) in list(self._inflight.items()):
-            ctx.cancel(hand_back=True)
+            ctx.cancel(hand_back=True)  # `stopping`: whatever it does now, it is handed back
             if self._started.get(token, (0.0, ""))[1] in ("process", "command"):
                 stoppable.append(token)
-        kill_deadline = clock.monotonic() + KILL_WAIT
-        while any(t in self._inflight for t in stoppable) and clock.monotonic() < kill_deadline:
+        # Process and command jobs are being stopped (their whole group); cooperative thread
+        # jobs get a moment to return. Either way they come back as handed back.
+        now_m = clock.monotonic()
+        kill_deadline, thread_deadline = now_m + KILL_WAIT, now_m + THREAD_GRACE
+        while self._inflight and clock.monotonic() < kill_deadline:
+            if clock.monotonic() >= thread_deadline and \
+                    not any(t in self._inflight for t in stoppable):
+                break
             time.sleep(0.01)
         self._halting = True
         self._wake()
@@ -161,19 +170,19 @@ class Service:
             t.join(timeout=10)
         # What finished after the loop's last round, then what did not finish at all.
         late = self._take_outcomes()
-        outcomes = [o for _, o in late]
         left = list(self._inflight.values())
         for claim, ctx in left:
-            outcomes.append(Outcome(claim.id, claim.token, "released"))
-            jlog.warning("job %s %s handed back: not finished within %ss", claim.id, claim.task,
-                         timeout, extra={"jobrun": {"event": "released", "job_id": claim.id,
-                                                    "task": claim.task, "queue": claim.queue,
-                                                    "attempt": claim.attempt}})
-        if outcomes:
+            late.append((claim, Outcome(claim.id, claim.token, "released")))
+        if late:
             try:
-                self.store.record(outcomes, now=clock.now())
+                applied = self.store.record([o for _, o in late], now=clock.now())
+                self._recorded(late, applied)
             except StoreError as exc:
                 log.error("could not record the drain: %s (jobs will be rescued)", exc)
+        try:
+            self.store.touch_catalog(self.holder, now=clock.now())
+        except StoreError as exc:
+            log.error("could not record this service's stop in the catalog: %s", exc)
         self._inflight.clear()
         self._pools.shutdown()
         self._holder_lock.release(unlink=True)
@@ -185,6 +194,15 @@ class Service:
         self.started.clear()
         log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
         return len(left)
+
+    def _publish(self, settings: Settings) -> None:
+        """Claim only what this service runs, and say so in the store's catalog: by-name
+        producers resolve against it, and other services leave these jobs to this one."""
+        specs = [spec for name in self.registry.names()
+                 if (spec := self.registry.find(name)) is not None]
+        self.tasks = frozenset(spec.name for spec in specs)
+        self.store.publish_catalog(self.holder, catalog.entries(specs, settings),
+                                   now=clock.now())
 
     def _set_chunks(self) -> None:
         """Prefetching queues claim in chunks (half the prefetch) while every child is busy:
@@ -229,6 +247,7 @@ class Service:
         """Switch to new settings at once: caps and new queues; the scheduler reads them on
         its next round. Jobs in flight are untouched."""
         register_commands(settings, self.registry)
+        self._publish(settings)
         self.settings = settings
         caps = dict(self._caps)
         for q in self.queue_names():
@@ -263,7 +282,8 @@ class Service:
         pop = self._outcomes.popleft
         while self._outcomes:
             claim, o = pop()
-            if self._inflight.pop(claim.token, None) is not None:
+            entry = self._inflight.pop(claim.token, None)
+            if entry is not None:
                 self._busy[claim.queue] -= 1
             self._started.pop(claim.token, None)
             if claim.token in self._timed_out:
@@ -271,10 +291,36 @@ class Service:
                 jlog.warning("job %s %s returned after its timeout: result discarded",
                              claim.id, claim.task)
                 continue
+            if entry is not None and entry[1].stopping and o.state != "released":
+                # Told to stop by a drain: whatever it returned or raised, its work did not
+                # finish before the drain ended. It is handed back, attempt not counted.
+                o = Outcome(claim.id, claim.token, "released", extra=o.extra)
             out.append((claim, o))
-            if self.metrics is not None:
-                self.metrics.observe(claim.queue, claim.task, o.state, o.extra.get("duration"))
         return out
+
+    def _recorded(self, taken: list[tuple[Claim, Outcome]], applied: frozenset[int]) -> None:
+        """Log and count outcomes once the store has them: an outcome whose lease was taken
+        back (the job cancelled or rescued meanwhile) is discarded, and said so."""
+        for claim, o in taken:
+            if o.token in applied:
+                if o.state == "released":
+                    jlog.warning("job %s %s handed back: the service is stopping (attempt "
+                                 "not counted)", claim.id, claim.task, extra={"jobrun": {
+                                     "event": "released", "job_id": claim.id,
+                                     "task": claim.task, "queue": claim.queue,
+                                     "attempt": claim.attempt}})
+                else:
+                    log_outcome(claim, o)
+                state = o.state
+            else:
+                state = "discarded"
+                jlog.warning("job %s %s %s, but its result is discarded: the job was cancelled "
+                             "or taken back meanwhile", claim.id, claim.task, o.state,
+                             extra={"jobrun": {"event": "discarded", "job_id": claim.id,
+                                               "task": claim.task, "queue": claim.queue,
+                                               "attempt": claim.attempt}})
+            if self.metrics is not None:
+                self.metrics.observe(claim.queue, claim.task, state, o.extra.get("duration"))
 
     def _loop(self) -> None:
         assert self._bell is not None
@@ -285,12 +331,12 @@ class Service:
         paused: frozenset[str] = frozenset()
         rung = True
         last_full = -poll
-        pending: list[Outcome] = []
+        pending: list[tuple[Claim, Outcome]] = []
         failures, last_report = 0, 0.0
         while True:
             taken = self._take_outcomes()
             if taken:
-                pending.extend(o for _, o in taken)
+                pending.extend(taken)
             halting = self._halting
             wants: dict[str, int] = {}
             if not self._draining:
@@ -305,7 +351,7 @@ class Service:
                         wants[q] = free
             now_m = clock.monotonic()
             now = clock.now()
-            for o in pending:
+            for _, o in pending:
                 if o.state == "retrying" and o.run_at is not None and \
                         (next_due is None or o.run_at < next_due):
                     next_due = o.run_at
@@ -313,9 +359,10 @@ class Service:
             full = rung or due or now_m - last_full >= poll
             if pending or (wants and full):
                 try:
-                    tick = store.tick(pending, wants, self.holder, now=now, lease=lease,
+                    tick = store.tick([o for _, o in pending], wants, self.holder, now=now, lease=lease,
                                       full=full, paused=paused, next_due=next_due,
-                                      limits=self._limits, limited=self._limited)
+                                      limits=self._limits, limited=self._limited,
+                                      tasks=self.tasks)
                 except Exception as exc:  # the loop must outlive any one bad round
                     failures += 1
                     if clock.monotonic() - last_report >= 10 or failures == 1:
@@ -333,9 +380,7 @@ class Service:
                 if failures:
                     log.info("store rounds work again after %d failure(s)", failures)
                     failures = 0
-                if tick.recorded < len(pending):
-                    log.info("%d outcome(s) discarded: their lease was taken back "
-                             "(cancelled or rescued)", len(pending) - tick.recorded)
+                self._recorded(pending, tick.applied)
                 pending = []
                 if full:
                     last_full = now_m

@@ -15,7 +15,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_attempts",
-                           "connection", "trace_id"})
+                           "connection", "trace_id", "allow_unknown"})
 
 
 @dataclass(frozen=True)

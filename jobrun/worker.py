@@ -113,7 +113,6 @@ async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | Non
     finally:
         reset(token)
     outcome.extra["duration"] = time.perf_counter() - started
-    log_outcome(claim, outcome)
     return outcome
 
 

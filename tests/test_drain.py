@@ -138,3 +138,62 @@ def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
         for p in procs:
             p.kill()
         app.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metrics", [False, True], ids=["plain", "metrics"])
+def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bool) -> None:
+    """A job that sees the stop flag and returns, or raises, did not finish its work: the
+    drain hands it back (queued, attempt uncounted), whatever it did with the flag, and with
+    or without [metrics] (the outcome used to depend on a race)."""
+    import socket
+
+    extra = ""
+    if metrics:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        extra = f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 1")
+    with open(cfg, "a", encoding="utf-8") as f:
+        f.write(extra)
+    store = str(tmp_path / "jobs.db")
+    folder = str(tmp_path)
+    app = jobrun.App.from_config(cfg)
+    procs: list[ServiceProc] = []
+    try:
+        # Given: three cooperative jobs running: one returns on the flag, one raises (with
+        # max_attempts = 1), one tells the drain from a cancel and raises Interrupted.
+        names = ("coop_return", "coop_raise", "coop_interrupted")
+        jobs = {n: app.enqueue(task(n), args=[folder]) for n in names}
+        svc = ServiceProc(cfg, tmp_path / "first.log")
+        procs.append(svc)
+        wait_serving(store, svc)
+        wait_for(lambda: all(os.path.exists(tmp_path / f"{n}-started") for n in names), 20,
+                 "the three jobs to start")
+
+        # When: SIGTERM; the drain's 1 s pass, the jobs see the flag and stop.
+        svc.send(signal.SIGTERM)
+        assert svc.wait(15) == 0, svc.log_text()[-3000:]
+
+        # Then: all three are queued again, no attempt counted, no error recorded.
+        db = Reader(store)
+        for n, j in jobs.items():
+            d = _job(db, j.id)
+            assert (d["state"], d["attempts"], d["errors"]) == ("queued", 0, []), (n, d)
+        log = svc.log_text()
+        assert "succeeded" not in log and " dead" not in log, log[-3000:]
+
+        # And: a new service runs each of them again, to success.
+        again = ServiceProc(cfg, tmp_path / "second.log")
+        procs.append(again)
+        wait_for(lambda: all(_job(db, j.id)["state"] == "succeeded" for j in jobs.values()),
+                 20, "the reruns")
+        assert {_job(db, j.id)["result"] for j in jobs.values()} == {"second run"}
+        again.send(signal.SIGTERM)
+        assert again.wait(15) == 0, again.log_text()[-3000:]
+        db.close()
+    finally:
+        for p in procs:
+            p.kill()
+        app.close()

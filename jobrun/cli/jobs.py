@@ -32,6 +32,9 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
             key: Annotated[Optional[str], typer.Option("--key")] = None,
             priority: Annotated[Optional[int], typer.Option("--priority")] = None,
             file: Annotated[Optional[str], typer.Option("--file", help="jobs.toml")] = None,
+            allow_unknown: Annotated[bool, typer.Option(
+                "--allow-unknown", help="Store it even if no service declares the task.")
+            ] = False,
             config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Enqueue a job and print its id (or every [[job]] of --file, in one transaction)."""
     app = _open(config, store, import_tasks=True)
@@ -54,7 +57,7 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
     if not isinstance(args, list):
         args = [args]
     job = app.enqueue(task, args=args, kwargs=kw, queue=queue, delay=delay, key=key,
-                      priority=priority)
+                      priority=priority, allow_unknown=allow_unknown)
     typer.echo(str(job.id))
 
 

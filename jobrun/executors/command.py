@@ -24,7 +24,7 @@ from ..errors import JobrunError, TaskTimeout
 from ..model import Claim
 from ..registry import Registry, TaskSpec
 from ..store.base import Outcome
-from ..worker import decide, log_outcome
+from ..worker import decide
 from . import Done
 from .slots import Slots
 
@@ -168,5 +168,4 @@ class CommandExecutor(Slots):
             started = time.perf_counter()
             outcome = run_command(claim, self._registry.get(claim.task), ctx)
             outcome.extra["duration"] = time.perf_counter() - started
-            log_outcome(claim, outcome)
             self._done(claim, outcome)

@@ -28,7 +28,7 @@ from ..errors import TaskTimeout, WorkerDied
 from ..model import Claim
 from ..registry import Registry
 from ..store.base import Outcome
-from ..worker import decide, log_outcome
+from ..worker import decide
 from . import Done
 from .slots import Slots
 
@@ -240,7 +240,6 @@ class ProcessExecutor(Slots):
                         self._running.pop(claim.id, None)
             child.tasks += len(results)
             for claim, outcome in results:
-                log_outcome(claim, outcome)
                 self._done(claim, outcome)
             if undelivered:
                 fresh_failures = fresh_failures + 1 if fresh and not results else 0

@@ -20,4 +20,4 @@ class ThreadExecutor(Slots):
             if item is None:
                 return
             claim, ctx = item
-            done(claim, run_attempt(claim, registry, ctx))
+            done(claim, run_attempt(claim, registry, ctx, log_it=False))

@@ -60,6 +60,7 @@ class Tick:
     recorded: int          # outcomes that still held their lease
     paused: frozenset[str]
     retry_in: float | None = None  # a rate limit held jobs back: try again after this
+    applied: frozenset[int] = frozenset()  # tokens of the outcomes recorded (the rest: fenced)
 
 
 class Store(Protocol):

@@ -1,8 +1,9 @@
 -- Named queries, loaded into a dict by queries.py. Blocks start with `-- name --`.
 
 -- find_active_key --
+-- Keys are per task: the unfinished job of this task with this key, if any.
 SELECT id FROM jobs
- WHERE key = :key AND state IN ('scheduled', 'queued', 'running', 'retrying');
+ WHERE task = :task AND key = :key AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
 -- insert_job --
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at, key,
@@ -24,10 +25,11 @@ UPDATE jobs SET state = 'queued'
 SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying');
 
 -- acquire --
+-- Claim the best `limit` queued jobs of one task in one queue (jobs_ready, in order).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = :holder,
        token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
- WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = :queue
+ WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = :queue AND task = :task
                ORDER BY priority DESC, id LIMIT :limit)
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options,
           priority;
@@ -36,19 +38,22 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
 UPDATE jobs
    SET state = 'succeeded', result = :result, finished_at = :now, holder = NULL,
        lease_until = NULL
- WHERE id = :id AND token = :token AND state = 'running';
+ WHERE id = :id AND token = :token AND state = 'running'
+RETURNING id;
 
 -- fail --
 UPDATE jobs
    SET state = :state, run_at = :run_at, finished_at = :finished_at, holder = NULL,
        lease_until = NULL, errors = json_insert(errors, '$[#]', json(:error))
- WHERE id = :id AND token = :token AND state = 'running';
+ WHERE id = :id AND token = :token AND state = 'running'
+RETURNING id;
 
 -- release --
 UPDATE jobs
    SET state = 'queued', attempts = max(attempts - 1, 0), holder = NULL, token = NULL,
        lease_until = NULL, started_at = NULL
- WHERE id = :id AND token = :token AND state = 'running';
+ WHERE id = :id AND token = :token AND state = 'running'
+RETURNING id;
 
 -- extend_holder --
 UPDATE jobs SET lease_until = :lease_until WHERE holder = :holder AND state = 'running';
@@ -69,7 +74,7 @@ UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = json_insert(errors, '$[#]', json(:error))
+       errors = json_insert(errors, '$[#]', json_set(json(:error), '$.attempt', attempts))
  WHERE holder = :holder AND state = 'running'
 RETURNING id, task, queue, attempts, state;
 
@@ -78,7 +83,7 @@ UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = json_insert(errors, '$[#]', json(:error))
+       errors = json_insert(errors, '$[#]', json_set(json(:error), '$.attempt', attempts))
  WHERE id = :id AND state = 'running' AND lease_until < :now
 RETURNING id, task, queue, attempts, state;
 
@@ -132,9 +137,12 @@ SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, r
  ORDER BY id DESC LIMIT :limit;
 
 -- prune_finished --
+-- The newest job is never pruned: SQLite gives a new row max(id) + 1, so keeping it means
+-- an id is never given twice (an old handle names its old job or nothing).
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < :before
        AND state IN (:state, coalesce(:state2, :state))
+       AND id < (SELECT max(id) FROM jobs)
      LIMIT :limit);
 
 -- queue_counts --
@@ -183,8 +191,15 @@ SELECT DISTINCT ckey FROM jobs WHERE state = 'queued' AND queue = :queue AND cke
 SELECT ckey, count(*) FROM jobs WHERE state = 'running' AND ckey IS NOT NULL GROUP BY ckey;
 
 -- ready_of_key --
+-- Queued jobs of one concurrency key, of the tasks this service runs (a JSON list).
 SELECT id, task, priority, ckey FROM jobs
- WHERE state = 'queued' AND queue = :queue AND ckey IS :ckey
+ WHERE state = 'queued' AND queue = :queue AND ckey = :ckey
+   AND task IN (SELECT value FROM json_each(:tasks))
+ ORDER BY priority DESC, id LIMIT :limit;
+
+-- ready_without_key --
+SELECT id, task, priority, ckey FROM jobs
+ WHERE state = 'queued' AND queue = :queue AND task = :task AND ckey IS NULL
  ORDER BY priority DESC, id LIMIT :limit;
 
 -- acquire_ids --
@@ -201,3 +216,51 @@ SELECT tokens, at FROM rate_buckets WHERE name = :name;
 -- put_bucket --
 INSERT INTO rate_buckets (name, tokens, at) VALUES (:name, :tokens, :at)
     ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
+-- queued_task_after --
+-- Skip-scan of jobs_ready: the next task (after :after) with queued jobs in a queue.
+SELECT task FROM jobs WHERE state = 'queued' AND queue = :queue AND task > :after
+ ORDER BY task LIMIT 1;
+
+-- queued_pair_after --
+-- Skip-scan of jobs_ready: the next (queue, task) pair with queued jobs.
+SELECT queue, task FROM jobs WHERE state = 'queued' AND (queue, task) > (:queue, :task)
+ ORDER BY queue, task LIMIT 1;
+
+-- candidates --
+-- The best queued jobs of one task in one queue, for a round that claims several tasks.
+SELECT id, priority FROM jobs WHERE state = 'queued' AND queue = :queue AND task = :task
+ ORDER BY priority DESC, id LIMIT :limit;
+
+-- dead_unknown --
+-- Queued jobs of a task that no live or recent service declares: dead, UnknownTask.
+UPDATE jobs
+   SET state = 'dead', finished_at = :now, holder = NULL, token = NULL,
+       errors = json_insert(errors, '$[#]', json(:error))
+ WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = :queue AND task = :task
+               LIMIT :limit)
+RETURNING id;
+
+-- catalog_forget_holder --
+DELETE FROM catalog WHERE holder = :holder;
+
+-- catalog_put --
+INSERT INTO catalog (task, holder, options, seen_at) VALUES (:task, :holder, :options, :now)
+    ON CONFLICT (task, holder) DO UPDATE SET options = excluded.options,
+                                             seen_at = excluded.seen_at;
+
+-- catalog_touch --
+-- A service that stops cleanly was running its tasks until now.
+UPDATE catalog SET seen_at = :now WHERE holder = :holder;
+
+-- catalog_all --
+SELECT task, holder, options, seen_at FROM catalog ORDER BY task, seen_at DESC;
+
+-- catalog_forget_old --
+DELETE FROM catalog WHERE holder = :holder AND seen_at < :before;
+
+-- meta_get --
+SELECT value FROM meta WHERE name = :name;
+
+-- meta_init --
+INSERT INTO meta (name, value) VALUES (:name, :value) ON CONFLICT (name) DO NOTHING;

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apsw
@@ -155,7 +155,7 @@ class SqliteStore(OperatorActions):
         find, insert = Q["find_active_key"], Q["insert_job"]
         for j in jobs:
             if j.key is not None:
-                row = conn.execute(find, {"key": j.key}).fetchone()
+                row = conn.execute(find, {"task": j.task, "key": j.key}).fetchone()
                 if row is not None:
                     ids.append(row[0])
                     continue
@@ -195,16 +195,18 @@ class SqliteStore(OperatorActions):
     def tick(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *, now: float,
              lease: float, full: bool = True, paused: frozenset[str] = frozenset(),
              next_due: float | None = None, limits: Limits | None = None,
-             limited: frozenset[str] = frozenset()) -> Tick:
-        """One round in one transaction: record outcomes, then claim up to `wants`.
+             limited: frozenset[str] = frozenset(),
+             tasks: frozenset[str] | None = None) -> Tick:
+        """One round in one transaction: record outcomes, then claim up to `wants`, only jobs
+        of `tasks` (the tasks this service runs; None: any).
 
         A full round also promotes due jobs and reads paused queues and the next due time;
         a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
         claims: list[Claim] = []
-        recorded = 0
+        applied: frozenset[int] = frozenset()
         with self.write() as conn:
             if outcomes:
-                recorded = self._record(conn, outcomes, now)
+                applied = self._record(conn, outcomes, now)
             if full:
                 conn.execute(Q["promote_due"], {"now": now})
                 paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
@@ -221,12 +223,17 @@ class SqliteStore(OperatorActions):
                         continue
                 args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
                         "lease_until": now + lease}
+                present = self._queued_tasks(conn, queue, tasks)
+                if not present:
+                    continue
                 if limits is not None and queue in limited:
-                    rows, wait = self._acquire_limited(conn, args, limits)
+                    rows, wait = self._acquire_limited(conn, args, limits, present)
                     if wait is not None:
                         retry_in = wait if retry_in is None else min(retry_in, wait)
+                elif len(present) == 1:
+                    rows = list(conn.execute(acquire, {**args, "task": present[0]}))
                 else:
-                    rows = list(conn.execute(acquire, args))
+                    rows = self._acquire_merged(conn, args, present)
                 if len(rows) > 1:  # RETURNING has no order: hand them out by priority, age
                     rows.sort(key=lambda r: (-r[11], r[0]))
                 for r in rows:
@@ -243,19 +250,58 @@ class SqliteStore(OperatorActions):
                                 "message": f"unreadable stored payload: {exc}"[:500]})})
             if full:
                 next_due = conn.execute(Q["next_due"]).get
-        return Tick(claims, next_due, recorded, paused, retry_in)
+        return Tick(claims, next_due, len(applied), paused, retry_in, applied)
 
-    def _acquire_limited(self, conn: apsw.Connection, args: dict[str, Any], limits: Limits
-                         ) -> tuple[list[tuple[Any, ...]], float | None]:
+    @staticmethod
+    def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None
+                      ) -> list[str]:
+        """The tasks (of `tasks`) with queued jobs in `queue`: a skip-scan of jobs_ready, one
+        index seek per task present, so other services' backlogs cost nothing here."""
+        present: list[str] = []
+        after = ""
+        step = Q["queued_task_after"]
+        while True:
+            row = conn.execute(step, {"queue": queue, "after": after}).fetchone()
+            if row is None:
+                return present
+            after = row[0]
+            if tasks is None or after in tasks:
+                present.append(after)
+
+    @staticmethod
+    def _acquire_merged(conn: apsw.Connection, args: dict[str, Any], present: list[str]
+                        ) -> list[tuple[Any, ...]]:
+        """Several tasks queued in one queue: the best `limit` of their heads, in claim
+        order (priority, then age), each head read in index order."""
+        heads: list[tuple[Any, ...]] = []
+        for task in present:
+            heads.extend(conn.execute(Q["candidates"], {"queue": args["queue"], "task": task,
+                                                        "limit": args["limit"]}))
+        heads.sort(key=lambda r: (-r[1], r[0]))
+        rows: list[tuple[Any, ...]] = []
+        for job_id, _ in heads[:args["limit"]]:
+            rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
+        return rows
+
+    def _acquire_limited(self, conn: apsw.Connection, args: dict[str, Any], limits: Limits,
+                         present: list[str]) -> tuple[list[tuple[Any, ...]], float | None]:
         """Claim within key caps and rate limits, keys served round robin (see limits.py)."""
         queue, budget, now = args["queue"], args["limit"], args["now"]
         heads: dict[str | None, list[Candidate]] = {}
-        keys = [None] + [r[0] for r in conn.execute(Q["ready_keys"], {"queue": queue})]
-        for ckey in keys:
-            heads[ckey] = [Candidate(*r) for r in conn.execute(
-                Q["ready_of_key"], {"queue": queue, "ckey": ckey, "limit": budget})]
-        if not heads[None]:
-            del heads[None]
+        unkeyed: list[Candidate] = []
+        for task in present:
+            unkeyed.extend(Candidate(*r) for r in conn.execute(
+                Q["ready_without_key"], {"queue": queue, "task": task, "limit": budget}))
+        if unkeyed:
+            unkeyed.sort(key=lambda c: (-c.priority, c.id))
+            heads[None] = unkeyed[:budget]
+        mine = json.dumps(present)
+        for (ckey,) in conn.execute(Q["ready_keys"], {"queue": queue}):
+            found = [Candidate(*r) for r in conn.execute(
+                Q["ready_of_key"], {"queue": queue, "ckey": ckey, "limit": budget,
+                                    "tasks": mine})]
+            if found:
+                heads[ckey] = found
         running: dict[str, int] = {r[0]: r[1] for r in conn.execute(Q["running_by_key"])}
         buckets: dict[str, Bucket] = {}
         names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
@@ -272,7 +318,10 @@ class SqliteStore(OperatorActions):
             conn.execute(Q["put_bucket"], {"name": name, "tokens": b.tokens, "at": b.at})
         return rows, wait
 
-    def _record(self, conn: apsw.Connection, outcomes: list[Outcome], now: float) -> int:
+    def _record(self, conn: apsw.Connection, outcomes: list[Outcome], now: float
+                ) -> frozenset[int]:
+        """Record outcomes fenced by their tokens; returns the tokens that still held their
+        lease (the others were cancelled or taken back: their results are discarded)."""
         done = []
         failed = []
         released = []
@@ -286,19 +335,71 @@ class SqliteStore(OperatorActions):
                 failed.append({"id": o.id, "token": o.token, "state": o.state,
                                "run_at": o.run_at if o.run_at is not None else now,
                                "finished_at": finished, "error": json.dumps(o.error or {})})
-        before = conn.total_changes()
-        if done:
-            conn.executemany(Q["complete"], done)
-        if failed:
-            conn.executemany(Q["fail"], failed)
-        if released:
-            conn.executemany(Q["release"], released)
-        return int(conn.total_changes() - before)
+        ids: set[int] = set()
+        for sql, params in ((Q["complete"], done), (Q["fail"], failed),
+                            (Q["release"], released)):
+            if params:
+                ids.update(r[0] for r in conn.executemany(sql, params))
+        return frozenset(o.token for o in outcomes if o.id in ids)
 
-    def record(self, outcomes: list[Outcome], *, now: float) -> int:
-        """Record outcomes alone (a drain, or a result arriving after claims stopped)."""
+    def record(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
+        """Record outcomes alone (a drain, or a result arriving after claims stopped);
+        returns the tokens recorded."""
         with self.write() as conn:
             return self._record(conn, outcomes, now)
+
+    # -- the task catalog -------------------------------------------------------------------
+    def publish_catalog(self, holder: str, entries: dict[str, str], *, now: float) -> None:
+        """Say which tasks `holder` runs (task -> JSON of its effective options), replacing
+        what it said before; the first declaration ever is remembered (`catalog_born`)."""
+        with self.write() as conn:
+            conn.execute(Q["catalog_forget_holder"], {"holder": holder})
+            conn.executemany(Q["catalog_put"], [
+                {"task": t, "holder": holder, "options": o, "now": now}
+                for t, o in entries.items()])
+            conn.execute(Q["meta_init"], {"name": "catalog_born", "value": repr(now)})
+
+    def touch_catalog(self, holder: str, *, now: float) -> None:
+        """A clean stop: `holder` ran its tasks until `now` (they stay recent from here)."""
+        with self.write() as conn:
+            conn.execute(Q["catalog_touch"], {"holder": holder, "now": now})
+
+    def forget_catalog(self, holder: str, *, before: float) -> None:
+        """Drop a dead holder's declarations older than `before`."""
+        with self.write() as conn:
+            conn.execute(Q["catalog_forget_old"], {"holder": holder, "before": before})
+
+    def catalog(self) -> list[tuple[str, str, dict[str, Any], float]]:
+        """Every declaration: (task, holder, options, seen_at), newest first per task."""
+        return _catalog_rows(self.read(Q["catalog_all"]))
+
+    def catalog_born(self) -> float | None:
+        """When a service first declared tasks in this store (None: never)."""
+        rows = self.read(Q["meta_get"], {"name": "catalog_born"})
+        try:
+            return float(rows[0][0]) if rows else None
+        except (TypeError, ValueError):
+            return None
+
+    def queued_pairs(self) -> list[tuple[str, str]]:
+        """Every (queue, task) with queued jobs: one index seek each."""
+        out: list[tuple[str, str]] = []
+        queue, task = "", ""
+        while True:
+            rows = self.read(Q["queued_pair_after"], {"queue": queue, "task": task})
+            if not rows:
+                return out
+            queue, task = rows[0]
+            out.append((queue, task))
+
+    def dead_unknown(self, queue: str, task: str, message: str, *, now: float,
+                     limit: int = 500) -> list[int]:
+        """Queued jobs of a task nobody runs go dead (UnknownTask), a batch at a time."""
+        error = json.dumps({"at": now, "type": "UnknownTask", "message": message,
+                            "attempt": None})
+        with self.write() as conn:
+            return [r[0] for r in conn.execute(Q["dead_unknown"], {
+                "queue": queue, "task": task, "now": now, "error": error, "limit": limit})]
 
     # -- leases ---------------------------------------------------------------------------
     def extend(self, holder: str, *, now: float, lease: float) -> int:
@@ -353,3 +454,33 @@ def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,
         return SqliteStore._insert(connection, jobs, now)
     except apsw.Error as exc:
         raise wrap(exc, path) from exc
+
+
+def catalog_readers(connection: apsw.Connection) -> tuple[
+        Callable[[], list[tuple[str, str, dict[str, Any], float]]], Callable[[], float | None]]:
+    """The catalog read through a caller's connection (a store that may not be set up yet:
+    no catalog then)."""
+    def read() -> list[tuple[str, str, dict[str, Any], float]]:
+        try:
+            return _catalog_rows(list(connection.execute(Q["catalog_all"])))
+        except apsw.SQLError:
+            return []
+
+    def born() -> float | None:
+        try:
+            rows = list(connection.execute(Q["meta_get"], {"name": "catalog_born"}))
+            return float(rows[0][0]) if rows else None
+        except (apsw.SQLError, TypeError, ValueError):
+            return None
+    return read, born
+
+
+def _catalog_rows(rows: list[tuple[Any, ...]]) -> list[tuple[str, str, dict[str, Any], float]]:
+    out = []
+    for task, holder, options, seen in rows:
+        try:
+            opts = json.loads(options)
+        except ValueError:
+            opts = {}
+        out.append((task, holder, opts if isinstance(opts, dict) else {}, seen))
+    return out

@@ -94,3 +94,44 @@ def gated(folder: str) -> int:
         raise RuntimeError("gate never opened")
     _touch(os.path.join(folder, f"finished-{pid}"))
     return pid
+
+
+def _wait_stop(folder: str, name: str) -> None:
+    """Says it started, then works until the service asks it to stop (30 s at most)."""
+    _touch(os.path.join(folder, f"{name}-started"), str(os.getpid()))
+    ctx = jobrun.context()
+    deadline = time.monotonic() + 30
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@app.task
+def coop_return(folder: str) -> str:
+    """Stops early when told, returning as if done: its work did not finish."""
+    if os.path.exists(os.path.join(folder, "coop_return-ran")):
+        return "second run"
+    _touch(os.path.join(folder, "coop_return-ran"))
+    _wait_stop(folder, "coop_return")
+    return "stopped early"
+
+
+@app.task(max_attempts=1)
+def coop_raise(folder: str) -> str:
+    """Raises when told to stop (max_attempts=1: a counted failure would make it dead)."""
+    if os.path.exists(os.path.join(folder, "coop_raise-ran")):
+        return "second run"
+    _touch(os.path.join(folder, "coop_raise-ran"))
+    _wait_stop(folder, "coop_raise")
+    raise RuntimeError("stopping")
+
+
+@app.task
+def coop_interrupted(folder: str) -> str:
+    """Tells the drain apart from a cancel, and asks to be handed back."""
+    if os.path.exists(os.path.join(folder, "coop_interrupted-ran")):
+        return "second run"
+    _touch(os.path.join(folder, "coop_interrupted-ran"))
+    _wait_stop(folder, "coop_interrupted")
+    if jobrun.context().stopping:
+        raise jobrun.Interrupted()
+    return "cancelled?"
