@@ -313,12 +313,19 @@ class Service:
                     log_outcome(claim, o)
                 state = o.state
             else:
-                state = "discarded"
-                jlog.warning("job %s %s %s, but its result is discarded: the job was cancelled "
-                             "or taken back meanwhile", claim.id, claim.task, o.state,
-                             extra={"jobrun": {"event": "discarded", "job_id": claim.id,
+                try:
+                    rec = self.store.get(claim.id)
+                except StoreError:
+                    rec = None
+                state = "cancelled" if rec is not None and rec.state == "cancelled" \
+                    else "discarded"
+                why = "it was cancelled" if state == "cancelled" else "it was taken back"
+                jlog.warning("job %s %s %s: result discarded (%s while running)", claim.id,
+                             claim.task, state, why,
+                             extra={"jobrun": {"event": state, "job_id": claim.id,
                                                "task": claim.task, "queue": claim.queue,
-                                               "attempt": claim.attempt}})
+                                               "attempt": claim.attempt,
+                                               "returned": o.state}})
             if self.metrics is not None:
                 self.metrics.observe(claim.queue, claim.task, state, o.extra.get("duration"))
 

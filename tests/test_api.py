@@ -316,9 +316,11 @@ def test_embedded_start_stop(app: jobrun.App) -> None:
 
 def test_public_names() -> None:
     assert set(jobrun.__all__) == {
-        "App", "Call", "ConfigError", "Context", "Job", "JobFailed", "JobState", "JobrunError",
-        "Permanent", "Retry", "StoreError", "Task", "UnknownTask", "context", "once"}
-    for e in (jobrun.ConfigError, jobrun.StoreError, jobrun.JobFailed, jobrun.UnknownTask):
+        "App", "Call", "ConfigError", "Context", "Interrupted", "Job", "JobFailed", "JobState",
+        "JobrunError", "NonDeterministic", "Permanent", "Retry", "StepFailed", "StoreError",
+        "Task", "UnknownTask", "context", "once"}
+    for e in (jobrun.ConfigError, jobrun.StoreError, jobrun.JobFailed, jobrun.UnknownTask,
+              jobrun.StepFailed, jobrun.NonDeterministic):
         assert issubclass(e, jobrun.JobrunError)
     assert [s.value for s in JobState] == ["scheduled", "queued", "running", "retrying",
                                            "succeeded", "dead", "cancelled"]

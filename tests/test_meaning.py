@@ -280,3 +280,65 @@ def test_unknown_task_row_goes_dead(store_path: str) -> None:
                    "the unknown job to go dead")
     assert rec.errors[-1]["type"] == "UnknownTask"
     app.close()
+
+
+# -- a cancelled running job is logged and counted as cancelled ------------------------------
+def test_cancel_running_job_is_logged_and_counted_as_cancelled(
+        store_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+    import threading
+    import urllib.request
+
+    from jobrun.config import Settings
+    from jobrun.service import Service
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(metrics={"listen": f"127.0.0.1:{port}"})
+    app = jobrun.App(store_path, settings=settings)
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def slow_cancel() -> str:
+        started.set()
+        release.wait(20)
+        return "done anyway"
+
+    job = slow_cancel.enqueue()
+    svc = Service(store_path, settings)
+    with caplog.at_level(logging.INFO, logger="jobrun"):
+        svc.start()
+        try:
+            assert started.wait(10)
+            assert job.cancel()
+            wait_for(lambda: any("cancelled while running" in r.getMessage()
+                                 for r in caplog.records), 10, "the cancel to be seen")
+            release.set()
+            wait_for(lambda: svc.inflight() == 0, 10, "the job to return")
+            wait_for(lambda: any("discarded" in r.getMessage() for r in caplog.records), 10,
+                     "the outcome to be recorded")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                body = r.read().decode()
+        finally:
+            svc.stop(2)
+    assert job.refresh().state == "cancelled"
+    mine = [ln for ln in body.splitlines() if ln.startswith("jobrun_jobs_total")
+            and "slow_cancel" in ln]
+    assert mine and all('outcome="cancelled"' in ln for ln in mine), mine
+    said = [r.getMessage() for r in caplog.records if f"job {job.id} " in r.getMessage()]
+    assert not any(m.endswith(" succeeded") for m in said), said
+    assert any("cancelled" in m and "discarded" in m for m in said), said
+    app.close()
+
+
+def test_rescued_error_names_its_attempt(app: jobrun.App) -> None:
+    @app.task
+    def stuck() -> None: ...
+
+    job = stuck.enqueue()
+    tick = app.store.tick([], {"default": 1}, "ghost-1", now=jobrun.clock.now(), lease=60)
+    assert [c.id for c in tick.claims] == [job.id]
+    app.store.rescue("ghost-1", "worker lost", now=jobrun.clock.now())
+    err = app.job(job.id).record.errors[-1]
+    assert err["type"] == "WorkerLost" and err["attempt"] == 1, err
