@@ -14,14 +14,17 @@ from typing import Any, Callable, ParamSpec, TypeVar, overload
 from . import catalog, clock
 from .bell import Ringer
 from .config import Settings, env_config, load, resolve_store
+from .inline import run_inline
 from .job import Job
 from .lock import HolderLock, new_holder_id
 from .model import JobState
 from .registry import REGISTRY, TaskSpec, task_name
 from .errors import UnknownTask
 from .serialize import dumps
-from .store.base import NewJob
-from .store.sqlite import SqliteStore, catalog_readers, enqueue_in
+from .model import NewJob
+from .store import open_store
+from .store.contract import Store
+from .store.sqlite import catalog_readers, enqueue_in
 from .task import Call, Task, TaskOptions, check_task_options
 
 __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
@@ -88,7 +91,7 @@ class App:
             settings = load(cfg) if cfg and os.path.exists(cfg) else Settings()
         self.settings = settings
         self._store_arg = os.fspath(store) if store is not None else None
-        self._store: SqliteStore | None = None
+        self._store: Store | None = None
         self._ringer: Ringer | None = None
         self._lock = threading.Lock()
         self._service: Any = None
@@ -108,12 +111,12 @@ class App:
                                                                                self.settings)
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         if self._store is None:
             with self._lock:
                 if self._store is None:
                     path = resolve_store(self._store_arg, self.settings)
-                    self._store = SqliteStore(path, durability=self.settings.durability)
+                    self._store = open_store(path, durability=self.settings.durability)
                     self._ringer = Ringer(self._store.path)
         return self._store
 
@@ -271,6 +274,14 @@ class App:
             job.refresh()
         return job
 
+    def prepare(self, task: str, args: Any = None, kwargs: Any = None, *,
+                queue: str | None = None, priority: int | None = None,
+                run_at: datetime | None = None) -> NewJob:
+        """The row an enqueue of `task` would write, without writing it (cron fires write it
+        with their fire row, in one transaction)."""
+        opts = {"priority": priority, "run_at": run_at}
+        return self._new_job(task, args, kwargs, opts, clock.now(), self._defaults(task, queue))
+
     def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job]:
         """Store many jobs in one transaction: all or none."""
         now = clock.now()
@@ -321,10 +332,8 @@ class App:
                                             "task": n.task, "queue": n.queue,
                                             "trace_id": n.trace_id, "key": n.key}})
         if self.inline:
-            from .testing import run_inline
-
             for i in ids:
-                run_inline(self, i)
+                run_inline(self.store, self.inline_holder(), i)
             return
         ringer = self._ringer
         if ringer is None:

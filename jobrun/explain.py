@@ -15,7 +15,7 @@ from .limits import Bucket, parse_rate
 from .lock import holder_alive, holder_info, live_holders
 from .model import JobRecord
 from .registry import REGISTRY
-from .store.sqlite import SqliteStore
+from .store.contract import Store
 
 
 @dataclass
@@ -89,7 +89,7 @@ def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
     return [f"job {rec.id} is queued"] + out
 
 
-def gather(store: SqliteStore, rec: JobRecord, settings: Settings, now: float) -> Facts:
+def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Facts:
     """The facts `reasons` needs, from cheap indexed reads and the services' lock files."""
     f = Facts()
     f.paused = rec.queue in store.paused()
@@ -104,19 +104,14 @@ def gather(store: SqliteStore, rec: JobRecord, settings: Settings, now: float) -
         f.cap = settings.queues[rec.queue].concurrency
     if rec.holder:
         f.holder_alive = holder_alive(store.path, rec.holder)
-    f.running_in_queue = store.read(
-        "SELECT count(*) FROM jobs WHERE state = 'running' AND queue = ?", (rec.queue,))[0][0]
-    f.ahead = store.read(
-        "SELECT count(*) FROM jobs WHERE state = 'queued' AND queue = ? AND "
-        "(priority > ? OR (priority = ? AND id < ?))",
-        (rec.queue, rec.priority, rec.priority, rec.id))[0][0]
-    ckey = store.read("SELECT ckey FROM jobs WHERE id = ?", (rec.id,))[0][0]
+    facts = store.explain_facts(rec.id, rec.queue, rec.priority)
+    f.running_in_queue, f.ahead, ckey = (facts["running_in_queue"], facts["ahead"],
+                                         facts["ckey"])
     spec = REGISTRY.find(rec.task)
     extra: dict[str, Any] = spec.extra if spec else {}
     if ckey is not None and extra.get("key_concurrency"):
         f.key_limit = int(extra["key_concurrency"])
-        f.key_running = store.read("SELECT count(*) FROM jobs WHERE state = 'running' AND "
-                                   "ckey = ?", (ckey,))[0][0]
+        f.key_running = facts["key_running"]
     rates = []
     qrate = settings.queue(rec.queue).extra.get("rate_limit")
     if qrate:
@@ -126,10 +121,10 @@ def gather(store: SqliteStore, rec: JobRecord, settings: Settings, now: float) -
     if ckey is not None and extra.get("key_rate_limit"):
         rates.append((f"key:{ckey}", extra["key_rate_limit"]))
     for name, text in rates:
-        row = store.read("SELECT tokens, at FROM rate_buckets WHERE name = ?", (name,))
-        if row:
+        held = store.bucket(name)
+        if held is not None:
             rate = parse_rate(text)
-            b = Bucket(row[0][0], row[0][1])
+            b = Bucket(*held)
             b.refill(rate, now)
             if b.tokens < 1:
                 f.rates.append((name, b.wait(rate)))

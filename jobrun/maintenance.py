@@ -54,15 +54,15 @@ class Maintenance:
         # Jobs of dead holders come back (attempt counted): within a second of the death.
         for h in store.running_holders():
             if h != self.s.holder and not holder_alive(self.s.path, h):
-                self._rescue(store.rescue(h, f"worker lost: service process {h} died", now=now))
+                self._rescue(store.rescue_holder(h, f"worker lost: service process {h} died", now=now))
         for job_id, h in store.expired_leases(now=now):
             if h != self.s.holder:
-                self._rescue(store.rescue_job(
+                self._rescue(store.rescue_expired(
                     job_id, f"worker lost: lease of {h} expired (alive but stuck?)", now=now))
         if first or now_m - self._last_extend >= self.s.settings.lease / 3:
             self._last_extend = now_m
             if self.s._inflight:
-                store.extend(self.s.holder, now=now, lease=self.s.settings.lease)
+                store.extend_leases(self.s.holder, now=now, lease=self.s.settings.lease)
         if self.s._inflight:
             self._check_fenced()
             self._check_thread_timeouts()
@@ -137,19 +137,16 @@ class Maintenance:
         inflight = list(self.s._inflight.values())
         if not inflight:
             return
-        ids = sorted({c.id for c, _ in inflight})
-        marks = ",".join("?" * len(ids))
-        rows = self.s.store.read(f"SELECT id, state, token FROM jobs WHERE id IN ({marks})", ids)
-        seen = {r[0]: r for r in rows}
+        seen = self.s.store.attempt_states(sorted({c.id for c, _ in inflight}))
         for claim, ctx in inflight:
             job_id = claim.id
             r = seen.get(job_id)
-            if r is None or r[1] != "running" or r[2] != claim.token:
+            if r is None or r[0] != "running" or r[1] != claim.token:
                 if claim.token not in self.s._inflight:
                     continue  # it finished while we looked: its own outcome said so
                 if not ctx.cancelled:
                     ctx.cancel()
-                    what = "cancelled" if r is not None and r[1] == "cancelled" else "taken back"
+                    what = "cancelled" if r is not None and r[0] == "cancelled" else "taken back"
                     jlog.warning("job %s %s %s while running: asked to stop", job_id,
                                  claim.task, what, extra={"jobrun": {
                                      "event": "cancelled" if what == "cancelled" else "fenced",

@@ -18,7 +18,8 @@ from prometheus_client.registry import Collector
 from . import clock
 from .config import parse_listen
 from .stats import queue_stats
-from .store.sqlite import SqliteStore
+from .store import open_store
+from .store.contract import Store
 
 log = logging.getLogger("jobrun.metrics")
 
@@ -26,11 +27,11 @@ log = logging.getLogger("jobrun.metrics")
 class _QueueCollector(Collector):
     def __init__(self, store_path: str) -> None:
         self._path = store_path
-        self._store: SqliteStore | None = None
+        self._store: Store | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if self._store is None:
-            self._store = SqliteStore(self._path, readonly=True)
+            self._store = open_store(self._path, readonly=True)
         data = queue_stats(self._store, now=clock.now())
         depth = GaugeMetricFamily("jobrun_queue_jobs", "Jobs per queue and state",
                                   labels=["queue", "state"])

@@ -88,3 +88,35 @@ class Claim:
     trace_id: str | None
     timeout: float | None
     options: dict[str, Any]
+
+
+@dataclass
+class NewJob:
+    """What enqueue writes: validated, serialised, resolved against task defaults."""
+
+    task: str
+    queue: str
+    args: str            # JSON
+    kwargs: str          # JSON
+    priority: int
+    max_attempts: int
+    run_at: float
+    scheduled: bool
+    key: str | None = None
+    trace_id: str | None = None
+    timeout: float | None = None
+    options: str = "{}"  # JSON
+    ckey: str | None = None  # concurrency key, from the task's concurrency_key format
+
+
+@dataclass
+class Outcome:
+    """The end of one attempt, recorded in a batch."""
+
+    id: int
+    token: int
+    state: str                     # succeeded | retrying | dead | cancelled | released
+    result: str | None = None      # JSON, for succeeded
+    run_at: float | None = None    # for retrying
+    error: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

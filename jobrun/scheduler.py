@@ -28,8 +28,8 @@ from .config import CronEntry, Settings
 from .cron import Every, Schedule, Trigger, due_between, next_fires, parse_schedule
 from .errors import JobrunError
 from .lock import FileLock, leader_path
-from .store.queries import Q
-from .store.sqlite import SqliteStore
+from .model import NewJob
+from .store.contract import Store
 
 log = logging.getLogger("jobrun.scheduler")
 UTC = timezone.utc
@@ -80,12 +80,12 @@ def plan(trigger: Trigger, cursor: datetime | None, now: datetime, *, misfire: s
 class Scheduler:
     """The cron loop of one service process; it fires only while it holds leadership."""
 
-    def __init__(self, store_path: str, settings: Callable[[], Settings],
-                 enqueue: Callable[[Any, CronEntry, datetime], int], holder: str = "") -> None:
+    def __init__(self, store: Store, settings: Callable[[], Settings],
+                 job: Callable[[CronEntry, datetime], NewJob], holder: str = "") -> None:
         self.holder = holder
-        self.store = SqliteStore(store_path)
+        self.store = store
         self._settings = settings
-        self._enqueue = enqueue
+        self._job = job
         self._lock = FileLock(leader_path(self.store.path))
         self._cursors: dict[str, datetime | None] = {}
         self._triggers: dict[str, tuple[CronEntry, Trigger]] = {}
@@ -110,7 +110,6 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._lock.release()
-        self.store.close()
 
     def _entries(self) -> dict[str, tuple[CronEntry, Trigger]]:
         """The current entries; a changed entry starts afresh, a removed one is forgotten."""
@@ -136,8 +135,7 @@ class Scheduler:
         self._wake.set()
 
     def _last_fire(self, name: str) -> datetime | None:
-        rows = self.store.read("SELECT max(fire_at) FROM cron_fires WHERE entry = ?", (name,))
-        ts = rows[0][0] if rows else None
+        ts = self.store.last_fire(name)
         return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
     def _run(self) -> None:
@@ -159,7 +157,7 @@ class Scheduler:
                         log.warning("wall clock jumped forward by %.0fs: at most one catch-up "
                                     "fire per entry", (now_ts - prev_wall) - (mono - prev_mono))
                     prev_wall, prev_mono = now_ts, mono
-                    wait = self.tick(datetime.fromtimestamp(now_ts, UTC), starting=starting,
+                    wait = self.fire_due(datetime.fromtimestamp(now_ts, UTC), starting=starting,
                                      jumped=jumped)
                 else:
                     prev_wall, prev_mono = clock.now(), clock.monotonic()
@@ -170,7 +168,7 @@ class Scheduler:
             self._wake.wait(max(0.001, wait))
             self._wake.clear()
 
-    def tick(self, now: datetime, *, starting: bool = False, jumped: bool = False) -> float:
+    def fire_due(self, now: datetime, *, starting: bool = False, jumped: bool = False) -> float:
         """Make the fires due at `now`; returns seconds until the next one (at most 1)."""
         grace = self._settings().misfire_grace
         wait = 1.0
@@ -193,14 +191,10 @@ class Scheduler:
         return wait
 
     def _fire(self, entry: CronEntry, fire: datetime) -> None:
-        with self.store.write() as conn:
-            row = conn.execute(Q["insert_fire"], {"entry": entry.name,
-                                                  "fire_at": fire.timestamp()}).fetchone()
-            if row is None:
-                return  # fired already (another leader overlapped)
-            job_id = self._enqueue(conn, entry, fire)
-            conn.execute(Q["set_fire_job"], {"entry": entry.name, "fire_at": fire.timestamp(),
-                                             "job_id": job_id})
+        job_id = self.store.fire(entry.name, fire.timestamp(), self._job(entry, fire),
+                                 now=clock.now())
+        if job_id is None:
+            return  # fired already (another leader overlapped)
         self.fired += 1
         log.info("cron %s fired for %s: job %s", entry.name, fire.isoformat(), job_id,
                  extra={"jobrun": {"event": "cron", "entry": entry.name, "job_id": job_id}})

@@ -29,8 +29,9 @@ from .model import Claim
 from .pools import Pools, register_commands
 from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
-from .store.base import Outcome
-from .store.sqlite import SqliteStore
+from .model import NewJob, Outcome
+from .store import open_store
+from .store.contract import Store
 from .worker import decide, log_outcome
 
 log = logging.getLogger("jobrun.service")
@@ -46,7 +47,7 @@ class Service:
                  registry: Registry = REGISTRY, *, holder: str | None = None) -> None:
         self.settings = settings or Settings()
         self.registry = registry
-        self.store = SqliteStore(store_path, durability=self.settings.durability)
+        self.store: Store = open_store(store_path, durability=self.settings.durability)
         self.path = self.store.path
         self.holder = holder or new_holder_id()
         self._holder_lock = HolderLock(self.path, self.holder)
@@ -59,7 +60,7 @@ class Service:
         self._timed_out: set[int] = set()
         self._limits: Any = None
         self._maint = Maintenance(self)
-        self._status: SqliteStore | None = None
+        self._status: Store | None = None
         self.metrics: Any = None
         self._limited: frozenset[str] = frozenset()
         self._busy: dict[str, int] = {}
@@ -119,8 +120,8 @@ class Service:
             except OSError as exc:
                 log.error("metrics endpoint %s not started: %s", listen, exc)
                 self.metrics = None
-        self.scheduler = Scheduler(self.path, lambda: self.settings, self._cron_enqueue,
-                                   self.holder)
+        self.scheduler = Scheduler(open_store(self.path, durability=self.settings.durability),
+                                   lambda: self.settings, self._cron_job, self.holder)
         self._maint.once(first=True)
         for target, name in ((self._loop, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -164,6 +165,7 @@ class Service:
         self._stop_maint.set()
         if self.scheduler is not None:
             self.scheduler.stop()
+            self.scheduler.store.close()
         if self.metrics is not None:
             self.metrics.stop()
         for t in self._threads:
@@ -366,7 +368,7 @@ class Service:
             full = rung or due or now_m - last_full >= poll
             if pending or (wants and full):
                 try:
-                    tick = store.tick([o for _, o in pending], wants, self.holder, now=now, lease=lease,
+                    tick = store.acquire_round([o for _, o in pending], wants, self.holder, now=now, lease=lease,
                                       full=full, paused=paused, next_due=next_due,
                                       limits=self._limits, limited=self._limited,
                                       tasks=self.tasks)
@@ -432,16 +434,16 @@ class Service:
         jlog.info("job %s %s started (attempt %s)", claim.id, claim.task, claim.attempt,
                   extra={"jobrun": fields})
 
-    def _cron_enqueue(self, conn: Any, entry: CronEntry, fire: datetime) -> int:
-        """A cron fire's job, inside the scheduler's transaction (with its fire row)."""
-        job = self._producer.enqueue(task_of(entry), args=list(entry.args),
-                                     kwargs=dict(entry.kwargs), queue=entry.queue,
-                                     priority=entry.priority, run_at=fire, connection=conn)
-        return int(job.id)
+    def _cron_job(self, entry: CronEntry, fire: datetime) -> NewJob:
+        """A cron fire's job, as an enqueue of its task would make it."""
+        job: NewJob = self._producer.prepare(task_of(entry), args=list(entry.args),
+                                             kwargs=dict(entry.kwargs), queue=entry.queue,
+                                             priority=entry.priority, run_at=fire)
+        return job
 
     def _heartbeat_for(self, claim: Claim) -> Any:
         def beat() -> bool:
-            return self.store.extend_job(claim.id, claim.token, now=clock.now(),
+            return self.store.extend_lease(claim.id, claim.token, now=clock.now(),
                                          lease=self.settings.lease)
         return beat
 
@@ -468,9 +470,9 @@ class Service:
         lead = ", leader" if self.scheduler is not None and self.scheduler.leader else ""
         return f"{queued} queued, oldest {oldest:.0f}s, {self.inflight()} running{lead}"
 
-    def _status_store(self) -> SqliteStore:
+    def _status_store(self) -> Store:
         if self._status is None:
-            self._status = SqliteStore(self.path, readonly=True)
+            self._status = open_store(self.path, readonly=True)
         return self._status
 
     def inflight(self) -> int:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .store.queries import Q
-from .store.sqlite import SqliteStore
+from .store.contract import Store
 
 _STATES = ("queued", "running", "scheduled", "retrying", "dead")
 
 
-def queue_stats(store: SqliteStore, *, now: float) -> dict[str, dict[str, Any]]:
+def queue_stats(store: Store, *, now: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
 
     def q(name: str) -> dict[str, Any]:
@@ -20,12 +19,14 @@ def queue_stats(store: SqliteStore, *, now: float) -> dict[str, dict[str, Any]]:
                 "failure_rate": 0.0, "paused": False}
         return out[name]
 
-    for queue, state, n in store.read(Q["queue_counts"]):
-        q(queue)[state] = n
-    for queue, oldest in store.read(Q["oldest_queued"]):
-        q(queue)["oldest_queued_age"] = round(max(0.0, now - oldest), 3)
-    for queue, state, n in store.read(Q["finished_since"], {"since": now - 3600}):
-        q(queue)[f"{state}_last_hour"] = n
+    for queue, c in store.queue_counts(since=now - 3600).items():
+        row = q(queue)
+        for state in _STATES:
+            row[state] = c.get(state, 0)
+        if c.get("oldest_queued") is not None:
+            row["oldest_queued_age"] = round(max(0.0, now - c["oldest_queued"]), 3)
+        row["succeeded_last_hour"] = c.get("succeeded_since", 0)
+        row["dead_last_hour"] = c.get("dead_since", 0)
     for name in store.paused():
         q(name)["paused"] = True
     for v in out.values():

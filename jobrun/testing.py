@@ -13,29 +13,14 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from . import clock
-from .registry import REGISTRY
-from .worker import new_context, run_attempt
+from . import clock, inline as inline_mode
 
 if TYPE_CHECKING:
     from .app import App
 
 def run_inline(app: App, job_id: int, *, max_rounds: int = 1000) -> None:
     """Run one job to its end in this thread: retries at once, ignoring backoff and delay."""
-    store = app.store
-    holder = app.inline_holder()
-    for _ in range(max_rounds):
-        claim = store.acquire_id(job_id, holder, now=clock.now(), lease=3600.0)
-        if claim is None:
-            return  # finished, or a key de-duplicated onto a job that is not waiting
-        ctx = new_context(claim)
-        ctx.store = store.path
-        outcome = run_attempt(claim, REGISTRY, ctx)
-        if outcome.state == "retrying":
-            outcome.run_at = clock.now()
-        store.record([outcome], now=clock.now())
-        if outcome.state != "retrying":
-            return
+    inline_mode.run_inline(app.store, app.inline_holder(), job_id, max_rounds=max_rounds)
 
 
 @contextlib.contextmanager
@@ -51,10 +36,7 @@ def inline(app: App) -> Iterator[App]:
 
 def pending(app: App, horizon: float) -> int:
     """Jobs that will still run: queued or running, or waiting with run_at before `horizon`."""
-    rows = app.store.read(
-        "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running') "
-        "OR (state IN ('scheduled', 'retrying') AND run_at <= ?)", (horizon,))
-    return int(rows[0][0])
+    return app.store.pending(horizon)
 
 
 def run_until_idle(app: App, timeout: float = 30.0, *, settle: float = 0.0) -> dict[str, int]:
@@ -89,8 +71,7 @@ def run_until_idle(app: App, timeout: float = 30.0, *, settle: float = 0.0) -> d
 
 
 def counts(app: App) -> dict[str, int]:
-    return {str(s): int(n) for s, n in app.store.read(
-        "SELECT state, count(*) FROM jobs GROUP BY state")}
+    return app.store.counts()
 
 
 __all__ = ["counts", "inline", "pending", "run_inline", "run_until_idle"]

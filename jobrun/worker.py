@@ -20,7 +20,7 @@ from .model import Claim
 from .registry import Registry
 from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
 from .serialize import dumps
-from .store.base import Outcome
+from .model import Outcome
 
 log = logging.getLogger("jobrun.job")
 MAX_TRACEBACK = 16_384

@@ -42,12 +42,12 @@ def _snapshot(store: SqliteStore, job_id: int) -> tuple[Any, ...]:
 
 
 def _by_holder(store: SqliteStore, holder: str, now: float) -> list[Any]:
-    return store.rescue(holder, f"worker lost: service process {holder} died", now=now)
+    return store.rescue_holder(holder, f"worker lost: service process {holder} died", now=now)
 
 
 def _by_lease(store: SqliteStore, holder: str, now: float) -> list[Any]:
     (job_id,) = [j for j, h in store.expired_leases(now=now) if h == holder]
-    return store.rescue_job(job_id, f"worker lost: lease of {holder} expired", now=now)
+    return store.rescue_expired(job_id, f"worker lost: lease of {holder} expired", now=now)
 
 
 STALE_OUTCOMES: list[Callable[[int, int], Outcome]] = [
@@ -69,12 +69,12 @@ def test_stale_token_records_nothing(tmp_path: Path, take_back: Any, second_hold
     try:
         # Given: a job acquired by h1 (token t1), taken back, and acquired again (token t2).
         (job_id,) = store.enqueue([_new_job()], now=NOW)
-        (first,) = store.tick([], {"default": 1}, "h1", now=NOW, lease=LEASE).claims
+        (first,) = store.acquire_round([], {"default": 1}, "h1", now=NOW, lease=LEASE).claims
         assert (first.id, first.attempt) == (job_id, 1)
         later = NOW + LEASE + 1  # past the lease, for the lease-expired take-back
         rows = take_back(store, "h1", later)
         assert [(r[0], r[4]) for r in rows] == [(job_id, "queued")]
-        (second,) = store.tick([], {"default": 1}, second_holder, now=later,
+        (second,) = store.acquire_round([], {"default": 1}, second_holder, now=later,
                                lease=LEASE).claims
         assert (second.id, second.attempt) == (job_id, 2)
         assert second.token != first.token
@@ -83,9 +83,9 @@ def test_stale_token_records_nothing(tmp_path: Path, take_back: Any, second_hold
         # When: the first attempt reports, late, each kind of outcome with its old token.
         for make in STALE_OUTCOMES:
             assert store.record([make(job_id, first.token)], now=later + 1) == 0
-            tick = store.tick([make(job_id, first.token)], {}, "h1", now=later + 1, lease=LEASE)
+            tick = store.acquire_round([make(job_id, first.token)], {}, "h1", now=later + 1, lease=LEASE)
             assert tick.recorded == 0
-        assert store.extend_job(job_id, first.token, now=later + 1, lease=LEASE) is False
+        assert store.extend_lease(job_id, first.token, now=later + 1, lease=LEASE) is False
 
         # Then: nothing changed: the newer attempt still holds the job.
         assert _snapshot(store, job_id) == before

@@ -337,8 +337,8 @@ def test_rescued_error_names_its_attempt(app: jobrun.App) -> None:
     def stuck() -> None: ...
 
     job = stuck.enqueue()
-    tick = app.store.tick([], {"default": 1}, "ghost-1", now=jobrun.clock.now(), lease=60)
+    tick = app.store.acquire_round([], {"default": 1}, "ghost-1", now=jobrun.clock.now(), lease=60)
     assert [c.id for c in tick.claims] == [job.id]
-    app.store.rescue("ghost-1", "worker lost", now=jobrun.clock.now())
+    app.store.rescue_holder("ghost-1", "worker lost", now=jobrun.clock.now())
     err = app.job(job.id).record.errors[-1]
     assert err["type"] == "WorkerLost" and err["attempt"] == 1, err

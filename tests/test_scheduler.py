@@ -74,17 +74,17 @@ def test_scheduler_fires_each_due_time_once(store_path: str) -> None:
     entry = CronEntry("tick", every=10.0, task="x:tick")
     a, fired_a = make(store_path, [entry])
     assert a._lock.acquire()
-    a.tick(at(0), starting=True)
-    a.tick(at(5))
-    a.tick(at(25))
+    a.fire_due(at(0), starting=True)
+    a.fire_due(at(5))
+    a.fire_due(at(25))
     assert fired_a == [at(10), at(20)]
     # A second leader overlapping (lock lost, stale state): the UNIQUE row stops a re-fire.
     b, fired_b = make(store_path, [entry])
     b._lock._fd = -1  # pretend to lead too
     b._cursors, b._triggers = {}, {}
-    b.tick(at(25), starting=False)
+    b.fire_due(at(25), starting=False)
     b._cursors["tick"] = at(5)
-    b.tick(at(25))
+    b.fire_due(at(25))
     assert fired_b == []  # both due times were taken: no job enqueued
     rows = a.store.read("SELECT entry, fire_at, job_id FROM cron_fires ORDER BY fire_at")
     assert [(r[0], r[1]) for r in rows] == [("tick", at(10).timestamp()),
@@ -96,9 +96,9 @@ def test_scheduler_fires_each_due_time_once(store_path: str) -> None:
 def test_scheduler_resumes_from_the_last_fire(store_path: str) -> None:
     entry = CronEntry("tick", every=10.0, task="x:tick")
     a, _ = make(store_path, [entry])
-    a.tick(at(0), starting=True)
-    a.tick(at(10))
+    a.fire_due(at(0), starting=True)
+    a.fire_due(at(10))
     # The next leader starts from the stored last fire, not from its own clock.
     b, fired_b = make(store_path, [entry])
-    b.tick(at(31), starting=True)
+    b.fire_due(at(31), starting=True)
     assert fired_b == [at(20), at(30)]

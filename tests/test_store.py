@@ -71,7 +71,7 @@ def test_durability_full_sets_synchronous(tmp_path) -> None:  # type: ignore[no-
 def test_acquire_order_fencing_and_release(store_path: str) -> None:
     s = SqliteStore(store_path)
     s.enqueue([job(priority=0), job(priority=9), job(priority=0)], now=1.0)
-    t = s.tick([], {"default": 2}, "h1", now=2.0, lease=60)
+    t = s.acquire_round([], {"default": 2}, "h1", now=2.0, lease=60)
     assert [c.id for c in t.claims] == [2, 1]
     c2, c1 = t.claims
     assert c1.token != c2.token and c1.attempt == 1
@@ -87,9 +87,9 @@ def test_acquire_order_fencing_and_release(store_path: str) -> None:
 def test_promotion_and_next_due(store_path: str) -> None:
     s = SqliteStore(store_path)
     s.enqueue([job(run_at=100.0, scheduled=True)], now=1.0)
-    t = s.tick([], {"default": 5}, "h", now=50.0, lease=60)
+    t = s.acquire_round([], {"default": 5}, "h", now=50.0, lease=60)
     assert t.claims == [] and t.next_due == 100.0
-    t = s.tick([], {"default": 5}, "h", now=100.0, lease=60)
+    t = s.acquire_round([], {"default": 5}, "h", now=100.0, lease=60)
     assert len(t.claims) == 1 and t.next_due is None
 
 
@@ -97,9 +97,9 @@ def test_paused_queue_is_not_claimed(store_path: str) -> None:
     s = SqliteStore(store_path)
     s.enqueue([job()], now=1.0)
     s.set_paused("default", True)
-    assert s.tick([], {"default": 5}, "h", now=2.0, lease=60).claims == []
+    assert s.acquire_round([], {"default": 5}, "h", now=2.0, lease=60).claims == []
     s.set_paused("default", False)
-    assert len(s.tick([], {"default": 5}, "h", now=2.0, lease=60).claims) == 1
+    assert len(s.acquire_round([], {"default": 5}, "h", now=2.0, lease=60).claims) == 1
 
 
 def test_rescue_of_a_dead_holder_counts_the_attempt(store_path: str) -> None:
@@ -112,12 +112,12 @@ def test_rescue_of_a_dead_holder_counts_the_attempt(store_path: str) -> None:
             "print('locked', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "locked"
-    s.tick([], {"default": 5}, holder, now=2.0, lease=600)
+    s.acquire_round([], {"default": 5}, holder, now=2.0, lease=600)
     assert holder_alive(store_path, holder)
     p.kill()
     p.wait()
     assert not holder_alive(store_path, holder)
-    rows = s.rescue(holder, "worker lost", now=3.0)
+    rows = s.rescue_holder(holder, "worker lost", now=3.0)
     assert sorted((r[0], r[4]) for r in rows) == [(1, "queued"), (2, "dead")]
     rec = s.get(1)
     assert rec is not None and rec.attempts == 1 and rec.errors[-1]["type"] == "WorkerLost"
@@ -126,13 +126,13 @@ def test_rescue_of_a_dead_holder_counts_the_attempt(store_path: str) -> None:
 def test_expired_lease_is_rescued(store_path: str) -> None:
     s = SqliteStore(store_path)
     s.enqueue([job()], now=1.0)
-    (c,) = s.tick([], {"default": 1}, "h", now=2.0, lease=5).claims
+    (c,) = s.acquire_round([], {"default": 1}, "h", now=2.0, lease=5).claims
     assert s.expired_leases(now=6.0) == []
-    assert s.extend_job(c.id, c.token, now=6.0, lease=5)
+    assert s.extend_lease(c.id, c.token, now=6.0, lease=5)
     assert s.expired_leases(now=10.0) == []
     assert s.expired_leases(now=11.5) == [(c.id, "h")]
-    assert len(s.rescue_job(c.id, "stuck", now=11.5)) == 1
-    assert not s.extend_job(c.id, c.token, now=12.0, lease=5)
+    assert len(s.rescue_expired(c.id, "stuck", now=11.5)) == 1
+    assert not s.extend_lease(c.id, c.token, now=12.0, lease=5)
 
 
 def test_holder_lock_is_exclusive(store_path: str) -> None:
@@ -146,7 +146,7 @@ def test_holder_lock_is_exclusive(store_path: str) -> None:
 def test_prune_keeps_unfinished_and_recent(store_path: str) -> None:
     s = SqliteStore(store_path)
     s.enqueue([job() for _ in range(1200)], now=1.0)
-    claims = s.tick([], {"default": 1100}, "h", now=2.0, lease=60).claims
+    claims = s.acquire_round([], {"default": 1100}, "h", now=2.0, lease=60).claims
     s.record([Outcome(c.id, c.token, "succeeded", result="null") for c in claims[:1000]],
              now=10.0)
     s.record([Outcome(c.id, c.token, "dead", error={"type": "X"}) for c in claims[1000:]],
@@ -160,7 +160,7 @@ def test_prune_keeps_unfinished_and_recent(store_path: str) -> None:
 def test_error_history_is_json(store_path: str) -> None:
     s = SqliteStore(store_path)
     s.enqueue([job()], now=1.0)
-    (c,) = s.tick([], {"default": 1}, "h", now=2.0, lease=60).claims
+    (c,) = s.acquire_round([], {"default": 1}, "h", now=2.0, lease=60).claims
     s.record([Outcome(c.id, c.token, "retrying", run_at=5.0,
                       error={"type": "E", "message": "m", "at": 2.0})], now=2.0)
     raw = s.read("SELECT errors FROM jobs WHERE id = 1")[0][0]
@@ -184,7 +184,7 @@ def test_an_old_store_is_migrated_forward(tmp_path) -> None:  # type: ignore[no-
     assert "ckey" in cols
     ops = {r[1] for r in s.read("PRAGMA table_info(processed_operations)")}
     assert {"state", "owner"} <= ops
-    assert len(s.tick([], {"default": 5}, "h", now=1.0, lease=60).claims) == 1
+    assert len(s.acquire_round([], {"default": 5}, "h", now=1.0, lease=60).claims) == 1
 
 
 def test_a_store_folder_writable_by_others_is_warned_about(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from typing import Callable, Protocol
 
 from ..context import Context
 from ..model import Claim
-from ..store.base import Outcome
+from ..model import Outcome
 
 Done = Callable[[Claim, Outcome], None]
 

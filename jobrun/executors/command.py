@@ -23,7 +23,7 @@ from ..context import Context
 from ..errors import JobrunError, TaskTimeout
 from ..model import Claim
 from ..registry import Registry, TaskSpec
-from ..store.base import Outcome
+from ..model import Outcome
 from ..worker import decide
 from . import Done
 from .slots import Slots

@@ -27,7 +27,7 @@ from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
 from ..model import Claim
 from ..registry import Registry
-from ..store.base import Outcome
+from ..model import Outcome
 from ..worker import decide
 from . import Done
 from .slots import Slots

@@ -110,3 +110,35 @@ class OperatorActions:
 
     def paused(self) -> frozenset[str]:
         return frozenset(r[0] for r in self.read(Q["paused_queues"]))
+
+    def queue_counts(self, *, since: float) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for queue, state, n in self.read(Q["queue_counts"]):
+            out.setdefault(queue, {})[state] = n
+        for queue, oldest in self.read(Q["oldest_queued"]):
+            out.setdefault(queue, {})["oldest_queued"] = oldest
+        for queue, state, n in self.read(Q["finished_since"], {"since": since}):
+            out.setdefault(queue, {})[f"{state}_since"] = n
+        return out
+
+    def pending(self, horizon: float, tasks: frozenset[str] | None = None) -> int:
+        return int(self.read(Q["pending"], {"horizon": horizon})[0][0])
+
+    def counts(self) -> dict[str, int]:
+        return {str(s): int(n) for s, n in self.read(Q["state_counts"])}
+
+    def explain_facts(self, job_id: int, queue: str, priority: int) -> dict[str, Any]:
+        ckey_rows = self.read(Q["explain_key"], {"id": job_id})
+        ckey = ckey_rows[0][0] if ckey_rows else None
+        return {
+            "running_in_queue": self.read(Q["explain_running"], {"queue": queue})[0][0],
+            "ahead": self.read(Q["explain_ahead"], {"queue": queue, "priority": priority,
+                                                    "id": job_id})[0][0],
+            "ckey": ckey,
+            "key_running": self.read(Q["explain_key_running"], {"ckey": ckey})[0][0]
+            if ckey is not None else 0,
+        }
+
+    def bucket(self, name: str) -> tuple[float, float] | None:
+        rows = self.read(Q["get_bucket"], {"name": name})
+        return (rows[0][0], rows[0][1]) if rows else None

@@ -264,3 +264,32 @@ SELECT value FROM meta WHERE name = :name;
 
 -- meta_init --
 INSERT INTO meta (name, value) VALUES (:name, :value) ON CONFLICT (name) DO NOTHING;
+
+-- attempt_states --
+-- Whether attempts still hold their jobs (the ids are a JSON list).
+SELECT id, state, token FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- last_fire --
+SELECT max(fire_at) FROM cron_fires WHERE entry = :entry;
+
+-- pending --
+-- Jobs that will still run: queued or running, or waiting with a run_at before :horizon.
+SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')
+    OR (state IN ('scheduled', 'retrying') AND run_at <= :horizon);
+
+-- state_counts --
+SELECT state, count(*) FROM jobs GROUP BY state;
+
+-- explain_running --
+SELECT count(*) FROM jobs WHERE state = 'running' AND queue = :queue;
+
+-- explain_ahead --
+-- Queued jobs of the queue that go first: higher priority, or as high and older.
+SELECT count(*) FROM jobs WHERE state = 'queued' AND queue = :queue
+   AND (priority > :priority OR (priority = :priority AND id < :id));
+
+-- explain_key --
+SELECT ckey FROM jobs WHERE id = :id;
+
+-- explain_key_running --
+SELECT count(*) FROM jobs WHERE state = 'running' AND ckey = :ckey;

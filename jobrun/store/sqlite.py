@@ -18,8 +18,8 @@ import apsw
 
 from ..errors import StoreError
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
-from ..model import Claim
-from .base import NewJob, Outcome, Tick
+from ..model import Claim, NewJob, Outcome
+from .contract import Rescued, Round, Store
 from .files import BUSY_TIMEOUT_MS, check_file, create_private, warn_if_shared, wrap
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .operator import OperatorActions, row_to_record
@@ -46,7 +46,7 @@ def _dict(text: str) -> Any:
     return value
 
 
-class SqliteStore(OperatorActions):
+class SqliteStore(OperatorActions, Store):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
@@ -192,11 +192,11 @@ class SqliteStore(OperatorActions):
             return self._insert(conn, jobs, now)
 
     # -- the worker's round: record outcomes, promote, acquire ---------------------------
-    def tick(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *, now: float,
+    def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *, now: float,
              lease: float, full: bool = True, paused: frozenset[str] = frozenset(),
              next_due: float | None = None, limits: Limits | None = None,
              limited: frozenset[str] = frozenset(),
-             tasks: frozenset[str] | None = None) -> Tick:
+             tasks: frozenset[str] | None = None) -> Round:
         """One round in one transaction: record outcomes, then claim up to `wants`, only jobs
         of `tasks` (the tasks this service runs; None: any).
 
@@ -250,7 +250,7 @@ class SqliteStore(OperatorActions):
                                 "message": f"unreadable stored payload: {exc}"[:500]})})
             if full:
                 next_due = conn.execute(Q["next_due"]).get
-        return Tick(claims, next_due, len(applied), paused, retry_in, applied)
+        return Round(claims, next_due, len(applied), paused, retry_in, applied)
 
     @staticmethod
     def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None
@@ -348,6 +348,26 @@ class SqliteStore(OperatorActions):
         with self.write() as conn:
             return self._record(conn, outcomes, now)
 
+    def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
+        rows = self.read(Q["attempt_states"], {"ids": json.dumps(ids)})
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # -- cron --------------------------------------------------------------------------------
+    def last_fire(self, entry: str) -> float | None:
+        rows = self.read(Q["last_fire"], {"entry": entry})
+        return rows[0][0] if rows else None
+
+    def fire(self, entry: str, fire_at: float, job: NewJob, *, now: float) -> int | None:
+        with self.write() as conn:
+            row = conn.execute(Q["insert_fire"], {"entry": entry, "fire_at": fire_at}
+                               ).fetchone()
+            if row is None:
+                return None  # fired already (another leader overlapped)
+            (job_id,) = self._insert(conn, [job], now)
+            conn.execute(Q["set_fire_job"], {"entry": entry, "fire_at": fire_at,
+                                             "job_id": job_id})
+        return job_id
+
     # -- the task catalog -------------------------------------------------------------------
     def publish_catalog(self, holder: str, entries: dict[str, str], *, now: float) -> None:
         """Say which tasks `holder` runs (task -> JSON of its effective options), replacing
@@ -402,12 +422,12 @@ class SqliteStore(OperatorActions):
                 "queue": queue, "task": task, "now": now, "error": error, "limit": limit})]
 
     # -- leases ---------------------------------------------------------------------------
-    def extend(self, holder: str, *, now: float, lease: float) -> int:
+    def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
         with self.write() as conn:
             conn.execute(Q["extend_holder"], {"holder": holder, "lease_until": now + lease})
             return int(conn.changes())
 
-    def extend_job(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
+    def extend_lease(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
         with self.write() as conn:
             row = conn.execute(Q["extend_job"], {"id": job_id, "token": token,
                                                  "lease_until": now + lease}).fetchone()
@@ -419,19 +439,19 @@ class SqliteStore(OperatorActions):
     def expired_leases(self, *, now: float) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self.read(Q["expired_leases"], {"now": now})]
 
-    def rescue(self, holder: str, reason: str, *, now: float) -> list[tuple[Any, ...]]:
+    def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
         """Put a dead holder's running jobs back (attempt counted), or dead if exhausted."""
         error = json.dumps({"at": now, "type": "WorkerLost", "message": reason, "attempt": None})
         with self.write() as conn:
             return list(conn.execute(Q["rescue_holder"], {"holder": holder, "now": now,
                                                           "error": error}))
 
-    def rescue_job(self, job_id: int, reason: str, *, now: float) -> list[tuple[Any, ...]]:
+    def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         error = json.dumps({"at": now, "type": "LeaseExpired", "message": reason, "attempt": None})
         with self.write() as conn:
             return list(conn.execute(Q["rescue_job"], {"id": job_id, "now": now, "error": error}))
 
-    def acquire_id(self, job_id: int, holder: str, *, now: float, lease: float) -> Claim | None:
+    def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float) -> Claim | None:
         """Claim one given job (inline mode), whatever its run_at."""
         with self.write() as conn:
             r = conn.execute(Q["acquire_id"], {"id": job_id, "holder": holder, "now": now,

@@ -41,7 +41,7 @@ import jobrun
 from jobrun import clock
 from jobrun.config import parse
 from jobrun.errors import StoreError
-from jobrun.store.base import Outcome
+from jobrun.model import Outcome
 from jobrun.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.torture
@@ -102,7 +102,7 @@ def test_store_api_under_write_and_sync_faults(store_path: str, faulty: Faults, 
     def tick(want: int) -> None:
         nonlocal pending
         out = list(pending)
-        t = app.store.tick(out, {"default": want}, "torture-holder", now=clock.now(),
+        t = app.store.acquire_round(out, {"default": want}, "torture-holder", now=clock.now(),
                            lease=3600)
         pending = []
         recorded.update(o.id for o in out)

@@ -1,0 +1,221 @@
+"""The store contract: what every caller (service, scheduler, producers, CLI, dashboard) is
+typed against. Read it and you know the delivery model; a second store (PostgreSQL)
+implements it once.
+
+Delivery is at-least-once, fenced. A worker *acquires* a job: the job becomes `running`
+under a holder (one service process) with a fencing token and a lease, and its attempt is
+counted. The attempt's end is *recorded* only while it still holds that token: a job that was
+cancelled, or taken back from a dead or stuck holder, refuses a late result. A live holder
+*extends* its leases; a dead holder (its liveness lock is free) or an expired lease is
+*rescued*: its running jobs go back to `queued` (or `dead` when their attempts are spent).
+A drain *releases* jobs: back to `queued` with the attempt not counted.
+
+Every method is one transaction unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+from ..limits import Limits
+from ..model import Claim, JobRecord, NewJob, Outcome
+
+#: What a rescue returns per job: (id, task, queue, attempts, new state).
+Rescued = tuple[int, str, str, int, str]
+#: A catalog declaration: (task, holder, options, seen_at).
+Declaration = tuple[str, str, dict[str, Any], float]
+
+
+@dataclass
+class Round:
+    """What one acquire round hands back."""
+
+    claims: list[Claim]
+    next_due: float | None             # the earliest scheduled/retrying run_at
+    recorded: int                      # outcomes that still held their lease
+    paused: frozenset[str]
+    retry_in: float | None = None      # a rate limit held jobs back: look again after this
+    applied: frozenset[int] = frozenset()  # tokens of the outcomes recorded (the rest: fenced)
+
+
+class LeaseStore(abc.ABC):
+    """The worker's verbs: acquire, record, extend, rescue, release."""
+
+    path: str
+
+    @abc.abstractmethod
+    def enqueue(self, jobs: list[NewJob], *, connection: Any = None, now: float) -> list[int]:
+        """Insert jobs, all or none; with `connection`, inside the caller's open transaction
+        (they commit or roll back with the caller's rows). A job whose task already has an
+        unfinished job with the same key gets that job's id instead of a new row. Ids are
+        never reused."""
+
+    @abc.abstractmethod
+    def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *,
+                      now: float, lease: float, full: bool = True,
+                      paused: frozenset[str] = frozenset(), next_due: float | None = None,
+                      limits: Limits | None = None, limited: frozenset[str] = frozenset(),
+                      tasks: frozenset[str] | None = None) -> Round:
+        """Record `outcomes` (fenced), then acquire up to `wants[queue]` queued jobs per
+        queue for `holder`, only of `tasks` (None: any), highest priority then oldest first,
+        within the host-wide caps, key limits and rate limits of `limits` (for the queues in
+        `limited`), skipping paused queues. A full round also promotes due scheduled and
+        retrying jobs and reads the paused queues and the next due time; a light one trusts
+        the caller's. A stored row that cannot be read goes dead alone (BadPayload)."""
+
+    @abc.abstractmethod
+    def record(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
+        """Record attempts' ends alone (a drain, a late result); the tokens recorded.
+        `released` outcomes put the job back to queued without counting the attempt."""
+
+    @abc.abstractmethod
+    def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
+        """Renew every lease `holder` has: until now + lease. How many."""
+
+    @abc.abstractmethod
+    def extend_lease(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
+        """Renew one attempt's lease (a heartbeat); False if the job is no longer its own."""
+
+    @abc.abstractmethod
+    def running_holders(self) -> list[str]:
+        """The holders with running jobs (some may be dead: ask their locks)."""
+
+    @abc.abstractmethod
+    def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
+        """A dead holder's running jobs go back to queued (attempt counted, an error entry
+        naming `reason` and the attempt), or dead if their attempts are spent."""
+
+    @abc.abstractmethod
+    def expired_leases(self, *, now: float) -> list[tuple[int, str]]:
+        """(job id, holder) of running jobs whose lease ended before `now`."""
+
+    @abc.abstractmethod
+    def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
+        """Take back one job whose lease expired (a holder alive but stuck), as a rescue."""
+
+    @abc.abstractmethod
+    def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float
+                    ) -> Claim | None:
+        """Acquire one given waiting job whatever its run_at (inline mode); None if it is not
+        waiting."""
+
+    @abc.abstractmethod
+    def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
+        """Job id -> (state, token) for these jobs: whether attempts still hold their jobs."""
+
+
+class CatalogStore(abc.ABC):
+    """What services run: published by them, resolved against by by-name producers."""
+
+    @abc.abstractmethod
+    def publish_catalog(self, holder: str, entries: dict[str, str], *, now: float) -> None:
+        """`holder` runs these tasks (task -> JSON of a job's defaults), replacing what it
+        declared before."""
+
+    @abc.abstractmethod
+    def touch_catalog(self, holder: str, *, now: float) -> None:
+        """A clean stop: `holder` ran its tasks until `now`."""
+
+    @abc.abstractmethod
+    def forget_catalog(self, holder: str, *, before: float) -> None:
+        """Drop `holder`'s declarations older than `before`."""
+
+    @abc.abstractmethod
+    def catalog(self) -> list[Declaration]:
+        """Every declaration, newest first per task."""
+
+    @abc.abstractmethod
+    def catalog_born(self) -> float | None:
+        """When a service first declared tasks here; None if none ever did."""
+
+    @abc.abstractmethod
+    def queued_pairs(self) -> list[tuple[str, str]]:
+        """Every (queue, task) that has queued jobs."""
+
+    @abc.abstractmethod
+    def dead_unknown(self, queue: str, task: str, message: str, *, now: float,
+                     limit: int = 500) -> list[int]:
+        """Up to `limit` queued jobs of a task that nobody runs go dead (UnknownTask)."""
+
+
+class CronStore(abc.ABC):
+    """Cron fires: one row per (entry, due time), written with its job."""
+
+    @abc.abstractmethod
+    def last_fire(self, entry: str) -> float | None:
+        """The latest due time fired for `entry`."""
+
+    @abc.abstractmethod
+    def fire(self, entry: str, fire_at: float, job: NewJob, *, now: float) -> int | None:
+        """Fire `entry` for `fire_at` with `job`, once: the job's id, or None if that due
+        time had fired already (another leader overlapped)."""
+
+
+class OperatorStore(abc.ABC):
+    """Reads and actions of operators (CLI, dashboard, Job handles). Reads are lenient: a
+    malformed row is shown as its raw text, never hides the others."""
+
+    @abc.abstractmethod
+    def get(self, job_id: int) -> JobRecord | None: ...
+
+    @abc.abstractmethod
+    def status(self, job_id: int) -> tuple[Any, ...] | None:
+        """(state, attempts, result JSON, errors JSON): what `Job.result()` polls."""
+
+    @abc.abstractmethod
+    def list_jobs(self, *, state: str | None = None, queue: str | None = None,
+                  limit: int = 50) -> list[JobRecord]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: int, *, now: float) -> str | None:
+        """A waiting job is cancelled at once; a running one is marked so its holder stops
+        it (its result is then refused). The state it was in; None if there is no such job."""
+
+    @abc.abstractmethod
+    def retry(self, job_id: int | None, *, now: float) -> list[int]:
+        """A dead, cancelled or retrying job (or, with None, every dead one) back to queued."""
+
+    @abc.abstractmethod
+    def prune(self, before: float,
+              states: tuple[str, ...] = ("succeeded", "cancelled", "dead"), *,
+              batch: int = 500) -> int:
+        """Delete finished jobs of `states` finished before `before`, in short batches."""
+
+    @abc.abstractmethod
+    def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    @abc.abstractmethod
+    def paused(self) -> frozenset[str]: ...
+
+    @abc.abstractmethod
+    def queue_counts(self, *, since: float) -> dict[str, dict[str, Any]]:
+        """Per queue: jobs per unfinished state and dead, the oldest queued run_at
+        (`oldest_queued`), and the succeeded/dead finished since `since`."""
+
+    @abc.abstractmethod
+    def pending(self, horizon: float, tasks: frozenset[str] | None = None) -> int:
+        """Jobs that will still run: queued or running, or waiting due before `horizon`."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Jobs per state."""
+
+    @abc.abstractmethod
+    def explain_facts(self, job_id: int, queue: str, priority: int
+                      ) -> dict[str, Any]:
+        """What `jobrun explain` reads: running in the queue, queued ahead of the job, its
+        concurrency key and how many of that key run."""
+
+    @abc.abstractmethod
+    def bucket(self, name: str) -> tuple[float, float] | None:
+        """A rate-limit bucket's (tokens, at)."""
+
+
+class Store(LeaseStore, CatalogStore, CronStore, OperatorStore):
+    """Everything a jobrun store does. `close()` releases its connections."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
