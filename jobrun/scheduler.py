@@ -147,7 +147,11 @@ class Scheduler:
                 starting = False
                 if not self.leader and self._lock.acquire():
                     starting = True
-                    self._lock.write(self.holder)
+                    try:
+                        self._lock.write(self.holder)  # who leads, for readers: a courtesy
+                    except OSError as exc:
+                        log.warning("could not write who leads into %s: %s", self._lock.path,
+                                    exc)
                     self._triggers.clear()
                     log.info("this process now leads the scheduler")
                 if self.leader:

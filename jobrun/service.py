@@ -177,7 +177,7 @@ class Service:
             late.append((claim, Outcome(claim.id, claim.token, "released")))
         if late:
             try:
-                applied = self.store.record([o for _, o in late], now=clock.now())
+                applied = self.store.record_outcomes([o for _, o in late], now=clock.now())
                 self._recorded(late, applied)
             except StoreError as exc:
                 log.error("could not record the drain: %s (jobs will be rescued)", exc)

@@ -342,9 +342,13 @@ class SqliteStore(OperatorActions, Store):
                 ids.update(r[0] for r in conn.executemany(sql, params))
         return frozenset(o.token for o in outcomes if o.id in ids)
 
-    def record(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
+    def record(self, outcomes: list[Outcome], *, now: float) -> int:
         """Record outcomes alone (a drain, or a result arriving after claims stopped);
-        returns the tokens recorded."""
+        returns how many still held their lease."""
+        return len(self.record_outcomes(outcomes, now=now))
+
+    def record_outcomes(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
+        """As `record`; returns the tokens of the outcomes recorded."""
         with self.write() as conn:
             return self._record(conn, outcomes, now)
 
