@@ -66,9 +66,13 @@ class LeaseStore(abc.ABC):
         the caller's. A stored row that cannot be read goes dead alone (BadPayload)."""
 
     @abc.abstractmethod
-    def record(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
-        """Record attempts' ends alone (a drain, a late result); the tokens recorded.
-        `released` outcomes put the job back to queued without counting the attempt."""
+    def record(self, outcomes: list[Outcome], *, now: float) -> int:
+        """Record attempts' ends alone (a drain, a late result); how many still held their
+        lease. `released` outcomes put the job back to queued, the attempt not counted."""
+
+    @abc.abstractmethod
+    def record_outcomes(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
+        """As `record`; the tokens of the outcomes recorded (the others were fenced off)."""
 
     @abc.abstractmethod
     def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
