@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import clock
 from .registry import REGISTRY, Registry
 from .store.contract import Store
-from .worker import new_context, run_attempt
+from .attempt import new_context, run_attempt
 
 
 def run_inline(store: Store, holder: str, job_id: int, *,

@@ -195,7 +195,7 @@ class Scheduler:
         return wait
 
     def _fire(self, entry: CronEntry, fire: datetime) -> None:
-        job_id = self.store.fire(entry.name, fire.timestamp(), self._job(entry, fire),
+        job_id = self.store.fire(entry.name, fire.timestamp(), lambda: self._job(entry, fire),
                                  now=clock.now())
         if job_id is None:
             return  # fired already (another leader overlapped)

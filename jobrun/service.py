@@ -1,9 +1,11 @@
-"""The service: claim -> run -> record, leases, rescue of dead holders, drain.
+"""The service: one process's workers, scheduler and maintenance on one store, wired.
 
-One loop thread talks to the store: each round records the outcomes that came in, promotes
-due jobs and claims as many jobs as there are free slots, all in one transaction (batching
-is the lever). Executors run the claims and hand outcomes back. A maintenance thread, with a
-connection of its own, renews leases and takes back the jobs of dead holders.
+`start` takes this process's liveness lock, publishes the tasks it runs in the store's
+catalog, then starts the loop (worker/loop.py: acquire, dispatch, wait), maintenance
+(worker/maintenance/: rescue, leases, ...) and the cron scheduler. `stop` drains: no new
+claims, in-flight jobs get `timeout` seconds, then every attempt still running is told to
+stop (`context().stopping`) and handed back to `queued`, its attempt not counted. `apply`
+switches to a reloaded config.
 """
 
 from __future__ import annotations
@@ -14,30 +16,29 @@ import os
 import socket
 import threading
 import time
-from collections import deque
 from datetime import datetime
 from typing import Any
 
 from . import catalog, clock
 from .bell import Bell
 from .config import CronEntry, Settings
-from .context import Context
 from .errors import StoreError
+from .executors.pools import Pools, register_commands
+from .limits import Limits, parse_rate
 from .lock import HolderLock, new_holder_id
-from .maintenance import Maintenance
-from .model import Claim
-from .pools import Pools, register_commands
+from .model import NewJob, Outcome
 from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
-from .model import NewJob, Outcome
 from .store import open_store
 from .store.contract import Store
-from .worker import decide, log_outcome
+from .worker import outcomes
+from .worker.inflight import InFlight
+from .worker.loop import Loop, Plan
+from .worker.maintenance import Maintenance, ServiceView
 
 log = logging.getLogger("jobrun.service")
 KILL_WAIT = 8.0  # a drain waits this long for stopped child processes to be gone
 THREAD_GRACE = 1.0  # and this long for thread jobs told to stop to return
-jlog = logging.getLogger("jobrun.job")
 
 
 class Service:
@@ -51,32 +52,18 @@ class Service:
         self.path = self.store.path
         self.holder = holder or new_holder_id()
         self._holder_lock = HolderLock(self.path, self.holder)
-        self._bell: Bell | None = None
-        self._outcomes: deque[tuple[Claim, Outcome]] = deque()
-        # In-flight attempts by fencing token: after a thread timeout, the same job's next
-        # attempt may run here while the old thread still does.
-        self._inflight: dict[int, tuple[Claim, Context]] = {}
-        self._started: dict[int, tuple[float, str]] = {}
-        self._timed_out: set[int] = set()
-        self._limits: Any = None
-        self._maint = Maintenance(self)
+        self._inflight = InFlight()
+        self._pools = Pools(registry, self._done, lambda: self.settings, self.path)
+        self._loop: Loop | None = None
+        self._maint = Maintenance(ServiceView(
+            self.store, self.path, self.holder, self._inflight, lambda: self.settings,
+            lambda: self.tasks, self._wake, self._pools.cancel, self._leads))
         self._status: Store | None = None
         self.metrics: Any = None
-        self._limited: frozenset[str] = frozenset()
-        self._busy: dict[str, int] = {}
-        self._caps: dict[str, int] = {}  # jobs a queue may hold here (its claim cap)
-        self._chunks: dict[str, tuple[int, int]] = {}
-        self._pools = Pools(registry, self._done, lambda: self.settings, self.path)
-        self._sleeping = False
-        self._draining = False
-        self._halting = False
         self._threads: list[threading.Thread] = []
-        self._stop_maint = threading.Event()
         self.scheduler: Scheduler | None = None
         self._producer: Any = None
         self.started = threading.Event()
-        self.healthy_at = clock.monotonic()
-        self.rescued = 0
         self.tasks: frozenset[str] = frozenset()  # what this service runs (and claims)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -98,14 +85,12 @@ class Service:
             "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()}}
         if not self._holder_lock.acquire():
             raise StoreError(f"holder lock {self._holder_lock.path} is taken")
-        self._bell = Bell(self.path, self.holder)
+        bell = Bell(self.path, self.holder)
         register_commands(self.settings, self.registry)
         self._publish(self.settings)
-        for q in self.queue_names():
-            self._caps[q] = self.settings.queue(q).claim_cap
-            self._busy[q] = 0
-        self._set_chunks()
-        self._build_limits()  # before the loop's first round: limits hold from the start
+        self._loop = Loop(self.store, self.holder, self.path, lambda: self.settings, bell,
+                          self._pools, self._inflight, self._observe)
+        self._loop.plan = self._plan(self.settings)  # limits hold from the first round
         from .app import App
 
         self._producer = App(self.path, settings=self.settings)
@@ -123,46 +108,31 @@ class Service:
         self.scheduler = Scheduler(open_store(self.path, durability=self.settings.durability),
                                    lambda: self.settings, self._cron_job, self.holder)
         self._maint.once(first=True)
-        for target, name in ((self._loop, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
+        for target, name in ((self._loop.run, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
         self.scheduler.start()
         self.started.set()
         log.info("service %s serving %s on %s", self.holder,
-                 ", ".join(f"{q}({c})" for q, c in self._caps.items()), self.path)
+                 ", ".join(f"{q}({c})" for q, c in self._loop.plan.caps.items()), self.path)
 
     def stop(self, timeout: float | None = None) -> int:
-        """Drain: no new claims, wait for in-flight jobs up to `timeout`, hand back the rest
-        as queued without counting their attempt. Returns how many were handed back."""
-        if not self.started.is_set():
+        """Drain: no new claims, wait for in-flight jobs up to `timeout`, then hand back the
+        rest as queued without counting their attempt. Returns how many were handed back."""
+        loop = self._loop
+        if not self.started.is_set() or loop is None:
             return 0
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
-        self._draining = True
+        loop.draining = True
         self._wake()
         deadline = clock.monotonic() + max(0.0, timeout)
-        while self._inflight and clock.monotonic() < deadline:
+        while len(self._inflight) and clock.monotonic() < deadline:
             time.sleep(0.01)
-        # Past the deadline: process and command attempts are stopped (their whole group)
-        # and come back as handed back before anything is recorded; a job must never run
-        # here and elsewhere at once. Threads cannot be stopped: see the README.
-        stoppable = []
-        for token, (claim, ctx) in list(self._inflight.items()):
-            ctx.cancel(hand_back=True)  # `stopping`: whatever it does now, it is handed back
-            if self._started.get(token, (0.0, ""))[1] in ("process", "command"):
-                stoppable.append(token)
-        # Process and command jobs are being stopped (their whole group); cooperative thread
-        # jobs get a moment to return. Either way they come back as handed back.
-        now_m = clock.monotonic()
-        kill_deadline, thread_deadline = now_m + KILL_WAIT, now_m + THREAD_GRACE
-        while self._inflight and clock.monotonic() < kill_deadline:
-            if clock.monotonic() >= thread_deadline and \
-                    not any(t in self._inflight for t in stoppable):
-                break
-            time.sleep(0.01)
-        self._halting = True
+        self._stop_attempts()
+        loop.halting = True
         self._wake()
-        self._stop_maint.set()
+        self._maint.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler.store.close()
@@ -171,14 +141,13 @@ class Service:
         for t in self._threads:
             t.join(timeout=10)
         # What finished after the loop's last round, then what did not finish at all.
-        late = self._take_outcomes()
-        left = list(self._inflight.values())
-        for claim, ctx in left:
-            late.append((claim, Outcome(claim.id, claim.token, "released")))
+        late = loop.outcomes.take()
+        left = self._inflight.attempts()
+        late += [(a.claim, Outcome(a.claim.id, a.claim.token, "released")) for a in left]
         if late:
             try:
                 applied = self.store.record_outcomes([o for _, o in late], now=clock.now())
-                self._recorded(late, applied)
+                outcomes.report(self.store, late, applied, self._observe)
             except StoreError as exc:
                 log.error("could not record the drain: %s (jobs will be rescued)", exc)
         try:
@@ -188,14 +157,31 @@ class Service:
         self._inflight.clear()
         self._pools.shutdown()
         self._holder_lock.release(unlink=True)
-        if self._bell is not None:
-            self._bell.close()
+        loop.bell.close()
         self.store.close()
         if self._status is not None:
             self._status.close()
         self.started.clear()
         log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
         return len(left)
+
+    def _stop_attempts(self) -> None:
+        """Past the drain's deadline every attempt is told to stop: process and command
+        attempts are stopped (their whole group), cooperative thread jobs get a moment to
+        return. Either way they come back handed back; a job must never run here and
+        elsewhere at once. Threads cannot be stopped: see the README."""
+        stoppable = []
+        for a in self._inflight.attempts():
+            a.ctx.cancel(hand_back=True)  # `stopping`: whatever it does now, it goes back
+            if a.kind in ("process", "command"):
+                stoppable.append(a.claim.token)
+        now_m = clock.monotonic()
+        kill_deadline, thread_deadline = now_m + KILL_WAIT, now_m + THREAD_GRACE
+        while len(self._inflight) and clock.monotonic() < kill_deadline:
+            if clock.monotonic() >= thread_deadline and \
+                    not any(t in self._inflight for t in stoppable):
+                break
+            time.sleep(0.01)
 
     def _publish(self, settings: Settings) -> None:
         """Claim only what this service runs, and say so in the store's catalog: by-name
@@ -206,24 +192,16 @@ class Service:
         self.store.publish_catalog(self.holder, catalog.entries(specs, settings),
                                    now=clock.now())
 
-    def _set_chunks(self) -> None:
-        """Prefetching queues claim in chunks (half the prefetch) while every child is busy:
-        one store round per job would cost more than the jobs."""
+    def _plan(self, settings: Settings) -> Plan:
+        """What the loop claims: caps (concurrency plus prefetch), chunks, limits, tasks."""
+        caps = {q: settings.queue(q).claim_cap for q in self.queue_names()}
         chunks = {}
-        for q in self._caps:
-            qc = self.settings.queue(q)
-            if qc.claim_cap > qc.concurrency:
+        for q in caps:
+            qc = settings.queue(q)
+            if qc.claim_cap > qc.concurrency:  # claim in chunks while every child is busy
                 chunks[q] = (qc.concurrency, max(1, (qc.claim_cap - qc.concurrency) // 2))
-        self._chunks = chunks
-
-    def _build_limits(self) -> None:
-        """Caps, rates and key limits from the config and the registered tasks."""
-        from .limits import Limits, parse_rate
-
-        queue_rates = {}
-        for q, qc in self.settings.queues.items():
-            if qc.extra.get("rate_limit"):
-                queue_rates[q] = parse_rate(qc.extra["rate_limit"])
+        queue_rates = {q: parse_rate(qc.extra["rate_limit"])
+                       for q, qc in settings.queues.items() if qc.extra.get("rate_limit")}
         task_rates, key_conc, key_rates = {}, {}, {}
         by_queue: dict[str, set[str]] = {}
         for name in self.registry.names():
@@ -237,13 +215,12 @@ class Service:
                 key_conc[name] = int(spec.extra["key_concurrency"])
             if spec.extra.get("key_rate_limit"):
                 key_rates[name] = parse_rate(spec.extra["key_rate_limit"])
-        limits = Limits(dict(self._caps), queue_rates, task_rates, key_conc, key_rates)
+        limits = Limits(dict(caps), queue_rates, task_rates, key_conc, key_rates)
         if task_rates or key_conc or key_rates:
-            # A job may be sent to any queue, and keeps its task's limits there.
-            self._limited = frozenset(self._caps)
+            limited = frozenset(caps)  # a job may be sent to any queue, with its task's limits
         else:
-            self._limited = frozenset(q for q in self._caps if limits.limited(q, by_queue))
-        self._limits = limits
+            limited = frozenset(q for q in caps if limits.limited(q, by_queue))
+        return Plan(caps, chunks, limits, limited, self.tasks)
 
     def apply(self, settings: Settings) -> None:
         """Switch to new settings at once: caps and new queues; the scheduler reads them on
@@ -251,188 +228,34 @@ class Service:
         register_commands(settings, self.registry)
         self._publish(settings)
         self.settings = settings
-        caps = dict(self._caps)
-        for q in self.queue_names():
-            self._busy.setdefault(q, 0)
-            caps[q] = settings.queue(q).claim_cap
-        self._pools.resize(caps)
-        self._caps = caps  # one assignment: the loop sees the old caps or the new ones
-        self._set_chunks()
-        self._build_limits()
+        plan = self._plan(settings)
+        self._pools.resize(plan.caps)
+        if self._loop is not None:
+            self._loop.plan = plan  # one assignment: the loop sees the old plan or the new
         if self.scheduler is not None:
             self.scheduler.settings_changed(clock.now())
         info = {"holder": self.holder, "pid": os.getpid(), **self._holder_lock.info,
-                "queues": dict(caps)}
+                "queues": dict(plan.caps)}
         self._holder_lock.info = info
         self._holder_lock.write(json.dumps(info))
         self._wake()
 
-    # -- the loop ------------------------------------------------------------------------
-    def _done(self, claim: Claim, outcome: Outcome) -> None:
-        """Called by executors from their threads."""
-        self._outcomes.append((claim, outcome))
-        if self._sleeping:
-            self._sleeping = False
-            self._wake()
+    # -- wiring ------------------------------------------------------------------------------
+    def _done(self, claim: Any, outcome: Outcome) -> None:
+        """Executors hand outcomes in here, from their threads."""
+        if self._loop is not None:
+            self._loop.done(claim, outcome)
 
     def _wake(self) -> None:
-        if self._bell is not None:
-            self._bell.wake()
+        if self._loop is not None:
+            self._loop.wake()
 
-    def _take_outcomes(self) -> list[tuple[Claim, Outcome]]:
-        out = []
-        pop = self._outcomes.popleft
-        while self._outcomes:
-            claim, o = pop()
-            entry = self._inflight.pop(claim.token, None)
-            if entry is not None:
-                self._busy[claim.queue] -= 1
-            self._started.pop(claim.token, None)
-            if claim.token in self._timed_out:
-                self._timed_out.discard(claim.token)  # recorded at its timeout: discarded
-                jlog.warning("job %s %s returned after its timeout: result discarded",
-                             claim.id, claim.task)
-                continue
-            if entry is not None and entry[1].stopping and o.state != "released":
-                # Told to stop by a drain: whatever it returned or raised, its work did not
-                # finish before the drain ended. It is handed back, attempt not counted.
-                o = Outcome(claim.id, claim.token, "released", extra=o.extra)
-            out.append((claim, o))
-        return out
+    def _leads(self) -> bool:
+        return self.scheduler is not None and self.scheduler.leader
 
-    def _recorded(self, taken: list[tuple[Claim, Outcome]], applied: frozenset[int]) -> None:
-        """Log and count outcomes once the store has them: an outcome whose lease was taken
-        back (the job cancelled or rescued meanwhile) is discarded, and said so."""
-        for claim, o in taken:
-            if o.token in applied:
-                if o.state == "released":
-                    jlog.warning("job %s %s handed back: the service is stopping (attempt "
-                                 "not counted)", claim.id, claim.task, extra={"jobrun": {
-                                     "event": "released", "job_id": claim.id,
-                                     "task": claim.task, "queue": claim.queue,
-                                     "attempt": claim.attempt}})
-                else:
-                    log_outcome(claim, o)
-                state = o.state
-            else:
-                try:
-                    rec = self.store.get(claim.id)
-                except StoreError:
-                    rec = None
-                state = "cancelled" if rec is not None and rec.state == "cancelled" \
-                    else "discarded"
-                why = "it was cancelled" if state == "cancelled" else "it was taken back"
-                jlog.warning("job %s %s %s: result discarded (%s while running)", claim.id,
-                             claim.task, state, why,
-                             extra={"jobrun": {"event": state, "job_id": claim.id,
-                                               "task": claim.task, "queue": claim.queue,
-                                               "attempt": claim.attempt,
-                                               "returned": o.state}})
-            if self.metrics is not None:
-                self.metrics.observe(claim.queue, claim.task, state, o.extra.get("duration"))
-
-    def _loop(self) -> None:
-        assert self._bell is not None
-        bell, store = self._bell, self.store
-        poll = self.settings.poll
-        lease = self.settings.lease
-        next_due: float | None = None
-        paused: frozenset[str] = frozenset()
-        rung = True
-        last_full = -poll
-        pending: list[tuple[Claim, Outcome]] = []
-        failures, last_report = 0, 0.0
-        while True:
-            taken = self._take_outcomes()
-            if taken:
-                pending.extend(taken)
-            halting = self._halting
-            wants: dict[str, int] = {}
-            if not self._draining:
-                chunks = self._chunks
-                for q, cap in self._caps.items():
-                    busy = self._busy[q]
-                    free = cap - busy
-                    if free > 0:
-                        chunk = chunks.get(q)
-                        if chunk is not None and busy >= chunk[0] and free < chunk[1]:
-                            continue  # children all busy and a backlog left: claim later
-                        wants[q] = free
-            now_m = clock.monotonic()
-            now = clock.now()
-            for _, o in pending:
-                if o.state == "retrying" and o.run_at is not None and \
-                        (next_due is None or o.run_at < next_due):
-                    next_due = o.run_at
-            due = next_due is not None and next_due <= now
-            full = rung or due or now_m - last_full >= poll
-            if pending or (wants and full):
-                try:
-                    tick = store.acquire_round([o for _, o in pending], wants, self.holder, now=now, lease=lease,
-                                      full=full, paused=paused, next_due=next_due,
-                                      limits=self._limits, limited=self._limited,
-                                      tasks=self.tasks)
-                except Exception as exc:  # the loop must outlive any one bad round
-                    failures += 1
-                    if clock.monotonic() - last_report >= 10 or failures == 1:
-                        last_report = clock.monotonic()  # once per 10 s while it lasts
-                        more = f" ({failures} rounds so far)" if failures > 1 else ""
-                        if isinstance(exc, StoreError):
-                            log.error("store round failed, retrying every 0.5s%s: %s", more,
-                                      exc)
-                        else:
-                            log.exception("store round failed, retrying every 0.5s%s", more)
-                    if halting:
-                        return
-                    time.sleep(0.5)
-                    continue
-                if failures:
-                    log.info("store rounds work again after %d failure(s)", failures)
-                    failures = 0
-                self._recorded(pending, tick.applied)
-                pending = []
-                if full:
-                    last_full = now_m
-                next_due, paused = tick.next_due, tick.paused
-                if tick.retry_in is not None:  # a rate limit: look again when a token is due
-                    again = now + max(0.001, tick.retry_in)
-                    next_due = again if next_due is None else min(next_due, again)
-                for claim in tick.claims:
-                    ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id,
-                                  claim.queue, claim.token, self._heartbeat_for(claim),
-                                  self.path)
-                    self._inflight[claim.token] = (claim, ctx)
-                    self._busy[claim.queue] += 1
-                    if jlog.isEnabledFor(logging.INFO):
-                        self._log_started(claim)
-                    kind = self._pools.kind(claim)
-                    self._started[claim.token] = (clock.monotonic(), kind)
-                    try:
-                        self._pools.submit(claim, ctx, kind)
-                    except Exception as exc:  # an executor that cannot start fails the job
-                        log.exception("cannot start job %s", claim.id)
-                        self._done(claim, decide(claim, exc, clock.now()))
-            self.healthy_at = clock.monotonic()
-            if halting:
-                return
-            timeout = poll
-            if next_due is not None:
-                timeout = min(timeout, max(0.0, next_due - clock.now()))
-            self._sleeping = True
-            if self._outcomes or self._halting:
-                rung = False
-            else:
-                rung = bell.wait(timeout)
-            self._sleeping = False
-
-    def _log_started(self, claim: Claim) -> None:
-        fields: dict[str, Any] = {"event": "started", "job_id": claim.id, "task": claim.task,
-                                  "queue": claim.queue, "attempt": claim.attempt,
-                                  "trace_id": claim.trace_id}
-        if self.settings.log_args:
-            fields["args"], fields["kwargs"] = claim.args, claim.kwargs
-        jlog.info("job %s %s started (attempt %s)", claim.id, claim.task, claim.attempt,
-                  extra={"jobrun": fields})
+    def _observe(self, queue: str, task: str, outcome: str, duration: float | None) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(queue, task, outcome, duration)
 
     def _cron_job(self, entry: CronEntry, fire: datetime) -> NewJob:
         """A cron fire's job, as an enqueue of its task would make it."""
@@ -441,14 +264,19 @@ class Service:
                                              priority=entry.priority, run_at=fire)
         return job
 
-    def _heartbeat_for(self, claim: Claim) -> Any:
-        def beat() -> bool:
-            return self.store.extend_lease(claim.id, claim.token, now=clock.now(),
-                                         lease=self.settings.lease)
-        return beat
+    # -- introspection -----------------------------------------------------------------------
+    @property
+    def rescued(self) -> int:
+        return self._maint.rescued
 
-    # -- maintenance ---------------------------------------------------------------------
-    # -- introspection -------------------------------------------------------------------
+    @property
+    def healthy_at(self) -> float:
+        return self._loop.healthy_at if self._loop is not None else clock.monotonic()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, or until the service stops (for helpers that poll)."""
+        return self._maint.wait(seconds)
+
     def healthy(self, stale: float = 10.0) -> bool:
         """Whether the loop, maintenance and scheduler threads all made progress lately."""
         now = clock.monotonic()
@@ -467,7 +295,7 @@ class Service:
             return f"store error: {exc}"
         queued = sum(v["queued"] for v in data.values())
         oldest = max((v["oldest_queued_age"] for v in data.values()), default=0.0)
-        lead = ", leader" if self.scheduler is not None and self.scheduler.leader else ""
+        lead = ", leader" if self._leads() else ""
         return f"{queued} queued, oldest {oldest:.0f}s, {self.inflight()} running{lead}"
 
     def _status_store(self) -> Store:

@@ -57,13 +57,13 @@ def run_until_idle(app: App, timeout: float = 30.0, *, settle: float = 0.0) -> d
                     break
                 settle_end = clock.monotonic() + settle
                 while clock.monotonic() < settle_end and pending(app, clock.now()) == 0:
-                    service._stop_maint.wait(0.01)
+                    service.wait(0.01)
                 if pending(app, clock.now()) == 0:
                     break
             if clock.monotonic() >= deadline:
                 raise TimeoutError(f"store not idle after {timeout}s: "
                                    f"{pending(app, clock.now())} job(s) left")
-            service._stop_maint.wait(pause)
+            service.wait(pause)
             pause = min(pause * 1.5, 0.05)
     finally:
         service.stop(timeout=5.0)

@@ -173,9 +173,10 @@ def test_retention_prunes_finished_jobs_in_the_service(app: jobrun.App) -> None:
     app.store.connection().execute("UPDATE jobs SET finished_at = finished_at - 8 * 86400 "
                                    "WHERE id <= 3")
     from jobrun.service import Service
+    from jobrun.worker.maintenance import prune
 
     svc = Service(app.store_path, app.settings)
-    svc._maint._prune(jobrun.clock.now())
+    prune.prune(svc._maint.view, jobrun.clock.now())
     svc.store.close()
     left = [r[0] for r in app.store.read("SELECT id FROM jobs ORDER BY id")]
     assert left == [jobs[3].id, jobs[4].id]

@@ -7,7 +7,7 @@ import random
 from jobrun.errors import Permanent, Retry, UnknownTask
 from jobrun.model import ACTIVE, FINISHED, Claim, JobState, can_move
 from jobrun.retry import backoff, ceiling
-from jobrun.worker import decide
+from jobrun.attempt import decide
 
 
 def test_full_jitter_bounds() -> None:

@@ -63,11 +63,11 @@ def make(store_path: str, entries: list[CronEntry]) -> tuple[Scheduler, list[dat
     app = jobrun.App(store_path, settings=settings)
     app.store  # noqa: B018 - open before the scheduler's transactions
 
-    def enqueue(conn, entry, fire):  # type: ignore[no-untyped-def]
+    def job(entry, fire):  # type: ignore[no-untyped-def]
         fired.append(fire)
-        return app.enqueue(entry.task, connection=conn, run_at=fire).id
+        return app.prepare(entry.task, run_at=fire)
 
-    return Scheduler(store_path, lambda: settings, enqueue), fired
+    return Scheduler(app.store, lambda: settings, job), fired
 
 
 def test_scheduler_fires_each_due_time_once(store_path: str) -> None:

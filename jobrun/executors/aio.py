@@ -13,7 +13,7 @@ from typing import Any
 from ..context import Context
 from ..model import Claim
 from ..registry import Registry
-from ..worker import run_attempt_async
+from ..attempt import run_attempt_async
 from . import Done
 
 

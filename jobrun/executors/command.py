@@ -24,7 +24,7 @@ from ..errors import JobrunError, TaskTimeout
 from ..model import Claim
 from ..registry import Registry, TaskSpec
 from ..model import Outcome
-from ..worker import decide
+from ..attempt import decide
 from . import Done
 from .slots import Slots
 

@@ -28,7 +28,7 @@ from ..errors import TaskTimeout, WorkerDied
 from ..model import Claim
 from ..registry import Registry
 from ..model import Outcome
-from ..worker import decide
+from ..attempt import decide
 from . import Done
 from .slots import Slots
 
@@ -67,7 +67,7 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
     import importlib
 
     from ..registry import REGISTRY
-    from ..worker import run_attempt
+    from ..attempt import run_attempt
 
     os.setsid()
     if service_pid:

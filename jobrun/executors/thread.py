@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..registry import Registry
-from ..worker import run_attempt
+from ..attempt import run_attempt
 from . import Done
 from .slots import Slots
 

@@ -16,6 +16,7 @@ Every method is one transaction unless it says otherwise.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,9 +153,11 @@ class CronStore(abc.ABC):
         """The latest due time fired for `entry`."""
 
     @abc.abstractmethod
-    def fire(self, entry: str, fire_at: float, job: NewJob, *, now: float) -> int | None:
-        """Fire `entry` for `fire_at` with `job`, once: the job's id, or None if that due
-        time had fired already (another leader overlapped)."""
+    def fire(self, entry: str, fire_at: float, job: Callable[[], NewJob], *, now: float
+             ) -> int | None:
+        """Fire `entry` for `fire_at` once: the job `job()` makes is stored with the fire's
+        row; its id, or None if that due time had fired already (another leader overlapped:
+        then `job` is not called)."""
 
 
 class OperatorStore(abc.ABC):

@@ -361,13 +361,14 @@ class SqliteStore(OperatorActions, Store):
         rows = self.read(Q["last_fire"], {"entry": entry})
         return rows[0][0] if rows else None
 
-    def fire(self, entry: str, fire_at: float, job: NewJob, *, now: float) -> int | None:
+    def fire(self, entry: str, fire_at: float, job: Callable[[], NewJob], *, now: float
+             ) -> int | None:
         with self.write() as conn:
             row = conn.execute(Q["insert_fire"], {"entry": entry, "fire_at": fire_at}
                                ).fetchone()
             if row is None:
                 return None  # fired already (another leader overlapped)
-            (job_id,) = self._insert(conn, [job], now)
+            (job_id,) = self._insert(conn, [job()], now)
             conn.execute(Q["set_fire_job"], {"entry": entry, "fire_at": fire_at,
                                              "job_id": job_id})
         return job_id

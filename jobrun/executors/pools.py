@@ -12,15 +12,15 @@ import inspect
 import threading
 from typing import Callable
 
-from .config import Settings
-from .context import Context
-from .executors import Done, Executor
-from .executors.aio import AsyncExecutor
-from .executors.command import CommandExecutor
-from .executors.process import ProcessExecutor
-from .executors.thread import ThreadExecutor
-from .model import Claim
-from .registry import Registry, TaskSpec
+from ..config import Settings
+from ..context import Context
+from . import Done, Executor
+from .aio import AsyncExecutor
+from .command import CommandExecutor
+from .process import ProcessExecutor
+from .thread import ThreadExecutor
+from ..model import Claim
+from ..registry import Registry, TaskSpec
 
 
 def register_commands(settings: Settings, registry: Registry) -> None:

@@ -1,4 +1,4 @@
-"""One attempt: look up the task, run it with its Context, and decide what the store records.
+"""One attempt: run the task with its Context, and decide what the store records.
 
 The decision (succeeded, retrying at t, dead) is a pure function of the attempt and the error;
 running and recording live elsewhere (executors, service).

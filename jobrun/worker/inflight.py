@@ -1,0 +1,68 @@
+"""The attempts a service runs now, by fencing token, and the slots they take per queue.
+
+Keyed by token, not job id: after a thread timeout the same job's next attempt may run
+here while the old thread still does. Written by the loop thread, read by maintenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import clock
+from ..context import Context
+from ..model import Claim
+
+
+@dataclass
+class Attempt:
+    claim: Claim
+    ctx: Context
+    kind: str        # thread | process | command | async
+    started: float   # monotonic
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self._attempts: dict[int, Attempt] = {}
+        self.busy: dict[str, int] = {}
+        self._timed_out: set[int] = set()
+
+    def add(self, claim: Claim, ctx: Context, kind: str) -> None:
+        self._attempts[claim.token] = Attempt(claim, ctx, kind, clock.monotonic())
+        self.busy[claim.queue] = self.busy.get(claim.queue, 0) + 1
+
+    def finish(self, token: int) -> Attempt | None:
+        """The attempt came back: its slot is free again."""
+        a = self._attempts.pop(token, None)
+        if a is not None:
+            self.busy[a.claim.queue] -= 1
+        return a
+
+    def get(self, token: int) -> Attempt | None:
+        return self._attempts.get(token)
+
+    def attempts(self) -> list[Attempt]:
+        return list(self._attempts.values())
+
+    def timed_out(self, token: int) -> None:
+        """Recorded at its timeout (a thread cannot be stopped): its late result is dropped."""
+        self._timed_out.add(token)
+
+    def was_timed_out(self, token: int) -> bool:
+        return token in self._timed_out
+
+    def forget_timeout(self, token: int) -> bool:
+        """Whether the token had timed out (and forget it)."""
+        if token in self._timed_out:
+            self._timed_out.discard(token)
+            return True
+        return False
+
+    def clear(self) -> None:
+        self._attempts.clear()
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._attempts
+
+    def __len__(self) -> int:
+        return len(self._attempts)

@@ -1,0 +1,201 @@
+"""The service's loop: a round, dispatch, wait.
+
+One thread talks to the store for claims: each round records the outcomes that came in,
+promotes due jobs and claims as many jobs as there are free slots, all in one transaction
+(batching is the lever). Claims go to the executors; their outcomes come back through
+`done`, from any thread, and wake the loop if it sleeps. Idle, it sleeps on the doorbell
+(producers ring it) until the next due time or the fallback poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import clock
+from ..attempt import decide
+from ..bell import Bell
+from ..config import Settings
+from ..context import Context
+from ..errors import StoreError
+from ..executors.pools import Pools
+from ..limits import Limits
+from ..model import Claim, Outcome
+from ..store.contract import Round, Store
+from . import outcomes as outcomes_mod
+from .inflight import InFlight
+
+log = logging.getLogger("jobrun.service")
+jlog = logging.getLogger("jobrun.job")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the loop claims, swapped whole on a reload: per queue the jobs this service may
+    hold, the chunking of prefetching queues, the limits, and the tasks it runs."""
+
+    caps: dict[str, int]
+    chunks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    limits: Limits | None = None
+    limited: frozenset[str] = frozenset()
+    tasks: frozenset[str] | None = None
+
+
+class Loop:
+    def __init__(self, store: Store, holder: str, path: str, settings: Callable[[], Settings],
+                 bell: Bell, pools: Pools, inflight: InFlight,
+                 observe: Callable[[str, str, str, Any], None] | None = None) -> None:
+        self.store, self.holder, self.path = store, holder, path
+        self._settings = settings
+        self.bell = bell
+        self.pools = pools
+        self.inflight = inflight
+        self.outcomes = outcomes_mod.Outcomes(inflight)
+        self.observe = observe
+        self.plan = Plan({})
+        self.draining = False   # no new claims
+        self.halting = False    # one last round, then return
+        self._sleeping = False
+        self.healthy_at = clock.monotonic()
+        # Carried from round to round:
+        self._next_due: float | None = None
+        self._paused: frozenset[str] = frozenset()
+        self._rung = True
+        self._last_full = -1e18
+        self._failures = 0
+        self._reported = 0.0
+
+    # -- from other threads ------------------------------------------------------------------
+    def done(self, claim: Claim, outcome: Outcome) -> None:
+        """An executor's attempt ended (any thread)."""
+        self.outcomes.put(claim, outcome)
+        if self._sleeping:
+            self._sleeping = False
+            self.bell.wake()
+
+    def wake(self) -> None:
+        self.bell.wake()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        pending: outcomes_mod.Taken = []
+        while True:
+            pending.extend(self.outcomes.take())
+            halting = self.halting
+            plan = self.plan
+            wants = {} if self.draining else self._wants(plan)
+            now_m, now = clock.monotonic(), clock.now()
+            self._note_retries(pending)
+            due = self._next_due is not None and self._next_due <= now
+            full = self._rung or due or now_m - self._last_full >= self._settings().poll
+            if pending or (wants and full):
+                r = self._round(pending, wants, plan, full, now)
+                if r is None:
+                    if halting:
+                        return
+                    time.sleep(0.5)
+                    continue
+                outcomes_mod.report(self.store, pending, r.applied, self.observe)
+                pending = []
+                self._after(r, full, now_m, now)
+                for claim in r.claims:
+                    self._dispatch(claim)
+            self.healthy_at = clock.monotonic()
+            if halting:
+                return
+            self._wait()
+
+    def _wants(self, plan: Plan) -> dict[str, int]:
+        """Free slots per queue; a prefetching queue whose children are all busy waits for a
+        chunk's worth rather than claiming job by job."""
+        wants: dict[str, int] = {}
+        busy = self.inflight.busy
+        for q, cap in plan.caps.items():
+            n = busy.get(q, 0)
+            free = cap - n
+            if free > 0:
+                chunk = plan.chunks.get(q)
+                if chunk is not None and n >= chunk[0] and free < chunk[1]:
+                    continue
+                wants[q] = free
+        return wants
+
+    def _note_retries(self, pending: outcomes_mod.Taken) -> None:
+        for _, o in pending:
+            if o.state == "retrying" and o.run_at is not None and \
+                    (self._next_due is None or o.run_at < self._next_due):
+                self._next_due = o.run_at
+
+    def _round(self, pending: outcomes_mod.Taken, wants: dict[str, int], plan: Plan,
+               full: bool, now: float) -> Round | None:
+        """One store round; None if it failed (the loop must outlive any one bad round)."""
+        try:
+            r = self.store.acquire_round(
+                [o for _, o in pending], wants, self.holder, now=now,
+                lease=self._settings().lease, full=full, paused=self._paused,
+                next_due=self._next_due, limits=plan.limits, limited=plan.limited,
+                tasks=plan.tasks)
+        except Exception as exc:
+            self._failures += 1
+            if clock.monotonic() - self._reported >= 10 or self._failures == 1:
+                self._reported = clock.monotonic()  # once per 10 s while it lasts
+                more = f" ({self._failures} rounds so far)" if self._failures > 1 else ""
+                if isinstance(exc, StoreError):
+                    log.error("store round failed, retrying every 0.5s%s: %s", more, exc)
+                else:
+                    log.exception("store round failed, retrying every 0.5s%s", more)
+            return None
+        if self._failures:
+            log.info("store rounds work again after %d failure(s)", self._failures)
+            self._failures = 0
+        return r
+
+    def _after(self, r: Round, full: bool, now_m: float, now: float) -> None:
+        if full:
+            self._last_full = now_m
+        self._next_due, self._paused = r.next_due, r.paused
+        if r.retry_in is not None:  # a rate limit: look again when a token is due
+            again = now + max(0.001, r.retry_in)
+            self._next_due = again if self._next_due is None else min(self._next_due, again)
+
+    def _dispatch(self, claim: Claim) -> None:
+        ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
+                      claim.token, self._heartbeat(claim), self.path)
+        kind = self.pools.kind(claim)
+        self.inflight.add(claim, ctx, kind)
+        if jlog.isEnabledFor(logging.INFO):
+            self._log_started(claim)
+        try:
+            self.pools.submit(claim, ctx, kind)
+        except Exception as exc:  # an executor that cannot start fails the job
+            log.exception("cannot start job %s", claim.id)
+            self.done(claim, decide(claim, exc, clock.now()))
+
+    def _heartbeat(self, claim: Claim) -> Callable[[], bool]:
+        def beat() -> bool:
+            return self.store.extend_lease(claim.id, claim.token, now=clock.now(),
+                                           lease=self._settings().lease)
+        return beat
+
+    def _log_started(self, claim: Claim) -> None:
+        fields: dict[str, Any] = {"event": "started", "job_id": claim.id, "task": claim.task,
+                                  "queue": claim.queue, "attempt": claim.attempt,
+                                  "trace_id": claim.trace_id}
+        if self._settings().log_args:
+            fields["args"], fields["kwargs"] = claim.args, claim.kwargs
+        jlog.info("job %s %s started (attempt %s)", claim.id, claim.task, claim.attempt,
+                  extra={"jobrun": fields})
+
+    def _wait(self) -> None:
+        timeout = self._settings().poll
+        if self._next_due is not None:
+            timeout = min(timeout, max(0.0, self._next_due - clock.now()))
+        self._sleeping = True
+        if self.outcomes or self.halting:
+            self._rung = False
+        else:
+            self._rung = self.bell.wait(timeout)
+        self._sleeping = False

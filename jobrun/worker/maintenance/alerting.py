@@ -1,0 +1,20 @@
+"""`[alerts]` thresholds, checked by the leading service only (one service alerts for the
+host): one warning per breach, see jobrun/alerts.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...alerts import Alerter
+from ...stats import queue_stats
+
+if TYPE_CHECKING:
+    from . import ServiceView
+
+
+class Alerting:
+    def __init__(self) -> None:
+        self._alerter = Alerter()
+
+    def check(self, v: ServiceView, alerts: dict[str, Any], now: float) -> None:
+        self._alerter.update(alerts, queue_stats(v.store, now=now))

@@ -1,0 +1,33 @@
+"""Tell attempts whose job was cancelled or taken back: they should stop, and their result
+will be refused by its fencing token anyway."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import ServiceView
+
+jlog = logging.getLogger("jobrun.job")
+
+
+def stop_fenced(v: ServiceView) -> None:
+    attempts = v.inflight.attempts()
+    if not attempts:
+        return
+    seen = v.store.attempt_states(sorted({a.claim.id for a in attempts}))
+    for a in attempts:
+        claim, ctx = a.claim, a.ctx
+        r = seen.get(claim.id)
+        if r is not None and r[0] == "running" and r[1] == claim.token:
+            continue
+        if claim.token not in v.inflight or ctx.cancelled:
+            continue  # it finished while we looked (its own outcome said so), or was told
+        ctx.cancel()
+        what = "cancelled" if r is not None and r[0] == "cancelled" else "taken back"
+        jlog.warning("job %s %s %s while running: asked to stop", claim.id, claim.task, what,
+                     extra={"jobrun": {"event": "cancelled" if what == "cancelled" else "fenced",
+                                       "job_id": claim.id, "task": claim.task,
+                                       "queue": claim.queue, "attempt": claim.attempt}})
+        v.cancel_running(claim.id)

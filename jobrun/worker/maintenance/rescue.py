@@ -1,0 +1,45 @@
+"""Take back the running jobs of dead holders (within a second of the death: their liveness
+lock is free) and of expired leases (a holder alive but stuck); the attempt counts."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ...lock import holder_alive
+from ...store.contract import Rescued
+
+if TYPE_CHECKING:
+    from . import ServiceView
+
+jlog = logging.getLogger("jobrun.job")
+
+
+def dead_holders(v: ServiceView, now: float) -> int:
+    n = 0
+    for h in v.store.running_holders():
+        if h != v.holder and not holder_alive(v.path, h):
+            n += _said(v, v.store.rescue_holder(h, f"worker lost: service process {h} died",
+                                                now=now))
+    return n
+
+
+def expired_leases(v: ServiceView, now: float) -> int:
+    n = 0
+    for job_id, h in v.store.expired_leases(now=now):
+        if h != v.holder:
+            n += _said(v, v.store.rescue_expired(
+                job_id, f"worker lost: lease of {h} expired (alive but stuck?)", now=now))
+    return n
+
+
+def _said(v: ServiceView, rows: list[Rescued]) -> int:
+    for job_id, task, queue, attempts, state in rows:
+        jlog.warning("job %s %s rescued after its holder was lost: now %s (attempt %s "
+                     "counted)", job_id, task, state, attempts,
+                     extra={"jobrun": {"event": "rescued", "job_id": job_id, "task": task,
+                                       "queue": queue, "attempt": attempts,
+                                       "outcome": state}})
+    if rows:
+        v.wake()
+    return len(rows)
