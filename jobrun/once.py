@@ -33,8 +33,10 @@ from . import clock
 from .config import resolve_store
 from .context import current
 from .errors import JobrunError, Retry
+from .store.queries import parse, read_sql
 from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
 
+SQL = parse(read_sql("once.sql"))
 STALE_AFTER = 600.0  # a pending claim made outside a job is taken over after this
 
 
@@ -76,8 +78,8 @@ class Once:
         """A pending row's attempt still runs (its job is running with that token)."""
         if owner and ":" in owner and not owner.startswith("pid:"):
             job_id, token = owner.split(":", 1)
-            row = conn.execute("SELECT 1 FROM jobs WHERE id = ? AND token = ? AND "
-                               "state = 'running'", (int(job_id), int(token))).fetchone()
+            row = conn.execute(SQL["once_owner_running"], {"id": int(job_id),
+                                                           "token": int(token)}).fetchone()
             return row is not None
         return clock.now() - since < STALE_AFTER  # outside a job: trust it for a while
 
@@ -86,19 +88,15 @@ class Once:
         deadline = clock.monotonic() + self._wait
         while True:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT state, owner, done_at FROM processed_operations "
-                               "WHERE key = ?", (self.key,)).fetchone()
+            row = conn.execute(SQL["once_get"], {"key": self.key}).fetchone()
             if row is not None and row[0] == "done":
                 conn.execute("COMMIT")
                 self.done = True
                 return self
             if row is None or row[1] == self._owner or not self._owner_alive(conn, row[1],
                                                                              row[2]):
-                conn.execute("INSERT INTO processed_operations (key, job_id, done_at, state, "
-                             "owner) VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (key) DO "
-                             "UPDATE SET owner = excluded.owner, done_at = excluded.done_at, "
-                             "job_id = excluded.job_id",
-                             (self.key, self._job_id, clock.now(), self._owner))
+                conn.execute(SQL["once_hold"], {"key": self.key, "job_id": self._job_id,
+                                                "now": clock.now(), "owner": self._owner})
                 conn.execute("COMMIT")
                 return self
             conn.execute("COMMIT")
@@ -121,16 +119,13 @@ class Once:
                     conn.execute("ROLLBACK")
                 self._in_txn = False
                 with _txn(conn):  # let the next attempt do it
-                    conn.execute("DELETE FROM processed_operations WHERE key = ? AND owner = ? "
-                                 "AND state = 'pending'", (self.key, self._owner))
+                    conn.execute(SQL["once_let_go"], {"key": self.key, "owner": self._owner})
                 return
             if not self._in_txn:
                 conn.execute("BEGIN IMMEDIATE")
                 self._in_txn = True
-            mine = conn.execute(
-                "UPDATE processed_operations SET state = 'done', done_at = ? WHERE key = ? "
-                "AND owner = ? AND state = 'pending' RETURNING key",
-                (clock.now(), self.key, self._owner)).fetchone()
+            mine = conn.execute(SQL["once_done"], {"now": clock.now(), "key": self.key,
+                                                   "owner": self._owner}).fetchone()
             if mine is None:
                 # Taken over (we were thought dead): keep the other's record, drop ours.
                 conn.execute("ROLLBACK")
@@ -172,7 +167,7 @@ def forget(key: str, *, store: str | os.PathLike[str] | None = None) -> bool:
     s = SqliteStore(path)
     try:
         with s.write() as conn:
-            conn.execute("DELETE FROM processed_operations WHERE key = ?", (key,))
+            conn.execute(SQL["once_forget"], {"key": key})
             return bool(conn.changes())
     finally:
         s.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import apsw
 
 from ..errors import StoreError
-from .queries import SCHEMA, _read, parse
+from .queries import SCHEMA, parse, read_sql
 
 #: Version N's script takes a store from N-1 to N.
 STEPS: dict[int, str] = {1: SCHEMA}
-STEPS.update({int(k[1:]): v for k, v in parse(_read("migrations.sql")).items()})
+STEPS.update({int(k[1:]): v for k, v in parse(read_sql("migrations.sql")).items()})
 SCHEMA_VERSION = max(STEPS)
 
 

@@ -69,7 +69,7 @@ class OperatorActions:
 
         Returns the state the job was in, or None when it does not exist."""
         with self.write() as conn:
-            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(Q["job_state"], {"id": job_id}).fetchone()
             if row is None:
                 return None
             if row[0] in ("scheduled", "queued", "retrying"):

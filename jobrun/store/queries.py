@@ -8,7 +8,8 @@ from importlib import resources
 _HEAD = re.compile(r"^-- ([a-z_0-9]+) --$", re.M)
 
 
-def _read(name: str) -> str:
+def read_sql(name: str) -> str:
+    """A `.sql` file of this package."""
     return resources.files("jobrun.store").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -20,5 +21,5 @@ def parse(text: str) -> dict[str, str]:
     return out
 
 
-SCHEMA: str = _read("schema.sql")
-Q: dict[str, str] = parse(_read("queries.sql"))
+SCHEMA: str = read_sql("schema.sql")
+Q: dict[str, str] = parse(read_sql("queries.sql"))

@@ -293,3 +293,10 @@ SELECT ckey FROM jobs WHERE id = :id;
 
 -- explain_key_running --
 SELECT count(*) FROM jobs WHERE state = 'running' AND ckey = :ckey;
+
+-- job_state --
+SELECT state FROM jobs WHERE id = :id;
+
+-- count_ids_between --
+-- Whether a batch's rowids came out consecutive (they do inside our write transaction).
+SELECT count(*) FROM jobs WHERE id BETWEEN :first AND :last;

@@ -179,8 +179,8 @@ class SqliteStore(OperatorActions, Store):
         last = int(conn.last_insert_rowid())
         first = last - len(jobs) + 1
         ids = list(range(first, last + 1))
-        if conn.execute("SELECT count(*) FROM jobs WHERE id BETWEEN ? AND ?",
-                        (first, last)).get != len(jobs):  # a rowid past 2**63 is random
+        if conn.execute(Q["count_ids_between"], {"first": first, "last": last}
+                        ).get != len(jobs):  # a rowid past 2**63 is random
             raise StoreError("could not determine the ids of the new jobs")
         return ids
 

@@ -21,48 +21,17 @@ import apsw
 from ..config import Settings
 from ..lock import current_leader, holder_alive, holder_info, live_holders
 from ..scheduler import describe
+from ..store.queries import parse, read_sql
 from ..store.sqlite import SqliteStore, wrap
 
-# -- SQL: constants here until they move into store/queries.sql (not this module's to edit
-# yet). Each is answered by a partial index; none scans the whole jobs table.
-
-#: Per queue and state (queued also its oldest run_at): jobs_ready, jobs_running,
-#: jobs_waiting and jobs_dead, the last two covering.
-TOP_COUNTS = """
-SELECT queue, 'queued', count(*), min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue
-UNION ALL
-SELECT queue, 'running', count(*), NULL FROM jobs WHERE state = 'running' GROUP BY queue
-UNION ALL
-SELECT queue, state, count(*), NULL FROM jobs WHERE state IN ('scheduled', 'retrying')
- GROUP BY queue, state
-UNION ALL
-SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY queue"""
-TOP_QUEUES = "SELECT name, paused FROM queues"  # paused flags: a table of a few rows
-
-#: Finished jobs per (bucket, queue, state) in [since, until): a range of jobs_finished.
-TOP_FINISHED = """
-SELECT CAST(finished_at / :width AS INTEGER), queue, state, count(*) FROM jobs
- WHERE finished_at >= :since AND finished_at < :until AND state IN ('succeeded', 'dead')
- GROUP BY 1, 2, 3"""
-
-#: Running jobs, longest running first: jobs_running, at most the services' concurrency.
-TOP_RUNNING = """
-SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
- WHERE state = 'running' ORDER BY started_at, id LIMIT :limit"""
-
-#: The newest dead jobs of one queue: jobs_dead in index order, `limit` rows looked up.
-TOP_DEAD_RECENT = """
-SELECT id, task, queue, state, attempts, max_attempts, finished_at,
-       json_extract(errors, '$[#-1]') FROM jobs
- WHERE state = 'dead' AND queue = :queue ORDER BY finished_at DESC LIMIT :limit"""
-
-#: The retrying jobs whose failed attempt started last. The IN repeats jobs_waiting's WHERE
-#: so SQLite may use it; only the chosen few rows have their errors parsed.
-TOP_RETRYING_RECENT = """
-SELECT id, task, queue, state, attempts, max_attempts, started_at,
-       json_extract(errors, '$[#-1]') FROM jobs
- WHERE id IN (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying')
-                 AND state = 'retrying' ORDER BY started_at DESC LIMIT :limit)"""
+# -- SQL: store/dashboard.sql, each read answered by a partial index.
+_SQL = parse(read_sql("dashboard.sql"))
+TOP_COUNTS = _SQL["top_counts"]
+TOP_QUEUES = _SQL["top_queues"]
+TOP_FINISHED = _SQL["top_finished"]
+TOP_RUNNING = _SQL["top_running"]
+TOP_DEAD_RECENT = _SQL["top_dead_recent"]
+TOP_RETRYING_RECENT = _SQL["top_retrying_recent"]
 
 BUCKET = 5.0      # seconds per throughput bucket
 HOUR = 3600.0
