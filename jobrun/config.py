@@ -248,7 +248,7 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
             parse_listen(settings["metrics"]["listen"])
         except ValueError as exc:
             r.bad(("metrics", "listen"), str(exc))
-    from .alerts import check_config as check_alerts
+    from .ops.alerts import check_config as check_alerts
 
     for problem in check_alerts(settings["alerts"]):
         r.bad(("alerts",), problem)

@@ -97,7 +97,7 @@ class Service:
         self._producer.store  # opened now, not inside the scheduler's transaction
         listen = self.settings.metrics.get("listen")
         if listen:  # before the first round, so every outcome is counted
-            from .metrics import Metrics
+            from .ops.metrics import Metrics
 
             try:
                 self.metrics = Metrics(self.path, listen)
@@ -287,7 +287,7 @@ class Service:
 
     def status_line(self) -> str:
         """For systemd's STATUS=: "12 queued, oldest 3s, 4 running, leader"."""
-        from .stats import queue_stats
+        from .ops.stats import queue_stats
 
         try:
             data = queue_stats(self._status_store(), now=clock.now())

@@ -15,8 +15,8 @@ from conftest import JOBRUN, ROOT, run_cli, wait_for
 
 import jobrun
 import jobrun.testing
-from jobrun.alerts import Alerter, breaches
-from jobrun.explain import Facts, reasons
+from jobrun.ops.alerts import Alerter, breaches
+from jobrun.ops.explain import Facts, reasons
 
 
 def config(tmp_path: Path, extra: str = "") -> Path:

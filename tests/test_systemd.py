@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import JOBRUN
 
-from jobrun.systemd import Notifier
+from jobrun.ops.systemd import Notifier
 
 
 def _listen(tmp_path: Path) -> tuple[socket.socket, str]:

@@ -77,7 +77,7 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
     if as_json:
         _print_json([job_json(r) for r in records])
         return
-    from ..views import jobs_table, render
+    from .views import jobs_table, render
 
     render(jobs_table(records))
 
@@ -92,7 +92,7 @@ def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     if as_json:
         _print_json(job_json(rec, full=True))
         return
-    from ..views import job_detail, render
+    from .views import job_detail, render
 
     render(job_detail(rec))
 
@@ -100,13 +100,13 @@ def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
 @cli.command()
 def stats(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Per queue: depth, running, oldest queued age, last hour's outcomes, failure rate."""
-    from ..stats import queue_stats
+    from ..ops.stats import queue_stats
 
     data = queue_stats(_open(config, store).store, now=clock.now())
     if as_json:
         _print_json({"queues": data})
         return
-    from ..views import render, stats_table
+    from .views import render, stats_table
 
     render(stats_table(data))
 
@@ -116,7 +116,7 @@ def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
             store: StoreOpt = None) -> None:
     """Why a job is not running now: its time, a retry, a paused queue, a cap or rate
     limit, or no live service serving its queue."""
-    from ..explain import explain_json, gather, reasons
+    from ..ops.explain import explain_json, gather, reasons
 
     app = _open(config, store, import_tasks=True)
     rec = app.store.get(job_id)

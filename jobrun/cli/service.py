@@ -13,7 +13,7 @@ import typer
 
 from ..config import check as check_config
 from ..errors import ConfigError
-from ..systemd import Notifier
+from ..ops.systemd import Notifier
 from .base import (
     EX_CONFIG,
     EX_OK,
@@ -39,7 +39,7 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
               "--log-level", help="DEBUG, INFO, WARNING (default: the config's, else INFO)")
           ] = None) -> None:
     """Run the service in the foreground: workers, scheduler, reload. SIGTERM drains."""
-    from ..logs import setup_logging
+    from ..ops.logs import setup_logging
     from ..runtime import check_tasks, import_tasks, resolve
     from ..service import Service
 
@@ -84,7 +84,7 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
     notifier.start_pings(service.healthy, service.status_line)
     reloader = None
     if rt.config and not demo:
-        from ..reload import Reloader
+        from ..ops.reload import Reloader
 
         reloader = Reloader(service, rt.config, notifier)
         reloader.start()
@@ -181,7 +181,7 @@ def cron_ls(as_json: JsonOpt = False,
     if as_json:
         _print_json(entries)
         return
-    from ..views import cron_table, render
+    from .views import cron_table, render
 
     render(cron_table(entries))
 

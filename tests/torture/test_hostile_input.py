@@ -51,7 +51,7 @@ import jobrun
 from jobrun.config import Settings, check, parse
 from jobrun.cron import ScheduleError, next_fires, parse_schedule
 from jobrun.errors import ConfigError, StoreError
-from jobrun.reload import Reloader, load_valid
+from jobrun.ops.reload import Reloader, load_valid
 from jobrun.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.torture

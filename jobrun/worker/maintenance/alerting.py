@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...alerts import Alerter
-from ...stats import queue_stats
+from ...ops.alerts import Alerter
+from ...ops.stats import queue_stats
 
 if TYPE_CHECKING:
     from . import ServiceView

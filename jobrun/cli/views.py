@@ -8,8 +8,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from . import clock
-from .model import JobRecord
+from .. import clock
+from ..model import JobRecord
 
 STATE_STYLE = {"succeeded": "green", "dead": "red", "running": "cyan", "retrying": "yellow",
                "cancelled": "dim", "queued": "white", "scheduled": "blue"}

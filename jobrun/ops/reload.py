@@ -13,11 +13,11 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .config import Settings, check
-from .errors import ConfigError
+from ..config import Settings, check
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .service import Service
+    from ..service import Service
     from .systemd import Notifier
 
 log = logging.getLogger("jobrun.reload")
@@ -25,7 +25,7 @@ log = logging.getLogger("jobrun.reload")
 
 def load_valid(path: str, current: Settings) -> Settings:
     """The new settings, or ConfigError with the first problem (file, line, key, reason)."""
-    from .runtime import check_tasks, import_tasks
+    from ..runtime import check_tasks, import_tasks
 
     try:
         if os.path.getsize(path) == 0:

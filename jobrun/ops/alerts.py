@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from .cron import parse_duration as duration
+from ..cron import parse_duration as duration
 
 log = logging.getLogger("jobrun.alerts")
 KEYS = {"oldest_queued_age", "dead_per_hour", "on_alert"}

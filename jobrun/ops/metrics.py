@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import clock
-from .config import parse_listen
+from .. import clock
+from ..config import parse_listen
 from .stats import queue_stats
-from .store import open_store
-from .store.contract import Store
+from ..store import open_store
+from ..store.contract import Store
 
 log = logging.getLogger("jobrun.metrics")
 

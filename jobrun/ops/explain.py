@@ -9,13 +9,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock
-from .config import Settings
-from .limits import Bucket, parse_rate
-from .lock import holder_alive, holder_info, live_holders
-from .model import JobRecord
-from .registry import REGISTRY
-from .store.contract import Store
+from .. import clock
+from ..config import Settings
+from ..limits import Bucket, parse_rate
+from ..lock import holder_alive, holder_info, live_holders
+from ..model import JobRecord
+from ..registry import REGISTRY
+from ..store.contract import Store
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .store.contract import Store
+from ..store.contract import Store
 
 _STATES = ("queued", "running", "scheduled", "retrying", "dead")
 
