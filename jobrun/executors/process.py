@@ -2,7 +2,9 @@
 
 Children start from a forkserver (safe in a threaded service) that has preloaded the task
 modules. Each child leads its own process group, so a timeout or a cancel can stop the job
-and anything it started: SIGTERM to the group, SIGKILL after a grace. A child that dies
+and anything it started: SIGTERM to the group, SIGKILL after a grace. Each child is also a
+subreaper: after every job, whatever the job left running (in the group or not, daemons
+included) is stopped before its outcome is sent (see groups.py). A child that dies
 mid-job (os._exit, SIGKILL, a segfault) fails only its own job, "worker process died:
 signal 11", and is replaced at once. Each slot is a thread of the service that owns one
 child at a time.
@@ -29,7 +31,7 @@ from ..model import Claim
 from ..registry import Registry
 from ..store.base import Outcome
 from ..worker import decide, log_outcome
-from . import Done
+from . import Done, groups
 from .slots import Slots
 
 log = logging.getLogger("jobrun.process")
@@ -70,6 +72,7 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
     from ..worker import run_attempt
 
     os.setsid()
+    groups.become_subreaper()
     if service_pid:
         _die_with(service_pid)
     if store:
@@ -102,6 +105,7 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
                 continue
             claim = Claim(**d)
             o = run_attempt(claim, REGISTRY, log_it=False)
+            groups.kill_children()  # nothing the job started outlives it
             conn.send_bytes(json.dumps({"token": claim.token, "state": o.state,
                                         "result": o.result, "run_at": o.run_at,
                                         "error": o.error}).encode())
@@ -132,18 +136,7 @@ class _Child:
 
     def kill(self, grace: float = KILL_GRACE) -> None:
         """SIGTERM to the child's whole group, SIGKILL after `grace`."""
-        pid = self.pid
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    break
-            self.proc.join(wait)
-            if not self.proc.is_alive():
-                break
+        groups.stop_group(self.pid, grace, leader=self.pid, reap=self.proc.is_alive)
         self.close()
 
     def close(self) -> None:

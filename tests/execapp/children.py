@@ -136,5 +136,13 @@ def leave_stubborn(folder: str, name: str) -> int:
 
 
 @app.task(queue="leftovers")
+def leave_and_fail(folder: str, name: str) -> None:
+    """Starts `sleep` in the background, then fails."""
+    p = subprocess.Popen(["sleep", "300"])
+    touch(os.path.join(folder, f"{name}-pids"), str(p.pid))
+    raise ValueError("failed, leaving a sleep behind")
+
+
+@app.task(queue="leftovers")
 def child_pid() -> int:
     return os.getpid()
