@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
+from execapp import children  # noqa: F401  (by-name enqueues get the tasks' own queues)
 
 import jobrun
 from jobrun.bell import Bell
@@ -172,6 +173,7 @@ def test_a_process_started_by_a_task_does_not_keep_a_killed_service_alive(
         rescued = time.monotonic() - serving
         r = app.store.get(job.id)
         assert r is not None and r.attempts == 2, r
+        assert r.queue == ("forkproc" if case == "process_queue_fork" else "forks"), r.queue
         assert "worker lost" in r.errors[0]["message"], r.errors
         print(f"{case}: new service led in {led:.2f}s, rescued the job in {rescued:.2f}s")
         app.close()

@@ -7,7 +7,8 @@ subreaper: after every job, whatever the job left running (in the group or not, 
 included) is stopped before its outcome is sent (see groups.py). A child that dies
 mid-job (os._exit, SIGKILL, a segfault) fails only its own job, "worker process died:
 signal 11", and is replaced at once. Each slot is a thread of the service that owns one
-child at a time.
+child at a time. A reload that changes the task modules (`set_imports`) replaces the
+children started before it: idle ones at once, busy ones after their current batch.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def _eof(child: _Child) -> bool:
 
 
 class _Child:
-    def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str) -> None:
+    def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str,
+                 generation: int = 0) -> None:
+        self.generation = generation  # of the executor's task modules it imported
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
         self.proc = ctx.Process(target=_child_main,
@@ -178,6 +181,8 @@ class ProcessExecutor(Slots):
         except Exception:  # pragma: no cover - preload is an optimisation only
             pass
         self._running: dict[int, _Child] = {}
+        self._idle: dict[int, _Child] = {}  # by slot thread, while it waits for work
+        self._generation = 0  # bumped when the task modules change
         self._lock = threading.Lock()
         self.replaced = 0
         super().__init__(name, workers, done)
@@ -185,6 +190,41 @@ class ProcessExecutor(Slots):
     def children(self) -> list[int]:
         with self._lock:
             return [c.pid for c in self._running.values()]
+
+    def set_imports(self, imports: list[str]) -> None:
+        """The task modules changed (a reload): children started before are replaced, the
+        idle ones now, the busy ones by their slot after their current batch. A new child
+        starts on its slot's next job, as at start-up."""
+        imports = list(dict.fromkeys(imports))
+        with self._lock:
+            if imports == self._imports:
+                return
+            self._imports = imports
+            self._path = [p for p in sys.path if p]
+            self._generation += 1
+            retired = list(self._idle.values())
+            self._idle.clear()  # their slots find no child when they wake
+        for child in retired:
+            child.kill(self._grace)
+
+    def _wait_work(self, child: _Child | None) -> tuple[list[tuple[Claim, Context]] | None,
+                                                        _Child | None]:
+        """The next batch, and the child to run it. Meanwhile the child is idle, and
+        `set_imports` may retire it; one started before a reload is retired here."""
+        me = threading.get_ident()
+        stale = None
+        with self._lock:
+            if child is not None and child.generation != self._generation:
+                stale, child = child, None
+            elif child is not None:
+                self._idle[me] = child
+        if stale is not None:
+            stale.kill(self._grace)
+        batch = self._take()
+        if child is None:
+            return batch, None
+        with self._lock:
+            return batch, self._idle.pop(me, None)
 
     def _take(self) -> list[tuple[Claim, Context]] | None:
         """The next batch: one claim (waiting for it), plus what else is queued, up to the
@@ -209,8 +249,10 @@ class ProcessExecutor(Slots):
         redo: list[tuple[Claim, Context]] = []
         fresh_failures = 0
         while True:
-            batch = redo or self._take()
+            batch: list[tuple[Claim, Context]] | None = redo
             redo = []
+            if not batch:
+                batch, child = self._wait_work(child)
             if batch is None:
                 if child is not None:
                     child.kill(0.5)
@@ -221,7 +263,9 @@ class ProcessExecutor(Slots):
                 self.replaced += 1
             fresh = child is None
             if child is None:
-                child = _Child(self._mp, self._imports, self._path, self._store_path)
+                with self._lock:
+                    imports, path, gen = self._imports, self._path, self._generation
+                child = _Child(self._mp, imports, path, self._store_path, gen)
             with self._lock:
                 for claim, _ in batch:
                     self._running[claim.id] = child
