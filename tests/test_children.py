@@ -65,6 +65,12 @@ command = ["/bin/sh", "-c", {json.dumps(bg + "; exit 3")}]
 queue = "cmdq"
 max_attempts = 1
 
+[tasks.closes_output]
+command = ["/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 30"]
+queue = "cmdq"
+timeout = 1
+max_attempts = 1
+
 [tasks.bg_shell]
 command = ["sleep 300 &", "echo $! >"]
 shell = true
@@ -153,6 +159,18 @@ def test_shell_command_leftovers_are_gone(tmp_path: Path, app: jobrun.App) -> No
     assert finished(app, job.id) == "succeeded"
     pid = left_pid(pidfile)
     wait_for(lambda: not alive(pid), GONE_WITHIN, "the shell command's leftover")
+
+
+def test_command_that_closes_its_output_still_times_out(app: jobrun.App) -> None:
+    """It closes its output long before it exits: the wait for its exit minds the timeout.
+    (Where setpriv is missing, no guard shell holds the pipes: they close first.)"""
+    started = time.monotonic()
+    job = app.enqueue("closes_output")
+    assert finished(app, job.id) == "dead"
+    took = time.monotonic() - started
+    r = app.store.get(job.id)
+    assert r is not None and r.errors[0]["type"] == "TaskTimeout", r.errors
+    assert took < 10, f"took {took:.1f}s for a 1 s timeout"
 
 
 # -- the helpers themselves -----------------------------------------------------------------

@@ -44,7 +44,9 @@ _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attemp
 
 def _die_with(service_pid: int) -> None:
     """Kill this child's whole process group when the service dies (even by SIGKILL): its
-    job is rescued and run again elsewhere, so nothing of this attempt may go on."""
+    job is rescued and run again elsewhere, so nothing of this attempt may go on. Its
+    children that left the group (their own session) go first: they are found as children
+    of this subreaper, and would be reparented to init once it is gone."""
     import select
     import threading
 
@@ -59,6 +61,7 @@ def _die_with(service_pid: int) -> None:
                 except ProcessLookupError:
                     break
                 time.sleep(0.5)
+        groups.kill_children(0.0)
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="jobrun-child-watchdog").start()
