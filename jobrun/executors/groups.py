@@ -90,6 +90,8 @@ def stop_group(pgid: int, grace: float, *, leader: int | None = None,
     before its `setsid`); `reap` is called while waiting, so that a parent's dead child is
     reaped. A group's id stays reserved while any member lives, so no unrelated group can
     take the number meanwhile."""
+    if pgid <= 1:
+        raise ValueError(f"no process group {pgid}: killpg would hit this process's own")
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if not _signal(pgid, sig, leader):
             return True
