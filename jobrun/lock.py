@@ -51,7 +51,8 @@ def _in_child() -> None:
         if owner is not None:
             owner._fd = None
     _open_fds.clear()
-    _guard.release()
+    if _guard.locked():  # taken by `before` (a fork that skipped it finds it free)
+        _guard.release()
 
 
 os.register_at_fork(before=_guard.acquire, after_in_parent=_guard.release,
