@@ -20,6 +20,45 @@ DEFAULT_CONCURRENCY = 8
 EXECUTORS = ("thread", "process", "async")
 
 
+_DAY = 86400.0
+_YEAR = 366 * _DAY
+# (least, most) seconds of every duration key. The floors stop typos ("1ms" for "1m") and
+# zeros that would spin a loop or lose work; the ceilings stop values no one means, which
+# also overflow datetimes (now + 100000000d) in the rounds that use them. An interval over
+# a year reads better as a schedule (`@yearly`), so `every` stops at 366 days.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "every": (1.0, _YEAR),             # the scheduler fires at most about once a second
+    "lease": (5.0, _DAY),              # heartbeats every lease/3, checked every 0.5 s
+    "poll": (0.01, 300.0),             # a wake-up fallback: below 10 ms it only burns CPU
+    "shutdown_timeout": (0.0, _DAY),   # 0: stop at once
+    "misfire_grace": (0.0, _YEAR),
+    "retention": (60.0, 100 * _YEAR),  # a result must outlive the Job.result() that waits
+    "dead_retention": (60.0, 100 * _YEAR),
+    "retry_base": (0.001, _DAY),
+    "retry_cap": (0.001, _YEAR),
+    "timeout": (0.01, _YEAR),
+}
+_WHY = {
+    "every": "below 1s the scheduler floods the store; beyond a year use a schedule",
+    "lease": "a shorter lease expires between heartbeats and runs jobs twice",
+    "poll": "the service wakes every poll: 0 spins, hours look hung",
+    "retention": "finished jobs must stay readable for a while",
+    "dead_retention": "dead jobs must stay readable for a while",
+    "retry_base": "0 retries in a hot loop",
+    "retry_cap": "0 retries in a hot loop",
+    "timeout": "0 fails every attempt",
+}
+_WHY.update({k: "no one means longer" for k in BOUNDS if k not in _WHY})
+
+
+def human(seconds: float) -> str:
+    """1 -> "1s", 0.01 -> "10ms", 300 -> "5m", 31622400 -> "366d": how bounds are written."""
+    for unit, size in (("d", _DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer() or unit == "s" and seconds >= 1:
+            return f"{seconds / size:.15g}{unit}"
+    return f"{seconds * 1000:.15g}ms" if seconds else "0s"
+
+
 def duration(value: Any) -> float:
     """Seconds from 30, 1.5, "30s", "5m", "1h30m", "7d", "250ms"; ValueError otherwise."""
     return parse_duration(value)
@@ -162,13 +201,21 @@ class _Reader:
 
     def dur(self, table: dict[str, Any], path: tuple[str, ...], key: str,
             default: float | None) -> float | None:
+        """A duration within BOUNDS[key]; out of bounds is a problem and gives the default."""
         if key not in table:
             return default
         try:
-            return duration(table[key])
+            seconds = duration(table[key])
         except ValueError as exc:
             self.bad(path + (key,), str(exc))
             return default
+        least, most = BOUNDS[key]
+        if not least <= seconds <= most:
+            side = f"at least {human(least)}" if seconds < least else f"at most {human(most)}"
+            self.bad(path + (key,), f"{key} {table[key]!r} is {human(seconds)}: it must be "
+                                    f"{side} ({_WHY[key]})")
+            return default
+        return seconds
 
     def unknown(self, table: dict[str, Any], path: tuple[str, ...], known: set[str]) -> None:
         for k in table:
@@ -205,6 +252,9 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     r.unknown(j, ("jobrun",), _JOBRUN)
     p = ("jobrun",)
     store = r.take(j, p, "store", str)
+    if store is not None and not store.strip():
+        r.bad(p + ("store",), "must be a file path, not empty")
+        store = None
     if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
         store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
     if store is not None:
@@ -212,6 +262,7 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     durability = r.take(j, p, "durability", str, "normal")
     if durability not in ("normal", "full"):
         r.bad(p + ("durability",), f"must be \"normal\" or \"full\", not {durability!r}")
+        durability = "normal"
     imports = r.take(j, p, "import", list, [])
     for i, m in enumerate(imports):
         if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", m):
@@ -231,8 +282,10 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     }
     if settings["log_format"] not in ("text", "json"):
         r.bad(p + ("log_format",), f"must be \"text\" or \"json\", not {settings['log_format']!r}")
+        settings["log_format"] = "text"
     if settings["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.bad(p + ("log_level",), "must be one of DEBUG, INFO, WARNING, ERROR")
+        settings["log_level"] = "INFO"
     settings["queues"] = _queues(r, doc.get("queues", {}))
     settings["tasks"] = _tasks(r, doc.get("tasks", {}))
     settings["cron"] = _crons(r, doc.get("cron", []))
@@ -269,12 +322,15 @@ def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
         conc = r.take(q, p, "concurrency", int, DEFAULT_CONCURRENCY)
         if conc < 1:
             r.bad(p + ("concurrency",), f"must be at least 1, not {conc}")
+            conc = DEFAULT_CONCURRENCY
         ex = r.take(q, p, "executor", str, "thread")
         if ex not in EXECUTORS:
             r.bad(p + ("executor",), f"must be one of {', '.join(EXECUTORS)}, not {ex!r}")
+            ex = "thread"
         ma = r.take(q, p, "max_attempts", int)
         if ma is not None and ma < 1:
             r.bad(p + ("max_attempts",), f"must be at least 1, not {ma}")
+            ma = None
         extra = {k: q[k] for k in ("rate_limit", "max_tasks_per_child") if k in q}
         if "rate_limit" in q:
             try:
@@ -289,8 +345,12 @@ def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
             r.bad(p + ("prefetch",), f"must be 0 or more, not {prefetch}")
         elif prefetch and ex != "process":
             r.bad(p + ("prefetch",), "only process queues prefetch (executor = \"process\")")
-        out[name] = QueueConfig(name, conc, ex, ma, r.dur(q, p, "retry_base", None),
-                                r.dur(q, p, "retry_cap", None), r.dur(q, p, "timeout", None),
+        base, cap = r.dur(q, p, "retry_base", None), r.dur(q, p, "retry_cap", None)
+        if base is not None and cap is not None and cap < base:
+            r.bad(p + ("retry_cap",), f"retry_cap ({human(cap)}) must be at least "
+                                      f"retry_base ({human(base)})")
+            cap = None
+        out[name] = QueueConfig(name, conc, ex, ma, base, cap, r.dur(q, p, "timeout", None),
                                 extra, max(0, prefetch))
     return out
 
@@ -344,8 +404,6 @@ def _crons(r: _Reader, items: Any) -> tuple[CronEntry, ...]:
         every = r.dur(c, p, "every", None)
         if (sched is None) == (every is None):
             r.bad(p + ("schedule",), f"cron {name!r} needs exactly one of schedule or every")
-        if every is not None and every <= 0:
-            r.bad(p + ("every",), f"cron {name!r}: every must be more than 0")
         tz = r.take(c, p, "timezone", str, "UTC")
         if sched is not None:
             try:
