@@ -212,8 +212,9 @@ class _Reader:
         least, most = BOUNDS[key]
         if not least <= seconds <= most:
             side = f"at least {human(least)}" if seconds < least else f"at most {human(most)}"
-            self.bad(path + (key,), f"{key} {table[key]!r} is {human(seconds)}: it must be "
-                                    f"{side} ({_WHY[key]})")
+            given = f"{table[key]!r}" + ("" if table[key] == human(seconds)
+                                         else f" ({human(seconds)})")
+            self.bad(path + (key,), f"{key} {given} must be {side} ({_WHY[key]})")
             return default
         return seconds
 
@@ -402,7 +403,7 @@ def _crons(r: _Reader, items: Any) -> tuple[CronEntry, ...]:
         seen.add(name)
         sched = r.take(c, p, "schedule", str)
         every = r.dur(c, p, "every", None)
-        if (sched is None) == (every is None):
+        if ("schedule" in c) == ("every" in c):  # a bad value is reported by itself
             r.bad(p + ("schedule",), f"cron {name!r} needs exactly one of schedule or every")
         tz = r.take(c, p, "timezone", str, "UTC")
         if sched is not None:
