@@ -5,146 +5,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from typing import Any
 
-from .cron import ScheduleError, parse_duration, parse_schedule
+from .cron import ScheduleError, parse_schedule
 from .errors import ConfigError
 from .limits import parse_rate
+from .settings import (BOUNDS, DEFAULT_CONCURRENCY, DEFAULT_QUEUE, EXECUTORS, WHY,
+                       CommandTask, CronEntry, QueueConfig, Settings, duration, human,
+                       parse_listen)
+from .tomlscan import find_store
 
-DEFAULT_QUEUE = "default"
-DEFAULT_CONCURRENCY = 8
-EXECUTORS = ("thread", "process", "async")
+log = logging.getLogger("jobrun")
 
-
-_DAY = 86400.0
-_YEAR = 366 * _DAY
-# (least, most) seconds of every duration key. The floors stop typos ("1ms" for "1m") and
-# zeros that would spin a loop or lose work; the ceilings stop values no one means, which
-# also overflow datetimes (now + 100000000d) in the rounds that use them. An interval over
-# a year reads better as a schedule (`@yearly`), so `every` stops at 366 days.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "every": (1.0, _YEAR),             # the scheduler fires at most about once a second
-    "lease": (5.0, _DAY),              # heartbeats every lease/3, checked every 0.5 s
-    "poll": (0.01, 300.0),             # a wake-up fallback: below 10 ms it only burns CPU
-    "shutdown_timeout": (0.0, _DAY),   # 0: stop at once
-    "misfire_grace": (0.0, _YEAR),
-    "retention": (60.0, 100 * _YEAR),  # a result must outlive the Job.result() that waits
-    "dead_retention": (60.0, 100 * _YEAR),
-    "retry_base": (0.001, _DAY),
-    "retry_cap": (0.001, _YEAR),
-    "timeout": (0.01, _YEAR),
-}
-_WHY = {
-    "every": "below 1s the scheduler floods the store; beyond a year use a schedule",
-    "lease": "a shorter lease expires between heartbeats and runs jobs twice",
-    "poll": "the service wakes every poll: 0 spins, hours look hung",
-    "retention": "finished jobs must stay readable for a while",
-    "dead_retention": "dead jobs must stay readable for a while",
-    "retry_base": "0 retries in a hot loop",
-    "retry_cap": "0 retries in a hot loop",
-    "timeout": "0 fails every attempt",
-}
-_WHY.update({k: "no one means longer" for k in BOUNDS if k not in _WHY})
-
-
-def human(seconds: float) -> str:
-    """1 -> "1s", 0.01 -> "10ms", 300 -> "5m", 31622400 -> "366d": how bounds are written."""
-    for unit, size in (("d", _DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and (seconds / size).is_integer() or unit == "s" and seconds >= 1:
-            return f"{seconds / size:.15g}{unit}"
-    return f"{seconds * 1000:.15g}ms" if seconds else "0s"
-
-
-def duration(value: Any) -> float:
-    """Seconds from 30, 1.5, "30s", "5m", "1h30m", "7d", "250ms"; ValueError otherwise."""
-    return parse_duration(value)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """"127.0.0.1:9464", ":9464" (loopback), "0.0.0.0:9464"; ValueError otherwise."""
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen {text!r} must be HOST:PORT, e.g. \"127.0.0.1:9464\"")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    name: str
-    concurrency: int = DEFAULT_CONCURRENCY
-    executor: str = "thread"
-    max_attempts: int | None = None
-    retry_base: float | None = None
-    retry_cap: float | None = None
-    timeout: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    prefetch: int = 0  # process queues: jobs claimed ahead of free children
-
-    @property
-    def claim_cap(self) -> int:
-        """How many jobs of this queue a service may hold: its children plus the prefetch."""
-        return self.concurrency + (self.prefetch if self.executor == "process" else 0)
-
-
-@dataclass(frozen=True)
-class CommandTask:
-    name: str
-    command: tuple[str, ...]
-    queue: str | None = None
-    timeout: float | None = None
-    max_attempts: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    shell: bool = False
-
-
-@dataclass(frozen=True)
-class CronEntry:
-    name: str
-    schedule: str | None = None
-    every: float | None = None
-    timezone: str = "UTC"
-    task: str | None = None
-    command: tuple[str, ...] | None = None
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    queue: str | None = None
-    priority: int | None = None
-    misfire: str = "skip"
-
-
-@dataclass(frozen=True)
-class Settings:
-    file: str | None = None
-    store: str | None = None
-    shutdown_timeout: float = 30.0
-    durability: str = "normal"
-    imports: tuple[str, ...] = ()
-    app: str | None = None
-    lease: float = 60.0
-    poll: float = 1.0
-    misfire_grace: float = 60.0
-    retention: float = 7 * 86400.0
-    dead_retention: float = 30 * 86400.0
-    log_args: bool = False
-    log_format: str = "text"
-    log_level: str = "INFO"
-    queues: dict[str, QueueConfig] = field(default_factory=dict)
-    tasks: dict[str, CommandTask] = field(default_factory=dict)
-    cron: tuple[CronEntry, ...] = ()
-    metrics: dict[str, Any] = field(default_factory=dict)
-    alerts: dict[str, Any] = field(default_factory=dict)
-
-    def queue(self, name: str) -> QueueConfig:
-        return self.queues.get(name) or QueueConfig(name)
-
-    @property
-    def folder(self) -> str:
-        return os.path.dirname(os.path.abspath(self.file)) if self.file else os.getcwd()
+__all__ = ["BOUNDS", "DEFAULT_CONCURRENCY", "DEFAULT_QUEUE", "EXECUTORS", "CommandTask",
+           "ConfigError", "CronEntry", "QueueConfig", "Settings", "check", "default_store",
+           "duration", "env_config", "human", "load", "load_for_producer", "parse",
+           "parse_listen", "resolve_store"]
 
 
 class _Reader:
@@ -214,7 +94,7 @@ class _Reader:
             side = f"at least {human(least)}" if seconds < least else f"at most {human(most)}"
             given = f"{table[key]!r}" + ("" if table[key] == human(seconds)
                                          else f" ({human(seconds)})")
-            self.bad(path + (key,), f"{key} {given} must be {side} ({_WHY[key]})")
+            self.bad(path + (key,), f"{key} {given} must be {side} ({WHY[key]})")
             return default
         return seconds
 
@@ -234,6 +114,13 @@ _QUEUE = {"concurrency", "executor", "max_attempts", "retry_base", "retry_cap", 
 _TASK = {"command", "queue", "timeout", "max_attempts", "env", "cwd", "shell"}
 _CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kwargs", "queue",
          "priority", "misfire"}
+
+
+def _store_path(store: str | None, file: str) -> str | None:
+    """`~` expanded; a relative store is beside its config file."""
+    if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
+        store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
+    return os.path.expanduser(store) if store is not None else None
 
 
 def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError]]:
@@ -256,10 +143,7 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     if store is not None and not store.strip():
         r.bad(p + ("store",), "must be a file path, not empty")
         store = None
-    if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
-        store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
-    if store is not None:
-        store = os.path.expanduser(store)
+    store = _store_path(store, file)
     durability = r.take(j, p, "durability", str, "normal")
     if durability not in ("normal", "full"):
         r.bad(p + ("durability",), f"must be \"normal\" or \"full\", not {durability!r}")
@@ -446,6 +330,53 @@ def load(path: str) -> Settings:
     return settings
 
 
+_warned: set[str] = set()
+
+
+def load_for_producer(path: str, *, store_known: bool = False) -> Settings:
+    """Settings for a process that only enqueues (`App()` reading $JOBRUN_CONFIG).
+
+    A bad edit must not stop a web app from importing its tasks module (the service keeps
+    its running config through the same edit): what is valid is kept, a bad value is its
+    default, and the problems are one warning per file per process. If the file is not even
+    TOML, `store` under [jobrun] is found by a careful line scan. Only a store that cannot
+    be known is a ConfigError (unless `store_known`: given or in $JOBRUN_STORE), since a
+    guess would enqueue where no service looks. `load()` stays strict for services."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        text, problems = raw.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        problems = [ConfigError(f"not UTF-8 text: {exc}", file=path)]
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        settings, more = parse(text, path)
+        found = find_store(text)
+        doubt = found.doubt or ("\ufffd" in (found.value or "") and "the store line is not UTF-8")
+        if doubt and not store_known:
+            raise ConfigError(f"{more[0].reason}; and the store cannot be told from it: "
+                              f"{doubt}", file=path, key="jobrun.store", line=found.line)
+        settings = Settings(file=path, store=None if doubt else _store_path(found.value, path))
+    else:
+        settings, more = parse(text, path)
+        for p in more:
+            if p.key in ("jobrun", "jobrun.store") and not store_known:
+                raise p
+    problems = sorted(problems + more, key=lambda p: p.line or 0)  # the first in the file
+    if problems and os.path.abspath(path) not in _warned:
+        _warned.add(os.path.abspath(path))
+        extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        log.warning("%s%s: enqueueing into store %s, the rest of the file is ignored here "
+                    "until it is fixed (jobrun check --config %s)", problems[0], extra,
+                    settings.store or "(the default)", path)
+    return settings
+
+
 def env_config() -> str | None:
     return os.environ.get("JOBRUN_CONFIG") or None
 
@@ -466,7 +397,7 @@ def resolve_store(explicit: str | None = None, settings: Settings | None = None)
     if settings is None:
         cfg = env_config()
         if cfg and os.path.exists(cfg):
-            settings = load(cfg)
+            settings = load_for_producer(cfg, store_known=bool(env))
     if settings is not None and settings.store:
         return os.path.abspath(settings.store)
     return default_store()
