@@ -24,7 +24,7 @@ _YEAR = 366 * _DAY
 # a year reads better as a schedule (`@yearly`), so `every` stops at 366 days.
 BOUNDS: dict[str, tuple[float, float]] = {
     "every": (1.0, _YEAR),             # the scheduler fires at most about once a second
-    "lease": (5.0, _DAY),              # heartbeats every lease/3, checked every 0.5 s
+    "lease": (1.0, _DAY),              # renewed at lease/3, checked every <= 0.5 s
     "poll": (0.01, 300.0),             # a wake-up fallback: below 10 ms it only burns CPU
     "shutdown_timeout": (0.0, _DAY),   # 0: stop at once
     "misfire_grace": (0.0, _YEAR),

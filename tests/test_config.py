@@ -98,8 +98,8 @@ CRON = '[[cron]]\nname = "tick"\nevery = {v}\ntask = "x:y"\n'
     (CRON.format(v='"100000000d"'), "t.toml:3: [cron.0.every]", "at most 366d"),
     (CRON.format(v='"367d"'), "t.toml:3: [cron.0.every]", "at most 366d"),
     (CRON.format(v='0'), "t.toml:3: [cron.0.every]", "at least 1s"),
-    ('[jobrun]\nlease = 0\n', "t.toml:2: [jobrun.lease]", "at least 5s"),
-    ('[jobrun]\nlease = "1ms"\n', "t.toml:2: [jobrun.lease]", "at least 5s"),
+    ('[jobrun]\nlease = 0\n', "t.toml:2: [jobrun.lease]", "at least 1s"),
+    ('[jobrun]\nlease = "1ms"\n', "t.toml:2: [jobrun.lease]", "at least 1s"),
     ('[jobrun]\nlease = -3\n', "t.toml:2: [jobrun.lease]", ">= 0"),
     ('[jobrun]\nlease = "100000000d"\n', "t.toml:2: [jobrun.lease]", "at most 1d"),
     ('[jobrun]\npoll = 0\n', "t.toml:2: [jobrun.poll]", "at least 10ms"),
@@ -132,7 +132,7 @@ def test_bounds_name_key_line_and_reason(text: str, where: str, reason: str) -> 
 
 @pytest.mark.parametrize("text", [
     CRON.format(v='"1s"'), CRON.format(v='"366d"'), CRON.format(v='"1m"'),
-    '[jobrun]\nlease = "5s"\npoll = "10ms"\nshutdown_timeout = 0\nmisfire_grace = 0\n',
+    '[jobrun]\nlease = "1s"\npoll = "10ms"\nshutdown_timeout = 0\nmisfire_grace = 0\n',
     '[jobrun]\nretention = "1m"\ndead_retention = "36600d"\n',
     '[queues.q]\nretry_base = 0.01\nretry_cap = 0.01\ntimeout = 0.3\n',
 ])
