@@ -52,14 +52,15 @@ def find_store(text: str) -> Found:
             continue
         if line.lstrip().startswith("["):
             m = _HEADER.match(line)
-            table = _table(m.group("name")) if m else None
+            array = "[]" if line.lstrip().startswith("[[") else ""  # [[jobrun]] is not it
+            table = array + _table(m.group("name")) if m else None
             continue
-        key = (_IN_JOBRUN.match(line) if table in ("jobrun", None)
+        key = (_IN_JOBRUN.match(line) if table in ("jobrun", "[]jobrun", None)
                else _AT_ROOT.match(line) if table == "" else None)
         if key is not None:
-            if table is None:
-                return Found(line=n, doubt=f"a store line under a table header that cannot "
-                                          f"be read (line {n})")
+            if table != "" and table != "jobrun":  # a broken header, or [[jobrun]]
+                return Found(line=n, doubt=f"the store line {n} is under a header that is "
+                                          "not a readable [jobrun]")
             value = _string(key.group("value"))
             if value is None:
                 return Found(line=n, doubt=f"the store line {n} is not a TOML string")

@@ -122,6 +122,7 @@ def test_the_line_scan_finds_the_store(tmp_path: Path, body: str, store: str) ->
     ('jobrun = 5\n', "jobrun"),                             # no [jobrun] table
     ('[jobrun]\nstore = "a.db"\nstore = "b.db"\n', "store"),  # which one?
     ('jobrun = { store = "a.db" }\n[x\n', "store"),          # not a form the scan reads
+    ('[[jobrun]]\nstore = "a.db"\n[x\n', "store"),               # an array, not the table
 ])
 def test_no_store_found_is_an_error(tmp_path: Path, body: str, reason: str) -> None:
     cfg = write(tmp_path / "c.toml", body)
@@ -147,3 +148,37 @@ def test_warned_once_per_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert len(msgs) == 2, msgs
     assert f"{a}:3" in msgs[0] and "1 more" in msgs[0] and str(tmp_path / "a.db") in msgs[0]
     assert f"{b}:3" in msgs[1]
+
+
+# -- the line scan, fuzzed: never a crash, never a store tomllib would not read -----------------
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from jobrun.tomlscan import find_store  # noqa: E402
+
+
+def toml_string(s: str) -> str:
+    out = s.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c.isprintable() or c == " " else f"\\U{ord(c):08x}"
+                         for c in out) + '"'
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.text())
+def test_the_scan_never_raises_on_random_text(text: str) -> None:
+    found = find_store(text)
+    assert found.value is None or found.doubt is None
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(store=st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1),
+       before=st.sampled_from(["", '[tasks.t]\nnote = """\n[jobrun]\nstore = "no"\n"""\n',
+                               "[queues.q]\nstore = 'no'\n", "x = 1\n", "[[cron]]\nname='a'\n"]),
+       header=st.sampled_from(["[jobrun]", "[ jobrun ] # x", '["jobrun"]']),
+       after=st.sampled_from(["", "poll = 1\n", "[queues.default]\nconcurrency = 1\n"]))
+def test_the_scan_agrees_with_tomllib(store: str, before: str, header: str, after: str) -> None:
+    import tomllib
+
+    text = f"{before}{header}\nstore = {toml_string(store)}\n{after}"
+    assert tomllib.loads(text)["jobrun"]["store"] == store
+    found = find_store(text + "[broken\n")  # the same file, then broken
+    assert found.doubt is None and found.value == store
