@@ -357,23 +357,25 @@ def load_for_producer(path: str, *, store_known: bool = False) -> Settings:
     except tomllib.TOMLDecodeError:
         settings, more = parse(text, path)
         found = find_store(text)
-        doubt = found.doubt or ("\ufffd" in (found.value or "") and "the store line is not UTF-8")
-        if doubt and not store_known:
+        if found.doubt and not store_known:
             raise ConfigError(f"{more[0].reason}; and the store cannot be told from it: "
-                              f"{doubt}", file=path, key="jobrun.store", line=found.line)
-        settings = Settings(file=path, store=None if doubt else _store_path(found.value, path))
+                              f"{found.doubt}", file=path, key="jobrun.store", line=found.line)
+        settings = Settings(file=path, store=_store_path(found.value, path))
     else:
         settings, more = parse(text, path)
         for p in more:
             if p.key in ("jobrun", "jobrun.store") and not store_known:
                 raise p
+    if "\ufffd" in (settings.store or "") and problems and not store_known:
+        raise ConfigError(f"{problems[0].reason}: in the store's own path", file=path,
+                          key="jobrun.store")
     problems = sorted(problems + more, key=lambda p: p.line or 0)  # the first in the file
     if problems and os.path.abspath(path) not in _warned:
         _warned.add(os.path.abspath(path))
         extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         log.warning("%s%s: enqueueing into store %s, the rest of the file is ignored here "
                     "until it is fixed (jobrun check --config %s)", problems[0], extra,
-                    settings.store or "(the default)", path)
+                    settings.store or "(none set in this file)", path)
     return settings
 
 

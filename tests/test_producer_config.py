@@ -131,6 +131,20 @@ def test_no_store_found_is_an_error(tmp_path: Path, body: str, reason: str) -> N
     assert str(cfg) in str(e.value)
 
 
+def test_not_utf8(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in a comment are a warning; in the store's path, an error."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b'# caf\xe9\n[jobrun]\nstore = "j.db"\n')
+    assert load_for_producer(str(cfg)).store == str(tmp_path / "j.db")
+    cfg.write_bytes(b'[jobrun]\nstore = "caf\xe9.db"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_for_producer(str(cfg))
+    cfg.write_bytes(b'[jobrun]\nstore = "caf\xe9.db"\n[x\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_for_producer(str(cfg))
+    assert load_for_producer(str(cfg), store_known=True).store is not None
+
+
 def test_a_broken_file_without_any_store_uses_the_default(tmp_path: Path) -> None:
     """As the same file fixed would: it names no store, so the default is the store."""
     cfg = write(tmp_path / "c.toml", '[jobrun]\nimport = ["x"\n')
@@ -182,3 +196,16 @@ def test_the_scan_agrees_with_tomllib(store: str, before: str, header: str, afte
     assert tomllib.loads(text)["jobrun"]["store"] == store
     found = find_store(text + "[broken\n")  # the same file, then broken
     assert found.doubt is None and found.value == store
+
+
+def test_a_known_store_needs_nothing_from_the_file(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With $JOBRUN_STORE (or App(path)) the file's store does not matter: a warning only."""
+    cfg = write(tmp_path / "c.toml", '[jobrun]\nstore = "a.db\n')
+    monkeypatch.setenv("JOBRUN_CONFIG", str(cfg))
+    with pytest.raises(ConfigError, match="store"):
+        jobrun.App()
+    assert jobrun.App(str(tmp_path / "given.db")).store_path == str(tmp_path / "given.db")
+    monkeypatch.setenv("JOBRUN_STORE", str(tmp_path / "env.db"))
+    assert jobrun.App().store_path == str(tmp_path / "env.db")
+    assert config.resolve_store() == str(tmp_path / "env.db")
