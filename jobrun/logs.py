@@ -20,6 +20,7 @@ _ESCAPES: dict[int, str] = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *rang
 _ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 _QUOTED = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _KEY = str.maketrans({" ": "_", "=": "_", '"': "_"})
+_BARE_NOT = frozenset(' ="')  # printable, but would split or fake a logfmt field
 
 
 def escape(text: str) -> str:
@@ -31,10 +32,15 @@ def escape(text: str) -> str:
 def _value(value: Any) -> str:
     """logfmt: bare if plain, else quoted with \\ and \" escaped (so `a queue=x` stays one
     field and the escapes read back unambiguously)."""
-    text = str(value)
-    if text and text.isprintable() and not any(c in text for c in ' ="'):
+    text = value if isinstance(value, str) else str(value)
+    if text and text.isprintable() and _BARE_NOT.isdisjoint(text):
         return text
     return '"' + escape(text.translate(_QUOTED)) + '"'
+
+
+def _key(key: Any) -> str:
+    text = key if isinstance(key, str) else str(key)
+    return text if text.isidentifier() else escape(text.translate(_KEY))
 
 
 class TextFormatter(logging.Formatter):
@@ -46,7 +52,7 @@ class TextFormatter(logging.Formatter):
                f"{escape(record.getMessage())}"
         fields: dict[str, Any] | None = getattr(record, "jobrun", None)
         if fields:
-            line += " " + " ".join(f"{escape(str(k).translate(_KEY))}={_value(v)}"
+            line += " " + " ".join(f"{_key(k)}={_value(v)}"
                                    for k, v in fields.items()
                                    if v is not None and k not in _IN_MESSAGE)
         if record.exc_info:
