@@ -286,3 +286,22 @@ def test_init_writes_the_top_level_example(tmp_path: Path) -> None:
     r = run_cli("init", "mine.toml", cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "mine.toml").read_bytes() == example.read_bytes()
+
+
+def test_cron_ls_from_is_exclusive_and_naive_means_utc(tmp_path: Path) -> None:
+    cfg = tmp_path / "jobrun.toml"
+    cfg.write_text('[[cron]]\nname = "n"\nschedule = "0 2 * * *"\ncommand = ["true"]\n')
+    r = run_cli("cron", "ls", "--config", str(cfg), "--from", "2026-03-07T02:00:00",
+                "--count", "1", "--json")
+    assert json.loads(r.stdout)[0]["next"] == ["2026-03-08T02:00:00Z"]
+
+
+def test_enqueue_does_not_fail_after_its_commit_when_it_cannot_ring(tmp_path: Path) -> None:
+    """A producer of another user cannot list the service's 0700 holders folder: the job is
+    committed, so enqueue must not then fail (a retry would enqueue twice); the poll finds it."""
+    store = tmp_path / "jobs.db"
+    assert run_cli("enqueue", "a:b", "--store", str(store)).returncode == 0
+    (tmp_path / "jobs.db.jobrun").mkdir(exist_ok=True)
+    (tmp_path / "jobs.db.jobrun" / "holders").write_text("not a folder")  # listdir fails
+    r = run_cli("enqueue", "a:b", "--json", "--store", str(store))
+    assert r.returncode == 0 and json.loads(r.stdout) == {"id": 2}, r.stderr
