@@ -144,7 +144,8 @@ def _argv() -> list[str]:
 def main() -> None:
     """Entry point: one line per error, never a traceback unless --debug."""
     try:
-        rc = cli(args=_argv(), prog_name="jobrun", standalone_mode=False)  # click returns an Exit's code in this mode
+        # click returns an Exit's code in this mode
+        rc = cli(args=_argv(), prog_name="jobrun", standalone_mode=False)
         if isinstance(rc, int):
             sys.exit(rc)
     except typer.Exit as exc:
