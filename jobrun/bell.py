@@ -102,7 +102,7 @@ class Ringer:
         if mtime != self._mtime:
             try:
                 names = os.listdir(self._dir)
-            except FileNotFoundError:
+            except OSError:  # gone, or another user's 0700 folder: the services' poll covers it
                 names = []
             self._addrs = [_address(self.store_path, n[:-5]) for n in names if n.endswith(".lock")]
             self._mtime = mtime

@@ -23,7 +23,7 @@ from .bell import Bell
 from .config import CronEntry, Settings
 from .context import Context
 from .errors import StoreError
-from .lock import HolderLock, new_holder_id
+from .lock import HolderLock, holder_info, new_holder_id
 from .maintenance import Maintenance
 from .model import Claim
 from .pools import Pools, register_commands
@@ -259,8 +259,9 @@ class Service:
         self._build_limits()
         if self.scheduler is not None:
             self.scheduler.settings_changed(clock.now())
-        info = {"holder": self.holder, "pid": os.getpid(), **self._holder_lock.info,
-                "queues": dict(caps)}
+        info = {"holder": self.holder, "pid": os.getpid(),  # a reload keeps the uptime
+                "started": holder_info(self.path, self.holder).get("started", time.time()),
+                **self._holder_lock.info, "queues": dict(caps)}
         self._holder_lock.info = info
         self._holder_lock.write(json.dumps(info))
         self._wake()

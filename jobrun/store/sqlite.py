@@ -51,7 +51,7 @@ class SqliteStore(OperatorActions):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
-                 readonly: bool = False, vfs: str | None = None) -> None:
+                 readonly: bool = False, vfs: str | None = None, create: bool = True) -> None:
         self.vfs = vfs  # an apsw VFS name (fault injection in the torture tests)
         self.path = os.path.realpath(os.fspath(path))
         if durability not in ("normal", "full"):
@@ -63,7 +63,7 @@ class SqliteStore(OperatorActions):
         self._lock = threading.Lock()
         exists = check_file(self.path)
         warn_if_shared(self.path)
-        if readonly and not exists:
+        if (readonly or not create) and not exists:
             raise StoreError(f"store {self.path} does not exist")
         if not exists:
             create_private(self.path)
