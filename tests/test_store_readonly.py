@@ -79,9 +79,6 @@ def test_an_unprivileged_reader_reads_and_a_writer_is_told_why(locked_folder: Pa
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.xfail(reason="`jobrun ls` opens the store read-write (cli/base.py _open builds "
-                          "an App); needs SqliteStore(path, readonly=True) there, outside "
-                          "this branch's files", strict=False)
 def test_jobrun_ls_as_another_user(locked_folder: Path) -> None:
     need_nobody()
     path = make_store(locked_folder)

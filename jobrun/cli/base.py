@@ -81,10 +81,11 @@ class Opened:
         Ringer(self.store.path).ring()
 
 
-def open_store(config: str | None, store: str | None, *, import_tasks: bool = False
-               ) -> Opened:
+def open_store(config: str | None, store: str | None, *, import_tasks: bool = False,
+               readonly: bool = False) -> Opened:
     """The store of an operator command: never created (a typo in `--store` must not make an
-    empty store), and with a store given, a broken config is one warning, not an exit 78."""
+    empty store), and with a store given, a broken config is one warning, not an exit 78.
+    `readonly` for commands that only read: they work in a folder this user cannot write."""
     from ..runtime import import_tasks as do_import
     from ..runtime import resolve
     from ..store.sqlite import SqliteStore
@@ -101,8 +102,8 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     if not os.path.exists(rt.store):
         fail(f"store {rt.store} does not exist (a typo in --store or $JOBRUN_STORE? "
              "`jobrun start` and `jobrun enqueue` create it)")
-    return Opened(SqliteStore(rt.store, durability=rt.settings.durability, create=False),
-                  rt.settings)
+    return Opened(SqliteStore(rt.store, durability=rt.settings.durability, create=False,
+                              readonly=readonly), rt.settings)
 
 
 def job_json(r: JobRecord, full: bool = False) -> dict[str, Any]:

@@ -76,7 +76,8 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
     if state is not None and state not in {s.value for s in JobState}:
         fail(f"unknown state {state!r} (one of {', '.join(s.value for s in JobState)})",
              EX_USAGE)
-    records = open_store(config, store).store.list_jobs(state=state, queue=queue, limit=limit)
+    records = open_store(config, store, readonly=True).store.list_jobs(
+        state=state, queue=queue, limit=limit)
     if as_json:
         _print_json([job_json(r) for r in records])
         return
@@ -89,7 +90,7 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
 def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
          store: StoreOpt = None) -> None:
     """One job, with its error history."""
-    rec = open_store(config, store).store.get(job_id)
+    rec = open_store(config, store, readonly=True).store.get(job_id)
     if rec is None:
         fail(f"no job {job_id}")
     if as_json:
@@ -105,7 +106,7 @@ def stats(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = 
     """Per queue: depth, running, oldest queued age, last hour's outcomes, failure rate."""
     from ..stats import queue_stats
 
-    data = queue_stats(open_store(config, store).store, now=clock.now())
+    data = queue_stats(open_store(config, store, readonly=True).store, now=clock.now())
     if as_json:
         _print_json({"queues": data})
         return
@@ -121,7 +122,7 @@ def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     limit, or no live service serving its queue."""
     from ..explain import explain_json, gather, reasons
 
-    app = open_store(config, store, import_tasks=True)
+    app = open_store(config, store, import_tasks=True, readonly=True)
     rec = app.store.get(job_id)
     if rec is None:
         fail(f"no job {job_id}")
