@@ -13,7 +13,7 @@ from typing import Any, Callable, ParamSpec, TypeVar, overload
 
 from . import catalog, clock
 from .bell import Ringer
-from .config import Settings, env_config, load, resolve_store
+from .config import Settings, env_config, load, load_for_producer, resolve_store
 from .inline import run_inline
 from .job import Job
 from .lock import HolderLock, new_holder_id
@@ -88,7 +88,9 @@ class App:
                  settings: Settings | None = None) -> None:
         if settings is None:
             cfg = env_config()
-            settings = load(cfg) if cfg and os.path.exists(cfg) else Settings()
+            known = store is not None or bool(os.environ.get("JOBRUN_STORE"))
+            settings = (load_for_producer(cfg, store_known=known)
+                        if cfg and os.path.exists(cfg) else Settings())
         self.settings = settings
         self._store_arg = os.fspath(store) if store is not None else None
         self._store: Store | None = None

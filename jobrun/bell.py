@@ -3,6 +3,8 @@
 Each service binds a datagram socket named after its holder id (Linux abstract namespace:
 no file, no cleanup). A producer, after its commit, sends one byte to each live service.
 A bell lost (full buffer, another platform) only costs the slow fallback poll.
+A forked child closes its copies of every bell (a task's fork must not keep a dead
+service's address bound); exec closes them anyway (sockets are created close-on-exec).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import select
 import socket
 import sys
 import threading
+import weakref
 
 from .lock import holders_dir
+
+_bells: weakref.WeakSet[Bell] = weakref.WeakSet()
 
 ABSTRACT = sys.platform.startswith("linux")
 
@@ -38,6 +43,7 @@ class Bell:
             s.setblocking(False)
             self._sock = s
         self._fds = [self._r] + ([self._sock] if self._sock else [])
+        _bells.add(self)
 
     def wake(self) -> None:
         """From a thread of this process."""
@@ -69,6 +75,14 @@ class Bell:
                 s.close()
 
 
+def _close_bells_in_child() -> None:
+    for bell in list(_bells):
+        bell.close()
+
+
+os.register_at_fork(after_in_child=_close_bells_in_child)
+
+
 class Ringer:
     """A producer's side: rings every live service of one store, after a commit."""
 
@@ -88,7 +102,7 @@ class Ringer:
         if mtime != self._mtime:
             try:
                 names = os.listdir(self._dir)
-            except FileNotFoundError:
+            except OSError:  # gone, or another user's 0700 folder: the services' poll covers it
                 names = []
             self._addrs = [_address(self.store_path, n[:-5]) for n in names if n.endswith(".lock")]
             self._mtime = mtime

@@ -5,107 +5,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from typing import Any
 
-from .cron import ScheduleError, parse_duration, parse_schedule
+from .cron import ScheduleError, parse_schedule
 from .errors import ConfigError
 from .limits import parse_rate
+from .settings import (BOUNDS, DEFAULT_CONCURRENCY, DEFAULT_QUEUE, EXECUTORS, WHY,
+                       CommandTask, CronEntry, QueueConfig, Settings, duration, human,
+                       parse_listen)
+from .tomlscan import find_store
 
-DEFAULT_QUEUE = "default"
-DEFAULT_CONCURRENCY = 8
-EXECUTORS = ("thread", "process", "async")
+log = logging.getLogger("jobrun")
 
-
-def duration(value: Any) -> float:
-    """Seconds from 30, 1.5, "30s", "5m", "1h30m", "7d", "250ms"; ValueError otherwise."""
-    return parse_duration(value)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """"127.0.0.1:9464", ":9464" (loopback), "0.0.0.0:9464"; ValueError otherwise."""
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen {text!r} must be HOST:PORT, e.g. \"127.0.0.1:9464\"")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    name: str
-    concurrency: int = DEFAULT_CONCURRENCY
-    executor: str = "thread"
-    max_attempts: int | None = None
-    retry_base: float | None = None
-    retry_cap: float | None = None
-    timeout: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    prefetch: int = 0  # process queues: jobs claimed ahead of free children
-
-    @property
-    def claim_cap(self) -> int:
-        """How many jobs of this queue a service may hold: its children plus the prefetch."""
-        return self.concurrency + (self.prefetch if self.executor == "process" else 0)
-
-
-@dataclass(frozen=True)
-class CommandTask:
-    name: str
-    command: tuple[str, ...]
-    queue: str | None = None
-    timeout: float | None = None
-    max_attempts: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    shell: bool = False
-
-
-@dataclass(frozen=True)
-class CronEntry:
-    name: str
-    schedule: str | None = None
-    every: float | None = None
-    timezone: str = "UTC"
-    task: str | None = None
-    command: tuple[str, ...] | None = None
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    queue: str | None = None
-    priority: int | None = None
-    misfire: str = "skip"
-
-
-@dataclass(frozen=True)
-class Settings:
-    file: str | None = None
-    store: str | None = None
-    shutdown_timeout: float = 30.0
-    durability: str = "normal"
-    imports: tuple[str, ...] = ()
-    app: str | None = None
-    lease: float = 60.0
-    poll: float = 1.0
-    misfire_grace: float = 60.0
-    retention: float = 7 * 86400.0
-    dead_retention: float = 30 * 86400.0
-    log_args: bool = False
-    log_format: str = "text"
-    log_level: str = "INFO"
-    queues: dict[str, QueueConfig] = field(default_factory=dict)
-    tasks: dict[str, CommandTask] = field(default_factory=dict)
-    cron: tuple[CronEntry, ...] = ()
-    metrics: dict[str, Any] = field(default_factory=dict)
-    alerts: dict[str, Any] = field(default_factory=dict)
-
-    def queue(self, name: str) -> QueueConfig:
-        return self.queues.get(name) or QueueConfig(name)
-
-    @property
-    def folder(self) -> str:
-        return os.path.dirname(os.path.abspath(self.file)) if self.file else os.getcwd()
+__all__ = ["BOUNDS", "DEFAULT_CONCURRENCY", "DEFAULT_QUEUE", "EXECUTORS", "CommandTask",
+           "ConfigError", "CronEntry", "QueueConfig", "Settings", "check", "default_store",
+           "duration", "env_config", "human", "load", "load_for_producer", "parse",
+           "parse_listen", "resolve_store"]
 
 
 class _Reader:
@@ -162,13 +81,22 @@ class _Reader:
 
     def dur(self, table: dict[str, Any], path: tuple[str, ...], key: str,
             default: float | None) -> float | None:
+        """A duration within BOUNDS[key]; out of bounds is a problem and gives the default."""
         if key not in table:
             return default
         try:
-            return duration(table[key])
+            seconds = duration(table[key])
         except ValueError as exc:
             self.bad(path + (key,), str(exc))
             return default
+        least, most = BOUNDS[key]
+        if not least <= seconds <= most:
+            side = f"at least {human(least)}" if seconds < least else f"at most {human(most)}"
+            given = f"{table[key]!r}" + ("" if table[key] == human(seconds)
+                                         else f" ({human(seconds)})")
+            self.bad(path + (key,), f"{key} {given} must be {side} ({WHY[key]})")
+            return default
+        return seconds
 
     def unknown(self, table: dict[str, Any], path: tuple[str, ...], known: set[str]) -> None:
         for k in table:
@@ -188,6 +116,13 @@ _CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kw
          "priority", "misfire"}
 
 
+def _store_path(store: str | None, file: str) -> str | None:
+    """`~` expanded; a relative store is beside its config file."""
+    if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
+        store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
+    return os.path.expanduser(store) if store is not None else None
+
+
 def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError]]:
     """Settings and every problem found; Settings is only meaningful without problems."""
     r = _Reader(file, text)
@@ -205,13 +140,14 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     r.unknown(j, ("jobrun",), _JOBRUN)
     p = ("jobrun",)
     store = r.take(j, p, "store", str)
-    if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
-        store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
-    if store is not None:
-        store = os.path.expanduser(store)
+    if store is not None and not store.strip():
+        r.bad(p + ("store",), "must be a file path, not empty")
+        store = None
+    store = _store_path(store, file)
     durability = r.take(j, p, "durability", str, "normal")
     if durability not in ("normal", "full"):
         r.bad(p + ("durability",), f"must be \"normal\" or \"full\", not {durability!r}")
+        durability = "normal"
     imports = r.take(j, p, "import", list, [])
     for i, m in enumerate(imports):
         if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", m):
@@ -231,8 +167,10 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     }
     if settings["log_format"] not in ("text", "json"):
         r.bad(p + ("log_format",), f"must be \"text\" or \"json\", not {settings['log_format']!r}")
+        settings["log_format"] = "text"
     if settings["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.bad(p + ("log_level",), "must be one of DEBUG, INFO, WARNING, ERROR")
+        settings["log_level"] = "INFO"
     settings["queues"] = _queues(r, doc.get("queues", {}))
     settings["tasks"] = _tasks(r, doc.get("tasks", {}))
     settings["cron"] = _crons(r, doc.get("cron", []))
@@ -269,12 +207,15 @@ def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
         conc = r.take(q, p, "concurrency", int, DEFAULT_CONCURRENCY)
         if conc < 1:
             r.bad(p + ("concurrency",), f"must be at least 1, not {conc}")
+            conc = DEFAULT_CONCURRENCY
         ex = r.take(q, p, "executor", str, "thread")
         if ex not in EXECUTORS:
             r.bad(p + ("executor",), f"must be one of {', '.join(EXECUTORS)}, not {ex!r}")
+            ex = "thread"
         ma = r.take(q, p, "max_attempts", int)
         if ma is not None and ma < 1:
             r.bad(p + ("max_attempts",), f"must be at least 1, not {ma}")
+            ma = None
         extra = {k: q[k] for k in ("rate_limit", "max_tasks_per_child") if k in q}
         if "rate_limit" in q:
             try:
@@ -289,8 +230,12 @@ def _queues(r: _Reader, table: Any) -> dict[str, QueueConfig]:
             r.bad(p + ("prefetch",), f"must be 0 or more, not {prefetch}")
         elif prefetch and ex != "process":
             r.bad(p + ("prefetch",), "only process queues prefetch (executor = \"process\")")
-        out[name] = QueueConfig(name, conc, ex, ma, r.dur(q, p, "retry_base", None),
-                                r.dur(q, p, "retry_cap", None), r.dur(q, p, "timeout", None),
+        base, cap = r.dur(q, p, "retry_base", None), r.dur(q, p, "retry_cap", None)
+        if base is not None and cap is not None and cap < base:
+            r.bad(p + ("retry_cap",), f"retry_cap ({human(cap)}) must be at least "
+                                      f"retry_base ({human(base)})")
+            cap = None
+        out[name] = QueueConfig(name, conc, ex, ma, base, cap, r.dur(q, p, "timeout", None),
                                 extra, max(0, prefetch))
     return out
 
@@ -342,10 +287,8 @@ def _crons(r: _Reader, items: Any) -> tuple[CronEntry, ...]:
         seen.add(name)
         sched = r.take(c, p, "schedule", str)
         every = r.dur(c, p, "every", None)
-        if (sched is None) == (every is None):
+        if ("schedule" in c) == ("every" in c):  # a bad value is reported by itself
             r.bad(p + ("schedule",), f"cron {name!r} needs exactly one of schedule or every")
-        if every is not None and every <= 0:
-            r.bad(p + ("every",), f"cron {name!r}: every must be more than 0")
         tz = r.take(c, p, "timezone", str, "UTC")
         if sched is not None:
             try:
@@ -387,6 +330,55 @@ def load(path: str) -> Settings:
     return settings
 
 
+_warned: set[str] = set()
+
+
+def load_for_producer(path: str, *, store_known: bool = False) -> Settings:
+    """Settings for a process that only enqueues (`App()` reading $JOBRUN_CONFIG).
+
+    A bad edit must not stop a web app from importing its tasks module (the service keeps
+    its running config through the same edit): what is valid is kept, a bad value is its
+    default, and the problems are one warning per file per process. If the file is not even
+    TOML, `store` under [jobrun] is found by a careful line scan. Only a store that cannot
+    be known is a ConfigError (unless `store_known`: given or in $JOBRUN_STORE), since a
+    guess would enqueue where no service looks. `load()` stays strict for services."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        text, problems = raw.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        problems = [ConfigError(f"not UTF-8 text: {exc}", file=path)]
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        settings, more = parse(text, path)
+        found = find_store(text)
+        if found.doubt and not store_known:
+            raise ConfigError(f"{more[0].reason}; and the store cannot be told from it: "
+                              f"{found.doubt}", file=path, key="jobrun.store", line=found.line)
+        settings = Settings(file=path, store=_store_path(found.value, path))
+    else:
+        settings, more = parse(text, path)
+        for p in more:
+            if p.key in ("jobrun", "jobrun.store") and not store_known:
+                raise p
+    if "\ufffd" in (settings.store or "") and problems and not store_known:
+        raise ConfigError(f"{problems[0].reason}: in the store's own path", file=path,
+                          key="jobrun.store")
+    problems = sorted(problems + more, key=lambda p: p.line or 0)  # the first in the file
+    if problems and os.path.abspath(path) not in _warned:
+        _warned.add(os.path.abspath(path))
+        extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        log.warning("%s%s: enqueueing into store %s, the rest of the file is ignored here "
+                    "until it is fixed (jobrun check --config %s)", problems[0], extra,
+                    settings.store or "(none set in this file)", path)
+    return settings
+
+
 def env_config() -> str | None:
     return os.environ.get("JOBRUN_CONFIG") or None
 
@@ -407,7 +399,7 @@ def resolve_store(explicit: str | None = None, settings: Settings | None = None)
     if settings is None:
         cfg = env_config()
         if cfg and os.path.exists(cfg):
-            settings = load(cfg)
+            settings = load_for_producer(cfg, store_known=bool(env))
     if settings is not None and settings.store:
         return os.path.abspath(settings.store)
     return default_store()

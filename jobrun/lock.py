@@ -2,6 +2,12 @@
 
 A process holds its lock for as long as it lives; the kernel drops it when the process dies
 (SIGKILL included), so "can I take X's lock?" answers "is X dead?" at once, with no timeout.
+
+A flock belongs to an open file description, which a forked child shares: a child that
+outlived the service (a task's `os.fork()`, a multiprocessing 'fork' process) would keep the
+dead service "alive" and its leadership taken. So every descriptor this module opens is
+closed in forked children (`os.register_at_fork`; closing a copy never releases the
+parent's lock) and on exec (O_CLOEXEC: `subprocess`, command tasks, the forkserver).
 """
 
 from __future__ import annotations
@@ -11,8 +17,46 @@ import fcntl
 import json
 import os
 import secrets
+import threading
 import time
 from typing import Any
+
+# Every descriptor opened here, with the FileLock owning it (None: a short-lived probe).
+# `_guard` makes "open and record" and "forget and close" atomic with respect to fork: a
+# child never inherits an unrecorded descriptor, nor closes a number reused since.
+_open_fds: dict[int, FileLock | None] = {}
+_guard = threading.Lock()
+
+
+def _open(path: str, flags: int, owner: FileLock | None = None, mode: int = 0o600) -> int:
+    with _guard:
+        fd = os.open(path, flags | os.O_CLOEXEC, mode)
+        _open_fds[fd] = owner
+    return fd
+
+
+def _close(fd: int) -> None:
+    with _guard:
+        _open_fds.pop(fd, None)
+        os.close(fd)
+
+
+def _in_child() -> None:
+    """After fork, in the child: drop our copies of every lock (the parent keeps its own)."""
+    for fd, owner in list(_open_fds.items()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        if owner is not None:
+            owner._fd = None
+    _open_fds.clear()
+    if _guard.locked():  # taken by `before` (a fork that skipped it finds it free)
+        _guard.release()
+
+
+os.register_at_fork(before=_guard.acquire, after_in_parent=_guard.release,
+                    after_in_child=_in_child)
 
 
 def state_dir(store_path: str) -> str:
@@ -44,14 +88,14 @@ class FileLock:
         if self._fd is not None:
             return True
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _open(self.path, os.O_RDWR | os.O_CREAT, self)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
-            os.close(fd)
+            _close(fd)
             return False
         except BaseException:
-            os.close(fd)
+            _close(fd)
             raise
         self._fd = fd
         return True
@@ -70,7 +114,7 @@ class FileLock:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-        os.close(self._fd)
+        _close(self._fd)
         self._fd = None
 
 
@@ -92,14 +136,14 @@ class HolderLock(FileLock):
         folder = os.path.dirname(self.path)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         tmp = os.path.join(folder, f".{self.holder}.lock.new")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = _open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, self)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: cannot be taken
             os.write(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
                                      "started": time.time(), **self.info}).encode())
             os.rename(tmp, self.path)
         except BaseException:
-            os.close(fd)
+            _close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
@@ -113,19 +157,19 @@ def holder_alive(store_path: str, holder: str) -> bool:
     A missing file or a lock we can take means it is dead; we then remove its file."""
     path = os.path.join(holders_dir(store_path), holder + ".lock")
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = _open(path, os.O_RDWR)
     except FileNotFoundError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
+        _close(fd)
         return True
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    os.close(fd)
+    _close(fd)
     return False
 
 
@@ -156,7 +200,7 @@ def current_leader(store_path: str) -> str | None:
     """The holder id the scheduler's leader wrote, if its lock is still held."""
     path = leader_path(store_path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -167,4 +211,4 @@ def current_leader(store_path: str) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
-        os.close(fd)
+        _close(fd)

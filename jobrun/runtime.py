@@ -30,19 +30,32 @@ class Runtime:
     settings: Settings
     store: str
     config: str | None
+    warning: str | None = None  # a broken config set aside (`lenient`), for the user
 
 
-def resolve(config: str | None, store: str | None, *, demo: bool = False) -> Runtime:
-    """Settings and store path; exports them so tasks modules' `App()` agree."""
+def resolve(config: str | None, store: str | None, *, demo: bool = False,
+            lenient: bool = False) -> Runtime:
+    """Settings and store path; exports them so tasks modules' `App()` agree.
+
+    With `lenient` and a store given (`--store` or $JOBRUN_STORE), a config that does not
+    load is set aside with a warning: an operator command needs only the store, and a bad
+    edit to the config must not lock the operator out of it."""
     if demo:
         config = demo_config_path()
     config = config or os.environ.get("JOBRUN_CONFIG") or None
-    settings = load(config) if config else Settings()
+    warning = None
+    try:
+        settings = load(config) if config else Settings()
+    except ConfigError as exc:
+        if not (lenient and (store or os.environ.get("JOBRUN_STORE"))):
+            raise
+        settings, warning = Settings(), f"warning: config ignored (the store is given): {exc}"
+        config = None
     path = resolve_store(store, settings)
     os.environ["JOBRUN_STORE"] = path
     if config:
         os.environ["JOBRUN_CONFIG"] = os.path.abspath(config)
-    return Runtime(settings, path, config)
+    return Runtime(settings, path, config, warning)
 
 
 def import_tasks(settings: Settings) -> list[str]:

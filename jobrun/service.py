@@ -25,7 +25,7 @@ from .config import CronEntry, Settings
 from .errors import StoreError
 from .executors.pools import Pools, register_commands
 from .limits import Limits, parse_rate
-from .lock import HolderLock, new_holder_id
+from .lock import HolderLock, holder_info, new_holder_id
 from .model import NewJob, Outcome
 from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
@@ -234,8 +234,9 @@ class Service:
             self._loop.plan = plan  # one assignment: the loop sees the old plan or the new
         if self.scheduler is not None:
             self.scheduler.settings_changed(clock.now())
-        info = {"holder": self.holder, "pid": os.getpid(), **self._holder_lock.info,
-                "queues": dict(plan.caps)}
+        info = {"holder": self.holder, "pid": os.getpid(),  # a reload keeps the uptime
+                "started": holder_info(self.path, self.holder).get("started", time.time()),
+                **self._holder_lock.info, "queues": dict(plan.caps)}
         self._holder_lock.info = info
         self._holder_lock.write(json.dumps(info))
         self._wake()

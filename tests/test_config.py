@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from importlib import resources
 
 import pytest
+from conftest import run_cli
 
 from jobrun import config
 from jobrun.config import parse
@@ -84,3 +86,75 @@ def test_durations() -> None:
     for bad in ("", "soon", "-1s", True, None):
         with pytest.raises(ValueError):
             config.duration(bad)
+
+
+# -- bounds: a typo must not pass `jobrun check` ---------------------------------------------
+CRON = '[[cron]]\nname = "tick"\nevery = {v}\ntask = "x:y"\n'
+
+
+@pytest.mark.parametrize("text, where, reason", [
+    (CRON.format(v='"1ms"'), "t.toml:3: [cron.0.every]", "at least 1s"),
+    (CRON.format(v='"0.5s"'), "t.toml:3: [cron.0.every]", "at least 1s"),
+    (CRON.format(v='"100000000d"'), "t.toml:3: [cron.0.every]", "at most 366d"),
+    (CRON.format(v='"367d"'), "t.toml:3: [cron.0.every]", "at most 366d"),
+    (CRON.format(v='0'), "t.toml:3: [cron.0.every]", "at least 1s"),
+    ('[jobrun]\nlease = 0\n', "t.toml:2: [jobrun.lease]", "at least 1s"),
+    ('[jobrun]\nlease = "1ms"\n', "t.toml:2: [jobrun.lease]", "at least 1s"),
+    ('[jobrun]\nlease = -3\n', "t.toml:2: [jobrun.lease]", ">= 0"),
+    ('[jobrun]\nlease = "100000000d"\n', "t.toml:2: [jobrun.lease]", "at most 1d"),
+    ('[jobrun]\npoll = 0\n', "t.toml:2: [jobrun.poll]", "at least 10ms"),
+    ('[jobrun]\npoll = "2h"\n', "t.toml:2: [jobrun.poll]", "at most 5m"),
+    ('[jobrun]\nshutdown_timeout = "400d"\n', "t.toml:2: [jobrun.shutdown_timeout]",
+     "at most 1d"),
+    ('[jobrun]\nmisfire_grace = "1000d"\n', "t.toml:2: [jobrun.misfire_grace]", "at most 366d"),
+    ('[jobrun]\nretention = 0\n', "t.toml:2: [jobrun.retention]", "at least 1m"),
+    ('[jobrun]\ndead_retention = "100000000d"\n', "t.toml:2: [jobrun.dead_retention]",
+     "at most 36600d"),
+    ('[jobrun]\nstore = ""\n', "t.toml:2: [jobrun.store]", "empty"),
+    ('[queues.q]\nretry_base = 0\n', "t.toml:2: [queues.q.retry_base]", "at least 1ms"),
+    ('[queues.q]\nretry_cap = "100000000d"\n', "t.toml:2: [queues.q.retry_cap]", "at most 366d"),
+    ('[queues.q]\nretry_base = "10s"\nretry_cap = "1s"\n', "t.toml:3: [queues.q.retry_cap]",
+     "retry_base"),
+    ('[queues.q]\ntimeout = 0\n', "t.toml:2: [queues.q.timeout]", "at least 10ms"),
+    ('[tasks.b]\ncommand = ["b"]\ntimeout = "100000000d"\n', "t.toml:3: [tasks.b.timeout]",
+     "at most 366d"),
+    # a schedule is bounded by its grammar: at most once a minute, and a date that exists
+    ('[[cron]]\nname = "a"\nschedule = "*/0 * * * *"\ntask = "x:y"\n',
+     "t.toml:3: [cron.0.schedule]", "bad minute field"),
+    ('[[cron]]\nname = "a"\nschedule = "0 0 31 2 *"\ntask = "x:y"\n',
+     "t.toml:3: [cron.0.schedule]", "no such date"),
+])
+def test_bounds_name_key_line_and_reason(text: str, where: str, reason: str) -> None:
+    _, problems = parse(text, "t.toml")
+    msgs = [str(p) for p in problems]
+    assert any(where in m and reason in m for m in msgs), msgs
+
+
+@pytest.mark.parametrize("text", [
+    CRON.format(v='"1s"'), CRON.format(v='"366d"'), CRON.format(v='"1m"'),
+    '[jobrun]\nlease = "1s"\npoll = "10ms"\nshutdown_timeout = 0\nmisfire_grace = 0\n',
+    '[jobrun]\nretention = "1m"\ndead_retention = "36600d"\n',
+    '[queues.q]\nretry_base = 0.01\nretry_cap = 0.01\ntimeout = 0.3\n',
+])
+def test_bounds_accept_the_edges(text: str) -> None:
+    assert parse(text, "t.toml")[1] == []
+
+
+@pytest.mark.parametrize("every", ['"1ms"', '"100000000d"'])
+def test_check_and_start_refuse_an_unbounded_every(tmp_path: Path, every: str) -> None:
+    cfg = tmp_path / "jobrun.toml"
+    cfg.write_text(f'[jobrun]\nstore = "jobs.db"\n\n' + CRON.format(v=every))
+    for cmd in ("check", "start"):
+        r = run_cli(cmd, "--config", str(cfg), timeout=30)
+        assert r.returncode == 78, (cmd, r.stdout, r.stderr)
+        assert f"{cfg}:6: [cron.0.every]" in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
+    assert not (tmp_path / "jobs.db").exists()  # start refused before opening the store
+
+
+def test_a_bad_value_falls_back_to_its_default_in_the_settings() -> None:
+    """So a producer may use the valid parts of a broken file (load_for_producer)."""
+    s, problems = parse('[jobrun]\ndurability = "fast"\nlog_format = "xml"\nlease = 0\n'
+                        '[queues.q]\nconcurrency = 0\nexecutor = "fibers"\n', "t.toml")
+    assert len(problems) == 5
+    assert (s.durability, s.log_format, s.lease) == ("normal", "text", 60.0)
+    assert (s.queues["q"].concurrency, s.queues["q"].executor) == (8, "thread")

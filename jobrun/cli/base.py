@@ -7,14 +7,20 @@ Errors are one line on stderr (a traceback only with --debug).
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Annotated, Any, NoReturn, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
 from .. import clock
 from ..errors import ConfigError, JobrunError, StoreError
 from ..model import JobRecord
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..store.sqlite import SqliteStore
 
 EX_OK, EX_REFUSED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 
@@ -31,9 +37,10 @@ DEBUG = {"on": False}
 
 
 @cli.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on errors.")] = False
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on errors "
+                                                "(anywhere on the command line).")] = False
           ) -> None:
-    DEBUG["on"] = debug
+    DEBUG["on"] = DEBUG["on"] or debug
 
 
 def fail(message: str, code: int = EX_REFUSED) -> NoReturn:
@@ -41,9 +48,15 @@ def fail(message: str, code: int = EX_REFUSED) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str | None) -> None:
+    if message:
+        typer.echo(f"jobrun: {_one_line(message)}", err=True)
+
+
 def _open(config: str | None, store: str | None, *, import_tasks: bool = False) -> Any:
-    """An App on the resolved store; config errors exit 78. With `import_tasks`, the
-    config's task modules are imported so enqueue knows each task's queue and options."""
+    """An App on the resolved store (created if missing: `start` and `enqueue` only); config
+    errors exit 78. With `import_tasks`, the config's task modules are imported so enqueue
+    knows each task's queue and options."""
     from ..app import App
     from ..runtime import import_tasks as do_import
     from ..runtime import resolve
@@ -52,6 +65,45 @@ def _open(config: str | None, store: str | None, *, import_tasks: bool = False) 
     if import_tasks:
         do_import(rt.settings)
     return App(rt.store, settings=rt.settings)
+
+
+@dataclass
+class Opened:
+    """What an operator command works on: an existing store, and the settings (maybe none)."""
+
+    store: SqliteStore
+    settings: Settings
+
+    def ring(self) -> None:
+        """Wake the live services at once (a retry, a resume) instead of at their next poll."""
+        from ..bell import Ringer
+
+        Ringer(self.store.path).ring()
+
+
+def open_store(config: str | None, store: str | None, *, import_tasks: bool = False,
+               readonly: bool = False) -> Opened:
+    """The store of an operator command: never created (a typo in `--store` must not make an
+    empty store), and with a store given, a broken config is one warning, not an exit 78.
+    `readonly` for commands that only read: they work in a folder this user cannot write."""
+    from ..runtime import import_tasks as do_import
+    from ..runtime import resolve
+    from ..store.sqlite import SqliteStore
+
+    rt = resolve(config, store, lenient=True)
+    warn(rt.warning)
+    if import_tasks:
+        try:
+            do_import(rt.settings)
+        except ConfigError as exc:
+            if not (store or os.environ.get("JOBRUN_STORE")):
+                raise
+            warn(f"warning: config ignored (the store is given): {exc}")
+    if not os.path.exists(rt.store):
+        fail(f"store {rt.store} does not exist (a typo in --store or $JOBRUN_STORE? "
+             "`jobrun start` and `jobrun enqueue` create it)")
+    return Opened(SqliteStore(rt.store, durability=rt.settings.durability, create=False,
+                              readonly=readonly), rt.settings)
 
 
 def job_json(r: JobRecord, full: bool = False) -> dict[str, Any]:
@@ -72,10 +124,29 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+def say(as_json: bool, value: Any, text: str) -> None:
+    """The one output of a command: `value` as JSON with --json, else the sentence."""
+    if as_json:
+        _print_json(value)
+    else:
+        typer.echo(text)
+
+
+def _argv() -> list[str]:
+    """The arguments with every `--debug` taken out (before a `--`): it works anywhere."""
+    args = sys.argv[1:]
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:
+        DEBUG["on"] = True
+        args = [a for a in args[:end] if a != "--debug"] + args[end:]
+    return args
+
+
 def main() -> None:
     """Entry point: one line per error, never a traceback unless --debug."""
     try:
-        rc = cli(standalone_mode=False)  # click returns an Exit's code in this mode
+        # click returns an Exit's code in this mode
+        rc = cli(args=_argv(), prog_name="jobrun", standalone_mode=False)
         if isinstance(rc, int):
             sys.exit(rc)
     except typer.Exit as exc:
@@ -99,11 +170,16 @@ def main() -> None:
 
 
 def _report(exc: BaseException, code: int) -> NoReturn:
-    if DEBUG["on"] or "--debug" in sys.argv:
+    if DEBUG["on"]:
         import traceback
 
         traceback.print_exception(exc)
     else:
-        typer.echo(f"jobrun: {exc}", err=True)
+        typer.echo(f"jobrun: {_one_line(str(exc) or type(exc).__name__)}", err=True)
     sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    """An error is one line on stderr, whatever the message held (SQLite's own can wrap)."""
+    return " ".join(text.split())
 

@@ -19,6 +19,8 @@ from .base import (
     cli,
     fail,
     job_json,
+    open_store,
+    say,
 )
 
 
@@ -35,16 +37,17 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
             allow_unknown: Annotated[bool, typer.Option(
                 "--allow-unknown", help="Store it even if no service declares the task.")
             ] = False,
-            config: ConfigOpt = None, store: StoreOpt = None) -> None:
+            as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Enqueue a job and print its id (or every [[job]] of --file, in one transaction)."""
-    app = _open(config, store, import_tasks=True)
     if file:
         from ..jobsfile import load_calls
 
-        jobs = app.enqueue_many(load_calls(file))
-        for j in jobs:
-            typer.echo(str(j.id))
+        calls = load_calls(file)  # the file's own errors first: exit 1, naming the file
+        app = _open(config, store, import_tasks=True)
+        ids = [j.id for j in app.enqueue_many(calls)]
+        say(as_json, {"ids": ids}, "\n".join(map(str, ids)))
         return
+    app = _open(config, store, import_tasks=True)
     if not task:
         fail("give a TASK (or --file jobs.toml)", EX_USAGE)
     try:
@@ -58,7 +61,7 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
         args = [args]
     job = app.enqueue(task, args=args, kwargs=kw, queue=queue, delay=delay, key=key,
                       priority=priority, allow_unknown=allow_unknown)
-    typer.echo(str(job.id))
+    say(as_json, {"id": job.id}, str(job.id))
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -73,7 +76,8 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
     if state is not None and state not in {s.value for s in JobState}:
         fail(f"unknown state {state!r} (one of {', '.join(s.value for s in JobState)})",
              EX_USAGE)
-    records = _open(config, store).store.list_jobs(state=state, queue=queue, limit=limit)
+    records = open_store(config, store, readonly=True).store.list_jobs(
+        state=state, queue=queue, limit=limit)
     if as_json:
         _print_json([job_json(r) for r in records])
         return
@@ -86,7 +90,7 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
 def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
          store: StoreOpt = None) -> None:
     """One job, with its error history."""
-    rec = _open(config, store).store.get(job_id)
+    rec = open_store(config, store, readonly=True).store.get(job_id)
     if rec is None:
         fail(f"no job {job_id}")
     if as_json:
@@ -102,7 +106,7 @@ def stats(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = 
     """Per queue: depth, running, oldest queued age, last hour's outcomes, failure rate."""
     from ..ops.stats import queue_stats
 
-    data = queue_stats(_open(config, store).store, now=clock.now())
+    data = queue_stats(open_store(config, store, readonly=True).store, now=clock.now())
     if as_json:
         _print_json({"queues": data})
         return
@@ -118,7 +122,7 @@ def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     limit, or no live service serving its queue."""
     from ..ops.explain import explain_json, gather, reasons
 
-    app = _open(config, store, import_tasks=True)
+    app = open_store(config, store, import_tasks=True, readonly=True)
     rec = app.store.get(job_id)
     if rec is None:
         fail(f"no job {job_id}")
@@ -135,43 +139,46 @@ def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
 @cli.command()
 def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
           dead: Annotated[bool, typer.Option("--dead", help="Every dead job.")] = False,
-          config: ConfigOpt = None, store: StoreOpt = None) -> None:
+          as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Dead, cancelled or retrying jobs back to queued."""
     if (job_id is None) == (not dead):
         fail("give a job ID or --dead", EX_USAGE)
-    app = _open(config, store)
+    app = open_store(config, store)
     ids = app.store.retry(None if dead else job_id, now=clock.now())
     if not dead and not ids:
         rec = app.store.get(job_id) if job_id is not None else None
         fail(f"no job {job_id}" if rec is None else
              f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry")
-    if app._ringer:
-        app._ringer.ring()
-    typer.echo(f"{len(ids)} job(s) queued again")
+    if ids:
+        app.ring()
+    say(as_json, {"ids": ids}, f"{len(ids)} job(s) queued again")
 
 
 @cli.command()
-def cancel(job_id: int, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+def cancel(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+           store: StoreOpt = None) -> None:
     """Cancel a job: at once if waiting; a running one is asked to stop."""
-    app = _open(config, store)
+    app = open_store(config, store)
     before = app.store.cancel(job_id, now=clock.now())
     if before is None:
         fail(f"no job {job_id}")
     if before in ("succeeded", "dead", "cancelled"):
         fail(f"job {job_id} already finished ({before})")
-    typer.echo(f"job {job_id} cancelled" + (" (it was running: asked to stop)"
-                                            if before == "running" else ""))
+    state = "running" if before == "running" else "cancelled"  # a running one: asked to stop
+    say(as_json, {"id": job_id, "previous": before, "state": state},
+        f"job {job_id} cancelled" + (" (it was running: asked to stop)"
+                                     if before == "running" else ""))
 
 
 @cli.command()
 def prune(older_than: Annotated[str, typer.Option("--older-than", help="e.g. 7d, 12h")],
-          config: ConfigOpt = None, store: StoreOpt = None) -> None:
+          as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Delete finished jobs older than that."""
     try:
         seconds = duration(older_than)
     except ValueError as exc:
         fail(str(exc), EX_USAGE)
-    n = _open(config, store).store.prune(clock.now() - seconds)
-    typer.echo(f"pruned {n} job(s)")
+    n = open_store(config, store).store.prune(clock.now() - seconds)
+    say(as_json, {"pruned": n}, f"pruned {n} job(s)")
 
 

@@ -21,11 +21,25 @@ from .base import (
     ConfigOpt,
     JsonOpt,
     StoreOpt,
-    _open,
     _print_json,
     cli,
     fail,
+    open_store,
+    say,
 )
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_log_flags(log_format: str | None, log_level: str | None) -> None:
+    """Bad --log-format / --log-level values are usage errors (exit 2), before anything."""
+    if log_format is not None and log_format not in LOG_FORMATS:
+        fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}",
+             EX_USAGE)
+    if log_level is not None and log_level.upper() not in LOG_LEVELS:
+        fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}",
+             EX_USAGE)
 
 
 # -- start ---------------------------------------------------------------------------------
@@ -39,6 +53,23 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
               "--log-level", help="DEBUG, INFO, WARNING (default: the config's, else INFO)")
           ] = None) -> None:
     """Run the service in the foreground: workers, scheduler, reload. SIGTERM drains."""
+    _check_log_flags(log_format, log_level)
+    demo_dir: list[str] = []  # the demo's throwaway store folder, removed on the way out
+    try:
+        _start(config, store, demo, log_format, log_level, demo_dir)
+    finally:
+        _remove(demo_dir)
+
+
+def _remove(folders: list[str]) -> None:
+    import shutil
+
+    for d in folders:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _start(config: str | None, store: str | None, demo: bool, log_format: str | None,
+           log_level: str | None, demo_dir: list[str]) -> None:
     from ..ops.logs import setup_logging
     from ..runtime import check_tasks, import_tasks, resolve
     from ..service import Service
@@ -49,6 +80,7 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
     def on_signal(signum: int, _frame: Any) -> None:
         signals["n"] += 1
         if signals["n"] > 1 and signum == signal.SIGINT:
+            _remove(demo_dir)
             os._exit(130)  # a second Ctrl-C: now; the jobs in flight are rescued later
         stop.set()
 
@@ -70,7 +102,8 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
     if demo and not store:
         import tempfile
 
-        store = os.path.join(tempfile.mkdtemp(prefix="jobrun-demo-"), "jobs.db")
+        demo_dir.append(tempfile.mkdtemp(prefix="jobrun-demo-"))
+        store = os.path.join(demo_dir[0], "jobs.db")
     rt = resolve(config, store, demo=demo)
     setup_logging(log_format or rt.settings.log_format, log_level or rt.settings.log_level)
     import_tasks(rt.settings)
@@ -102,6 +135,7 @@ def start(config: ConfigOpt = None, store: StoreOpt = None,
         reloader.stop()
     service.stop(service.settings.shutdown_timeout)
     notifier.close()
+    _remove(demo_dir)
     # Drained and recorded: exit now, even if a task left a thread of its own running.
     logging.shutdown()
     sys.stdout.flush()
@@ -133,21 +167,45 @@ def _run_demo(stop: threading.Event) -> None:
     threading.Thread(target=watch, daemon=True, name="jobrun-demo").start()
 
 
+ForceOpt = Annotated[bool, typer.Option("--force", help="Even a queue that no config "
+                                         "declares and no live service serves.")]
+
+
+def _known_queue(opened: Any, queue: str, force: bool) -> None:
+    """Refuse a queue nobody knows (a typo must not make a queue), naming the close ones."""
+    import difflib
+
+    from ..queues import known_queues
+
+    known = known_queues(opened.store, opened.settings)
+    if queue in known or force:
+        return
+    close = difflib.get_close_matches(queue, sorted(known), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    fail(f"no queue {queue!r}: no config declares it, no live service serves it and the store "
+         f"has never paused it ({hint}known: {', '.join(sorted(known))}; --force to use it "
+         "anyway)")
+
+
 @cli.command()
-def pause(queue: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+def pause(queue: str, force: ForceOpt = False, as_json: JsonOpt = False,
+          config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Stop claiming from a queue; its jobs stay queued."""
-    _open(config, store).store.set_paused(queue, True)
-    typer.echo(f"queue {queue} paused")
+    opened = open_store(config, store)
+    _known_queue(opened, queue, force)
+    opened.store.set_paused(queue, True)
+    say(as_json, {"queue": queue, "paused": True}, f"queue {queue} paused")
 
 
 @cli.command()
-def resume(queue: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+def resume(queue: str, force: ForceOpt = False, as_json: JsonOpt = False,
+           config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Claim from a paused queue again."""
-    app = _open(config, store)
-    app.store.set_paused(queue, False)
-    if app._ringer:
-        app._ringer.ring()
-    typer.echo(f"queue {queue} resumed")
+    opened = open_store(config, store)
+    _known_queue(opened, queue, force)
+    opened.store.set_paused(queue, False)
+    opened.ring()
+    say(as_json, {"queue": queue, "paused": False}, f"queue {queue} resumed")
 
 
 # -- cron ------------------------------------------------------------------------------------
@@ -188,7 +246,7 @@ def cron_ls(as_json: JsonOpt = False,
 
 # -- config ----------------------------------------------------------------------------------
 @cli.command()
-def check(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+def check(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Validate the config: every problem with its file, line and reason; exit 78 if any."""
     from ..runtime import check_tasks, import_tasks
 
@@ -202,25 +260,32 @@ def check(config: ConfigOpt = None, store: StoreOpt = None) -> None:
             problems = check_tasks(settings)
         except ConfigError as exc:
             problems = [exc]
-    for p in problems:
-        typer.echo(f"jobrun: {p}", err=True)
+    if as_json:
+        _print_json({"ok": not problems, "file": path, "problems": [
+            {"file": p.file, "line": p.line, "key": p.key, "reason": p.reason,
+             "message": str(p)} for p in problems]})
+    else:
+        for p in problems:
+            typer.echo(f"jobrun: {p}", err=True)
     if problems:
         raise typer.Exit(EX_CONFIG)
-    typer.echo(f"{path}: ok")
+    if not as_json:
+        typer.echo(f"{path}: ok")
 
 
 @cli.command()
 def init(path: Annotated[str, typer.Argument()] = "jobrun.toml",
-         force: Annotated[bool, typer.Option("--force")] = False) -> None:
-    """Write a commented starter jobrun.toml."""
+         force: Annotated[bool, typer.Option("--force")] = False,
+         as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Write a commented starter jobrun.toml (the repository's jobrun.toml.example)."""
     from importlib import resources
 
     if os.path.exists(path) and not force:
         fail(f"{path} exists (use --force to overwrite)")
-    text = resources.files("jobrun").joinpath("jobrun.toml.example").read_text("utf-8")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    typer.echo(f"wrote {path}")
+    data = resources.files("jobrun").joinpath("jobrun.toml.example").read_bytes()
+    with open(path, "wb") as f:
+        f.write(data)
+    say(as_json, {"path": os.path.abspath(path)}, f"wrote {path}")
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -68,27 +69,106 @@ def _output_rows(t: Table, d: dict[str, Any], lines: int = 20) -> None:
             t.add_row(f"{stream} (end)", Text(tail, style="dim"))
 
 
-def stats_table(data: dict[str, dict[str, Any]]) -> Table:
-    t = Table(box=None, pad_edge=False)
-    cols = ("queue", "queued", "running", "scheduled", "retrying", "dead", "oldest (s)",
-            "ok/1h", "dead/1h", "fail rate", "paused")
-    for c in cols:
-        t.add_column(c, justify="left" if c == "queue" else "right")
-    for name, v in sorted(data.items()):
-        t.add_row(name, str(v["queued"]), str(v["running"]), str(v["scheduled"]),
-                  str(v["retrying"]), str(v["dead"]), f"{v['oldest_queued_age']:.1f}",
-                  str(v["succeeded_last_hour"]), str(v["dead_last_hour"]),
-                  f"{v['failure_rate']:.1%}", "yes" if v["paused"] else "")
+# -- tables fitted to the terminal ------------------------------------------------------------
+@dataclass
+class Col:
+    """One column and its cells (a cell may hold several lines), before it is fitted."""
+
+    name: str
+    cells: list[str]
+    right: bool = False
+
+    def need(self) -> int:
+        return max([len(self.name)] + [len(ln) for c in self.cells for ln in c.split("\n")])
+
+
+Step = tuple[str, str, int]  # ("shrink", column, down to width) or ("drop", column, 0)
+
+
+def fit(cols: list[Col], width: int, steps: list[Step], gap: int = 1) -> list[tuple[Col, int]]:
+    """Columns and their widths within `width`: the steps (shrink a column, drop a column)
+    are taken in order until the table fits, so the caller says what goes first."""
+    widths = {c.name: c.need() for c in cols}
+    live = list(cols)
+
+    def total() -> int:
+        return sum(widths[c.name] for c in live) + gap * (len(live) - 1)
+
+    for kind, name, floor in steps:
+        if total() <= width:
+            break
+        if kind == "drop":
+            live = [c for c in live if c.name != name]
+        elif name in widths:
+            widths[name] = max(floor, min(widths[name], widths[name] - (total() - width)))
+    return [(c, widths[c.name]) for c in live]
+
+
+def _cut(text: str, width: int) -> str:
+    return "\n".join(ln if len(ln) <= width else ln[:max(0, width - 1)] + "…"
+                      for ln in text.split("\n"))
+
+
+def fitted_table(cols: list[Col], width: int, steps: list[Step],
+                 styles: dict[str, str] | None = None) -> Table:
+    """A table of one-line cells (never wrapped) at most `width` columns wide."""
+    fitted = fit(cols, width, steps)
+    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    for c, w in fitted:
+        t.add_column(c.name if len(c.name) <= w else _cut(c.name, w),
+                     justify="right" if c.right else "left", no_wrap=True,
+                     overflow="ellipsis", min_width=w, max_width=w,
+                     style=(styles or {}).get(c.name))
+    for i in range(len(cols[0].cells) if cols else 0):
+        t.add_row(*[_cut(c.cells[i], w) for c, w in fitted])
     return t
 
 
-def cron_table(entries: list[dict[str, Any]]) -> Table:
-    t = Table(box=None, pad_edge=False)
-    for c in ("name", "when", "task", "next (local)", "next (UTC)"):
-        t.add_column(c, overflow="fold", no_wrap=c.startswith("next"))
+def _width(width: int | None) -> int:
+    return width if width is not None else Console().width
+
+
+def stats_table(data: dict[str, dict[str, Any]], width: int | None = None) -> Table:
+    """Per queue counts; narrower than the whole table, the least needed columns go first
+    (scheduled, the hour's counts, retrying, ...), the queue names last of all."""
+    from ..tui.views import dur
+
+    rows = sorted(data.items())
+
+    def col(name: str, fmt: Any) -> Col:
+        return Col(name, [fmt(v) for _, v in rows], right=True)
+
+    cols = [Col("queue", [n for n, _ in rows]),
+            col("queued", lambda v: str(v["queued"])),
+            col("running", lambda v: str(v["running"])),
+            col("sched", lambda v: str(v["scheduled"])),
+            col("retry", lambda v: str(v["retrying"])),
+            col("dead", lambda v: str(v["dead"])),
+            col("oldest", lambda v: dur(v["oldest_queued_age"]) if v["queued"] else "-"),
+            col("ok/1h", lambda v: str(v["succeeded_last_hour"])),
+            col("dead/1h", lambda v: str(v["dead_last_hour"])),
+            col("fail%", lambda v: f"{v['failure_rate']:.1%}"),
+            Col("paused", ["yes" if v["paused"] else "" for _, v in rows])]
+    steps: list[Step] = [("drop", c, 0) for c in ("sched", "dead/1h", "ok/1h", "retry",
+                                                  "fail%", "oldest")]
+    steps += [("shrink", "queue", 12), ("drop", "paused", 0), ("shrink", "queue", 5)]
+    return fitted_table(cols, _width(width), steps, {"queue": "bold"})
+
+
+def cron_table(entries: list[dict[str, Any]], width: int | None = None) -> Table:
+    """Cron entries: names are never cut or wrapped; the task and the schedule are cut
+    first, then the local times go (the UTC ones stay)."""
+    whens = []
     for e in entries:
         when = e["schedule"] or f"every {e['every']:g}s"
         if e["schedule"] and e["timezone"] != "UTC":
             when += f" ({e['timezone']})"
-        t.add_row(e["name"], when, e["task"], "\n".join(e["next_local"]), "\n".join(e["next"]))
-    return t
+        whens.append(when)
+    cols = [Col("name", [e["name"] for e in entries]), Col("when", whens),
+            Col("task", [e["task"] or "" for e in entries]),
+            Col("next (local)", ["\n".join(e["next_local"]) for e in entries]),
+            Col("next (UTC)", ["\n".join(e["next"]) for e in entries])]
+    steps: list[Step] = [("shrink", "task", 12), ("shrink", "when", 12),
+                         ("drop", "next (local)", 0), ("shrink", "task", 6),
+                         ("shrink", "when", 6), ("drop", "when", 0), ("drop", "task", 0)]
+    return fitted_table(cols, _width(width), steps, {"name": "bold"})

@@ -3,17 +3,18 @@
 Arguments given at enqueue are appended to the command line. Exit code 0 succeeds; anything
 else fails and retries. The exit code and the last 64 KiB of stdout and stderr are kept with
 the job (its result, or the error entry of a failed attempt). The command leads its own
-process group: a timeout or a cancel stops the group (SIGTERM, then SIGKILL after a grace).
+process group: a timeout or a cancel stops the group (SIGTERM, then SIGKILL after a grace),
+and so does its exit, whatever its code, for what it left running in the background.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from ..model import Claim
 from ..registry import Registry, TaskSpec
 from ..model import Outcome
 from ..attempt import decide
-from . import Done
+from . import Done, groups
 from .slots import Slots
 
 TAIL = 64 * 1024
@@ -70,19 +71,6 @@ class _Tail:
         return bytes(self.buf[-TAIL:]).decode("utf-8", "replace")
 
 
-def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_GRACE
                 ) -> Outcome:
     env = {**os.environ, "JOBRUN_JOB_ID": str(claim.id), "JOBRUN_ATTEMPT": str(claim.attempt)}
@@ -104,19 +92,24 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
     stopped: str | None = None
     open_streams = 2
     exited_at: float | None = None
-    while open_streams:
-        for key, _ in sel.select(0.2):
-            data = os.read(key.fd, 65536)
-            if not data:
-                sel.unregister(key.fileobj)
-                open_streams -= 1
-            else:
-                tails[key.data].add(data)
+    while True:
+        if open_streams:
+            for key, _ in sel.select(0.2):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                else:
+                    tails[key.data].add(data)
+        else:  # both pipes closed: wait for the exit (still minding the timeout)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.2)
         if proc.poll() is not None:
-            # Exited; a background process it left may hold the pipes open: stop reading
-            # shortly after, rather than waiting for it.
-            exited_at = exited_at or clock.monotonic()
-            if clock.monotonic() - exited_at > 0.5:
+            if exited_at is None:  # what it left in the background goes too
+                exited_at = clock.monotonic()
+                groups.stop_group(proc.pid, groups.LEFTOVER_GRACE)
+            # Read what is still in the pipes, shortly.
+            if not open_streams or clock.monotonic() - exited_at > 0.5:
                 break
             continue
         if stopped is None and ctx.cancelled:
@@ -124,7 +117,8 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
         elif stopped is None and deadline is not None and clock.monotonic() >= deadline:
             stopped = "timeout"
         if stopped:
-            _stop_group(proc, 0.0 if ctx.handed_back else grace)
+            groups.stop_group(proc.pid, 0.0 if ctx.handed_back else grace, leader=proc.pid,
+                              reap=proc.poll)
             break
     sel.close()
     code = proc.wait()

@@ -102,13 +102,19 @@ class Pools:
             return self._threads[queue]
 
     def resize(self, caps: dict[str, int]) -> None:
-        """Executors follow their queue's concurrency (a prefetch adds no children)."""
+        """Executors follow the config just applied: their queue's concurrency (a prefetch
+        adds no children), and process children the task modules (a reload may add some:
+        children started before it are replaced)."""
         with self._lock:
             settings = self._settings()
             for pools in (self._threads, self._procs, self._cmds):
                 for q, ex in pools.items():
                     if q in caps:
                         ex.resize(settings.queue(q).concurrency)
+            procs = list(self._procs.values())
+            mods = task_modules(self._registry, settings) if procs else []
+        for proc in procs:
+            proc.set_imports(mods)
 
     def cancel(self, job_id: int) -> None:
         if self._aio is not None:

@@ -2,10 +2,13 @@
 
 Children start from a forkserver (safe in a threaded service) that has preloaded the task
 modules. Each child leads its own process group, so a timeout or a cancel can stop the job
-and anything it started: SIGTERM to the group, SIGKILL after a grace. A child that dies
+and anything it started: SIGTERM to the group, SIGKILL after a grace. Each child is also a
+subreaper: after every job, whatever the job left running (in the group or not, daemons
+included) is stopped before its outcome is sent (see groups.py). A child that dies
 mid-job (os._exit, SIGKILL, a segfault) fails only its own job, "worker process died:
 signal 11", and is replaced at once. Each slot is a thread of the service that owns one
-child at a time.
+child at a time. A reload that changes the task modules (`set_imports`) replaces the
+children started before it: idle ones at once, busy ones after their current batch.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..model import Claim
 from ..registry import Registry
 from ..model import Outcome
 from ..attempt import decide
-from . import Done
+from . import Done, groups
 from .slots import Slots
 
 log = logging.getLogger("jobrun.process")
@@ -41,7 +44,9 @@ _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attemp
 
 def _die_with(service_pid: int) -> None:
     """Kill this child's whole process group when the service dies (even by SIGKILL): its
-    job is rescued and run again elsewhere, so nothing of this attempt may go on."""
+    job is rescued and run again elsewhere, so nothing of this attempt may go on. Its
+    children that left the group (their own session) go first: they are found as children
+    of this subreaper, and would be reparented to init once it is gone."""
     import select
     import threading
 
@@ -56,6 +61,7 @@ def _die_with(service_pid: int) -> None:
                 except ProcessLookupError:
                     break
                 time.sleep(0.5)
+        groups.kill_children(0.0)
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="jobrun-child-watchdog").start()
@@ -70,6 +76,7 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
     from ..attempt import run_attempt
 
     os.setsid()
+    groups.become_subreaper()
     if service_pid:
         _die_with(service_pid)
     if store:
@@ -102,6 +109,7 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
                 continue
             claim = Claim(**d)
             o = run_attempt(claim, REGISTRY, log_it=False)
+            groups.kill_children()  # nothing the job started outlives it
             conn.send_bytes(json.dumps({"token": claim.token, "state": o.state,
                                         "result": o.result, "run_at": o.run_at,
                                         "error": o.error}).encode())
@@ -116,7 +124,9 @@ def _eof(child: _Child) -> bool:
 
 
 class _Child:
-    def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str) -> None:
+    def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str,
+                 generation: int = 0) -> None:
+        self.generation = generation  # of the executor's task modules it imported
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
         self.proc = ctx.Process(target=_child_main,
@@ -132,18 +142,7 @@ class _Child:
 
     def kill(self, grace: float = KILL_GRACE) -> None:
         """SIGTERM to the child's whole group, SIGKILL after `grace`."""
-        pid = self.pid
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    break
-            self.proc.join(wait)
-            if not self.proc.is_alive():
-                break
+        groups.stop_group(self.pid, grace, leader=self.pid, reap=self.proc.is_alive)
         self.close()
 
     def close(self) -> None:
@@ -185,6 +184,8 @@ class ProcessExecutor(Slots):
         except Exception:  # pragma: no cover - preload is an optimisation only
             pass
         self._running: dict[int, _Child] = {}
+        self._idle: dict[int, _Child] = {}  # by slot thread, while it waits for work
+        self._generation = 0  # bumped when the task modules change
         self._lock = threading.Lock()
         self.replaced = 0
         super().__init__(name, workers, done)
@@ -192,6 +193,41 @@ class ProcessExecutor(Slots):
     def children(self) -> list[int]:
         with self._lock:
             return [c.pid for c in self._running.values()]
+
+    def set_imports(self, imports: list[str]) -> None:
+        """The task modules changed (a reload): children started before are replaced, the
+        idle ones now, the busy ones by their slot after their current batch. A new child
+        starts on its slot's next job, as at start-up."""
+        imports = list(dict.fromkeys(imports))
+        with self._lock:
+            if imports == self._imports:
+                return
+            self._imports = imports
+            self._path = [p for p in sys.path if p]
+            self._generation += 1
+            retired = list(self._idle.values())
+            self._idle.clear()  # their slots find no child when they wake
+        for child in retired:
+            child.kill(self._grace)
+
+    def _wait_work(self, child: _Child | None) -> tuple[list[tuple[Claim, Context]] | None,
+                                                        _Child | None]:
+        """The next batch, and the child to run it. Meanwhile the child is idle, and
+        `set_imports` may retire it; one started before a reload is retired here."""
+        me = threading.get_ident()
+        stale = None
+        with self._lock:
+            if child is not None and child.generation != self._generation:
+                stale, child = child, None
+            elif child is not None:
+                self._idle[me] = child
+        if stale is not None:
+            stale.kill(self._grace)
+        batch = self._take()
+        if child is None:
+            return batch, None
+        with self._lock:
+            return batch, self._idle.pop(me, None)
 
     def _take(self) -> list[tuple[Claim, Context]] | None:
         """The next batch: one claim (waiting for it), plus what else is queued, up to the
@@ -216,8 +252,10 @@ class ProcessExecutor(Slots):
         redo: list[tuple[Claim, Context]] = []
         fresh_failures = 0
         while True:
-            batch = redo or self._take()
+            batch: list[tuple[Claim, Context]] | None = redo
             redo = []
+            if not batch:
+                batch, child = self._wait_work(child)
             if batch is None:
                 if child is not None:
                     child.kill(0.5)
@@ -228,7 +266,9 @@ class ProcessExecutor(Slots):
                 self.replaced += 1
             fresh = child is None
             if child is None:
-                child = _Child(self._mp, self._imports, self._path, self._store_path)
+                with self._lock:
+                    imports, path, gen = self._imports, self._path, self._generation
+                child = _Child(self._mp, imports, path, self._store_path, gen)
             with self._lock:
                 for claim, _ in batch:
                     self._running[claim.id] = child

@@ -29,6 +29,7 @@ class Facts:
     key_limit: int | None = None
     rates: list[tuple[str, float]] = field(default_factory=list)  # (bucket, seconds to a token)
     holder_alive: bool | None = None
+    others: dict[str, list[str]] = field(default_factory=dict)  # live services: their queues
 
 
 def _ago(seconds: float) -> str:
@@ -71,7 +72,13 @@ def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
     out = []
     if facts.paused:
         out.append(f"queue {rec.queue!r} is paused (jobrun resume {rec.queue})")
-    if not facts.servers:
+    if not facts.servers and facts.others:
+        served = sorted({q for qs in facts.others.values() for q in qs})
+        out.append(f"no live service serves queue {rec.queue!r}: {len(facts.others)} live "
+                   f"service(s) serve {', '.join(served) or 'no queue'}; the queue needs a "
+                   f"[queues.{rec.queue}] table in the service's config (a running service "
+                   "reloads it on save or on SIGHUP)")
+    elif not facts.servers:
         out.append(f"no live service serves queue {rec.queue!r} (start one: jobrun start)")
     if facts.cap is not None and facts.running_in_queue >= facts.cap:
         out.append(f"queue {rec.queue!r} is at its concurrency cap "
@@ -96,7 +103,10 @@ def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Fact
     for h in live_holders(store.path):
         info = holder_info(store.path, h)
         queues = info.get("queues") or {}
-        if rec.queue in queues and holder_alive(store.path, h):
+        if not isinstance(queues, dict) or not holder_alive(store.path, h):
+            continue
+        f.others[h] = sorted(map(str, queues))
+        if rec.queue in queues:
             f.servers.append(h)
             cap = int(queues[rec.queue])
             f.cap = cap if f.cap is None else min(f.cap, cap)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import stat
+import urllib.parse
 
 import apsw
 
@@ -15,8 +17,53 @@ log = logging.getLogger("jobrun.store")
 BUSY_TIMEOUT_MS = 30_000
 
 
-def wrap(exc: BaseException, path: str) -> StoreError:
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def folder_writable(path: str) -> bool:
+    """Whether this user may create the -wal and -shm files SQLite keeps beside the store."""
+    return os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK)
+
+
+def immutable_uri(path: str) -> str:
+    """The store read as an immutable file: no -wal/-shm, no locks (SQLite's `immutable=1`)."""
+    return "file:" + urllib.parse.quote(path, safe="/") + "?immutable=1"
+
+
+def readonly_fallback(path: str) -> str | None:
+    """For a reader whose open failed: the immutable URI, when that reads the whole store.
+
+    A WAL store cannot be read by a user who may not create its -shm (a 0555 folder): SQLite
+    says "attempt to write a readonly database". Without a -wal file every committed
+    transaction is in the main file (the last connection checkpointed and removed it), so
+    reading it as immutable reads everything. With a -wal, committed jobs may live only in
+    it, which immutable would skip: no fallback then (wrap says why). A service starting
+    while we read could checkpoint under us; the reader only reads, so the worst is an error
+    or a stale row in that one listing, never a damaged store."""
+    if folder_writable(path) or os.path.lexists(path + "-wal"):
+        return None
+    return immutable_uri(path)
+
+
+def wrap(exc: BaseException, path: str, *, reading: bool = False) -> StoreError:
     """Translate an apsw error into a StoreError that says what to do."""
+    if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError)) and not folder_writable(path):
+        folder = os.path.dirname(path)
+        if reading:
+            return StoreError(
+                f"cannot read store {path} as {_user()}: its folder {folder} is not writable "
+                f"and {os.path.basename(path)}-wal exists (a service has the store open, or "
+                "stopped without a checkpoint), so SQLite must write the -shm file beside it; "
+                "run as the store's owner or make the folder writable by this user")
+        return StoreError(
+            f"store {path}: the folder {folder} must be writable by this user ({_user()}) "
+            f"for the -wal and -shm files SQLite keeps beside the store ({exc})")
+    if isinstance(exc, apsw.ReadOnlyError) and not reading and not os.access(path, os.W_OK):
+        return StoreError(f"store {path} is not writable by this user ({_user()}): {exc}")
     if isinstance(exc, apsw.FullError):
         return StoreError(f"store {path} is full (disk or max_page_count): {exc}; free space and retry")
     if isinstance(exc, apsw.NotADBError):

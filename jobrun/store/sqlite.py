@@ -20,7 +20,8 @@ from ..errors import StoreError
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
 from ..model import Claim, NewJob, Outcome
 from .contract import Rescued, Round, Store
-from .files import BUSY_TIMEOUT_MS, check_file, create_private, warn_if_shared, wrap
+from .files import (BUSY_TIMEOUT_MS, check_file, create_private, readonly_fallback,
+                    warn_if_shared, wrap)
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .operator import OperatorActions, row_to_record
 from .queries import Q
@@ -50,7 +51,7 @@ class SqliteStore(OperatorActions, Store):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
-                 readonly: bool = False, vfs: str | None = None) -> None:
+                 readonly: bool = False, vfs: str | None = None, create: bool = True) -> None:
         self.vfs = vfs  # an apsw VFS name (fault injection in the torture tests)
         self.path = os.path.realpath(os.fspath(path))
         if durability not in ("normal", "full"):
@@ -62,7 +63,7 @@ class SqliteStore(OperatorActions, Store):
         self._lock = threading.Lock()
         exists = check_file(self.path)
         warn_if_shared(self.path)
-        if readonly and not exists:
+        if (readonly or not create) and not exists:
             raise StoreError(f"store {self.path} does not exist")
         if not exists:
             create_private(self.path)
@@ -75,11 +76,21 @@ class SqliteStore(OperatorActions, Store):
 
     # -- connections -------------------------------------------------------------------
     def _open(self) -> apsw.Connection:
+        try:
+            return self._open_at(self.path)
+        except StoreError as exc:  # a reader in a folder it may not write: see readonly_fallback
+            uri = self.readonly and isinstance(exc.__cause__, (apsw.ReadOnlyError,
+                                                              apsw.CantOpenError)) \
+                and readonly_fallback(self.path)
+            if not uri:
+                raise
+            return self._open_at(uri)
+
+    def _open_at(self, name: str) -> apsw.Connection:
         flags = apsw.SQLITE_OPEN_READONLY if self.readonly else apsw.SQLITE_OPEN_READWRITE
         conn: apsw.Connection | None = None
         try:
-            conn = apsw.Connection(self.path, flags=flags | apsw.SQLITE_OPEN_URI,
-                                   vfs=self.vfs)
+            conn = apsw.Connection(name, flags=flags | apsw.SQLITE_OPEN_URI, vfs=self.vfs)
             conn.set_busy_timeout(BUSY_TIMEOUT_MS)
             version = conn.execute("PRAGMA user_version").get
             if version > SCHEMA_VERSION:
@@ -96,7 +107,7 @@ class SqliteStore(OperatorActions, Store):
         except apsw.Error as exc:
             if conn is not None:
                 conn.close()  # no -wal/-shm left beside a refused file
-            raise wrap(exc, self.path) from exc
+            raise wrap(exc, self.path, reading=self.readonly) from exc
         return conn
 
     def connection(self) -> apsw.Connection:

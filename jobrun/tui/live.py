@@ -138,5 +138,7 @@ def top_command(config: str | None, store: str | None, once: bool) -> None:
     """`jobrun top [--once]`: config and store resolved as for every other command."""
     from ..runtime import resolve
 
-    rt = resolve(config, store)
+    rt = resolve(config, store, lenient=True)  # with a store given, a broken config warns
+    if rt.warning:
+        sys.stderr.write(f"jobrun: {' '.join(rt.warning.split())}\n")
     run(rt.store, rt.settings, once=once)

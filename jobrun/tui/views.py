@@ -147,27 +147,48 @@ def activity(snap: Snapshot, width: int) -> Text:
     return line((label, "bold"), sparkline(snap.spark, room), (tail, "bold green"))
 
 
-def queues_table(rows: Sequence[QueueRow], limit: int, width: int) -> RenderableType:
-    wide = width >= WIDE
+# Narrower than the whole queue table, these columns go first (in this order), so that the
+# queue names keep their room down to ~50 columns; queued, running and dead always stay.
+NARROW_DROP = ("sched", "done/s", "retry", "fail/1h", "oldest", "paused")
+NAME_ROOM = 24  # a queue name is given up to this many columns before columns are dropped
+
+
+def queue_columns(rows: Sequence[QueueRow], width: int) -> list[str]:
+    """The queue table's columns (`>`: right-aligned) that fit `width` beside the names."""
     cols = ["queue", ">queued", ">sched", ">running", ">retry", ">dead", ">oldest", ">done/s",
-            ">fail/1h"] + ([">ok/1h", ">dead/1h"] if wide else []) + ["paused"]
+            ">fail/1h"] + ([">ok/1h", ">dead/1h"] if width >= WIDE else []) + ["paused"]
+    name = max(5, min(NAME_ROOM, max((len(q.name) for q in rows), default=5)))
+
+    def need(cs: list[str]) -> int:
+        return name + sum(len(c.lstrip(">")) for c in cs[1:]) + 2 * (len(cs) - 1)
+
+    for drop in NARROW_DROP:
+        if need(cols) <= width:
+            break
+        cols = [c for c in cols if c.lstrip(">") != drop]
+    return cols
+
+
+def queues_table(rows: Sequence[QueueRow], limit: int, width: int) -> RenderableType:
+    cols = queue_columns(rows, width)
     t = _table(*cols, wide={"queue": 1})
     shown = rows if len(rows) <= limit else rows[:max(0, limit - 1)]
     for q in shown:
         run = f"{num(q.running)}/{num(q.cap)}" if q.cap is not None else num(q.running)
         fr = q.failure_rate
-        cells = [
-            Text(q.name, style="bold"), Text(num(q.queued)), Text(num(q.scheduled)),
-            Text(run, style="cyan" if q.running else ""),
-            Text(num(q.retrying), style="yellow" if q.retrying else ""),
-            Text(num(q.dead), style="red" if q.dead else ""),
-            Text(dur(q.oldest_age) if q.oldest_age is not None else "-"),
-            Text(rate(q.throughput)),
-            Text(percent(fr), style="red" if fr else "")]
-        if wide:
-            cells += [Text(num(q.succeeded_hour)), Text(num(q.dead_hour))]
-        cells.append(Text("paused", style="bold yellow") if q.paused else Text(""))
-        t.add_row(*cells)
+        cells = {
+            "queue": Text(q.name, style="bold yellow" if q.paused and "paused" not in cols
+                          else "bold"),
+            ">queued": Text(num(q.queued)), ">sched": Text(num(q.scheduled)),
+            ">running": Text(run, style="cyan" if q.running else ""),
+            ">retry": Text(num(q.retrying), style="yellow" if q.retrying else ""),
+            ">dead": Text(num(q.dead), style="red" if q.dead else ""),
+            ">oldest": Text(dur(q.oldest_age) if q.oldest_age is not None else "-"),
+            ">done/s": Text(rate(q.throughput)),
+            ">fail/1h": Text(percent(fr), style="red" if fr else ""),
+            ">ok/1h": Text(num(q.succeeded_hour)), ">dead/1h": Text(num(q.dead_hour)),
+            "paused": Text("paused", style="bold yellow") if q.paused else Text("")}
+        t.add_row(*[cells[c] for c in cols])
     return _with_more(t, len(rows) - len(shown), "queues", limit)
 
 
