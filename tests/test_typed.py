@@ -64,10 +64,10 @@ def test_typed_sample_passes_mypy_strict_and_wrong_uses_are_reported() -> None:
     assert any(re.search(r'wrong\.py:17: .*"int" and "str"', ln) for ln in errors), errors
 
 
-def test_typed_sample_runs(store_path: str) -> None:
+def test_typed_sample_runs(store_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from typed import sample
 
-    sample.app._store_arg = store_path
+    monkeypatch.setenv("JOBRUN_STORE", store_path)  # sample.app = jobrun.App(): read on use
     try:
         with jobrun.testing.inline(sample.app):
             out = sample.use()

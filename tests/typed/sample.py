@@ -7,7 +7,7 @@ from typing import Any, assert_type
 import jobrun
 from jobrun import Call, Job, Task
 
-app = jobrun.App()  # the store is opened on first use: the test points it at tmp_path
+app = jobrun.App()  # the store ($JOBRUN_STORE, ...) is opened on first use
 
 
 @app.task
