@@ -153,10 +153,13 @@ def seconds(value: Any, what: str, low: float = 0.0, high: float = math.inf, *,
     if t is not float and t is not int and (isinstance(value, bool) or
                                             not isinstance(value, (int, float))):
         raise TypeError(f"{what} must be {kind}, not {t.__name__} {value!r}")
-    v = float(value) if t is int else value
+    try:
+        v = float(value)
+    except OverflowError:  # an int past the float range
+        v = math.inf
     if not math.isfinite(v) or v < low or (above and v == low) or not v < high:
-        raise TypeError(f"{what} must be {kind}, not {value!r}")
-    return float(v)
+        raise TypeError(f"{what} must be {kind}, not {reprlib.repr(value)}")
+    return v
 
 
 # -- names and keys ------------------------------------------------------------------------------

@@ -203,7 +203,7 @@ def test_a_return_value_with_int_keys_is_dead_naming_the_key(app: jobrun.App) ->
 
 # -- numeric options: no booleans, no strings -----------------------------------------------------
 @pytest.mark.parametrize("option", ["priority", "max_attempts", "delay"])
-@pytest.mark.parametrize("value", [True, False, "5", 1j])
+@pytest.mark.parametrize("value", [True, False, "5", 1j, 2 ** 2000])
 def test_enqueue_refuses_non_numbers_for_numeric_options(app: jobrun.App, add: Any,
                                                          option: str, value: Any) -> None:
     with pytest.raises(TypeError, match=option):
@@ -218,7 +218,7 @@ def test_enqueue_refuses_non_numbers_for_numeric_options(app: jobrun.App, add: A
 @pytest.mark.parametrize("option, bad", [
     ("max_attempts", [True, 0, -1, 1.5, "3"]),
     ("priority", [True, 1.5, "1", 2 ** 63]),
-    ("timeout", [True, 0, -1, float("inf"), float("nan"), "60"]),
+    ("timeout", [True, 0, -1, float("inf"), float("nan"), "60", 2 ** 2000]),
     ("retry_base", [True, -1, float("inf"), "1s"]),
     ("retry_cap", [False, -1, float("nan"), "1s"]),
 ])
