@@ -135,9 +135,9 @@ def integer(value: Any, what: str, low: int = -_INT64, high: int = _INT64 - 1,
             kind: str = "a 64-bit int") -> int:
     """An int in [low, high]; not a bool, a float or a numeric string."""
     if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{what} must be {kind}, not {type(value).__name__} {value!r}")
+        raise TypeError(f"{what} must be {kind}, not {type(value).__name__} {reprlib.repr(value)}")
     if not low <= value <= high:
-        raise TypeError(f"{what} must be {kind}, not {value!r}")
+        raise TypeError(f"{what} must be {kind}, not {reprlib.repr(value)}")
     return int(value)
 
 
@@ -152,7 +152,7 @@ def seconds(value: Any, what: str, low: float = 0.0, high: float = math.inf, *,
     t = type(value)
     if t is not float and t is not int and (isinstance(value, bool) or
                                             not isinstance(value, (int, float))):
-        raise TypeError(f"{what} must be {kind}, not {t.__name__} {value!r}")
+        raise TypeError(f"{what} must be {kind}, not {t.__name__} {reprlib.repr(value)}")
     try:
         v = float(value)
     except OverflowError:  # an int past the float range
@@ -175,7 +175,7 @@ def text(value: Any, what: str, limit: int = NAME_LIMIT, *, empty: bool = True) 
     Refused: control characters (newline, tab, ESC, DEL, C1), U+2028/U+2029, bidi
     controls, lone surrogates. Allowed: any other text, spaces and joiners included."""
     if type(value) is not str and not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {value!r}")
+        raise TypeError(f"{what} must be a str, not {reprlib.repr(value)}")
     if len(value) > limit:
         raise TypeError(f"{what} {reprlib.repr(value)} is {len(value)} characters long: "
                         f"at most {limit}")
