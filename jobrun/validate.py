@@ -31,8 +31,8 @@ _INT64 = 2 ** 63
 class Binder:
     """A function's parameters, read once: `check(task, args, kwargs)` per enqueue."""
 
-    __slots__ = ("sig", "names", "pos_names", "n_pos", "n_req", "posonly", "varargs",
-                 "varkw", "kwonly", "kw_req")
+    __slots__ = ("sig", "names", "pos_names", "n_pos", "n_req", "varargs", "varkw", "kwonly",
+                 "accepted", "needed")
 
     def __init__(self, sig: inspect.Signature) -> None:
         P = inspect.Parameter
@@ -45,37 +45,41 @@ class Binder:
         self.n_pos = len(pos)
         # Parameters with defaults follow those without, so the required ones are a prefix.
         self.n_req = sum(1 for p in pos if p.default is P.empty)
-        self.posonly = sum(1 for p in pos if p.kind is P.POSITIONAL_ONLY)
+        posonly = sum(1 for p in pos if p.kind is P.POSITIONAL_ONLY)
         self.varargs = any(p.kind is P.VAR_POSITIONAL for p in params)
         self.varkw = any(p.kind is P.VAR_KEYWORD for p in params)
         self.kwonly = frozenset(p.name for p in params if p.kind is P.KEYWORD_ONLY)
-        self.kw_req = tuple(p.name for p in params
-                            if p.kind is P.KEYWORD_ONLY and p.default is P.empty)
+        #: the keyword names it takes (without **kwargs)
+        self.accepted = frozenset(self.names) | self.kwonly
+        kw_req = {p.name for p in params if p.kind is P.KEYWORD_ONLY and p.default is P.empty}
+        #: given n positional arguments: the names that must come as keywords (None: a
+        #: required positional-only parameter is missing whatever the keywords)
+        self.needed: tuple[frozenset[str] | None, ...] = tuple(
+            None if n < min(posonly, self.n_req) else
+            frozenset(self.pos_names[n:self.n_req]) | kw_req
+            for n in range(self.n_req + 1))
 
     def fits(self, args: Any, kwargs: Any) -> bool:
         """True only if `sig.bind(*args, **kwargs)` would succeed (False: ask it why)."""
         n = len(args)
         if n > self.n_pos and not self.varargs:
             return False
+        needed = self.needed[n if n < self.n_req else self.n_req]
         if not kwargs:
-            return n >= self.n_req and not self.kw_req
-        names = self.names
-        for k in kwargs:
-            i = names.get(k)
-            if i is None:
-                if k not in self.kwonly and not (self.varkw and type(k) is str):
-                    return False  # unknown (or a positional-only name without **kwargs)
-            elif i < n:
-                return False  # given twice
-        if n < self.n_req:
-            if n < self.posonly:
-                return False  # a required positional-only parameter is missing
-            for name in self.pos_names[n:self.n_req]:
-                if name not in kwargs:
-                    return False
-        for name in self.kw_req:
-            if name not in kwargs:
+            return needed is not None and not needed
+        if needed is None or not needed <= kwargs.keys():
+            return False
+        if self.varkw:
+            if not all(type(k) is str for k in kwargs):
                 return False
+        elif not kwargs.keys() <= self.accepted:
+            return False  # unknown (or a positional-only name without **kwargs)
+        if n:
+            names = self.names
+            for k in kwargs:
+                i = names.get(k)
+                if i is not None and i < n:
+                    return False  # given twice
         return True
 
     def check(self, task: str, args: Any, kwargs: Any) -> None:
