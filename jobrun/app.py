@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ParamSpec, TypeVar, overload
 
-from . import catalog, clock
+from . import catalog, clock, validate
 from .bell import Ringer
 from .config import Settings, env_config, load, load_for_producer, resolve_store
 from .inline import run_inline
@@ -50,16 +50,8 @@ _INT64 = 2 ** 63
 _LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: run_at must be a real time
 
 
-def _text(value: Any, what: str) -> str:
-    """A name or key: a str that can be stored (UTF-8, no lone surrogates)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {value!r}")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise TypeError(f"{what} {value!r} is not valid Unicode text") from None
-    return value
+#: A name or key: printable text that can be stored and logged (validate.text).
+_text = validate.text
 
 
 def _trace_id(given: str | None) -> str:
@@ -135,12 +127,30 @@ class App:
              priority: int | None = None, max_attempts: int | None = None,
              timeout: float | None = None, retry_base: float | None = None,
              retry_cap: float | None = None, **extra: Any) -> Any:
-        """Register a function as a task (as `@app.task` or `@app.task(queue=...)`)."""
+        """Register a function as a task (as `@app.task` or `@app.task(queue=...)`).
+
+        Every option is checked here, at import time, not at the first enqueue."""
+        if name is not None:
+            validate.text(name, "task name", empty=False)
+        if queue is not None:
+            validate.text(queue, "queue", empty=False)
+        if priority is not None:
+            priority = validate.integer(priority, "priority")
+        if max_attempts is not None:
+            max_attempts = validate.positive(max_attempts, "max_attempts")
+        if timeout is not None:
+            timeout = validate.seconds(timeout, "timeout", above=True,
+                                       kind="a number of seconds > 0")
+        if retry_base is not None:
+            retry_base = validate.seconds(retry_base, "retry_base")
+        if retry_cap is not None:
+            retry_cap = validate.seconds(retry_cap, "retry_cap")
         check_task_options(extra)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            spec = TaskSpec(name or task_name(f), f, queue, priority, max_attempts, timeout,
-                            retry_base, retry_cap, extra=extra)
+            spec = TaskSpec(validate.text(name or task_name(f), "task name"), f, queue,
+                            priority, max_attempts, timeout, retry_base, retry_cap, extra=extra)
+            validate.binder(f)  # read its signature once, now
             REGISTRY.add(spec)
             t: Task[P, R] = Task(self, f, spec)
             self.tasks[spec.name] = t
@@ -207,20 +217,18 @@ class App:
             kwargs = {}
         elif not isinstance(kwargs, dict):
             raise TypeError(f"kwargs of {task} must be a dict, not {type(kwargs).__name__}")
+        spec = REGISTRY.find(task)
+        if spec is not None and spec.fn is not None:  # registered here: bind as it will run
+            validate.bind(spec.fn, task, args, kwargs)
         priority = d.priority
         max_attempts = d.max_attempts
         run_at = now
         key = None
         if opts:
             if opts.get("priority") is not None:
-                priority = opts["priority"]
-                if not isinstance(priority, int) or isinstance(priority, bool) or \
-                        not -_INT64 <= priority < _INT64:
-                    raise TypeError(f"priority must be a 64-bit int, not {priority!r}")
+                priority = validate.integer(opts["priority"], "priority")
             if opts.get("max_attempts") is not None:
-                max_attempts = opts["max_attempts"]
-                if not isinstance(max_attempts, int) or not 1 <= max_attempts < _INT64:
-                    raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
+                max_attempts = validate.positive(opts["max_attempts"], "max_attempts")
             if opts.get("run_at") is not None:
                 if not isinstance(opts["run_at"], datetime):
                     raise TypeError("run_at must be an aware datetime")
@@ -228,15 +236,12 @@ class App:
                 if not 0 <= run_at < _LATEST:
                     raise TypeError(f"run_at {opts['run_at']!r} is out of range")
             elif opts.get("delay") is not None:
-                delay = opts["delay"]
-                if isinstance(delay, bool) or not isinstance(delay, (int, float)) or \
-                        not 0 <= delay < _LATEST - now:
-                    raise TypeError(f"delay must be a number of seconds >= 0 (and before the "
-                                    f"year 9999), not {delay!r}")
-                run_at = now + float(delay)
+                run_at = now + validate.seconds(
+                    opts["delay"], "delay", 0.0, _LATEST - now,
+                    kind="a number of seconds >= 0 (and before the year 9999)")
             key = opts.get("key")
             if key is not None:
-                _text(key, "key")
+                _text(key, "key", validate.KEY_LIMIT)
             if opts.get("trace_id") is not None:
                 _text(opts["trace_id"], "trace_id")
             trace_id = opts.get("trace_id") or trace_id
@@ -257,7 +262,7 @@ class App:
                 delay: float | None = None, run_at: datetime | None = None,
                 key: str | None = None, max_attempts: int | None = None,
                 connection: Any = None, trace_id: str | None = None,
-                allow_unknown: bool = False) -> Job:
+                allow_unknown: bool = False) -> Job[Any]:
         """Store one job (one transaction, or inside `connection`'s open transaction).
 
         A name no service on the store declares raises UnknownTask (naming the closest
@@ -268,7 +273,7 @@ class App:
         new = self._new_job(task, args, kwargs, opts, now,
                             self._defaults(task, queue, allow_unknown, connection))
         (job_id,) = self._write([new], connection, now)
-        job = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
+        job: Job[Any] = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
         if key is not None:
             job._state = None  # may be an existing job: read its state when asked
         self._after_enqueue(connection, [job_id], [new])
@@ -284,7 +289,7 @@ class App:
         opts = {"priority": priority, "run_at": run_at}
         return self._new_job(task, args, kwargs, opts, clock.now(), self._defaults(task, queue))
 
-    def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job]:
+    def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job[Any]]:
         """Store many jobs in one transaction: all or none."""
         now = clock.now()
         news = []
@@ -303,7 +308,7 @@ class App:
             news.append(self._new_job(c.task, c.args, c.kwargs, opts, now, d,
                                       traces[32 * i:32 * i + 32]))
         ids = self._write(news, connection, now)
-        jobs = [Job(self, i, None if n.key else
+        jobs: list[Job[Any]] = [Job(self, i, None if n.key else
                     (JobState.SCHEDULED if n.scheduled else JobState.QUEUED))
                 for i, n in zip(ids, news)]
         self._after_enqueue(connection, ids, news)
@@ -355,7 +360,7 @@ class App:
         return self._inline_lock.holder
 
     # -- reading -------------------------------------------------------------------------
-    def job(self, job_id: int) -> Job:
+    def job(self, job_id: int) -> Job[Any]:
         return Job(self, int(job_id)).refresh()
 
     # -- the embedded service --------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import clock
 from .errors import JobFailed, JobrunError
@@ -13,9 +13,14 @@ from .model import FINISHED, JobRecord, JobState
 if TYPE_CHECKING:
     from .app import App
 
+R = TypeVar("R", covariant=True)  # a Job[int] is a Job[object]: it only gives R out
 
-class Job:
-    """A handle on one stored job. `state` and `attempts` are as of the last refresh."""
+
+class Job(Generic[R]):
+    """A handle on one stored job. `state` and `attempts` are as of the last refresh.
+
+    `Job[R]`: `R` is its task's return type (`Any` for a job enqueued or read by name), so
+    a type checker knows what `result()` returns. Nothing checks it at run time."""
 
     def __init__(self, app: App, job_id: int, state: JobState | None = None,
                  attempts: int = 0) -> None:
@@ -43,14 +48,14 @@ class Job:
         assert self._record is not None
         return self._record
 
-    def refresh(self) -> Job:
+    def refresh(self) -> Job[R]:
         rec = self.app.store.get(self.id)
         if rec is None:
             raise JobrunError(f"job {self.id} does not exist (pruned?)")
         self._record, self._state, self._attempts = rec, rec.state, rec.attempts
         return self
 
-    def result(self, timeout: float | None = 10.0) -> Any:
+    def result(self, timeout: float | None = 10.0) -> R:
         """Wait for the job to finish; its return value, JobFailed, or TimeoutError."""
         deadline = None if timeout is None else clock.monotonic() + timeout
         pause = 0.001
@@ -61,7 +66,7 @@ class Job:
             state, attempts, result, errors = row
             self._state, self._attempts = JobState(state), attempts
             if state == "succeeded":
-                return None if result is None else json.loads(result)
+                return cast(R, None if result is None else json.loads(result))
             if state in ("dead", "cancelled"):
                 errs = json.loads(errors)
                 last = f": {errs[-1]['type']}: {errs[-1]['message']}" if errs else ""

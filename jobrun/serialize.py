@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import reprlib
 from typing import Any
 
 _decoder = json.JSONDecoder()
@@ -74,8 +76,49 @@ def _find_bad_float(value: Any, depth: int = 0) -> Any:
     return None
 
 
+#: Where json wrote a key it converted from an int, float, bool or None (`{1: "a"}` becomes
+#: `{"1":"a"}`). A quote inside a string's text is escaped, so an unescaped `"` opens or
+#: closes a string; after a closing one comes `,` `]` `}` or `:`, never this: a match is a
+#: key. A str key of that shape ("1") matches too: the walk then finds nothing, text stands.
+_CONVERTED_KEY = re.compile(r'"(?:-?[0-9][0-9.eE+-]*|true|false|null)":')
+
+
+def _bad_key(value: Any) -> tuple[Any, str] | None:
+    """The first dict key that is not a str, and the path to its dict (`[0]['a']`)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    seen: set[int] = set()  # a shared or cyclic container is walked once
+    while stack:
+        v, path = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if isinstance(v, dict):
+            for k in v:
+                if not isinstance(k, str):
+                    return k, path
+            stack.extend((item, f"{path}[{k!r}]") for k, item in reversed(v.items())
+                         if isinstance(item, (dict, list, tuple)))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(v)))
+                         if isinstance(item, (dict, list, tuple)))
+    return None
+
+
+def _key_error(value: Any, what: str) -> TypeError | None:
+    found = _bad_key(value)
+    if found is None:
+        return None
+    key, path = found
+    return TypeError(f"{what}: dict key {reprlib.repr(key)} ({type(key).__name__}) "
+                     f"{'at ' + path if path else 'at the top level'} is not a str; JSON "
+                     "keys are strings, so it would not come back as it went in: use str keys")
+
+
 def dumps(value: Any, what: str = "value") -> str:
-    """Encode `value` as strict JSON or raise TypeError naming what is wrong with it."""
+    """Encode `value` as strict JSON or raise TypeError naming what is wrong with it.
+
+    Dict keys must be str: json would silently turn `{1: "a"}` into `{"1": "a"}`, and the
+    task would be called with something else than was enqueued."""
     try:
         if _fast is not None and not isinstance(value, str):
             text = "".join(_fast(value, 0))
@@ -83,16 +126,19 @@ def dumps(value: Any, what: str = "value") -> str:
             text = _encoder.encode(value)
         if not text.isascii():
             text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
-        return text
     except UnicodeEncodeError as exc:
         raise TypeError(f"{what}: contains text that is not valid Unicode "
                         f"({exc.reason}: {exc.object[exc.start:exc.end]!r})") from None
     except TypeError as exc:
-        raise TypeError(f"{what}: {exc}") from None
+        bad = _key_error(value, what) if str(exc).startswith("keys must be") else None
+        raise bad or TypeError(f"{what}: {exc}") from None
     except ValueError as exc:
         msg = str(exc)
         if "Circular reference" in msg:
             raise TypeError(f"{what}: contains a reference cycle; JSON payloads must be trees") from None
+        bad_key = _key_error(value, what) if "Out of range float" in msg else None
+        if bad_key is not None:  # a NaN or infinite key
+            raise bad_key from None
         bad = _find_bad_float(value)
         if bad is not None:
             raise TypeError(f"{what}: {bad!r} is not valid JSON (NaN and infinities are refused)") from None
@@ -106,6 +152,11 @@ def dumps(value: Any, what: str = "value") -> str:
             raise TypeError(f"{what}: contains a reference cycle; JSON payloads must be trees"
                             ) from None
         raise TypeError(f"{what}: nested too deeply to be a JSON payload") from None
+    if '":' in text and _CONVERTED_KEY.search(text) is not None:
+        bad_key = _key_error(value, what)
+        if bad_key is not None:
+            raise bad_key
+    return text
 
 
 def loads(text: str | None) -> Any:

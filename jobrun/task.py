@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, ParamSpec, TypeVar
 
 from .registry import TaskSpec
+from .validate import positive
 
 if TYPE_CHECKING:
     from .app import App
@@ -45,8 +46,8 @@ def check_task_options(extra: dict[str, Any]) -> None:
         if extra.get(k) is not None:
             parse_rate(extra[k])
     kc = extra.get("key_concurrency")
-    if kc is not None and (not isinstance(kc, int) or kc < 1):
-        raise TypeError(f"key_concurrency must be a positive int, not {kc!r}")
+    if kc is not None:
+        positive(kc, "key_concurrency")
     if (kc or extra.get("key_rate_limit")) and not extra.get("concurrency_key"):
         raise TypeError("key_concurrency and key_rate_limit need a concurrency_key")
 
@@ -61,7 +62,7 @@ class TaskOptions(Generic[P, R]):
         self.task = task
         self.opts = options
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         return self.task.app.enqueue(self.task.name, args=list(args), kwargs=dict(kwargs),
                                      **self.opts)
 
@@ -84,7 +85,7 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         return self.app.enqueue(self.name, args=list(args), kwargs=dict(kwargs))
 
     def options(self, **options: Any) -> TaskOptions[P, R]:

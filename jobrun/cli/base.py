@@ -102,6 +102,9 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     if not os.path.exists(rt.store):
         fail(f"store {rt.store} does not exist (a typo in --store or $JOBRUN_STORE? "
              "`jobrun start` and `jobrun enqueue` create it)")
+    # Read-only only where it must be (a folder this user cannot write): a read-only
+    # connection leaves -wal/-shm beside a file it then refuses (garbage, a newer store).
+    readonly = readonly and not os.access(os.path.dirname(rt.store) or ".", os.W_OK)
     return Opened(SqliteStore(rt.store, durability=rt.settings.durability, create=False,
                               readonly=readonly), rt.settings)
 

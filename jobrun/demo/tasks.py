@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jobrun
 
@@ -33,7 +34,7 @@ def refuse(order_id: int) -> None:
     raise jobrun.Permanent(f"order {order_id} does not exist")
 
 
-def enqueue_demo_jobs() -> list[jobrun.Job]:
+def enqueue_demo_jobs() -> list[jobrun.Job[Any]]:
     """What the demo shows: successes, retries, a permanent failure, a delayed job."""
     jobs = [hello.enqueue("world"), flaky.enqueue(3)]
     jobs += app.enqueue_many([report.call(i, 0.5) for i in range(1, 4)])
