@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import sys
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ParamSpec, TypeVar, overload
 
-from . import catalog, clock, validate
+from . import catalog, clock, enqueue, validate
 from .bell import Ringer
 from .config import Settings, env_config, load, load_for_producer, resolve_store
 from .inline import run_inline
@@ -20,7 +17,6 @@ from .lock import HolderLock, new_holder_id
 from .model import JobState
 from .registry import REGISTRY, TaskSpec, task_name
 from .errors import UnknownTask
-from .serialize import dumps
 from .model import NewJob
 from .store import open_store
 from .store.contract import Store
@@ -36,38 +32,8 @@ log = logging.getLogger("jobrun")
 _WARNED_EMPTY: set[str] = set()
 
 
-@dataclass(frozen=True)
-class _Defaults:
-    ckey: str | None
-    queue: str
-    priority: int
-    max_attempts: int
-    timeout: float | None
-    options: str
-
-
-_INT64 = 2 ** 63
-_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: run_at must be a real time
-
-
 #: A name or key: printable text that can be stored and logged (validate.text).
 _text = validate.text
-
-
-def _trace_id(given: str | None) -> str:
-    """The caller's, else the active OpenTelemetry trace's, else a new one."""
-    if given:
-        return given
-    # Only if the caller's process uses OpenTelemetry already: never import it per enqueue.
-    otel = sys.modules.get("opentelemetry.trace")
-    if otel is not None:
-        try:
-            span_ctx = otel.get_current_span().get_span_context()
-            if span_ctx.is_valid:
-                return f"{span_ctx.trace_id:032x}"
-        except Exception:  # a broken tracer must not break enqueue
-            pass
-    return secrets.token_hex(16)
 
 
 class App:
@@ -161,7 +127,7 @@ class App:
 
     # -- enqueue -------------------------------------------------------------------------
     def _defaults(self, task: str, queue: str | None, allow_unknown: bool = False,
-                  connection: Any = None) -> _Defaults:
+                  connection: Any = None) -> catalog.TaskDefaults:
         """A task's enqueue defaults: what it declares (here, or in the store's catalog),
         then its queue's config, then jobrun's. An unknown name raises UnknownTask."""
         if not isinstance(task, str) or not task:
@@ -183,10 +149,7 @@ class App:
                 raise UnknownTask(
                     f"unknown task {task!r}: no service on store {self.store_path} declares "
                     f"it{hint} (allow_unknown=True, or --allow-unknown, stores it anyway)")
-        d = catalog.resolve(spec, cmd, entry, self.settings, queue)
-        return _Defaults(ckey=d.concurrency_key, queue=d.queue, priority=d.priority,
-                         max_attempts=d.max_attempts, timeout=d.timeout,
-                         options=dumps(d.options) if d.options else "{}")
+        return catalog.resolve(spec, cmd, entry, self.settings, queue)
 
     def _catalog_view(self, connection: Any = None) -> catalog.CatalogView:
         if self._catalog is None:
@@ -208,54 +171,8 @@ class App:
                         "store? check $JOBRUN_STORE and the config's `store`)", path)
 
     def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any], now: float,
-                 d: _Defaults, trace_id: str | None = None) -> NewJob:
-        if args is None:
-            args = ()
-        elif not isinstance(args, (list, tuple)):
-            raise TypeError(f"args of {task} must be a list, not {type(args).__name__}")
-        if kwargs is None:
-            kwargs = {}
-        elif not isinstance(kwargs, dict):
-            raise TypeError(f"kwargs of {task} must be a dict, not {type(kwargs).__name__}")
-        spec = REGISTRY.find(task)
-        if spec is not None and spec.fn is not None:  # registered here: bind as it will run
-            validate.bind(spec.fn, task, args, kwargs)
-        priority = d.priority
-        max_attempts = d.max_attempts
-        run_at = now
-        key = None
-        if opts:
-            if opts.get("priority") is not None:
-                priority = validate.integer(opts["priority"], "priority")
-            if opts.get("max_attempts") is not None:
-                max_attempts = validate.positive(opts["max_attempts"], "max_attempts")
-            if opts.get("run_at") is not None:
-                if not isinstance(opts["run_at"], datetime):
-                    raise TypeError("run_at must be an aware datetime")
-                run_at = clock.to_timestamp(opts["run_at"])
-                if not 0 <= run_at < _LATEST:
-                    raise TypeError(f"run_at {opts['run_at']!r} is out of range")
-            elif opts.get("delay") is not None:
-                run_at = now + validate.seconds(
-                    opts["delay"], "delay", 0.0, _LATEST - now,
-                    kind="a number of seconds >= 0 (and before the year 9999)")
-            key = opts.get("key")
-            if key is not None:
-                _text(key, "key", validate.KEY_LIMIT)
-            if opts.get("trace_id") is not None:
-                _text(opts["trace_id"], "trace_id")
-            trace_id = opts.get("trace_id") or trace_id
-        ckey = None
-        if d.ckey is not None:
-            try:
-                ckey = d.ckey.format(**kwargs)
-            except (KeyError, IndexError, ValueError) as exc:
-                raise TypeError(f"concurrency_key {d.ckey!r} of {task} cannot be formatted "
-                                f"from its keyword arguments: missing {exc}") from None
-        return NewJob(task, d.queue, dumps(args, f"arguments of {task}"),
-                      dumps(kwargs, f"keyword arguments of {task}"), priority, max_attempts,
-                      run_at, run_at > now, key, trace_id or _trace_id(None), d.timeout,
-                      d.options, ckey)
+                 d: catalog.TaskDefaults, trace_id: str | None = None) -> NewJob:
+        return enqueue.new_job(task, args, kwargs, opts, now, d, trace_id)
 
     def enqueue(self, task: str, args: Any = None, kwargs: Any = None, *,
                 queue: str | None = None, priority: int | None = None,
@@ -281,19 +198,11 @@ class App:
             job.refresh()
         return job
 
-    def prepare(self, task: str, args: Any = None, kwargs: Any = None, *,
-                queue: str | None = None, priority: int | None = None,
-                run_at: datetime | None = None) -> NewJob:
-        """The row an enqueue of `task` would write, without writing it (cron fires write it
-        with their fire row, in one transaction)."""
-        opts = {"priority": priority, "run_at": run_at}
-        return self._new_job(task, args, kwargs, opts, clock.now(), self._defaults(task, queue))
-
     def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job[Any]]:
         """Store many jobs in one transaction: all or none."""
         now = clock.now()
         news = []
-        defaults: dict[tuple[str, str | None], _Defaults] = {}
+        defaults: dict[tuple[str, str | None], catalog.TaskDefaults] = {}
         traces = os.urandom(16 * len(calls)).hex()  # one syscall for the batch's trace ids
         for i, c in enumerate(calls):
             if not isinstance(c, Call):

@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from . import catalog, clock
+from . import catalog, clock, enqueue
 from .bell import Bell
 from .config import CronEntry, Settings
 from .errors import StoreError
@@ -62,7 +62,7 @@ class Service:
         self.metrics: Any = None
         self._threads: list[threading.Thread] = []
         self.scheduler: Scheduler | None = None
-        self._producer: Any = None
+        self._cron_catalog = catalog.CatalogView(self.store.catalog, self.store.catalog_born)
         self.started = threading.Event()
         self.tasks: frozenset[str] = frozenset()  # what this service runs (and claims)
 
@@ -91,10 +91,6 @@ class Service:
         self._loop = Loop(self.store, self.holder, self.path, lambda: self.settings, bell,
                           self._pools, self._inflight, self._observe)
         self._loop.plan = self._plan(self.settings)  # limits hold from the first round
-        from .app import App
-
-        self._producer = App(self.path, settings=self.settings)
-        self._producer.store  # opened now, not inside the scheduler's transaction
         listen = self.settings.metrics.get("listen")
         if listen:  # before the first round, so every outcome is counted
             from .ops.metrics import Metrics
@@ -259,11 +255,14 @@ class Service:
             self.metrics.observe(queue, task, outcome, duration)
 
     def _cron_job(self, entry: CronEntry, fire: datetime) -> NewJob:
-        """A cron fire's job, as an enqueue of its task would make it."""
-        job: NewJob = self._producer.prepare(task_of(entry), args=list(entry.args),
-                                             kwargs=dict(entry.kwargs), queue=entry.queue,
-                                             priority=entry.priority, run_at=fire)
-        return job
+        """A cron fire's job, as an enqueue of its task would make it (the task's options,
+        from this service's registry, config, or the store's catalog)."""
+        task, settings = task_of(entry), self.settings
+        d = catalog.resolve(self.registry.find(task), settings.tasks.get(task),
+                            self._cron_catalog.lookup(task), settings, entry.queue)
+        return enqueue.new_job(task, list(entry.args), dict(entry.kwargs),
+                               {"priority": entry.priority, "run_at": fire}, clock.now(), d,
+                               registry=self.registry)
 
     # -- introspection -----------------------------------------------------------------------
     @property

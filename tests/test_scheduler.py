@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import jobrun
 from jobrun.config import CronEntry, Settings
 from jobrun.cron import Every, parse_schedule
+from jobrun import catalog, enqueue
 from jobrun.scheduler import Scheduler, plan
 
 UTC = timezone.utc
@@ -65,7 +66,8 @@ def make(store_path: str, entries: list[CronEntry]) -> tuple[Scheduler, list[dat
 
     def job(entry, fire):  # type: ignore[no-untyped-def]
         fired.append(fire)
-        return app.prepare(entry.task, run_at=fire)
+        return enqueue.new_job(entry.task, [], {}, {"run_at": fire}, jobrun.clock.now(),
+                               catalog.resolve(None, None, None, settings))
 
     return Scheduler(app.store, lambda: settings, job), fired
 
