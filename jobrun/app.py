@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import catalog, clock, enqueue, validate
 from .bell import Ringer
 from .config import Settings, env_config, load, load_for_producer, resolve_store
+from .errors import UnknownTask
 from .inline import run_inline
 from .job import Job
 from .lock import HolderLock, new_holder_id
-from .model import JobState
+from .model import JobState, NewJob
 from .registry import REGISTRY, TaskSpec, task_name
-from .errors import UnknownTask
-from .model import NewJob
 from .store import open_store
 from .store.contract import Store
 from .store.sqlite import catalog_readers, enqueue_in

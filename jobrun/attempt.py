@@ -11,16 +11,16 @@ import logging
 import random
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import clock
 from .context import Context, reset, set_current
 from .errors import Permanent, Retry, TaskTimeout, UnknownTask
-from .model import Claim
+from .model import Claim, Outcome
 from .registry import Registry
 from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
 from .serialize import dumps
-from .model import Outcome
 
 log = logging.getLogger("jobrun.job")
 MAX_TRACEBACK = 16_384
@@ -79,7 +79,7 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
     token = set_current(ctx or new_context(claim))
     try:
         outcome = succeed(claim, resolve(claim, registry)(*claim.args, **claim.kwargs))
-    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, not our crash
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         outcome = decide(claim, exc, clock.now())
@@ -103,10 +103,10 @@ async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | Non
         else:
             value = await coro
         outcome = succeed(claim, value)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         outcome = decide(claim, TaskTimeout(f"timed out after {claim.timeout:g}s (cancelled)"),
                          clock.now())
-    except BaseException as exc:  # noqa: BLE001 - CancelledError included: the job was cancelled
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         outcome = decide(claim, exc, clock.now())

@@ -14,9 +14,20 @@ from typing import Any
 from .cron import ScheduleError, parse_schedule
 from .errors import ConfigError
 from .limits import parse_rate
-from .settings import (BOUNDS, DEFAULT_CONCURRENCY, DEFAULT_QUEUE, EXECUTORS, WHY,
-                       CommandTask, CronEntry, QueueConfig, Settings, duration, human,
-                       parse_listen)
+from .settings import (
+    BOUNDS,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_QUEUE,
+    EXECUTORS,
+    WHY,
+    CommandTask,
+    CronEntry,
+    QueueConfig,
+    Settings,
+    duration,
+    human,
+    parse_listen,
+)
 from .tomlscan import find_store
 
 log = logging.getLogger("jobrun")
@@ -359,7 +370,8 @@ def load_for_producer(path: str, *, store_known: bool = False) -> Settings:
         found = find_store(text)
         if found.doubt and not store_known:
             raise ConfigError(f"{more[0].reason}; and the store cannot be told from it: "
-                              f"{found.doubt}", file=path, key="jobrun.store", line=found.line)
+                              f"{found.doubt}", file=path, key="jobrun.store",
+                              line=found.line) from None
         settings = Settings(file=path, store=_store_path(found.value, path))
     else:
         settings, more = parse(text, path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import JobrunError
 
@@ -11,8 +11,18 @@ from .errors import JobrunError
 class Context:
     """The running attempt: ids, attempt number, trace id, and cancellation."""
 
-    __slots__ = ("job_id", "attempt", "task", "trace_id", "queue", "token", "store",
-                 "_cancelled", "_heartbeat", "handed_back")
+    __slots__ = (
+        "_cancelled",
+        "_heartbeat",
+        "attempt",
+        "handed_back",
+        "job_id",
+        "queue",
+        "store",
+        "task",
+        "token",
+        "trace_id",
+    )
 
     def __init__(self, job_id: int, attempt: int, task: str, trace_id: str | None, queue: str,
                  token: int, heartbeat: Callable[[], bool] | None = None,

@@ -38,17 +38,26 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
 from jobrun.errors import JobrunError
 
-__all__ = ["ScheduleError", "Schedule", "Every", "Trigger", "parse_schedule", "parse_every",
-           "parse_duration", "next_fires", "due_between"]
+__all__ = [
+    "Every",
+    "Schedule",
+    "ScheduleError",
+    "Trigger",
+    "due_between",
+    "next_fires",
+    "parse_duration",
+    "parse_every",
+    "parse_schedule",
+]
 
-UTC = timezone.utc
+UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",

@@ -8,9 +8,9 @@ a service on the same store leaves it alone.
 from __future__ import annotations
 
 from . import clock
+from .attempt import new_context, run_attempt
 from .registry import REGISTRY, Registry
 from .store.contract import Store
-from .attempt import new_context, run_attempt
 
 
 def run_inline(store: Store, holder: str, job_id: int, *,

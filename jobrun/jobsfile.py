@@ -86,7 +86,7 @@ def load_calls(path: str) -> list[Call]:
                                 line=lines[i] if i < len(lines) else None)
         run_at = t.get("run_at")
         if isinstance(run_at, dt.datetime) and run_at.tzinfo is None:
-            t["run_at"] = run_at.replace(tzinfo=dt.timezone.utc)  # a naive time means UTC
+            t["run_at"] = run_at.replace(tzinfo=dt.UTC)  # a naive time means UTC
         opts = {k: t[k] for k in _KEYS - {"task", "args", "kwargs"} if k in t}
         calls.append(Call(t["task"], tuple(t.get("args", [])), t.get("kwargs", {}), opts))
     return calls

@@ -120,10 +120,10 @@ def choose(candidates: list[Candidate], budget: int, limits: Limits, queue: str,
     for c in candidates:
         if len(chosen) >= budget:
             break
-        if c.ckey is not None and c.task in limits.key_concurrency:
-            if running_by_key.get(c.ckey, 0) + taken.get(c.ckey, 0) >= \
-                    limits.key_concurrency[c.task]:
-                continue
+        if c.ckey is not None and c.task in limits.key_concurrency and \
+                running_by_key.get(c.ckey, 0) + taken.get(c.ckey, 0) >= \
+                limits.key_concurrency[c.task]:
+            continue
         need: list[tuple[Bucket, Rate]] = []
         if qrate is not None:
             need.append((bucket(f"queue:{queue}", qrate), qrate))

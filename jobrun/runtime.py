@@ -63,7 +63,7 @@ def import_tasks(settings: Settings) -> list[str]:
     folder = settings.folder
     if settings.file and folder not in sys.path:
         sys.path.insert(0, folder)
-    for i, name in enumerate(settings.imports):
+    for name in settings.imports:
         try:
             importlib.import_module(name)
         except ImportError as exc:

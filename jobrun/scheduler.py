@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
-from typing import Any, Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import clock
@@ -32,7 +33,7 @@ from .model import NewJob
 from .store.contract import Store
 
 log = logging.getLogger("jobrun.scheduler")
-UTC = timezone.utc
+UTC = UTC
 JUMP = 5.0  # seconds the wall clock may drift from the monotonic one before it is a jump
 
 

@@ -50,7 +50,7 @@ WHY.update({k: "no one means longer" for k in BOUNDS if k not in WHY})
 def human(seconds: float) -> str:
     """1 -> "1s", 0.01 -> "10ms", 300 -> "5m", 31622400 -> "366d": how bounds are written."""
     for unit, size in (("d", _DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and (seconds / size).is_integer() or unit == "s" and seconds >= 1:
+        if (seconds >= size and (seconds / size).is_integer()) or (unit == "s" and seconds >= 1):
             return f"{seconds / size:.15g}{unit}"
     return f"{seconds * 1000:.15g}ms" if seconds else "0s"
 

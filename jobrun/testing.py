@@ -13,7 +13,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from . import clock, inline as inline_mode
+from . import clock
+from . import inline as inline_mode
 
 if TYPE_CHECKING:
     from .app import App

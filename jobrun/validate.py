@@ -17,8 +17,9 @@ import inspect
 import math
 import reprlib
 import unicodedata
+from collections.abc import Callable
 from types import FunctionType
-from typing import Any, Callable, Final
+from typing import Any, Final
 
 #: Longest task or queue name, and longest key (in characters).
 NAME_LIMIT = 200
@@ -31,8 +32,18 @@ _INT64 = 2 ** 63
 class Binder:
     """A function's parameters, read once: `check(task, args, kwargs)` per enqueue."""
 
-    __slots__ = ("sig", "names", "pos_names", "n_pos", "n_req", "varargs", "varkw", "kwonly",
-                 "accepted", "needed")
+    __slots__ = (
+        "accepted",
+        "kwonly",
+        "n_pos",
+        "n_req",
+        "names",
+        "needed",
+        "pos_names",
+        "sig",
+        "varargs",
+        "varkw",
+    )
 
     def __init__(self, sig: inspect.Signature) -> None:
         P = inspect.Parameter

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC
 from typing import Annotated, Any, Optional
 
 import typer
@@ -220,7 +221,7 @@ def cron_ls(as_json: JsonOpt = False,
             count: Annotated[int, typer.Option("--count", min=1, max=1000)] = 3,
             config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Cron entries with their next fire times, in their zone and in UTC."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..runtime import resolve
     from ..scheduler import describe
@@ -232,9 +233,9 @@ def cron_ls(as_json: JsonOpt = False,
         except ValueError:
             fail(f"--from {from_!r} is not an ISO 8601 datetime", EX_USAGE)
         if start_at.tzinfo is None:
-            start_at = start_at.replace(tzinfo=timezone.utc)
+            start_at = start_at.replace(tzinfo=UTC)
     else:
-        start_at = datetime.now(timezone.utc)
+        start_at = datetime.now(UTC)
     entries = [describe(e, start_at, count) for e in rt.settings.cron]
     if as_json:
         _print_json(entries)

@@ -6,11 +6,11 @@ from any thread when the attempt ends.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..context import Context
-from ..model import Claim
-from ..model import Outcome
+from ..model import Claim, Outcome
 
 Done = Callable[[Claim, Outcome], None]
 

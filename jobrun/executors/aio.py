@@ -10,10 +10,10 @@ import asyncio
 import threading
 from typing import Any
 
+from ..attempt import run_attempt_async
 from ..context import Context
 from ..model import Claim
 from ..registry import Registry
-from ..attempt import run_attempt_async
 from . import Done
 
 

@@ -20,12 +20,11 @@ import time
 from typing import Any
 
 from .. import clock
+from ..attempt import decide
 from ..context import Context
 from ..errors import JobrunError, TaskTimeout
-from ..model import Claim
+from ..model import Claim, Outcome
 from ..registry import Registry, TaskSpec
-from ..model import Outcome
-from ..attempt import decide
 from . import Done, groups
 from .slots import Slots
 

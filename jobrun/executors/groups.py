@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 LEFTOVER_GRACE = 1.0  # what a finished job left gets this long between SIGTERM and SIGKILL
 PR_SET_CHILD_SUBREAPER = 36

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import inspect
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import Settings
 from ..context import Context
+from ..model import Claim
+from ..registry import Registry, TaskSpec
 from . import Done, Executor
 from .aio import AsyncExecutor
 from .command import CommandExecutor
 from .process import ProcessExecutor
 from .thread import ThreadExecutor
-from ..model import Claim
-from ..registry import Registry, TaskSpec
 
 
 def register_commands(settings: Settings, registry: Registry) -> None:

@@ -26,12 +26,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import clock
+from ..attempt import decide
 from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
-from ..model import Claim
+from ..model import Claim, Outcome
 from ..registry import Registry
-from ..model import Outcome
-from ..attempt import decide
 from . import Done, groups
 from .slots import Slots
 
@@ -72,8 +71,8 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
     """The child: its own process group, the task modules, then one job at a time."""
     import importlib
 
-    from ..registry import REGISTRY
     from ..attempt import run_attempt
+    from ..registry import REGISTRY
 
     os.setsid()
     groups.become_subreaper()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..registry import Registry
 from ..attempt import run_attempt
+from ..registry import Registry
 from . import Done
 from .slots import Slots
 

@@ -17,9 +17,9 @@ from prometheus_client.registry import Collector
 
 from .. import clock
 from ..config import parse_listen
-from .stats import queue_stats
 from ..store import open_store
 from ..store.contract import Store
+from .stats import queue_stats
 
 log = logging.getLogger("jobrun.metrics")
 

@@ -20,8 +20,14 @@ from ..errors import StoreError
 from ..limits import Bucket, Candidate, Limits, choose, round_robin
 from ..model import Claim, NewJob, Outcome
 from .contract import Rescued, Round, Store
-from .files import (BUSY_TIMEOUT_MS, check_file, create_private, readonly_fallback,
-                    warn_if_shared, wrap)
+from .files import (
+    BUSY_TIMEOUT_MS,
+    check_file,
+    create_private,
+    readonly_fallback,
+    warn_if_shared,
+    wrap,
+)
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .operator import OperatorActions, row_to_record
 from .queries import Q

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import apsw
@@ -227,7 +227,7 @@ def _services(path: str) -> tuple[tuple[ServiceRow, ...], str | None]:
 def _cron(settings: Settings | None, now: float) -> tuple[CronRow, ...]:
     if settings is None:
         return ()
-    after = datetime.fromtimestamp(now, timezone.utc)
+    after = datetime.fromtimestamp(now, UTC)
     rows = []
     for entry in settings.cron:
         d = describe(entry, after, 1)

@@ -9,7 +9,7 @@ Strings from the store are drawn as Text, never parsed as markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -77,7 +77,7 @@ def clean(s: str) -> str:
 
 def clock_utc(ts: float, date: bool = False) -> str:
     fmt = "%Y-%m-%d %H:%MZ" if date else "%H:%M:%SZ"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
+    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
 
 
 def sparkline(values: Sequence[int], width: int) -> Text:

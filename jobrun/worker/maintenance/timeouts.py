@@ -8,8 +8,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ... import clock
-from ...errors import TaskTimeout
 from ...attempt import decide
+from ...errors import TaskTimeout
 
 if TYPE_CHECKING:
     from . import ServiceView
