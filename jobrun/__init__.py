@@ -5,6 +5,7 @@ from .context import Context, context
 from .errors import (
     ConfigError,
     Interrupted,
+    InvalidJob,
     JobFailed,
     JobrunError,
     NonDeterministic,
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "Interrupted",
+    "InvalidJob",
     "Job",
     "JobFailed",
     "JobState",

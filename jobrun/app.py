@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from . import catalog, clock, enqueue, validate
 from .bell import Ringer
 from .config import Settings, env_config, load, load_for_producer, resolve_store
-from .errors import UnknownTask
+from .errors import InvalidJob, UnknownTask
 from .inline import run_inline
 from .job import Job
 from .lock import HolderLock, new_holder_id
@@ -131,7 +131,7 @@ class App:
         """A task's enqueue defaults: what it declares (here, or in the store's catalog),
         then its queue's config, then jobrun's. An unknown name raises UnknownTask."""
         if not isinstance(task, str) or not task:
-            raise TypeError(f"task must be a task name string, not {task!r}")
+            raise InvalidJob(f"task must be a task name string, not {task!r}")
         _text(task, "task name")
         if queue is not None:
             _text(queue, "queue")
@@ -206,7 +206,7 @@ class App:
         traces = os.urandom(16 * len(calls)).hex()  # one syscall for the batch's trace ids
         for i, c in enumerate(calls):
             if not isinstance(c, Call):
-                raise TypeError(f"enqueue_many takes task.call(...) items, not {c!r}")
+                raise InvalidJob(f"enqueue_many takes task.call(...) items, not {c!r}")
             opts = c.options
             queue = opts.get("queue") if opts else None
             d = defaults.get((c.task, queue))

@@ -2,7 +2,8 @@
 
 `App.enqueue`, `enqueue_many` (so the CLI and jobs files), and the scheduler's cron fires
 all build their `NewJob` here, from the task's defaults (`catalog.resolve`) and the options
-given for the job; nothing is written here. Errors are `TypeError` naming the bad value:
+given for the job; nothing is written here. Errors are `InvalidJob` (a `TypeError`) naming
+the bad value:
 nothing is stored.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from . import clock, validate
 from .catalog import TaskDefaults
+from .errors import InvalidJob
 from .model import NewJob
 from .registry import REGISTRY, Registry
 from .serialize import dumps
@@ -46,11 +48,11 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
     if args is None:
         args = ()
     elif not isinstance(args, (list, tuple)):
-        raise TypeError(f"args of {task} must be a list, not {type(args).__name__}")
+        raise InvalidJob(f"args of {task} must be a list, not {type(args).__name__}")
     if kwargs is None:
         kwargs = {}
     elif not isinstance(kwargs, dict):
-        raise TypeError(f"kwargs of {task} must be a dict, not {type(kwargs).__name__}")
+        raise InvalidJob(f"kwargs of {task} must be a dict, not {type(kwargs).__name__}")
     spec = registry.find(task)
     if spec is not None and spec.fn is not None:  # registered here: bind as it will run
         validate.bind(spec.fn, task, args, kwargs)
@@ -62,10 +64,10 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
             max_attempts = validate.positive(opts["max_attempts"], "max_attempts")
         if opts.get("run_at") is not None:
             if not isinstance(opts["run_at"], datetime):
-                raise TypeError("run_at must be an aware datetime")
+                raise InvalidJob("run_at must be an aware datetime")
             run_at = clock.to_timestamp(opts["run_at"])
             if not 0 <= run_at < LATEST:
-                raise TypeError(f"run_at {opts['run_at']!r} is out of range")
+                raise InvalidJob(f"run_at {opts['run_at']!r} is out of range")
         elif opts.get("delay") is not None:
             run_at = now + validate.seconds(
                 opts["delay"], "delay", 0.0, LATEST - now,
@@ -81,7 +83,7 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
         try:
             ckey = d.concurrency_key.format(**kwargs)
         except (KeyError, IndexError, ValueError) as exc:
-            raise TypeError(f"concurrency_key {d.concurrency_key!r} of {task} cannot be "
+            raise InvalidJob(f"concurrency_key {d.concurrency_key!r} of {task} cannot be "
                             f"formatted from its keyword arguments: missing {exc}") from None
     options = d.options
     return NewJob(

@@ -3,6 +3,7 @@
     JobrunError                 base of every error jobrun raises on its own
     ├── ConfigError             a bad jobrun.toml or option; names file, key, line, reason
     ├── StoreError              the SQLite store refused (not a database, too new, disk full)
+    ├── InvalidJob              a refused payload, argument or option (also a TypeError)
     ├── JobFailed               Job.result() of a dead or cancelled job
     ├── UnknownTask             a task name no service declares (at enqueue: close matches)
     ├── StepFailed              a workflow step failed for good (raised in the body)
@@ -47,6 +48,12 @@ class ConfigError(JobrunError):
 
 class StoreError(JobrunError):
     """The store cannot be used: not a SQLite file, from a newer jobrun, full, or failing."""
+
+
+class InvalidJob(JobrunError, TypeError):
+    """A payload, argument or option refused at enqueue (not JSON, a missing argument, a
+    boolean priority, ...): nothing was stored. A `TypeError` too, so `except TypeError`
+    keeps working, while callers can tell a refusal from a bug."""
 
 
 class JobFailed(JobrunError):

@@ -18,8 +18,9 @@ import json
 import os
 import secrets
 import threading
-import time
 from typing import Any
+
+from . import clock
 
 # Every descriptor opened here, with the FileLock owning it (None: a short-lived probe).
 # `_guard` makes "open and record" and "forget and close" atomic with respect to fork: a
@@ -140,7 +141,7 @@ class HolderLock(FileLock):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: cannot be taken
             os.write(fd, json.dumps({"holder": self.holder, "pid": os.getpid(),
-                                     "started": time.time(), **self.info}).encode())
+                                     "started": clock.now(), **self.info}).encode())
             os.rename(tmp, self.path)
         except BaseException:
             _close(fd)

@@ -8,11 +8,13 @@ import re
 import reprlib
 from typing import Any
 
+from .errors import InvalidJob
+
 _decoder = json.JSONDecoder()
 
 
 def _refuse(value: Any) -> Any:
-    raise TypeError(
+    raise InvalidJob(
         f"{value!r} (type {type(value).__name__}) is not JSON-serialisable: "
         "pass ids and plain data (str, int, float, bool, None, list, dict)"
     )
@@ -104,12 +106,12 @@ def _bad_key(value: Any) -> tuple[Any, str] | None:
     return None
 
 
-def _key_error(value: Any, what: str) -> TypeError | None:
+def _key_error(value: Any, what: str) -> InvalidJob | None:
     found = _bad_key(value)
     if found is None:
         return None
     key, path = found
-    return TypeError(f"{what}: dict key {reprlib.repr(key)} ({type(key).__name__}) "
+    return InvalidJob(f"{what}: dict key {reprlib.repr(key)} ({type(key).__name__}) "
                      f"{'at ' + path if path else 'at the top level'} is not a str; JSON "
                      "keys are strings, so it would not come back as it went in: use str keys")
 
@@ -127,31 +129,31 @@ def dumps(value: Any, what: str = "value") -> str:
         if not text.isascii():
             text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
     except UnicodeEncodeError as exc:
-        raise TypeError(f"{what}: contains text that is not valid Unicode "
+        raise InvalidJob(f"{what}: contains text that is not valid Unicode "
                         f"({exc.reason}: {exc.object[exc.start:exc.end]!r})") from None
     except TypeError as exc:
         bad = _key_error(value, what) if str(exc).startswith("keys must be") else None
-        raise bad or TypeError(f"{what}: {exc}") from None
+        raise bad or InvalidJob(f"{what}: {exc}") from None
     except ValueError as exc:
         msg = str(exc)
         if "Circular reference" in msg:
-            raise TypeError(f"{what}: contains a reference cycle; JSON payloads must be trees") from None
+            raise InvalidJob(f"{what}: contains a reference cycle; JSON payloads must be trees") from None
         bad_key = _key_error(value, what) if "Out of range float" in msg else None
         if bad_key is not None:  # a NaN or infinite key
             raise bad_key from None
         bad = _find_bad_float(value)
         if bad is not None:
-            raise TypeError(f"{what}: {bad!r} is not valid JSON (NaN and infinities are refused)") from None
-        raise TypeError(f"{what}: {msg}") from None
+            raise InvalidJob(f"{what}: {bad!r} is not valid JSON (NaN and infinities are refused)") from None
+        raise InvalidJob(f"{what}: {msg}") from None
     except RecursionError:
         try:
             cyclic = _has_cycle(value)
         except RecursionError:
             cyclic = False
         if cyclic:
-            raise TypeError(f"{what}: contains a reference cycle; JSON payloads must be trees"
+            raise InvalidJob(f"{what}: contains a reference cycle; JSON payloads must be trees"
                             ) from None
-        raise TypeError(f"{what}: nested too deeply to be a JSON payload") from None
+        raise InvalidJob(f"{what}: nested too deeply to be a JSON payload") from None
     if '":' in text and _CONVERTED_KEY.search(text) is not None:
         bad_key = _key_error(value, what)
         if bad_key is not None:

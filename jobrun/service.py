@@ -231,7 +231,7 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.settings_changed(clock.now())
         info = {"holder": self.holder, "pid": os.getpid(),  # a reload keeps the uptime
-                "started": holder_info(self.path, self.holder).get("started", time.time()),
+                "started": holder_info(self.path, self.holder).get("started", clock.now()),
                 **self._holder_lock.info, "queues": dict(plan.caps)}
         self._holder_lock.info = info
         self._holder_lock.write(json.dumps(info))

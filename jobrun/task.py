@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .errors import InvalidJob
 from .registry import TaskSpec
 from .validate import positive
 
@@ -40,9 +41,9 @@ def check_task_options(extra: dict[str, Any]) -> None:
 
     bad = set(extra) - _TASK_EXTRAS
     if bad:
-        raise TypeError(f"unknown task option(s): {', '.join(sorted(bad))}")
+        raise InvalidJob(f"unknown task option(s): {', '.join(sorted(bad))}")
     if extra.get("executor") not in (None, "thread", "process"):
-        raise TypeError(f"executor must be \"thread\" or \"process\", not {extra['executor']!r}")
+        raise InvalidJob(f"executor must be \"thread\" or \"process\", not {extra['executor']!r}")
     for k in ("rate_limit", "key_rate_limit"):
         if extra.get(k) is not None:
             parse_rate(extra[k])
@@ -50,7 +51,7 @@ def check_task_options(extra: dict[str, Any]) -> None:
     if kc is not None:
         positive(kc, "key_concurrency")
     if (kc or extra.get("key_rate_limit")) and not extra.get("concurrency_key"):
-        raise TypeError("key_concurrency and key_rate_limit need a concurrency_key")
+        raise InvalidJob("key_concurrency and key_rate_limit need a concurrency_key")
 
 
 class TaskOptions(Generic[P, R]):
@@ -59,7 +60,7 @@ class TaskOptions(Generic[P, R]):
     def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
         bad = set(options) - _OPTION_NAMES
         if bad:
-            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(bad))}")
+            raise InvalidJob(f"unknown enqueue option(s): {', '.join(sorted(bad))}")
         self.task = task
         self.opts = options
 

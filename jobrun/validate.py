@@ -1,4 +1,5 @@
-"""What enqueue and `@app.task` refuse, in one place: pure checks that raise TypeError.
+"""What enqueue and `@app.task` refuse, in one place: pure checks that raise InvalidJob
+(a TypeError).
 
 - `bind`: arguments against the task function's signature (a missing, extra or unknown
   argument names itself and the task), cheap enough for `enqueue_many`: a signature is
@@ -20,6 +21,8 @@ import unicodedata
 from collections.abc import Callable
 from types import FunctionType
 from typing import Any, Final
+
+from .errors import InvalidJob
 
 #: Longest task or queue name, and longest key (in characters).
 NAME_LIMIT = 200
@@ -109,7 +112,7 @@ class Binder:
             unknown = [k for k in kwargs if k not in self.pos_names and k not in self.kwonly]
             if unknown and not self.varkw and "unexpected keyword" not in msg:
                 msg = f"got an unexpected keyword argument {unknown[0]!r}, and {msg}"
-            raise TypeError(f"{task}: {msg}") from None
+            raise InvalidJob(f"{task}: {msg}") from None
 
 
 _binders: dict[Callable[..., Any], Binder | None] = {}
@@ -150,9 +153,9 @@ def integer(value: Any, what: str, low: int = -_INT64, high: int = _INT64 - 1,
             kind: str = "a 64-bit int") -> int:
     """An int in [low, high]; not a bool, a float or a numeric string."""
     if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{what} must be {kind}, not {type(value).__name__} {reprlib.repr(value)}")
+        raise InvalidJob(f"{what} must be {kind}, not {type(value).__name__} {reprlib.repr(value)}")
     if not low <= value <= high:
-        raise TypeError(f"{what} must be {kind}, not {reprlib.repr(value)}")
+        raise InvalidJob(f"{what} must be {kind}, not {reprlib.repr(value)}")
     return int(value)
 
 
@@ -167,13 +170,13 @@ def seconds(value: Any, what: str, low: float = 0.0, high: float = math.inf, *,
     t = type(value)
     if t is not float and t is not int and (isinstance(value, bool) or
                                             not isinstance(value, (int, float))):
-        raise TypeError(f"{what} must be {kind}, not {t.__name__} {reprlib.repr(value)}")
+        raise InvalidJob(f"{what} must be {kind}, not {t.__name__} {reprlib.repr(value)}")
     try:
         v = float(value)
     except OverflowError:  # an int past the float range
         v = math.inf
     if not math.isfinite(v) or v < low or (above and v == low) or not v < high:
-        raise TypeError(f"{what} must be {kind}, not {reprlib.repr(value)}")
+        raise InvalidJob(f"{what} must be {kind}, not {reprlib.repr(value)}")
     return v
 
 
@@ -190,19 +193,19 @@ def text(value: Any, what: str, limit: int = NAME_LIMIT, *, empty: bool = True) 
     Refused: control characters (newline, tab, ESC, DEL, C1), U+2028/U+2029, bidi
     controls, lone surrogates. Allowed: any other text, spaces and joiners included."""
     if type(value) is not str and not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, not {reprlib.repr(value)}")
+        raise InvalidJob(f"{what} must be a str, not {reprlib.repr(value)}")
     if len(value) > limit:
-        raise TypeError(f"{what} {reprlib.repr(value)} is {len(value)} characters long: "
+        raise InvalidJob(f"{what} {reprlib.repr(value)} is {len(value)} characters long: "
                         f"at most {limit}")
     if not value and not empty:
-        raise TypeError(f"{what} must not be empty")
+        raise InvalidJob(f"{what} must not be empty")
     if not value.isprintable():  # rare: look closer (isprintable also refuses NBSP, ZWJ)
         for i, ch in enumerate(value):
             why = _REFUSED.get(unicodedata.category(ch))
             if why is None and ch in _BIDI:
                 why = "a bidirectional control"
             if why is not None:
-                raise TypeError(f"{what} {reprlib.repr(value)} contains {why} "
+                raise InvalidJob(f"{what} {reprlib.repr(value)} contains {why} "
                                 f"(U+{ord(ch):04X}) at index {i}: names and keys must be "
                                 "printable text")
     return value

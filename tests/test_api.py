@@ -316,11 +316,24 @@ def test_embedded_start_stop(app: jobrun.App) -> None:
 
 def test_public_names() -> None:
     assert set(jobrun.__all__) == {
-        "App", "Call", "ConfigError", "Context", "Interrupted", "Job", "JobFailed", "JobState",
+        "App", "Call", "ConfigError", "Context", "Interrupted", "InvalidJob", "Job", "JobFailed", "JobState",
         "JobrunError", "NonDeterministic", "Permanent", "Retry", "StepFailed", "StoreError",
         "Task", "UnknownTask", "context", "once"}
     for e in (jobrun.ConfigError, jobrun.StoreError, jobrun.JobFailed, jobrun.UnknownTask,
-              jobrun.StepFailed, jobrun.NonDeterministic):
+              jobrun.StepFailed, jobrun.NonDeterministic, jobrun.InvalidJob):
         assert issubclass(e, jobrun.JobrunError)
     assert [s.value for s in JobState] == ["scheduled", "queued", "running", "retrying",
                                            "succeeded", "dead", "cancelled"]
+
+
+def test_a_refused_payload_is_an_invalid_job_and_a_type_error(app: jobrun.App) -> None:
+    @app.task
+    def takes(x: object) -> None: ...
+
+    with pytest.raises(jobrun.InvalidJob) as refused:
+        takes.enqueue(object())
+    assert isinstance(refused.value, TypeError) and isinstance(refused.value, jobrun.JobrunError)
+    with pytest.raises(jobrun.InvalidJob):
+        takes.enqueue(1, 2)
+    with pytest.raises(jobrun.InvalidJob):
+        takes.options(priority=True).enqueue(1)

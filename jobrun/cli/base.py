@@ -156,9 +156,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         _report(exc, EX_CONFIG)
-    except (StoreError, JobrunError) as exc:
-        _report(exc, EX_REFUSED)
-    except TypeError as exc:
+    except (StoreError, JobrunError) as exc:  # InvalidJob included: a refused payload
         _report(exc, EX_REFUSED)
     except Exception as exc:
         # Usage errors of typer's click (vendored or not): it shows them, exit code 2.
@@ -168,15 +166,20 @@ def main() -> None:
             sys.exit(code)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
-        _report(exc, EX_REFUSED)
+        _report(exc, EX_REFUSED, bug=True)
     sys.exit(EX_OK)
 
 
-def _report(exc: BaseException, code: int) -> NoReturn:
+def _report(exc: BaseException, code: int, *, bug: bool = False) -> NoReturn:
+    """One line; a `bug` (an error jobrun did not mean to raise) says it is one."""
     if DEBUG["on"]:
         import traceback
 
         traceback.print_exception(exc)
+    elif bug:
+        typer.echo(f"jobrun: internal error: {type(exc).__name__}: "
+                   f"{_one_line(str(exc))} (--debug shows the traceback; please report it)",
+                   err=True)
     else:
         typer.echo(f"jobrun: {_one_line(str(exc) or type(exc).__name__)}", err=True)
     sys.exit(code)

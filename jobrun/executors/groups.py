@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from .. import clock
+
 LEFTOVER_GRACE = 1.0  # what a finished job left gets this long between SIGTERM and SIGKILL
 PR_SET_CHILD_SUBREAPER = 36
 _PROC = os.path.isdir("/proc/self/task")
@@ -95,14 +97,14 @@ def stop_group(pgid: int, grace: float, *, leader: int | None = None,
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if not _signal(pgid, sig, leader):
             return True
-        deadline = time.monotonic() + wait
+        deadline = clock.monotonic() + wait
         pause = 0.002
         while True:
             if reap is not None:
                 reap()
             if not alive(pgid) and (leader is None or not _running(leader)):
                 return True
-            if time.monotonic() >= deadline:
+            if clock.monotonic() >= deadline:
                 break
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
@@ -157,10 +159,10 @@ def kill_children(grace: float = LEFTOVER_GRACE) -> int:
     if not _PROC:
         return 0  # cannot list them
     termed: set[int] = set()
-    start = time.monotonic()
+    start = clock.monotonic()
     pause = 0.002
     while has_children():
-        late = time.monotonic() - start >= grace
+        late = clock.monotonic() - start >= grace
         for pid in children():
             if late or pid not in termed:
                 try:
@@ -168,7 +170,7 @@ def kill_children(grace: float = LEFTOVER_GRACE) -> int:
                 except ProcessLookupError:
                     pass
                 termed.add(pid)
-        if time.monotonic() - start > grace + 10.0:
+        if clock.monotonic() - start > grace + 10.0:
             break  # stuck in the kernel (D state): give up rather than hang the worker
         time.sleep(pause)
         pause = min(pause * 2, 0.05)

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from .. import clock
+
 log = logging.getLogger("jobrun.systemd")
 
 
@@ -75,8 +77,8 @@ class Notifier:
                         lines.append("WATCHDOG=1")
                     else:
                         log.error("a service loop looks stuck: no watchdog ping")
-                if time.monotonic() >= next_status:
-                    next_status = time.monotonic() + status_every
+                if clock.monotonic() >= next_status:
+                    next_status = clock.monotonic() + status_every
                     text = status()
                     if text != last_status:
                         lines.append(f"STATUS={text}")
