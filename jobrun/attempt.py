@@ -17,7 +17,7 @@ from typing import Any
 from . import clock
 from .context import Context, reset, set_current
 from .errors import Permanent, Retry, TaskTimeout, UnknownTask
-from .model import Claim, Outcome
+from .model import Claim, ErrorEntry, Outcome, error_entry
 from .registry import Registry
 from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
 from .serialize import dumps
@@ -26,20 +26,17 @@ log = logging.getLogger("jobrun.job")
 MAX_TRACEBACK = 16_384
 
 
-def error_entry(exc: BaseException, attempt: int, now: float, *, with_traceback: bool = True
-                ) -> dict[str, Any]:
-    tb = ""
-    if with_traceback:
-        tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
-    return {"at": now, "type": type(exc).__name__, "message": str(exc)[:4096],
-            "traceback": tb, "attempt": attempt}
+def failure_entry(exc: BaseException, attempt: int, now: float, *,
+                  with_traceback: bool = True) -> ErrorEntry:
+    tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:] if with_traceback else ""
+    return error_entry(type(exc).__name__, str(exc), attempt, now, traceback=tb)
 
 
 def decide(claim: Claim, exc: BaseException, now: float, rng: random.Random | None = None
            ) -> Outcome:
     """What a failed attempt becomes: dead (Permanent, unknown task, attempts used up) or
     retrying after Retry.delay or a full-jitter backoff."""
-    entry = error_entry(exc, claim.attempt, now,
+    entry = failure_entry(exc, claim.attempt, now,
                         with_traceback=not isinstance(exc, (Retry, Permanent, UnknownTask)))
     if isinstance(exc, (Permanent, UnknownTask)) or claim.attempt >= claim.max_attempts:
         return Outcome(claim.id, claim.token, "dead", error=entry)

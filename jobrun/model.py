@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 
 class JobState(str, enum.Enum):
@@ -90,6 +90,27 @@ class Claim:
     options: dict[str, Any]
 
 
+class ErrorEntry(TypedDict):
+    """One failed attempt in a job's error history (`errors`, newest last)."""
+
+    at: float
+    type: str
+    message: str
+    attempt: int | None
+    traceback: NotRequired[str]
+    retry_in: NotRequired[float]
+    exit_code: NotRequired[int]
+    stdout: NotRequired[str]
+    stderr: NotRequired[str]
+
+
+def error_entry(type: str, message: str, attempt: int | None, now: float, *,
+                traceback: str = "") -> ErrorEntry:
+    """The entry every failure path writes: what failed, when, on which attempt."""
+    return ErrorEntry(at=now, type=type, message=message[:4096], attempt=attempt,
+                      traceback=traceback)
+
+
 @dataclass
 class NewJob:
     """What enqueue writes: validated, serialised, resolved against task defaults."""
@@ -118,5 +139,6 @@ class Outcome:
     state: str                     # succeeded | retrying | dead | cancelled | released
     result: str | None = None      # JSON, for succeeded
     run_at: float | None = None    # for retrying
-    error: dict[str, Any] | None = None
+    error: ErrorEntry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+

@@ -23,7 +23,7 @@ from .. import clock
 from ..attempt import decide
 from ..context import Context
 from ..errors import JobrunError, TaskTimeout
-from ..model import Claim, Outcome
+from ..model import Claim, Outcome, error_entry
 from ..registry import Registry, TaskSpec
 from . import Done, groups
 from .slots import Slots
@@ -123,13 +123,14 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
     code = proc.wait()
     for stream in (proc.stdout, proc.stderr):
         stream.close()
-    out = {"exit_code": code, "stdout": tails["stdout"].text(), "stderr": tails["stderr"].text()}
+    stdout, stderr = tails["stdout"].text(), tails["stderr"].text()
+    out = {"exit_code": code, "stdout": stdout, "stderr": stderr}
     if stopped == "cancelled" and ctx.handed_back:
         return Outcome(claim.id, claim.token, "released")
     if stopped == "cancelled":
-        return Outcome(claim.id, claim.token, "cancelled",
-                       error={"at": clock.now(), "type": "Cancelled", "message": "cancelled",
-                              "attempt": claim.attempt, **out})
+        error = error_entry("Cancelled", "cancelled", claim.attempt, clock.now())
+        error["exit_code"], error["stdout"], error["stderr"] = code, stdout, stderr
+        return Outcome(claim.id, claim.token, "cancelled", error=error)
     if stopped == "timeout":
         o = decide(claim, TaskTimeout(f"timed out after {timeout:g}s: process group stopped"),
                    clock.now())
@@ -138,7 +139,7 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
     else:
         o = decide(claim, CommandFailed(f"exit code {code}"), clock.now())
     if o.error is not None:
-        o.error.update(out)
+        o.error["exit_code"], o.error["stdout"], o.error["stderr"] = code, stdout, stderr
         o.error["traceback"] = ""
     return o
 

@@ -29,7 +29,7 @@ from .. import clock
 from ..attempt import decide
 from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
-from ..model import Claim, Outcome
+from ..model import Claim, Outcome, error_entry
 from ..registry import Registry
 from . import Done, groups
 from .slots import Slots
@@ -343,9 +343,10 @@ class ProcessExecutor(Slots):
                     results.append((claim, Outcome(claim.id, claim.token, "released")))
                     return results, batch[i + 1:], False
                 child.kill(self._grace)
-                results.append((claim, Outcome(claim.id, claim.token, "cancelled", error={
-                    "at": clock.now(), "type": "Cancelled", "attempt": claim.attempt,
-                    "message": "cancelled: child stopped"})))
+                results.append((claim, Outcome(claim.id, claim.token, "cancelled",
+                                               error=error_entry("Cancelled",
+                                                                 "cancelled: child stopped",
+                                                                 claim.attempt, clock.now()))))
                 return results, batch[i + 1:], False
             if deadline is not None and acked and clock.monotonic() >= deadline:
                 child.kill(self._grace)
@@ -373,8 +374,8 @@ class ProcessExecutor(Slots):
     @staticmethod
     def _outcome(claim: Claim, d: dict[str, Any], duration: float) -> Outcome:
         if d["state"] == "skipped":
-            return Outcome(claim.id, claim.token, "cancelled", error={
-                "at": clock.now(), "type": "Cancelled", "attempt": claim.attempt,
-                "message": "cancelled before it started"}, extra={"duration": 0.0})
+            return Outcome(claim.id, claim.token, "cancelled", error=error_entry(
+                "Cancelled", "cancelled before it started", claim.attempt, clock.now()),
+                extra={"duration": 0.0})
         return Outcome(claim.id, claim.token, d["state"], result=d["result"], run_at=d["run_at"],
                        error=d["error"], extra={"duration": duration})

@@ -92,7 +92,8 @@ UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = :holder,
        token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
  WHERE id = :id AND state IN ('queued', 'scheduled', 'retrying')
-RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options;
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options,
+          priority;
 
 -- get_job --
 SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,

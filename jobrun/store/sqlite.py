@@ -17,8 +17,9 @@ from typing import Any
 import apsw
 
 from ..errors import StoreError
-from ..limits import Bucket, Candidate, Limits, choose, round_robin
-from ..model import Claim, NewJob, Outcome
+from ..limits import Limits
+from ..model import Claim, NewJob, Outcome, error_entry
+from . import rounds, rows
 from .contract import Rescued, Round, Store
 from .files import (
     BUSY_TIMEOUT_MS,
@@ -31,29 +32,13 @@ from .files import (
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .operator import OperatorActions, row_to_record
 from .queries import Q
+from .sqlite_catalog import CatalogActions, catalog_readers
 
-__all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "enqueue_in", "row_to_record", "wrap"]
-
-
-def _list(text: str) -> Any:
-    if text == "[]":
-        return []
-    value = json.loads(text)
-    if not isinstance(value, list):
-        raise ValueError(f"args must be a JSON array, not {type(value).__name__}")
-    return value
+__all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "catalog_readers", "enqueue_in", "row_to_record",
+           "wrap"]
 
 
-def _dict(text: str) -> Any:
-    if text == "{}":
-        return {}
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, not {type(value).__name__}")
-    return value
-
-
-class SqliteStore(OperatorActions, Store):
+class SqliteStore(OperatorActions, CatalogActions, Store):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
@@ -209,155 +194,15 @@ class SqliteStore(OperatorActions, Store):
             return self._insert(conn, jobs, now)
 
     # -- the worker's round: record outcomes, promote, acquire ---------------------------
-    def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *, now: float,
-             lease: float, full: bool = True, paused: frozenset[str] = frozenset(),
-             next_due: float | None = None, limits: Limits | None = None,
-             limited: frozenset[str] = frozenset(),
-             tasks: frozenset[str] | None = None) -> Round:
-        """One round in one transaction: record outcomes, then claim up to `wants`, only jobs
-        of `tasks` (the tasks this service runs; None: any).
-
-        A full round also promotes due jobs and reads paused queues and the next due time;
-        a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
-        claims: list[Claim] = []
-        applied: frozenset[int] = frozenset()
+    def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *,
+                      now: float, lease: float, full: bool = True,
+                      paused: frozenset[str] = frozenset(), next_due: float | None = None,
+                      limits: Limits | None = None, limited: frozenset[str] = frozenset(),
+                      tasks: frozenset[str] | None = None) -> Round:
         with self.write() as conn:
-            if outcomes:
-                applied = self._record(conn, outcomes, now)
-            if full:
-                conn.execute(Q["promote_due"], {"now": now})
-                paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
-            acquire = Q["acquire"]
-            retry_in: float | None = None
-            for queue, limit in wants.items():
-                if limit <= 0 or queue in paused:
-                    continue
-                if limits is not None and queue in limits.caps:
-                    # The cap holds across every service on the host: count all holders.
-                    running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
-                    limit = min(limit, limits.caps[queue] - running)
-                    if limit <= 0:
-                        continue
-                args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
-                        "lease_until": now + lease}
-                present = self._queued_tasks(conn, queue, tasks)
-                if not present:
-                    continue
-                if limits is not None and queue in limited:
-                    rows, wait = self._acquire_limited(conn, args, limits, present)
-                    if wait is not None:
-                        retry_in = wait if retry_in is None else min(retry_in, wait)
-                elif len(present) == 1:
-                    rows = list(conn.execute(acquire, {**args, "task": present[0]}))
-                else:
-                    rows = self._acquire_merged(conn, args, present)
-                if len(rows) > 1:  # RETURNING has no order: hand them out by priority, age
-                    rows.sort(key=lambda r: (-r[11], r[0]))
-                for r in rows:
-                    try:
-                        claims.append(Claim(r[0], r[1], r[2], _list(r[3]), _dict(r[4]), r[5],
-                                            r[6], r[7], r[8], r[9], _dict(r[10])))
-                    except (ValueError, TypeError, RecursionError) as exc:
-                        # A row no enqueue could write (edited by hand, a bug): it goes dead
-                        # alone instead of failing every round of its queue.
-                        conn.execute(Q["fail"], {
-                            "id": r[0], "token": r[7], "state": "dead", "run_at": now,
-                            "finished_at": now, "error": json.dumps({
-                                "at": now, "type": "BadPayload", "attempt": r[5],
-                                "message": f"unreadable stored payload: {exc}"[:500]})})
-            if full:
-                next_due = conn.execute(Q["next_due"]).get
-        return Round(claims, next_due, len(applied), paused, retry_in, applied)
-
-    @staticmethod
-    def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None
-                      ) -> list[str]:
-        """The tasks (of `tasks`) with queued jobs in `queue`: a skip-scan of jobs_ready, one
-        index seek per task present, so other services' backlogs cost nothing here."""
-        present: list[str] = []
-        after = ""
-        step = Q["queued_task_after"]
-        while True:
-            row = conn.execute(step, {"queue": queue, "after": after}).fetchone()
-            if row is None:
-                return present
-            after = row[0]
-            if tasks is None or after in tasks:
-                present.append(after)
-
-    @staticmethod
-    def _acquire_merged(conn: apsw.Connection, args: dict[str, Any], present: list[str]
-                        ) -> list[tuple[Any, ...]]:
-        """Several tasks queued in one queue: the best `limit` of their heads, in claim
-        order (priority, then age), each head read in index order."""
-        heads: list[tuple[Any, ...]] = []
-        for task in present:
-            heads.extend(conn.execute(Q["candidates"], {"queue": args["queue"], "task": task,
-                                                        "limit": args["limit"]}))
-        heads.sort(key=lambda r: (-r[1], r[0]))
-        rows: list[tuple[Any, ...]] = []
-        for job_id, _ in heads[:args["limit"]]:
-            rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
-        return rows
-
-    def _acquire_limited(self, conn: apsw.Connection, args: dict[str, Any], limits: Limits,
-                         present: list[str]) -> tuple[list[tuple[Any, ...]], float | None]:
-        """Claim within key caps and rate limits, keys served round robin (see limits.py)."""
-        queue, budget, now = args["queue"], args["limit"], args["now"]
-        heads: dict[str | None, list[Candidate]] = {}
-        unkeyed: list[Candidate] = []
-        for task in present:
-            unkeyed.extend(Candidate(*r) for r in conn.execute(
-                Q["ready_without_key"], {"queue": queue, "task": task, "limit": budget}))
-        if unkeyed:
-            unkeyed.sort(key=lambda c: (-c.priority, c.id))
-            heads[None] = unkeyed[:budget]
-        mine = json.dumps(present)
-        for (ckey,) in conn.execute(Q["ready_keys"], {"queue": queue}):
-            found = [Candidate(*r) for r in conn.execute(
-                Q["ready_of_key"], {"queue": queue, "ckey": ckey, "limit": budget,
-                                    "tasks": mine})]
-            if found:
-                heads[ckey] = found
-        running: dict[str, int] = {r[0]: r[1] for r in conn.execute(Q["running_by_key"])}
-        buckets: dict[str, Bucket] = {}
-        names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
-            {f"key:{k}" for k in heads if k is not None}
-        for name in names:
-            row = conn.execute(Q["get_bucket"], {"name": name}).fetchone()
-            if row is not None:
-                buckets[name] = Bucket(row[0], row[1])
-        ids, wait = choose(round_robin(heads), budget, limits, queue, running, buckets, now)
-        rows: list[tuple[Any, ...]] = []
-        for job_id in ids:
-            rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
-        for name, b in buckets.items():
-            conn.execute(Q["put_bucket"], {"name": name, "tokens": b.tokens, "at": b.at})
-        return rows, wait
-
-    def _record(self, conn: apsw.Connection, outcomes: list[Outcome], now: float
-                ) -> frozenset[int]:
-        """Record outcomes fenced by their tokens; returns the tokens that still held their
-        lease (the others were cancelled or taken back: their results are discarded)."""
-        done = []
-        failed = []
-        released = []
-        for o in outcomes:
-            if o.state == "succeeded":
-                done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
-            elif o.state == "released":
-                released.append({"id": o.id, "token": o.token})
-            else:
-                finished = now if o.state in ("dead", "cancelled") else None
-                failed.append({"id": o.id, "token": o.token, "state": o.state,
-                               "run_at": o.run_at if o.run_at is not None else now,
-                               "finished_at": finished, "error": json.dumps(o.error or {})})
-        ids: set[int] = set()
-        for sql, params in ((Q["complete"], done), (Q["fail"], failed),
-                            (Q["release"], released)):
-            if params:
-                ids.update(r[0] for r in conn.executemany(sql, params))
-        return frozenset(o.token for o in outcomes if o.id in ids)
+            return rounds.acquire_round(conn, outcomes, wants, holder, now=now, lease=lease,
+                                        full=full, paused=paused, next_due=next_due,
+                                        limits=limits, limited=limited, tasks=tasks)
 
     def record(self, outcomes: list[Outcome], *, now: float) -> int:
         """Record outcomes alone (a drain, or a result arriving after claims stopped);
@@ -367,7 +212,7 @@ class SqliteStore(OperatorActions, Store):
     def record_outcomes(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
         """As `record`; returns the tokens of the outcomes recorded."""
         with self.write() as conn:
-            return self._record(conn, outcomes, now)
+            return rounds.record(conn, outcomes, now)
 
     def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
         rows = self.read(Q["attempt_states"], {"ids": json.dumps(ids)})
@@ -390,59 +235,6 @@ class SqliteStore(OperatorActions, Store):
                                              "job_id": job_id})
         return job_id
 
-    # -- the task catalog -------------------------------------------------------------------
-    def publish_catalog(self, holder: str, entries: dict[str, str], *, now: float) -> None:
-        """Say which tasks `holder` runs (task -> JSON of its effective options), replacing
-        what it said before; the first declaration ever is remembered (`catalog_born`)."""
-        with self.write() as conn:
-            conn.execute(Q["catalog_forget_holder"], {"holder": holder})
-            conn.executemany(Q["catalog_put"], [
-                {"task": t, "holder": holder, "options": o, "now": now}
-                for t, o in entries.items()])
-            conn.execute(Q["meta_init"], {"name": "catalog_born", "value": repr(now)})
-
-    def touch_catalog(self, holder: str, *, now: float) -> None:
-        """A clean stop: `holder` ran its tasks until `now` (they stay recent from here)."""
-        with self.write() as conn:
-            conn.execute(Q["catalog_touch"], {"holder": holder, "now": now})
-
-    def forget_catalog(self, holder: str, *, before: float) -> None:
-        """Drop a dead holder's declarations older than `before`."""
-        with self.write() as conn:
-            conn.execute(Q["catalog_forget_old"], {"holder": holder, "before": before})
-
-    def catalog(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        """Every declaration: (task, holder, options, seen_at), newest first per task."""
-        return _catalog_rows(self.read(Q["catalog_all"]))
-
-    def catalog_born(self) -> float | None:
-        """When a service first declared tasks in this store (None: never)."""
-        rows = self.read(Q["meta_get"], {"name": "catalog_born"})
-        try:
-            return float(rows[0][0]) if rows else None
-        except (TypeError, ValueError):
-            return None
-
-    def queued_pairs(self) -> list[tuple[str, str]]:
-        """Every (queue, task) with queued jobs: one index seek each."""
-        out: list[tuple[str, str]] = []
-        queue, task = "", ""
-        while True:
-            rows = self.read(Q["queued_pair_after"], {"queue": queue, "task": task})
-            if not rows:
-                return out
-            queue, task = rows[0]
-            out.append((queue, task))
-
-    def dead_unknown(self, queue: str, task: str, message: str, *, now: float,
-                     limit: int = 500) -> list[int]:
-        """Queued jobs of a task nobody runs go dead (UnknownTask), a batch at a time."""
-        error = json.dumps({"at": now, "type": "UnknownTask", "message": message,
-                            "attempt": None})
-        with self.write() as conn:
-            return [r[0] for r in conn.execute(Q["dead_unknown"], {
-                "queue": queue, "task": task, "now": now, "error": error, "limit": limit})]
-
     # -- leases ---------------------------------------------------------------------------
     def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
         with self.write() as conn:
@@ -463,13 +255,13 @@ class SqliteStore(OperatorActions, Store):
 
     def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
         """Put a dead holder's running jobs back (attempt counted), or dead if exhausted."""
-        error = json.dumps({"at": now, "type": "WorkerLost", "message": reason, "attempt": None})
+        error = json.dumps(error_entry("WorkerLost", reason, None, now))
         with self.write() as conn:
             return list(conn.execute(Q["rescue_holder"], {"holder": holder, "now": now,
                                                           "error": error}))
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
-        error = json.dumps({"at": now, "type": "LeaseExpired", "message": reason, "attempt": None})
+        error = json.dumps(error_entry("LeaseExpired", reason, None, now))
         with self.write() as conn:
             return list(conn.execute(Q["rescue_job"], {"id": job_id, "now": now, "error": error}))
 
@@ -478,10 +270,7 @@ class SqliteStore(OperatorActions, Store):
         with self.write() as conn:
             r = conn.execute(Q["acquire_id"], {"id": job_id, "holder": holder, "now": now,
                                                "lease_until": now + lease}).fetchone()
-        if r is None:
-            return None
-        return Claim(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6], r[7],
-                     r[8], r[9], json.loads(r[10]))
+        return None if r is None else rows.claim(r)
 
 
 def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,
@@ -496,33 +285,3 @@ def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,
         return SqliteStore._insert(connection, jobs, now)
     except apsw.Error as exc:
         raise wrap(exc, path) from exc
-
-
-def catalog_readers(connection: apsw.Connection) -> tuple[
-        Callable[[], list[tuple[str, str, dict[str, Any], float]]], Callable[[], float | None]]:
-    """The catalog read through a caller's connection (a store that may not be set up yet:
-    no catalog then)."""
-    def read() -> list[tuple[str, str, dict[str, Any], float]]:
-        try:
-            return _catalog_rows(list(connection.execute(Q["catalog_all"])))
-        except apsw.SQLError:
-            return []
-
-    def born() -> float | None:
-        try:
-            rows = list(connection.execute(Q["meta_get"], {"name": "catalog_born"}))
-            return float(rows[0][0]) if rows else None
-        except (apsw.SQLError, TypeError, ValueError):
-            return None
-    return read, born
-
-
-def _catalog_rows(rows: list[tuple[Any, ...]]) -> list[tuple[str, str, dict[str, Any], float]]:
-    out = []
-    for task, holder, options, seen in rows:
-        try:
-            opts = json.loads(options)
-        except ValueError:
-            opts = {}
-        out.append((task, holder, opts if isinstance(opts, dict) else {}, seen))
-    return out

@@ -1,0 +1,166 @@
+"""The worker's round on SQLite, inside one write transaction: record outcomes (fenced by
+their tokens), promote due jobs, then claim per queue, only the tasks the service runs,
+within the host-wide caps, key limits and rate limits (limits.py decides, from what is read
+here).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import apsw
+
+from ..limits import Bucket, Candidate, Limits, choose, round_robin
+from ..model import Claim, Outcome, error_entry
+from . import rows
+from .contract import Round
+from .queries import Q
+
+
+def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[str, int],
+                  holder: str, *, now: float, lease: float, full: bool,
+                  paused: frozenset[str], next_due: float | None, limits: Limits | None,
+                  limited: frozenset[str], tasks: frozenset[str] | None) -> Round:
+    """One round in one transaction: record outcomes, then claim up to `wants`, only jobs
+    of `tasks` (the tasks this service runs; None: any).
+
+    A full round also promotes due jobs and reads paused queues and the next due time;
+    a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
+    claims: list[Claim] = []
+    applied: frozenset[int] = frozenset()
+    if True:  # the caller's write transaction
+        if outcomes:
+            applied = record(conn, outcomes, now)
+        if full:
+            conn.execute(Q["promote_due"], {"now": now})
+            paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
+        acquire = Q["acquire"]
+        retry_in: float | None = None
+        for queue, limit in wants.items():
+            if limit <= 0 or queue in paused:
+                continue
+            if limits is not None and queue in limits.caps:
+                # The cap holds across every service on the host: count all holders.
+                running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
+                limit = min(limit, limits.caps[queue] - running)
+                if limit <= 0:
+                    continue
+            args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
+                    "lease_until": now + lease}
+            present = _queued_tasks(conn, queue, tasks)
+            if not present:
+                continue
+            if limits is not None and queue in limited:
+                got, wait = _acquire_limited(conn, args, limits, present)
+                if wait is not None:
+                    retry_in = wait if retry_in is None else min(retry_in, wait)
+            elif len(present) == 1:
+                got = list(conn.execute(acquire, {**args, "task": present[0]}))
+            else:
+                got = _acquire_merged(conn, args, present)
+            if len(got) > 1:
+                got.sort(key=rows.claim_order)
+            for row in got:
+                try:
+                    claims.append(rows.claim(row))
+                except (ValueError, TypeError, RecursionError) as exc:
+                    # A row no enqueue could write (edited by hand, a bug): it goes dead
+                    # alone instead of failing every round of its queue.
+                    bad = rows.named(row)
+                    conn.execute(Q["fail"], {
+                        "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
+                        "finished_at": now, "error": json.dumps(error_entry(
+                            "BadPayload", f"unreadable stored payload: {exc}"[:500],
+                            bad["attempts"], now))})
+        if full:
+            next_due = conn.execute(Q["next_due"]).get
+    return Round(claims, next_due, len(applied), paused, retry_in, applied)
+
+def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None
+                  ) -> list[str]:
+    """The tasks (of `tasks`) with queued jobs in `queue`: a skip-scan of jobs_ready, one
+    index seek per task present, so other services' backlogs cost nothing here."""
+    present: list[str] = []
+    after = ""
+    step = Q["queued_task_after"]
+    while True:
+        row = conn.execute(step, {"queue": queue, "after": after}).fetchone()
+        if row is None:
+            return present
+        after = row[0]
+        if tasks is None or after in tasks:
+            present.append(after)
+
+def _acquire_merged(conn: apsw.Connection, args: dict[str, Any], present: list[str]
+                    ) -> list[tuple[Any, ...]]:
+    """Several tasks queued in one queue: the best `limit` of their heads, in claim
+    order (priority, then age), each head read in index order."""
+    heads: list[tuple[Any, ...]] = []
+    for task in present:
+        heads.extend(conn.execute(Q["candidates"], {"queue": args["queue"], "task": task,
+                                                    "limit": args["limit"]}))
+    heads.sort(key=lambda r: (-r[1], r[0]))
+    rows: list[tuple[Any, ...]] = []
+    for job_id, _ in heads[:args["limit"]]:
+        rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
+    return rows
+
+def _acquire_limited(conn: apsw.Connection, args: dict[str, Any], limits: Limits,
+                     present: list[str]) -> tuple[list[tuple[Any, ...]], float | None]:
+    """Claim within key caps and rate limits, keys served round robin (see limits.py)."""
+    queue, budget, now = args["queue"], args["limit"], args["now"]
+    heads: dict[str | None, list[Candidate]] = {}
+    unkeyed: list[Candidate] = []
+    for task in present:
+        unkeyed.extend(Candidate(*r) for r in conn.execute(
+            Q["ready_without_key"], {"queue": queue, "task": task, "limit": budget}))
+    if unkeyed:
+        unkeyed.sort(key=lambda c: (-c.priority, c.id))
+        heads[None] = unkeyed[:budget]
+    mine = json.dumps(present)
+    for (ckey,) in conn.execute(Q["ready_keys"], {"queue": queue}):
+        found = [Candidate(*r) for r in conn.execute(
+            Q["ready_of_key"], {"queue": queue, "ckey": ckey, "limit": budget,
+                                "tasks": mine})]
+        if found:
+            heads[ckey] = found
+    running: dict[str, int] = {r[0]: r[1] for r in conn.execute(Q["running_by_key"])}
+    buckets: dict[str, Bucket] = {}
+    names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
+        {f"key:{k}" for k in heads if k is not None}
+    for name in names:
+        row = conn.execute(Q["get_bucket"], {"name": name}).fetchone()
+        if row is not None:
+            buckets[name] = Bucket(row[0], row[1])
+    ids, wait = choose(round_robin(heads), budget, limits, queue, running, buckets, now)
+    rows: list[tuple[Any, ...]] = []
+    for job_id in ids:
+        rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
+    for name, b in buckets.items():
+        conn.execute(Q["put_bucket"], {"name": name, "tokens": b.tokens, "at": b.at})
+    return rows, wait
+
+def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozenset[int]:
+    """Record outcomes fenced by their tokens; returns the tokens that still held their
+    lease (the others were cancelled or taken back: their results are discarded)."""
+    done = []
+    failed = []
+    released = []
+    for o in outcomes:
+        if o.state == "succeeded":
+            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
+        elif o.state == "released":
+            released.append({"id": o.id, "token": o.token})
+        else:
+            finished = now if o.state in ("dead", "cancelled") else None
+            failed.append({"id": o.id, "token": o.token, "state": o.state,
+                           "run_at": o.run_at if o.run_at is not None else now,
+                           "finished_at": finished, "error": json.dumps(o.error or {})})
+    ids: set[int] = set()
+    for sql, params in ((Q["complete"], done), (Q["fail"], failed),
+                        (Q["release"], released)):
+        if params:
+            ids.update(r[0] for r in conn.executemany(sql, params))
+    return frozenset(o.token for o in outcomes if o.id in ids)
+

@@ -1,0 +1,52 @@
+"""Rows decoded by column name, in one place: what the claim queries return (their
+`RETURNING` lists all name CLAIM_COLUMNS, in that order) and what a stored row's JSON
+columns must hold."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..model import Claim
+
+#: The RETURNING list of acquire, acquire_ids and acquire_id (queries.sql).
+CLAIM_COLUMNS = ("id", "task", "queue", "args", "kwargs", "attempts", "max_attempts", "token",
+                 "trace_id", "timeout", "options", "priority")
+
+
+def named(row: tuple[Any, ...], columns: tuple[str, ...] = CLAIM_COLUMNS) -> dict[str, Any]:
+    return dict(zip(columns, row, strict=True))
+
+
+def _list(text: str) -> Any:
+    if text == "[]":
+        return []
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"args must be a JSON array, not {type(value).__name__}")
+    return value
+
+
+def _dict(text: str) -> Any:
+    if text == "{}":
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, not {type(value).__name__}")
+    return value
+
+
+def claim(row: tuple[Any, ...]) -> Claim:
+    """A claimed row as the attempt it hands out; ValueError/TypeError if its payload is not
+    what any enqueue writes (edited by hand, a bug)."""
+    r = named(row)
+    return Claim(id=r["id"], task=r["task"], queue=r["queue"], args=_list(r["args"]),
+                 kwargs=_dict(r["kwargs"]), attempt=r["attempts"],
+                 max_attempts=r["max_attempts"], token=r["token"], trace_id=r["trace_id"],
+                 timeout=r["timeout"], options=_dict(r["options"]))
+
+
+def claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
+    """Claims are handed out by priority, then age (RETURNING has no order)."""
+    r = named(row)
+    return (-r["priority"], r["id"])
