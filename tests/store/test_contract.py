@@ -1,0 +1,152 @@
+"""The store contract (jobrun/store/contract.py), exercised through the contract only: what
+every store implementation must do, whatever it is built on."""
+
+from __future__ import annotations
+
+import json
+
+from jobrun import catalog, enqueue
+from jobrun.config import Settings
+from jobrun.model import NewJob, Outcome
+from jobrun.store.contract import Store
+
+T0 = 1_000_000.0
+
+
+def job(task: str = "t:a", *, queue: str = "default", priority: int = 0, key: str | None = None,
+        delay: float | None = None, max_attempts: int = 3, now: float = T0) -> NewJob:
+    d = catalog.resolve(None, None, None, Settings(), queue)
+    return enqueue.new_job(task, [1], {}, {"priority": priority, "key": key, "delay": delay,
+                                           "max_attempts": max_attempts}, now, d)
+
+
+def acquire(store: Store, n: int = 10, holder: str = "h1", now: float = T0 + 1, **kw: object):
+    return store.acquire_round([], {"default": n}, holder, now=now, lease=60, **kw)  # type: ignore[arg-type]
+
+
+def test_acquire_hands_out_by_priority_then_age_with_fencing_tokens(store: Store) -> None:
+    ids = store.enqueue([job(), job(priority=5), job()], now=T0)
+    r = acquire(store)
+    assert [c.id for c in r.claims] == [ids[1], ids[0], ids[2]]
+    assert all(c.attempt == 1 for c in r.claims) and len({c.token for c in r.claims}) == 3
+    assert acquire(store).claims == []  # all running now
+
+
+def test_a_round_claims_only_the_tasks_given(store: Store) -> None:
+    a, b = store.enqueue([job("t:a"), job("t:b")], now=T0)
+    r = acquire(store, tasks=frozenset({"t:b"}))
+    assert [c.id for c in r.claims] == [b]
+    assert [c.id for c in acquire(store, tasks=frozenset({"t:a", "t:c"})).claims] == [a]
+
+
+def test_keys_are_per_task_and_ids_never_reused(store: Store) -> None:
+    (first,) = store.enqueue([job("t:a", key="k")], now=T0)
+    assert store.enqueue([job("t:a", key="k")], now=T0) == [first]
+    (other,) = store.enqueue([job("t:b", key="k")], now=T0)
+    assert other != first
+    store.cancel(first, now=T0)
+    store.cancel(other, now=T0)
+    assert store.prune(T0 + 10) == 1  # the newest job is kept: ids only go up
+    (later,) = store.enqueue([job()], now=T0)
+    assert later > other
+    assert store.get(first) is None
+
+
+def test_a_stale_token_records_nothing(store: Store) -> None:
+    store.enqueue([job()], now=T0)
+    (c,) = acquire(store).claims
+    store.rescue_holder("h1", "worker lost", now=T0 + 2)
+    assert store.record([Outcome(c.id, c.token, "succeeded", result="1")], now=T0 + 3) == 0
+    (again,) = acquire(store, holder="h2", now=T0 + 4).claims
+    assert again.id == c.id and again.token != c.token and again.attempt == 2
+    assert store.extend_lease(c.id, c.token, now=T0 + 5, lease=60) is False
+    assert store.record_outcomes([Outcome(again.id, again.token, "succeeded", result="2")],
+                                 now=T0 + 5) == frozenset({again.token})
+    rec = store.get(c.id)
+    assert rec is not None and rec.state == "succeeded" and rec.result == 2
+    assert [e["type"] for e in rec.errors] == ["WorkerLost"] and rec.errors[0]["attempt"] == 1
+
+
+def test_release_does_not_count_the_attempt(store: Store) -> None:
+    store.enqueue([job()], now=T0)
+    (c,) = acquire(store).claims
+    assert store.record([Outcome(c.id, c.token, "released")], now=T0 + 2) == 1
+    rec = store.get(c.id)
+    assert rec is not None and (rec.state, rec.attempts) == ("queued", 0)
+
+
+def test_retrying_waits_for_its_time_and_dead_when_spent(store: Store) -> None:
+    store.enqueue([job(max_attempts=2)], now=T0)
+    (c,) = acquire(store).claims
+    err = {"at": T0, "type": "E", "message": "x", "attempt": 1}
+    store.record([Outcome(c.id, c.token, "retrying", run_at=T0 + 50, error=err)],  # type: ignore[arg-type]
+                 now=T0 + 2)
+    r = acquire(store, now=T0 + 10)
+    assert r.claims == [] and r.next_due == T0 + 50
+    (c2,) = acquire(store, now=T0 + 51).claims
+    assert c2.attempt == 2
+    store.rescue_holder("h1", "worker lost", now=T0 + 52)
+    rec = store.get(c.id)
+    assert rec is not None and rec.state == "dead"
+
+
+def test_expired_leases_are_rescued(store: Store) -> None:
+    store.enqueue([job()], now=T0)
+    r = store.acquire_round([], {"default": 1}, "h1", now=T0, lease=5)
+    (c,) = r.claims
+    assert store.extend_lease(c.id, c.token, now=T0 + 4, lease=5)
+    assert store.expired_leases(now=T0 + 8) == []
+    assert store.expired_leases(now=T0 + 10) == [(c.id, "h1")]
+    assert len(store.rescue_expired(c.id, "stuck", now=T0 + 10)) == 1
+    assert store.running_holders() == []
+
+
+def test_paused_queues_are_not_claimed(store: Store) -> None:
+    store.enqueue([job()], now=T0)
+    store.set_paused("default", True)
+    assert acquire(store).claims == [] and store.paused() == frozenset({"default"})
+    store.set_paused("default", False)
+    assert len(acquire(store).claims) == 1
+
+
+def test_the_catalog(store: Store) -> None:
+    assert store.catalog() == [] and store.catalog_born() is None
+    store.publish_catalog("h1", {"t:a": json.dumps({"queue": "q"})}, now=T0)
+    store.publish_catalog("h2", {"t:a": json.dumps({"queue": "r"}), "t:b": "{}"}, now=T0 + 1)
+    decls = store.catalog()
+    assert [(t, h) for t, h, _, _ in decls] == [("t:a", "h2"), ("t:a", "h1"), ("t:b", "h2")]
+    assert decls[0][2] == {"queue": "r"} and store.catalog_born() == T0
+    store.touch_catalog("h1", now=T0 + 5)
+    store.forget_catalog("h2", before=T0 + 2)
+    assert {(t, h, s) for t, h, _, s in store.catalog()} == {("t:a", "h1", T0 + 5)}
+
+
+def test_jobs_of_unknown_tasks_go_dead(store: Store) -> None:
+    ids = store.enqueue([job("nobody:runs"), job("t:a")], now=T0)
+    assert set(store.queued_pairs()) == {("default", "nobody:runs"), ("default", "t:a")}
+    assert store.dead_unknown("default", "nobody:runs", "no such task", now=T0 + 1) == [ids[0]]
+    rec = store.get(ids[0])
+    assert rec is not None and rec.state == "dead" and rec.errors[-1]["type"] == "UnknownTask"
+
+
+def test_a_cron_fire_happens_once(store: Store) -> None:
+    made: list[int] = []
+
+    def make() -> NewJob:
+        made.append(1)
+        return job("t:cron")
+
+    first = store.fire("nightly", T0, make, now=T0)
+    assert first is not None and store.fire("nightly", T0, make, now=T0) is None
+    assert made == [1] and store.last_fire("nightly") == T0
+
+
+def test_operator_reads_and_counts(store: Store) -> None:
+    ids = store.enqueue([job(), job(delay=100)], now=T0)
+    assert store.counts() == {"queued": 1, "scheduled": 1}
+    assert store.pending(T0 + 50) == 1 and store.pending(T0 + 200) == 2
+    assert [r.id for r in store.list_jobs()] == list(reversed(ids))
+    assert store.cancel(ids[1], now=T0) == "scheduled"
+    assert store.retry(ids[1], now=T0) == [ids[1]]
+    counts = store.queue_counts(since=T0 - 1)
+    assert counts["default"]["queued"] == 2
