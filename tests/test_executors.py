@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
-from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
-from execapp import tasks as t
 
 import jobrun
 import jobrun.testing
+from conftest import run_cli
+from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
+from execapp import tasks as t
+from support.apps import close_apps, open_app, served
 
 PY = json.dumps(sys.executable)
 TAIL = 64 * 1024
@@ -42,38 +43,17 @@ def write_config(folder: Path, body: str, *, jobrun_extra: str = "") -> str:
     return str(path)
 
 
-_OPEN: list[jobrun.App] = []
-
-
-def open_app(cfg: str) -> jobrun.App:
-    """An App on the config's store, closed (its service stopped) after the test."""
-    app = jobrun.App.from_config(cfg)
-    _OPEN.append(app)
-    return app
-
-
 @pytest.fixture(autouse=True)
 def _cleanup(tmp_path: Path) -> Iterator[None]:
     """Close the test's apps; if the test failed half-way, stop what its jobs started (the
     pids its tasks wrote to `*-pids` files), so no `sleep 1000` outlives it."""
     yield
-    while _OPEN:
-        _OPEN.pop().close()
+    close_apps()
     for f in tmp_path.glob("*-pids"):
         for pid in read_pids(f):
             if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def served(app: jobrun.App) -> Iterator[jobrun.App]:
-    """An in-process service for the block, stopped (drained) afterwards."""
-    app.start()
-    try:
-        yield app
-    finally:
-        app.stop(timeout=10)
 
 
 def rec(app: jobrun.App, job_id: int) -> Any:

@@ -9,7 +9,6 @@ table in the store, or counters in the service's process).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections import Counter
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import jobrun
 from conftest import run_cli
 from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
 from execapp import tasks as t
-
-import jobrun
 from jobrun.limits import (
     Bucket,
     Candidate,
@@ -32,6 +31,7 @@ from jobrun.limits import (
     parse_rate,
     round_robin,
 )
+from support.apps import close_apps, open_app, served
 
 
 # -- jobrun.limits: pure functions ---------------------------------------------------------
@@ -162,29 +162,10 @@ def write_config(folder: Path, body: str, *, jobrun_extra: str = "",
     return str(path)
 
 
-_OPEN: list[jobrun.App] = []
-
-
-def open_app(cfg: str) -> jobrun.App:
-    app = jobrun.App.from_config(cfg)
-    _OPEN.append(app)
-    return app
-
-
 @pytest.fixture(autouse=True)
 def _close_apps() -> Iterator[None]:
     yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-@contextlib.contextmanager
-def served(app: jobrun.App) -> Iterator[jobrun.App]:
-    app.start()
-    try:
-        yield app
-    finally:
-        app.stop(timeout=10)
+    close_apps()
 
 
 def all_done(app: jobrun.App, ids: list[int]) -> bool:

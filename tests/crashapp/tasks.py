@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 
-import apsw
-
 import jobrun
+from support.files import touch as _touch
+from support.files import wait_file as _wait_file
+from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
 
-_local = threading.local()
 
 
-def _ledger_conn() -> apsw.Connection:
-    """This worker thread's own connection to the store file (not jobrun's)."""
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = apsw.Connection(os.environ["JOBRUN_STORE"])
-        conn.set_busy_timeout(30_000)
-        _local.conn = conn
-    return conn
 
 
 @app.task
@@ -49,18 +40,8 @@ def record() -> int:
     return os.getpid()
 
 
-def _touch(path: str, text: str = "") -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
-def _wait_file(path: str, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @app.task

@@ -11,6 +11,7 @@ import os
 import time
 
 import jobrun
+from support.files import touch as _touch
 
 app = jobrun.App()
 
@@ -20,9 +21,6 @@ def tick() -> None:
     """A cron entry's job: does nothing."""
 
 
-def _touch(path: str, text: str = "") -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 @app.task(queue="gated")

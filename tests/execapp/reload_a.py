@@ -6,15 +6,11 @@ import os
 import time
 
 import jobrun
+from support.files import touch
 
 app = jobrun.App()
 
 
-def touch(path: str, text: str = "") -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def wait_file(path: str, limit: float) -> bool:

@@ -18,19 +18,13 @@ import threading
 import time
 from typing import Any
 
-import apsw
-
 import jobrun
+from support.files import touch
+from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
 
 
-def touch(path: str, text: str = "") -> None:
-    """Write a marker atomically (a reader never sees it half-written)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def wait_file(path: str, limit: float) -> bool:
@@ -174,16 +168,8 @@ def until_cancelled(folder: str) -> str:
 
 
 # -- limits --------------------------------------------------------------------------------
-_local = threading.local()
 
 
-def _ledger_conn() -> apsw.Connection:
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = apsw.Connection(os.environ["JOBRUN_STORE"])
-        conn.set_busy_timeout(30_000)
-        _local.conn = conn
-    return conn
 
 
 @app.task(queue="capped")

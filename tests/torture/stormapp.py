@@ -24,6 +24,8 @@ from typing import Any
 import apsw
 
 import jobrun
+from support.files import touch as _touch
+from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
 
@@ -50,17 +52,8 @@ def ledger_schema(store: str) -> None:
     conn.close()
 
 
-_local = threading.local()
 
 
-def _ledger_conn() -> apsw.Connection:
-    """This worker thread's own connection to the store file (not jobrun's)."""
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = apsw.Connection(os.environ["JOBRUN_STORE"])
-        conn.set_busy_timeout(30_000)
-        _local.conn = conn
-    return conn
 
 
 def _ledger(t0: float | None, t1: float | None) -> None:
@@ -106,11 +99,6 @@ def tick_ok() -> int:
     return os.getpid()
 
 
-def _touch(path: str, text: str = "") -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _wait_file(path: str, limit: float) -> bool:

@@ -1,0 +1,1 @@
+"""Shared test support: what several test modules and test-app task modules need, once."""
