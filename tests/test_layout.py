@@ -117,3 +117,21 @@ def test_the_walk_sees_imports_inside_functions() -> None:
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
     # jobrun.cli imports most of the package lazily, inside its commands.
     assert "jobrun.app" in set().union(*(graph[m] for m in known if m.startswith("jobrun.cli")))
+
+
+def test_architecture_lists_every_module() -> None:
+    """ARCHITECTURE.md has one line per module: a new module without its line fails here."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    files = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*")
+                   if p.suffix in (".py", ".sql"))
+    missing = [f for f in files if f"`{f}`" not in text]
+    assert not missing, f"not in ARCHITECTURE.md: {missing}"
+    gone = [m for m in __import__("re").findall(r"`(jobrun/[\w/]+\.(?:py|sql))`", text)
+            if not (ROOT / m).exists()]
+    assert not gone, f"ARCHITECTURE.md names modules that do not exist: {gone}"
+
+
+def test_no_module_is_over_about_400_lines() -> None:
+    big = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > 430}
+    assert not big, f"split these by concept: {big}"
