@@ -1,4 +1,4 @@
-"""One attempt: run the task with its Context, and decide what the store records.
+"""One attempt: run the task with its Context, and after_failure what the store records.
 
 The decision (succeeded, retrying at t, dead) is a pure function of the attempt and the error;
 running and recording live elsewhere (executors, service).
@@ -32,7 +32,7 @@ def failure_entry(exc: BaseException, attempt: int, now: float, *,
     return error_entry(type(exc).__name__, str(exc), attempt, now, traceback=tb)
 
 
-def decide(claim: Claim, exc: BaseException, now: float, rng: random.Random | None = None
+def after_failure(claim: Claim, exc: BaseException, now: float, rng: random.Random | None = None
            ) -> Outcome:
     """What a failed attempt becomes: dead (Permanent, unknown task, attempts used up) or
     retrying after Retry.delay or a full-jitter backoff."""
@@ -61,7 +61,7 @@ def succeed(claim: Claim, value: Any) -> Outcome:
     try:
         result = dumps(value, f"return value of {claim.task}")
     except TypeError as exc:
-        return decide(claim, Permanent(str(exc)), clock.now())
+        return after_failure(claim, Permanent(str(exc)), clock.now())
     return Outcome(claim.id, claim.token, "succeeded", result=result)
 
 
@@ -79,7 +79,7 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        outcome = decide(claim, exc, clock.now())
+        outcome = after_failure(claim, exc, clock.now())
     finally:
         reset(token)
     outcome.extra["duration"] = time.perf_counter() - started
@@ -101,12 +101,12 @@ async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | Non
             value = await coro
         outcome = succeed(claim, value)
     except TimeoutError:
-        outcome = decide(claim, TaskTimeout(f"timed out after {claim.timeout:g}s (cancelled)"),
+        outcome = after_failure(claim, TaskTimeout(f"timed out after {claim.timeout:g}s (cancelled)"),
                          clock.now())
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        outcome = decide(claim, exc, clock.now())
+        outcome = after_failure(claim, exc, clock.now())
     finally:
         reset(token)
     outcome.extra["duration"] = time.perf_counter() - started

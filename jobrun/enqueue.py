@@ -91,4 +91,4 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
         kwargs=dumps(kwargs, f"keyword arguments of {task}"), priority=priority,
         max_attempts=max_attempts, run_at=run_at, scheduled=run_at > now, key=key,
         trace_id=trace or trace_id(None), timeout=d.timeout,
-        options=dumps(options) if options else "{}", ckey=ckey)
+        options=dumps(options) if options else "{}", concurrency_key=ckey)

@@ -27,17 +27,16 @@ FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 #: States waiting for their `run_at`.
 WAITING = frozenset({JobState.SCHEDULED, JobState.RETRYING})
 
-S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.RETRYING, S.DEAD, S.CANCELLED, S.QUEUED}),
-    S.RETRYING: frozenset({S.QUEUED, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    S.DEAD: frozenset({S.QUEUED}),
-    S.CANCELLED: frozenset({S.QUEUED}),
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.RETRYING, JobState.DEAD,
+                                 JobState.CANCELLED, JobState.QUEUED}),  # queued: handed back
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.DEAD: frozenset({JobState.QUEUED}),
+    JobState.CANCELLED: frozenset({JobState.QUEUED}),
 }
-del S
 
 
 def can_move(src: JobState, dst: JobState) -> bool:
@@ -127,7 +126,7 @@ class NewJob:
     trace_id: str | None = None
     timeout: float | None = None
     options: str = "{}"  # JSON
-    ckey: str | None = None  # concurrency key, from the task's concurrency_key format
+    concurrency_key: str | None = None  # from the task's concurrency_key format
 
 
 @dataclass

@@ -7,7 +7,7 @@ import random
 from jobrun.errors import Permanent, Retry, UnknownTask
 from jobrun.model import ACTIVE, FINISHED, Claim, JobState, can_move
 from jobrun.retry import backoff, ceiling
-from jobrun.attempt import decide
+from jobrun.attempt import after_failure
 
 
 def test_full_jitter_bounds() -> None:
@@ -26,15 +26,15 @@ def claim(attempt: int, max_attempts: int = 3, **opts: float) -> Claim:
 
 
 def test_decide() -> None:
-    o = decide(claim(1, retry_base=2.0), ValueError("x"), now=100.0, rng=random.Random(0))
+    o = after_failure(claim(1, retry_base=2.0), ValueError("x"), now=100.0, rng=random.Random(0))
     assert o.state == "retrying" and 100.0 <= (o.run_at or 0) <= 102.0
     assert o.error and o.error["type"] == "ValueError" and o.error["attempt"] == 1
-    assert decide(claim(3), ValueError("x"), now=1.0).state == "dead"
-    assert decide(claim(1), Permanent("no"), now=1.0).state == "dead"
-    assert decide(claim(1), UnknownTask("no"), now=1.0).state == "dead"
-    r = decide(claim(1), Retry(delay=42), now=1.0)
+    assert after_failure(claim(3), ValueError("x"), now=1.0).state == "dead"
+    assert after_failure(claim(1), Permanent("no"), now=1.0).state == "dead"
+    assert after_failure(claim(1), UnknownTask("no"), now=1.0).state == "dead"
+    r = after_failure(claim(1), Retry(delay=42), now=1.0)
     assert r.state == "retrying" and r.run_at == 43.0
-    assert decide(claim(3), Retry(delay=1), now=1.0).state == "dead"
+    assert after_failure(claim(3), Retry(delay=1), now=1.0).state == "dead"
 
 
 def test_state_machine() -> None:

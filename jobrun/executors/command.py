@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .. import clock
-from ..attempt import decide
+from ..attempt import after_failure
 from ..context import Context
 from ..errors import JobrunError, TaskTimeout
 from ..model import Claim, Outcome, error_entry
@@ -80,7 +80,7 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
     except OSError as exc:
-        return decide(claim, CommandFailed(f"cannot run {spec.command}: {exc}"), clock.now())
+        return after_failure(claim, CommandFailed(f"cannot run {spec.command}: {exc}"), clock.now())
     tails = {"stdout": _Tail(), "stderr": _Tail()}
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None
@@ -132,12 +132,12 @@ def run_command(claim: Claim, spec: TaskSpec, ctx: Context, grace: float = KILL_
         error["exit_code"], error["stdout"], error["stderr"] = code, stdout, stderr
         return Outcome(claim.id, claim.token, "cancelled", error=error)
     if stopped == "timeout":
-        o = decide(claim, TaskTimeout(f"timed out after {timeout:g}s: process group stopped"),
+        o = after_failure(claim, TaskTimeout(f"timed out after {timeout:g}s: process group stopped"),
                    clock.now())
     elif code == 0:
         return Outcome(claim.id, claim.token, "succeeded", result=json.dumps(out))
     else:
-        o = decide(claim, CommandFailed(f"exit code {code}"), clock.now())
+        o = after_failure(claim, CommandFailed(f"exit code {code}"), clock.now())
     if o.error is not None:
         o.error["exit_code"], o.error["stdout"], o.error["stderr"] = code, stdout, stderr
         o.error["traceback"] = ""

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import clock
-from ..attempt import decide
+from ..attempt import after_failure
 from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
 from ..model import Claim, Outcome, error_entry
@@ -284,7 +284,7 @@ class ProcessExecutor(Slots):
                 fresh_failures = fresh_failures + 1 if fresh and not results else 0
                 if fresh_failures >= 2:  # even a new child cannot take them
                     for claim, _ in undelivered:
-                        self._done(claim, decide(claim, WorkerDied(
+                        self._done(claim, after_failure(claim, WorkerDied(
                             "cannot start a worker process"), clock.now()))
                     undelivered, fresh_failures = [], 0
                 redo = undelivered
@@ -351,7 +351,7 @@ class ProcessExecutor(Slots):
             if deadline is not None and acked and clock.monotonic() >= deadline:
                 child.kill(self._grace)
                 exc = TaskTimeout(f"timed out after {claim.timeout:g}s: process group stopped")
-                results.append((claim, decide(claim, exc, clock.now())))
+                results.append((claim, after_failure(claim, exc, clock.now())))
                 return results, batch[i + 1:], False
             later = [c.token for c, x in batch[i + 1:] if x.cancelled and c.token not in skipped]
             if later:  # cancelled before they started: the child skips them
@@ -368,7 +368,7 @@ class ProcessExecutor(Slots):
         if not acked:
             return results, batch, False
         claim = batch[i][0]
-        results.append((claim, decide(claim, WorkerDied(child.died()), clock.now())))
+        results.append((claim, after_failure(claim, WorkerDied(child.died()), clock.now())))
         return results, batch[i + 1:], False
 
     @staticmethod

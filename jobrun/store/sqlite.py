@@ -166,7 +166,7 @@ class SqliteStore(OperatorActions, CatalogActions, Store):
                 "priority": j.priority, "state": "scheduled" if j.scheduled else "queued",
                 "max_attempts": j.max_attempts, "run_at": j.run_at, "key": j.key, "now": now,
                 "trace_id": j.trace_id, "timeout": j.timeout, "options": j.options,
-                "ckey": j.ckey,
+                "ckey": j.concurrency_key,
             }).get)
         return ids
 
@@ -177,7 +177,7 @@ class SqliteStore(OperatorActions, CatalogActions, Store):
         conn.executemany(Q["insert_job_plain"], [
             (j.task, j.queue, j.args, j.kwargs, j.priority,
              "scheduled" if j.scheduled else "queued", j.max_attempts, j.run_at, now,
-             j.trace_id, j.timeout, j.options, j.ckey) for j in jobs])
+             j.trace_id, j.timeout, j.options, j.concurrency_key) for j in jobs])
         last = int(conn.last_insert_rowid())
         first = last - len(jobs) + 1
         ids = list(range(first, last + 1))

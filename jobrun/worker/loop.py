@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import clock
-from ..attempt import decide
+from ..attempt import after_failure
 from ..bell import Bell
 from ..config import Settings
 from ..context import Context
@@ -172,7 +172,7 @@ class Loop:
             self.pools.submit(claim, ctx, kind)
         except Exception as exc:  # an executor that cannot start fails the job
             log.exception("cannot start job %s", claim.id)
-            self.done(claim, decide(claim, exc, clock.now()))
+            self.done(claim, after_failure(claim, exc, clock.now()))
 
     def _heartbeat(self, claim: Claim) -> Callable[[], bool]:
         def beat() -> bool:

@@ -4,13 +4,28 @@ every store implementation must do, whatever it is built on."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from jobrun import catalog, enqueue
 from jobrun.config import Settings
 from jobrun.model import NewJob, Outcome
+from jobrun.store import open_store
 from jobrun.store.contract import Store
 
 T0 = 1_000_000.0
+
+IMPLEMENTATIONS = ["sqlite"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every test here runs against each store implementation (SQLite today)."""
+    s = open_store(str(tmp_path / "jobs.db"))
+    yield s
+    s.close()
 
 
 def job(task: str = "t:a", *, queue: str = "default", priority: int = 0, key: str | None = None,

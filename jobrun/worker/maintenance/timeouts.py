@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ... import clock
-from ...attempt import decide
+from ...attempt import after_failure
 from ...errors import TaskTimeout
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def time_out_threads(v: ServiceView) -> None:
             continue
         v.inflight.timed_out(claim.token)
         a.ctx.cancel()
-        outcome = decide(claim, TaskTimeout(
+        outcome = after_failure(claim, TaskTimeout(
             f"timed out after {claim.timeout:g}s (a thread cannot be stopped: its slot "
             "stays taken until it returns)"), clock.now())
         v.store.record([outcome], now=clock.now())
