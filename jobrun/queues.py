@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from .config import Settings
 from .lock import holder_alive, holder_info, live_holders
-from .store.sqlite import SqliteStore
+from .store.contract import Store
 
 DEFAULT_QUEUE = "default"
 
 
-def live_queues(store: SqliteStore) -> dict[str, list[str]]:
+def live_queues(store: Store) -> dict[str, list[str]]:
     """Queue -> the live services (holder ids) serving it, from their lock files."""
     out: dict[str, list[str]] = {}
     for h in live_holders(store.path):
@@ -20,11 +20,11 @@ def live_queues(store: SqliteStore) -> dict[str, list[str]]:
     return out
 
 
-def known_queues(store: SqliteStore, settings: Settings) -> set[str]:
+def known_queues(store: Store, settings: Settings) -> set[str]:
     """The built-in `default`, every queue a config declares, every queue a live service
-    serves, and every queue the store has a row for (paused or resumed once)."""
+    serves, the queues the store's catalog sends tasks to, and every queue paused or resumed
+    once."""
     known = {DEFAULT_QUEUE, *settings.queues}
     known.update(live_queues(store))
-    # The one read of the `queues` table by name (store/queries.sql has only the paused).
-    known.update(r[0] for r in store.read("SELECT name FROM queues"))
+    known.update(store.queue_names())
     return known

@@ -342,3 +342,19 @@ def test_rescued_error_names_its_attempt(app: jobrun.App) -> None:
     app.store.rescue_holder("ghost-1", "worker lost", now=jobrun.clock.now())
     err = app.job(job.id).record.errors[-1]
     assert err["type"] == "WorkerLost" and err["attempt"] == 1, err
+
+
+def test_pause_knows_the_queues_of_declared_tasks(store_path: str) -> None:
+    """A queue the catalog sends a task to is known (no config needed); a typo is not."""
+    from jobrun.registry import Registry, TaskSpec
+    from jobrun.service import Service
+
+    reg = Registry()
+    reg.add(TaskSpec("known:report", lambda: None, queue="reports"))
+    svc = Service(store_path, registry=reg)
+    svc.start()
+    svc.stop(1)
+    ok = run_cli("pause", "reports", "--store", store_path)
+    assert ok.returncode == 0, ok.stderr
+    typo = run_cli("pause", "reprots", "--store", store_path)
+    assert typo.returncode == 1 and "reports" in typo.stderr, typo.stderr

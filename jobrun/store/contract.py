@@ -198,6 +198,10 @@ class OperatorStore(abc.ABC):
     def paused(self) -> frozenset[str]: ...
 
     @abc.abstractmethod
+    def queue_names(self) -> set[str]:
+        """Queues the store knows: paused or resumed once, or where a declared task goes."""
+
+    @abc.abstractmethod
     def queue_counts(self, *, since: float) -> dict[str, dict[str, Any]]:
         """Per queue: jobs per unfinished state and dead, the oldest queued run_at
         (`oldest_queued`), and the succeeded/dead finished since `since`."""

@@ -4,40 +4,13 @@ the others), cancel, retry, prune, pause. Mixed into the store."""
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 import apsw
 
-from ..model import JobRecord, JobState
+from ..model import JobRecord
 from .queries import Q
-
-_JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "attempts",
-                "max_attempts", "run_at", "key", "result", "errors", "enqueued_at", "started_at",
-                "finished_at", "holder", "token", "lease_until", "trace_id", "timeout", "options")
-
-
-def _lenient(text: Any, default: Any) -> Any:
-    """For reading (ls, show): a column that is not JSON is shown as its raw text."""
-    if text is None:
-        return default
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return f"<unreadable: {str(text)[:200]}>"
-
-
-def row_to_record(row: tuple[Any, ...]) -> JobRecord:
-    d = dict(zip(_JOB_COLUMNS, row))
-    d["args"] = _lenient(d["args"], [])
-    d["kwargs"] = _lenient(d["kwargs"], {})
-    d["result"] = _lenient(d["result"], None)
-    errors = _lenient(d["errors"], [])
-    d["errors"] = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-    options = _lenient(d["options"], {})
-    d["options"] = options if isinstance(options, dict) else {}
-    d["state"] = JobState(d["state"])
-    return JobRecord(**d)
+from .rows import row_to_record
 
 
 class OperatorActions:
@@ -110,6 +83,9 @@ class OperatorActions:
 
     def paused(self) -> frozenset[str]:
         return frozenset(r[0] for r in self.read(Q["paused_queues"]))
+
+    def queue_names(self) -> set[str]:
+        return {str(r[0]) for r in self.read(Q["queue_names"])}
 
     def queue_counts(self, *, since: float) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -301,3 +301,10 @@ SELECT state FROM jobs WHERE id = :id;
 -- count_ids_between --
 -- Whether a batch's rowids came out consecutive (they do inside our write transaction).
 SELECT count(*) FROM jobs WHERE id BETWEEN :first AND :last;
+
+-- queue_names --
+-- Queues the store knows: paused or resumed once, or where a declared task's jobs go.
+SELECT name FROM queues
+UNION
+SELECT json_extract(options, '$.queue') FROM catalog
+ WHERE json_extract(options, '$.queue') IS NOT NULL;

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..model import Claim
+from ..model import Claim, JobRecord, JobState
 
 #: The RETURNING list of acquire, acquire_ids and acquire_id (queries.sql).
 CLAIM_COLUMNS = ("id", "task", "queue", "args", "kwargs", "attempts", "max_attempts", "token",
@@ -50,3 +50,33 @@ def claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
     """Claims are handed out by priority, then age (RETURNING has no order)."""
     r = named(row)
     return (-r["priority"], r["id"])
+
+
+#: The columns of get_job and list_jobs (queries.sql).
+JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "attempts",
+                "max_attempts", "run_at", "key", "result", "errors", "enqueued_at", "started_at",
+                "finished_at", "holder", "token", "lease_until", "trace_id", "timeout", "options")
+
+
+def _lenient(text: Any, default: Any) -> Any:
+    """For reading (ls, show): a column that is not JSON is shown as its raw text."""
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return f"<unreadable: {str(text)[:200]}>"
+
+
+def row_to_record(row: tuple[Any, ...]) -> JobRecord:
+    """A job row (get_job, list_jobs) as a record, read leniently."""
+    d = named(row, JOB_COLUMNS)
+    d["args"] = _lenient(d["args"], [])
+    d["kwargs"] = _lenient(d["kwargs"], {})
+    d["result"] = _lenient(d["result"], None)
+    errors = _lenient(d["errors"], [])
+    d["errors"] = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    options = _lenient(d["options"], {})
+    d["options"] = options if isinstance(options, dict) else {}
+    d["state"] = JobState(d["state"])
+    return JobRecord(**d)

@@ -30,8 +30,9 @@ from .files import (
     wrap,
 )
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
-from .operator import OperatorActions, row_to_record
+from .operator import OperatorActions
 from .queries import Q
+from .rows import row_to_record
 from .sqlite_catalog import CatalogActions, catalog_readers
 
 __all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "catalog_readers", "enqueue_in", "row_to_record",

@@ -259,7 +259,7 @@ def cron_title(snap: Snapshot) -> Text:
     return line(("cron ", "bold"), str(len(snap.cron)))
 
 
-def cron_table(rows: Sequence[CronRow], now: float, limit: int) -> RenderableType:
+def cron_section(rows: Sequence[CronRow], now: float, limit: int) -> RenderableType:
     t = _table("name", "when", "task", "next", header=False, wide={"task": 1})
     shown = rows if len(rows) <= limit else rows[:max(0, limit - 1)]
     for c in shown:
@@ -319,5 +319,5 @@ def dashboard(snap: Snapshot, width: int, height: int, notice: str = "", live: b
     if keep > 4:
         out.append(cron_title(snap))
         if rows[4]:
-            out.append(cron_table(snap.cron, snap.now, rows[4]))
+            out.append(cron_section(snap.cron, snap.now, rows[4]))
     return Group(*out)
