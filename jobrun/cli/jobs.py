@@ -147,8 +147,12 @@ def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
     ids = app.store.retry(None if dead else job_id, now=clock.now())
     if not dead and not ids:
         rec = app.store.get(job_id) if job_id is not None else None
-        fail(f"no job {job_id}" if rec is None else
-             f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry")
+        if rec is None:
+            fail(f"no job {job_id}")
+        if rec.state.value in ("dead", "cancelled", "retrying"):
+            fail(f"job {job_id} not retried: its key {rec.key!r} is held by another "
+                 f"unfinished job of {rec.task} (retrying it would run the task twice)")
+        fail(f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry")
     if ids:
         app.ring()
     say(as_json, {"ids": ids}, f"{len(ids)} job(s) queued again")

@@ -116,17 +116,25 @@ UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = 
 RETURNING id;
 
 -- retry_job --
+-- Not while another unfinished job of its task holds its key (it would be a second one).
 UPDATE jobs
    SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
        attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
  WHERE id = :id AND state IN ('dead', 'cancelled', 'retrying')
+   AND (key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
+           AND o.id != jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))
 RETURNING id;
 
 -- retry_dead --
+-- Every dead job, but those whose key another unfinished job of their task holds.
 UPDATE jobs
    SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
        attempts = 0
  WHERE state = 'dead'
+   AND (key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
+           AND o.id != jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))
 RETURNING id;
 
 -- list_jobs --

@@ -165,3 +165,16 @@ def test_operator_reads_and_counts(store: Store) -> None:
     assert store.retry(ids[1], now=T0) == [ids[1]]
     counts = store.queue_counts(since=T0 - 1)
     assert counts["default"]["queued"] == 2
+
+
+def test_a_retry_never_makes_a_second_job_with_a_held_key(store: Store) -> None:
+    """Found by the model test: retrying a cancelled job whose key a newer unfinished job
+    holds broke the unique key (StoreError). It is refused instead; --dead skips it."""
+    (old,) = store.enqueue([job(key="k")], now=T0)
+    store.cancel(old, now=T0)
+    (new,) = store.enqueue([job(key="k")], now=T0)
+    assert new != old
+    assert store.retry(old, now=T0) == []
+    rec = store.get(old)
+    assert rec is not None and rec.state == "cancelled"
+    assert store.retry(None, now=T0) == []
