@@ -1,0 +1,239 @@
+"""A crash VFS: what a disk holds after the power fails, as SQLite's own crash tests model it
+(test6.c, `sqlite3_simulate_device`).
+
+Every write goes through to the real file (so SQLite reads back what it wrote), and the VFS
+also keeps, per file (store, -wal, -journal; the -shm is memory and is rebuilt), the bytes
+known durable (the content as of its last `xSync`) and the writes and truncations made
+since. Each write, truncation, sync and delete is one numbered event. At event `crash_at`
+(or when `power_fail()` is called) the power fails: every thread that touches the VFS
+blocks, each file is rebuilt from its synced content plus a random choice of its unsynced
+writes, some torn at 512-byte sector boundaries, a few garbled, the -shm files are removed,
+and `on_crash` runs (the workload process ends there, with `os._exit`).
+
+The model honours what SQLite's unix VFS promises it (SQLITE_IOCAP_POWERSAFE_OVERWRITE):
+a write may be lost, applied, torn or garbled, but bytes outside what was written are never
+touched. Not modelled: directory entries (a created file exists, a deleted one is gone, at
+once), and writes lost after an `xSync` returned (a disk lying about syncs is one whose
+durability nobody can test from above).
+
+It also writes a log, one line per event that matters to a checker, in the order they
+happened: the workload's own acknowledgements (`note`) and every completed sync (`S wal N`),
+so a checker knows which acknowledgements came before a sync of the WAL.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+SECTOR = 512
+TRACKED = apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_WAL | apsw.SQLITE_OPEN_MAIN_JOURNAL
+
+
+@dataclass
+class FileState:
+    """One file as the disk knows it: `synced` survives a power loss; `pending` may not."""
+
+    kind: str
+    synced: bytearray
+    pending: list[tuple[int, bytes | None]] = field(default_factory=list)  # (offset, data);
+    # data None: a truncation to `offset` bytes
+
+
+class Disk:
+    """The shared state of the crash VFS in one process (all connections, all threads)."""
+
+    def __init__(self, seed: int, log_path: str, crash_at: int | None = None,
+                 on_crash: Callable[[], None] | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.lock = threading.RLock()
+        self.files: dict[str, FileState] = {}
+        self.events = 0
+        self.crash_at = crash_at
+        self.on_crash = on_crash or (lambda: os._exit(CRASHED))
+        self.crashed = False
+        self.fates: dict[str, int] = {}
+        self._log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    # -- the log ---------------------------------------------------------------------------
+    def note(self, line: str) -> None:
+        """An acknowledgement, in order with the syncs (unbuffered: it outlives os._exit)."""
+        with self.lock:
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        os.write(self._log, (line + "\n").encode())
+
+    # -- events ----------------------------------------------------------------------------
+    def state(self, path: str, kind: str) -> FileState:
+        st = self.files.get(path)
+        if st is None:
+            try:
+                with open(path, "rb") as f:
+                    data = bytearray(f.read())  # what was there before us is durable
+            except FileNotFoundError:
+                data = bytearray()
+            st = self.files[path] = FileState(kind, data)
+        return st
+
+    def event(self) -> None:
+        """Count one event; the power fails at `crash_at`. Called with the lock held."""
+        if self.crashed:
+            raise apsw.IOError("the power is off")
+        self.events += 1
+        if self.crash_at is not None and self.events >= self.crash_at:
+            self.power_fail()
+
+    def synced(self, path: str) -> None:
+        st = self.files[path]
+        for off, data in st.pending:
+            _apply(st.synced, off, data)
+        st.pending.clear()
+        self._write(f"S {st.kind} {self.events}")
+
+    def deleted(self, path: str) -> None:
+        self.files.pop(path, None)
+
+    # -- the power failure -----------------------------------------------------------------
+    def power_fail(self) -> None:
+        """Rebuild every file as the disk may hold it now, then end (on_crash)."""
+        with self.lock:
+            self.crashed = True
+            for path, st in self.files.items():
+                data = self._survivor(st)
+                with open(path, "wb") as f:
+                    f.write(data)
+                if st.kind == "db":
+                    try:
+                        os.unlink(path + "-shm")
+                    except FileNotFoundError:
+                        pass
+            self._write(f"X {self.events} " + " ".join(f"{k}={v}" for k, v in
+                                                         sorted(self.fates.items())))
+            self.on_crash()
+
+    def _survivor(self, st: FileState) -> bytes:
+        """The synced content plus a random choice of the unsynced writes, in their order.
+
+        Either a prefix of them reached the disk (the one after it torn), or each write
+        independently was lost, applied, torn (some of its sectors) or garbled (some of its
+        sectors random bytes), as test6.c does."""
+        data = bytearray(st.synced)
+        ops = st.pending
+        prefix = self.rng.random() < 0.5
+        cut = self.rng.randint(0, len(ops)) if prefix else -1
+        for i, (off, new) in enumerate(ops):
+            if prefix:
+                fate = "applied" if i < cut else "torn" if i == cut else "lost"
+            else:
+                r = self.rng.random()
+                fate = ("lost" if r < 0.35 else "applied" if r < 0.75 else
+                        "torn" if r < 0.95 else "garbled")
+            if new is None:  # a truncation is applied or lost, whole
+                fate = "applied" if fate in ("applied", "torn") else "lost"
+            self.fates[fate] = self.fates.get(fate, 0) + 1
+            if fate == "applied":
+                _apply(data, off, new)
+            elif fate in ("torn", "garbled") and new is not None:
+                for start, piece in _sectors(off, new):
+                    if self.rng.random() < 0.5:
+                        continue
+                    if fate == "garbled":
+                        piece = self.rng.randbytes(len(piece))
+                    _apply(data, start, piece)
+        return bytes(data)
+
+
+CRASHED = 77  # exit status of a workload process whose power failed
+
+
+def _apply(data: bytearray, off: int, new: bytes | None) -> None:
+    if new is None:
+        del data[off:]
+        return
+    if len(data) < off:
+        data.extend(b"\0" * (off - len(data)))
+    data[off:off + len(new)] = new
+
+
+def _sectors(off: int, data: bytes) -> list[tuple[int, bytes]]:
+    """A write cut at the 512-byte sector boundaries of the file."""
+    out = []
+    pos = off
+    end = off + len(data)
+    while pos < end:
+        nxt = min(end, (pos // SECTOR + 1) * SECTOR)
+        out.append((pos, data[pos - off:nxt - off]))
+        pos = nxt
+    return out
+
+
+def _path_of(name: Any) -> str | None:
+    if name is None:
+        return None
+    text = name.filename() if isinstance(name, apsw.URIFilename) else str(name)
+    return os.path.realpath(text)
+
+
+class CrashFile(apsw.VFSFile):
+    def __init__(self, disk: Disk, base: str, name: Any, flags: list[int]) -> None:
+        self.disk = disk
+        path = _path_of(name)
+        kind = ("db" if flags[0] & apsw.SQLITE_OPEN_MAIN_DB else
+                "wal" if flags[0] & apsw.SQLITE_OPEN_WAL else "journal")
+        self.path = path if path is not None and flags[0] & TRACKED else None
+        super().__init__(base, name, flags)
+        if self.path is not None:
+            with disk.lock:
+                disk.state(self.path, kind)
+
+    def xWrite(self, data: bytes, offset: int) -> None:
+        if self.path is None:
+            return super().xWrite(data, offset)
+        with self.disk.lock:
+            self.disk.event()
+            self.disk.state(self.path, "?").pending.append((offset, bytes(data)))
+            super().xWrite(data, offset)
+
+    def xTruncate(self, newsize: int) -> None:
+        if self.path is None:
+            return super().xTruncate(newsize)
+        with self.disk.lock:
+            self.disk.event()
+            self.disk.state(self.path, "?").pending.append((newsize, None))
+            super().xTruncate(newsize)
+
+    def xSync(self, flags: int) -> None:
+        if self.path is None:
+            return super().xSync(flags)
+        with self.disk.lock:
+            self.disk.event()
+            super().xSync(flags)
+            self.disk.synced(self.path)
+
+
+class CrashVFS(apsw.VFS):
+    """The default VFS with a Disk watching; `makedefault` so that every connection of the
+    process (jobrun's own, once()'s, the scheduler's) goes through it."""
+
+    def __init__(self, name: str, disk: Disk, makedefault: bool = True) -> None:
+        self.disk = disk
+        self.base = apsw.vfs_names()[0]  # the default until this one registers
+        super().__init__(name, base=self.base, makedefault=makedefault)
+
+    def xOpen(self, name: Any, flags: list[int]) -> apsw.VFSFile:
+        return CrashFile(self.disk, self.base, name, flags)
+
+    def xDelete(self, filename: str, syncdir: bool) -> None:
+        path = _path_of(filename)
+        with self.disk.lock:
+            self.disk.event()
+            super().xDelete(filename, syncdir)
+            if path is not None:
+                self.disk.deleted(path)
