@@ -83,7 +83,7 @@ class Scheduler:
     def __init__(self, store_path: str, settings: Callable[[], Settings],
                  enqueue: Callable[[Any, CronEntry, datetime], int], holder: str = "") -> None:
         self.holder = holder
-        self.store = SqliteStore(store_path)
+        self.store = SqliteStore(store_path, durability=settings().durability)
         self._settings = settings
         self._enqueue = enqueue
         self._lock = FileLock(leader_path(self.store.path))
