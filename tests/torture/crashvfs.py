@@ -107,8 +107,11 @@ class Disk:
             self.crashed = True
             for path, st in self.files.items():
                 data = self._survivor(st)
-                with open(path, "wb") as f:
+                # A new file put in place: threads still reading (outside the lock) go on
+                # reading the old one instead of a half-rebuilt one.
+                with open(path + ".rebuilt", "wb") as f:
                     f.write(data)
+                os.replace(path + ".rebuilt", path)
                 if st.kind == "db":
                     try:
                         os.unlink(path + "-shm")
