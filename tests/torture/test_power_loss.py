@@ -70,6 +70,9 @@ def pl_doomed(i: int) -> int:
     raise RuntimeError("doomed: always fails")
 
 
+TASKS = (pl_work.name, pl_flaky.name, pl_doomed.name)
+
+
 def settings(durability: str, **extra: Any) -> Settings:
     s = parse(f'[jobrun]\ndurability = "{durability}"\npoll = "20ms"\n'
               '[queues.default]\nconcurrency = 4\nmax_attempts = 3\n')[0]
@@ -284,12 +287,11 @@ def c_enqueue(path: str, durability: str, run: Run) -> None:
     no_id_reuse(path, durability, [int(i) for i, _ in run.all("E")])
 
 
-def p_jobs(n: int, task: str = "") -> Callable[[str, str], None]:
+def p_jobs(n: int) -> Callable[[str, str], None]:
     def prepare(path: str, durability: str) -> None:
         app = jobrun.App(path, settings=settings(durability))
-        tasks = [pl_work, pl_flaky, pl_doomed] if not task else [pl_work]
         for i in range(n):
-            app.enqueue(tasks[i % len(tasks)].name, args=[i])
+            app.enqueue(TASKS[i % len(TASKS)], args=[i])
         app.close()
     return prepare
 
@@ -336,21 +338,21 @@ def w_service(w: Work) -> None:
     """An embedded service works through jobs; the caller sees each one finish."""
     app = jobrun.App(w.path, settings=settings(w.durability))
     app.start()
-    ids = [app.enqueue((pl_work, pl_flaky, pl_doomed)[i % 3].name, args=[i]).id
+    ids = [app.enqueue(TASKS[i % 3], args=[i]).id
            for i in range(24)]
     for i in ids:
         w.note(f"E {i} -")
     seen: dict[int, str] = {}
     deadline = time.monotonic() + 30
-    polls = 0
     while len(seen) < len(ids) and time.monotonic() < deadline:
-        polls += 1
-        if polls % 5 == 0:
-            checkpoint(w, app.store)
+        new = 0
         for job_id, state in app.store.read("SELECT id, state FROM jobs"):
             if state in FINISHED and job_id not in seen:
                 seen[job_id] = state
+                new += 1
                 w.note(f"C {job_id} {state} 0")
+        if new and w.rng.random() < 0.4:
+            checkpoint(w, app.store)
         time.sleep(0.01)
     assert len(seen) == len(ids), "the service did not finish its jobs"
     app.stop(5)
@@ -580,7 +582,7 @@ WORKLOADS: dict[str, tuple[Callable[[str, str], None], Callable[[Work], None],
 def test_power_loss(tmp_path: Path, name: str, durability: str, long: bool, seed: int) -> None:
     prepare, work, check = WORKLOADS[name]
     rng = random.Random(seed)
-    points = 40 if long else 2
+    points = 40 if long else 3
     TALLY.clear()
     total = None
     for k in range(points + 1):
