@@ -19,15 +19,22 @@ durability nobody can test from above).
 It also writes a log, one line per event that matters to a checker, in the order they
 happened: the workload's own acknowledgements (`note`) and every completed sync (`S wal N`),
 so a checker knows which acknowledgements came before a sync of the WAL.
+
+`crash()` runs a workload in a forked process with this VFS as the process's default (every
+connection goes through it: jobrun's, once()'s, the scheduler's) and hands back that log.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import apsw
@@ -240,3 +247,81 @@ class CrashVFS(apsw.VFS):
             super().xDelete(filename, syncdir)
             if path is not None:
                 self.disk.deleted(path)
+
+
+# -- the workload process ------------------------------------------------------------------------
+@dataclass
+class Work:
+    """What a workload gets in the crashing process."""
+
+    path: str
+    durability: str
+    note: Callable[[str], None]
+    rng: random.Random
+
+    def payload(self, tag: str) -> list[str]:
+        return [tag, "x\u00e9\u4e2d" * self.rng.choice((0, 5, 300, 1500))]
+
+
+@dataclass
+class Run:
+    """What the parent learns of a workload process whose power failed."""
+
+    lines: list[list[str]]   # the VFS log: acknowledgements and syncs, in order
+    ended: bool              # the workload finished (the power failed idle)
+    events: int              # writes, syncs, deletes counted before the loss
+    fates: str
+    checked: int = 0         # acknowledgements a checker asked for
+
+    def acks(self, kind: str, durability: str) -> list[list[str]]:
+        """The acknowledgements of `kind` that must have survived the loss."""
+        upto = len(self.lines)
+        if durability == "normal":  # only what a sync of the WAL covered
+            walsyncs = [i for i, ln in enumerate(self.lines) if ln[:2] == ["S", "wal"]]
+            upto = walsyncs[-1] if walsyncs else 0
+        must = [ln[1:] for ln in self.lines[:upto] if ln[0] == kind]
+        self.checked += len(must)
+        return must
+
+    def all(self, kind: str) -> list[list[str]]:
+        return [ln[1:] for ln in self.lines if ln[0] == kind]
+
+
+def crash(tmp: Path, workload: Callable[[Work], None], path: str, durability: str, seed: int,
+          crash_at: int | None) -> Run:
+    """Run `workload` in a forked process on the crash VFS; the power fails at event
+    `crash_at` (None: after the workload's end)."""
+    log, err = tmp / "vfs.log", tmp / "child.err"
+    for p in (log, err):
+        p.unlink(missing_ok=True)
+    pid = os.fork()
+    if pid == 0:  # the machine that loses power
+        disk = Disk(seed, str(log), crash_at)
+        try:
+            vfs = CrashVFS(f"crash-{os.getpid()}", disk)  # noqa: F841 - kept registered
+            workload(Work(path, durability, disk.note, random.Random(seed)))
+            disk.note("END")
+            disk.power_fail()
+        except BaseException:  # noqa: BLE001 - reported to the parent
+            with disk.lock:  # unless the power is failing in another thread (it then exits)
+                err.write_text(traceback.format_exc())
+                os._exit(1)
+        os._exit(1)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the workload process hung")
+        time.sleep(0.005)
+    code = os.waitstatus_to_exitcode(status)
+    if code != CRASHED:
+        raise AssertionError(f"workload failed (exit {code}):\n"
+                             f"{err.read_text() if err.exists() else ''}")
+    lines = [ln.split(" ") for ln in log.read_text().splitlines()]
+    x = lines[-1]
+    assert x[0] == "X", lines[-3:]
+    return Run(lines[:-1], ["END"] in lines, int(x[1]), " ".join(x[2:]))
