@@ -240,6 +240,12 @@ class CrashVFS(apsw.VFS):
     def xOpen(self, name: Any, flags: list[int]) -> apsw.VFSFile:
         return CrashFile(self.disk, self.base, name, flags)
 
+    def xSleep(self, microseconds: int) -> int:
+        """The busy handler's sleep, without the GIL (the inherited one keeps it, so a thread
+        waiting for the write lock would stall the thread holding it in this Python VFS)."""
+        time.sleep(microseconds / 1e6)
+        return microseconds
+
     def xDelete(self, filename: str, syncdir: bool) -> None:
         path = _path_of(filename)
         with self.disk.lock:

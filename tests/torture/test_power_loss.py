@@ -14,7 +14,7 @@ and the store is then opened by an ordinary jobrun (default VFS) and checked:
 
 Each workload first runs to its end (the power then fails idle, which counts its events),
 then loses power at random events of that range: 3 per workload and durability in the normal
-run (64 losses in all with the idle ones), 40 with --long (656). Each test prints what held.
+run (72 losses in all with the idle ones), 40 with --long (738). Each test prints what held.
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ def pl_flaky(i: int) -> int:
 @_reg.task(max_attempts=2, retry_base=0.01, retry_cap=0.02)
 def pl_doomed(i: int) -> int:
     raise RuntimeError("doomed: always fails")
+
+
+@_reg.task(retry_base=0.01, retry_cap=0.02)
+def pl_once(i: int) -> int:
+    """A job whose side effect is a ledger row, done once per job whatever reruns it."""
+    with jobrun.once(f"job-op:{i}") as op:
+        if not op.done:
+            op.connection.execute("INSERT INTO ledger VALUES (?, ?)", (op.key, "j" * i * 40))
+    return i * 2
 
 
 TASKS = (pl_work.name, pl_flaky.name, pl_doomed.name)
@@ -258,12 +267,11 @@ def w_worker(w: Work) -> None:
     store.close()
 
 
-def w_service(w: Work) -> None:
+def w_service(w: Work, tasks: tuple[str, ...] = TASKS, n: int = 24) -> None:
     """An embedded service works through jobs; the caller sees each one finish."""
     app = jobrun.App(w.path, settings=settings(w.durability))
     app.start()
-    ids = [app.enqueue(TASKS[i % 3], args=[i]).id
-           for i in range(24)]
+    ids = [app.enqueue(tasks[i % len(tasks)], args=[i]).id for i in range(n)]
     for i in ids:
         w.note(f"E {i} -")
     seen: dict[int, str] = {}
@@ -379,7 +387,7 @@ def w_once(w: Work) -> None:
         w.note(f"O {key}")
 
 
-def c_once(path: str, durability: str, run: Run) -> None:
+def c_once(path: str, durability: str, run: Run) -> set[str]:
     reopen(path)
     db = plain(path)
     try:
@@ -392,6 +400,24 @@ def c_once(path: str, durability: str, run: Run) -> None:
                             done ^ ledger)
     lost = [k for (k,) in run.acks("O", durability) if k not in done]
     assert not lost, f"acknowledged once() blocks lost: {lost}"
+    return done
+
+
+def w_once_jobs(w: Work) -> None:
+    w_service(w, (pl_once.name,), 16)
+
+
+def c_once_jobs(path: str, durability: str, run: Run) -> None:
+    """once() inside jobs: after the loss and a fresh service, each job's side effect was
+    done exactly once (a pending claim of a lost attempt is taken over)."""
+    done = c_once(path, durability, run)
+    rows = reopen(path)
+    for i, state, _ in run.acks("C", durability):
+        assert state == "succeeded" and f"job-op:{rows[int(i)]['args'][0]}" in done, i
+    after = fresh_service(path, durability)
+    assert all(j["state"] == "succeeded" for j in after.values()), after
+    done = c_once(path, durability, run)
+    assert done == {f"job-op:{j['args'][0]}" for j in after.values()}, done
 
 
 def p_old_store(path: str, durability: str) -> None:
@@ -496,6 +522,7 @@ WORKLOADS: dict[str, tuple[Callable[[str, str], None], Callable[[Work], None],
     "service": (_none, w_service, c_work),
     "cron": (_none, w_cron, c_cron),
     "once": (p_ledger, w_once, c_once),
+    "once_in_jobs": (p_ledger, w_once_jobs, c_once_jobs),
     "migrate": (p_old_store, w_migrate, c_migrate),
     "prune": (p_finished, w_prune, c_prune),
 }
