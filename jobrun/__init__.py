@@ -16,6 +16,7 @@ from .errors import (
 )
 from .model import JobState
 from .once import once
+from .workflows import gather, sleep, wait_event
 
 __version__ = "0.1.0"
 
@@ -37,5 +38,8 @@ __all__ = [
     "Task",
     "UnknownTask",
     "context",
+    "gather",
     "once",
+    "sleep",
+    "wait_event",
 ]

@@ -115,8 +115,8 @@ class Outcome:
 
     id: int
     token: int
-    state: str                     # succeeded | retrying | dead | cancelled | released
+    state: str                     # succeeded | retrying | dead | cancelled | released | suspended
     result: str | None = None      # JSON, for succeeded
-    run_at: float | None = None    # for retrying
+    run_at: float | None = None    # for retrying; for suspended (a workflow waits): its wake
     error: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from .files import BUSY_TIMEOUT_MS, check_file, create_private, warn_if_shared, 
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .operator import OperatorActions, row_to_record
 from .queries import Q
+from .sqlite_workflows import WQ, WorkflowActions
 
 __all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "enqueue_in", "row_to_record", "wrap"]
 
@@ -46,7 +47,7 @@ def _dict(text: str) -> Any:
     return value
 
 
-class SqliteStore(OperatorActions, Store):
+class SqliteStore(WorkflowActions, OperatorActions, Store):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
@@ -248,7 +249,7 @@ class SqliteStore(OperatorActions, Store):
                             "finished_at": now, "error": json.dumps({
                                 "at": now, "type": "BadPayload", "attempt": r[5],
                                 "message": f"unreadable stored payload: {exc}"[:500]})})
-            if full:
+            if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
                 next_due = conn.execute(Q["next_due"]).get
         return Round(claims, next_due, len(applied), paused, retry_in, applied)
 
@@ -325,11 +326,15 @@ class SqliteStore(OperatorActions, Store):
         done = []
         failed = []
         released = []
+        suspended = []
         for o in outcomes:
             if o.state == "succeeded":
                 done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
             elif o.state == "released":
                 released.append({"id": o.id, "token": o.token})
+            elif o.state == "suspended":  # a workflow waits (jobrun/workflows)
+                suspended.append({"id": o.id, "token": o.token, "now": now,
+                                  "run_at": o.run_at if o.run_at is not None else now})
             else:
                 finished = now if o.state in ("dead", "cancelled") else None
                 failed.append({"id": o.id, "token": o.token, "state": o.state,
@@ -337,7 +342,7 @@ class SqliteStore(OperatorActions, Store):
                                "finished_at": finished, "error": json.dumps(o.error or {})})
         ids: set[int] = set()
         for sql, params in ((Q["complete"], done), (Q["fail"], failed),
-                            (Q["release"], released)):
+                            (Q["release"], released), (WQ["suspend"], suspended)):
             if params:
                 ids.update(r[0] for r in conn.executemany(sql, params))
         return frozenset(o.token for o in outcomes if o.id in ids)
