@@ -11,6 +11,7 @@ import apsw
 
 from ..model import JobRecord, JobState
 from .queries import Q
+from .sqlite_workflows import WQ
 
 _JOB_COLUMNS = ("id", "task", "queue", "args", "kwargs", "priority", "state", "attempts",
                 "max_attempts", "run_at", "key", "result", "errors", "enqueued_at", "started_at",
@@ -76,6 +77,9 @@ class OperatorActions:
                 conn.execute(Q["cancel_waiting"], {"id": job_id, "now": now})
             elif row[0] == "running":
                 conn.execute(Q["cancel_running"], {"id": job_id, "now": now})
+            if row[0] in ("scheduled", "queued", "retrying", "running"):
+                # A workflow's unfinished children (and theirs) go with it.
+                conn.execute(WQ["cancel_descendants"], {"id": job_id, "now": now})
             return str(row[0])
 
     def retry(self, job_id: int | None, *, now: float) -> list[int]:

@@ -38,10 +38,10 @@ class Step(Generic[P, R]):
                 max_attempts < 1:
             raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        self.name = name or getattr(fn, "__name__", None) or repr(fn)
         self.max_attempts = max_attempts
         self.retry_base, self.retry_cap = float(retry_base), float(retry_cap)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         run = current_run()
