@@ -56,6 +56,9 @@ class WorkflowActions:
     def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    def connection(self) -> apsw.Connection:
+        raise NotImplementedError
+
     def write(self, conn: apsw.Connection | None = None
               ) -> contextlib.AbstractContextManager[apsw.Connection]:
         raise NotImplementedError
@@ -75,11 +78,12 @@ class WorkflowActions:
         return [_step(r) for r in self.read(WQ["steps_of"], {"job_id": job_id})]
 
     def record_step(self, job_id: int, token: int, step: StepRecord) -> bool:
-        with self._fenced(job_id, token) as conn:
-            if conn is None:
-                return False
-            conn.execute(WQ["put_step"], _params(job_id, step))
-            return True
+        conn = self.connection()
+        try:  # one statement: its own transaction, one write lock taken once
+            conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
+            return bool(conn.changes())
+        except apsw.Error as exc:
+            raise wrap(exc, self.path) from exc
 
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:

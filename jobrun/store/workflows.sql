@@ -19,6 +19,19 @@ VALUES (:job_id, :seq, :name, :kind, :state, :result, :error, :attempts, :starte
        started = coalesce(steps.started, excluded.started), finished = excluded.finished,
        waits = excluded.waits, until = excluded.until;
 
+-- put_step_fenced --
+-- One statement (its own transaction): the record, only while the attempt holds its job.
+INSERT INTO steps (job_id, seq, name, kind, state, result, error, attempts, started, finished,
+                   waits, until)
+SELECT :job_id, :seq, :name, :kind, :state, :result, :error, :attempts, :started, :finished,
+       :waits, :until
+ WHERE EXISTS (SELECT 1 FROM jobs WHERE id = :job_id AND token = :token AND state = 'running')
+    ON CONFLICT (job_id, seq) DO UPDATE SET
+       name = excluded.name, kind = excluded.kind, state = excluded.state,
+       result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+       started = coalesce(steps.started, excluded.started), finished = excluded.finished,
+       waits = excluded.waits, until = excluded.until;
+
 -- waiting_step --
 SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
   FROM steps WHERE job_id = :job_id AND state IN ('waiting', 'retrying')
