@@ -1,5 +1,7 @@
-"""recipes/resumable/workflow.py, the resumable import rewritten as a durable workflow, run
-as a user would: the recipe folder copied, its module imported with $JOBRUN_CONFIG set."""
+"""The workflow recipes, run as a user would (the recipe folder copied, its module imported
+with $JOBRUN_CONFIG set, a real service in this process): recipes/onboarding (sleep and an
+event), recipes/report (gather on a process queue), recipes/resumable/workflow.py (the
+resumable import rewritten as a workflow)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,61 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
 
 import jobrun
 import jobrun.testing
+
+
+def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recipe: str, module: str
+         ) -> Any:
+    """Deploy recipes/RECIPE into tmp_path and import its module with $JOBRUN_CONFIG set."""
+    folder = tmp_path / recipe
+    shutil.copytree(ROOT / "recipes" / recipe, folder,
+                    ignore=shutil.ignore_patterns("*.db*", "__pycache__", "outbox.txt"))
+    monkeypatch.setenv("JOBRUN_CONFIG", str(folder / "jobrun.toml"))
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop(module, None)
+    return importlib.import_module(module)
+
+
+def test_onboarding_sleeps_then_waits_for_verification(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ob = load(tmp_path, monkeypatch, "onboarding", "onboarding")
+    try:
+        monkeypatch.setattr(ob, "WELCOME_DELAY", 0.3)
+        monkeypatch.setattr(ob, "VERIFY_WITHIN", 1.0)
+        ob.app.send_event("verified:1", {"via": "link"})  # verified early: taken after the sleep
+        first = ob.onboard.options(key="user-1").enqueue(1)
+        assert ob.onboard.options(key="user-1").enqueue(1).id == first.id  # once per user
+        never = ob.onboard.enqueue(2)
+        assert jobrun.testing.run_until_idle(ob.app, timeout=30) == {"succeeded": 2}
+        assert first.result(timeout=1) == {"user": 1, "verified": True, "score": 100}
+        assert never.result(timeout=1) == {"user": 2, "verified": False}
+        mails = sorted((tmp_path / "onboarding" / "outbox.txt").read_text().splitlines())
+        assert mails == ["reminder 2", "welcome 1", "welcome 2"]
+    finally:
+        sys.modules.pop("onboarding", None)
+        ob.app.close()
+
+
+def test_report_fans_out_to_process_children_and_merges(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rp = load(tmp_path, monkeypatch, "report", "report")
+    try:
+        full = rp.monthly_report.enqueue("2026-11", ["eu", "us", "apac"])
+        partial = rp.monthly_report.enqueue("2026-11", ["eu", "atlantis"])
+        assert jobrun.testing.run_until_idle(rp.app, timeout=60)["succeeded"] == 2 + 4
+        out = full.result(timeout=1)
+        assert out["regions"] == ["eu", "us", "apac"] and out["orders"] > 0
+        bad = partial.result(timeout=1)
+        assert bad["partial"] is True and "no data for atlantis" in bad["error"]
+    finally:
+        sys.modules.pop("report", None)
+        rp.app.close()
 
 
 def test_resumable_workflow_retries_only_the_failing_step(
