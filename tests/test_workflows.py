@@ -508,3 +508,38 @@ def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) ->
     assert job.result(timeout=10) == [{"by": "cli"}, [0, 1, 2]]
     bad = run_cli("send-event", "x", "{not json", "--store", store_path)
     assert bad.returncode != 0 and "not JSON" in bad.stderr
+
+
+def test_a_cancelled_running_workflow_records_nothing_more(app: jobrun.App) -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    after: list[str] = []
+
+    @app.step
+    def slow() -> str:
+        entered.set()
+        release.wait(10)
+        return "late"
+
+    @app.step
+    def next_one() -> str:
+        after.append("ran")
+        return "no"
+
+    @app.workflow
+    def flow() -> str:
+        slow()
+        next_one()
+        return "done"
+
+    app.start()
+    job = flow.enqueue()
+    assert entered.wait(10)
+    # When: it is cancelled while its step runs, and the step then returns.
+    assert app.store.cancel(job.id, now=jobrun.clock.now()) == "running"
+    release.set()
+    # Then: the step's record is refused (fenced), the body stops there, it stays cancelled.
+    app.stop()  # waits for the attempt to end
+    assert app.store.steps(job.id) == [] and after == []
+    assert app.job(job.id).state.value == "cancelled"
