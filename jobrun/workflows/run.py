@@ -14,7 +14,6 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import clock
 from ..attempt import Suspend
 from ..bell import Ringer
 from ..context import current
@@ -141,6 +140,3 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
     finally:
         _RUN.reset(token)
 
-
-def now() -> float:
-    return clock.now()
