@@ -543,3 +543,33 @@ def test_a_cancelled_running_workflow_records_nothing_more(app: jobrun.App) -> N
     app.stop()  # waits for the attempt to end
     assert app.store.steps(job.id) == [] and after == []
     assert app.job(job.id).state.value == "cancelled"
+
+
+def test_a_drain_hands_a_workflow_back_at_its_next_step(app: jobrun.App) -> None:
+    import time
+
+    ran: list[int] = []
+
+    @app.step
+    def work(i: int) -> int:
+        ran.append(i)
+        time.sleep(0.05)
+        return i
+
+    @app.workflow(max_attempts=1)
+    def long_flow() -> int:
+        return sum(work(i) for i in range(60))
+
+    app.start()
+    job = long_flow.enqueue()
+    wait_for(lambda: len(app.store.steps(job.id)) >= 3, 10, "a few steps")
+    # When: the service drains with a short deadline, mid-workflow.
+    app.stop(timeout=0.1)
+    # Then: the workflow is handed back at a step boundary (not an attempt), and a new
+    # service finishes it, each step once.
+    rec = app.store.get(job.id)
+    assert rec is not None and rec.state.value == "queued" and rec.attempts == 0
+    assert len(app.store.steps(job.id)) < 60
+    app.start()
+    assert job.result(timeout=20) == sum(range(60))
+    assert sorted(ran) == list(range(60))

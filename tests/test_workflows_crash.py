@@ -46,3 +46,21 @@ def test_a_sleep_survives_a_sigkilled_service(tmp_path: Path) -> None:
         db.close()
         svc.kill()
         app.close()
+
+
+def test_a_workflow_body_on_a_process_queue(tmp_path: Path) -> None:
+    cfg = flowapp.write_config(tmp_path)
+    store = str(tmp_path / "jobs.db")
+    app = jobrun.App.from_config(cfg)
+    flowapp.ledger_schema(store)
+    svc = ServiceProc(cfg, tmp_path / "svc.log")
+    try:
+        wait_serving(store, svc)
+        job = app.enqueue("flowapp.tasks:in_child", [4])
+        a, kids, event, pid = job.result(timeout=30)
+        assert (a, kids, event) == ("p1", [16], None)
+        assert pid != svc.pid  # the body ran in a child process
+        assert app.job(job.id).record.attempts == 1
+    finally:
+        svc.kill()
+        app.close()

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..attempt import Suspend
 from ..bell import Ringer
-from ..context import current
-from ..errors import NonDeterministic, Permanent
+from ..context import Context, current
+from ..errors import Interrupted, NonDeterministic, Permanent
 from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ class WorkflowRun:
     """The body's view of its job while it runs."""
 
     def __init__(self, app: App, store: Store, job_id: int, token: int, task: str, *,
-                 inline: bool, max_steps: int) -> None:
-        self.app, self.store = app, store
+                 inline: bool, max_steps: int, ctx: Context | None = None) -> None:
+        self.app, self.store, self.ctx = app, store, ctx
         self.job_id, self.token, self.task = job_id, token, task
         self.inline = inline
         self.max_steps = max_steps
@@ -50,7 +50,12 @@ class WorkflowRun:
         self.seq = 0
 
     def next(self, name: str, kind: str) -> tuple[int, StepRecord | None]:
-        """The number of this call and its record, if any."""
+        """The number of this call and its record, if any. A draining service hands the
+        workflow back here, at a step boundary; a cancelled one stops here."""
+        if self.ctx is not None and self.ctx.cancelled:
+            if self.ctx.stopping:
+                raise Interrupted()
+            raise Fenced(f"job {self.job_id} was cancelled or taken back")
         self.seq += 1
         if self.seq > self.max_steps:
             raise Permanent(f"workflow {self.task} (job {self.job_id}) called more than its "
@@ -133,7 +138,7 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
     path = ctx.store or os.environ.get("JOBRUN_STORE") or app.store_path
     store = app.store if app.inline else store_for(os.path.realpath(path))
     run = WorkflowRun(app, store, ctx.job_id, ctx.token, ctx.task, inline=app.inline,
-                      max_steps=max_steps)
+                      max_steps=max_steps, ctx=ctx)
     token = _RUN.set(run)
     try:
         return body(*args, **kwargs)

@@ -78,6 +78,15 @@ def storm(n: int) -> list[object]:
     return out
 
 
+@app.workflow(executor="process", max_attempts=5)
+def in_child(n: int) -> list[object]:
+    """A workflow whose body runs in a child process of the service."""
+    a = mark("p1")
+    jobrun.sleep(0.2)
+    kids = jobrun.gather([heavy.call(n)])
+    return [a, kids, jobrun.wait_event(f"child:{n}", timeout=0.1), os.getpid()]
+
+
 def write_config(folder: Path, *, concurrency: int = 8) -> str:
     path = folder / "jobrun.toml"
     path.write_text(
