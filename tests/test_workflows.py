@@ -324,7 +324,10 @@ def test_gather_returns_results_in_order_and_a_dead_child_raises_job_failed(
     app.start()
     ok = report.enqueue([3, 1, 2])
     assert ok.result(timeout=10) == [9, 1, 4]
-    assert len(app.store.children(ok.id)) == 3
+    kids = app.store.children(ok.id)
+    assert len(kids) == 3
+    trace = app.store.get(ok.id).trace_id  # type: ignore[union-attr]
+    assert {app.store.get(k).trace_id for k in kids} == {trace}  # type: ignore[union-attr]
     bad = report.enqueue([1, -1, 2])
     out = bad.result(timeout=10)
     assert out.startswith("failed: 1 of 3 children failed") and "negative" in out

@@ -93,8 +93,16 @@ def _prepare(run: WorkflowRun, calls: list[Call], what: str) -> list[NewJob]:
         if not isinstance(c, Call):
             raise TypeError(f"{what} takes task.call(...) items, not {c!r}")
         opts = c.options or {}
-        news.append(run.app.prepare(c.task, list(c.args), dict(c.kwargs),
-                                    queue=opts.get("queue"), priority=opts.get("priority")))
+        new = run.app.prepare(c.task, list(c.args), dict(c.kwargs), queue=opts.get("queue"),
+                              priority=opts.get("priority"), run_at=opts.get("run_at"))
+        ma = opts.get("max_attempts")
+        if ma is not None:
+            if not isinstance(ma, int) or isinstance(ma, bool) or ma < 1:
+                raise TypeError(f"max_attempts must be a positive int, not {ma!r}")
+            new.max_attempts = ma
+        if run.ctx is not None and run.ctx.trace_id:
+            new.trace_id = run.ctx.trace_id  # children carry their workflow's trace
+        news.append(new)
     return news
 
 
