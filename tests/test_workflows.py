@@ -576,3 +576,24 @@ def test_a_drain_hands_a_workflow_back_at_its_next_step(app: jobrun.App) -> None
     app.start()
     assert job.result(timeout=20) == sum(range(60))
     assert sorted(ran) == list(range(60))
+
+
+def test_pruning_a_workflow_removes_its_steps_and_taken_events(app: jobrun.App) -> None:
+    @app.step
+    def one() -> int:
+        return 1
+
+    @app.workflow
+    def short() -> Any:
+        one()
+        return jobrun.wait_event("prune:e")
+
+    with jobrun.testing.inline(app):
+        app.send_event("prune:e", 5)
+        app.send_event("prune:other", 6)
+        old = short.enqueue()
+        newest = short.enqueue()  # the newest job is never pruned (ids are never reused)
+    assert old.result(timeout=1) == 5 and newest.result(timeout=1) is None
+    assert app.store.prune(jobrun.clock.now() + 1) == 1
+    assert app.store.steps(old.id) == []
+    assert [r[0] for r in rows(app.store_path, "SELECT name FROM events")] == ["prune:other"]

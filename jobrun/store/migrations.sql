@@ -83,6 +83,7 @@ CREATE TABLE events (
     taken_seq INTEGER            -- at that step
 );
 CREATE INDEX events_open ON events (name, id) WHERE taken_by IS NULL;
+CREATE INDEX events_taken ON events (taken_by) WHERE taken_by IS NOT NULL;
 CREATE TRIGGER jobs_fanin_wake AFTER UPDATE OF state ON jobs
     WHEN NEW.fanin = 1 AND NEW.state IN ('succeeded', 'dead', 'cancelled')
      AND OLD.state NOT IN ('succeeded', 'dead', 'cancelled')
@@ -98,7 +99,9 @@ BEGIN
      WHERE state = 'scheduled'
        AND id IN (SELECT job_id FROM steps WHERE state = 'waiting' AND waits = NEW.name);
 END;
+-- Retention: a pruned workflow takes its step records and the events it took with it.
 CREATE TRIGGER jobs_steps_gone AFTER DELETE ON jobs
 BEGIN
     DELETE FROM steps WHERE job_id = OLD.id;
+    DELETE FROM events WHERE taken_by = OLD.id;
 END;
