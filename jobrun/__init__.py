@@ -17,6 +17,7 @@ from .errors import (
 )
 from .model import JobState
 from .once import once
+from .workflows import gather, sleep, wait_event
 
 __version__ = "0.1.0"
 
@@ -39,5 +40,8 @@ __all__ = [
     "Task",
     "UnknownTask",
     "context",
+    "gather",
     "once",
+    "sleep",
+    "wait_event",
 ]

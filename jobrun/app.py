@@ -18,10 +18,13 @@ from .job import Job
 from .lock import HolderLock, new_holder_id
 from .model import JobState, NewJob
 from .registry import REGISTRY, TaskSpec, task_name
+from .serialize import dumps
 from .store import open_store
 from .store.contract import Store
 from .store.sqlite import catalog_readers, enqueue_in
+from .store.sqlite_workflows import send_event_in
 from .task import Call, Task, TaskOptions, check_task_options
+from .workflows import MAX_STEPS, Step, Workflow, body_runner
 
 __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
 
@@ -198,6 +201,14 @@ class App:
             job.refresh()
         return job
 
+    def prepare(self, task: str, args: Any = None, kwargs: Any = None, *,
+                queue: str | None = None, priority: int | None = None,
+                run_at: datetime | None = None) -> NewJob:
+        """The row an enqueue of `task` would write, without writing it (a workflow's
+        children are written with their parent's step record)."""
+        opts = {"priority": priority, "run_at": run_at}
+        return self._new_job(task, args, kwargs, opts, clock.now(), self._defaults(task, queue))
+
     def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job[Any]]:
         """Store many jobs in one transaction: all or none."""
         now = clock.now()
@@ -227,6 +238,11 @@ class App:
         return jobs
 
     def _write(self, news: list[NewJob], connection: Any, now: float) -> list[int]:
+        from .workflows.run import current_run
+        run = current_run()
+        if run is not None and connection is None:  # by a workflow body: recorded as a step
+            from .workflows.waits import record_enqueue
+            return record_enqueue(run, news)
         if connection is None:
             return self.store.enqueue(news, now=now)
         if self._store is not None:
@@ -267,6 +283,84 @@ class App:
             lock.acquire()
             self._inline_lock = lock
         return self._inline_lock.holder
+
+    # -- workflows -----------------------------------------------------------------------
+    @overload
+    def workflow(self, fn: Callable[P, R], /) -> Workflow[P, R]: ...
+    @overload
+    def workflow(self, fn: None = None, /, *, name: str | None = None,
+                 queue: str | None = None, priority: int | None = None,
+                 max_attempts: int | None = None, timeout: float | None = None,
+                 retry_base: float | None = None, retry_cap: float | None = None,
+                 max_steps: int = MAX_STEPS, **extra: Any
+                 ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+
+    def workflow(self, fn: Any = None, /, *, name: str | None = None, queue: str | None = None,
+                 priority: int | None = None, max_attempts: int | None = None,
+                 timeout: float | None = None, retry_base: float | None = None,
+                 retry_cap: float | None = None, max_steps: int = MAX_STEPS,
+                 **extra: Any) -> Any:
+        """Register a durable workflow: a task whose body is replayed on every resume, its
+        `@app.step` calls answered from their records (see jobrun.workflows)."""
+        check_task_options(extra)
+        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+            raise TypeError(f"max_steps must be a positive int, not {max_steps!r}")
+
+        def register(f: Callable[P, R]) -> Workflow[P, R]:
+            spec = TaskSpec(name or task_name(f), body_runner(self, f, max_steps), queue,
+                            priority, max_attempts, timeout, retry_base, retry_cap,
+                            extra=extra)
+            REGISTRY.add(spec)
+            w: Workflow[P, R] = Workflow(self, f, spec)
+            self.tasks[spec.name] = w
+            return w
+        if fn is not None:
+            return register(fn)
+        return register
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+    @overload
+    def step(self, fn: None = None, /, *, name: str | None = None, max_attempts: int = 1,
+             retry_base: float = 1.0, retry_cap: float = 300.0
+             ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+    def step(self, fn: Any = None, /, *, name: str | None = None, max_attempts: int = 1,
+             retry_base: float = 1.0, retry_cap: float = 300.0) -> Any:
+        """A workflow step: recorded once per workflow run, retried up to `max_attempts`
+        before the body sees StepFailed; outside a workflow, a plain call."""
+        def make(f: Callable[P, R]) -> Step[P, R]:
+            return Step(f, name=name, max_attempts=max_attempts, retry_base=retry_base,
+                        retry_cap=retry_cap)
+        if fn is not None:
+            return make(fn)
+        Step(lambda: None, max_attempts=max_attempts)  # bad options fail at the decorator
+        return make
+
+    def send_event(self, name: str, payload: Any = None, *, connection: Any = None) -> int:
+        """Store an event for `jobrun.wait_event(name)` (one transaction, or inside
+        `connection`'s open one: a rollback stores nothing). Its id."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"event name must be a non-empty str, not {name!r}")
+        _text(name, "event name")
+        text = dumps(payload, f"payload of event {name}")
+        now = clock.now()
+        if connection is None:
+            event_id = self.store.send_event(name, text, now=now)
+        elif self._store is not None:
+            event_id = self._store.send_event(name, text, connection=connection, now=now)
+        else:  # as in _write: work through the caller's connection
+            path = os.path.realpath(resolve_store(self._store_arg, self.settings))
+            if self._ringer is None:
+                self._ringer = Ringer(path)
+            event_id = send_event_in(connection, name, text, now=now, path=path)
+        if self.inline or self._ringer is None:
+            return event_id
+        if connection is None:
+            self._ringer.ring()
+        else:
+            _arm(connection, self._ringer)
+        return event_id
 
     # -- reading -------------------------------------------------------------------------
     def job(self, job_id: int) -> Job[Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import clock
 from .context import Context, reset, set_current
-from .errors import Permanent, Retry, TaskTimeout, UnknownTask
+from .errors import NonDeterministic, Permanent, Retry, StepFailed, TaskTimeout, UnknownTask
 from .model import Claim, ErrorEntry, Outcome, error_entry
 from .registry import Registry
 from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
@@ -24,6 +24,18 @@ from .serialize import dumps
 
 log = logging.getLogger("jobrun.job")
 MAX_TRACEBACK = 16_384
+#: Failures a workflow's retry cannot mend (its replay would meet them again): dead at once.
+_FOR_GOOD = (Permanent, UnknownTask, NonDeterministic, StepFailed)
+
+
+class Suspend(BaseException):
+    """A workflow body waits (a sleep, an event, its children, a step's retry): the attempt
+    ends without counting, and the job waits in the store until `run_at` or a wake. A
+    BaseException, so that a body's `except Exception` does not swallow it."""
+
+    def __init__(self, run_at: float) -> None:
+        super().__init__(f"workflow suspended until {run_at}")
+        self.run_at = run_at
 
 
 def failure_entry(exc: BaseException, attempt: int, now: float, *,
@@ -37,8 +49,8 @@ def after_failure(claim: Claim, exc: BaseException, now: float, rng: random.Rand
     """What a failed attempt becomes: dead (Permanent, unknown task, attempts used up) or
     retrying after Retry.delay or a full-jitter backoff."""
     entry = failure_entry(exc, claim.attempt, now,
-                        with_traceback=not isinstance(exc, (Retry, Permanent, UnknownTask)))
-    if isinstance(exc, (Permanent, UnknownTask)) or claim.attempt >= claim.max_attempts:
+                          with_traceback=not isinstance(exc, (Retry, *_FOR_GOOD)))
+    if isinstance(exc, _FOR_GOOD) or claim.attempt >= claim.max_attempts:
         return Outcome(claim.id, claim.token, "dead", error=entry)
     if isinstance(exc, Retry) and exc.delay is not None:
         delay = max(0.0, float(exc.delay))
@@ -76,6 +88,8 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
     token = set_current(ctx or new_context(claim))
     try:
         outcome = succeed(claim, resolve(claim, registry)(*claim.args, **claim.kwargs))
+    except Suspend as exc:
+        outcome = Outcome(claim.id, claim.token, "suspended", run_at=exc.run_at)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -115,7 +129,7 @@ async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | Non
 
 def log_outcome(claim: Claim, outcome: Outcome) -> None:
     """One line per job event: id, task, queue, attempt, duration, outcome."""
-    level = logging.INFO if outcome.state == "succeeded" else logging.WARNING
+    level = logging.INFO if outcome.state in ("succeeded", "suspended") else logging.WARNING
     if not log.isEnabledFor(level):
         return
     fields: dict[str, Any] = {

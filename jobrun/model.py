@@ -135,9 +135,9 @@ class Outcome:
 
     id: int
     token: int
-    state: str                     # succeeded | retrying | dead | cancelled | released
+    state: str                     # succeeded | retrying | dead | cancelled | released | suspended
     result: str | None = None      # JSON, for succeeded
-    run_at: float | None = None    # for retrying
+    run_at: float | None = None    # for retrying; for suspended (a workflow waits): its wake
     error: ErrorEntry | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -318,7 +318,7 @@ def test_public_names() -> None:
     assert set(jobrun.__all__) == {
         "App", "Call", "ConfigError", "Context", "Interrupted", "InvalidJob", "Job", "JobFailed", "JobState",
         "JobrunError", "NonDeterministic", "Permanent", "Retry", "StepFailed", "StoreError",
-        "Task", "UnknownTask", "context", "once"}
+        "Task", "UnknownTask", "context", "gather", "once", "sleep", "wait_event"}
     for e in (jobrun.ConfigError, jobrun.StoreError, jobrun.JobFailed, jobrun.UnknownTask,
               jobrun.StepFailed, jobrun.NonDeterministic, jobrun.InvalidJob):
         assert issubclass(e, jobrun.JobrunError)

@@ -76,10 +76,11 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
     if state is not None and state not in {s.value for s in JobState}:
         fail(f"unknown state {state!r} (one of {', '.join(s.value for s in JobState)})",
              EX_USAGE)
-    records = open_store(config, store, readonly=True).store.list_jobs(
-        state=state, queue=queue, limit=limit)
+    st = open_store(config, store, readonly=True).store
+    records = st.list_jobs(state=state, queue=queue, limit=limit)
     if as_json:
-        _print_json([job_json(r) for r in records])
+        parents = st.parents([r.id for r in records]) if records else {}
+        _print_json([{**job_json(r), "parent": parents.get(r.id)} for r in records])
         return
     from .views import jobs_table, render
 
@@ -90,15 +91,24 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
 def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
          store: StoreOpt = None) -> None:
     """One job, with its error history."""
-    rec = open_store(config, store, readonly=True).store.get(job_id)
+    st = open_store(config, store, readonly=True).store
+    rec = st.get(job_id)
     if rec is None:
         fail(f"no job {job_id}")
+    steps, children = st.steps(job_id), st.children(job_id)
     if as_json:
-        _print_json(job_json(rec, full=True))
+        from ..workflows.views import step_json
+
+        _print_json({**job_json(rec, full=True), "parent": st.parents([job_id]).get(job_id),
+                     "steps": [step_json(s) for s in steps], "children": children})
         return
     from .views import job_detail, render
 
     render(job_detail(rec))
+    if steps or children:
+        from ..workflows.views import steps_table
+
+        render(steps_table(steps, children))
 
 
 @cli.command()
@@ -136,6 +146,21 @@ def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
 
 
 # -- acting --------------------------------------------------------------------------------
+@cli.command("send-event")
+def send_event(name: str,
+               payload_json: Annotated[Optional[str], typer.Argument(metavar="[PAYLOAD_JSON]")
+                                       ] = None,
+               config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Send an event to workflows waiting in jobrun.wait_event(NAME) (the oldest waiter
+    takes it; none waiting: it waits for one)."""
+    try:
+        payload = json.loads(payload_json) if payload_json is not None else None
+    except json.JSONDecodeError as exc:
+        fail(f"payload is not JSON: {exc}", EX_USAGE)
+    event_id = _open(config, store).send_event(name, payload)
+    typer.echo(f"event {event_id} {name} sent")
+
+
 @cli.command()
 def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
           dead: Annotated[bool, typer.Option("--dead", help="Every dead job.")] = False,

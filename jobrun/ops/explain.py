@@ -30,6 +30,7 @@ class Facts:
     rates: list[tuple[str, float]] = field(default_factory=list)  # (bucket, seconds to a token)
     holder_alive: bool | None = None
     others: dict[str, list[str]] = field(default_factory=dict)  # live services: their queues
+    wait: str | None = None                             # what a suspended workflow waits for
 
 
 def _ago(seconds: float) -> str:
@@ -61,6 +62,8 @@ def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
         elif rec.lease_until is not None and rec.lease_until < now:
             run.append("its lease expired: another service will take it back")
         return run
+    if s == "scheduled" and facts.wait:
+        return [facts.wait]
     if s == "scheduled":
         return [f"job {rec.id} is waiting for its time: run_at {clock.iso(rec.run_at)} "
                 f"(in {_ago(rec.run_at - now)})"]
@@ -114,6 +117,12 @@ def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Fact
         f.cap = settings.queues[rec.queue].concurrency
     if rec.holder:
         f.holder_alive = holder_alive(store.path, rec.holder)
+    if rec.state.value == "scheduled":
+        step = store.waiting_step(rec.id)
+        if step is not None:
+            from ..workflows.views import wait_reason
+
+            f.wait = wait_reason(rec.id, step, store.open_children(rec.id), now)
     facts = store.explain_facts(rec.id, rec.queue, rec.priority)
     f.running_in_queue, f.ahead, ckey = (facts["running_in_queue"], facts["ahead"],
                                          facts["ckey"])

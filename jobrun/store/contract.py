@@ -225,7 +225,79 @@ class OperatorStore(abc.ABC):
         """A rate-limit bucket's (tokens, at)."""
 
 
-class Store(LeaseStore, CatalogStore, CronStore, OperatorStore):
+@dataclass
+class StepRecord:
+    """One recorded call of a workflow body: a step, a sleep, a wait, a gather, an enqueue."""
+
+    seq: int                           # call order in the body, from 1
+    name: str                          # the step function's name (jobrun.sleep, ...)
+    kind: str                          # step | sleep | event | gather | enqueue
+    state: str                         # succeeded | failed | waiting | retrying
+    result: str | None = None          # JSON (a waiting gather: its child ids)
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    started: float | None = None
+    finished: float | None = None
+    waits: str | None = None           # the event name of a wait_event
+    until: float | None = None         # a sleep's end, a wait's timeout, a step retry's time
+
+
+class WorkflowStore(abc.ABC):
+    """Durable workflows: a body's step records, events, and the children a body starts.
+
+    Writes made by a running body are fenced like outcomes: they happen only while the attempt
+    (`job_id`, `token`) still holds its job; False (or None) when it does not."""
+
+    @abc.abstractmethod
+    def steps(self, job_id: int) -> list[StepRecord]:
+        """A workflow's recorded steps, in call order."""
+
+    @abc.abstractmethod
+    def record_step(self, job_id: int, token: int, step: StepRecord) -> bool:
+        """Write (or overwrite) the record at `step.seq`."""
+
+    @abc.abstractmethod
+    def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
+                   ) -> tuple[str, str | None]:
+        """A wait_event step: take the oldest untaken event of `step.waits` ("taken", its
+        payload JSON), else at its timeout `step.until` ("timeout", None), else record the
+        step waiting ("waiting", None); ("fenced", None) if the attempt lost its job."""
+
+    @abc.abstractmethod
+    def start_children(self, job_id: int, token: int, step: StepRecord, jobs: list[NewJob],
+                       *, fanin: bool, now: float) -> list[int] | None:
+        """Insert the jobs a body starts as children of `job_id` (`fanin`: a gather, whose
+        last child to finish wakes the parent) with the step that records their ids."""
+
+    @abc.abstractmethod
+    def child_results(self, ids: list[int]) -> list[tuple[int, str | None, str | None, str]]:
+        """(id, state, result JSON, errors JSON) per child, in the order given (state None:
+        the job is gone)."""
+
+    @abc.abstractmethod
+    def send_event(self, name: str, payload: str, *, connection: Any = None, now: float
+                   ) -> int:
+        """Store an event (payload: JSON text), waking the workflows that wait for its name;
+        with `connection`, inside the caller's open transaction. Its id."""
+
+    @abc.abstractmethod
+    def children(self, job_id: int) -> list[int]:
+        """The jobs a workflow body started, oldest first."""
+
+    @abc.abstractmethod
+    def open_children(self, job_id: int) -> int:
+        """How many gathered children of a workflow are not finished."""
+
+    @abc.abstractmethod
+    def waiting_step(self, job_id: int) -> StepRecord | None:
+        """The step a suspended workflow waits on (a wait, or a step's retry)."""
+
+    @abc.abstractmethod
+    def parents(self, ids: list[int]) -> dict[int, int | None]:
+        """Job id -> the workflow that started it (None: started from outside)."""
+
+
+class Store(LeaseStore, CatalogStore, CronStore, OperatorStore, WorkflowStore):
     """Everything a jobrun store does. `close()` releases its connections."""
 
     @abc.abstractmethod

@@ -45,3 +45,63 @@ CREATE TABLE meta (
     name   TEXT PRIMARY KEY,
     value  TEXT
 ) WITHOUT ROWID;
+
+-- v5 --
+-- Durable workflows. A workflow is a job whose body is replayed; each step it calls is a row
+-- of `steps` keyed by (job, call number). Jobs started by a body name it as `parent`; a
+-- gathered child (`fanin` 1) wakes its parent, in the transaction that finishes it, when it
+-- was the last of the parent's gathered children to finish: a check per child, never a shared
+-- counter. Events wait in `events` until a workflow takes one.
+ALTER TABLE jobs ADD COLUMN parent INTEGER;
+ALTER TABLE jobs ADD COLUMN fanin INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_children ON jobs (parent) WHERE parent IS NOT NULL;
+CREATE INDEX jobs_fanin_open ON jobs (parent)
+    WHERE fanin = 1 AND state IN ('scheduled', 'queued', 'running', 'retrying');
+CREATE TABLE steps (
+    job_id   INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,   -- call order in the body, from 1
+    name     TEXT    NOT NULL,   -- the step function's name (jobrun.sleep, ... for waits)
+    kind     TEXT    NOT NULL,   -- step | sleep | event | gather | enqueue
+    state    TEXT    NOT NULL,   -- succeeded | failed | waiting | retrying
+    result   TEXT,               -- JSON (a gather waiting: its child ids)
+    error    TEXT,               -- JSON {type, message, ...} of the last failure
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started  REAL,
+    finished REAL,
+    waits    TEXT,               -- the event name a wait_event waits for
+    until    REAL,               -- a sleep's end, a wait's timeout, a retry's time
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX steps_waiting ON steps (job_id) WHERE state = 'waiting';
+CREATE INDEX steps_event ON steps (waits) WHERE state = 'waiting' AND waits IS NOT NULL;
+CREATE TABLE events (
+    id        INTEGER PRIMARY KEY,
+    name      TEXT NOT NULL,
+    payload   TEXT NOT NULL,     -- JSON
+    sent_at   REAL NOT NULL,
+    taken_by  INTEGER,           -- the workflow job that took it
+    taken_seq INTEGER            -- at that step
+);
+CREATE INDEX events_open ON events (name, id) WHERE taken_by IS NULL;
+CREATE INDEX events_taken ON events (taken_by) WHERE taken_by IS NOT NULL;
+CREATE TRIGGER jobs_fanin_wake AFTER UPDATE OF state ON jobs
+    WHEN NEW.fanin = 1 AND NEW.state IN ('succeeded', 'dead', 'cancelled')
+     AND OLD.state NOT IN ('succeeded', 'dead', 'cancelled')
+BEGIN
+    UPDATE jobs SET run_at = min(run_at, coalesce(NEW.finished_at, run_at))
+     WHERE id = NEW.parent AND state = 'scheduled'
+       AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent = NEW.parent AND c.fanin = 1
+                          AND c.state IN ('scheduled', 'queued', 'running', 'retrying'));
+END;
+CREATE TRIGGER events_wake AFTER INSERT ON events
+BEGIN
+    UPDATE jobs SET run_at = min(run_at, NEW.sent_at)
+     WHERE state = 'scheduled'
+       AND id IN (SELECT job_id FROM steps WHERE state = 'waiting' AND waits = NEW.name);
+END;
+-- Retention: a pruned workflow takes its step records and the events it took with it.
+CREATE TRIGGER jobs_steps_gone AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM steps WHERE job_id = OLD.id;
+    DELETE FROM events WHERE taken_by = OLD.id;
+END;

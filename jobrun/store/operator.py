@@ -11,6 +11,7 @@ import apsw
 from ..model import JobRecord
 from .queries import Q
 from .rows import row_to_record
+from .sqlite_workflows import WQ
 
 
 class OperatorActions:
@@ -49,6 +50,9 @@ class OperatorActions:
                 conn.execute(Q["cancel_waiting"], {"id": job_id, "now": now})
             elif row[0] == "running":
                 conn.execute(Q["cancel_running"], {"id": job_id, "now": now})
+            if row[0] in ("scheduled", "queued", "retrying", "running"):
+                # A workflow's unfinished children (and theirs) go with it.
+                conn.execute(WQ["cancel_descendants"], {"id": job_id, "now": now})
             return str(row[0])
 
     def retry(self, job_id: int | None, *, now: float) -> list[int]:

@@ -16,6 +16,7 @@ from ..model import Claim, Outcome, error_entry
 from . import rows
 from .contract import Round
 from .queries import Q
+from .sqlite_workflows import WQ
 
 
 def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[str, int],
@@ -73,7 +74,7 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
                         "finished_at": now, "error": json.dumps(error_entry(
                             "BadPayload", f"unreadable stored payload: {exc}"[:500],
                             bad["attempts"], now))})
-        if full:
+        if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
             next_due = conn.execute(Q["next_due"]).get
     return Round(claims, next_due, len(applied), paused, retry_in, applied)
 
@@ -147,11 +148,15 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
     done = []
     failed = []
     released = []
+    suspended = []
     for o in outcomes:
         if o.state == "succeeded":
             done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
         elif o.state == "released":
             released.append({"id": o.id, "token": o.token})
+        elif o.state == "suspended":  # a workflow waits (jobrun/workflows)
+            suspended.append({"id": o.id, "token": o.token, "now": now,
+                              "run_at": o.run_at if o.run_at is not None else now})
         else:
             finished = now if o.state in ("dead", "cancelled") else None
             failed.append({"id": o.id, "token": o.token, "state": o.state,
@@ -159,7 +164,7 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
                            "finished_at": finished, "error": json.dumps(o.error or {})})
     ids: set[int] = set()
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),
-                        (Q["release"], released)):
+                        (Q["release"], released), (WQ["suspend"], suspended)):
         if params:
             ids.update(r[0] for r in conn.executemany(sql, params))
     return frozenset(o.token for o in outcomes if o.id in ids)

@@ -34,12 +34,13 @@ from .operator import OperatorActions
 from .queries import Q
 from .rows import row_to_record
 from .sqlite_catalog import CatalogActions, catalog_readers
+from .sqlite_workflows import WorkflowActions
 
 __all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "catalog_readers", "enqueue_in", "row_to_record",
            "wrap"]
 
 
-class SqliteStore(OperatorActions, CatalogActions, Store):
+class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",

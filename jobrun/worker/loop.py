@@ -125,7 +125,7 @@ class Loop:
 
     def _note_retries(self, pending: outcomes_mod.Taken) -> None:
         for _, o in pending:
-            if o.state == "retrying" and o.run_at is not None and \
+            if o.state in ("retrying", "suspended") and o.run_at is not None and \
                     (self._next_due is None or o.run_at < self._next_due):
                 self._next_due = o.run_at
 

@@ -46,7 +46,8 @@ class Outcomes:
                 jlog.warning("job %s %s returned after its timeout: result discarded",
                              claim.id, claim.task)
                 continue
-            if attempt is not None and attempt.ctx.stopping and o.state != "released":
+            if attempt is not None and attempt.ctx.stopping and \
+                    o.state not in ("released", "suspended"):  # a suspend is a clean end
                 # Told to stop by a drain: whatever it returned or raised, its work did not
                 # finish before the drain ended. It is handed back, attempt not counted.
                 o = Outcome(claim.id, claim.token, "released", extra=o.extra)

@@ -1,0 +1,154 @@
+"""The workflow part of the SQLite store: step records, events, children (workflows.sql).
+
+Each write of a running body is one `BEGIN IMMEDIATE` transaction that first checks the
+attempt still holds its job (the fence), so a body taken back from a stuck holder cannot
+record over the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import apsw
+
+from ..errors import StoreError
+from ..model import NewJob
+from .contract import StepRecord
+from .files import wrap
+from .migrations import migrate_in
+from .queries import parse, read_sql
+
+WQ: dict[str, str] = parse(read_sql("workflows.sql"))
+
+
+def _step(row: tuple[Any, ...]) -> StepRecord:
+    error: Any = None
+    if row[5] is not None:
+        try:
+            error = json.loads(row[5])
+        except ValueError:
+            error = {"type": "?", "message": str(row[5])[:200]}
+    return StepRecord(row[0], row[1], row[2], row[3], row[4],
+                      error if isinstance(error, dict) else None, row[6], row[7], row[8],
+                      row[9], row[10])
+
+
+def _params(job_id: int, s: StepRecord) -> dict[str, Any]:
+    return {"job_id": job_id, "seq": s.seq, "name": s.name, "kind": s.kind, "state": s.state,
+            "result": s.result, "error": json.dumps(s.error) if s.error is not None else None,
+            "attempts": s.attempts, "started": s.started, "finished": s.finished,
+            "waits": s.waits, "until": s.until}
+
+
+def insert_event(conn: apsw.Connection, name: str, payload: str, now: float) -> int:
+    return int(conn.execute(WQ["insert_event"], {"name": name, "payload": payload,
+                                                 "now": now}).get)
+
+
+class WorkflowActions:
+    """The WorkflowStore methods over the store's `read`, `write` and job inserts."""
+
+    path: str
+
+    def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def connection(self) -> apsw.Connection:
+        raise NotImplementedError
+
+    def write(self, conn: apsw.Connection | None = None
+              ) -> contextlib.AbstractContextManager[apsw.Connection]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _insert(conn: apsw.Connection, jobs: list[NewJob], now: float) -> list[int]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _fenced(self, job_id: int, token: int) -> Iterator[apsw.Connection | None]:
+        """A write transaction, or None inside it when the attempt no longer holds its job."""
+        with self.write() as conn:
+            held = conn.execute(WQ["fence"], {"job_id": job_id, "token": token}).fetchone()
+            yield conn if held is not None else None
+
+    def steps(self, job_id: int) -> list[StepRecord]:
+        return [_step(r) for r in self.read(WQ["steps_of"], {"job_id": job_id})]
+
+    def record_step(self, job_id: int, token: int, step: StepRecord) -> bool:
+        conn = self.connection()
+        try:  # one statement: its own transaction, one write lock taken once
+            conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
+            return bool(conn.changes())
+        except apsw.Error as exc:
+            raise wrap(exc, self.path) from exc
+
+    def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
+                   ) -> tuple[str, str | None]:
+        with self._fenced(job_id, token) as conn:
+            if conn is None:
+                return "fenced", None
+            row = conn.execute(WQ["take_event"], {"job_id": job_id, "seq": step.seq,
+                                                  "name": step.waits}).fetchone()
+            if row is not None:
+                status, step.state, step.result = "taken", "succeeded", row[0]
+            elif step.until is not None and step.until <= now:
+                status, step.state, step.result = "timeout", "succeeded", "null"
+            else:
+                status, step.state = "waiting", "waiting"
+            if status != "waiting":
+                step.finished = now
+            conn.execute(WQ["put_step"], _params(job_id, step))
+            return status, step.result if status == "taken" else None
+
+    def start_children(self, job_id: int, token: int, step: StepRecord, jobs: list[NewJob],
+                       *, fanin: bool, now: float) -> list[int] | None:
+        with self._fenced(job_id, token) as conn:
+            if conn is None:
+                return None
+            ids = self._insert(conn, jobs, now) if jobs else []
+            text = json.dumps(ids)
+            if ids:
+                conn.execute(WQ["adopt"], {"parent": job_id, "fanin": int(fanin), "ids": text})
+            step.result = text
+            conn.execute(WQ["put_step"], _params(job_id, step))
+            return ids
+
+    def child_results(self, ids: list[int]) -> list[tuple[int, str | None, str | None, str]]:
+        return [(r[0], r[1], r[2], r[3] or "[]")
+                for r in self.read(WQ["child_results"], {"ids": json.dumps(ids)})]
+
+    def send_event(self, name: str, payload: str, *, connection: Any = None, now: float
+                   ) -> int:
+        if connection is not None:
+            return send_event_in(connection, name, payload, now=now, path=self.path)
+        with self.write() as conn:
+            return insert_event(conn, name, payload, now)
+
+    def children(self, job_id: int) -> list[int]:
+        return [r[0] for r in self.read(WQ["children_of"], {"id": job_id})]
+
+    def open_children(self, job_id: int) -> int:
+        return int(self.read(WQ["open_children"], {"id": job_id})[0][0])
+
+    def waiting_step(self, job_id: int) -> StepRecord | None:
+        rows = self.read(WQ["waiting_step"], {"job_id": job_id})
+        return _step(rows[0]) if rows else None
+
+    def parents(self, ids: list[int]) -> dict[int, int | None]:
+        return {r[0]: r[1] for r in self.read(WQ["parents_of"], {"ids": json.dumps(ids)})}
+
+
+def send_event_in(connection: apsw.Connection, name: str, payload: str, *, now: float,
+                  path: str) -> int:
+    """An event inside the caller's open transaction: it is stored (and wakes its waiters)
+    only if that transaction commits."""
+    if not connection.in_transaction:
+        raise StoreError("connection= must be inside an open transaction (BEGIN ...)")
+    try:
+        migrate_in(connection, path)
+        return insert_event(connection, name, payload, now)
+    except apsw.Error as exc:
+        raise wrap(exc, path) from exc

@@ -1,0 +1,148 @@
+"""One run of a workflow body: its recorded steps, the call counter, and the fence.
+
+A body runs again from the top whenever its job runs (after a wait, a crash, a retry). Each
+recorded call (a step, a sleep, a wait, a gather, an enqueue) takes the next number; the
+record at that number, if there is one, answers it without running, provided it names the
+same step (else NonDeterministic: the code changed under a workflow in flight). Every record
+is written while the attempt still holds its job, in its own short transaction.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..attempt import Suspend
+from ..bell import Ringer
+from ..context import Context, current
+from ..errors import Interrupted, NonDeterministic, Permanent
+from ..store.contract import StepRecord, Store
+
+if TYPE_CHECKING:
+    from ..app import App
+
+#: The default cap on recorded calls per workflow run.
+MAX_STEPS = 10_000
+#: A wait without a timeout: due "never" (year 9999), woken by what it waits for.
+FOREVER = 253402300799.0
+
+__all__ = ["FOREVER", "MAX_STEPS", "Fenced", "Suspend", "WorkflowRun", "current_run",
+           "require_run", "run_body"]
+
+
+class Fenced(BaseException):
+    """The attempt no longer holds its workflow job (cancelled, or taken back): stop the body
+    now; nothing more of it is recorded."""
+
+
+class WorkflowRun:
+    """The body's view of its job while it runs."""
+
+    def __init__(self, app: App, store: Store, job_id: int, token: int, task: str, *,
+                 inline: bool, max_steps: int, ctx: Context | None = None) -> None:
+        self.app, self.store, self.ctx = app, store, ctx
+        self.job_id, self.token, self.task = job_id, token, task
+        self.inline = inline
+        self.max_steps = max_steps
+        self.recorded = {s.seq: s for s in store.steps(job_id)}
+        self.seq = 0
+
+    def next(self, name: str, kind: str) -> tuple[int, StepRecord | None]:
+        """The number of this call and its record, if any. A draining service hands the
+        workflow back here, at a step boundary; a cancelled one stops here."""
+        if self.ctx is not None and self.ctx.cancelled:
+            if self.ctx.stopping:
+                raise Interrupted()
+            raise Fenced(f"job {self.job_id} was cancelled or taken back")
+        self.seq += 1
+        if self.seq > self.max_steps:
+            raise Permanent(f"workflow {self.task} (job {self.job_id}) called more than its "
+                            f"maximum of {self.max_steps} steps (max_steps=)")
+        rec = self.recorded.get(self.seq)
+        if rec is not None and rec.name != name:
+            raise NonDeterministic(
+                f"workflow {self.task} (job {self.job_id}): call {self.seq} was recorded as "
+                f"{rec.name!r} but this run calls {name!r}: the workflow's code changed while "
+                "it was in flight (finish or cancel old runs before reordering steps)")
+        return self.seq, rec
+
+    def record(self, step: StepRecord) -> None:
+        if not self.store.record_step(self.job_id, self.token, step):
+            raise Fenced(f"job {self.job_id} is no longer held by this attempt")
+        self.recorded[step.seq] = step
+
+    def suspend(self, run_at: float) -> Suspend:
+        return Suspend(run_at)
+
+    def ring(self) -> None:
+        """Tell services on the store that there is work (children just stored)."""
+        _ringer(self.store.path).ring()
+
+
+_RUN: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
+    "jobrun_workflow", default=None)
+
+
+def current_run() -> WorkflowRun | None:
+    return _RUN.get()
+
+
+def require_run(what: str) -> WorkflowRun:
+    run = _RUN.get()
+    if run is None:
+        raise RuntimeError(f"jobrun.{what}() may be called only in a workflow body "
+                           "(an @app.workflow function run as a job)")
+    return run
+
+
+def set_run(run: WorkflowRun | None) -> contextvars.Token[WorkflowRun | None]:
+    return _RUN.set(run)
+
+
+def reset_run(token: contextvars.Token[WorkflowRun | None]) -> None:
+    _RUN.reset(token)
+
+
+_stores: dict[str, Store] = {}
+_ringers: dict[str, Ringer] = {}
+_lock = threading.Lock()
+
+
+def store_for(path: str) -> Store:
+    """This process's store handle on `path`, for bodies (thread-safe, one per path)."""
+    with _lock:
+        store = _stores.get(path)
+        if store is None:
+            from ..store import open_store
+
+            store = _stores[path] = open_store(path)
+        return store
+
+
+def _ringer(path: str) -> Ringer:
+    with _lock:
+        r = _ringers.get(path)
+        if r is None:
+            r = _ringers[path] = Ringer(path)
+        return r
+
+
+def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+    """Run a workflow body as its job's attempt (the function the service calls)."""
+    ctx = current()
+    if ctx is None:
+        return body(*args, **kwargs)  # called outside any job: a plain call
+    path = ctx.store or os.environ.get("JOBRUN_STORE") or app.store_path
+    store = app.store if app.inline else store_for(os.path.realpath(path))
+    run = WorkflowRun(app, store, ctx.job_id, ctx.token, ctx.task, inline=app.inline,
+                      max_steps=max_steps, ctx=ctx)
+    token = _RUN.set(run)
+    try:
+        return body(*args, **kwargs)
+    finally:
+        _RUN.reset(token)
+

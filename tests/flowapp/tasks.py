@@ -1,0 +1,103 @@
+"""Workflows run by real `jobrun start` subprocesses (crash, kill storm tests).
+
+Every step writes a ledger row in the store file itself, on a connection of its own, when
+it starts: (workflow job id, step name, pid, wall time). A step that ran again after its
+record committed would show a ledger row later than its step's `finished` time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import apsw
+
+import jobrun
+
+app = jobrun.App()
+LEDGER = ("CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, "
+          "step TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL)")
+_local = threading.local()
+
+
+def ledger_schema(store: str) -> None:
+    conn = apsw.Connection(store)
+    conn.set_busy_timeout(30_000)
+    conn.execute(LEDGER)
+    conn.close()
+
+
+def _ledger(step: str) -> None:
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = apsw.Connection(os.environ["JOBRUN_STORE"])
+        conn.set_busy_timeout(30_000)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT INTO ledger (job_id, step, pid, at) VALUES (?, ?, ?, ?)",
+                     (jobrun.context().job_id, step, os.getpid(), time.time()))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@app.step
+def mark(name: str) -> str:
+    _ledger(name)
+    time.sleep(0.005)
+    return name
+
+
+@app.workflow(max_attempts=100)
+def napper(seconds: float) -> list[str]:
+    """A step, a durable sleep, a step."""
+    a = mark("before")
+    jobrun.sleep(seconds)
+    return [a, mark("after")]
+
+
+@app.task(queue="proc", max_attempts=100)
+def heavy(i: int) -> int:
+    """A child on a process queue."""
+    _ledger(f"child-{i}")
+    time.sleep(0.01)
+    return i * i
+
+
+@app.workflow(max_attempts=100)
+def storm(n: int) -> list[object]:
+    """Five steps: a step, a gather of 3 process-queue children, a 1 s sleep, two steps."""
+    out: list[object] = [mark("s1")]
+    out.append(jobrun.gather([heavy.call(n * 10 + i) for i in range(3)]))
+    jobrun.sleep(1.0)
+    out.append(mark("s4"))
+    out.append(mark("s5"))
+    return out
+
+
+@app.workflow(executor="process", max_attempts=5)
+def in_child(n: int) -> list[object]:
+    """A workflow whose body runs in a child process of the service."""
+    a = mark("p1")
+    jobrun.sleep(0.2)
+    kids = jobrun.gather([heavy.call(n)])
+    return [a, kids, jobrun.wait_event(f"child:{n}", timeout=0.1), os.getpid()]
+
+
+def write_config(folder: Path, *, concurrency: int = 8) -> str:
+    path = folder / "jobrun.toml"
+    path.write_text(
+        "[jobrun]\n"
+        'store = "jobs.db"\n'
+        'import = ["flowapp.tasks"]\n'
+        "poll = 0.2\n"
+        "shutdown_timeout = 5\n"
+        "[queues.default]\n"
+        f"concurrency = {concurrency}\n"
+        "[queues.proc]\n"
+        'executor = "process"\n'
+        "concurrency = 2\n", encoding="utf-8")
+    return str(path)

@@ -1,0 +1,66 @@
+"""Workflows across real crashes: a `jobrun start` SIGKILLed during a durable sleep."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
+from flowapp import tasks as flowapp
+
+import jobrun
+
+
+def test_a_sleep_survives_a_sigkilled_service(tmp_path: Path) -> None:
+    # Given: one service, and a workflow that records a step then sleeps 2 s.
+    cfg = flowapp.write_config(tmp_path)
+    store = str(tmp_path / "jobs.db")
+    app = jobrun.App.from_config(cfg)
+    flowapp.ledger_schema(store)
+    svc = ServiceProc(cfg, tmp_path / "svc-1.log")
+    db = Reader(store)
+    try:
+        wait_serving(store, svc)
+        job = app.enqueue("flowapp.tasks:napper", [2.0])
+        wait_for(lambda: db.one("SELECT state FROM steps WHERE job_id = ? AND seq = 2",
+                                (job.id,)) == "waiting", 20, "the sleep to begin")
+        # When: the only service is SIGKILLed during the sleep, and started again 3 s
+        # later (after the sleep's end).
+        svc.send(signal.SIGKILL)
+        svc.wait(10)
+        time.sleep(3.0)  # the scenario: no service while the sleep ends
+        assert db.one("SELECT state FROM jobs WHERE id = ?", (job.id,)) == "scheduled"
+        svc = ServiceProc(cfg, tmp_path / "svc-2.log")
+        started = time.monotonic()
+        # Then: it resumes at once and runs the rest once.
+        wait_for(lambda: db.one("SELECT state FROM jobs WHERE id = ?", (job.id,))
+                 == "succeeded", 20, "the workflow to finish")
+        assert time.monotonic() - started < 10
+        assert app.job(job.id).result(timeout=1) == ["before", "after"]
+        ledger = db.all("SELECT step FROM ledger WHERE job_id = ? ORDER BY id", (job.id,))
+        assert [r[0] for r in ledger] == ["before", "after"]
+        assert db.one("SELECT attempts FROM jobs WHERE id = ?", (job.id,)) == 1
+        assert db.one("PRAGMA integrity_check") == "ok"
+    finally:
+        db.close()
+        svc.kill()
+        app.close()
+
+
+def test_a_workflow_body_on_a_process_queue(tmp_path: Path) -> None:
+    cfg = flowapp.write_config(tmp_path)
+    store = str(tmp_path / "jobs.db")
+    app = jobrun.App.from_config(cfg)
+    flowapp.ledger_schema(store)
+    svc = ServiceProc(cfg, tmp_path / "svc.log")
+    try:
+        wait_serving(store, svc)
+        job = app.enqueue("flowapp.tasks:in_child", [4])
+        a, kids, event, pid = job.result(timeout=30)
+        assert (a, kids, event) == ("p1", [16], None)
+        assert pid != svc.pid  # the body ran in a child process
+        assert app.job(job.id).record.attempts == 1
+    finally:
+        svc.kill()
+        app.close()
