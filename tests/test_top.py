@@ -338,3 +338,25 @@ def test_top_in_a_terminal(tmp_path: Path) -> None:
                 service.kill()
             log.close()
             producer.close()
+
+
+def test_waiting_workflows_show(app: jobrun.App, store_path: str) -> None:
+    """A workflow sleeping in the store holds no slot; the dashboard counts it."""
+    @app.workflow
+    def nap() -> str:
+        jobrun.sleep(3600)
+        return "awake"
+
+    job = nap.enqueue()
+    app.start()
+    try:
+        wait_for(lambda: app.store.steps(job.id) and job.refresh().state == "scheduled", 20,
+                 "the workflow to sleep")
+    finally:
+        app.stop()
+    store = SqliteStore(store_path, readonly=True)
+    snap = take(store, now=clock.now())
+    store.close()
+    assert snap.waiting == (("sleep", 1),)
+    text = "\n".join(draw(snap))
+    assert "workflows waiting 1 (sleep 1)" in text

@@ -41,3 +41,7 @@ SELECT id, task, queue, state, attempts, max_attempts, started_at,
        json_extract(errors, '$[#-1]') FROM jobs
  WHERE id IN (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying')
                  AND state = 'retrying' ORDER BY started_at DESC LIMIT :limit);
+
+-- top_waiting --
+-- Workflows waiting in the store, by what they wait for: steps_waiting, a few rows each.
+SELECT kind, count(*) FROM steps WHERE state = 'waiting' GROUP BY kind;

@@ -32,6 +32,7 @@ TOP_FINISHED = _SQL["top_finished"]
 TOP_RUNNING = _SQL["top_running"]
 TOP_DEAD_RECENT = _SQL["top_dead_recent"]
 TOP_RETRYING_RECENT = _SQL["top_retrying_recent"]
+TOP_WAITING = _SQL["top_waiting"]
 
 BUCKET = 5.0      # seconds per throughput bucket
 HOUR = 3600.0
@@ -122,6 +123,7 @@ class Snapshot:
     cron: tuple[CronRow, ...] = ()
     services: tuple[ServiceRow, ...] = ()
     leader: str | None = None
+    waiting: tuple[tuple[str, int], ...] = ()  # workflows waiting, by kind (sleep, event, ...)
 
     @property
     def running_total(self) -> int:
@@ -262,6 +264,10 @@ def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
         if any(c.get("retrying") for c in counts.values()):
             fails += [_failure(r) for r in conn.execute(TOP_RETRYING_RECENT,
                                                         {"limit": FAILURES})]
+        try:
+            waiting = tuple(sorted((str(k), int(n)) for k, n in conn.execute(TOP_WAITING)))
+        except apsw.SQLError:  # a store from before workflows, not migrated yet
+            waiting = ()
     fails.sort(key=lambda f: (f.at or 0.0, f.id), reverse=True)
     services, leader = _services(store.path)
     # Concurrency: what the live services serve (summed), else what the config says.
@@ -290,4 +296,4 @@ def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
         dead_hour=sum(r.dead_hour for r in rows),
         dead_trend=window.totals(now, 12, 60, "dead"), spark=window.totals(now, SPARK),
         throughput=sum(r.throughput for r in rows), cron=_cron(settings, now),
-        services=services, leader=leader)
+        services=services, leader=leader, waiting=waiting)

@@ -193,9 +193,14 @@ def queues_table(rows: Sequence[QueueRow], limit: int, width: int) -> Renderable
 
 
 def running_title(snap: Snapshot) -> Text:
-    if not snap.running_total:
-        return line(("running", "bold"), ("  none", "dim"))
-    return line(("running ", "bold"), (str(snap.running_total), "cyan"))
+    parts: list[str | tuple[str, str] | Text] = (
+        [("running", "bold"), ("  none", "dim")] if not snap.running_total
+        else [("running ", "bold"), (str(snap.running_total), "cyan")])
+    total = sum(n for _, n in snap.waiting)
+    if total:  # durable workflows waiting in the store: no slot held
+        kinds = ", ".join(f"{k} {num(n)}" for k, n in snap.waiting)
+        parts += [("   workflows waiting ", "bold"), (num(total), "magenta"), (f" ({kinds})", "dim")]
+    return line(*parts)
 
 
 def running_table(jobs: Sequence[RunningJob], total: int, limit: int) -> RenderableType:
