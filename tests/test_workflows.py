@@ -599,3 +599,37 @@ def test_pruning_a_workflow_removes_its_steps_and_taken_events(app: jobrun.App) 
     assert app.store.prune(jobrun.clock.now() + 1) == 1
     assert app.store.steps(old.id) == []
     assert [r[0] for r in rows(app.store_path, "SELECT name FROM events")] == ["prune:other"]
+
+
+def test_metrics_count_workflow_steps(store_path: str) -> None:
+    """A service with [metrics] counts the step records it commits, by kind and state."""
+    import socket
+    import urllib.request
+
+    from jobrun.config import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = jobrun.App(store_path, settings=Settings(metrics={"listen": f"127.0.0.1:{port}"}))
+
+    @app.step
+    def one(x: int) -> int:
+        return x + 1
+
+    @app.workflow
+    def counted() -> int:
+        return one(one(1))
+
+    job = counted.enqueue()
+    app.start()
+    try:
+        assert job.result(timeout=20) == 3
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+    finally:
+        app.stop()
+        app.close()
+    lines = [ln for ln in body.splitlines()
+             if ln.startswith('jobrun_workflow_steps_total{kind="step",state="succeeded"}')]
+    assert lines and float(lines[0].split()[-1]) >= 2, body

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import clock
 from ..config import parse_listen
 from ..store import open_store
 from ..store.contract import Store
+from ..workflows.run import RECORDED
 from .stats import queue_stats
 
 log = logging.getLogger("jobrun.metrics")
@@ -49,6 +50,18 @@ class _QueueCollector(Collector):
         yield rate
 
 
+class _StepCollector(Collector):
+    """Workflow steps this service recorded, by kind (step, sleep, event, gather, enqueue)
+    and state (succeeded, failed, waiting, retrying)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        steps = CounterMetricFamily("jobrun_workflow_steps", "Workflow step records",
+                                    labels=["kind", "state"])
+        for (kind, state), n in sorted(RECORDED.items()):
+            steps.add_metric([kind, state], n)
+        yield steps
+
+
 class Metrics:
     """The service's metrics and the HTTP endpoint serving them."""
 
@@ -61,6 +74,7 @@ class Metrics:
                                   ["task"], registry=self.registry,
                                   buckets=(.001, .005, .01, .05, .1, .5, 1, 5, 10, 60, 300))
         self.registry.register(_QueueCollector(store_path))
+        self.registry.register(_StepCollector())
         self._server: Any = None
 
     def start(self) -> None:

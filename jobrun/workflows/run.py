@@ -9,6 +9,7 @@ is written while the attempt still holds its job, in its own short transaction.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import os
 import threading
@@ -73,6 +74,8 @@ class WorkflowRun:
         if not self.store.record_step(self.job_id, self.token, step):
             raise Fenced(f"job {self.job_id} is no longer held by this attempt")
         self.recorded[step.seq] = step
+        with _COUNT_LOCK:
+            RECORDED[(step.kind, step.state)] += 1
 
     def suspend(self, run_at: float) -> Suspend:
         return Suspend(run_at)
@@ -81,6 +84,10 @@ class WorkflowRun:
         """Tell services on the store that there is work (children just stored)."""
         _ringer(self.store.path).ring()
 
+
+#: Step records this process committed, by (kind, state): what metrics count.
+RECORDED: collections.Counter[tuple[str, str]] = collections.Counter()
+_COUNT_LOCK = threading.Lock()
 
 _RUN: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
     "jobrun_workflow", default=None)
