@@ -17,6 +17,7 @@ from .inline import run_inline
 from .job import Job
 from .lock import HolderLock, new_holder_id
 from .model import JobState, NewJob
+from .queues import known_queues
 from .registry import REGISTRY, TaskSpec, task_name
 from .serialize import dumps
 from .store import open_store
@@ -61,6 +62,7 @@ class App:
         self.inline = False
         self._inline_lock: HolderLock | None = None
         self._catalog: catalog.CatalogView | None = None
+        self._queues_seen: set[str] = set()
         self.tasks: dict[str, Task[Any, Any]] = {}
 
     @classmethod
@@ -152,7 +154,24 @@ class App:
                 raise UnknownTask(
                     f"unknown task {task!r}: no service on store {self.store_path} declares "
                     f"it{hint} (allow_unknown=True, or --allow-unknown, stores it anyway)")
+        if queue is not None and not self.inline and queue not in self._queues_seen:
+            self._check_queue(queue)
         return catalog.resolve(spec, cmd, entry, self.settings, queue)
+
+    def _check_queue(self, queue: str) -> None:
+        """A queue given for a job that no config, service or task knows is likely a typo:
+        its jobs would wait for ever. Said once per queue (it may be served later)."""
+        self._queues_seen.add(queue)
+        try:
+            known = known_queues(self.store, self.settings)
+        except Exception:
+            return
+        if queue not in known:
+            close = catalog.close_matches(queue, sorted(known))
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            log.warning("queue %r is not served by any service of store %s, nor declared in "
+                        "a config or by a task%s: its jobs wait until a service serves it",
+                        queue, self.store_path, hint)
 
     def _catalog_view(self, connection: Any = None) -> catalog.CatalogView:
         if self._catalog is None:
@@ -169,9 +188,10 @@ class App:
         path = self.store_path
         if path not in _WARNED_EMPTY:
             _WARNED_EMPTY.add(path)
-            log.warning("no service has ever declared tasks in store %s: jobs enqueued there "
-                        "wait until a service runs on it (is the service using another "
-                        "store? check $JOBRUN_STORE and the config's `store`)", path)
+            log.warning("no service has ever declared tasks in store %s: when the first one "
+                        "starts there, jobs of tasks it does not run go dead (UnknownTask). "
+                        "Is the service using another store? (check $JOBRUN_STORE and the "
+                        "config's `store`)", path)
 
     def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any], now: float,
                  d: catalog.TaskDefaults, trace_id: str | None = None) -> NewJob:

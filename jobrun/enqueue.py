@@ -9,6 +9,7 @@ nothing is stored.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import sys
 from datetime import datetime
@@ -80,8 +81,14 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
         trace = opts.get("trace_id") or trace
     ckey = None
     if d.concurrency_key is not None:
+        named = kwargs
+        if args and spec is not None and spec.fn is not None:  # positional ones by name too
+            try:
+                named = {**inspect.signature(spec.fn).bind(*args, **kwargs).arguments}
+            except (TypeError, ValueError):
+                named = kwargs
         try:
-            ckey = d.concurrency_key.format(**kwargs)
+            ckey = d.concurrency_key.format(**named)
         except (KeyError, IndexError, ValueError) as exc:
             raise InvalidJob(f"concurrency_key {d.concurrency_key!r} of {task} cannot be "
                             f"formatted from its keyword arguments: missing {exc}") from None

@@ -191,3 +191,11 @@ def test_stop_group_stops_every_member_and_ignores_zombies() -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader.pid, signal.SIGKILL)
         leader.wait(5)
+
+
+def test_a_process_job_may_use_multiprocessing(app: jobrun.App) -> None:
+    """Found by a stranger: a Pool inside a process-queue task died with "daemonic processes
+    are not allowed to have children"."""
+    job = app.enqueue("execapp.children:uses_a_pool", args=[4])
+    assert finished(app, job.id) == "succeeded", app.job(job.id).record.errors
+    assert job.result(timeout=5) == [0, 1, 4, 9]

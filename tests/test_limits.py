@@ -359,3 +359,12 @@ def test_round_robin_fairness_between_keys(tmp_path: Path) -> None:
     # B did not wait for A's backlog: all of B started before half of A had.
     print(f"A jobs started before B's last: {a_before}")
     assert a_before < 2500, f"{a_before} of A's jobs started before B's last"
+
+
+def test_a_concurrency_key_formats_from_positional_arguments(app: jobrun.App) -> None:
+    @app.task(concurrency_key="tenant:{tenant_id}", key_concurrency=1)
+    def per_tenant(tenant_id: int, n: int) -> int:
+        return n
+
+    job = per_tenant.enqueue(7, 1)
+    assert app.store.read("SELECT ckey FROM jobs WHERE id = ?", (job.id,))[0][0] == "tenant:7"

@@ -358,3 +358,34 @@ def test_pause_knows_the_queues_of_declared_tasks(store_path: str) -> None:
     assert ok.returncode == 0, ok.stderr
     typo = run_cli("pause", "reprots", "--store", store_path)
     assert typo.returncode == 1 and "reports" in typo.stderr, typo.stderr
+
+
+def test_an_unknown_queue_is_warned_about_once(store_path: str,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    app = _catalog_app(store_path)
+    with caplog.at_level(logging.WARNING, logger="jobrun"):
+        app.enqueue("known:send", queue="emials")
+        app.enqueue("known:send", queue="emials")
+        app.enqueue("known:send", queue="default")
+    said = [r.getMessage() for r in caplog.records if "is not served" in r.getMessage()]
+    assert len(said) == 1 and "'emials'" in said[0], said
+    app.close()
+
+
+def test_show_escapes_what_a_job_printed(store_path: str) -> None:
+    """A job's output or error with terminal escapes must not drive the operator's terminal."""
+    app = jobrun.App(store_path)
+    job = app.enqueue("evil:task", allow_unknown=True)
+    holder = "ghost-2"
+    tick = app.store.acquire_round([], {"default": 1}, holder, now=jobrun.clock.now(), lease=60)
+    (c,) = tick.claims
+    from jobrun.model import Outcome, error_entry
+
+    err = error_entry("Boom", "\x1b]0;pwned\x07\x1b[2J gone\x00", c.attempt, jobrun.clock.now(),
+                      traceback="Traceback\n  \x1b[31mred\n")
+    app.store.record([Outcome(c.id, c.token, "dead", error=err)], now=jobrun.clock.now())
+    app.close()
+    r = run_cli("show", str(job.id), "--store", store_path)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x00" not in r.stdout and "\x07" not in r.stdout
+    assert "\\x1b" in r.stdout and "pwned" in r.stdout

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from .. import clock
 from ..model import JobRecord
+from ..ops.logs import shown
 
 STATE_STYLE = {"succeeded": "green", "dead": "red", "running": "cyan", "retrying": "yellow",
                "cancelled": "dim", "queued": "white", "scheduled": "blue"}
@@ -46,12 +47,13 @@ def job_detail(r: JobRecord) -> Table:
     ]
     for k, v in rows:
         if v is not None:
-            t.add_row(k, v if isinstance(v, Text) else str(v))
+            t.add_row(k, v if isinstance(v, Text) else Text(shown(str(v))))
     for e in r.errors:
-        t.add_row(f"error #{e.get('attempt') or '-'}",
-                  f"{clock.iso(e.get('at'))} {e.get('type')}: {e.get('message')}")
+        attempt = e.get("attempt")
+        t.add_row(f"error #{attempt}" if attempt else "error",
+                  Text(shown(f"{clock.iso(e.get('at'))} {e.get('type')}: {e.get('message')}")))
         if e.get("traceback"):
-            t.add_row("", Text(e["traceback"].rstrip(), style="dim"))
+            t.add_row("", Text(shown(str(e["traceback"]).rstrip()), style="dim"))
         _output_rows(t, e)
     if isinstance(r.result, dict) and "exit_code" in r.result:
         _output_rows(t, r.result)
@@ -66,7 +68,7 @@ def _output_rows(t: Table, d: dict[str, Any], lines: int = 20) -> None:
         text = (d.get(stream) or "").rstrip()
         if text:
             tail = "\n".join(text.splitlines()[-lines:])
-            t.add_row(f"{stream} (end)", Text(tail, style="dim"))
+            t.add_row(f"{stream} (end)", Text(shown(tail), style="dim"))
 
 
 # -- tables fitted to the terminal ------------------------------------------------------------

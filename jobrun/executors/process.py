@@ -76,6 +76,9 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
 
     os.setsid()
     groups.become_subreaper()
+    # Started as a daemon so it dies with the service; but a task may use multiprocessing
+    # itself (a daemon may not have children): what it starts is stopped after its job.
+    multiprocessing.current_process().daemon = False
     if service_pid:
         _die_with(service_pid)
     if store:

@@ -31,6 +31,8 @@ class Facts:
     holder_alive: bool | None = None
     others: dict[str, list[str]] = field(default_factory=dict)  # live services: their queues
     wait: str | None = None                             # what a suspended workflow waits for
+    task_runners: list[str] | None = None               # live services that run its task
+    task_seen: float | None = None                      # when a service last declared it
 
 
 def _ago(seconds: float) -> str:
@@ -83,6 +85,14 @@ def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
                    "reloads it on save or on SIGHUP)")
     elif not facts.servers:
         out.append(f"no live service serves queue {rec.queue!r} (start one: jobrun start)")
+    if facts.servers and facts.task_runners == []:
+        if facts.task_seen is None:
+            out.append(f"no service runs task {rec.task!r}: none has declared it (a module "
+                       "missing from `import`?); it goes dead (UnknownTask) within seconds")
+        else:
+            out.append(f"no live service runs task {rec.task!r} (one last ran it "
+                       f"{_ago(now - facts.task_seen)} ago: start it; after a week without "
+                       "one the job goes dead)")
     if facts.cap is not None and facts.running_in_queue >= facts.cap:
         out.append(f"queue {rec.queue!r} is at its concurrency cap "
                    f"({facts.running_in_queue}/{facts.cap} running)")
@@ -117,6 +127,10 @@ def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Fact
         f.cap = settings.queues[rec.queue].concurrency
     if rec.holder:
         f.holder_alive = holder_alive(store.path, rec.holder)
+    if rec.state.value == "queued":
+        decls = [(h, seen) for t, h, _, seen in store.catalog() if t == rec.task]
+        f.task_runners = [h for h, _ in decls if holder_alive(store.path, h)]
+        f.task_seen = max((seen for _, seen in decls), default=None)
     if rec.state.value == "scheduled":
         step = store.waiting_step(rec.id)
         if step is not None:

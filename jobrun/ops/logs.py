@@ -29,6 +29,14 @@ def escape(text: str) -> str:
     return text if text.isprintable() else text.translate(_ESCAPES)
 
 
+def shown(text: str) -> str:
+    """Text from a job (an error, a traceback, a command's output) for a terminal: lines
+    kept, every other control character escaped (an escape sequence in a job's output must
+    not drive the operator's terminal)."""
+    return "\n".join(escape(line).replace("\\t", "\t")
+                     for line in text.split("\n"))
+
+
 def _value(value: Any) -> str:
     """logfmt: bare if plain, else quoted with \\ and \" escaped (so `a queue=x` stays one
     field and the escapes read back unambiguously)."""

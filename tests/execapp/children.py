@@ -146,3 +146,14 @@ def leave_and_fail(folder: str, name: str) -> None:
 @app.task(queue="leftovers")
 def child_pid() -> int:
     return os.getpid()
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+@app.task(queue="leftovers")
+def uses_a_pool(n: int) -> list[int]:
+    """A process-queue task may use multiprocessing itself (its worker is no daemon to it)."""
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        return list(pool.map(_square, range(n)))
