@@ -221,14 +221,6 @@ class App:
             job.refresh()
         return job
 
-    def prepare(self, task: str, args: Any = None, kwargs: Any = None, *,
-                queue: str | None = None, priority: int | None = None,
-                run_at: datetime | None = None) -> NewJob:
-        """The row an enqueue of `task` would write, without writing it (a workflow's
-        children are written with their parent's step record)."""
-        opts = {"priority": priority, "run_at": run_at}
-        return self._new_job(task, args, kwargs, opts, clock.now(), self._defaults(task, queue))
-
     def enqueue_many(self, calls: list[Call], *, connection: Any = None) -> list[Job[Any]]:
         """Store many jobs in one transaction: all or none."""
         now = clock.now()

@@ -633,3 +633,25 @@ def test_metrics_count_workflow_steps(store_path: str) -> None:
     lines = [ln for ln in body.splitlines()
              if ln.startswith('jobrun_workflow_steps_total{kind="step",state="succeeded"}')]
     assert lines and float(lines[0].split()[-1]) >= 2, body
+
+
+def test_gather_children_never_touch_the_declaring_apps_store(tmp_path: Path) -> None:
+    """Found by the power-loss test: a gather resolved its children through the App the
+    workflow was declared on, which opened (and created) that App's own store; the children
+    belong to the store the workflow runs on."""
+    declared = jobrun.App(str(tmp_path / "declared.db"))
+
+    @declared.task
+    def kid(i: int) -> int:
+        return i * 10
+
+    @declared.workflow
+    def parent_flow() -> list[int]:
+        return jobrun.gather([kid.call(1), kid.call(2)])
+
+    runs_on = jobrun.App(str(tmp_path / "runs-on.db"))
+    job = runs_on.enqueue(parent_flow.name)
+    jobrun.testing.run_until_idle(runs_on, timeout=30)
+    assert job.result() == [10, 20]
+    assert not (tmp_path / "declared.db").exists(), "the declaring App's store was opened"
+    runs_on.close()

@@ -16,10 +16,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import catalog, clock, enqueue
 from ..attempt import Suspend
 from ..bell import Ringer
 from ..context import Context, current
 from ..errors import Interrupted, NonDeterministic, Permanent
+from ..model import NewJob
+from ..registry import REGISTRY
 from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
@@ -77,6 +80,18 @@ class WorkflowRun:
         with _COUNT_LOCK:
             RECORDED[(step.kind, step.state)] += 1
 
+    def prepare(self, task: str, args: list[Any], kwargs: dict[str, Any], *,
+                queue: str | None, priority: int | None, run_at: Any) -> NewJob:
+        """A child's row, as an enqueue into this workflow's own store would make it (its
+        task's defaults from this process's registry and settings, else that store's
+        catalog): never through the store of the App the workflow was declared on."""
+        view = _catalog_for(self.store)
+        settings = self.app.settings
+        d = catalog.resolve(REGISTRY.find(task), settings.tasks.get(task), view.lookup(task),
+                            settings, queue)
+        return enqueue.new_job(task, args, kwargs, {"priority": priority, "run_at": run_at},
+                               clock.now(), d)
+
     def suspend(self, run_at: float) -> Suspend:
         return Suspend(run_at)
 
@@ -127,6 +142,17 @@ def store_for(path: str) -> Store:
 
             store = _stores[path] = open_store(path)
         return store
+
+
+_catalogs: dict[str, catalog.CatalogView] = {}
+
+
+def _catalog_for(store: Store) -> catalog.CatalogView:
+    with _lock:
+        view = _catalogs.get(store.path)
+        if view is None:
+            view = _catalogs[store.path] = catalog.CatalogView(store.catalog, store.catalog_born)
+        return view
 
 
 def _ringer(path: str) -> Ringer:

@@ -93,8 +93,8 @@ def _prepare(run: WorkflowRun, calls: list[Call], what: str) -> list[NewJob]:
         if not isinstance(c, Call):
             raise TypeError(f"{what} takes task.call(...) items, not {c!r}")
         opts = c.options or {}
-        new = run.app.prepare(c.task, list(c.args), dict(c.kwargs), queue=opts.get("queue"),
-                              priority=opts.get("priority"), run_at=opts.get("run_at"))
+        new = run.prepare(c.task, list(c.args), dict(c.kwargs), queue=opts.get("queue"),
+                          priority=opts.get("priority"), run_at=opts.get("run_at"))
         ma = opts.get("max_attempts")
         if ma is not None:
             if not isinstance(ma, int) or isinstance(ma, bool) or ma < 1:

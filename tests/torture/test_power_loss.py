@@ -614,10 +614,6 @@ WORKLOADS: dict[str, tuple[Callable[[str, str], None], Callable[[Work], None],
 @pytest.mark.parametrize("durability", DURABILITIES)
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_power_loss(tmp_path: Path, name: str, durability: str, long: bool, seed: int) -> None:
-    if (name, durability) == ("workflows", "normal"):
-        pytest.xfail("open finding: with durability normal a workflow enqueued before the last "
-                     "WAL sync was missing after an idle power loss, and the log shows "
-                     "rollback-journal syncs in a WAL store; under investigation")
     prepare, work, check = WORKLOADS[name]
     rng = random.Random(seed)
     points = 40 if long else 3
