@@ -20,7 +20,7 @@ from .errors import NonDeterministic, Permanent, Retry, StepFailed, TaskTimeout,
 from .model import Claim, ErrorEntry, Outcome, error_entry
 from .registry import Registry
 from .retry import DEFAULT_BASE, DEFAULT_CAP, backoff
-from .serialize import dumps
+from .serialize import bounded, dumps
 
 log = logging.getLogger("jobrun.job")
 MAX_TRACEBACK = 16_384
@@ -71,7 +71,8 @@ def resolve(claim: Claim, registry: Registry) -> Callable[..., Any]:
 
 def succeed(claim: Claim, value: Any) -> Outcome:
     try:
-        result = dumps(value, f"return value of {claim.task}")
+        result = bounded(dumps(value, f"return value of {claim.task}"),
+                         f"return value of {claim.task}")
     except TypeError as exc:
         return after_failure(claim, Permanent(str(exc)), clock.now())
     return Outcome(claim.id, claim.token, "succeeded", result=result)

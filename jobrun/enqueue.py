@@ -20,7 +20,7 @@ from .catalog import TaskDefaults
 from .errors import InvalidJob
 from .model import NewJob
 from .registry import REGISTRY, Registry
-from .serialize import dumps
+from .serialize import MAX_PAYLOAD, bounded, dumps
 
 LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: run_at must be a real time
 
@@ -93,9 +93,11 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
             raise InvalidJob(f"concurrency_key {d.concurrency_key!r} of {task} cannot be "
                             f"formatted from its keyword arguments: missing {exc}") from None
     options = d.options
+    args_json = bounded(dumps(args, f"arguments of {task}"), f"arguments of {task}")
+    kwargs_json = bounded(dumps(kwargs, f"keyword arguments of {task}"),
+                          f"keyword arguments of {task}", MAX_PAYLOAD - len(args_json))
     return NewJob(
-        task=task, queue=d.queue, args=dumps(args, f"arguments of {task}"),
-        kwargs=dumps(kwargs, f"keyword arguments of {task}"), priority=priority,
+        task=task, queue=d.queue, args=args_json, kwargs=kwargs_json, priority=priority,
         max_attempts=max_attempts, run_at=run_at, scheduled=run_at > now, key=key,
         trace_id=trace or trace_id(None), timeout=d.timeout,
         options=dumps(options) if options else "{}", concurrency_key=ckey)

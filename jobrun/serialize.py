@@ -165,3 +165,16 @@ def loads(text: str | None) -> Any:
     if text is None:
         return None
     return json.loads(text)
+
+
+#: The most a job's arguments (or its result) may weigh as JSON: payloads are ids and small
+#: data; a 50 MB argument was accepted once and made every read of its job slow.
+MAX_PAYLOAD = 16 * 1024 * 1024
+
+
+def bounded(text: str, what: str, limit: int = MAX_PAYLOAD) -> str:
+    """`text`, or InvalidJob if it is over `limit` bytes (characters: close enough)."""
+    if len(text) > limit:
+        raise InvalidJob(f"{what}: {len(text) / 1048576:.1f} MiB of JSON, over jobrun's "
+                         f"{limit // 1048576} MiB limit: pass ids, and keep the data elsewhere")
+    return text

@@ -65,6 +65,7 @@ class Service:
         self._cron_catalog = catalog.CatalogView(self.store.catalog, self.store.catalog_born)
         self.started = threading.Event()
         self.tasks: frozenset[str] = frozenset()  # what this service runs (and claims)
+        self.handed_back = 0  # jobs handed back (released) by this service's drains
 
     # -- lifecycle -------------------------------------------------------------------------
     def queue_names(self) -> list[str]:
@@ -158,8 +159,8 @@ class Service:
         if self._status is not None:
             self._status.close()
         self.started.clear()
-        log.info("service %s stopped; %d job(s) handed back", self.holder, len(left))
-        return len(left)
+        log.info("service %s stopped; %d job(s) handed back", self.holder, self.handed_back)
+        return self.handed_back
 
     def _stop_attempts(self) -> None:
         """Past the drain's deadline every attempt is told to stop: process and command
@@ -251,6 +252,8 @@ class Service:
         return self.scheduler is not None and self.scheduler.leader
 
     def _observe(self, queue: str, task: str, outcome: str, duration: float | None) -> None:
+        if outcome == "released":
+            self.handed_back += 1
         if self.metrics is not None:
             self.metrics.observe(queue, task, outcome, duration)
 

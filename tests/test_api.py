@@ -337,3 +337,18 @@ def test_a_refused_payload_is_an_invalid_job_and_a_type_error(app: jobrun.App) -
         takes.enqueue(1, 2)
     with pytest.raises(jobrun.InvalidJob):
         takes.options(priority=True).enqueue(1)
+
+
+def test_a_payload_over_the_limit_is_refused(app: jobrun.App) -> None:
+    @app.task
+    def big(blob: str) -> str:
+        return blob
+
+    from jobrun.serialize import MAX_PAYLOAD
+
+    with pytest.raises(jobrun.InvalidJob, match="MiB limit"):
+        big.enqueue("x" * (MAX_PAYLOAD + 1))
+    assert rows(app) == 0
+    job = big.enqueue("x" * 1000)  # ids and small data are fine
+    jobrun.testing.run_until_idle(app)
+    assert job.result() == "x" * 1000

@@ -68,7 +68,7 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
 @cli.command("ls")
 def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
         queue: Annotated[Optional[str], typer.Option("--queue")] = None,
-        limit: Annotated[int, typer.Option("--limit")] = 50, as_json: JsonOpt = False,
+        limit: Annotated[int, typer.Option("--limit", min=1)] = 50, as_json: JsonOpt = False,
         config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Jobs, newest first."""
     from ..model import JobState
