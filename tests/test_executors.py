@@ -29,6 +29,7 @@ from conftest import run_cli
 from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
 from execapp import tasks as t
 from support.apps import close_apps, open_app, served
+from support.config import write_config as _write_config
 
 PY = json.dumps(sys.executable)
 TAIL = 64 * 1024
@@ -37,10 +38,8 @@ TAIL = 64 * 1024
 # -- helpers -------------------------------------------------------------------------------
 def write_config(folder: Path, body: str, *, jobrun_extra: str = "") -> str:
     """A config beside `jobs.db` in `folder`, importing execapp.tasks."""
-    path = folder / "jobrun.toml"
-    path.write_text('[jobrun]\nstore = "jobs.db"\nimport = ["execapp.tasks"]\n'
-                    f"shutdown_timeout = 5\n{jobrun_extra}\n{body}", encoding="utf-8")
-    return str(path)
+    return _write_config(folder, imports=["execapp.tasks"], shutdown_timeout=5,
+                         jobrun=jobrun_extra, body=body)
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ from crashapp.harness import (
     wait_for,
     wait_serving,
 )
+from support.config import write_config as _write_config
 
 TICK = "cronapp.tasks:tick"
 TAKEOVER = 2.0  # seconds from a leader's death to the next fire, by another process
@@ -36,17 +37,9 @@ TAKEOVER = 2.0  # seconds from a leader's death to the next fire, by another pro
 
 def write_config(folder: Path, *, cron: str, jobrun: str = "",
                  name: str = "jobrun.toml") -> str:
-    path = folder / name
-    path.write_text(
-        "[jobrun]\n"
-        'store = "jobs.db"\n'
-        'import = ["cronapp.tasks"]\n'
-        "shutdown_timeout = 5\n"
-        f"{jobrun}\n"
-        "[queues.default]\n"
-        "concurrency = 4\n"
-        f"{cron}", encoding="utf-8")
-    return str(path)
+    """A config beside `jobs.db` in `folder`, importing cronapp.tasks, with `cron` entries."""
+    return _write_config(folder, imports=["cronapp.tasks"], name=name, shutdown_timeout=5,
+                         jobrun=jobrun, default_queue={"concurrency": 4}, body=cron)
 
 
 def every_entry(name: str, every: str, misfire: str = "skip") -> str:

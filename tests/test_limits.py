@@ -32,6 +32,7 @@ from jobrun.limits import (
     round_robin,
 )
 from support.apps import close_apps, open_app, served
+from support.config import write_config as _write_config
 
 
 # -- jobrun.limits: pure functions ---------------------------------------------------------
@@ -156,10 +157,9 @@ def test_limits_limited_names_queues_needing_the_careful_path() -> None:
 # -- helpers -------------------------------------------------------------------------------
 def write_config(folder: Path, body: str, *, jobrun_extra: str = "",
                  name: str = "jobrun.toml") -> str:
-    path = folder / name
-    path.write_text('[jobrun]\nstore = "jobs.db"\nimport = ["execapp.tasks"]\n'
-                    f"shutdown_timeout = 5\n{jobrun_extra}\n{body}", encoding="utf-8")
-    return str(path)
+    """A config beside `jobs.db` in `folder`, importing execapp.tasks."""
+    return _write_config(folder, imports=["execapp.tasks"], name=name, shutdown_timeout=5,
+                         jobrun=jobrun_extra, body=body)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import apsw
 
+from support.config import write_config as _write_config
+
 TESTS = Path(__file__).resolve().parent.parent
 JOBRUN = [sys.executable, "-m", "jobrun.cli"]
 
@@ -39,16 +41,9 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "con
 def write_config(folder: Path, name: str = "jobrun.toml", *, jobrun: str = "",
                  concurrency: int = 8, max_attempts: int = 5) -> str:
     """A config next to the store `jobs.db` in `folder`, importing crashapp.tasks."""
-    path = folder / name
-    path.write_text(
-        "[jobrun]\n"
-        'store = "jobs.db"\n'
-        'import = ["crashapp.tasks"]\n'
-        f"{jobrun}\n"
-        "[queues.default]\n"
-        f"concurrency = {concurrency}\n"
-        f"max_attempts = {max_attempts}\n", encoding="utf-8")
-    return str(path)
+    return _write_config(folder, imports=["crashapp.tasks"], name=name, jobrun=jobrun,
+                         default_queue={"concurrency": concurrency,
+                                        "max_attempts": max_attempts})
 
 
 def task(name: str) -> str:
