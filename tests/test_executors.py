@@ -30,6 +30,7 @@ from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_ser
 from execapp import tasks as t
 from support.apps import close_apps, open_app, served
 from support.config import write_config as _write_config
+from support.spans import max_overlap
 
 PY = json.dumps(sys.executable)
 TAIL = 64 * 1024
@@ -75,17 +76,6 @@ def alive(pid: int) -> bool:
 
 def read_pids(path: Path) -> list[int]:
     return [int(p) for p in path.read_text().split()]
-
-
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    """How many [t0, t1] intervals are open at once, at most."""
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
-                    key=lambda e: (e[0], e[1]))
-    now = top = 0
-    for _, d in events:
-        now += d
-        top = max(top, now)
-    return top
 
 
 def show_json(cfg: str, job_id: int) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from jobrun.limits import (
 )
 from support.apps import close_apps, open_app, served
 from support.config import write_config as _write_config
+from support.spans import max_overlap
 
 
 # -- jobrun.limits: pure functions ---------------------------------------------------------
@@ -180,16 +181,6 @@ def rows(app: jobrun.App, ids: list[int]) -> list[tuple[Any, ...]]:
     marks = ",".join("?" * len(ids))
     return app.store.read(f"SELECT id, state, attempts, started_at, finished_at FROM jobs "
                           f"WHERE id IN ({marks}) ORDER BY id", ids)
-
-
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
-                    key=lambda e: (e[0], e[1]))
-    now = top = 0
-    for _, d in events:
-        now += d
-        top = max(top, now)
-    return top
 
 
 def assert_within_rate(starts: list[float], count: float, per_second: float) -> None:

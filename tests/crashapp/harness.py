@@ -18,6 +18,7 @@ from typing import Any, Callable
 import apsw
 
 from support.config import write_config as _write_config
+from support.wait import wait_for as _wait_for
 
 TESTS = Path(__file__).resolve().parent.parent
 JOBRUN = [sys.executable, "-m", "jobrun.cli"]
@@ -26,16 +27,7 @@ JOBRUN = [sys.executable, "-m", "jobrun.cli"]
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
              pause_cap: float = 0.05) -> Any:
     """Poll a condition with a deadline (as conftest.wait_for, with a finer pause cap)."""
-    deadline = time.monotonic() + timeout
-    pause = 0.002
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 1.5, pause_cap)
+    return _wait_for(cond, timeout, what, pause=0.002, pause_cap=pause_cap)
 
 
 def write_config(folder: Path, name: str = "jobrun.toml", *, jobrun: str = "",

@@ -26,6 +26,7 @@ import apsw
 import jobrun
 from support.config import write_config as _write_config
 from support.files import touch as _touch
+from support.files import wait_file as _wait_file
 from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
@@ -98,17 +99,6 @@ def noop() -> None:
 def tick_ok() -> int:
     """Poison test: the ordinary work that must keep flowing beside the poison jobs."""
     return os.getpid()
-
-
-
-
-def _wait_file(path: str, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @app.task
