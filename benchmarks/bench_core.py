@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import linecache
-import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -30,8 +27,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from _common import (
+    Report,
+    Subprocess,
+    busy_samples,
+    count,
+    finish,
+    fmt,
+    function_of,
+    idle_cpu_percent,
+    job_states,
+    load_average,
+    log,
+    machine_line,
+    markdown,
+    open_apsw,
+    pct,
+    poll_count,
+    print_notes,
+    print_problems,
+    print_shares,
+    profiler_for,
+    rate,
+    shares,
+    start_py_spy,
+    stop_py_spy,
+    tree_state,
+)
+from _common import Row as _Row
 
 if TYPE_CHECKING:
     import jobrun
@@ -124,24 +150,17 @@ def serve_huey(path: str, workers: int, poll: dict[str, float]) -> int:
     return 0
 
 
-class Child:
+class Child(Subprocess):
     """A service subprocess of this script."""
 
     def __init__(self, args: list[str], log_path: str) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True)
+        super().__init__([sys.executable, os.path.abspath(__file__), *args], log_path,
+                         stop_wait=20, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def _expect(self, word: str) -> str:
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        line: str = self.proc.stdout.readline()
         if not line.startswith(word):
             self.proc.kill()
             self.proc.wait()
@@ -155,89 +174,15 @@ class Child:
         self.proc.stdin.flush()
         return float(self._expect("started").split()[1])
 
-    def stop(self) -> str:
-        """SIGTERM, wait; returns its stderr (empty when it said nothing)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.errors()
-
-    def errors(self) -> str:
-        with open(self.log_path) as f:
-            return f.read().strip()
-
 
 # ---------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------
 @dataclass
-class Row:
-    metric: str
-    jobrun: float | None
-    huey: float | None
-    unit: str
-    target: str = "info"
-    met: bool | None = None
+class Row(_Row):
+    """A row whose `other` is Huey; ms and % rows are better lower."""
+
     higher_is_better: bool = True
-
-    @property
-    def ratio(self) -> float | None:
-        if self.jobrun is None or not self.huey:
-            return None
-        return self.jobrun / self.huey
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        return row
-
-
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "jobs/s":
-        return f"{value:,.0f}"
-    if unit == "ms":
-        return f"{value:.2f} ms"
-    if unit == "%":
-        return f"{value:.2f} %"
-    return f"{value:.3g}"
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def pct(xs: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def idle_cpu_percent(pid: int, seconds: float) -> float:
-    before = cpu_seconds(pid)
-    time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds * 100
 
 
 def connect(db: str, side: str) -> Any:
@@ -245,11 +190,7 @@ def connect(db: str, side: str) -> Any:
     stdlib's for Huey. Two SQLite copies on one file in one process break each other's
     POSIX locks (a close in one drops the other's), which ends in SIGBUS on the -shm map."""
     if side == "jobrun":
-        import apsw
-
-        conn = apsw.Connection(db)
-        conn.set_busy_timeout(30_000)
-        return conn
+        return open_apsw(db)
     return sqlite3.connect(db, timeout=30)
 
 
@@ -257,14 +198,8 @@ def wait_count(db: str, side: str, sql: str, params: tuple[Any, ...], n: int, ti
                interval: float = 0.02) -> tuple[float, int]:
     """Poll `sql` (a count) from a separate connection until it reaches n: (wall time, count)."""
     conn = connect(db, side)
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            count = conn.execute(sql, params).fetchone()[0]
-            now = time.time()
-            if count >= n or time.monotonic() > deadline:
-                return now, count
-            time.sleep(interval)
+        return poll_count(conn, sql, params, n, timeout, interval=interval)
     finally:
         conn.close()
 
@@ -272,12 +207,6 @@ def wait_count(db: str, side: str, sql: str, params: tuple[Any, ...], n: int, ti
 # ---------------------------------------------------------------------------------------
 # 1. single enqueue
 # ---------------------------------------------------------------------------------------
-def rate(n: int, fn: Callable[[], Any]) -> float:
-    t = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - t)
-
-
 def bench_single_enqueue(tmp: str, n: int, report: Report) -> float:
     import jobrun
 
@@ -376,7 +305,7 @@ def fresh_copy(template: str, folder: str) -> str:
 def jobrun_states(db: str) -> dict[str, int]:
     conn = connect(db, "jobrun")
     try:
-        return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+        return job_states(conn)
     finally:
         conn.close()
 
@@ -387,16 +316,12 @@ def e2e_jobrun_subprocess(template: str, folder: str, n: int, c: int, timeout: f
     child = Child(["_jobrun-service", db, str(c)], os.path.join(folder, "service.log"))
     spy = None
     if profiler:
-        spy = subprocess.Popen([profiler, "record", "--pid", str(child.pid), "--rate", "500",
-                                "--format", "raw", "--threads", "--nonblocking",
-                                "-o", os.path.join(folder, "py-spy.txt")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.5)
+        spy = start_py_spy(profiler, child.pid, os.path.join(folder, "py-spy.txt"), hz=500,
+                           subprocesses=False, settle=0.5)
     start = child.go()
     end, done = wait_count(db, "jobrun", JOBRUN_DONE, (), n, timeout)
     if spy is not None:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(30)
+        stop_py_spy(spy)
     errors = child.stop()
     if errors:
         report.problems.append(f"jobrun service C={c} stderr:\n{errors}")
@@ -510,7 +435,7 @@ def latency_jobrun(folder: str, samples: int, gap: float, idle_s: float,
     db = os.path.join(folder, "jobs.db")
     producer = jobrun.App(db, settings=jobrun_settings(8))
     _, stamp = jobrun_tasks(producer)
-    producer.store  # create the store before the service opens it
+    _ = producer.store  # create the store before the service opens it
     child = Child(["_jobrun-service", db, "8"], os.path.join(folder, "service.log"))
     child.go()
     lats, enqueues = [], []
@@ -601,29 +526,8 @@ def bench_latency(tmp: str, samples: int, huey_default_samples: int, idle_s: flo
 # ---------------------------------------------------------------------------------------
 # Profile (optional): py-spy on the service subprocess during the no-op run
 # ---------------------------------------------------------------------------------------
-def find_py_spy() -> str | None:
-    return os.environ.get("PY_SPY") or shutil.which("py-spy")
-
-
 _WAITING = re.compile(r"select\.select\(|\bget\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
                       r"\.acquire\(")
-_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
-
-
-def _source_line(file: str, line: int) -> str:
-    """The source line of a py-spy frame (its file names are relative to sys.path)."""
-    roots = [""] + [p for p in sys.path if p] + [os.path.dirname(os.path.dirname(__file__))]
-    for root in roots:
-        path = os.path.join(root, file)
-        if os.path.exists(path):
-            return linecache.getline(path, line)
-    return ""
-
-
-def _function(frame: str) -> str:
-    """`func (file:line)` -> `func (file)`: shares per function, not per line."""
-    m = _FRAME.match(frame)
-    return f"{m['func']} ({m['file']})" if m else frame
 
 
 def summarize_py_spy(path: str, top: int = 15) -> dict[str, Any]:
@@ -634,55 +538,27 @@ def summarize_py_spy(path: str, top: int = 15) -> dict[str, Any]:
     self_s: dict[str, int] = {}
     lines_s: dict[str, int] = {}
     incl: dict[str, int] = {}
-    total = idle = 0
-    waiting: dict[str, bool] = {}
     try:
-        with open(path) as f:
-            lines = f.read().splitlines()
+        busy = busy_samples(path, lambda stack: ("", stack.split(";")),
+                            lambda _, src: bool(_WAITING.search(src)))
     except OSError as exc:
         return {"error": str(exc)}
-    for text in lines:
-        stack, _, count = text.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames, n = stack.split(";"), int(count)
-        if len(frames) < 2:  # a thread with no Python frame
-            continue
-        leaf = frames[-1]
-        if leaf not in waiting:
-            m = _FRAME.match(leaf)
-            waiting[leaf] = bool(m and _WAITING.search(_source_line(m["file"], int(m["line"]))))
-        if waiting[leaf]:
-            idle += n
-            continue
-        total += n
-        threads[frames[0]] = threads.get(frames[0], 0) + n
-        names = [_function(fr) for fr in frames[1:]]
-        self_s[names[-1]] = self_s.get(names[-1], 0) + n
-        lines_s[leaf] = lines_s.get(leaf, 0) + n
+    total, idle = busy.total, busy.idle
+    for _, frames, n in busy.samples:
+        count(threads, frames[0], n)
+        names = [function_of(fr) for fr in frames[1:]]
+        count(self_s, names[-1], n)
+        count(lines_s, frames[-1], n)
         for name in set(names):
-            incl[name] = incl.get(name, 0) + n
-
-    def table(d: dict[str, int]) -> list[tuple[str, float]]:
-        return [(k, 100 * v / max(1, total))
-                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
-    return {"samples": total, "idle_samples": idle, "threads": table(threads),
-            "self": table(self_s), "self by line": table(lines_s), "inclusive": table(incl)}
+            count(incl, name, n)
+    return {"samples": total, "idle_samples": idle, "threads": shares(threads, total, top),
+            "self": shares(self_s, total, top), "self by line": shares(lines_s, total, top),
+            "inclusive": shares(incl, total, top)}
 
 
 # ---------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------
-def markdown(rows: list[Row]) -> str:
-    out = ["| metric | jobrun | huey | ratio | target | met? |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        met = "-" if r.met is None else ("yes" if r.met else "**no**")
-        out.append(f"| {r.metric} | {fmt(r.jobrun, r.unit)} | {fmt(r.huey, r.unit)} | {ratio} "
-                   f"| {r.target} | {met} |")
-    return "\n".join(out)
-
-
 def print_profile(prof: dict[str, Any], rate_: float | None) -> None:
     if "error" in prof:
         log(f"py-spy profile unavailable: {prof['error']}")
@@ -691,23 +567,7 @@ def print_profile(prof: dict[str, Any], rate_: float | None) -> None:
         f"{prof['samples']} busy samples, {prof['idle_samples']} waiting ones left out; "
         f"that run: {fmt(rate_, 'jobs/s')} jobs/s)")
     for title in ("threads", "self", "self by line", "inclusive"):
-        log(f"\n{title} (% of busy samples):")
-        for name, share in prof[title]:
-            log(f"  {share:5.1f}%  {name}")
-
-
-def tree_state() -> str:
-    """The commit measured, and how many tracked files differ from it."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
-                                "jobrun"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    n = len(dirty.splitlines())
-    return f"{head or '?'}" + (f" + {n} modified file(s) under jobrun/" if n else " (clean)")
+        print_shares(f"{title} (% of busy samples)", prof[title])
 
 
 def machine_notes(tmp: str) -> list[str]:
@@ -717,12 +577,11 @@ def machine_notes(tmp: str) -> list[str]:
     import jobrun
 
     return [
-        f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, SQLite {apsw.sqlite_lib_version()} (apsw, jobrun) "
-        f"and {sqlite3.sqlite_version} (stdlib sqlite3, huey)",
+        machine_line(f"{apsw.sqlite_lib_version()} (apsw, jobrun) "
+                     f"and {sqlite3.sqlite_version} (stdlib sqlite3, huey)"),
         f"jobrun {jobrun.__version__} at {tree_state()}, huey {huey.__version__}; temp dir {tmp}",
-        "load average (1/5/15 min) at the start: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        + " (other work on this machine adds noise: compare within one run)",
+        f"load average (1/5/15 min) at the start: {load_average()} (other work on this machine "
+        "adds noise: compare within one run)",
         "jobrun store: WAL, synchronous=NORMAL (its default); SqliteHuey: WAL, "
         "synchronous=FULL (its default, fsync=None)",
         "services/consumers run in subprocesses with logging at WARNING (per-job INFO lines "
@@ -744,15 +603,12 @@ def run(args: argparse.Namespace) -> int:
     samples = args.samples or (100 if q else 300)
     huey_default_samples = max(20, samples // 3)
     idle_s = args.idle or (3.0 if q else 10.0)
-    profiler = find_py_spy() if args.profile else None
-    if args.profile and profiler is None:
-        log("--profile: py-spy not found (pip install py-spy, or set $PY_SPY); skipping")
+    profiler = profiler_for(args.profile)
 
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-")
     report = Report(notes=machine_notes(tmp))
     log("# jobrun vs huey (SqliteHuey): core benchmarks" + (" (--quick)" if q else ""))
-    for note in report.notes:
-        log(f"- {note}")
+    print_notes(report.notes)
     t_all = time.perf_counter()
     only = set(args.only.split(",")) if args.only else set(METRICS)
     huey_single = None
@@ -770,27 +626,19 @@ def run(args: argparse.Namespace) -> int:
             log("4. latency and idle CPU")
             bench_latency(tmp, samples, huey_default_samples, idle_s, report)
     finally:
-        report.notes.append("load average (1/5/15 min) at the end: "
-                            + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        if args.keep:
-            log(f"(kept {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp, args.keep, report)
     if "profile" in report.extra:
         print_profile(report.extra["profile"], report.extra.get("profile_rate"))
-    if report.problems:
-        log("\n### Problems seen")
-        for p in report.problems:
-            log(f"- {p}")
+    print_problems(report.problems)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": [dict(vars(r), ratio=r.ratio) for r in report.rows],
+            json.dump({"rows": [r.as_dict("huey") for r in report.rows],
                        "notes": report.notes, "problems": report.problems,
                        "extra": report.extra}, f, indent=2, default=str)
     log(f"- {report.notes[-1]}")
     log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / huey "
         "(for ms and % rows, lower is better).\n")
-    log(markdown(report.rows))
+    log(markdown(report.rows, "huey"))
     return 0
 
 

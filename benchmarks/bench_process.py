@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import linecache
 import os
-import platform
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,13 +35,41 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
-    sys.path.insert(0, HERE)  # proc_tasks, also when imported from elsewhere
+    sys.path.insert(0, HERE)  # proc_tasks and _common, also when imported from elsewhere
+
+from _common import (  # noqa: E402 (after the sys.path line above)
+    POLL,
+    Report,
+    Row,
+    Subprocess,
+    busy_samples,
+    count,
+    cpu_of,
+    cpu_seconds,
+    delta,
+    finish,
+    function_of,
+    load_average,
+    log,
+    machine_line,
+    markdown,
+    open_apsw,
+    poll_count,
+    print_notes,
+    print_problems,
+    print_shares,
+    profiler_for,
+    shares,
+    start_py_spy,
+    stop_py_spy,
+    tree_state,
+)
+from _common import job_states as states  # noqa: E402
 
 TARGET = 0.60             # jobrun >= 60 % of the bare pool's per-call rate
 MAIN_C = 2                # the machine's cores
 CONCURRENCIES = (2, 4)
 WARMUP_SLEEP = 0.3        # each warm-up job holds its worker this long: C jobs need C workers
-POLL = 0.02               # completion count polled this often from another connection
 DONE_SQL = "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND id BETWEEN ? AND ?"
 CONFIG = """\
 # written by benchmarks/bench_process.py
@@ -94,32 +118,10 @@ class Run:
 
 
 @dataclass
-class Row:
-    metric: str
-    jobrun: float | None
-    pool: float | None
-    unit: str
-    target: str = "info"
-    met: bool | None = None
+class Runs(Report):
+    """The report, and every timed run by key: a row keeps the best of its runs."""
 
-    @property
-    def ratio(self) -> float | None:
-        if self.jobrun is None or not self.pool:
-            return None
-        return self.jobrun / self.pool
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
     runs: dict[str, list[Run]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        return row
 
     def keep(self, key: str, run: Run | None) -> None:
         if run is not None:
@@ -130,44 +132,10 @@ class Report:
         return max(runs, key=lambda r: r.rate) if runs else None
 
 
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "jobs/s":
-        return f"{value:,.0f}"
-    if unit == "us":
-        return f"{value:,.0f} us"
-    return f"{value:.3g}"
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), from /proc/PID/stat."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_of(pids: list[int]) -> float | None:
-    values = [cpu_seconds(p) for p in pids]
-    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
-
-
-def delta(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
-
-
 # ---------------------------------------------------------------------------------------
 # jobrun: `jobrun start` in a subprocess, a process queue of C children
 # ---------------------------------------------------------------------------------------
-class JobrunService:
+class JobrunService(Subprocess):
     """`python -m jobrun.cli start --config CFG --log-level WARNING`, with benchmarks/ on
     PYTHONPATH so the service, its forkserver and its children import proc_tasks."""
 
@@ -176,64 +144,16 @@ class JobrunService:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH")) if p)
         env.pop("JOBRUN_STORE", None)
         env.pop("JOBRUN_CONFIG", None)
-        self.log_path = os.path.join(folder, "service.log")
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobrun.cli", "start", "--config", config,
-             "--log-level", "WARNING"],
-            cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> str:
-        """SIGTERM (drain), wait; returns what it logged (empty when it said nothing)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.errors()
-
-    def errors(self) -> str:
-        with open(self.log_path) as f:
-            return f.read().strip()
-
-
-def open_reader(db: str) -> Any:
-    """A reader connection through apsw: the SQLite copy jobrun uses. Two SQLite copies on
-    one file in one process break each other's POSIX locks (then SIGBUS on the -shm map)."""
-    import apsw
-
-    conn = apsw.Connection(db)
-    conn.set_busy_timeout(30_000)
-    return conn
+        super().__init__([sys.executable, "-m", "jobrun.cli", "start", "--config", config,
+                          "--log-level", "WARNING"], os.path.join(folder, "service.log"),
+                         stop_wait=30, stdin=subprocess.DEVNULL, cwd=folder, env=env)
 
 
 def wait_succeeded(conn: Any, first: int, last: int, timeout: float,
                    alive: Any = None) -> tuple[float, int]:
     """Poll the count of succeeded jobs with ids in [first, last] until all are:
     (wall time seen, count)."""
-    n = last - first + 1
-    deadline = time.monotonic() + timeout
-    while True:
-        count = conn.execute(DONE_SQL, (first, last)).fetchone()[0]
-        now = time.time()
-        if count >= n or time.monotonic() > deadline or (alive is not None and not alive()):
-            return now, count
-        time.sleep(POLL)
-
-
-def states(conn: Any, first: int, last: int) -> dict[str, int]:
-    return dict(conn.execute("SELECT state, count(*) FROM jobs WHERE id BETWEEN ? AND ? "
-                             "GROUP BY state", (first, last)).fetchall())
+    return poll_count(conn, DONE_SQL, (first, last), last - first + 1, timeout, alive, POLL)
 
 
 def warm_up_jobrun(app: Any, reader: Any, service: JobrunService, c: int,
@@ -261,9 +181,8 @@ def warm_up_jobrun(app: Any, reader: Any, service: JobrunService, c: int,
 def run_jobrun(tmp: str, name: str, n: int, c: int, timeout: float, report: Report,
                profiler: str | None = None) -> Run | None:
     """N no-op jobs through a process queue of C children, from warm to all succeeded."""
-    import proc_tasks
-
     import jobrun
+    import proc_tasks
 
     folder = os.path.join(tmp, name)
     os.makedirs(folder)
@@ -274,7 +193,7 @@ def run_jobrun(tmp: str, name: str, n: int, c: int, timeout: float, report: Repo
     db = app.store.path  # creates and migrates the store before the service opens it
     calls = [proc_tasks.noop_task.call(i) for i in range(n)]  # built outside the timing
     service = JobrunService(config, folder)
-    reader = open_reader(db)
+    reader = open_apsw(db)
     spy = None
     try:
         children = warm_up_jobrun(app, reader, service, c, timeout)
@@ -282,7 +201,8 @@ def run_jobrun(tmp: str, name: str, n: int, c: int, timeout: float, report: Repo
             report.problems.append(f"{name}: warm-up reached {len(children)} of {c} children")
         time.sleep(0.2)  # let the warm-up's last round settle
         if profiler:
-            spy = start_py_spy(profiler, service.pid, os.path.join(folder, "py-spy.txt"))
+            spy = start_py_spy(profiler, service.pid, os.path.join(folder, "py-spy.txt"),
+                               hz=250, subprocesses=True, settle=1.0)
         cpu_s0, cpu_c0 = cpu_seconds(service.pid), cpu_of(children)
         jobs = app.enqueue_many(calls)  # one transaction; the doorbell rings after commit
         t0 = time.time()
@@ -367,49 +287,26 @@ def run_pool(n: int, workers: int, mode: str, chunksize: int = 1) -> Run:
 # ---------------------------------------------------------------------------------------
 # Profile (optional): py-spy on the service and, with --subprocesses, its children
 # ---------------------------------------------------------------------------------------
-def find_py_spy() -> str | None:
-    venv = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return os.environ.get("PY_SPY") or shutil.which("py-spy") or \
-        (venv if os.path.exists(venv) else None)
-
-
-def start_py_spy(profiler: str, pid: int, out: str) -> subprocess.Popen[str]:
-    spy = subprocess.Popen([profiler, "record", "--pid", str(pid), "--subprocesses",
-                            "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
-                            "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
-    time.sleep(1.0)  # attached before the clock starts
-    return spy
-
-
-def stop_py_spy(spy: subprocess.Popen[str]) -> None:
-    spy.send_signal(signal.SIGINT)
-    try:
-        spy.wait(30)
-    except subprocess.TimeoutExpired:
-        spy.kill()
-        spy.wait()
-
-
 # A sample whose innermost line is one of these is a thread waiting, not working.
 _WAITING = re.compile(r"select\.select\(|\._q\.get\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
                       r"\.acquire\(|_selector\.poll\(|conn\.recv_bytes\(\)|stop\.wait\(")
-_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 _PROCS = re.compile(r'process (\d+):"(.*?)";(?=process |thread )')
 
 
-def _source_line(file: str, line: int) -> str:
-    roots = [""] + [p for p in sys.path if p] + [os.path.dirname(HERE)]
-    for root in roots:
-        path = os.path.join(root, file)
-        if os.path.exists(path):
-            return linecache.getline(path, line)
-    return ""
+def _role_and_frames(stack: str) -> tuple[str, list[str]]:
+    """A --subprocesses stack: its process kind (service / forkserver / child), its frames."""
+    procs = _PROCS.findall(stack + ";")
+    frames = _PROCS.sub("", stack + ";").rstrip(";").split(";")
+    cmd = procs[-1][1] if procs else ""
+    role = ("service" if "jobrun.cli" in cmd else
+            "forkserver" if len(procs) == 2 else "child")
+    return role, frames
 
 
-def _function(frame: str) -> str:
-    m = _FRAME.match(frame)
-    return f"{m['func']} ({m['file']})" if m else frame
+def _waits(role: str, src: str) -> bool:
+    # A child blocked reading its pipe waits for its next job; the service's slot
+    # threads read only after poll() said there is data.
+    return bool(_WAITING.search(src) or (role == "child" and "read(handle" in src))
 
 
 def summarize_py_spy(path: str, service_pid: int | None = None, top: int = 12
@@ -419,56 +316,26 @@ def summarize_py_spy(path: str, service_pid: int | None = None, top: int = 12
     roles: dict[str, int] = {}
     threads: dict[str, int] = {}
     per_role: dict[str, dict[str, dict[str, int]]] = {}
-    waiting: dict[tuple[str, str], bool] = {}
-    total = idle = 0
     try:
-        with open(path) as f:
-            lines = f.read().splitlines()
+        busy = busy_samples(path, _role_and_frames, _waits)
     except OSError as exc:
         return {"error": str(exc)}
-    for text in lines:
-        stack, _, count = text.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        procs = _PROCS.findall(stack + ";")
-        rest = _PROCS.sub("", stack + ";").rstrip(";")
-        frames = rest.split(";")
-        if len(frames) < 2:
-            continue
-        cmd = procs[-1][1] if procs else ""
-        role = ("service" if "jobrun.cli" in cmd else
-                "forkserver" if len(procs) == 2 else "child")
-        leaf = frames[-1]
-        if (role, leaf) not in waiting:
-            m = _FRAME.match(leaf)
-            src = _source_line(m["file"], int(m["line"])) if m else ""
-            # A child blocked reading its pipe waits for its next job; the service's slot
-            # threads read only after poll() said there is data.
-            waiting[(role, leaf)] = bool(_WAITING.search(src) or
-                                         (role == "child" and "read(handle" in src))
-        if waiting[(role, leaf)]:
-            idle += n
-            continue
-        total += n
-        roles[role] = roles.get(role, 0) + n
+    total, idle = busy.total, busy.idle
+    for role, frames, n in busy.samples:
+        count(roles, role, n)
         tname = f"{role}: {frames[0].split(': ', 1)[-1]}"
         if role == "service" and "proc" in tname:
             tname = re.sub(r"proc\d+$", "procN", tname)  # the slot threads together
-        threads[tname] = threads.get(tname, 0) + n
-        names = [_function(fr) for fr in frames[1:]]
+        count(threads, tname, n)
+        names = [function_of(fr) for fr in frames[1:]]
         d = per_role.setdefault(role, {"self": {}, "self by line": {}, "inclusive": {}})
-        d["self"][names[-1]] = d["self"].get(names[-1], 0) + n
-        d["self by line"][leaf] = d["self by line"].get(leaf, 0) + n
+        count(d["self"], names[-1], n)
+        count(d["self by line"], frames[-1], n)
         for name in set(names):
-            d["inclusive"][name] = d["inclusive"].get(name, 0) + n
-
-    def table(d: dict[str, int], of: int) -> list[tuple[str, float]]:
-        return [(k, 100 * v / max(1, of))
-                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
-    return {"samples": total, "idle_samples": idle, "roles": table(roles, total),
-            "threads": table(threads, total),
-            "by role": {r: {k: table(v, roles[r]) for k, v in d.items()}
+            count(d["inclusive"], name, n)
+    return {"samples": total, "idle_samples": idle, "roles": shares(roles, total, top),
+            "threads": shares(threads, total, top),
+            "by role": {r: {k: shares(v, roles[r], top) for k, v in d.items()}
                         for r, d in per_role.items()}}
 
 
@@ -479,56 +346,25 @@ def print_profile(prof: dict[str, Any], run: Run | None) -> None:
     log(f"\n### Where jobrun's process path spends its time (C={MAIN_C}, py-spy at 250 Hz with "
         f"--subprocesses, {prof['samples']} busy samples, {prof['idle_samples']} waiting ones "
         f"left out; that run: {run.line() if run else '-'})")
-    log("\nprocesses (% of busy samples):")
-    for name, share in prof["roles"]:
-        log(f"  {share:5.1f}%  {name}")
-    log("\nthreads (% of busy samples):")
-    for name, share in prof["threads"]:
-        log(f"  {share:5.1f}%  {name}")
+    print_shares("processes (% of busy samples)", prof["roles"])
+    print_shares("threads (% of busy samples)", prof["threads"])
     for role, tables in prof["by role"].items():
         for title in ("self", "self by line", "inclusive"):
-            log(f"\n{role}, {title} (% of that process kind's busy samples):")
-            for name, share in tables[title]:
-                log(f"  {share:5.1f}%  {name}")
+            print_shares(f"{role}, {title} (% of that process kind's busy samples)",
+                         tables[title])
 
 
 # ---------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------
-def markdown(rows: list[Row]) -> str:
-    out = ["| metric | jobrun | bare pool | ratio | target | met? |",
-           "|---|---|---|---|---|---|"]
-    for r in rows:
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        met = "-" if r.met is None else ("yes" if r.met else "**no**")
-        out.append(f"| {r.metric} | {fmt(r.jobrun, r.unit)} | {fmt(r.pool, r.unit)} | {ratio} "
-                   f"| {r.target} | {met} |")
-    return "\n".join(out)
-
-
-def tree_state() -> str:
-    root = os.path.dirname(HERE)
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
-                                "jobrun"], capture_output=True, text=True, timeout=10,
-                               check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    n = len(dirty.splitlines())
-    return f"{head or '?'}" + (f" + {n} modified file(s) under jobrun/" if n else " (clean)")
-
-
 def machine_notes(tmp: str, n: int, repeat: int, chunk: int) -> list[str]:
     import apsw
 
     import jobrun
 
-    start_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    start_load = load_average()
     return [
-        (f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-         f"Python {platform.python_version()}, SQLite {apsw.sqlite_lib_version()} (apsw)"),
+        machine_line(f"{apsw.sqlite_lib_version()} (apsw)"),
         f"jobrun {jobrun.__version__} at {tree_state()}; temp dir {tmp}",
         (f"load average (1/5/15 min) at the start: {start_load} (other work on this machine "
          "adds noise: compare within one run)"),
@@ -553,17 +389,14 @@ def run(args: argparse.Namespace) -> int:
     n = args.n or (3_000 if q else 20_000)
     repeat = args.repeat or (1 if q else 3)
     timeout = args.timeout or (60.0 if q else 180.0)
-    profiler = find_py_spy() if args.profile else None
-    if args.profile and profiler is None:
-        log("--profile: py-spy not found (pip install py-spy, or set $PY_SPY); skipping")
+    profiler = profiler_for(args.profile)
     concs = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency \
         else CONCURRENCIES
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-proc-")
     chunk = args.chunksize or pool_chunksize(n, MAIN_C)
-    report = Report(notes=machine_notes(tmp, n, repeat, chunk))
+    report = Runs(notes=machine_notes(tmp, n, repeat, chunk))
     log("# jobrun process executor vs bare ProcessPoolExecutor" + (" (--quick)" if q else ""))
-    for note in report.notes:
-        log(f"- {note}")
+    print_notes(report.notes)
     t_all = time.perf_counter()
     try:
         for r in range(repeat):
@@ -587,23 +420,15 @@ def run(args: argparse.Namespace) -> int:
             report.extra["profile"] = summarize_py_spy(os.path.join(tmp, folder, "py-spy.txt"))
             report.extra["profile_run"] = j
     finally:
-        report.notes.append("load average (1/5/15 min) at the end: "
-                            + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        if args.keep:
-            log(f"(kept {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp, args.keep, report)
 
     add_rows(report, concs)
     if "profile" in report.extra:
         print_profile(report.extra["profile"], report.extra.get("profile_run"))
-    if report.problems:
-        log("\n### Problems seen")
-        for p in report.problems:
-            log(f"- {p}")
+    print_problems(report.problems)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": [dict(vars(r), ratio=r.ratio) for r in report.rows],
+            json.dump({"rows": [r.as_dict("pool") for r in report.rows],
                        "runs": {k: [dict(vars(x), rate=x.rate) for x in v]
                                 for k, v in report.runs.items()},
                        "notes": report.notes, "problems": report.problems,
@@ -612,11 +437,11 @@ def run(args: argparse.Namespace) -> int:
     log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / bare pool; rows "
         "are the best of the runs above. The target row compares against one submit per "
         "call, since jobrun dispatches one job per pipe message.\n")
-    log(markdown(report.rows))
+    log(markdown(report.rows, "bare pool"))
     return 0
 
 
-def add_rows(report: Report, concs: tuple[int, ...]) -> None:
+def add_rows(report: Runs, concs: tuple[int, ...]) -> None:
     n = next((r.n for runs in report.runs.values() for r in runs), 0)
     sub = report.best(f"pool-submit-{MAIN_C}")
     mp_ = report.best(f"pool-map-{MAIN_C}")

@@ -6,11 +6,12 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from support.wait import wait_for as _wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBRUN = [sys.executable, "-m", "jobrun.cli"]
@@ -44,16 +45,7 @@ def app(store_path: str) -> Iterator["object"]:
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
     """Wait on a condition with a deadline (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.1)
+    return _wait_for(cond, timeout, what)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None,

@@ -23,6 +23,7 @@ from execapp import children  # noqa: F401  (registers its tasks in this process
 
 import jobrun
 from jobrun.executors import groups
+from support.config import write_config as _write_config
 
 GONE_WITHIN = 5.0  # seconds from the job's end to its leftovers being gone
 
@@ -38,12 +39,7 @@ def alive(pid: int) -> bool:
 def write_config(folder: Path) -> str:
     bg = 'sleep 300 & echo $! > "$0.tmp"; mv "$0.tmp" "$0"'
     quiet = 'sleep 300 >/dev/null 2>&1 & echo $! > "$0.tmp"; mv "$0.tmp" "$0"'
-    path = folder / "jobrun.toml"
-    path.write_text(f"""[jobrun]
-store = "jobs.db"
-import = ["execapp.children"]
-shutdown_timeout = 5
-
+    return _write_config(folder, imports=["execapp.children"], shutdown_timeout=5, body=f"""\
 [queues.leftovers]
 executor = "process"
 concurrency = 1
@@ -75,8 +71,7 @@ max_attempts = 1
 command = ["sleep 300 &", "echo $! >"]
 shell = true
 queue = "cmdq"
-""", encoding="utf-8")
-    return str(path)
+""")
 
 
 @pytest.fixture

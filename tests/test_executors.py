@@ -29,6 +29,8 @@ from conftest import run_cli
 from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
 from execapp import tasks as t
 from support.apps import close_apps, open_app, served
+from support.config import write_config as _write_config
+from support.spans import max_overlap
 
 PY = json.dumps(sys.executable)
 TAIL = 64 * 1024
@@ -37,10 +39,8 @@ TAIL = 64 * 1024
 # -- helpers -------------------------------------------------------------------------------
 def write_config(folder: Path, body: str, *, jobrun_extra: str = "") -> str:
     """A config beside `jobs.db` in `folder`, importing execapp.tasks."""
-    path = folder / "jobrun.toml"
-    path.write_text('[jobrun]\nstore = "jobs.db"\nimport = ["execapp.tasks"]\n'
-                    f"shutdown_timeout = 5\n{jobrun_extra}\n{body}", encoding="utf-8")
-    return str(path)
+    return _write_config(folder, imports=["execapp.tasks"], shutdown_timeout=5,
+                         jobrun=jobrun_extra, body=body)
 
 
 @pytest.fixture(autouse=True)
@@ -76,17 +76,6 @@ def alive(pid: int) -> bool:
 
 def read_pids(path: Path) -> list[int]:
     return [int(p) for p in path.read_text().split()]
-
-
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    """How many [t0, t1] intervals are open at once, at most."""
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
-                    key=lambda e: (e[0], e[1]))
-    now = top = 0
-    for _, d in events:
-        now += d
-        top = max(top, now)
-    return top
 
 
 def show_json(cfg: str, job_id: int) -> dict[str, Any]:

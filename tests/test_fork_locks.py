@@ -26,6 +26,7 @@ from execapp import children  # noqa: F401  (by-name enqueues get the tasks' own
 import jobrun
 from jobrun.bell import Bell
 from jobrun.lock import FileLock, HolderLock, leader_path, state_dir
+from support.config import write_config as _write_config
 
 PY = json.dumps(sys.executable)
 TAKEOVER = 5.0  # seconds from the new service serving to its first fire and the rescue
@@ -41,12 +42,7 @@ BG_CMD = ("import os, subprocess, sys, time\n"
 
 
 def write_config(folder: Path) -> str:
-    path = folder / "jobrun.toml"
-    path.write_text(f"""[jobrun]
-store = "jobs.db"
-import = ["execapp.children"]
-shutdown_timeout = 5
-
+    return _write_config(folder, imports=["execapp.children"], shutdown_timeout=5, body=f"""\
 [queues.forks]
 concurrency = 2
 
@@ -63,8 +59,7 @@ max_attempts = 3
 name = "beat"
 every = "1s"
 task = "execapp.children:beat"
-""", encoding="utf-8")
-    return str(path)
+""")
 
 
 def alive(pid: int) -> bool:

@@ -29,6 +29,7 @@ from crashapp.harness import (
     wait_for,
     wait_serving,
 )
+from support.config import write_config as _write_config
 
 TICK = "cronapp.tasks:tick"
 TAKEOVER = 2.0  # seconds from a leader's death to the next fire, by another process
@@ -36,17 +37,9 @@ TAKEOVER = 2.0  # seconds from a leader's death to the next fire, by another pro
 
 def write_config(folder: Path, *, cron: str, jobrun: str = "",
                  name: str = "jobrun.toml") -> str:
-    path = folder / name
-    path.write_text(
-        "[jobrun]\n"
-        'store = "jobs.db"\n'
-        'import = ["cronapp.tasks"]\n'
-        "shutdown_timeout = 5\n"
-        f"{jobrun}\n"
-        "[queues.default]\n"
-        "concurrency = 4\n"
-        f"{cron}", encoding="utf-8")
-    return str(path)
+    """A config beside `jobs.db` in `folder`, importing cronapp.tasks, with `cron` entries."""
+    return _write_config(folder, imports=["cronapp.tasks"], name=name, shutdown_timeout=5,
+                         jobrun=jobrun, default_queue={"concurrency": 4}, body=cron)
 
 
 def every_entry(name: str, every: str, misfire: str = "skip") -> str:
@@ -137,6 +130,35 @@ def assert_every_second_once(db: Reader, entry: str = "tick") -> list[tuple[floa
     return rows
 
 
+class Spawner:
+    """Starts services on one config, each with a log of its own (svc-N.log); `everyone`
+    lists all it started, for the test to kill at its end."""
+
+    def __init__(self, cfg: str, folder: Path) -> None:
+        self.cfg, self.folder = cfg, folder
+        self.everyone: list[ServiceProc] = []
+
+    def __call__(self) -> ServiceProc:
+        p = ServiceProc(self.cfg, self.folder / f"svc-{len(self.everyone) + 1}.log")
+        self.everyone.append(p)
+        return p
+
+
+def serving_with_a_leader(store: str, procs: list[ServiceProc]) -> Reader:
+    """Once every one of procs serves and one of them leads: a reader on the store, after
+    the first two fires."""
+    for p in procs:
+        wait_serving(store, p)
+    wait_leader(store, procs)
+    db = Reader(store)
+    try:
+        wait_for(lambda: len(fires(db)) >= 2, 5, "the first fires")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def stop_all(procs: list[ServiceProc]) -> None:
     for p in procs:
         p.send(signal.SIGCONT)
@@ -156,22 +178,12 @@ def test_leader_sigkilled_again_and_again_costs_no_fire(tmp_path: Path,
     print(f"leadership test seed: {seed} (JOBRUN_LEADER_SEED={seed} to replay)")
     cfg = write_config(tmp_path, cron=every_entry("tick", "1s"))
     store = str(tmp_path / "jobs.db")
-    n_logs = 0
-
-    def spawn() -> ServiceProc:
-        nonlocal n_logs
-        n_logs += 1
-        return ServiceProc(cfg, tmp_path / f"svc-{n_logs}.log")
-
+    spawn = Spawner(cfg, tmp_path)
     procs = [spawn() for _ in range(3)]
-    everyone = list(procs)
+    everyone = spawn.everyone
     db: Reader | None = None
     try:
-        for p in procs:
-            wait_serving(store, p)
-        wait_leader(store, procs)
-        db = Reader(store)
-        wait_for(lambda: len(fires(db)) >= 2, 5, "the first fires")
+        db = serving_with_a_leader(store, procs)
 
         takeovers: list[float] = []   # kill -> next fire by another process
         lock_moves: list[float] = []  # kill -> another process holds the flock
@@ -199,7 +211,6 @@ def test_leader_sigkilled_again_and_again_costs_no_fire(tmp_path: Path,
             takeovers.append(made - kill_wall)
             # Restart the killed service: three services again.
             p = spawn()
-            everyone.append(p)
             procs.append(p)
             wait_serving(store, p)
         stop_all(procs)

@@ -32,6 +32,8 @@ from jobrun.limits import (
     round_robin,
 )
 from support.apps import close_apps, open_app, served
+from support.config import write_config as _write_config
+from support.spans import max_overlap
 
 
 # -- jobrun.limits: pure functions ---------------------------------------------------------
@@ -156,10 +158,9 @@ def test_limits_limited_names_queues_needing_the_careful_path() -> None:
 # -- helpers -------------------------------------------------------------------------------
 def write_config(folder: Path, body: str, *, jobrun_extra: str = "",
                  name: str = "jobrun.toml") -> str:
-    path = folder / name
-    path.write_text('[jobrun]\nstore = "jobs.db"\nimport = ["execapp.tasks"]\n'
-                    f"shutdown_timeout = 5\n{jobrun_extra}\n{body}", encoding="utf-8")
-    return str(path)
+    """A config beside `jobs.db` in `folder`, importing execapp.tasks."""
+    return _write_config(folder, imports=["execapp.tasks"], name=name, shutdown_timeout=5,
+                         jobrun=jobrun_extra, body=body)
 
 
 @pytest.fixture(autouse=True)
@@ -180,16 +181,6 @@ def rows(app: jobrun.App, ids: list[int]) -> list[tuple[Any, ...]]:
     marks = ",".join("?" * len(ids))
     return app.store.read(f"SELECT id, state, attempts, started_at, finished_at FROM jobs "
                           f"WHERE id IN ({marks}) ORDER BY id", ids)
-
-
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
-                    key=lambda e: (e[0], e[1]))
-    now = top = 0
-    for _, d in events:
-        now += d
-        top = max(top, now)
-    return top
 
 
 def assert_within_rate(starts: list[float], count: float, per_second: float) -> None:

@@ -6,11 +6,13 @@ the log says. Also `jobrun check` and `jobrun start` on bad configs (exit 78).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,24 @@ def write_in_place(path: Path, text: str) -> None:
         f.write(text)
 
 
+@contextlib.contextmanager
+def serving(cfg: Path, store: str, log: Path, first: str = "old",
+            what: str = "the old entry to fire") -> Iterator[tuple[ServiceProc, Reader]]:
+    """`jobrun start --config CFG`, serving, its entry `first` fired once: (the service, a
+    reader on its store). Then the reader is closed and the service killed, whatever happened."""
+    svc = ServiceProc(str(cfg), log)
+    db: Reader | None = None
+    try:
+        wait_serving(store, svc)
+        db = reader = Reader(store)
+        wait_for(lambda: count_fires(reader, first) >= 1, 5, what)
+        yield svc, reader
+    finally:
+        if db is not None:
+            db.close()
+        svc.kill()
+
+
 @pytest.fixture
 def gates(tmp_path: Path) -> Path:
     folder = tmp_path / "gates"
@@ -92,14 +112,11 @@ def test_valid_edit_is_applied_at_once_and_spares_jobs_in_flight(tmp_path: Path,
     cfg = tmp_path / "jobrun.toml"
     cfg.write_text(config_text(crons=[every("old")], gated=1), encoding="utf-8")
     store = str(tmp_path / "jobs.db")
-    svc = ServiceProc(str(cfg), tmp_path / "svc.log")
-    db: Reader | None = None
-    app: jobrun.App | None = None
-    try:
-        wait_serving(store, svc)
-        db = Reader(store)
-        wait_for(lambda: count_fires(db, "old") >= 1, 5, "the old entry to fire")
+    with serving(cfg, store, tmp_path / "svc.log") as (svc, db), \
+            contextlib.ExitStack() as after:
+        after.callback((gates / "gate-all").touch)
         app = jobrun.App(store)
+        after.callback(app.close)
         # Given: job A in flight on `gated` (concurrency 1), B, C, D queued behind it.
         a = app.enqueue(GATED, args=[str(gates)], queue="gated").id
         wait_for(lambda: started(gates, a), 10, "job A to start")
@@ -153,13 +170,6 @@ def test_valid_edit_is_applied_at_once_and_spares_jobs_in_flight(tmp_path: Path,
         svc.send(signal.SIGTERM)
         assert svc.wait(20) == 0
         assert not log_lines(svc, "config reload refused"), svc.log_text()
-    finally:
-        (gates / "gate-all").touch()
-        if app is not None:
-            app.close()
-        if db is not None:
-            db.close()
-        svc.kill()
 
 
 # An invalid edit per case: the text, and what its one log line must name. Each also tries to
@@ -203,13 +213,9 @@ def test_invalid_edits_are_refused_with_one_line_and_the_old_config_holds(
     good = config_text(crons=[every("old")], gated=1)
     cfg.write_text(good, encoding="utf-8")
     store = str(tmp_path / "jobs.db")
-    svc = ServiceProc(str(cfg), tmp_path / "svc.log")
-    db: Reader | None = None
-    app: jobrun.App | None = None
-    try:
-        wait_serving(store, svc)
-        db = Reader(store)
-        wait_for(lambda: count_fires(db, "old") >= 1, 5, "the old entry to fire")
+    with serving(cfg, store, tmp_path / "svc.log") as (svc, db), \
+            contextlib.ExitStack() as after:
+        after.callback((gates / "gate-all").touch)
         for n, (case, (broken, expect)) in enumerate(BROKEN.items(), 1):
             write_in_place(cfg, broken)
             line = wait_for(lambda n=n: nth_line(svc, "config reload refused", n), 5,
@@ -234,6 +240,7 @@ def test_invalid_edits_are_refused_with_one_line_and_the_old_config_holds(
 
         # The old concurrency (1) holds: X runs, Y waits until X is done.
         app = jobrun.App(store)
+        after.callback(app.close)
         x, y = (app.enqueue(GATED, args=[str(gates)], queue="gated").id for _ in range(2))
         wait_for(lambda: started(gates, x), 10, "job X to start")
         still_not_started(gates, [y], 1.0)
@@ -247,13 +254,6 @@ def test_invalid_edits_are_refused_with_one_line_and_the_old_config_holds(
         assert app.job(y).result(timeout=10) == 1
         svc.send(signal.SIGTERM)
         assert svc.wait(20) == 0
-    finally:
-        (gates / "gate-all").touch()
-        if app is not None:
-            app.close()
-        if db is not None:
-            db.close()
-        svc.kill()
 
 
 @pytest.mark.slow
@@ -267,12 +267,7 @@ def test_entry_added_by_reload_makes_its_first_due_fire(tmp_path: Path) -> None:
     cfg = tmp_path / "jobrun.toml"
     cfg.write_text(config_text(crons=[every("old")], gated=1), encoding="utf-8")
     store = str(tmp_path / "jobs.db")
-    svc = ServiceProc(str(cfg), tmp_path / "svc.log")
-    db: Reader | None = None
-    try:
-        wait_serving(store, svc)
-        db = Reader(store)
-        wait_for(lambda: count_fires(db, "old") >= 1, 5, "the old entry to fire")
+    with serving(cfg, store, tmp_path / "svc.log") as (svc, db):
         write_in_place(cfg, config_text(crons=[every("old"), every("new")], gated=1))
         wait_for(lambda: log_lines(svc, "config reloaded (file changed)"), 5, "the reload",
                  pause_cap=0.005)
@@ -285,10 +280,6 @@ def test_entry_added_by_reload_makes_its_first_due_fire(tmp_path: Path) -> None:
         assert svc.wait(20) == 0
         assert first <= due, (f"the new entry's first fire is {first - due:.0f}s after its "
                               "first due time following the reload")
-    finally:
-        if db is not None:
-            db.close()
-        svc.kill()
 
 
 @pytest.mark.slow
@@ -305,12 +296,7 @@ def test_schedule_change_by_reload_fires_nothing_from_before_the_edit(tmp_path: 
     cfg.write_text(config_text(crons=[every("e", "1h"), every("beat")], gated=1),
                    encoding="utf-8")
     store = str(tmp_path / "jobs.db")
-    svc = ServiceProc(str(cfg), tmp_path / "svc.log")
-    db: Reader | None = None
-    try:
-        wait_serving(store, svc)
-        db = Reader(store)
-        wait_for(lambda: count_fires(db, "beat") >= 1, 5, "the first round")
+    with serving(cfg, store, tmp_path / "svc.log", first="beat", what="the first round") as (svc, db):
         # As if the service had run since before the top of the hour: `e` fired then.
         wait_for(lambda: time.time() % 3600 >= 6, 8, "6 s past the hour", pause_cap=0.5)
         top = math.floor(time.time() / 3600) * 3600
@@ -328,10 +314,6 @@ def test_schedule_change_by_reload_fires_nothing_from_before_the_edit(tmp_path: 
               "times before the edit")
         assert old == [], (f"{len(old)} fires for due times before the edit, e.g. "
                            f"{[round(t - top) for t in old[:5]]} s past the hour")
-    finally:
-        if db is not None:
-            db.close()
-        svc.kill()
 
 
 @pytest.mark.slow
@@ -353,12 +335,7 @@ def test_edit_by_symlink_swap_is_applied(tmp_path: Path) -> None:
     (mount / "..data").symlink_to("..v1")
     cfg = mount / "jobrun.toml"
     cfg.symlink_to("..data/jobrun.toml")
-    svc = ServiceProc(str(cfg), tmp_path / "svc.log")
-    db: Reader | None = None
-    try:
-        wait_serving(store, svc)
-        db = Reader(store)
-        wait_for(lambda: count_fires(db, "old") >= 1, 5, "the old entry to fire")
+    with serving(cfg, store, tmp_path / "svc.log") as (svc, _db):
         (mount / "..data_tmp").symlink_to("..v2")
         os.replace(mount / "..data_tmp", mount / "..data")  # the atomic swap kubelet does
         assert "new" in cfg.read_text()
@@ -368,10 +345,6 @@ def test_edit_by_symlink_swap_is_applied(tmp_path: Path) -> None:
         finally:
             svc.send(signal.SIGTERM)
             svc.wait(20)
-    finally:
-        if db is not None:
-            db.close()
-        svc.kill()
 
 
 @pytest.mark.slow
@@ -388,12 +361,7 @@ def test_sighup_reloads(tmp_path: Path) -> None:
     cfg = etc / "jobrun.toml"
     cfg.symlink_to(target)
     store = str(etc / "jobs.db")
-    svc = ServiceProc(str(cfg), tmp_path / "svc.log")
-    db: Reader | None = None
-    try:
-        wait_serving(store, svc)
-        db = Reader(store)
-        wait_for(lambda: count_fires(db, "old") >= 1, 5, "the old entry to fire")
+    with serving(cfg, store, tmp_path / "svc.log") as (svc, db):
         write_in_place(target, config_text(crons=[every("new")], gated=1))
         hup = time.monotonic()
         svc.send(signal.SIGHUP)
@@ -410,10 +378,6 @@ def test_sighup_reloads(tmp_path: Path) -> None:
         assert len(log_lines(svc, "config reloaded")) == 1 and not log_lines(svc, "config reload refused")
         svc.send(signal.SIGTERM)
         assert svc.wait(20) == 0
-    finally:
-        if db is not None:
-            db.close()
-        svc.kill()
 
 
 # -- jobrun check / jobrun start on a bad config --------------------------------------------

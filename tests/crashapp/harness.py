@@ -17,6 +17,9 @@ from typing import Any, Callable
 
 import apsw
 
+from support.config import write_config as _write_config
+from support.wait import wait_for as _wait_for
+
 TESTS = Path(__file__).resolve().parent.parent
 JOBRUN = [sys.executable, "-m", "jobrun.cli"]
 
@@ -24,31 +27,15 @@ JOBRUN = [sys.executable, "-m", "jobrun.cli"]
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
              pause_cap: float = 0.05) -> Any:
     """Poll a condition with a deadline (as conftest.wait_for, with a finer pause cap)."""
-    deadline = time.monotonic() + timeout
-    pause = 0.002
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 1.5, pause_cap)
+    return _wait_for(cond, timeout, what, pause=0.002, pause_cap=pause_cap)
 
 
 def write_config(folder: Path, name: str = "jobrun.toml", *, jobrun: str = "",
                  concurrency: int = 8, max_attempts: int = 5) -> str:
     """A config next to the store `jobs.db` in `folder`, importing crashapp.tasks."""
-    path = folder / name
-    path.write_text(
-        "[jobrun]\n"
-        'store = "jobs.db"\n'
-        'import = ["crashapp.tasks"]\n'
-        f"{jobrun}\n"
-        "[queues.default]\n"
-        f"concurrency = {concurrency}\n"
-        f"max_attempts = {max_attempts}\n", encoding="utf-8")
-    return str(path)
+    return _write_config(folder, imports=["crashapp.tasks"], name=name, jobrun=jobrun,
+                         default_queue={"concurrency": concurrency,
+                                        "max_attempts": max_attempts})
 
 
 def task(name: str) -> str:

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 
 import jobrun
-from support.files import touch
+from support.files import touch, wait_file
 
 app = jobrun.App()
-
-
-
-
-def wait_file(path: str, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @app.task(queue="rproc")

@@ -19,21 +19,10 @@ import time
 from typing import Any
 
 import jobrun
-from support.files import touch
+from support.files import touch, wait_file
 from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
-
-
-
-
-def wait_file(path: str, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 # -- process executor ----------------------------------------------------------------------

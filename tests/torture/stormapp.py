@@ -24,7 +24,9 @@ from typing import Any
 import apsw
 
 import jobrun
+from support.config import write_config as _write_config
 from support.files import touch as _touch
+from support.files import wait_file as _wait_file
 from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
@@ -97,17 +99,6 @@ def noop() -> None:
 def tick_ok() -> int:
     """Poison test: the ordinary work that must keep flowing beside the poison jobs."""
     return os.getpid()
-
-
-
-
-def _wait_file(path: str, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @app.task
@@ -230,17 +221,9 @@ def write_config(folder: Path, name: str = "jobrun.toml", *, jobrun_extra: str =
                  queues: str = "", concurrency: int = 8, max_attempts: int = 5,
                  imports: tuple[str, ...] = ("stormapp",)) -> str:
     """A config beside the store `jobs.db` in `folder`, importing `imports`."""
-    path = folder / name
-    path.write_text(
-        "[jobrun]\n"
-        'store = "jobs.db"\n'
-        f"import = {json.dumps(list(imports))}\n"
-        f"{jobrun_extra}\n"
-        "[queues.default]\n"
-        f"concurrency = {concurrency}\n"
-        f"max_attempts = {max_attempts}\n"
-        f"{queues}", encoding="utf-8")
-    return str(path)
+    return _write_config(folder, imports=imports, name=name, jobrun=jobrun_extra,
+                         default_queue={"concurrency": concurrency,
+                                        "max_attempts": max_attempts}, body=queues)
 
 
 def on_path(monkeypatch: Any) -> None:

@@ -10,14 +10,10 @@ Short (default): 1,000 jobs, about 10 s of storm. `--long`: 10,000 jobs, 60 s of
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import random
-import re
 import signal
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -25,6 +21,7 @@ import stormapp
 from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
 
 import jobrun
+from support.ledger import check_rescued_runs
 
 KILL_EVERY = 0.5
 #: A dead holder's running jobs must be back within this (README: "within about a second").
@@ -133,35 +130,12 @@ def test_kill_storm_every_job_succeeds_reruns_only_after_kills(
     assert not stuck, f"jobs left `running` under a dead holder: {stuck[:10]}"
     assert kills >= (100 if long else 15), "too few kills: the storm ended too early"
 
-    states = dict(db.all("SELECT state, count(*) FROM jobs GROUP BY state"))
-    assert states == {"succeeded": n_jobs}, states
-    ledger: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for job_id, attempt, pid in db.all("SELECT job_id, attempt, pid FROM ledger ORDER BY id"):
-        ledger[job_id].append((attempt, pid))
-    jobs = {r[0]: r[1:] for r in db.all("SELECT id, attempts, result, errors FROM jobs")}
-    assert len(jobs) == n_jobs
-    assert set(ledger) == set(jobs), "a job succeeded without running"
     twice = 0
-    for job_id, (attempts, result, errors_json) in jobs.items():
-        runs = ledger[job_id]
-        errors = json.loads(errors_json)
-        lost = [e for e in errors if e["type"] == "WorkerLost"]
-        assert len(lost) == len(errors), f"job {job_id}: unexpected errors {errors}"
-        # Every run but the last was by a process SIGKILLed while it ran ...
-        for _attempt, pid in runs[:-1]:
-            assert pid in killed, f"job {job_id} ran again after a run by live pid {pid}: {runs}"
-        # ... taken back from that dead holder, never from a live one.
-        lost_pids = {int(re.search(r"process (\d+)-", e["message"]).group(1))  # type: ignore[union-attr]
-                     for e in lost}
-        assert lost_pids <= set(killed), f"job {job_id} taken from a live service: {errors}"
-        assert {pid for _, pid in runs[:-1]} <= lost_pids, f"job {job_id}: {runs}, {errors}"
-        # One attempt per claim; a claim ends in success or in a rescue.
-        assert attempts == len(lost) + 1, f"job {job_id}: {attempts} attempts, {errors}"
-        # The stored result is the last run's; one run per attempt, in order.
-        assert json.loads(result) == runs[-1][1], f"job {job_id}: {result}, runs {runs}"
-        assert all(a < b for (a, _), (b, _) in itertools.pairwise(runs)), runs
-        assert runs[-1][0] == attempts, f"job {job_id}: runs {runs}, attempts {attempts}"
-        twice += len(runs) > 1
+    for job in check_rescued_runs(db, n_jobs, killed):
+        # The last run was the last attempt.
+        assert job.runs[-1][0] == job.attempts, \
+            f"job {job.job_id}: runs {job.runs}, attempts {job.attempts}"
+        twice += len(job.runs) > 1
     print(f"{twice} job(s) ran more than once, each after a run by a SIGKILLed process")
     assert twice > 0, "no kill hit a running job: the storm tested nothing"
     logs = "\n".join(p.log_path.read_text(errors="replace") for p in everyone)

@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 from crashapp.harness import (
     Reader,
-    ServiceProc,
     proc_state,
     sigstop_outside_write,
     wait_for,
@@ -60,10 +59,12 @@ def _import_test_leadership() -> None:
 _import_test_leadership()
 from test_leadership import (
     TAKEOVER,
+    Spawner,
     assert_every_second_once,
     every_entry,
     fires,
     leader_of,
+    serving_with_a_leader,
     stop_all,
     wait_leader,
     write_config,
@@ -84,24 +85,14 @@ def test_leader_killed_and_stopped_in_turn_each_due_time_fires_once(
     rng = random.Random(seed)
     cfg = write_config(tmp_path, cron=every_entry("tick", "1s"))
     store = str(tmp_path / "jobs.db")
-    n_logs = 0
-
-    def spawn() -> ServiceProc:
-        nonlocal n_logs
-        n_logs += 1
-        return ServiceProc(cfg, tmp_path / f"svc-{n_logs}.log")
-
+    spawn = Spawner(cfg, tmp_path)
     procs = [spawn() for _ in range(3)]
-    everyone = list(procs)
+    everyone = spawn.everyone
     db: Reader | None = None
     done: dict[str, list[float]] = {m: [] for m in MODES}  # mode -> recovery delays
     stalls: list[float] = []
     try:
-        for p in procs:
-            wait_serving(store, p)
-        wait_leader(store, procs)
-        db = Reader(store)
-        wait_for(lambda: len(fires(db)) >= 2, 5, "the first fires")
+        db = serving_with_a_leader(store, procs)
         end = time.monotonic() + run_for
         turn = rng.randrange(len(MODES))
         while time.monotonic() < end or any(not v for v in done.values()):
@@ -143,7 +134,6 @@ def test_leader_killed_and_stopped_in_turn_each_due_time_fires_once(
             done[mode].append(max(made_at) - t_wall)
             if mode != "stop":
                 p = spawn()
-                everyone.append(p)
                 procs.append(p)
                 wait_serving(store, p)
         stop_all(procs)

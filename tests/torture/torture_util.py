@@ -13,6 +13,7 @@ from typing import Any
 import apsw
 
 from jobrun.store import sqlite as jsqlite
+from support.config import write_config as _write_config
 
 VALID_STATES = {"scheduled", "queued", "running", "retrying", "succeeded", "dead", "cancelled"}
 JSON_COLUMNS = ("args", "kwargs", "errors", "options")
@@ -27,18 +28,11 @@ def write_tasks_module(folder: Path, name: str, body: str) -> None:
 
 def write_config(folder: Path, store: str | Path, imports: list[str], *, extra: str = "",
                  concurrency: int = 4, max_attempts: int = 5) -> str:
-    path = folder / "jobrun.toml"
-    path.write_text(
-        "[jobrun]\n"
-        f"store = {json.dumps(str(store))}\n"
-        f"import = {json.dumps(imports)}\n"
-        'poll = "100ms"\n'
-        'shutdown_timeout = "5s"\n'
-        f"{extra}\n"
-        "[queues.default]\n"
-        f"concurrency = {concurrency}\n"
-        f"max_attempts = {max_attempts}\n", encoding="utf-8")
-    return str(path)
+    """A config in `folder` on `store`, polling every 100 ms, draining for 5 s at most."""
+    return _write_config(folder, imports=imports, store=store, shutdown_timeout="5s",
+                         jobrun=f'poll = "100ms"\n{extra}',
+                         default_queue={"concurrency": concurrency,
+                                        "max_attempts": max_attempts})
 
 
 def plain(path: str | Path) -> apsw.Connection:
