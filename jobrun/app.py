@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import catalog, clock, enqueue, validate
-from .bell import Ringer
+from .bell import Ringer, ring_after_commit
 from .config import Settings, env_config, load, load_for_producer, resolve_store
 from .errors import InvalidJob, UnknownTask
 from .inline import run_inline
@@ -285,7 +285,7 @@ class App:
         if connection is None:
             ringer.ring()
         else:
-            _arm(connection, ringer)
+            ring_after_commit(connection, ringer)
 
     def inline_holder(self) -> str:
         """A holder id with a live lock, for jobs run inline in this process: a service on
@@ -371,7 +371,7 @@ class App:
         if connection is None:
             self._ringer.ring()
         else:
-            _arm(connection, self._ringer)
+            ring_after_commit(connection, self._ringer)
         return event_id
 
     # -- reading -------------------------------------------------------------------------
@@ -404,31 +404,3 @@ class App:
             self._store.close()
             self._store = None
 
-
-class _Armed:
-    """Per caller connection: ring once its transaction commits; a rollback rings nobody."""
-
-    def __init__(self, ringer: Ringer) -> None:
-        self.ringer = ringer
-        self.armed = False
-
-    def on_commit(self) -> bool:
-        if self.armed:
-            self.armed = False
-            # The hook runs just before the commit lands: ring from a thread a moment later.
-            t = threading.Timer(0.002, self.ringer.ring)
-            t.daemon = True
-            t.start()
-        return False  # never veto the commit
-
-    def on_rollback(self) -> None:
-        self.armed = False
-
-
-def _arm(connection: Any, ringer: Ringer) -> None:
-    """Hooks on this connection, every time (the same id replaces the last ones): a cache
-    keyed by id() would find a closed connection's entry for a new one and ring nobody."""
-    a = _Armed(ringer)
-    connection.set_commit_hook(a.on_commit, id="jobrun-bell")
-    connection.set_rollback_hook(a.on_rollback, id="jobrun-bell")
-    a.armed = True

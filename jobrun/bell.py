@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import weakref
+from typing import Any
 
 from .lock import holders_dir
 
@@ -123,3 +124,34 @@ class Ringer:
                     self._sock.sendto(b"e", a)
                 except OSError:
                     pass  # dead service, or buffer full: the poll covers it
+
+
+class _Armed:
+    """Per caller connection: ring once its transaction commits; a rollback rings nobody."""
+
+    def __init__(self, ringer: Ringer) -> None:
+        self.ringer = ringer
+        self.armed = False
+
+    def on_commit(self) -> bool:
+        if self.armed:
+            self.armed = False
+            # The hook runs just before the commit lands: ring from a thread a moment later.
+            t = threading.Timer(0.002, self.ringer.ring)
+            t.daemon = True
+            t.start()
+        return False  # never veto the commit
+
+    def on_rollback(self) -> None:
+        self.armed = False
+
+
+def ring_after_commit(connection: Any, ringer: Ringer) -> None:
+    """Ring every live service once the caller's transaction on `connection` commits (a
+    rollback rings nobody). Hooks on this connection, every time (the same id replaces the
+    last ones): a cache keyed by id() would find a closed connection's entry for a new one
+    and ring nobody."""
+    a = _Armed(ringer)
+    connection.set_commit_hook(a.on_commit, id="jobrun-bell")
+    connection.set_rollback_hook(a.on_rollback, id="jobrun-bell")
+    a.armed = True

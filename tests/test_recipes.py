@@ -525,7 +525,7 @@ def test_web_txn_each_commit_wakes_the_service(load_recipe: Loader, tmp_path: Pa
     """A job enqueued with `connection=` starts when its transaction commits, not at the
     service's next poll (here 5 s), for every request, each on a connection of its own.
 
-    BUG (jobrun/app.py `_arm`): the commit hook is remembered per `id(connection)` in the
+    BUG (jobrun/bell.py `ring_after_commit`, then in app.py): the commit hook is remembered per `id(connection)` in the
     module dict `_armed`, never removed. Once a request's connection is closed, the next
     request's connection often gets the same id(); `_arm` then finds the old entry, does not
     set a commit hook on the new connection, and its commit rings nobody: the job waits for
