@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import catalog, clock, enqueue, validate
 from .bell import Ringer, ring_after_commit
@@ -38,6 +38,16 @@ _WARNED_EMPTY: set[str] = set()
 
 #: A name or key: printable text that can be stored and logged (validate.text).
 _text = validate.text
+
+
+class TaskDecorator(Protocol):
+    """What `@app.task(...)` with options returns: `async def` tasks' jobs hold the awaited
+    value, as `result()` returns it."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class App:
@@ -87,12 +97,14 @@ class App:
 
     # -- registration ------------------------------------------------------------------
     @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
     @overload
     def task(self, fn: None = None, /, *, name: str | None = None, queue: str | None = None,
              priority: int | None = None, max_attempts: int | None = None,
              timeout: float | None = None, retry_base: float | None = None,
-             retry_cap: float | None = None, **extra: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+             retry_cap: float | None = None, **extra: Any) -> TaskDecorator: ...
 
     def task(self, fn: Any = None, /, *, name: str | None = None, queue: str | None = None,
              priority: int | None = None, max_attempts: int | None = None,

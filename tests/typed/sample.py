@@ -52,3 +52,19 @@ def use() -> list[Any]:
     name: str = report.result(timeout=10).upper()
     return [total, name, keyed.result(timeout=10), nothing.enqueue().result(timeout=10),
             [j.result(timeout=10) for j in many], by_name.result(timeout=10)]
+
+
+@app.task
+async def fetch(n: int) -> float:
+    return n / 2
+
+
+@app.task(queue="io")
+async def fetch_later(n: int) -> str:
+    return str(n)
+
+
+def use_async() -> None:
+    """An `async def` task's job holds the awaited value, as result() returns it."""
+    assert_type(fetch.enqueue(1), Job[float])
+    assert_type(fetch_later.options(delay=0).enqueue(2), Job[str])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typed.sample import add, build_report, nothing
+from typed.sample import add, build_report, fetch, nothing
 
 
 def misuse() -> None:
@@ -17,3 +17,5 @@ def misuse() -> None:
     add.enqueue(1, 2).result() + "s"  # E: operator
     text: str = add.enqueue(1, 2).result()  # E: assignment
     build_report.enqueue(1).result() + 1  # E: operator
+    fetch.enqueue(1).result() + "s"  # E: operator
+    fetch.enqueue("x")  # E: arg-type
