@@ -328,7 +328,7 @@ class App:
         `@app.step` calls answered from their records (see jobrun.workflows)."""
         check_task_options(extra)
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-            raise TypeError(f"max_steps must be a positive int, not {max_steps!r}")
+            raise InvalidJob(f"max_steps must be a positive int, not {max_steps!r}")
 
         def register(f: Callable[P, R]) -> Workflow[P, R]:
             spec = TaskSpec(name or task_name(f), body_runner(self, f, max_steps), queue,
@@ -365,7 +365,7 @@ class App:
         """Store an event for `jobrun.wait_event(name)` (one transaction, or inside
         `connection`'s open one: a rollback stores nothing). Its id."""
         if not isinstance(name, str) or not name:
-            raise TypeError(f"event name must be a non-empty str, not {name!r}")
+            raise InvalidJob(f"event name must be a non-empty str, not {name!r}")
         _text(name, "event name")
         text = dumps(payload, f"payload of event {name}")
         now = clock.now()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -85,7 +84,7 @@ def new_context(claim: Claim) -> Context:
 def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
                 log_it: bool = True) -> Outcome:
     """Run one attempt in this thread and return its outcome (never raises)."""
-    started = time.perf_counter()
+    started = clock.timer()
     token = set_current(ctx or new_context(claim))
     try:
         outcome = succeed(claim, resolve(claim, registry)(*claim.args, **claim.kwargs))
@@ -97,7 +96,7 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
         outcome = after_failure(claim, exc, clock.now())
     finally:
         reset(token)
-    outcome.extra["duration"] = time.perf_counter() - started
+    outcome.extra["duration"] = clock.timer() - started
     if log_it:
         log_outcome(claim, outcome)
     return outcome
@@ -106,7 +105,7 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
 async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | None = None
                             ) -> Outcome:
     """An `async def` task on the service's loop; its timeout cancels it."""
-    started = time.perf_counter()
+    started = clock.timer()
     token = set_current(ctx or new_context(claim))
     try:
         coro = resolve(claim, registry)(*claim.args, **claim.kwargs)
@@ -124,7 +123,7 @@ async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | Non
         outcome = after_failure(claim, exc, clock.now())
     finally:
         reset(token)
-    outcome.extra["duration"] = time.perf_counter() - started
+    outcome.extra["duration"] = clock.timer() - started
     return outcome
 
 

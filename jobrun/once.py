@@ -32,7 +32,7 @@ import apsw
 from . import clock
 from .config import resolve_store
 from .context import current
-from .errors import JobrunError, Retry
+from .errors import InvalidJob, JobrunError, Retry
 from .store.queries import parse, read_sql
 from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
 
@@ -44,7 +44,7 @@ class Once:
     def __init__(self, key: str, store: str | os.PathLike[str] | None = None,
                  wait: float = 1.0) -> None:
         if not isinstance(key, str) or not key:
-            raise TypeError(f"once() needs a non-empty str key, not {key!r}")
+            raise InvalidJob(f"once() needs a non-empty str key, not {key!r}")
         self.key = key
         ctx = current()
         path = os.fspath(store) if store is not None else (

@@ -33,7 +33,7 @@ from .store import open_store
 from .store.contract import Store
 from .worker import outcomes
 from .worker.inflight import InFlight
-from .worker.loop import Loop, Plan
+from .worker.loop import ClaimPlan, Loop
 from .worker.maintenance import Maintenance, ServiceView
 
 log = logging.getLogger("jobrun.service")
@@ -189,7 +189,7 @@ class Service:
         self.store.publish_catalog(self.holder, catalog.entries(specs, settings),
                                    now=clock.now())
 
-    def _plan(self, settings: Settings) -> Plan:
+    def _plan(self, settings: Settings) -> ClaimPlan:
         """What the loop claims: caps (concurrency plus prefetch), chunks, limits, tasks."""
         caps = {q: settings.queue(q).claim_cap for q in self.queue_names()}
         chunks = {}
@@ -217,7 +217,7 @@ class Service:
             limited = frozenset(caps)  # a job may be sent to any queue, with its task's limits
         else:
             limited = frozenset(q for q in caps if limits.limited(q, by_queue))
-        return Plan(caps, chunks, limits, limited, self.tasks)
+        return ClaimPlan(caps, chunks, limits, limited, self.tasks)
 
     def apply(self, settings: Settings) -> None:
         """Switch to new settings at once: caps and new queues; the scheduler reads them on

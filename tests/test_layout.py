@@ -135,3 +135,14 @@ def test_no_module_is_over_about_400_lines() -> None:
     big = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 430}
     assert not big, f"split these by concept: {big}"
+
+
+def test_every_named_sql_block_says_what_it_does() -> None:
+    import re
+
+    missing = []
+    for f in sorted((PACKAGE / "store").glob("*.sql")):
+        parts = re.split(r"^-- ([a-z_0-9]+) --$", f.read_text(encoding="utf-8"), flags=re.M)
+        missing += [f"{f.name}:{n}" for n, body in zip(parts[1::2], parts[2::2])
+                    if not body.strip().startswith("--") and not re.fullmatch(r"v\d+", n)]
+    assert not missing, f"blocks without a one-line description: {missing}"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from .. import clock
 from ..config import check as check_config
 from ..errors import ConfigError
 from ..ops.systemd import Notifier
@@ -235,7 +236,7 @@ def cron_ls(as_json: JsonOpt = False,
         if start_at.tzinfo is None:
             start_at = start_at.replace(tzinfo=UTC)
     else:
-        start_at = datetime.now(UTC)
+        start_at = clock.to_datetime(clock.now())
     entries = [describe(e, start_at, count) for e in rt.settings.cron]
     if as_json:
         _print_json(entries)

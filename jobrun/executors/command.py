@@ -16,7 +16,6 @@ import selectors
 import shlex
 import shutil
 import subprocess
-import time
 from typing import Any
 
 from .. import clock
@@ -159,7 +158,7 @@ class CommandExecutor(Slots):
             if item is None:
                 return
             claim, ctx = item
-            started = time.perf_counter()
+            started = clock.timer()
             outcome = run_command(claim, self._registry.get(claim.task), ctx)
-            outcome.extra["duration"] = time.perf_counter() - started
+            outcome.extra["duration"] = clock.timer() - started
             self._done(claim, outcome)

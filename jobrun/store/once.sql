@@ -6,6 +6,7 @@
 SELECT 1 FROM jobs WHERE id = :id AND token = :token AND state = 'running';
 
 -- once_get --
+-- An operation's record: done, or pending and whose.
 SELECT state, owner, done_at FROM processed_operations WHERE key = :key;
 
 -- once_hold --
@@ -26,4 +27,5 @@ UPDATE processed_operations SET state = 'done', done_at = :now
 RETURNING key;
 
 -- once_forget --
+-- Forget a recorded operation: it may run again.
 DELETE FROM processed_operations WHERE key = :key;

@@ -6,6 +6,7 @@ SELECT id FROM jobs
  WHERE task = :task AND key = :key AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
 -- insert_job --
+-- A new job row (one with a key: after find_active_key found no unfinished twin).
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at, key,
                   enqueued_at, trace_id, timeout, options, ckey)
 VALUES (:task, :queue, :args, :kwargs, :priority, :state, :max_attempts, :run_at, :key,
@@ -13,15 +14,18 @@ VALUES (:task, :queue, :args, :kwargs, :priority, :state, :max_attempts, :run_at
 RETURNING id;
 
 -- insert_job_plain --
+-- A batch of new jobs without keys (enqueue_many: one executemany).
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at,
                   enqueued_at, trace_id, timeout, options, ckey)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- promote_due --
+-- Scheduled and retrying jobs whose run_at has come become queued (jobs_waiting).
 UPDATE jobs SET state = 'queued'
  WHERE state IN ('scheduled', 'retrying') AND run_at <= :now;
 
 -- next_due --
+-- The earliest run_at of a waiting job: how long an idle loop may sleep.
 SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying');
 
 -- acquire --
@@ -35,6 +39,7 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           priority;
 
 -- complete --
+-- An attempt succeeded: recorded only while it still holds the job (its token).
 UPDATE jobs
    SET state = 'succeeded', result = :result, finished_at = :now, holder = NULL,
        lease_until = NULL
@@ -42,6 +47,7 @@ UPDATE jobs
 RETURNING id;
 
 -- fail --
+-- An attempt failed: retrying with its next run_at, or dead; fenced by the token.
 UPDATE jobs
    SET state = :state, run_at = :run_at, finished_at = :finished_at, holder = NULL,
        lease_until = NULL, errors = json_insert(errors, '$[#]', json(:error))
@@ -49,6 +55,7 @@ UPDATE jobs
 RETURNING id;
 
 -- release --
+-- An attempt handed back unfinished (a drain): queued again, the attempt not counted.
 UPDATE jobs
    SET state = 'queued', attempts = max(attempts - 1, 0), holder = NULL, token = NULL,
        lease_until = NULL, started_at = NULL
@@ -56,20 +63,25 @@ UPDATE jobs
 RETURNING id;
 
 -- extend_holder --
+-- Renew every lease a live holder has.
 UPDATE jobs SET lease_until = :lease_until WHERE holder = :holder AND state = 'running';
 
 -- extend_job --
+-- Renew one attempt's lease (its heartbeat); nothing if the job is no longer its own.
 UPDATE jobs SET lease_until = :lease_until
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
 
 -- running_holders --
+-- The holders with running jobs (their liveness locks say which are dead).
 SELECT DISTINCT holder FROM jobs WHERE state = 'running';
 
 -- expired_leases --
+-- Running jobs whose lease ran out: a holder alive but stuck.
 SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < :now;
 
 -- rescue_holder --
+-- A dead holder's running jobs: queued again (attempt counted) or dead if spent.
 UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
@@ -79,6 +91,7 @@ UPDATE jobs
 RETURNING id, task, queue, attempts, state;
 
 -- rescue_job --
+-- One job whose lease expired, taken back as rescue_holder does.
 UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
@@ -88,6 +101,7 @@ UPDATE jobs
 RETURNING id, task, queue, attempts, state;
 
 -- acquire_id --
+-- Acquire one given waiting job whatever its run_at (inline mode).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = :holder,
        token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
@@ -96,20 +110,24 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           priority;
 
 -- get_job --
+-- One job, every column (JOB_COLUMNS in rows.py).
 SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,
        result, errors, enqueued_at, started_at, finished_at, holder, token, lease_until,
        trace_id, timeout, options
   FROM jobs WHERE id = :id;
 
 -- job_status --
+-- What Job.result() polls: state, attempts, result, errors.
 SELECT state, attempts, result, errors FROM jobs WHERE id = :id;
 
 -- cancel_waiting --
+-- Cancel a job that is not running: at once.
 UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL
  WHERE id = :id AND state IN ('scheduled', 'queued', 'retrying')
 RETURNING id;
 
 -- cancel_running --
+-- Cancel a running job: its holder sees the token gone and stops it.
 UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL,
        lease_until = NULL
  WHERE id = :id AND state = 'running'
@@ -138,6 +156,7 @@ UPDATE jobs
 RETURNING id;
 
 -- list_jobs --
+-- Jobs newest first, by state and queue (JOB_COLUMNS in rows.py).
 SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,
        result, errors, enqueued_at, started_at, finished_at, holder, token, lease_until,
        trace_id, timeout, options
@@ -166,37 +185,47 @@ UNION ALL
 SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' GROUP BY queue;
 
 -- oldest_queued --
+-- Per queue, the run_at of its oldest queued job (jobs_ready).
 SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
 
 -- finished_since --
+-- Per queue, succeeded and dead jobs finished since :since (jobs_finished).
 SELECT queue, state, count(*) FROM jobs
  WHERE finished_at >= :since AND state IN ('succeeded', 'dead') GROUP BY queue, state;
 
 -- set_paused --
+-- Pause or resume a queue (its row is made on first use).
 INSERT INTO queues (name, paused) VALUES (:name, :paused)
     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
 
 -- paused_queues --
+-- The queues paused now.
 SELECT name FROM queues WHERE paused = 1;
 
 -- count_all --
+-- How many jobs the store holds.
 SELECT count(*) FROM jobs;
 
 -- insert_fire --
+-- A cron fire's row: nothing (no row returned) if that due time fired already.
 INSERT INTO cron_fires (entry, fire_at) VALUES (:entry, :fire_at)
     ON CONFLICT (entry, fire_at) DO NOTHING
 RETURNING entry;
 
 -- set_fire_job --
+-- The job a cron fire made, written beside its fire row.
 UPDATE cron_fires SET job_id = :job_id WHERE entry = :entry AND fire_at = :fire_at;
 
 -- running_in_queue --
+-- Jobs running in a queue across every holder: the host-wide cap.
 SELECT count(*) FROM jobs WHERE state = 'running' AND queue = :queue;
 
 -- ready_keys --
+-- The concurrency keys with queued jobs in a queue (jobs_ckey_ready).
 SELECT DISTINCT ckey FROM jobs WHERE state = 'queued' AND queue = :queue AND ckey IS NOT NULL;
 
 -- running_by_key --
+-- Running jobs per concurrency key (jobs_ckey_running).
 SELECT ckey, count(*) FROM jobs WHERE state = 'running' AND ckey IS NOT NULL GROUP BY ckey;
 
 -- ready_of_key --
@@ -207,11 +236,13 @@ SELECT id, task, priority, ckey FROM jobs
  ORDER BY priority DESC, id LIMIT :limit;
 
 -- ready_without_key --
+-- Queued jobs of one task without a concurrency key, best first.
 SELECT id, task, priority, ckey FROM jobs
  WHERE state = 'queued' AND queue = :queue AND task = :task AND ckey IS NULL
  ORDER BY priority DESC, id LIMIT :limit;
 
 -- acquire_ids --
+-- Acquire one chosen queued job (the limited and merged rounds pick them first).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = :holder,
        token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
@@ -220,9 +251,11 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           priority;
 
 -- get_bucket --
+-- A rate-limit bucket: tokens left and when they were counted.
 SELECT tokens, at FROM rate_buckets WHERE name = :name;
 
 -- put_bucket --
+-- A rate-limit bucket after a round took tokens from it.
 INSERT INTO rate_buckets (name, tokens, at) VALUES (:name, :tokens, :at)
     ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
 
@@ -251,9 +284,11 @@ UPDATE jobs
 RETURNING id;
 
 -- catalog_forget_holder --
+-- A holder's declarations, replaced by what it declares now.
 DELETE FROM catalog WHERE holder = :holder;
 
 -- catalog_put --
+-- One task a holder runs, with the JSON of a job's defaults.
 INSERT INTO catalog (task, holder, options, seen_at) VALUES (:task, :holder, :options, :now)
     ON CONFLICT (task, holder) DO UPDATE SET options = excluded.options,
                                              seen_at = excluded.seen_at;
@@ -263,15 +298,19 @@ INSERT INTO catalog (task, holder, options, seen_at) VALUES (:task, :holder, :op
 UPDATE catalog SET seen_at = :now WHERE holder = :holder;
 
 -- catalog_all --
+-- Every declaration, newest first per task.
 SELECT task, holder, options, seen_at FROM catalog ORDER BY task, seen_at DESC;
 
 -- catalog_forget_old --
+-- A dead holder's declarations older than :before.
 DELETE FROM catalog WHERE holder = :holder AND seen_at < :before;
 
 -- meta_get --
+-- A store-wide fact (catalog_born).
 SELECT value FROM meta WHERE name = :name;
 
 -- meta_init --
+-- A store-wide fact, written once.
 INSERT INTO meta (name, value) VALUES (:name, :value) ON CONFLICT (name) DO NOTHING;
 
 -- attempt_states --
@@ -279,6 +318,7 @@ INSERT INTO meta (name, value) VALUES (:name, :value) ON CONFLICT (name) DO NOTH
 SELECT id, state, token FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- last_fire --
+-- The latest due time fired for a cron entry.
 SELECT max(fire_at) FROM cron_fires WHERE entry = :entry;
 
 -- pending --
@@ -287,9 +327,11 @@ SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')
     OR (state IN ('scheduled', 'retrying') AND run_at <= :horizon);
 
 -- state_counts --
+-- Jobs per state (jobrun.testing.counts).
 SELECT state, count(*) FROM jobs GROUP BY state;
 
 -- explain_running --
+-- Jobs running in the job's queue (jobrun explain).
 SELECT count(*) FROM jobs WHERE state = 'running' AND queue = :queue;
 
 -- explain_ahead --
@@ -298,12 +340,15 @@ SELECT count(*) FROM jobs WHERE state = 'queued' AND queue = :queue
    AND (priority > :priority OR (priority = :priority AND id < :id));
 
 -- explain_key --
+-- The job's concurrency key (jobrun explain).
 SELECT ckey FROM jobs WHERE id = :id;
 
 -- explain_key_running --
+-- Jobs of that key running now (jobrun explain).
 SELECT count(*) FROM jobs WHERE state = 'running' AND ckey = :ckey;
 
 -- job_state --
+-- One job's state (cancel reads it first).
 SELECT state FROM jobs WHERE id = :id;
 
 -- count_ids_between --

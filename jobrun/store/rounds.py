@@ -30,52 +30,51 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
     a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
     claims: list[Claim] = []
     applied: frozenset[int] = frozenset()
-    if True:  # the caller's write transaction
-        if outcomes:
-            applied = record(conn, outcomes, now)
-        if full:
-            conn.execute(Q["promote_due"], {"now": now})
-            paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
-        acquire = Q["acquire"]
-        retry_in: float | None = None
-        for queue, limit in wants.items():
-            if limit <= 0 or queue in paused:
+    if outcomes:
+        applied = record(conn, outcomes, now)
+    if full:
+        conn.execute(Q["promote_due"], {"now": now})
+        paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
+    acquire = Q["acquire"]
+    retry_in: float | None = None
+    for queue, limit in wants.items():
+        if limit <= 0 or queue in paused:
+            continue
+        if limits is not None and queue in limits.caps:
+            # The cap holds across every service on the host: count all holders.
+            running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
+            limit = min(limit, limits.caps[queue] - running)
+            if limit <= 0:
                 continue
-            if limits is not None and queue in limits.caps:
-                # The cap holds across every service on the host: count all holders.
-                running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
-                limit = min(limit, limits.caps[queue] - running)
-                if limit <= 0:
-                    continue
-            args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
-                    "lease_until": now + lease}
-            present = _queued_tasks(conn, queue, tasks)
-            if not present:
-                continue
-            if limits is not None and queue in limited:
-                got, wait = _acquire_limited(conn, args, limits, present)
-                if wait is not None:
-                    retry_in = wait if retry_in is None else min(retry_in, wait)
-            elif len(present) == 1:
-                got = list(conn.execute(acquire, {**args, "task": present[0]}))
-            else:
-                got = _acquire_merged(conn, args, present)
-            if len(got) > 1:
-                got.sort(key=rows.claim_order)
-            for row in got:
-                try:
-                    claims.append(rows.claim(row))
-                except (ValueError, TypeError, RecursionError) as exc:
-                    # A row no enqueue could write (edited by hand, a bug): it goes dead
-                    # alone instead of failing every round of its queue.
-                    bad = rows.named(row)
-                    conn.execute(Q["fail"], {
-                        "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
-                        "finished_at": now, "error": json.dumps(error_entry(
-                            "BadPayload", f"unreadable stored payload: {exc}"[:500],
-                            bad["attempts"], now))})
-        if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
-            next_due = conn.execute(Q["next_due"]).get
+        args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
+                "lease_until": now + lease}
+        present = _queued_tasks(conn, queue, tasks)
+        if not present:
+            continue
+        if limits is not None and queue in limited:
+            got, wait = _acquire_limited(conn, args, limits, present)
+            if wait is not None:
+                retry_in = wait if retry_in is None else min(retry_in, wait)
+        elif len(present) == 1:
+            got = list(conn.execute(acquire, {**args, "task": present[0]}))
+        else:
+            got = _acquire_merged(conn, args, present)
+        if len(got) > 1:
+            got.sort(key=rows.claim_order)
+        for row in got:
+            try:
+                claims.append(rows.claim(row))
+            except (ValueError, TypeError, RecursionError) as exc:
+                # A row no enqueue could write (edited by hand, a bug): it goes dead
+                # alone instead of failing every round of its queue.
+                bad = rows.named(row)
+                conn.execute(Q["fail"], {
+                    "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
+                    "finished_at": now, "error": json.dumps(error_entry(
+                        "BadPayload", f"unreadable stored payload: {exc}"[:500],
+                        bad["attempts"], now))})
+    if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
+        next_due = conn.execute(Q["next_due"]).get
     return Round(claims, next_due, len(applied), paused, retry_in, applied)
 
 def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None

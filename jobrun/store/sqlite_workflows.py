@@ -15,25 +15,31 @@ from typing import Any
 import apsw
 
 from ..errors import StoreError
-from ..model import NewJob
+from ..model import NewJob, error_entry
 from .contract import StepRecord
 from .files import wrap
 from .migrations import migrate_in
 from .queries import parse, read_sql
+from .rows import named
 
 WQ: dict[str, str] = parse(read_sql("workflows.sql"))
 
 
+#: The columns of `steps` (workflows.sql), in the order its reads return them.
+STEP_COLUMNS = ("seq", "name", "kind", "state", "result", "error", "attempts", "started",
+                "finished", "waits", "until")
+
+
 def _step(row: tuple[Any, ...]) -> StepRecord:
+    r = named(row, STEP_COLUMNS)
     error: Any = None
-    if row[5] is not None:
+    if r["error"] is not None:
         try:
-            error = json.loads(row[5])
+            error = json.loads(r["error"])
         except ValueError:
-            error = {"type": "?", "message": str(row[5])[:200]}
-    return StepRecord(row[0], row[1], row[2], row[3], row[4],
-                      error if isinstance(error, dict) else None, row[6], row[7], row[8],
-                      row[9], row[10])
+            error = dict(error_entry("?", str(r["error"])[:200], None, 0.0))
+    r["error"] = error if isinstance(error, dict) else None
+    return StepRecord(**r)
 
 
 def _params(job_id: int, s: StepRecord) -> dict[str, Any]:

@@ -5,10 +5,12 @@
 SELECT 1 FROM jobs WHERE id = :job_id AND token = :token AND state = 'running';
 
 -- steps_of --
+-- A workflow's step records in call order.
 SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
   FROM steps WHERE job_id = :job_id ORDER BY seq;
 
 -- put_step --
+-- A step record, new or updated (its result, error, attempts).
 INSERT INTO steps (job_id, seq, name, kind, state, result, error, attempts, started, finished,
                    waits, until)
 VALUES (:job_id, :seq, :name, :kind, :state, :result, :error, :attempts, :started, :finished,
@@ -33,6 +35,7 @@ SELECT :job_id, :seq, :name, :kind, :state, :result, :error, :attempts, :started
        waits = excluded.waits, until = excluded.until;
 
 -- waiting_step --
+-- The step a workflow waits at, if any.
 SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
   FROM steps WHERE job_id = :job_id AND state IN ('waiting', 'retrying')
  ORDER BY seq DESC LIMIT 1;
@@ -44,6 +47,7 @@ UPDATE events SET taken_by = :job_id, taken_seq = :seq
 RETURNING payload;
 
 -- insert_event --
+-- An event for wait_event; the events_wake trigger wakes its waiters.
 INSERT INTO events (name, payload, sent_at) VALUES (:name, :payload, :now) RETURNING id;
 
 -- adopt --
@@ -71,18 +75,22 @@ UPDATE jobs
 RETURNING id;
 
 -- child_results --
+-- A gather's children: their state and result, in the order gathered.
 SELECT c.value, j.state, j.result, j.errors
   FROM json_each(:ids) c LEFT JOIN jobs j ON j.id = c.value
  ORDER BY c.key;
 
 -- children_of --
+-- The jobs a workflow started (jobs_children).
 SELECT id FROM jobs WHERE parent = :id ORDER BY id;
 
 -- open_children --
+-- A workflow's children not finished yet (to cancel them with it).
 SELECT count(*) FROM jobs WHERE parent = :id AND fanin = 1
    AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
 -- parents_of --
+-- The parent workflow of each of these jobs (a JSON list of ids).
 SELECT id, parent FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- cancel_descendants --

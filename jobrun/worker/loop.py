@@ -33,7 +33,7 @@ jlog = logging.getLogger("jobrun.job")
 
 
 @dataclass(frozen=True)
-class Plan:
+class ClaimPlan:
     """What the loop claims, swapped whole on a reload: per queue the jobs this service may
     hold, the chunking of prefetching queues, the limits, and the tasks it runs."""
 
@@ -55,7 +55,7 @@ class Loop:
         self.inflight = inflight
         self.outcomes = outcomes_mod.Outcomes(inflight)
         self.observe = observe
-        self.plan = Plan({})
+        self.plan = ClaimPlan({})
         self.draining = False   # no new claims
         self.halting = False    # one last round, then return
         self._sleeping = False
@@ -108,7 +108,7 @@ class Loop:
                 return
             self._wait()
 
-    def _wants(self, plan: Plan) -> dict[str, int]:
+    def _wants(self, plan: ClaimPlan) -> dict[str, int]:
         """Free slots per queue; a prefetching queue whose children are all busy waits for a
         chunk's worth rather than claiming job by job."""
         wants: dict[str, int] = {}
@@ -129,7 +129,7 @@ class Loop:
                     (self._next_due is None or o.run_at < self._next_due):
                 self._next_due = o.run_at
 
-    def _round(self, pending: outcomes_mod.Taken, wants: dict[str, int], plan: Plan,
+    def _round(self, pending: outcomes_mod.Taken, wants: dict[str, int], plan: ClaimPlan,
                full: bool, now: float) -> Round | None:
         """One store round; None if it failed (the loop must outlive any one bad round)."""
         try:

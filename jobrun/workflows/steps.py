@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .. import clock
 from ..attempt import failure_entry
-from ..errors import Permanent, StepFailed
+from ..errors import InvalidJob, Permanent, StepFailed
 from ..retry import DEFAULT_BASE, DEFAULT_CAP, backoff
 from ..serialize import dumps, loads
 from ..store.contract import StepRecord
@@ -37,7 +37,7 @@ class Step(Generic[P, R]):
                  retry_base: float = DEFAULT_BASE, retry_cap: float = DEFAULT_CAP) -> None:
         if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or \
                 max_attempts < 1:
-            raise TypeError(f"max_attempts must be a positive int, not {max_attempts!r}")
+            raise InvalidJob(f"max_attempts must be a positive int, not {max_attempts!r}")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", None) or repr(fn)
         self.max_attempts = max_attempts

@@ -16,8 +16,8 @@ import math
 from typing import Any
 
 from .. import clock
-from ..errors import JobFailed
-from ..model import NewJob
+from ..errors import InvalidJob, JobFailed
+from ..model import NewJob, error_entry
 from ..serialize import loads
 from ..store.contract import StepRecord
 from ..task import Call
@@ -26,7 +26,7 @@ from .run import FOREVER, Fenced, WorkflowRun, require_run, reset_run, set_run
 
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, not {value!r}")
+        raise InvalidJob(f"{what} must be a number of seconds, not {value!r}")
     if math.isnan(value) or value < 0:
         raise ValueError(f"{what} must be a number of seconds >= 0, not {value!r}")
     return float(value)
@@ -65,7 +65,7 @@ def wait_event(name: str, timeout: float | None = None) -> Any:
     """The payload of the oldest event `name` not yet taken (sent before or after this wait
     began), or None after `timeout` seconds (None: no timeout)."""
     if not isinstance(name, str) or not name:
-        raise TypeError(f"wait_event() takes an event name string, not {name!r}")
+        raise InvalidJob(f"wait_event() takes an event name string, not {name!r}")
     limit = None if timeout is None else _seconds(timeout, "wait_event() timeout")
     run = require_run("wait_event")
     seq, rec = run.next("jobrun.wait_event", "event")
@@ -91,14 +91,14 @@ def _prepare(run: WorkflowRun, calls: list[Call], what: str) -> list[NewJob]:
     news = []
     for c in calls:
         if not isinstance(c, Call):
-            raise TypeError(f"{what} takes task.call(...) items, not {c!r}")
+            raise InvalidJob(f"{what} takes task.call(...) items, not {c!r}")
         opts = c.options or {}
         new = run.prepare(c.task, list(c.args), dict(c.kwargs), queue=opts.get("queue"),
                           priority=opts.get("priority"), run_at=opts.get("run_at"))
         ma = opts.get("max_attempts")
         if ma is not None:
             if not isinstance(ma, int) or isinstance(ma, bool) or ma < 1:
-                raise TypeError(f"max_attempts must be a positive int, not {ma!r}")
+                raise InvalidJob(f"max_attempts must be a positive int, not {ma!r}")
             new.max_attempts = ma
         if run.ctx is not None and run.ctx.trace_id:
             new.trace_id = run.ctx.trace_id  # children carry their workflow's trace
@@ -110,7 +110,7 @@ def gather(calls: list[Call]) -> list[Any]:
     """Run the calls as child jobs (any queue and executor) and return their results, in
     order, once every one has finished; JobFailed if one ended dead or cancelled."""
     if not isinstance(calls, (list, tuple)):
-        raise TypeError(f"gather() takes a list of task.call(...) items, not {calls!r}")
+        raise InvalidJob(f"gather() takes a list of task.call(...) items, not {calls!r}")
     run = require_run("gather")
     seq, rec = run.next("jobrun.gather", "gather")
     if rec is not None and rec.state == "succeeded":
@@ -161,7 +161,7 @@ def _collect(run: WorkflowRun, rec: StepRecord, ids: list[int]) -> list[Any]:
         msg = (f"{len(failed)} of {len(ids)} children failed; child job {job_id} is "
                f"{state}{why}")
         rec.state, rec.finished = "failed", now
-        rec.error = {"type": "JobFailed", "message": msg, "at": now}
+        rec.error = dict(error_entry("JobFailed", msg, None, now))
         run.record(rec)
         raise JobFailed(msg)
     text = "[" + ",".join(r[2] if r[2] is not None else "null" for r in rows) + "]"

@@ -1,5 +1,6 @@
 """`[alerts]` thresholds, checked by the leading service only (one service alerts for the
-host): one warning per breach, see jobrun/alerts.py."""
+host): one warning per breach, see jobrun/ops/alerts.py. `oldest_queued_age` is the duty
+"jobs queued for too long"."""
 
 from __future__ import annotations
 
