@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -331,6 +332,9 @@ class App:
             raise InvalidJob(f"max_steps must be a positive int, not {max_steps!r}")
 
         def register(f: Callable[P, R]) -> Workflow[P, R]:
+            if inspect.iscoroutinefunction(f):
+                raise InvalidJob(f"{task_name(f)}: a workflow body must be a plain def (it is "
+                                 "replayed in a worker thread); make its steps async-free too")
             spec = TaskSpec(name or task_name(f), body_runner(self, f, max_steps), queue,
                             priority, max_attempts, timeout, retry_base, retry_cap,
                             extra=extra)
@@ -363,11 +367,12 @@ class App:
 
     def send_event(self, name: str, payload: Any = None, *, connection: Any = None) -> int:
         """Store an event for `jobrun.wait_event(name)` (one transaction, or inside
-        `connection`'s open one: a rollback stores nothing). Its id."""
+        `connection`'s open one: a rollback stores nothing). Its id. An event without a
+        payload arrives as `True`: `None` is what a wait that timed out returns."""
         if not isinstance(name, str) or not name:
             raise InvalidJob(f"event name must be a non-empty str, not {name!r}")
         _text(name, "event name")
-        text = dumps(payload, f"payload of event {name}")
+        text = dumps(True if payload is None else payload, f"payload of event {name}")
         now = clock.now()
         if connection is None:
             event_id = self.store.send_event(name, text, now=now)

@@ -360,3 +360,23 @@ def test_waiting_workflows_show(app: jobrun.App, store_path: str) -> None:
     assert snap.waiting == (("sleep", 1),)
     text = "\n".join(draw(snap))
     assert "workflows waiting 1 (sleep 1)" in text
+
+
+def test_a_cancelled_workflow_is_not_counted_as_waiting(app: jobrun.App, store_path: str) -> None:
+    @app.workflow
+    def nap2() -> str:
+        jobrun.sleep(3600)
+        return "awake"
+
+    job = nap2.enqueue()
+    app.start()
+    try:
+        wait_for(lambda: app.store.steps(job.id) and job.refresh().state == "scheduled", 20,
+                 "the workflow to sleep")
+    finally:
+        app.stop()
+    job.cancel()
+    store = SqliteStore(store_path, readonly=True)
+    snap = take(store, now=clock.now())
+    store.close()
+    assert snap.waiting == ()

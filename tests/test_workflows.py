@@ -655,3 +655,60 @@ def test_gather_children_never_touch_the_declaring_apps_store(tmp_path: Path) ->
     assert job.result() == [10, 20]
     assert not (tmp_path / "declared.db").exists(), "the declaring App's store was opened"
     runs_on.close()
+
+
+# -- found by a stranger's test --------------------------------------------------------------
+def test_an_event_without_a_payload_is_not_a_timeout(app: jobrun.App) -> None:
+    @app.workflow
+    def approve(n: int) -> Any:
+        return jobrun.wait_event(f"ok:{n}", timeout=60)
+
+    app.send_event("ok:1")
+    with jobrun.testing.inline(app):
+        assert approve.enqueue(1).result() is True
+        assert approve.enqueue(2).result() is None  # nothing sent: the wait timed out
+
+
+def test_send_event_never_creates_a_store(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    r = run_cli("send-event", "x", "1", "--store", str(tmp_path / "typo.db"))
+    assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_retry_of_a_workflow_runs_its_failed_step_again(app: jobrun.App,
+                                                        tmp_path: Path) -> None:
+    flag = tmp_path / "upstream-ok"
+    ran: list[str] = []
+
+    @app.step
+    def once_ok() -> str:
+        ran.append("once_ok")
+        return "kept"
+
+    @app.step(max_attempts=2)
+    def upstream() -> str:
+        ran.append("upstream")
+        if not flag.exists():
+            raise ConnectionError("upstream down")
+        return "up"
+
+    @app.workflow
+    def flow() -> list[str]:
+        return [once_ok(), upstream()]
+
+    with jobrun.testing.inline(app):
+        job = flow.enqueue()
+        assert job.refresh().state == "dead"
+        flag.touch()
+        assert app.store.retry(job.id, now=jobrun.clock.now()) == [job.id]
+        jobrun.testing.run_inline(app, job.id)
+    assert job.result() == ["kept", "up"]
+    assert ran.count("once_ok") == 1  # a recorded success is not run again
+
+
+def test_an_async_workflow_is_refused_at_decoration(app: jobrun.App) -> None:
+    with pytest.raises(jobrun.InvalidJob, match="plain def"):
+        @app.workflow
+        async def nope() -> None: ...

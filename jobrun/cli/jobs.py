@@ -150,15 +150,17 @@ def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
 def send_event(name: str,
                payload_json: Annotated[Optional[str], typer.Argument(metavar="[PAYLOAD_JSON]")
                                        ] = None,
-               config: ConfigOpt = None, store: StoreOpt = None) -> None:
+               as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None
+               ) -> None:
     """Send an event to workflows waiting in jobrun.wait_event(NAME) (the oldest waiter
-    takes it; none waiting: it waits for one)."""
+    takes it; none waiting: it waits for one). Without a payload it arrives as true."""
     try:
         payload = json.loads(payload_json) if payload_json is not None else None
     except json.JSONDecodeError as exc:
         fail(f"payload is not JSON: {exc}", EX_USAGE)
+    open_store(config, store)  # an existing store only: a typo must not make a new one
     event_id = _open(config, store).send_event(name, payload)
-    typer.echo(f"event {event_id} {name} sent")
+    say(as_json, {"id": event_id, "name": name}, f"event {event_id} {name} sent")
 
 
 @cli.command()

@@ -43,5 +43,7 @@ SELECT id, task, queue, state, attempts, max_attempts, started_at,
                  AND state = 'retrying' ORDER BY started_at DESC LIMIT :limit);
 
 -- top_waiting --
--- Workflows waiting in the store, by what they wait for: steps_waiting, a few rows each.
-SELECT kind, count(*) FROM steps WHERE state = 'waiting' GROUP BY kind;
+-- Workflows waiting in the store (not cancelled or dead meanwhile), by what they wait for:
+-- steps_waiting, then each one's job by its key.
+SELECT s.kind, count(*) FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
+ WHERE s.state = 'waiting' AND j.state = 'scheduled' GROUP BY s.kind;

@@ -4,6 +4,7 @@ the others), cancel, retry, prune, pause. Mixed into the store."""
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 import apsw
@@ -58,8 +59,12 @@ class OperatorActions:
     def retry(self, job_id: int | None, *, now: float) -> list[int]:
         with self.write() as conn:
             if job_id is None:
-                return [r[0] for r in conn.execute(Q["retry_dead"], {"now": now})]
-            return [r[0] for r in conn.execute(Q["retry_job"], {"id": job_id, "now": now})]
+                ids = [r[0] for r in conn.execute(Q["retry_dead"], {"now": now})]
+            else:
+                ids = [r[0] for r in conn.execute(Q["retry_job"], {"id": job_id, "now": now})]
+            if ids:
+                conn.execute(WQ["forget_failures"], {"ids": json.dumps(ids)})
+            return ids
 
     def prune(self, before: float, states: tuple[str, ...] = ("succeeded", "cancelled", "dead"),
               *, batch: int = 500) -> int:

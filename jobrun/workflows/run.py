@@ -64,7 +64,7 @@ class WorkflowRun:
         self.seq += 1
         if self.seq > self.max_steps:
             raise Permanent(f"workflow {self.task} (job {self.job_id}) called more than its "
-                            f"maximum of {self.max_steps} steps (max_steps=)")
+                            f"maximum of {self.max_steps} steps (raise it with @app.workflow(max_steps=...))")
         rec = self.recorded.get(self.seq)
         if rec is not None and rec.name != name:
             raise NonDeterministic(
