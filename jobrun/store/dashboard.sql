@@ -45,3 +45,27 @@ SELECT id, task, queue, state, attempts, max_attempts, started_at,
 -- top_waiting --
 -- Workflows waiting in the store, by what they wait for: steps_waiting, a few rows each.
 SELECT kind, count(*) FROM steps WHERE state = 'waiting' GROUP BY kind;
+
+-- top_jobs --
+-- One page of the console's jobs list: one state (and queue), newest first, keyset-paged
+-- below :before. The span is at most :scan rows of jobs_state in index order, so a text
+-- filter that matches nothing still reads a bounded range; the filter (task name, argument
+-- text; :text lower-cased) is checked on those rows only.
+WITH span AS (
+  SELECT id FROM jobs WHERE state = :state AND id < :before
+     AND (:queue IS NULL OR queue = :queue)
+   ORDER BY id DESC LIMIT :scan)
+SELECT j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+       j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300)
+  FROM span JOIN jobs j ON j.id = span.id
+ WHERE :text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+       OR instr(lower(j.kwargs), :text) > 0
+ ORDER BY j.id DESC LIMIT :limit;
+
+-- top_jobs_span --
+-- Where a span of top_jobs ended (its lowest id) and how many rows it held: a page that
+-- found fewer matches than asked says how far it searched.
+SELECT min(id), count(*) FROM (
+  SELECT id FROM jobs WHERE state = :state AND id < :before
+     AND (:queue IS NULL OR queue = :queue)
+   ORDER BY id DESC LIMIT :scan);

@@ -134,11 +134,19 @@ def run(store_path: str, settings: Settings | None, *, once: bool, refresh: floa
         store.close()
 
 
-def top_command(config: str | None, store: str | None, once: bool) -> None:
-    """`jobrun top [--once]`: config and store resolved as for every other command."""
+def top_command(config: str | None, store: str | None, once: bool, *,
+                read_only: bool = False) -> None:
+    """`jobrun top [--once] [--read-only]`: config and store resolved as for every other
+    command. In a terminal, the console (Textual); otherwise, or with `--once`, one frame."""
     from ..runtime import resolve
 
     rt = resolve(config, store, lenient=True)  # with a store given, a broken config warns
     if rt.warning:
         sys.stderr.write(f"jobrun: {' '.join(rt.warning.split())}\n")
+    if not once and sys.stdout.isatty() and sys.stdin.isatty():
+        from .app import run_console
+
+        SqliteStore(rt.store, readonly=True).close()  # a missing store: one line, not a screen
+        run_console(rt.store, rt.settings, read_only=read_only)
+        return
     run(rt.store, rt.settings, once=once)
