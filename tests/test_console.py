@@ -212,10 +212,16 @@ def test_paging_keeps_to_pages(app: jobrun.App, store_path: str) -> None:
     store = SqliteStore(store_path, readonly=True)
     first = page(store, "queued")
     assert len(first.rows) == 100 and first.rows[0].id > first.rows[-1].id
-    nothing = page(store, "queued", text="zzz", scan=60)
-    assert nothing.rows == () and nothing.searched_to is not None
-    rest = page(store, "queued", text="zzz", before=nothing.searched_to, scan=1000)
-    assert rest.rows == () and rest.searched_to is None
+    second = page(store, "queued", after=first.after)
+    assert [r.id for r in second.rows] == list(range(150, 50, -1))
+    last = page(store, "queued", after=second.after)
+    assert len(last.rows) == 50 and last.after is None
+    nothing = page(store, "queued", text="zzz", scan=60, budget=100)
+    assert nothing.rows == () and nothing.after is not None and nothing.scanned == 120
+    rest = page(store, "queued", text="zzz", after=nothing.after, scan=1000)
+    assert rest.rows == () and rest.after is None
+    some = page(store, "queued", text="24", limit=5, scan=7)
+    assert [r.id for r in some.rows] == [250, 249, 248, 247, 246]  # args 249..245 hold 24
     store.close()
 
     async def body(pilot: Any) -> None:

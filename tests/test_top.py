@@ -24,6 +24,7 @@ from jobrun import clock
 from jobrun.config import CronEntry, QueueConfig, Settings
 from jobrun.lock import current_leader
 from jobrun.store.sqlite import SqliteStore
+from jobrun.tui import browse
 from jobrun.tui import snapshot as snapmod
 from jobrun.tui.live import run
 from jobrun.tui.snapshot import (
@@ -248,6 +249,16 @@ def test_queries_use_indexes_only(store_path: str) -> None:
             plan = [r[-1] for r in store.connection().execute(
                 "EXPLAIN QUERY PLAN " + getattr(snapmod, name), params)]
             assert not [p for p in plan if re.fullmatch(r"SCAN jobs", p)], (name, plan)
+    # The console's lists: each state's read, with and without a queue and a text filter.
+    for state, (sql, _) in browse.READS.items():
+        for queue, text in ((None, None), ("q", "x")):
+            params = {"state": state, "queue": queue, "text": text, "k": 1.0, "id": 10,
+                      "limit": 100, "scan": 1000}
+            plan = [r[-1] for r in store.connection().execute("EXPLAIN QUERY PLAN " + sql,
+                                                              params)]
+            assert not [p for p in plan if re.fullmatch(r"SCAN (jobs|j)", p)], (state, plan)
+            assert any(p.startswith("SEARCH jobs USING") or "jobs_running" in p
+                       for p in plan), (state, plan)
     store.close()
 
 

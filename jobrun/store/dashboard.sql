@@ -46,26 +46,84 @@ SELECT id, task, queue, state, attempts, max_attempts, started_at,
 -- Workflows waiting in the store, by what they wait for: steps_waiting, a few rows each.
 SELECT kind, count(*) FROM steps WHERE state = 'waiting' GROUP BY kind;
 
--- top_jobs --
--- One page of the console's jobs list: one state (and queue), newest first, keyset-paged
--- below :before. The span is at most :scan rows of jobs_state in index order, so a text
--- filter that matches nothing still reads a bounded range; the filter (task name, argument
--- text; :text lower-cased) is checked on those rows only.
-WITH span AS (
-  SELECT id FROM jobs WHERE state = :state AND id < :before
-     AND (:queue IS NULL OR queue = :queue)
-   ORDER BY id DESC LIMIT :scan)
-SELECT j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
-       j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300)
-  FROM span JOIN jobs j ON j.id = span.id
- WHERE :text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-       OR instr(lower(j.kwargs), :text) > 0
- ORDER BY j.id DESC LIMIT :limit;
+-- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
+-- :scan rows in index order after the key (:k, :id), keeps those matching :text (task name
+-- or argument text, lower-cased), at most :limit of them, and adds one row (first column 1)
+-- holding the key where a full span ended, so a filter that matches nothing reads a bounded
+-- range and the next read goes on from there.
 
--- top_jobs_span --
--- Where a span of top_jobs ended (its lowest id) and how many rows it held: a page that
--- found fewer matches than asked says how far it searched.
-SELECT min(id), count(*) FROM (
-  SELECT id FROM jobs WHERE state = :state AND id < :before
+-- top_jobs_finished --
+-- dead, succeeded, cancelled: newest finished first, a range of jobs_finished.
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs
+   WHERE finished_at IS NOT NULL AND state = :state AND (:queue IS NULL OR queue = :queue)
+     AND finished_at <= :k AND (finished_at < :k OR id < :id)
+   ORDER BY k DESC, id DESC LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE :text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+         OR instr(lower(j.kwargs), :text) > 0
+   ORDER BY span.k DESC, span.id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_waiting --
+-- scheduled, retrying: the next to run first, a range of jobs_waiting.
+WITH span AS (
+  SELECT id, run_at AS k FROM jobs
+   WHERE state IN ('scheduled', 'retrying') AND state = :state
      AND (:queue IS NULL OR queue = :queue)
-   ORDER BY id DESC LIMIT :scan);
+     AND run_at >= :k AND (run_at > :k OR id > :id)
+   ORDER BY k, id LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE :text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+         OR instr(lower(j.kwargs), :text) > 0
+   ORDER BY span.k, span.id LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k, id LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_running --
+-- running: the longest running first, from jobs_running (at most the services' slots).
+WITH span AS (
+  SELECT id, coalesce(started_at, 0) AS k FROM jobs
+   WHERE state = 'running' AND state = :state AND (:queue IS NULL OR queue = :queue)
+     AND (coalesce(started_at, 0), id) > (:k, :id)
+   ORDER BY k, id LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE :text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+         OR instr(lower(j.kwargs), :text) > 0
+   ORDER BY span.k, span.id LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k, id LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_queued --
+-- queued: newest first, ids below :id on the primary key (a backlog is the newest ids).
+WITH span AS (
+  SELECT id, id AS k FROM jobs NOT INDEXED
+   WHERE id < :id AND state = :state AND (:queue IS NULL OR queue = :queue)
+   ORDER BY id DESC LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE :text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+         OR instr(lower(j.kwargs), :text) > 0
+   ORDER BY span.id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY id DESC LIMIT 1 OFFSET :scan - 1);

@@ -20,7 +20,7 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.sqlite import SqliteStore
-from .browse import PAGE, STATES, TOP, JobRow, clip, detail, page, refusal
+from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .screens import Confirm, Help, JobScreen
 from .snapshot import Snapshot, Window, take
 from .views import dur, num, percent, rate
@@ -69,7 +69,8 @@ class Console(App[None]):
         self.text = ""
         self.rows: list[JobRow] = []
         self.more = False         # another page may follow the loaded rows
-        self.searched_to: int | None = None
+        self.after: Key | None = None  # where the next page starts
+        self.scanned = 0
         self.message = ""
 
     # -- layout ---------------------------------------------------------------------------
@@ -143,23 +144,18 @@ class Console(App[None]):
         t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
 
     def _load(self, *, reset: bool, limit: int = PAGE) -> None:
-        if reset:
-            before = TOP
-        elif self.searched_to is not None:
-            before = self.searched_to
-        else:
-            before = self.rows[-1].id if self.rows else TOP
         try:
             got = page(self.reader, self.state, queue=self.queue, text=self.text,
-                       before=before, limit=limit)
+                       after=None if reset else self.after, limit=limit)
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
             self._draw_head(f"store unreadable: {' '.join(str(exc).split())}")
             return
         self.rows = list(got.rows) if reset else self.rows + list(got.rows)
-        self.searched_to = got.searched_to
-        self.more = len(got.rows) == limit or got.searched_to is not None
+        self.after = got.after
+        self.scanned = got.scanned
+        self.more = got.after is not None
         self._draw_jobs()
 
     def _draw_jobs(self) -> None:
@@ -178,14 +174,14 @@ class Console(App[None]):
             t.move_cursor(row=ids.index(selected), animate=False)
         elif ids:
             t.move_cursor(row=min(row, len(ids) - 1), animate=False)
-        title = f"jobs: {self.state} (s: next state)  queue {self.queue or 'all'}"
+        title = f"jobs {self.state}, {ORDER[self.state]}  queue {self.queue or 'all'}"
         if self.text:
             title += f"  filter {clip(self.text, 20)!r}"
         title += f"  {len(self.rows)} shown{'+' if self.more else ''}"
         if not self.rows:
             title += "  (no job matches)" if self.text else "  (none)"
-        if self.searched_to is not None:
-            title += f"  searched to #{self.searched_to}"
+        if self.text and self.more and self.scanned:
+            title += f"  searched {num(self.scanned)} (more: ctrl+end)"
         self.query_one("#title", Static).update(Text(title))
 
     def draw_job(self, screen: JobScreen) -> None:

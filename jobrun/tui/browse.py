@@ -23,16 +23,34 @@ from ..store.sqlite import SqliteStore
 from .views import clock_utc, dur
 
 _SQL = parse(read_sql("dashboard.sql"))
-TOP_JOBS = _SQL["top_jobs"]
-TOP_JOBS_SPAN = _SQL["top_jobs_span"]
+TOP_JOBS_FINISHED = _SQL["top_jobs_finished"]
+TOP_JOBS_WAITING = _SQL["top_jobs_waiting"]
+TOP_JOBS_RUNNING = _SQL["top_jobs_running"]
+TOP_JOBS_QUEUED = _SQL["top_jobs_queued"]
 
 STATES = ("dead", "retrying", "running", "queued", "scheduled", "succeeded", "cancelled")
+# Per state: its read, and the key before the first row (the order each index gives).
+_FIRST_DESC, _FIRST_ASC = (1e300, 2 ** 62), (-1e300, -1)
+READS: dict[str, tuple[str, tuple[float, int]]] = {
+    "dead": (TOP_JOBS_FINISHED, _FIRST_DESC),
+    "succeeded": (TOP_JOBS_FINISHED, _FIRST_DESC),
+    "cancelled": (TOP_JOBS_FINISHED, _FIRST_DESC),
+    "scheduled": (TOP_JOBS_WAITING, _FIRST_ASC),
+    "retrying": (TOP_JOBS_WAITING, _FIRST_ASC),
+    "running": (TOP_JOBS_RUNNING, _FIRST_ASC),
+    "queued": (TOP_JOBS_QUEUED, _FIRST_DESC),
+}
+ORDER = {"dead": "newest finished first", "succeeded": "newest finished first",
+         "cancelled": "newest finished first", "scheduled": "next to run first",
+         "retrying": "next to run first", "running": "longest running first",
+         "queued": "newest first"}
 PAGE = 100        # rows per page
-SCAN = 20_000     # rows a filtered read looks at, at most
-TOP = 2 ** 62     # `before` of the first page
+SCAN = 1_000      # rows one span of a filtered read looks at
+BUDGET = 5_000    # rows one filtered read looks at, at most, before it says how far it got
 CUT = 2_000       # characters of a payload shown before "a shows all"
 RETRYABLE = ("dead", "cancelled", "retrying")
 CANCELLABLE = ("queued", "scheduled", "retrying", "running")
+Key = tuple[float, int]
 
 
 @dataclass(frozen=True)
@@ -51,24 +69,40 @@ class JobRow:
 @dataclass(frozen=True)
 class Page:
     rows: tuple[JobRow, ...]
-    searched_to: int | None   # a filtered read that stopped early: the lowest id it looked at
+    after: Key | None     # where the next page starts; None: no more
+    scanned: int = 0      # rows looked at
 
 
 def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str = "",
-         before: int = TOP, limit: int = PAGE, scan: int = SCAN) -> Page:
-    """Up to `limit` jobs in `state` below id `before`, newest first, matching `text`."""
-    params = {"state": state, "queue": queue, "text": text.lower() or None,
-              "before": before, "limit": limit, "scan": scan if text else limit}
-    rows = tuple(
-        JobRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]),
-               r[6], r[7], _args(str(r[8]), str(r[9])))
-        for r in store.read(TOP_JOBS, params))
-    searched = None
-    if text and len(rows) < limit:
-        low, n = store.read(TOP_JOBS_SPAN, params)[0]
-        if n == scan and low is not None:
-            searched = int(low)
-    return Page(rows, searched)
+         after: Key | None = None, limit: int = PAGE, scan: int = SCAN,
+         budget: int = BUDGET) -> Page:
+    """Up to `limit` jobs in `state` (and `queue`) matching `text`, in the state's index
+    order, from `after` (None: the start). A filter reads span after span, `budget` rows at
+    most, and the page then says where it stopped."""
+    sql, first = READS[state]
+    key = after or first
+    rows: list[JobRow] = []
+    scanned = 0
+    while True:
+        span = scan if text else limit - len(rows)
+        params = {"state": state, "queue": queue, "text": text.lower() or None,
+                  "k": key[0], "id": key[1], "limit": limit - len(rows), "scan": span}
+        end: Key | None = None
+        for r in store.read(sql, params):
+            if r[0]:
+                end = (r[11], int(r[1]))
+                continue
+            rows.append(JobRow(int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]),
+                               int(r[6]), r[7], r[8], _args(str(r[9]), str(r[10]))))
+            key = (r[11], int(r[1]))
+        scanned += span if end else 0
+        if len(rows) >= limit:
+            return Page(tuple(rows), key, scanned)
+        if end is None:
+            return Page(tuple(rows), None, scanned)  # the span ran out: no more
+        key = end
+        if scanned >= budget:
+            return Page(tuple(rows), key, scanned)
 
 
 def _args(args: str, kwargs: str) -> str:
