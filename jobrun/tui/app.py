@@ -29,13 +29,14 @@ from .views import dur, num, percent, rate
 class Console(App[None]):
     """The console: queues on top, the jobs of one state below, a job on `enter`."""
 
+    ENABLE_COMMAND_PALETTE = False
+
     CSS = """
     #head { height: 1; }
     #queues { height: auto; max-height: 8; }
     #title { height: 1; background: $boost; }
     #jobs { height: 1fr; }
-    #filter { height: 1; border: none; padding: 0; display: none; }
-    #filter.shown { display: block; }
+    #filter { height: 1; border: none; padding: 0 1; }
     #status { height: 1; }
     Confirm, Help { align: center middle; }
     #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
@@ -81,7 +82,7 @@ class Console(App[None]):
         yield Static(id="title")
         jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
         yield jobs
-        yield Input(placeholder="filter: task name or argument text", id="filter")
+        yield Input(placeholder="/ filters: task name or argument text", id="filter")
         yield Static(id="status")
         yield Footer()
 
@@ -120,10 +121,10 @@ class Console(App[None]):
         s = self.snap
         head = Text()
         if s is not None:
-            head.append(f"jobrun top {clip(s.store, 40)}  running {num(s.running_total)}  "
+            head.append(f"jobrun top  running {num(s.running_total)}  "
                         f"dead {num(s.dead_total)}  {rate(s.throughput)}/s  "
                         f"services {len(s.services)}"
-                        f"{'  read-only' if self.read_only else ''}")
+                        f"{'  read-only' if self.read_only else ''}  {clip(s.store, 200)}")
         if lost:
             head = Text(lost, style="bold red")
         self.query_one("#head", Static).update(head)
@@ -236,7 +237,6 @@ class Console(App[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.text = event.value.strip()
-        event.input.remove_class("shown")
         self.rows = []
         self._load(reset=True)
         self.query_one("#jobs", DataTable).focus()
@@ -254,22 +254,19 @@ class Console(App[None]):
         if isinstance(self.screen, JobScreen):
             return
         box = self.query_one("#filter", Input)
-        box.add_class("shown")
         box.value = self.text
-        box.focus()
+        self.screen.set_focus(box)
+        self.say("filter: type a task name or argument text; enter applies, escape clears")
 
     def action_clear(self) -> None:
+        """escape: leave the filter box, and drop the filter."""
         box = self.query_one("#filter", Input)
-        if box.has_class("shown"):
-            box.remove_class("shown")
-            box.value = ""
+        box.value = ""
+        if self.text:
             self.text = ""
             self.rows = []
             self._load(reset=True)
-            self.query_one("#jobs", DataTable).focus()
-        elif self.text:
-            self.text = ""
-            self._load(reset=True)
+        self.query_one("#jobs", DataTable).focus()
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
