@@ -72,25 +72,28 @@ class Console(App[None]):
         self.more = False         # another page may follow the loaded rows
         self.after: Key | None = None  # where the next page starts
         self.scanned = 0
-        self.message = ""
+        self.head = Static(id="head")
+        self.queues: DataTable[Any] = DataTable(id="queues", cursor_type="row")
+        self.title_line = Static(id="title")
+        self.jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
+        self.box = Input(placeholder="/ filters: task name or argument text", id="filter")
+        self.status = Static(id="status")
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(id="head")
-        queues: DataTable[Any] = DataTable(id="queues", cursor_type="row")
-        yield queues
-        yield Static(id="title")
-        jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
-        yield jobs
-        yield Input(placeholder="/ filters: task name or argument text", id="filter")
-        yield Static(id="status")
+        yield self.head
+        yield self.queues
+        yield self.title_line
+        yield self.jobs
+        yield self.box
+        yield self.status
         yield Footer()
 
     def on_mount(self) -> None:
-        q = self.query_one("#queues", DataTable)
+        q = self.queues
         q.add_columns("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest",
                       "done/s", "fail%", "")
-        j = self.query_one("#jobs", DataTable)
+        j = self.jobs
         j.add_columns("id", "task", "queue", "att", "age", "arguments")
         self.refresh_data()
         j.focus()
@@ -104,6 +107,8 @@ class Console(App[None]):
     # -- reading ----------------------------------------------------------------------------
     def refresh_data(self) -> None:
         """One refresh: queues, the loaded jobs (as many as were loaded), the open job."""
+        if not self.jobs.is_attached:
+            return  # starting or ending: no widgets to draw on
         try:
             now = clock.now()
             self.snap = take(self.reader, now=now, settings=self.settings, window=self.window)
@@ -127,11 +132,11 @@ class Console(App[None]):
                         f"{'  read-only' if self.read_only else ''}  {clip(s.store, 200)}")
         if lost:
             head = Text(lost, style="bold red")
-        self.query_one("#head", Static).update(head)
+        self.head.update(head)
 
     def _draw_queues(self) -> None:
         assert self.snap is not None
-        t = self.query_one("#queues", DataTable)
+        t = self.queues
         keep = self.queue
         t.clear()
         t.add_row("(all)", "", "", "", "", "", "", "", "", "", key="")
@@ -160,7 +165,7 @@ class Console(App[None]):
         self._draw_jobs()
 
     def _draw_jobs(self) -> None:
-        t = self.query_one("#jobs", DataTable)
+        t = self.jobs
         selected = self.selected_id()
         row = t.cursor_row
         now = clock.now()
@@ -183,7 +188,7 @@ class Console(App[None]):
             title += "  (no job matches)" if self.text else "  (none)"
         if self.text and self.more and self.scanned:
             title += f"  searched {num(self.scanned)} (more: ctrl+end)"
-        self.query_one("#title", Static).update(Text(title))
+        self.title_line.update(Text(title))
 
     def draw_job(self, screen: JobScreen) -> None:
         try:
@@ -206,7 +211,7 @@ class Console(App[None]):
     def selected_id(self) -> int | None:
         if isinstance(self.screen, JobScreen):
             return self.screen.job_id
-        t = self.query_one("#jobs", DataTable)
+        t = self.jobs
         if not self.rows or t.cursor_row < 0 or t.cursor_row >= len(self.rows):
             return None
         return self.rows[t.cursor_row].id
@@ -239,11 +244,11 @@ class Console(App[None]):
         self.text = event.value.strip()
         self.rows = []
         self._load(reset=True)
-        self.query_one("#jobs", DataTable).focus()
+        self.jobs.focus()
 
     def say(self, text: str, error: bool = False) -> None:
         widget = self.screen.query("#status")
-        target = widget.first(Static) if widget else self.query_one("#status", Static)
+        target = widget.first(Static) if widget else self.status
         target.update(Text(text, style="bold red" if error else "bold"))
 
     # -- actions ----------------------------------------------------------------------------
@@ -253,20 +258,20 @@ class Console(App[None]):
     def action_filter(self) -> None:
         if isinstance(self.screen, JobScreen):
             return
-        box = self.query_one("#filter", Input)
+        box = self.box
         box.value = self.text
         self.screen.set_focus(box)
         self.say("filter: type a task name or argument text; enter applies, escape clears")
 
     def action_clear(self) -> None:
         """escape: leave the filter box, and drop the filter."""
-        box = self.query_one("#filter", Input)
+        box = self.box
         box.value = ""
         if self.text:
             self.text = ""
             self.rows = []
             self._load(reset=True)
-        self.query_one("#jobs", DataTable).focus()
+        self.jobs.focus()
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
