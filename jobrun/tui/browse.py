@@ -140,8 +140,10 @@ def _payload(out: Text, title: str, text: str, full: bool) -> None:
 
 
 def _json(value: Any) -> str:
+    """One line when it fits the screen, else indented."""
     try:
-        return json.dumps(value, indent=1, ensure_ascii=False)
+        flat = json.dumps(value, ensure_ascii=False)
+        return flat if len(flat) <= 76 else json.dumps(value, indent=1, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 
