@@ -25,6 +25,9 @@ from .screens import Confirm, Help, JobScreen
 from .snapshot import Snapshot, Window, take
 from .views import dur, num, percent, rate
 
+BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
+SLOWEST = 5.0    # but at least this often
+
 
 class Console(App[None]):
     """The console: queues on top, the jobs of one state below, a job on `enter`."""
@@ -95,9 +98,16 @@ class Console(App[None]):
                       "done/s", "fail%", "")
         j = self.jobs
         j.add_columns("id", "task", "queue", "att", "age", "arguments")
-        self.refresh_data()
         j.focus()
-        self.set_interval(self.period, self.refresh_data)
+        self._tick()
+
+    def _tick(self) -> None:
+        """Refresh, then again after `period`, or 10x what the reads cost (at most 5 s): many
+        consoles on a huge store cost a fraction of a core, as the dashboard's loop does."""
+        started = clock.monotonic()
+        self.refresh_data()
+        cost = clock.monotonic() - started
+        self.set_timer(min(SLOWEST, max(self.period, BACKOFF * cost)), self._tick)
 
     def on_unmount(self) -> None:
         self.reader.close()
