@@ -233,3 +233,18 @@ def test_paging_keeps_to_pages(app: jobrun.App, store_path: str) -> None:
         assert 100 < len(c.rows) <= 300
 
     drive(Console(store_path), body)
+
+
+def test_help_lists_every_contract_key_in_80x24(app: jobrun.App, store_path: str) -> None:
+    run_dead(app, store_path)
+
+    async def main() -> None:
+        async with Console(store_path).run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("question_mark")
+            shown = str(pilot.app.screen.query_one("#help", Static).render())
+            for key in ("q ", "? ", "/ ", "enter", "escape", "r ", "c ", "p ", "s "):
+                assert f"\n  {key}" in shown, key
+            await pilot.press("escape")
+            assert not isinstance(pilot.app.screen, Help)
+    asyncio.run(main())
