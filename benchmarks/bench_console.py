@@ -3,7 +3,7 @@
 A refresh is one `snapshot.take` (queues, with a kept finished-jobs window) and one page of
 the jobs list; opening a job adds one `get`. The store is built once with plain SQL inserts
 (a mix of states: mostly succeeded, some queued, dead, retrying, cancelled), then each read
-is timed warm, best of 5. Run: `.venv/bin/python benchmarks/bench_console.py [--jobs N]`.
+is timed warm, best of 5. Run: `.venv/bin/python benchmarks/bench_console.py [--jobs N] [--mix busy|rare]`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,21 @@ from jobrun.store.sqlite import SqliteStore
 from jobrun.tui import browse
 from jobrun.tui.snapshot import Window, take
 
-MIX = ["succeeded"] * 90 + ["dead"] * 2 + ["queued"] * 6 + ["retrying", "cancelled"]
+MIXES = {
+    "busy": ["succeeded"] * 90 + ["dead"] * 2 + ["queued"] * 6 + ["retrying", "cancelled"],
+    # a quiet store: a few dead, queued and retrying jobs among a million succeeded ones
+    "rare": ["succeeded"] * 99_996 + ["dead", "queued", "retrying", "cancelled"],
+}
 
 
-def build(path: str, n: int) -> None:
+def build(path: str, n: int, mix: list[str]) -> None:
     SqliteStore(path).close()
     now = time.time()
     rnd = random.Random(7)
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for i in range(1, n + 1):
-            st = rnd.choice(MIX)
+            st = rnd.choice(mix)
             done = now - (n - i) * 3600 / n if st in ("succeeded", "dead", "cancelled") else None
             yield (f"app.tasks:t{i % 50}", f"q{i % 3}", json.dumps([i, f"user{i}@example.com"]),
                    st, 1, 3, now + i % 100 if st == "retrying" else now - 1, now - 1, done)
@@ -59,13 +63,14 @@ def best(f: Callable[[], object], n: int = 5) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=1_000_000)
+    ap.add_argument("--mix", choices=sorted(MIXES), default="busy")
     args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="jobrun-console-")
     os.chmod(folder, 0o700)
     path = os.path.join(folder, "jobs.db")
     t = time.perf_counter()
-    build(path, args.jobs)
-    print(f"store of {args.jobs:,} jobs built in {time.perf_counter() - t:.1f}s")
+    build(path, args.jobs, MIXES[args.mix])
+    print(f"store of {args.jobs:,} jobs ({args.mix}) built in {time.perf_counter() - t:.1f}s")
     store = SqliteStore(path, readonly=True)
     window = Window()
     take(store, now=time.time(), window=window)

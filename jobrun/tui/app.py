@@ -75,6 +75,7 @@ class Console(App[None]):
         self.more = False         # another page may follow the loaded rows
         self.after: Key | None = None  # where the next page starts
         self.scanned = 0
+        self.short = False
         self.head = Static(id="head")
         self.queues: DataTable[Any] = DataTable(id="queues", cursor_type="row")
         self.title_line = Static(id="title")
@@ -172,6 +173,7 @@ class Console(App[None]):
         self.after = got.after
         self.scanned = got.scanned
         self.more = got.after is not None
+        self.short = self.more and len(got.rows) < limit  # stopped at its bound
         self._draw_jobs()
 
     def _draw_jobs(self) -> None:
@@ -196,7 +198,7 @@ class Console(App[None]):
         title += f"  {len(self.rows)} shown{'+' if self.more else ''}"
         if not self.rows:
             title += "  (no job matches)" if self.text else "  (none)"
-        if self.text and self.more and self.scanned:
+        if self.short:
             title += f"  searched {num(self.scanned)} (more: ctrl+end)"
         self.title_line.update(Text(title))
 

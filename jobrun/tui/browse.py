@@ -23,6 +23,7 @@ from ..store.sqlite import SqliteStore
 from .views import clock_utc, dur
 
 _SQL = parse(read_sql("dashboard.sql"))
+TOP_JOBS_DEAD = _SQL["top_jobs_dead"]
 TOP_JOBS_FINISHED = _SQL["top_jobs_finished"]
 TOP_JOBS_WAITING = _SQL["top_jobs_waiting"]
 TOP_JOBS_RUNNING = _SQL["top_jobs_running"]
@@ -32,7 +33,7 @@ STATES = ("dead", "retrying", "running", "queued", "scheduled", "succeeded", "ca
 # Per state: its read, and the key before the first row (the order each index gives).
 _FIRST_DESC, _FIRST_ASC = (1e300, 2 ** 62), (-1e300, -1)
 READS: dict[str, tuple[str, tuple[float, int]]] = {
-    "dead": (TOP_JOBS_FINISHED, _FIRST_DESC),
+    "dead": (TOP_JOBS_DEAD, _FIRST_DESC),
     "succeeded": (TOP_JOBS_FINISHED, _FIRST_DESC),
     "cancelled": (TOP_JOBS_FINISHED, _FIRST_DESC),
     "scheduled": (TOP_JOBS_WAITING, _FIRST_ASC),
@@ -45,8 +46,8 @@ ORDER = {"dead": "newest finished first", "succeeded": "newest finished first",
          "retrying": "next to run first", "running": "longest running first",
          "queued": "newest first"}
 PAGE = 100        # rows per page
-SCAN = 1_000      # rows one span of a filtered read looks at
-BUDGET = 5_000    # rows one filtered read looks at, at most, before it says how far it got
+SCAN = 1_000      # index entries one span looks at
+BUDGET = 5_000    # index entries one read looks at, at most, before it says how far it got
 CUT = 2_000       # characters of a payload shown before "a shows all"
 RETRYABLE = ("dead", "cancelled", "retrying")
 CANCELLABLE = ("queued", "scheduled", "retrying", "running")
@@ -84,7 +85,7 @@ def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str 
     rows: list[JobRow] = []
     scanned = 0
     while True:
-        span = scan if text else limit - len(rows)
+        span = scan  # index entries looked at: a bound however rare the rows are
         params = {"state": state, "queue": queue, "text": text.lower() or None,
                   "k": key[0], "id": key[1], "limit": limit - len(rows), "scan": span}
         end: Key | None = None
