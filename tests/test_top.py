@@ -24,6 +24,7 @@ from jobrun import clock
 from jobrun.config import CronEntry, QueueConfig, Settings
 from jobrun.lock import current_leader
 from jobrun.store.sqlite import SqliteStore
+from jobrun.tui import browse
 from jobrun.tui import snapshot as snapmod
 from jobrun.tui.live import run
 from jobrun.tui.snapshot import (
@@ -248,6 +249,17 @@ def test_queries_use_indexes_only(store_path: str) -> None:
             plan = [r[-1] for r in store.connection().execute(
                 "EXPLAIN QUERY PLAN " + getattr(snapmod, name), params)]
             assert not [p for p in plan if re.fullmatch(r"SCAN jobs", p)], (name, plan)
+    # The console's lists: each state's read, with and without a queue and a text filter.
+    for state, (sql, _) in browse.READS.items():
+        for queue, text in ((None, None), ("q", "x")):
+            params = {"state": state, "queue": queue, "text": text, "k": 1.0, "id": 10,
+                      "limit": 100, "scan": 1000}
+            plan = [r[-1] for r in store.connection().execute("EXPLAIN QUERY PLAN " + sql,
+                                                              params)]
+            assert not [p for p in plan if re.fullmatch(r"SCAN (jobs|j)", p)], (state, plan)
+            # a range of an index, or a whole partial index (running, dead: the few kept)
+            assert any(p.startswith("SEARCH jobs USING") or "jobs_running" in p
+                       or "jobs_dead" in p for p in plan), (state, plan)
     store.close()
 
 
@@ -261,6 +273,124 @@ def test_once_prints_one_frame(app: jobrun.App, store_path: str) -> None:
 
 
 # -- the real command in a terminal ---------------------------------------------------------------
+CONSOLE_TASKS = '''
+import os
+import time
+
+import jobrun
+
+app = jobrun.App()
+
+
+@app.task(max_attempts=1)
+def fail_once(marker: str, flag: str, tag: str) -> str:
+    """Fails the first time; then runs until the test lets it go (or a minute passes)."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ValueError(f"first try fails for {tag}")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return f"done {tag}"
+
+
+@app.task(max_attempts=1)
+def other() -> None:
+    raise KeyError("another failure")
+'''
+
+
+@pytest.mark.slow
+def test_top_in_a_terminal(tmp_path: Path) -> None:
+    """The console in a real terminal: filter to a dead job, open it, see its error, retry it
+    (y confirms), see it run and succeed, go back, quit."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    (tmp_path / "toptasks.py").write_text(CONSOLE_TASKS, encoding="utf-8")
+    cfg = tmp_path / "jobrun.toml"
+    cfg.write_text('[jobrun]\nstore = "jobs.db"\nimport = ["toptasks"]\nshutdown_timeout = 5\n'
+                   "[queues.default]\nconcurrency = 2\n", encoding="utf-8")
+    flag, status = tmp_path / "let-go", tmp_path / "top-status"
+    producer = jobrun.App(str(tmp_path / "jobs.db"))
+    job = producer.enqueue("toptasks:fail_once",
+                           args=[str(tmp_path / "marker"), str(flag), "needle-42"],
+                           max_attempts=1, allow_unknown=True)
+    others = [producer.enqueue("toptasks:other", max_attempts=1, allow_unknown=True)
+              for _ in range(3)]
+    log = open(tmp_path / "service.log", "wb")
+    service = subprocess.Popen([*JOBRUN, "start", "--config", str(cfg)], cwd=tmp_path,
+                               stdout=log, stderr=subprocess.STDOUT)
+    tmux = ["tmux", "-L", f"jobrun-test-{os.getpid()}-{id(tmp_path)}", "-f", "/dev/null"]
+
+    def pane() -> str:
+        if status.exists():  # top ended before it was asked to
+            raise AssertionError(f"top exited early ({status.read_text().strip()})")
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True,
+                              text=True).stdout
+
+    last = [""]
+
+    def showing(*texts: str) -> str:
+        last[0] = screen = pane()
+        return screen if all(t in screen for t in texts) else ""
+
+    def keys(*k: str) -> None:
+        subprocess.run([*tmux, "send-keys", "-t", "top", *k], check=True)
+
+    try:
+        wait_for(lambda: all(j.refresh().state == "dead" for j in [job, *others]), 30,
+                 "the jobs to die")
+        # Given: dead jobs, and `jobrun top` in a 100x30 terminal.
+        top = f"{shlex.quote(sys.executable)} -m jobrun.cli top --config {shlex.quote(str(cfg))}"
+        subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "30", "-s", "top",
+                        "-c", str(tmp_path),
+                        f"{top}; echo $? > {shlex.quote(str(status))}"], check=True)
+        screen = str(wait_for(lambda: showing("jobs dead", "4 shown", "services 1"), 30,
+                              "the dead jobs"))
+        lines = screen.splitlines()
+        assert len(lines) <= 30 and all(len(ln) <= 100 for ln in lines)
+        # When: / filters to the one dead job by its argument text.
+        keys("/")
+        wait_for(lambda: showing("enter applies"), 10, "the filter box")
+        keys("-l", "needle")
+        keys("Enter")
+        screen = str(wait_for(lambda: showing("filter 'needle'", "1 shown"), 10, "the filter"))
+        assert "toptasks:fail_once" in screen and "toptasks:other" not in screen
+        # And: enter opens it, with its error and traceback.
+        keys("Enter")
+        wait_for(lambda: showing(f"job {job.id}", "first try fails for needle-42",
+                                 "Traceback"), 10, "the job's error")
+        # And: r asks, y retries; the job runs, then succeeds once let go.
+        keys("r")
+        wait_for(lambda: showing("y confirms"), 10, "the question")
+        keys("y")
+        wait_for(lambda: showing(f"job {job.id}", "running"), 30, "the job to run")
+        flag.touch()
+        wait_for(lambda: showing("succeeded", "done needle-42"), 30, "the job to succeed")
+        # Then: escape goes back, q quits cleanly.
+        keys("Escape")
+        wait_for(lambda: showing("jobs dead", "filter 'needle'"), 10, "the list again")
+        keys("q")
+        wait_for(lambda: status.exists() and status.read_text().strip(), 10, "top to exit")
+        assert status.read_text().strip() == "0"
+        wait_for(lambda: subprocess.run([*tmux, "has-session", "-t", "top"],
+                                        capture_output=True).returncode != 0, 10,
+                 "the terminal to close")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen:\n{last[0]}") from exc
+    finally:
+        flag.touch()
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(30)
+        finally:
+            if service.poll() is None:
+                service.kill()
+            log.close()
+            producer.close()
+
+
 SLOW_TASKS = '''
 import os
 import time
@@ -280,7 +410,9 @@ def slow(flag: str) -> None:
 
 
 @pytest.mark.slow
-def test_top_in_a_terminal(tmp_path: Path) -> None:
+def test_top_with_stderr_elsewhere_is_the_dashboard(tmp_path: Path) -> None:
+    """`jobrun top 2> log` in a terminal: Textual draws on stderr, so the read-only rich
+    dashboard runs on stdout instead (q quits)."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     (tmp_path / "toptasks.py").write_text(SLOW_TASKS, encoding="utf-8")

@@ -292,9 +292,11 @@ def init(path: Annotated[str, typer.Argument()] = "jobrun.toml",
 
 @cli.command()
 def top(config: ConfigOpt = None, store: StoreOpt = None,
-        once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False
+        once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+        read_only: Annotated[bool, typer.Option(
+            "--read-only", help="Refuse every action (retry, cancel, pause).")] = False
         ) -> None:
-    """The live terminal dashboard (q quits)."""
+    """The operator's console: queues, jobs, one job; retry, cancel, pause (? lists keys)."""
     from ..tui.live import top_command
 
-    top_command(config, store, once)
+    top_command(config, store, once, read_only=read_only)

@@ -47,3 +47,106 @@ SELECT id, task, queue, state, attempts, max_attempts, started_at,
 -- steps_waiting, then each one's job by its key.
 SELECT s.kind, count(*) FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
  WHERE s.state = 'waiting' AND j.state = 'scheduled' GROUP BY s.kind;
+
+-- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
+-- :scan index entries after the key (:k, :id), keeps the rows of :state (and :queue)
+-- matching :text (task name or argument text, lower-cased), at most :limit of them, and
+-- adds one row (first column 1) holding the key where a full span ended: every read is
+-- bounded, however rare the rows it looks for, and the next read goes on from there.
+
+-- top_jobs_dead --
+-- dead: newest finished first, from jobs_dead (covering: queue, finished_at); across queues
+-- the dead entries are sorted, a cost that follows the dead jobs kept, not the table.
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs INDEXED BY jobs_dead
+   WHERE state = 'dead' AND (:queue IS NULL OR queue = :queue)
+     AND finished_at <= :k AND (finished_at < :k OR id < :id)
+   ORDER BY k DESC, id DESC LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = :state
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+          OR instr(lower(j.kwargs), :text) > 0)
+   ORDER BY span.k DESC, span.id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_finished --
+-- succeeded, cancelled: newest finished first, a range of jobs_finished (covering).
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs
+   WHERE finished_at IS NOT NULL AND finished_at <= :k AND (finished_at < :k OR id < :id)
+   ORDER BY k DESC, id DESC LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+          OR instr(lower(j.kwargs), :text) > 0)
+   ORDER BY span.k DESC, span.id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_waiting --
+-- scheduled, retrying: the next to run first, a range of jobs_waiting.
+WITH span AS (
+  SELECT id, run_at AS k FROM jobs
+   WHERE state IN ('scheduled', 'retrying') AND run_at >= :k AND (run_at > :k OR id > :id)
+   ORDER BY k, id LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+          OR instr(lower(j.kwargs), :text) > 0)
+   ORDER BY span.k, span.id LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k, id LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_running --
+-- running: the longest running first, from jobs_running (at most the services' slots).
+WITH span AS (
+  SELECT id, coalesce(started_at, 0) AS k FROM jobs
+   WHERE state = 'running' AND state = :state AND (:queue IS NULL OR queue = :queue)
+     AND (coalesce(started_at, 0), id) > (:k, :id)
+   ORDER BY k, id LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+          OR instr(lower(j.kwargs), :text) > 0)
+   ORDER BY span.k, span.id LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k, id LIMIT 1 OFFSET :scan - 1);
+
+-- top_jobs_queued --
+-- queued: newest first, ids below :id on the primary key (a backlog is the newest ids).
+WITH span AS (
+  SELECT id, id AS k FROM jobs NOT INDEXED WHERE id < :id
+   ORDER BY id DESC LIMIT :scan)
+SELECT * FROM (
+  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
+         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
+          OR instr(lower(j.kwargs), :text) > 0)
+   ORDER BY span.id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY id DESC LIMIT 1 OFFSET :scan - 1);

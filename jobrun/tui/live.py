@@ -134,11 +134,21 @@ def run(store_path: str, settings: Settings | None, *, once: bool, refresh: floa
         store.close()
 
 
-def top_command(config: str | None, store: str | None, once: bool) -> None:
-    """`jobrun top [--once]`: config and store resolved as for every other command."""
+def top_command(config: str | None, store: str | None, once: bool, *,
+                read_only: bool = False) -> None:
+    """`jobrun top [--once] [--read-only]`: config and store resolved as for every other
+    command. In a terminal, the console (Textual); with only stdout a terminal, the read-only
+    dashboard; otherwise, or with `--once`, one frame."""
     from ..runtime import resolve
 
     rt = resolve(config, store, lenient=True)  # with a store given, a broken config warns
     if rt.warning:
         sys.stderr.write(f"jobrun: {' '.join(rt.warning.split())}\n")
+    # Textual draws on stderr: with stderr sent elsewhere (`2> log`), the rich loop on stdout.
+    if not once and all(f.isatty() for f in (sys.stdin, sys.stdout, sys.stderr)):
+        from .app import run_console
+
+        SqliteStore(rt.store, readonly=True).close()  # a missing store: one line, not a screen
+        run_console(rt.store, rt.settings, read_only=read_only)
+        return
     run(rt.store, rt.settings, once=once)

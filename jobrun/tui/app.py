@@ -1,0 +1,357 @@
+"""`jobrun top` in a terminal: the operator's console (Textual), keys wired to store actions.
+
+Reads go through a read-only connection (`snapshot.take` for queues, `browse.page` for jobs,
+`get`/`steps`/`children` for one job); actions open a writable store on first use and call
+the same store operations as the CLI (`retry`, `cancel`, `set_paused`). Every action is
+refused in one line when it does not apply, and always with `--read-only`. A store that
+cannot be read shows its error in the status line; the last frame stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Input, Static
+
+from .. import clock
+from ..config import Settings
+from ..errors import JobrunError
+from ..store.sqlite import SqliteStore
+from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
+from .screens import Confirm, Help, JobScreen
+from .snapshot import Snapshot, Window, take
+from .views import dur, num, percent, rate
+
+BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
+SLOWEST = 5.0    # but at least this often
+
+
+class Console(App[None]):
+    """The console: queues on top, the jobs of one state below, a job on `enter`."""
+
+    ENABLE_COMMAND_PALETTE = False
+
+    CSS = """
+    #head { height: 1; }
+    #queues { height: auto; max-height: 8; }
+    #title { height: 1; background: $boost; }
+    #jobs { height: 1fr; }
+    #filter { height: 1; border: none; padding: 0 1; }
+    #status { height: 1; }
+    Confirm, Help { align: center middle; }
+    #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
+    #help { width: auto; border: heavy $accent; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("slash", "filter", "filter", key_display="/"),
+        Binding("s", "state(1)", "state"),
+        Binding("S", "state(-1)", "state", show=False),
+        Binding("r", "retry", "retry"),
+        Binding("c", "cancel", "cancel"),
+        Binding("p", "pause", "pause"),
+        Binding("escape", "clear", "back", show=False),
+    ]
+
+    def __init__(self, store_path: str, settings: Settings | None = None, *,
+                 read_only: bool = False, refresh: float = 1.0) -> None:
+        super().__init__()
+        self.store_path = store_path
+        self.settings = settings
+        self.read_only = read_only
+        self.period = refresh
+        self.reader = SqliteStore(store_path, readonly=True)
+        self.writer: SqliteStore | None = None
+        self.window = Window()
+        self.snap: Snapshot | None = None
+        self.state = STATES[0]
+        self.queue: str | None = None
+        self.text = ""
+        self.rows: list[JobRow] = []
+        self.more = False         # another page may follow the loaded rows
+        self.after: Key | None = None  # where the next page starts
+        self.scanned = 0
+        self.short = False
+        self.head = Static(id="head")
+        self.queues: DataTable[Any] = DataTable(id="queues", cursor_type="row")
+        self.title_line = Static(id="title")
+        self.jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
+        self.box = Input(placeholder="/ filters: task name or argument text", id="filter")
+        self.status = Static(id="status")
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield self.head
+        yield self.queues
+        yield self.title_line
+        yield self.jobs
+        yield self.box
+        yield self.status
+        yield Footer()
+
+    def on_mount(self) -> None:
+        q = self.queues
+        q.add_columns("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest",
+                      "done/s", "fail%", "")
+        j = self.jobs
+        j.add_columns("id", "task", "queue", "att", "age", "arguments")
+        j.focus()
+        self._tick()
+
+    def _tick(self) -> None:
+        """Refresh, then again after `period`, or 10x what the reads cost (at most 5 s): many
+        consoles on a huge store cost a fraction of a core, as the dashboard's loop does."""
+        started = clock.monotonic()
+        self.refresh_data()
+        cost = clock.monotonic() - started
+        self.set_timer(min(SLOWEST, max(self.period, BACKOFF * cost)), self._tick)
+
+    def on_unmount(self) -> None:
+        self.reader.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def refresh_data(self) -> None:
+        """One refresh: queues, the loaded jobs (as many as were loaded), the open job."""
+        if not self.jobs.is_attached:
+            return  # starting or ending: no widgets to draw on
+        try:
+            now = clock.now()
+            self.snap = take(self.reader, now=now, settings=self.settings, window=self.window)
+            self._draw_queues()
+            loaded = max(PAGE, len(self.rows))
+            self._load(reset=True, limit=loaded)
+            if isinstance(self.screen, JobScreen):
+                self._draw_job(self.screen)
+            lost = ""
+        except JobrunError as exc:
+            lost = f"store unreadable: {' '.join(str(exc).split())}"
+        self._draw_head(lost)
+
+    def _draw_head(self, lost: str) -> None:
+        s = self.snap
+        head = Text()
+        if s is not None:
+            head.append(f"jobrun top  running {num(s.running_total)}  "
+                        f"dead {num(s.dead_total)}  {rate(s.throughput)}/s  "
+                        f"services {len(s.services)}"
+                        f"{'  read-only' if self.read_only else ''}  {clip(s.store, 200)}")
+        if lost:
+            head = Text(lost, style="bold red")
+        self.head.update(head)
+
+    def _draw_queues(self) -> None:
+        assert self.snap is not None
+        t = self.queues
+        keep = self.queue
+        t.clear()
+        t.add_row("(all)", "", "", "", "", "", "", "", "", "", key="")
+        for q in self.snap.queues:
+            t.add_row(q.name, num(q.queued), f"{q.running}/{q.cap if q.cap else '-'}",
+                      num(q.scheduled), num(q.retrying), num(q.dead),
+                      dur(q.oldest_age) if q.oldest_age is not None else "-",
+                      rate(q.throughput), percent(q.failure_rate),
+                      "paused" if q.paused else "", key=q.name)
+        names = [""] + [q.name for q in self.snap.queues]
+        t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
+
+    def _load(self, *, reset: bool, limit: int = PAGE) -> None:
+        try:
+            got = page(self.reader, self.state, queue=self.queue, text=self.text,
+                       after=None if reset else self.after, limit=limit)
+        except JobrunError as exc:
+            if reset and limit != PAGE:
+                raise  # a refresh: refresh_data shows it
+            self._draw_head(f"store unreadable: {' '.join(str(exc).split())}")
+            return
+        self.rows = list(got.rows) if reset else self.rows + list(got.rows)
+        self.after = got.after
+        self.scanned = got.scanned
+        self.more = got.after is not None
+        self.short = self.more and len(got.rows) < limit  # stopped at its bound
+        self._draw_jobs()
+
+    def _draw_jobs(self) -> None:
+        t = self.jobs
+        selected = self.selected_id()
+        row = t.cursor_row
+        now = clock.now()
+        t.clear()
+        for r in self.rows:
+            t.add_row(str(r.id), clip(r.task, 28), clip(r.queue, 10),
+                      f"{r.attempts}/{r.max_attempts}",
+                      dur(max(0.0, now - (r.finished_at or r.enqueued_at or now))),
+                      clip(r.args, 60), key=str(r.id))
+        ids = [r.id for r in self.rows]
+        if selected in ids:
+            t.move_cursor(row=ids.index(selected), animate=False)
+        elif ids:
+            t.move_cursor(row=min(row, len(ids) - 1), animate=False)
+        title = f"jobs {self.state}, {ORDER[self.state]}  queue {self.queue or 'all'}"
+        if self.text:
+            title += f"  filter {clip(self.text, 20)!r}"
+        title += f"  {len(self.rows)} shown{'+' if self.more else ''}"
+        if not self.rows:
+            title += "  (no job matches)" if self.text else "  (none)"
+        if self.short:
+            title += f"  searched {num(self.scanned)} (more: ctrl+end)"
+        self.title_line.update(Text(title))
+
+    def draw_job(self, screen: JobScreen) -> None:
+        try:
+            self._draw_job(screen)
+        except JobrunError as exc:
+            screen.query_one("#status", Static).update(
+                Text(f"store unreadable: {' '.join(str(exc).split())}", style="bold red"))
+
+    def _draw_job(self, screen: JobScreen) -> None:
+        if not screen.query("#job"):
+            return  # pushed, not composed yet: its on_mount draws it
+        job = self.reader.get(screen.job_id)
+        steps = self.reader.steps(screen.job_id) if job is not None else []
+        children = self.reader.children(screen.job_id) if job is not None else []
+        screen.state = job.state.value if job is not None else None
+        screen.query_one("#job", Static).update(
+            detail(job, screen.job_id, steps=steps, children=children, now=clock.now(),
+                   full=screen.full))
+
+    def selected_id(self) -> int | None:
+        if isinstance(self.screen, JobScreen):
+            return self.screen.job_id
+        t = self.jobs
+        if not self.rows or t.cursor_row < 0 or t.cursor_row >= len(self.rows):
+            return None
+        return self.rows[t.cursor_row].id
+
+    def _selected_state(self) -> str | None:
+        if isinstance(self.screen, JobScreen):
+            return self.screen.state
+        job_id = self.selected_id()
+        return next((r.state for r in self.rows if r.id == job_id), None)
+
+    # -- events -----------------------------------------------------------------------------
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "queues":
+            name = str(event.row_key.value or "") or None
+            if name != self.queue:
+                self.queue = name
+                self.rows = []
+                self._load(reset=True)
+        elif event.data_table.id == "jobs" and self.more \
+                and event.cursor_row >= len(self.rows) - 3:
+            self._load(reset=False)  # the next page, only when the cursor nears the end
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "jobs":
+            job_id = self.selected_id()
+            if job_id is not None:
+                self.push_screen(JobScreen(job_id))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.text = event.value.strip()
+        self.rows = []
+        self._load(reset=True)
+        self.jobs.focus()
+
+    def say(self, text: str, error: bool = False) -> None:
+        widget = self.screen.query("#status")
+        target = widget.first(Static) if widget else self.status
+        target.update(Text(text, style="bold red" if error else "bold"))
+
+    # -- actions ----------------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(Help())
+
+    def action_filter(self) -> None:
+        if isinstance(self.screen, JobScreen):
+            return
+        box = self.box
+        box.value = self.text
+        self.screen.set_focus(box)
+        self.say("filter: type a task name or argument text; enter applies, escape clears")
+
+    def action_clear(self) -> None:
+        """escape: leave the filter box, and drop the filter."""
+        box = self.box
+        box.value = ""
+        if self.text:
+            self.text = ""
+            self.rows = []
+            self._load(reset=True)
+        self.jobs.focus()
+
+    def action_state(self, step: int) -> None:
+        if isinstance(self.screen, JobScreen):
+            return
+        self.state = STATES[(STATES.index(self.state) + step) % len(STATES)]
+        self.rows = []
+        self._load(reset=True)
+
+    def _store(self) -> SqliteStore:
+        if self.writer is None:
+            self.writer = SqliteStore(self.store_path, create=False)
+        return self.writer
+
+    def _ask(self, action: str) -> None:
+        job_id, state = self.selected_id(), self._selected_state()
+        why = refusal(action, state, self.read_only)
+        if why or job_id is None:
+            self.say(why or f"{action}: no job selected", error=True)
+            return
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                self.say(f"{action} of job {job_id}: not done")
+                return
+            self._act(action, job_id)
+
+        self.push_screen(Confirm(f"{action} job {job_id} ({state})?"), done)
+
+    def _act(self, action: str, job_id: int) -> None:
+        try:
+            store, now = self._store(), clock.now()
+            if action == "retry":
+                ok = bool(store.retry(job_id, now=now))
+                self.say(f"job {job_id} queued again" if ok else
+                         f"retry: job {job_id} no longer retryable", error=not ok)
+            else:
+                was = store.cancel(job_id, now=now)
+                self.say(f"job {job_id} cancelled (was {was})" if was else
+                         f"cancel: job {job_id} no longer exists", error=not was)
+        except JobrunError as exc:
+            self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+        self.refresh_data()
+
+    def action_retry(self) -> None:
+        self._ask("retry")
+
+    def action_cancel(self) -> None:
+        self._ask("cancel")
+
+    def action_pause(self) -> None:
+        if self.read_only:
+            self.say(refusal("pause", None, True) or "", error=True)
+            return
+        queue = self.queue
+        if queue is None:
+            self.say("pause: select a queue first (tab to the queues)", error=True)
+            return
+        paused = self.snap is not None and any(q.paused for q in self.snap.queues
+                                               if q.name == queue)
+        try:
+            self._store().set_paused(queue, not paused)
+        except JobrunError as exc:
+            self.say(f"pause failed: {' '.join(str(exc).split())}", error=True)
+            return
+        self.say(f"queue {queue} {'resumed' if paused else 'paused'}")
+        self.refresh_data()
+
+
+def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:
+    """The console until `q`."""
+    Console(store_path, settings, read_only=read_only).run()

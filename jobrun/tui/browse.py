@@ -1,0 +1,206 @@
+"""The console's jobs: pages of one state read through jobs_state, one job drawn as text, and
+which actions apply to which state (pure, so the app only wires keys to them).
+
+A page never loads more than it shows: keyset paging (`id < before`), and a text filter
+searches at most `SCAN` rows per read, saying how far it got, so a filter that matches
+nothing in a million dead jobs costs one bounded read, not a scan of the table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from ..model import JobRecord
+from ..ops.logs import shown
+from ..store.contract import StepRecord
+from ..store.queries import parse, read_sql
+from ..store.sqlite import SqliteStore
+from .views import clock_utc, dur
+
+_SQL = parse(read_sql("dashboard.sql"))
+TOP_JOBS_DEAD = _SQL["top_jobs_dead"]
+TOP_JOBS_FINISHED = _SQL["top_jobs_finished"]
+TOP_JOBS_WAITING = _SQL["top_jobs_waiting"]
+TOP_JOBS_RUNNING = _SQL["top_jobs_running"]
+TOP_JOBS_QUEUED = _SQL["top_jobs_queued"]
+
+STATES = ("dead", "retrying", "running", "queued", "scheduled", "succeeded", "cancelled")
+# Per state: its read, and the key before the first row (the order each index gives).
+_FIRST_DESC, _FIRST_ASC = (1e300, 2 ** 62), (-1e300, -1)
+READS: dict[str, tuple[str, tuple[float, int]]] = {
+    "dead": (TOP_JOBS_DEAD, _FIRST_DESC),
+    "succeeded": (TOP_JOBS_FINISHED, _FIRST_DESC),
+    "cancelled": (TOP_JOBS_FINISHED, _FIRST_DESC),
+    "scheduled": (TOP_JOBS_WAITING, _FIRST_ASC),
+    "retrying": (TOP_JOBS_WAITING, _FIRST_ASC),
+    "running": (TOP_JOBS_RUNNING, _FIRST_ASC),
+    "queued": (TOP_JOBS_QUEUED, _FIRST_DESC),
+}
+ORDER = {"dead": "newest finished first", "succeeded": "newest finished first",
+         "cancelled": "newest finished first", "scheduled": "next to run first",
+         "retrying": "next to run first", "running": "longest running first",
+         "queued": "newest first"}
+PAGE = 100        # rows per page
+SCAN = 1_000      # index entries one span looks at
+BUDGET = 5_000    # index entries one read looks at, at most, before it says how far it got
+CUT = 2_000       # characters of a payload shown before "a shows all"
+RETRYABLE = ("dead", "cancelled", "retrying")
+CANCELLABLE = ("queued", "scheduled", "retrying", "running")
+Key = tuple[float, int]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    task: str
+    queue: str
+    state: str
+    attempts: int
+    max_attempts: int
+    enqueued_at: float | None
+    finished_at: float | None
+    args: str         # the stored JSON of args and kwargs, cut, as text
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: tuple[JobRow, ...]
+    after: Key | None     # where the next page starts; None: no more
+    scanned: int = 0      # rows looked at
+
+
+def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str = "",
+         after: Key | None = None, limit: int = PAGE, scan: int = SCAN,
+         budget: int = BUDGET) -> Page:
+    """Up to `limit` jobs in `state` (and `queue`) matching `text`, in the state's index
+    order, from `after` (None: the start). A filter reads span after span, `budget` rows at
+    most, and the page then says where it stopped."""
+    sql, first = READS[state]
+    key = after or first
+    rows: list[JobRow] = []
+    scanned = 0
+    while True:
+        span = scan  # index entries looked at: a bound however rare the rows are
+        params = {"state": state, "queue": queue, "text": text.lower() or None,
+                  "k": key[0], "id": key[1], "limit": limit - len(rows), "scan": span}
+        end: Key | None = None
+        for r in store.read(sql, params):
+            if r[0]:
+                end = (r[11], int(r[1]))
+                continue
+            rows.append(JobRow(int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]),
+                               int(r[6]), r[7], r[8], _args(str(r[9]), str(r[10]))))
+            key = (r[11], int(r[1]))
+        scanned += span if end else 0
+        if len(rows) >= limit:
+            return Page(tuple(rows), key, scanned)
+        if end is None:
+            return Page(tuple(rows), None, scanned)  # the span ran out: no more
+        key = end
+        if scanned >= budget:
+            return Page(tuple(rows), key, scanned)
+
+
+def _args(args: str, kwargs: str) -> str:
+    parts = [] if args in ("[]", "") else [args[1:-1] if args.endswith("]") else args]
+    if kwargs not in ("{}", ""):
+        parts.append(kwargs[1:-1] if kwargs.endswith("}") else kwargs)
+    return clip(", ".join(parts), 120)
+
+
+def clip(text: str, n: int) -> str:
+    """One line of at most `n` characters, escaped."""
+    flat = shown(text).replace("\n", "\\n").replace("\t", " ")
+    return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+def refusal(action: str, state: str | None, read_only: bool) -> str | None:
+    """Why `action` does not apply to a job in `state`, in one line; None when it does."""
+    if read_only:
+        return f"read-only: {action} refused (jobrun top --read-only)"
+    if state is None:
+        return f"{action}: no job selected (or it no longer exists)"
+    if action == "retry" and state not in RETRYABLE:
+        return f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
+    if action == "cancel" and state not in CANCELLABLE:
+        return f"cancel: the job is {state} (finished); only an unfinished job is cancelled"
+    return None
+
+
+def _payload(out: Text, title: str, text: str, full: bool) -> None:
+    body = shown(text)
+    if not full and len(body) > CUT:
+        body = body[:CUT] + f"\n… {len(body) - CUT} more characters (a shows all)"
+    out.append(f"{title}\n", style="bold")
+    out.append(body.rstrip("\n") + "\n\n")
+
+
+def _json(value: Any) -> str:
+    """One line when it fits the screen, else indented."""
+    try:
+        flat = json.dumps(value, ensure_ascii=False)
+        return flat if len(flat) <= 76 else json.dumps(value, indent=1, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def detail(job: JobRecord | None, job_id: int, *, steps: Sequence[StepRecord] = (),
+           children: Sequence[int] = (), now: float, full: bool = False,
+           show_args: bool = True) -> Text:
+    """One job as text: what it is, its payloads escaped and cut, every error with its
+    traceback and command output, and a workflow's steps and children."""
+    out = Text()
+    if job is None:
+        out.append(f"job {job_id} no longer exists (deleted or pruned)\n", style="bold red")
+        out.append("escape goes back")
+        return out
+    out.append(f"job {job.id}  {shown(job.task)}  ", style="bold")
+    out.append(f"{job.state.value}\n", style="bold red" if job.state.value == "dead" else "bold")
+    facts = [f"queue {job.queue}", f"attempt {job.attempts}/{job.max_attempts}",
+             f"priority {job.priority}"]
+    if job.key:
+        facts.append(f"key {shown(job.key)}")
+    out.append("  ".join(facts) + "\n")
+    times = [(n, t) for n, t in (("enqueued", job.enqueued_at), ("run at", job.run_at),
+                                 ("started", job.started_at), ("finished", job.finished_at))
+             if t is not None]
+    out.append("  ".join(f"{n} {clock_utc(t, True)} ({dur(abs(now - t))}"
+                         f"{' ago' if t <= now else ' ahead'})" for n, t in times) + "\n")
+    if job.holder:
+        out.append(f"holder {shown(job.holder)}\n")
+    out.append("\n")
+    if show_args:
+        _payload(out, "arguments", _json({"args": job.args, "kwargs": job.kwargs}), full)
+    else:
+        out.append("arguments hidden ([ui] show_args = false)\n\n", style="bold")
+    if job.result is not None:
+        _payload(out, "result", _json(job.result), full)
+    for i, err in enumerate(job.errors, 1):
+        at = err.get("at")
+        when = clock_utc(at, True) if isinstance(at, (int, float)) else "?"
+        head = (f"error {i}/{len(job.errors)} (attempt {err.get('attempt') or '?'}, {when}): "
+                f"{err.get('type') or '?'}")
+        if "exit_code" in err:
+            head += f" exit {err['exit_code']}"
+        text = str(err.get("message") or "")
+        if err.get("traceback"):
+            text += "\n" + str(err["traceback"])
+        for stream in ("stdout", "stderr"):
+            if err.get(stream):
+                text += f"\n--- {stream} ---\n{err[stream]}"
+        _payload(out, head, text, full)
+    if steps:
+        out.append(f"steps ({len(steps)})\n", style="bold")
+        for s in steps:
+            out.append(f" {s.seq:>3} {s.kind:<7} {clip(s.name, 30):<30} {s.state}"
+                       f"{'  ' + clip(str(s.error.get('message', '')), 30) if s.error else ''}\n")
+        out.append("\n")
+    if children:
+        out.append(f"children: {', '.join(map(str, children[:50]))}"
+                   f"{' …' if len(children) > 50 else ''}\n")
+    return out

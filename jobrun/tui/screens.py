@@ -1,0 +1,84 @@
+"""The console's other screens: a job, a yes/no question, the keys. The app draws the job
+(it holds the reads); a screen only asks it to."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Static
+
+HELP = """jobrun top: keys
+
+  q        quit
+  ?        this help (any key closes it)
+  /        filter jobs by text: task name or argument text (enter applies, escape clears)
+  s / S    next / previous job state (dead, retrying, running, queued, ...)
+  tab      move between the queues and the jobs (the selected queue filters the jobs)
+  enter    open the selected job: arguments, result, errors, tracebacks, output, steps
+  escape   back
+  a        in a job: show payloads in full
+  r        retry the selected job (y confirms)
+  c        cancel the selected job (y confirms)
+  p        pause or resume the selected queue
+"""
+
+
+class Confirm(ModalScreen[bool]):
+    """One question; `y` confirms, any other key declines."""
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"{self.question}  y confirms, any other key cancels"),
+                     id="question")
+
+    def on_key(self, event: Any) -> None:
+        event.stop()
+        event.prevent_default()
+        self.dismiss(event.key == "y")
+
+
+class Help(ModalScreen[None]):
+    def compose(self) -> ComposeResult:
+        yield VerticalScroll(Static(Text(HELP), id="help"))
+
+    def on_key(self, event: Any) -> None:
+        event.stop()
+        event.prevent_default()
+        self.dismiss(None)
+
+
+class JobScreen(Screen[None]):
+    """One job, redrawn on each refresh (so a retried job is seen to run)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back"),
+                Binding("a", "full", "show all")]
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.full = False
+        self.state: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield VerticalScroll(Static(id="job"))
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        draw = getattr(self.app, "draw_job", None)
+        if draw is not None:
+            draw(self)
+
+    def action_full(self) -> None:
+        self.full = True
+        draw = getattr(self.app, "draw_job", None)
+        if draw is not None:
+            draw(self)

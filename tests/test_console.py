@@ -1,0 +1,250 @@
+"""`jobrun top`'s console driven headless (Textual's pilot) on real stores: every key and
+action, a filter that matches nothing, refusals, a job deleted while open, retry then run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable, Static
+
+import jobrun
+import jobrun.testing
+from jobrun import clock
+from jobrun.store.sqlite import SqliteStore
+from jobrun.tui.app import Console
+from jobrun.tui.browse import page
+from jobrun.tui.screens import Confirm, Help, JobScreen
+
+
+def text_of(app: Console, selector: str) -> str:
+    widget = app.screen.query_one(selector, Static)
+    return str(widget.render())
+
+
+def job_ids(app: Console) -> list[int]:
+    return [r.id for r in app.rows]
+
+
+def drive(app: Console, body: Callable[[Any], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            await body(pilot)
+    asyncio.run(main())
+
+
+async def until(pilot: Any, cond: Callable[[], object], what: str, tries: int = 100) -> None:
+    """Refresh and wait (with a bound) until `cond` holds."""
+    for _ in range(tries):
+        pilot.app.refresh_data()
+        await pilot.pause(0.05)
+        if cond():
+            return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_dead(app: jobrun.App, store_path: str) -> tuple[int, int]:
+    @app.task(queue="mail", max_attempts=1)
+    def bounce(to: str) -> None:
+        raise ValueError(f"no such mailbox {to}\x1b[31m")
+
+    @app.task
+    def report(n: int) -> int:
+        return n
+
+    dead = bounce.enqueue("ann@example.com")
+    jobrun.testing.run_until_idle(app)
+    assert dead.refresh().state == "dead"
+    queued = report.enqueue(7)
+    return dead.id, queued.id
+
+
+def test_filter_open_retry_cancel_pause_help(app: jobrun.App, store_path: str) -> None:
+    dead, queued = run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        assert c.state == "dead" and job_ids(c) == [dead]
+        assert c.snap is not None and [q.name for q in c.snap.queues] == ["default", "mail"]
+        # `?` shows the keys; any key closes.
+        await pilot.press("question_mark")
+        assert isinstance(c.screen, Help)
+        await pilot.press("x")
+        assert not isinstance(c.screen, Help)
+        # `/` with text that matches nothing, then text of the argument.
+        await pilot.press("slash", *"nobody", "enter")
+        assert job_ids(c) == [] and "no job matches" in text_of(c, "#title")
+        await pilot.press("slash")
+        c.query_one("#filter").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"ANN@EXAMPLE", "enter")
+        assert job_ids(c) == [dead]
+        # enter opens it: the error with its traceback, escaped.
+        await pilot.press("enter")
+        assert isinstance(c.screen, JobScreen)
+        shown = text_of(c, "#job")
+        assert "ValueError" in shown and "Traceback" in shown and "\\x1b[31m" in shown
+        assert "\x1b" not in shown and "ann@example.com" in shown
+        # c on a dead job: refused in one line, nothing asked.
+        await pilot.press("c")
+        assert not isinstance(c.screen, Confirm)
+        assert "cancel: the job is dead" in text_of(c, "#status")
+        # r asks; n declines; r y retries.
+        await pilot.press("r")
+        assert isinstance(c.screen, Confirm)
+        await pilot.press("n")
+        assert isinstance(c.screen, JobScreen) and "not done" in text_of(c, "#status")
+        assert app.store.get(dead).state == "dead"  # type: ignore[union-attr]
+        await pilot.press("r", "y")
+        assert app.store.get(dead).state == "queued"  # type: ignore[union-attr]
+        assert "queued" in text_of(c, "#job")
+        # r again: a queued job is not retried.
+        await pilot.press("r")
+        assert "retry: the job is queued" in text_of(c, "#status")
+        # escape back to the list; escape again clears the filter.
+        await pilot.press("escape")
+        assert not isinstance(c.screen, JobScreen)
+        await pilot.press("escape")
+        assert c.text == ""
+        # s to queued: both jobs, newest first; cancel the report job.
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued" and job_ids(c) == [queued, dead]
+        await pilot.press("c", "y")
+        assert app.store.get(queued).state == "cancelled"  # type: ignore[union-attr]
+        # p: first a queue is selected, then it is paused and resumed.
+        await pilot.press("p")
+        assert "select a queue" in text_of(c, "#status")
+        c.query_one("#queues", DataTable).focus()
+        await pilot.press("down")
+        queue = c.queue
+        assert queue is not None and job_ids(c) in ([dead], [])
+        await pilot.press("p")
+        assert queue in app.store.paused()
+        await pilot.press("p")
+        assert queue not in app.store.paused()
+        await pilot.press("q")
+
+    drive(Console(store_path), body)
+
+
+def test_read_only_refuses_every_action(app: jobrun.App, store_path: str) -> None:
+    dead, _ = run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        for key in ("r", "c", "p"):
+            await pilot.press(key)
+            assert not isinstance(c.screen, Confirm)
+            assert "read-only" in text_of(c, "#status")
+        await pilot.press("enter", "r")
+        assert "read-only" in text_of(c, "#status")
+        assert c.writer is None
+        assert app.store.get(dead).state == "dead"  # type: ignore[union-attr]
+
+    drive(Console(store_path, read_only=True), body)
+
+
+def test_a_job_deleted_while_open(app: jobrun.App, store_path: str) -> None:
+    run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("enter")
+        assert isinstance(c.screen, JobScreen)
+        assert app.store.prune(clock.now() + 10, ("dead",)) == 1
+        await until(pilot, lambda: "no longer exists" in text_of(c, "#job"), "the notice")
+        await pilot.press("r")
+        assert "no job selected" in text_of(c, "#status")
+        await pilot.press("escape")
+        assert job_ids(c) == []
+
+    drive(Console(store_path), body)
+
+
+def test_retry_of_a_dead_job_then_it_runs(app: jobrun.App, store_path: str) -> None:
+    calls: list[int] = []
+
+    @app.task(max_attempts=1)
+    def flaky(n: int) -> int:
+        calls.append(n)
+        if len(calls) == 1:
+            raise RuntimeError("first time fails")
+        return n * 2
+
+    job = flaky.enqueue(21)
+    jobrun.testing.run_until_idle(app)
+    assert job.refresh().state == "dead"
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("enter", "r", "y")
+        jobrun.testing.run_until_idle(app)
+        await until(pilot, lambda: "succeeded" in text_of(c, "#job"), "it to succeed")
+        shown = text_of(c, "#job")
+        assert "result" in shown and "42" in shown and "first time fails" in shown
+
+    drive(Console(store_path), body)
+
+
+def test_a_lost_store_shows_a_message(app: jobrun.App, store_path: str) -> None:
+    run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        c.reader.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(store_path + suffix).unlink(missing_ok=True)
+        await until(pilot, lambda: "store unreadable" in text_of(c, "#head"), "the message")
+        assert "does not exist" in text_of(c, "#head") or "store" in text_of(c, "#head")
+        await pilot.press("s")  # keys still work on the last frame
+        assert c.state == "retrying"
+
+    drive(Console(store_path), body)
+
+
+def test_paging_keeps_to_pages(app: jobrun.App, store_path: str) -> None:
+    """A store with more jobs than a page: pages are read as the cursor moves, not at once;
+    a filter searches a bounded span and says where it stopped."""
+    for i in range(250):
+        app.enqueue("some:task", args=[i], queue="default")
+    store = SqliteStore(store_path, readonly=True)
+    first = page(store, "queued")
+    assert len(first.rows) == 100 and first.rows[0].id > first.rows[-1].id
+    second = page(store, "queued", after=first.after)
+    assert [r.id for r in second.rows] == list(range(150, 50, -1))
+    last = page(store, "queued", after=second.after)
+    assert len(last.rows) == 50 and last.after is None
+    nothing = page(store, "queued", text="zzz", scan=60, budget=100)
+    assert nothing.rows == () and nothing.after is not None and nothing.scanned == 120
+    rest = page(store, "queued", text="zzz", after=nothing.after, scan=1000)
+    assert rest.rows == () and rest.after is None
+    some = page(store, "queued", text="24", limit=5, scan=7)
+    assert [r.id for r in some.rows] == [250, 249, 248, 247, 246]  # args 249..245 hold 24
+    store.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued" and len(c.rows) == 100 and c.more
+        await pilot.press("ctrl+end")
+        await pilot.pause()
+        assert 100 < len(c.rows) <= 300
+
+    drive(Console(store_path), body)
+
+
+def test_help_lists_every_contract_key_in_80x24(app: jobrun.App, store_path: str) -> None:
+    run_dead(app, store_path)
+
+    async def main() -> None:
+        async with Console(store_path).run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("question_mark")
+            shown = str(pilot.app.screen.query_one("#help", Static).render())
+            for key in ("q ", "? ", "/ ", "enter", "escape", "r ", "c ", "p ", "s "):
+                assert f"\n  {key}" in shown, key
+            await pilot.press("escape")
+            assert not isinstance(pilot.app.screen, Help)
+    asyncio.run(main())
