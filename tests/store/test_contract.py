@@ -14,15 +14,23 @@ from jobrun.config import Settings
 from jobrun.model import NewJob, Outcome
 from jobrun.store import open_store
 from jobrun.store.contract import Store
+from support.postgres import fresh_store_url
 
 T0 = 1_000_000.0
 
-IMPLEMENTATIONS = ["sqlite"]
+IMPLEMENTATIONS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Every test here runs against each store implementation (SQLite today)."""
+    """Every test here runs against each store implementation: a SQLite file in tmp_path,
+    and a PostgreSQL schema of its own (skipped, saying how to run it, without a server)."""
+    if request.param == "postgres":
+        with fresh_store_url() as url:
+            s = open_store(url)
+            yield s
+            s.close()
+        return
     s = open_store(str(tmp_path / "jobs.db"))
     yield s
     s.close()
