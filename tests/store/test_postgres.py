@@ -1,0 +1,144 @@
+"""What only the PostgreSQL store must show (the contract suite covers the rest): psycopg
+stays out of a SQLite user's process, the schema is versioned, `connection=` joins the
+caller's transaction, concurrent rounds never hand out a job twice, and without a server
+the tests skip saying how to run them (or fail with $CI set)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobrun.errors import StoreError
+from jobrun.model import Outcome
+from jobrun.store import open_store
+from jobrun.store.contract import Store
+from support.postgres import fresh_store_url
+
+T0 = 1_000_000.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with fresh_store_url() as u:
+        yield u
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def _job(task: str = "t:a", key: str | None = None) -> object:
+    from jobrun import catalog, enqueue
+    from jobrun.config import Settings
+    d = catalog.resolve(None, None, None, Settings(), "default")
+    return enqueue.new_job(task, [1], {}, {"key": key}, T0, d)
+
+
+def test_import_jobrun_leaves_psycopg_out() -> None:
+    code = ("import sys, jobrun, jobrun.store, jobrun.cli; "
+            "from jobrun.store import open_store; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', "
+            "'psycopg_pool', 'psycopg_binary')); print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_schema_is_versioned_and_a_newer_one_refused(url: str) -> None:
+    import psycopg
+    s = open_store(url)
+    (job_id,) = s.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    s.close()
+    s = open_store(url)  # reopened: migrated already, the job kept
+    assert s.get(job_id) is not None
+    with s.write() as conn:  # type: ignore[attr-defined]
+        conn.execute("UPDATE schema_version SET version = version + 1")
+    s.close()
+    with pytest.raises(StoreError, match="newer than this jobrun"):
+        open_store(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+
+
+def test_enqueue_and_send_event_join_the_callers_transaction(store: Store, url: str) -> None:
+    import psycopg
+    with psycopg.connect(url) as conn:
+        with pytest.raises(StoreError, match="open transaction"):
+            store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+        with conn.transaction():
+            conn.execute("SELECT 1")
+            (kept,) = store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+            store.send_event("e", "1", connection=conn, now=T0)
+        assert store.get(kept) is not None
+        with pytest.raises(RuntimeError), conn.transaction():
+            (gone,) = store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+            raise RuntimeError("the caller's transaction rolls back")
+    assert store.get(gone) is None
+    assert gone > kept  # its id is not given again
+    (after,) = store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    assert after > gone
+
+
+def test_concurrent_rounds_never_hand_out_a_job_twice(store: Store) -> None:
+    n = 400
+    store.enqueue([_job() for _ in range(n)], now=T0)  # type: ignore[misc]
+    got: list[list[int]] = [[] for _ in range(6)]
+
+    def worker(i: int) -> None:
+        mine: list[Outcome] = []
+        while True:
+            r = store.acquire_round(mine, {"default": 7}, f"h{i}", now=T0 + 1, lease=60)
+            if not r.claims:
+                return
+            got[i].extend(c.id for c in r.claims)
+            mine = [Outcome(c.id, c.token, "succeeded", result="1") for c in r.claims]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [j for g in got for j in g]
+    assert len(every) == len(set(every)) == n
+    assert sum(1 for g in got if g) > 1  # the rounds really ran side by side
+
+
+def test_concurrent_enqueues_of_one_key_make_one_job(store: Store) -> None:
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def producer() -> None:
+        for _ in range(20):
+            (i,) = store.enqueue([_job(key="k")], now=T0)  # type: ignore[list-item]
+            with lock:
+                ids.append(i)
+
+    threads = [threading.Thread(target=producer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(set(ids)) == 1 and store.counts() == {"queued": 1}
+
+
+def test_without_a_server_the_tests_skip_saying_how_and_fail_under_ci() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["JOBRUN_TEST_PG"] = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens there
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+            "tests/store/test_contract.py::test_paused_queues_are_not_claimed"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout
+    assert "1 passed, 1 skipped" in out.stdout and "To run them" in out.stdout
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
+                         env={**env, "CI": "1"}, timeout=120)
+    assert out.returncode != 0 and "CI is set" in out.stdout
