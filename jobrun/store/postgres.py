@@ -39,12 +39,12 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         self.path = location  # what callers reopen the store with (service, scheduler)
         self.shown = redact(location)  # what messages show: no password
         self.readonly = readonly
-        # durability full: every commit waits for the WAL flush (the server's default);
-        # normal lets commits return before it, as SQLite's synchronous=NORMAL does.
-        sync = "on" if durability == "full" else "off"
+        # durability full: every commit waits for its WAL flush, whatever the server's
+        # default; normal keeps the server's own synchronous_commit (never weakened here).
 
         def configure(conn: psycopg.Connection[Any]) -> None:
-            conn.execute(sql(f"SET synchronous_commit = {sync}"))
+            if durability == "full":
+                conn.execute(sql(PQ["durability_full"]))
 
         try:
             self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \

@@ -17,6 +17,10 @@ DELETE FROM schema_version;
 -- schema_set --
 INSERT INTO schema_version (version) VALUES (%(version)s);
 
+-- durability_full --
+-- durability = "full": every commit waits for its WAL flush, whatever the server's default.
+SET synchronous_commit = on;
+
 -- find_active_key --
 SELECT id FROM jobs
  WHERE task = %(task)s AND key = %(key)s
@@ -137,8 +141,12 @@ UPDATE jobs
 RETURNING id;
 
 -- extend_holder --
+-- Rows are locked in id order, as every multi-row write here does (no deadlocks between a
+-- holder's renewals, its rounds and a rescue).
 UPDATE jobs SET lease_until = %(lease_until)s
- WHERE holder = %(holder)s AND state = 'running';
+ WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'running'
+               ORDER BY id FOR UPDATE)
+   AND holder = %(holder)s AND state = 'running';
 
 -- extend_job --
 UPDATE jobs SET lease_until = %(lease_until)s
@@ -158,7 +166,9 @@ UPDATE jobs
        holder = NULL, token = NULL, lease_until = NULL,
        errors = (errors::jsonb || jsonb_build_array(
                  jsonb_set(%(error)s::jsonb, '{attempt}', to_jsonb(attempts))))::text
- WHERE holder = %(holder)s AND state = 'running'
+ WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'running'
+               ORDER BY id FOR UPDATE)
+   AND holder = %(holder)s AND state = 'running'
 RETURNING id, task, queue, attempts, state;
 
 -- rescue_job --

@@ -104,7 +104,10 @@ def _acquire_limited(conn: psycopg.Connection[Any], args: dict[str, Any], limits
 def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
            ) -> frozenset[int]:
     """Record outcomes fenced by their tokens; the tokens that still held their lease."""
-    done, failed, released, suspended = [], [], [], []
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    released: list[dict[str, Any]] = []
+    suspended: list[dict[str, Any]] = []
     for o in outcomes:
         if o.state == "succeeded":
             done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
@@ -120,6 +123,8 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
                            "finished_at": finished, "error": json.dumps(o.error or {})})
     ids: set[int] = set()
     cur = conn.cursor()
+    for batch in (done, failed, released, suspended):
+        batch.sort(key=lambda p: int(p["id"]))  # rows locked in id order: no deadlocks
     for query, params in ((PQ["complete"], done), (PQ["fail"], failed),
                           (PQ["release"], released), (PWQ["suspend"], suspended)):
         if not params:
