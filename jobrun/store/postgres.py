@@ -45,6 +45,8 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         def configure(conn: psycopg.Connection[Any]) -> None:
             if durability == "full":
                 conn.execute(sql(PQ["durability_full"]))
+            if readonly:  # a reader (jobrun top, status) cannot write by mistake
+                conn.execute(sql(PQ["read_only"]))
 
         try:
             self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
@@ -66,24 +68,32 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
     # -- connections and transactions -----------------------------------------------------
     def migrate(self) -> int:
         """Bring the schema to SCHEMA_VERSION (openers one at a time); the version found. A
-        newer schema is refused and left untouched."""
+        newer schema is refused and left untouched; a reader only checks."""
+        if self.readonly:
+            there = self.read(PQ["schema_exists"])[0][0]
+            found = int(self.read(PQ["schema_get"])[0][0] or 0) if there else 0
+            if found == 0:
+                raise StoreError(f"store {self.shown} does not exist (no jobrun schema there)")
+            self._refuse_newer(found)
+            return found
         with self.write() as conn:
             conn.execute(sql(PQ["schema_lock"]))
             conn.execute(sql(PQ["schema_init"]))
             row = conn.execute(sql(PQ["schema_get"])).fetchone()
             found = int(row[0]) if row and row[0] is not None else 0
-            if found > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self.shown} has schema version {found}, newer than this jobrun "
-                    f"knows ({SCHEMA_VERSION}): upgrade jobrun; the database was not touched")
-            if found < SCHEMA_VERSION and self.readonly:
-                raise StoreError(f"store {self.shown} is not set up (schema {found})")
+            self._refuse_newer(found)
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 conn.execute(sql(STEPS[version]))
             if found < SCHEMA_VERSION:
                 conn.execute(sql(PQ["schema_clear"]))
                 conn.execute(sql(PQ["schema_set"]), {"version": SCHEMA_VERSION})
         return found
+
+    def _refuse_newer(self, found: int) -> None:
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.shown} has schema version {found}, newer than this jobrun "
+                f"knows ({SCHEMA_VERSION}): upgrade jobrun; the database was not touched")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:

@@ -8,6 +8,9 @@ CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 -- Openers move the schema forward one at a time.
 SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':schema'));
 
+-- schema_exists --
+SELECT to_regclass('schema_version') IS NOT NULL;
+
 -- schema_get --
 SELECT max(version) FROM schema_version;
 
@@ -20,6 +23,10 @@ INSERT INTO schema_version (version) VALUES (%(version)s);
 -- durability_full --
 -- durability = "full": every commit waits for its WAL flush, whatever the server's default.
 SET synchronous_commit = on;
+
+-- read_only --
+-- A store opened read-only: every transaction of its connections is.
+SET default_transaction_read_only = on;
 
 -- find_active_key --
 SELECT id FROM jobs

@@ -30,6 +30,10 @@ CREATE TABLE jobs (
     parent       BIGINT,
     fanin        INTEGER NOT NULL DEFAULT 0
 );
+-- Claim order within a queue: a round walks it, skipping other services' tasks and rows
+-- other rounds hold (SKIP LOCKED), and stops at its limit: no sort of the backlog.
+CREATE INDEX jobs_claim ON jobs (queue, priority DESC, id) WHERE state = 'queued';
+-- Which (queue, task) pairs have queued jobs (the unknown-task duty).
 CREATE INDEX jobs_ready ON jobs (queue, task, priority DESC, id) WHERE state = 'queued';
 CREATE INDEX jobs_waiting ON jobs (run_at) WHERE state IN ('scheduled', 'retrying');
 CREATE INDEX jobs_running ON jobs (queue, holder) WHERE state = 'running';

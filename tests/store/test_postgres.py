@@ -142,3 +142,16 @@ def test_without_a_server_the_tests_skip_saying_how_and_fail_under_ci() -> None:
     out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
                          env={**env, "CI": "1"}, timeout=120)
     assert out.returncode != 0 and "CI is set" in out.stdout
+
+
+def test_a_reader_cannot_write_and_needs_a_store_set_up(url: str) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(url, readonly=True)
+    open_store(url).close()
+    reader = open_store(url, readonly=True)
+    try:
+        assert reader.counts() == {}
+        with pytest.raises(StoreError, match="read-only"):
+            reader.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    finally:
+        reader.close()
