@@ -48,10 +48,17 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             if readonly:  # a reader (jobrun top, status) cannot write by mistake
                 conn.execute(sql(PQ["read_only"]))
 
+        kwargs: dict[str, Any] = {"autocommit": True}
+        try:
+            if "application_name" not in psycopg.conninfo.conninfo_to_dict(location):
+                kwargs["application_name"] = "jobrun"  # what pg_stat_activity shows
+        except psycopg.ProgrammingError as exc:
+            raise StoreError(f"store {self.shown}: not a PostgreSQL URL ({exc})") from exc
         try:
             self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
                 psycopg_pool.ConnectionPool(location, min_size=1, max_size=pool_size,
-                                            kwargs={"autocommit": True}, configure=configure,
+                                            kwargs=kwargs, configure=configure,
+                                            check=psycopg_pool.ConnectionPool.check_connection,
                                             open=False, name="jobrun")
             self.pool.open(wait=True, timeout=10)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:

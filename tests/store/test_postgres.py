@@ -155,3 +155,16 @@ def test_a_reader_cannot_write_and_needs_a_store_set_up(url: str) -> None:
             reader.enqueue([_job()], now=T0)  # type: ignore[list-item]
     finally:
         reader.close()
+
+
+def test_a_terminated_backend_costs_no_operation(store: Store, url: str) -> None:
+    """A server restart or a killed backend leaves dead connections in the pool: each is
+    checked when taken, so the next operation gets a live one instead of an error."""
+    import psycopg
+    store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE application_name = 'jobrun' AND pid <> pg_backend_pid()")
+    assert store.counts() == {"queued": 1}
+    store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    assert store.counts() == {"queued": 2}
