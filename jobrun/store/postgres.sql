@@ -44,6 +44,22 @@ VALUES (%(task)s, %(queue)s, %(args)s, %(kwargs)s, %(priority)s, %(state)s, %(ma
        DO NOTHING
 RETURNING id;
 
+-- insert_jobs --
+-- A batch without keys in one statement: a column per array, rows in the order given (their
+-- identity ids follow that order).
+INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at,
+                  enqueued_at, trace_id, timeout, options, ckey)
+SELECT task, queue, args, kwargs, priority, state, max_attempts, run_at, %(now)s, trace_id,
+       timeout, options, ckey
+  FROM unnest(%(task)s::text[], %(queue)s::text[], %(args)s::text[], %(kwargs)s::text[],
+              %(priority)s::int[], %(state)s::text[], %(max_attempts)s::int[],
+              %(run_at)s::float8[], %(trace_id)s::text[], %(timeout)s::float8[],
+              %(options)s::text[], %(ckey)s::text[])
+       WITH ORDINALITY AS n(task, queue, args, kwargs, priority, state, max_attempts, run_at,
+                            trace_id, timeout, options, ckey, ord)
+ ORDER BY ord
+RETURNING id;
+
 -- key_lock --
 -- Enqueues of one (task, key) one at a time, so a lost race finds the winner's row.
 SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':key:' || %(task)s),

@@ -42,15 +42,11 @@ def insert(conn: psycopg.Connection[Any], jobs: list[NewJob], now: float) -> lis
     """Insert jobs in the caller's transaction; a key an unfinished job of its task holds
     gives that job's id (the key's enqueues are serialized by an advisory lock)."""
     params = [_job_params(j, now) for j in jobs]
-    if all(j.key is None for j in jobs):
-        cur = conn.cursor()
-        cur.executemany(sql(PQ["insert_job"]), params, returning=True)
-        ids: list[int] = []
-        while True:
-            ids.extend(r[0] for r in cur.fetchall())
-            if not cur.nextset():
-                return ids
-    ids = []
+    if len(jobs) > 1 and all(j.key is None for j in jobs):
+        columns = {c: [p[c] for p in params] for c in _BATCH}
+        found = conn.execute(sql(PQ["insert_jobs"]), {**columns, "now": now}).fetchall()
+        return sorted(r[0] for r in found)  # identity ids follow the rows' order
+    ids: list[int] = []
     for j, p in zip(jobs, params):
         if j.key is not None:
             conn.execute(sql(PQ["key_lock"]), {"task": j.task, "key": j.key})
@@ -65,6 +61,10 @@ def insert(conn: psycopg.Connection[Any], jobs: list[NewJob], now: float) -> lis
         else:
             raise StoreError(f"could not enqueue {j.task} with key {j.key!r}")
     return ids
+
+
+_BATCH = ("task", "queue", "args", "kwargs", "priority", "state", "max_attempts", "run_at",
+          "trace_id", "timeout", "options", "ckey")
 
 
 def _job_params(j: NewJob, now: float) -> dict[str, Any]:

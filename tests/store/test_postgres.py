@@ -168,3 +168,10 @@ def test_a_terminated_backend_costs_no_operation(store: Store, url: str) -> None
     assert store.counts() == {"queued": 1}
     store.enqueue([_job()], now=T0)  # type: ignore[list-item]
     assert store.counts() == {"queued": 2}
+
+
+def test_a_batch_gets_its_ids_in_the_order_given(store: Store) -> None:
+    batch = [_job(f"t:{i}") for i in range(300)]
+    ids = store.enqueue(batch, now=T0)  # type: ignore[arg-type]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    assert all(store.get(i).task == f"t:{n}" for n, i in enumerate(ids))  # type: ignore[union-attr]
