@@ -23,6 +23,7 @@ from ..limits import Limits
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rows
 from .contract import Rescued, Round, Store
+from .postgres_locks import AdvisoryLocks, is_held
 from .postgres_ops import PgCatalog, PgOperator
 from .postgres_rounds import acquire_round, record
 from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, in_caller, insert, redact, sql, wrap
@@ -71,6 +72,8 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         except BaseException:
             self.pool.close()
             raise
+        #: Session-level advisory locks this process holds (holder liveness, cron leadership).
+        self.locks = AdvisoryLocks(location, self.shown)
 
     # -- connections and transactions -----------------------------------------------------
     def migrate(self) -> int:
@@ -124,7 +127,17 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
+            self.locks.close()
+        with contextlib.suppress(Exception):
             self.pool.close()
+
+    def holder_alive(self, holder: str) -> bool:
+        """Whether the service `holder` still holds its liveness lock, on any host."""
+        try:
+            with self.pool.connection() as conn:
+                return is_held(conn, "holder", holder, self.shown)
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
 
     # -- enqueue ------------------------------------------------------------------------------
     def enqueue(self, jobs: list[NewJob], *, connection: Any = None, now: float) -> list[int]:

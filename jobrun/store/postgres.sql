@@ -359,3 +359,21 @@ SELECT ckey FROM jobs WHERE id = %(id)s;
 
 -- explain_key_running --
 SELECT count(*) FROM jobs WHERE state = 'running' AND ckey = %(ckey)s;
+
+-- lock_try --
+-- A session-level advisory lock (liveness of a holder, cron leadership): held for as long as
+-- the connection that took it lives, so every other host sees at once when it dies.
+SELECT pg_try_advisory_lock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
+                            hashtext(%(name)s));
+
+-- lock_free --
+SELECT pg_advisory_unlock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
+                          hashtext(%(name)s));
+
+-- lock_held --
+-- Whether some session holds the lock: taken and given back at once if nobody does.
+SELECT CASE WHEN pg_try_advisory_lock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
+                                      hashtext(%(name)s))
+            THEN NOT pg_advisory_unlock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
+                                        hashtext(%(name)s))
+            ELSE true END;

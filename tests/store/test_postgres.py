@@ -175,3 +175,27 @@ def test_a_batch_gets_its_ids_in_the_order_given(store: Store) -> None:
     ids = store.enqueue(batch, now=T0)  # type: ignore[arg-type]
     assert ids == sorted(ids) and len(set(ids)) == 300
     assert all(store.get(i).task == f"t:{n}" for n, i in enumerate(ids))  # type: ignore[union-attr]
+
+
+def test_a_holders_liveness_lock_is_seen_from_another_store_and_freed_with_its_backend(
+        url: str) -> None:
+    import psycopg
+
+    from jobrun.store.postgres import PostgresStore
+    a, b = PostgresStore(url), PostgresStore(url)
+    try:
+        assert not b.holder_alive("h1")
+        assert a.locks.take("holder", "h1") and a.locks.take("holder", "h1")
+        assert not b.locks.take("holder", "h1")  # held by a's session
+        assert b.holder_alive("h1") and not b.holder_alive("h2")
+        with psycopg.connect(url, autocommit=True) as admin:  # a's host is cut off
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'jobrun holder'")
+        assert not b.holder_alive("h1")  # seen at once, no lease to wait out
+        assert not a.locks.still_held("holder", "h1")
+        assert b.locks.take("holder", "h1")
+        b.locks.let_go("holder", "h1")
+        assert not a.holder_alive("h1")
+    finally:
+        a.close()
+        b.close()
