@@ -129,6 +129,8 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
                           (PQ["release"], released), (PWQ["suspend"], suspended)):
         if not params:
             continue
+        if params is suspended:
+            cur.execute(sql(PWQ["lock_suspending"]), {"ids": [p["id"] for p in params]})
         cur.executemany(sql(query), params, returning=True)
         while True:
             ids.update(r[0] for r in cur.fetchall())

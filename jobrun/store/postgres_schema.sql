@@ -117,8 +117,12 @@ CREATE INDEX events_open ON events (name, id) WHERE taken_by IS NULL;
 CREATE INDEX events_taken ON events (taken_by) WHERE taken_by IS NOT NULL;
 
 -- A gathered child that finishes last wakes its parent, in the transaction that finishes it.
+-- Writers do not take turns here as on SQLite: the parent's row is locked first (a parent
+-- suspending takes it too, see `lock_suspending`), and the check after it reads with a fresh
+-- snapshot, so a child finishing while its parent suspends is seen by one of the two.
 CREATE FUNCTION jobrun_fanin_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM 1 FROM jobs WHERE id = NEW.parent FOR UPDATE;
     UPDATE jobs SET run_at = least(run_at, coalesce(NEW.finished_at, run_at))
      WHERE id = NEW.parent AND state = 'scheduled'
        AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent = NEW.parent AND c.fanin = 1
@@ -130,9 +134,15 @@ CREATE TRIGGER jobs_fanin_wake AFTER UPDATE OF state ON jobs FOR EACH ROW
           AND OLD.state NOT IN ('succeeded', 'dead', 'cancelled'))
     EXECUTE FUNCTION jobrun_fanin_wake();
 
--- An event wakes the workflows waiting for its name.
+-- An event wakes the workflows waiting for its name. Its name's lock orders it with a
+-- wait_event of that name; the waiters' rows are locked before the check, as above.
 CREATE FUNCTION jobrun_events_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':event'),
+                                  hashtext(NEW.name));
+    PERFORM 1 FROM jobs
+     WHERE id IN (SELECT job_id FROM steps WHERE state = 'waiting' AND waits = NEW.name)
+     ORDER BY id FOR UPDATE;
     UPDATE jobs SET run_at = least(run_at, NEW.sent_at)
      WHERE state = 'scheduled'
        AND id IN (SELECT job_id FROM steps WHERE state = 'waiting' AND waits = NEW.name);

@@ -25,9 +25,14 @@ class PgWorkflows(PgBase):
     """The WorkflowStore methods over the store's `read` and `write`."""
 
     @contextlib.contextmanager
-    def _fenced(self, job_id: int, token: int) -> Iterator[psycopg.Connection[Any] | None]:
-        """A transaction, or None inside it when the attempt no longer holds its job."""
+    def _fenced(self, job_id: int, token: int, event: str | None = None
+                ) -> Iterator[psycopg.Connection[Any] | None]:
+        """A transaction, or None inside it when the attempt no longer holds its job. With
+        `event`, that event name's lock is taken first (the order jobrun_events_wake takes
+        them in: no deadlock between a wait and a send)."""
         with self.write() as conn:
+            if event is not None:
+                conn.execute(sql(PWQ["event_lock"]), {"name": event})
             held = conn.execute(sql(PWQ["fence"]), {"job_id": job_id, "token": token}
                                 ).fetchone()
             yield conn if held is not None else None
@@ -44,7 +49,7 @@ class PgWorkflows(PgBase):
 
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:
-        with self._fenced(job_id, token) as conn:
+        with self._fenced(job_id, token, step.waits or "") as conn:
             if conn is None:
                 return "fenced", None
             row = conn.execute(sql(PWQ["take_event"]), {"job_id": job_id, "seq": step.seq,

@@ -27,6 +27,16 @@ SELECT seq, name, kind, state, result, error, attempts, started, finished, waits
   FROM steps WHERE job_id = %(job_id)s AND state IN ('waiting', 'retrying')
  ORDER BY seq DESC LIMIT 1;
 
+-- event_lock --
+-- A wait_event and the events of its name take turns (see jobrun_events_wake).
+SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':event'),
+                             hashtext(%(name)s));
+
+-- lock_suspending --
+-- Workflows about to suspend: their rows locked before `suspend` reads what they wait for,
+-- so a child's wake or an event committed meanwhile is read (see jobrun_fanin_wake).
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
+
 -- take_event --
 UPDATE events SET taken_by = %(job_id)s, taken_seq = %(seq)s
  WHERE id = (SELECT id FROM events WHERE name = %(name)s AND taken_by IS NULL

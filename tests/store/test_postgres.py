@@ -199,3 +199,58 @@ def test_a_holders_liveness_lock_is_seen_from_another_store_and_freed_with_its_b
     finally:
         a.close()
         b.close()
+
+
+def _flow_with_child(store: Store) -> tuple[object, object]:
+    from jobrun.store.contract import StepRecord
+    store.enqueue([_job("t:flow")], now=T0)  # type: ignore[list-item]
+    (p,) = store.acquire_round([], {"default": 1}, "h1", now=T0, lease=60).claims
+    store.start_children(p.id, p.token, StepRecord(1, "g", "gather", "waiting"),
+                         [_job("t:kid")], fanin=True, now=T0)  # type: ignore[list-item]
+    (c,) = store.acquire_round([], {"default": 1}, "h2", now=T0, lease=60).claims
+    return p, c
+
+
+def test_a_child_finishing_while_its_parent_suspends_still_wakes_it(store: Store,
+                                                                    url: str) -> None:
+    """Found by reading: on SQLite writers take turns; here the child's transaction and the
+    parent's suspension overlap, and each read the other as not done yet (a lost wake-up,
+    the parent waiting out its timeout). The child's wake locks the parent's row first and
+    the suspension reads after taking it, so one of them always sees the other."""
+    import psycopg
+
+    from jobrun.store.postgres_sql import PQ
+    p, c = _flow_with_child(store)
+    with psycopg.connect(url) as child_tx:  # the child's round, its transaction left open
+        child_tx.execute(PQ["complete"], {"id": c.id, "token": c.token,  # type: ignore[attr-defined]
+                                          "result": "1", "now": T0 + 1})
+        t = threading.Thread(target=store.record, args=(
+            [Outcome(p.id, p.token, "suspended", run_at=T0 + 900)],), kwargs={"now": T0 + 2})  # type: ignore[attr-defined]
+        t.start()
+        t.join(1.0)  # the suspension waits for the child's transaction (it does with the fix)
+        child_tx.commit()
+    t.join(10)
+    rec = store.get(p.id)  # type: ignore[attr-defined]
+    assert rec is not None and rec.state == "scheduled" and rec.run_at <= T0 + 2, rec
+
+
+def test_an_event_sent_while_its_workflow_suspends_still_wakes_it(store: Store,
+                                                                  url: str) -> None:
+    import psycopg
+
+    from jobrun.store.contract import StepRecord
+    from jobrun.store.postgres_sql import PWQ
+    store.enqueue([_job("t:flow")], now=T0)  # type: ignore[list-item]
+    (w,) = store.acquire_round([], {"default": 1}, "h1", now=T0, lease=60).claims
+    assert store.wait_event(w.id, w.token, StepRecord(1, "e", "event", "waiting", waits="go"),
+                            now=T0)[0] == "waiting"
+    with psycopg.connect(url) as send_tx:  # a producer's transaction, left open
+        send_tx.execute(PWQ["insert_event"], {"name": "go", "payload": "1", "now": T0 + 1})
+        t = threading.Thread(target=store.record, args=(
+            [Outcome(w.id, w.token, "suspended", run_at=T0 + 900)],), kwargs={"now": T0 + 2})
+        t.start()
+        t.join(1.0)
+        send_tx.commit()
+    t.join(10)
+    rec = store.get(w.id)
+    assert rec is not None and rec.state == "scheduled" and rec.run_at <= T0 + 2, rec
