@@ -137,6 +137,11 @@ SELECT ckey, count(*) FROM jobs WHERE state = 'running' AND ckey IS NOT NULL GRO
 -- get_bucket --
 SELECT tokens, at FROM rate_buckets WHERE name = %(name)s;
 
+-- get_bucket_locked --
+-- A round's read of a bucket it may spend: locked to its commit (a key's bucket may be
+-- spent by rounds of other queues, which hold other queue locks).
+SELECT tokens, at FROM rate_buckets WHERE name = %(name)s FOR UPDATE;
+
 -- put_bucket --
 INSERT INTO rate_buckets (name, tokens, at) VALUES (%(name)s, %(tokens)s, %(at)s)
     ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;

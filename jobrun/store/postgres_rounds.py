@@ -89,7 +89,7 @@ def _acquire_limited(conn: psycopg.Connection[Any], args: dict[str, Any], limits
     names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
         {f"key:{k}" for k in heads if k is not None}
     for name in sorted(names):
-        row = conn.execute(sql(PQ["get_bucket"]), {"name": name}).fetchone()
+        row = conn.execute(sql(PQ["get_bucket_locked"]), {"name": name}).fetchone()
         if row is not None:
             buckets[name] = Bucket(row[0], row[1])
     ids, wait = choose(round_robin(heads), budget, limits, queue, running, buckets, now)
