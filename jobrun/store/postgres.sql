@@ -153,6 +153,21 @@ UPDATE jobs
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
+-- lock_ids --
+-- Rows a batch is about to write, locked in id order first (no deadlocks with renewals and
+-- rescues, which lock in that order too).
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
+
+-- complete_many --
+-- A round's successes in one statement (the hot path): each only while its token holds.
+UPDATE jobs AS j
+   SET state = 'succeeded', result = o.result, finished_at = %(now)s, holder = NULL,
+       lease_until = NULL
+  FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(results)s::text[])
+       AS o(id, token, result)
+ WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
+RETURNING j.id;
+
 -- fail --
 UPDATE jobs
    SET state = %(state)s, run_at = %(run_at)s, finished_at = %(finished_at)s, holder = NULL,

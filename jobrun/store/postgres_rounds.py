@@ -123,6 +123,12 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
                            "finished_at": finished, "error": json.dumps(o.error or {})})
     ids: set[int] = set()
     cur = conn.cursor()
+    if len(done) > 1:  # one statement for the successes, after locking their rows in order
+        cur.execute(sql(PQ["lock_ids"]), {"ids": sorted(int(d["id"]) for d in done)})
+        ids.update(r[0] for r in cur.execute(sql(PQ["complete_many"]), {
+            "ids": [d["id"] for d in done], "tokens": [d["token"] for d in done],
+            "results": [d["result"] for d in done], "now": now}).fetchall())
+        done = []
     for batch in (done, failed, released, suspended):
         batch.sort(key=lambda p: int(p["id"]))  # rows locked in id order: no deadlocks
     for query, params in ((PQ["complete"], done), (PQ["fail"], failed),
