@@ -211,16 +211,16 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         return [(r[0], r[1]) for r in self.read(PQ["expired_leases"], {"now": now})]
 
     def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
-        error = json.dumps(error_entry("WorkerLost", reason, None, now))
+        head = _error_head("WorkerLost", reason, now)
         with self.write() as conn:
             return [cast(Rescued, tuple(r)) for r in conn.execute(
-                sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error": error})]
+                sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head})]
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
-        error = json.dumps(error_entry("LeaseExpired", reason, None, now))
+        head = _error_head("LeaseExpired", reason, now)
         with self.write() as conn:
             return [cast(Rescued, tuple(r)) for r in conn.execute(
-                sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error": error})]
+                sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})]
 
     def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float
                     ) -> Claim | None:
@@ -229,3 +229,11 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                                                      "now": now, "lease_until": now + lease}
                              ).fetchone()
         return None if r is None else rows.claim(r)
+
+
+def _error_head(kind: str, reason: str, now: float) -> str:
+    """A rescue's error entry as JSON without its closing brace and attempt: the query
+    appends each job's own attempt (postgres.sql, rescue_holder)."""
+    entry = dict(error_entry(kind, reason, None, now))
+    entry.pop("attempt", None)
+    return json.dumps(entry)[:-1]

@@ -1,5 +1,7 @@
 -- Named queries of the PostgreSQL store (postgres.py), `-- name --` blocks, psycopg's
 -- %(name)s parameters. The meaning of each is its namesake's in queries.sql.
+-- An error history is appended to as text, never through jsonb: jsonb refuses a \u0000 that
+-- JSON allows (a task's message may hold one), and a refused append would poison the round.
 
 -- schema_init --
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -172,7 +174,8 @@ RETURNING j.id;
 UPDATE jobs
    SET state = %(state)s, run_at = %(run_at)s, finished_at = %(finished_at)s, holder = NULL,
        lease_until = NULL,
-       errors = (errors::jsonb || jsonb_build_array(%(error)s::jsonb))::text
+       errors = CASE WHEN errors = '[]' THEN '[' || %(error)s || ']'
+                     ELSE left(errors, -1) || ', ' || %(error)s || ']' END
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
@@ -207,8 +210,8 @@ UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN %(now)s ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = (errors::jsonb || jsonb_build_array(
-                 jsonb_set(%(error)s::jsonb, '{attempt}', to_jsonb(attempts))))::text
+       errors = CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
+                || %(error_head)s || ', "attempt": ' || attempts || '}]'
  WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'running'
                ORDER BY id FOR UPDATE)
    AND holder = %(holder)s AND state = 'running'
@@ -219,8 +222,8 @@ UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN %(now)s ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = (errors::jsonb || jsonb_build_array(
-                 jsonb_set(%(error)s::jsonb, '{attempt}', to_jsonb(attempts))))::text
+       errors = CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
+                || %(error_head)s || ', "attempt": ' || attempts || '}]'
  WHERE id = %(id)s AND state = 'running' AND lease_until < %(now)s
 RETURNING id, task, queue, attempts, state;
 
@@ -268,7 +271,8 @@ SELECT DISTINCT queue, task FROM jobs WHERE state = 'queued' ORDER BY queue, tas
 -- dead_unknown --
 UPDATE jobs
    SET state = 'dead', finished_at = %(now)s, holder = NULL, token = NULL,
-       errors = (errors::jsonb || jsonb_build_array(%(error)s::jsonb))::text
+       errors = CASE WHEN errors = '[]' THEN '[' || %(error)s || ']'
+                     ELSE left(errors, -1) || ', ' || %(error)s || ']' END
  WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = %(queue)s
                  AND task = %(task)s ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING id;
@@ -338,10 +342,12 @@ INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)
     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
 
 -- queue_names --
-SELECT name FROM queues
-UNION
-SELECT options::jsonb ->> 'queue' FROM catalog
- WHERE options LIKE '{%%' AND options::jsonb ->> 'queue' IS NOT NULL;
+-- Queues paused or resumed once; the catalog's queues are read from its options in Python
+-- (leniently: one malformed declaration must not hide the others).
+SELECT name FROM queues;
+
+-- catalog_options --
+SELECT options FROM catalog;
 
 -- queue_counts --
 SELECT queue, 'queued', count(*) FROM jobs WHERE state = 'queued' GROUP BY queue

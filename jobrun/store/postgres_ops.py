@@ -132,7 +132,15 @@ class PgOperator(PgBase):
         return frozenset(r[0] for r in self.read(PQ["paused_queues"]))
 
     def queue_names(self) -> set[str]:
-        return {str(r[0]) for r in self.read(PQ["queue_names"])}
+        names = {str(r[0]) for r in self.read(PQ["queue_names"])}
+        for (options,) in self.read(PQ["catalog_options"]):
+            try:
+                queue = json.loads(options).get("queue")
+            except (ValueError, AttributeError, RecursionError):
+                continue
+            if isinstance(queue, str):
+                names.add(queue)
+        return names
 
     def queue_counts(self, *, since: float) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -287,3 +287,26 @@ def test_cancelling_a_workflow_cancels_its_children_and_pruning_takes_its_steps(
     store.enqueue([job()], now=T0 + 3)  # the newest job is never pruned
     assert store.prune(T0 + 10) == 2
     assert store.steps(p.id) == []
+
+
+def test_an_error_message_with_any_character_is_recorded(store: Store) -> None:
+    """A task's exception text is anything (a NUL, lone surrogates escaped by json): it must
+    be recorded, never fail the round that records it (a poison outcome)."""
+    store.enqueue([job(max_attempts=3)], now=T0)
+    (c,) = acquire(store).claims
+    text = "bad \x00 byte \u2028 \\u0000 \"quoted\""
+    err = {"at": T0, "type": "E", "message": text, "attempt": 1}
+    assert store.record([Outcome(c.id, c.token, "retrying", run_at=T0, error=err)],  # type: ignore[arg-type]
+                        now=T0 + 2) == 1
+    (c2,) = acquire(store, now=T0 + 3).claims
+    store.rescue_holder("h1", "lost \x00 here", now=T0 + 4)
+    rec = store.get(c.id)
+    assert rec is not None and [e["message"] for e in rec.errors] == [text, "lost \x00 here"]
+    assert rec.errors[1]["attempt"] == 2 and c2.attempt == 2
+
+
+def test_queue_names_read_declarations_holding_any_character(store: Store) -> None:
+    store.set_paused("p", False)
+    store.publish_catalog("h", {"t:a": json.dumps({"queue": "q"}),
+                                "t:c": json.dumps({"queue": "r", "x": "\x00"})}, now=T0)
+    assert store.queue_names() == {"p", "q", "r"}

@@ -161,10 +161,14 @@ def test_a_terminated_backend_costs_no_operation(store: Store, url: str) -> None
     """A server restart or a killed backend leaves dead connections in the pool: each is
     checked when taken, so the next operation gets a live one instead of an error."""
     import psycopg
+
+    from jobrun.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
     store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    with store.pool.connection() as conn:
+        pid = conn.info.backend_pid  # the pool's one idle connection (min_size 1)
     with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE application_name = 'jobrun' AND pid <> pg_backend_pid()")
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     assert store.counts() == {"queued": 1}
     store.enqueue([_job()], now=T0)  # type: ignore[list-item]
     assert store.counts() == {"queued": 2}
@@ -188,9 +192,9 @@ def test_a_holders_liveness_lock_is_seen_from_another_store_and_freed_with_its_b
         assert a.locks.take("holder", "h1") and a.locks.take("holder", "h1")
         assert not b.locks.take("holder", "h1")  # held by a's session
         assert b.holder_alive("h1") and not b.holder_alive("h2")
+        pid = a.locks._held[("holder", "h1")].info.backend_pid
         with psycopg.connect(url, autocommit=True) as admin:  # a's host is cut off
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE application_name = 'jobrun holder'")
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         assert not b.holder_alive("h1")  # seen at once, no lease to wait out
         assert not a.locks.still_held("holder", "h1")
         assert b.locks.take("holder", "h1")
