@@ -90,12 +90,15 @@ def test_enqueue_and_send_event_join_the_callers_transaction(store: Store, url: 
 
 
 def test_concurrent_rounds_never_hand_out_a_job_twice(store: Store) -> None:
-    n = 400
+    n = 1200
     store.enqueue([_job() for _ in range(n)], now=T0)  # type: ignore[misc]
     got: list[list[int]] = [[] for _ in range(6)]
 
+    start = threading.Barrier(6)
+
     def worker(i: int) -> None:
         mine: list[Outcome] = []
+        start.wait(30)  # all six rounds begin together
         while True:
             r = store.acquire_round(mine, {"default": 7}, f"h{i}", now=T0 + 1, lease=60)
             if not r.claims:
