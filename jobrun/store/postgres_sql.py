@@ -12,9 +12,10 @@ from ..errors import StoreError
 from ..model import NewJob
 from .queries import parse, read_sql
 
-#: Named queries of postgres.sql and postgres_workflows.sql; version N's script takes a store from N-1 to N.
+#: Named queries of postgres.sql and postgres_workflows.sql.
 PQ: dict[str, str] = parse(read_sql("postgres.sql"))
 PWQ: dict[str, str] = parse(read_sql("postgres_workflows.sql"))
+#: Version N's script takes a store from N-1 to N (the schema_version table says where it is).
 STEPS: dict[int, str] = {1: read_sql("postgres_schema.sql")}
 STEPS.update({int(k[1:]): v for k, v in parse(read_sql("postgres_migrations.sql")).items()})
 SCHEMA_VERSION = max(STEPS)
@@ -32,6 +33,7 @@ def redact(location: str) -> str:
 
 
 def wrap(exc: psycopg.Error, where: str) -> StoreError:
+    """A psycopg error as the one-line StoreError callers expect (as files.wrap on SQLite)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, psycopg.OperationalError):
         return StoreError(f"store {where}: cannot use the PostgreSQL server: {text}")
