@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,11 @@ HOW = ("PostgreSQL tests skipped: no server at {server} ({why}). To run them: st
        "a database you may create schemas in, and pip install -e '.[postgres]'")
 
 _reachable: tuple[bool, str] | None = None
+_warned = False
+
+
+class PostgresSkipped(UserWarning):
+    """The PostgreSQL tests did not run: no server."""
 
 
 def _probe() -> tuple[bool, str]:
@@ -45,6 +51,10 @@ def require_server() -> None:
         message = HOW.format(server=SERVER, why=why)
         if os.environ.get("CI"):
             pytest.fail(message + " [CI is set: the PostgreSQL tests must run]")
+        global _warned
+        if not _warned:  # once, in the run's warnings summary (a skip's reason needs -rs)
+            _warned = True
+            warnings.warn(message, PostgresSkipped, stacklevel=2)
         pytest.skip(message)
 
 
