@@ -4,9 +4,18 @@ from ..model import NewJob, Outcome
 from .contract import Round, Store
 from .sqlite import SqliteStore
 
-__all__ = ["NewJob", "Outcome", "Round", "SqliteStore", "Store", "open_store"]
+__all__ = ["NewJob", "Outcome", "Round", "SqliteStore", "Store", "is_postgres", "open_store"]
+
+
+def is_postgres(location: str) -> bool:
+    """Whether a store location names a PostgreSQL database (postgresql://...)."""
+    return location.startswith(("postgresql://", "postgres://"))
 
 
 def open_store(location: str, *, durability: str = "normal", readonly: bool = False) -> Store:
-    """The store at `location` (a SQLite file path), set up or migrated on first open."""
+    """The store at `location` (a SQLite file path, or a postgresql:// URL), set up or
+    migrated on first open. psycopg is imported only here, for a PostgreSQL URL."""
+    if is_postgres(location):
+        from .postgres import PostgresStore  # the postgres extra: only when asked
+        return PostgresStore(location, durability=durability, readonly=readonly)
     return SqliteStore(location, durability=durability, readonly=readonly)

@@ -14,15 +14,23 @@ from jobrun.config import Settings
 from jobrun.model import NewJob, Outcome
 from jobrun.store import open_store
 from jobrun.store.contract import Store
+from support.postgres import fresh_store_url
 
 T0 = 1_000_000.0
 
-IMPLEMENTATIONS = ["sqlite"]
+IMPLEMENTATIONS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Every test here runs against each store implementation (SQLite today)."""
+    """Every test here runs against each store implementation: a SQLite file in tmp_path,
+    and a PostgreSQL schema of its own (skipped, saying how to run it, without a server)."""
+    if request.param == "postgres":
+        with fresh_store_url() as url:
+            s = open_store(url)
+            yield s
+            s.close()
+        return
     s = open_store(str(tmp_path / "jobs.db"))
     yield s
     s.close()
@@ -178,3 +186,127 @@ def test_a_retry_never_makes_a_second_job_with_a_held_key(store: Store) -> None:
     rec = store.get(old)
     assert rec is not None and rec.state == "cancelled"
     assert store.retry(None, now=T0) == []
+
+
+def test_caps_count_every_holder_and_key_limits_hold(store: Store) -> None:
+    from dataclasses import replace
+
+    from jobrun.limits import Limits, parse_rate
+    store.enqueue([job(), job(), job()], now=T0)
+    caps = Limits(caps={"default": 2})
+    assert len(acquire(store, holder="h1", limits=caps).claims) == 2
+    assert acquire(store, holder="h2", limits=caps).claims == []  # the cap is across holders
+    keyed = [replace(job("t:k"), concurrency_key=k) for k in ("a", "a", "b")]
+    ids = store.enqueue(keyed, now=T0)
+    lim = Limits(key_concurrency={"t:k": 1})
+    got = acquire(store, holder="h3", limits=lim, limited=frozenset({"default"}),
+                  tasks=frozenset({"t:k"}))
+    assert sorted(c.id for c in got.claims) == [ids[0], ids[2]]  # one per key
+    rated = Limits(queue_rates={"q": parse_rate("1/m")})
+    store.enqueue([job(queue="q"), job(queue="q")], now=T0)
+    r = store.acquire_round([], {"q": 5}, "h4", now=T0 + 1, lease=60, limits=rated,
+                            limited=frozenset({"q"}))
+    assert len(r.claims) == 1 and r.retry_in is not None and r.retry_in > 0
+    assert store.bucket("queue:q") is not None
+
+
+def _step(seq: int, kind: str = "step", state: str = "succeeded", **kw: object) -> object:
+    from jobrun.store.contract import StepRecord
+    return StepRecord(seq, f"s{seq}", kind, state, **kw)  # type: ignore[arg-type]
+
+
+def test_workflow_steps_are_fenced_by_the_attempt(store: Store) -> None:
+    store.enqueue([job("t:flow")], now=T0)
+    (c,) = acquire(store).claims
+    assert store.record_step(c.id, c.token, _step(1, result="1"))  # type: ignore[arg-type]
+    assert store.record_step(c.id, c.token, _step(2, result="2"))  # type: ignore[arg-type]
+    assert [(s.seq, s.result) for s in store.steps(c.id)] == [(1, "1"), (2, "2")]
+    store.rescue_holder("h1", "worker lost", now=T0 + 2)
+    assert not store.record_step(c.id, c.token, _step(3))  # type: ignore[arg-type]
+    assert store.wait_event(c.id, c.token, _step(3, "event", waits="e"),  # type: ignore[arg-type]
+                            now=T0 + 2) == ("fenced", None)
+    assert store.start_children(c.id, c.token, _step(3, "gather"), [job()],  # type: ignore[arg-type]
+                                fanin=True, now=T0 + 2) is None
+    assert len(store.steps(c.id)) == 2
+
+
+def test_an_event_wakes_its_waiting_workflow(store: Store) -> None:
+    store.enqueue([job("t:flow")], now=T0)
+    (c,) = acquire(store).claims
+    wait = _step(1, "event", waits="paid", until=T0 + 500)
+    assert store.wait_event(c.id, c.token, wait, now=T0 + 1) == ("waiting", None)  # type: ignore[arg-type]
+    w = store.waiting_step(c.id)
+    assert w is not None and (w.seq, w.waits) == (1, "paid")
+    assert store.record([Outcome(c.id, c.token, "suspended", run_at=T0 + 500)], now=T0 + 1) == 1
+    rec = store.get(c.id)
+    assert rec is not None and rec.state == "scheduled" and rec.run_at == T0 + 500
+    store.send_event("paid", json.dumps({"n": 1}), now=T0 + 3)
+    rec = store.get(c.id)
+    assert rec is not None and rec.run_at == T0 + 3  # woken by the event
+    (again,) = acquire(store, now=T0 + 4).claims
+    assert again.id == c.id and again.attempt == 1  # a suspension is not an attempt
+    assert store.wait_event(c.id, again.token, _step(1, "event", waits="paid"),  # type: ignore[arg-type]
+                            now=T0 + 4) == ("taken", json.dumps({"n": 1}))
+    late = _step(2, "event", waits="never", until=T0 + 4)
+    assert store.wait_event(c.id, again.token, late, now=T0 + 4) == ("timeout", None)  # type: ignore[arg-type]
+
+
+def test_gathered_children_wake_their_parent_when_the_last_finishes(store: Store) -> None:
+    store.enqueue([job("t:flow")], now=T0)
+    (p,) = acquire(store, tasks=frozenset({"t:flow"})).claims
+    kids = store.start_children(p.id, p.token, _step(1, "gather", "waiting"),  # type: ignore[arg-type]
+                                [job("t:kid"), job("t:kid")], fanin=True, now=T0 + 1)
+    assert kids is not None and len(kids) == 2 and kids[0] < kids[1]
+    assert store.children(p.id) == kids and store.open_children(p.id) == 2
+    assert store.parents(kids + [p.id]) == {kids[0]: p.id, kids[1]: p.id, p.id: None}
+    store.record([Outcome(p.id, p.token, "suspended", run_at=T0 + 900)], now=T0 + 1)
+    done = acquire(store, now=T0 + 2, tasks=frozenset({"t:kid"})).claims
+    assert sorted(c.id for c in done) == kids
+    store.record([Outcome(done[0].id, done[0].token, "succeeded", result="7")], now=T0 + 3)
+    rec = store.get(p.id)
+    assert rec is not None and rec.run_at == T0 + 900 and store.open_children(p.id) == 1
+    store.record([Outcome(done[1].id, done[1].token, "succeeded", result="8")], now=T0 + 4)
+    rec = store.get(p.id)
+    assert rec is not None and rec.run_at == T0 + 4  # the last child woke it
+    res = store.child_results([kids[1], kids[0], 10**9])
+    assert [(i, s, r) for i, s, r, _ in res] == [(kids[1], "succeeded", "8"),
+                                                 (kids[0], "succeeded", "7"),
+                                                 (10**9, None, None)]
+
+
+def test_cancelling_a_workflow_cancels_its_children_and_pruning_takes_its_steps(
+        store: Store) -> None:
+    store.enqueue([job("t:flow")], now=T0)
+    (p,) = acquire(store).claims
+    kids = store.start_children(p.id, p.token, _step(1, "enqueue"), [job("t:kid")],  # type: ignore[arg-type]
+                                fanin=False, now=T0 + 1)
+    assert kids is not None
+    assert store.cancel(p.id, now=T0 + 2) == "running"
+    rec = store.get(kids[0])
+    assert rec is not None and rec.state == "cancelled"
+    store.enqueue([job()], now=T0 + 3)  # the newest job is never pruned
+    assert store.prune(T0 + 10) == 2
+    assert store.steps(p.id) == []
+
+
+def test_an_error_message_with_any_character_is_recorded(store: Store) -> None:
+    """A task's exception text is anything (a NUL, lone surrogates escaped by json): it must
+    be recorded, never fail the round that records it (a poison outcome)."""
+    store.enqueue([job(max_attempts=3)], now=T0)
+    (c,) = acquire(store).claims
+    text = "bad \x00 byte \u2028 \\u0000 \"quoted\""
+    err = {"at": T0, "type": "E", "message": text, "attempt": 1}
+    assert store.record([Outcome(c.id, c.token, "retrying", run_at=T0, error=err)],  # type: ignore[arg-type]
+                        now=T0 + 2) == 1
+    (c2,) = acquire(store, now=T0 + 3).claims
+    store.rescue_holder("h1", "lost \x00 here", now=T0 + 4)
+    rec = store.get(c.id)
+    assert rec is not None and [e["message"] for e in rec.errors] == [text, "lost \x00 here"]
+    assert rec.errors[1]["attempt"] == 2 and c2.attempt == 2
+
+
+def test_queue_names_read_declarations_holding_any_character(store: Store) -> None:
+    store.set_paused("p", False)
+    store.publish_catalog("h", {"t:a": json.dumps({"queue": "q"}),
+                                "t:c": json.dumps({"queue": "r", "x": "\x00"})}, now=T0)
+    assert store.queue_names() == {"p", "q", "r"}

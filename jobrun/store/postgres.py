@@ -1,0 +1,239 @@
+"""The PostgreSQL store (psycopg 3, a connection pool): the same contract as the SQLite
+store, for services on several hosts sharing one database.
+
+Every write is one transaction on a pooled connection; claims take rows with
+`FOR UPDATE SKIP LOCKED`, so rounds of many services never queue behind each other; caps and
+rate buckets, which must count across services, serialize the rounds of one queue with a
+transaction-level advisory lock. The schema version lives in `schema_version`. Importing
+this module imports psycopg: `open_store` does so only for a `postgresql://` location.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import psycopg
+import psycopg_pool
+
+from ..errors import StoreError
+from ..limits import Limits
+from ..model import Claim, NewJob, Outcome, error_entry
+from . import rows
+from .contract import Rescued, Round, Store
+from .postgres_locks import AdvisoryLocks, is_held
+from .postgres_ops import PgCatalog, PgOperator
+from .postgres_rounds import acquire_round, record
+from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, in_caller, insert, redact, sql, wrap
+from .postgres_workflows import PgWorkflows
+
+
+class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
+    """The store contract on one PostgreSQL database. Thread-safe: a pool of connections."""
+
+    def __init__(self, location: str, *, durability: str = "normal", readonly: bool = False,
+                 pool_size: int = 8) -> None:
+        if durability not in ("normal", "full"):
+            raise StoreError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.path = location  # what callers reopen the store with (service, scheduler)
+        self.shown = redact(location)  # what messages show: no password
+        self.readonly = readonly
+        # durability full: every commit waits for its WAL flush, whatever the server's
+        # default; normal keeps the server's own synchronous_commit (never weakened here).
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            if durability == "full":
+                conn.execute(sql(PQ["durability_full"]))
+            if readonly:  # a reader (jobrun top, status) cannot write by mistake
+                conn.execute(sql(PQ["read_only"]))
+
+        kwargs: dict[str, Any] = {"autocommit": True}
+        try:
+            if "application_name" not in psycopg.conninfo.conninfo_to_dict(location):
+                kwargs["application_name"] = "jobrun"  # what pg_stat_activity shows
+        except psycopg.ProgrammingError as exc:
+            raise StoreError(f"store {self.shown}: not a PostgreSQL URL ({exc})") from exc
+        try:
+            self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
+                psycopg_pool.ConnectionPool(location, min_size=1, max_size=pool_size,
+                                            kwargs=kwargs, configure=configure,
+                                            check=psycopg_pool.ConnectionPool.check_connection,
+                                            open=False, name="jobrun")
+            self.pool.open(wait=True, timeout=10)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            with contextlib.suppress(Exception):
+                self.pool.close()
+            raise StoreError(f"store {self.shown}: cannot reach the PostgreSQL server "
+                             f"({exc})") from exc
+        try:
+            self.migrate()
+        except BaseException:
+            self.pool.close()
+            raise
+        #: Session-level advisory locks this process holds (holder liveness, cron leadership).
+        self.locks = AdvisoryLocks(location, self.shown)
+
+    # -- connections and transactions -----------------------------------------------------
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION (openers one at a time); the version found. A
+        newer schema is refused and left untouched; a reader only checks."""
+        if self.readonly:
+            there = self.read(PQ["schema_exists"])[0][0]
+            found = int(self.read(PQ["schema_get"])[0][0] or 0) if there else 0
+            if found == 0:
+                raise StoreError(f"store {self.shown} does not exist (no jobrun schema there)")
+            self._refuse_newer(found)
+            return found
+        with self.write() as conn:
+            conn.execute(sql(PQ["schema_lock"]))
+            conn.execute(sql(PQ["schema_init"]))
+            row = conn.execute(sql(PQ["schema_get"])).fetchone()
+            found = int(row[0]) if row and row[0] is not None else 0
+            self._refuse_newer(found)
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                conn.execute(sql(STEPS[version]))
+            if found < SCHEMA_VERSION:
+                conn.execute(sql(PQ["schema_clear"]))
+                conn.execute(sql(PQ["schema_set"]), {"version": SCHEMA_VERSION})
+        return found
+
+    def _refuse_newer(self, found: int) -> None:
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.shown} has schema version {found}, newer than this jobrun "
+                f"knows ({SCHEMA_VERSION}): upgrade jobrun; the database was not touched")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction on a pooled connection; psycopg errors come out as StoreError."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise wrap(exc, self.shown) from exc
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+
+    def read(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        try:
+            with self.pool.connection() as conn:
+                return conn.execute(sql(query), params if params is not None else {}).fetchall()
+        except psycopg.Error as exc:
+            raise wrap(exc, self.shown) from exc
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.locks.close()
+        with contextlib.suppress(Exception):
+            self.pool.close()
+
+    def holder_alive(self, holder: str) -> bool:
+        """Whether the service `holder` still holds its liveness lock, on any host."""
+        try:
+            with self.pool.connection() as conn:
+                return is_held(conn, "holder", holder, self.shown)
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+
+    # -- enqueue ------------------------------------------------------------------------------
+    def enqueue(self, jobs: list[NewJob], *, connection: Any = None, now: float) -> list[int]:
+        if not jobs:
+            return []
+        if connection is not None:
+            try:
+                return insert(in_caller(connection, self.shown), jobs, now)
+            except psycopg.Error as exc:
+                raise wrap(exc, self.shown) from exc
+        with self.write() as conn:
+            return insert(conn, jobs, now)
+
+    # -- the worker's round ---------------------------------------------------------------
+    def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *,
+                      now: float, lease: float, full: bool = True,
+                      paused: frozenset[str] = frozenset(), next_due: float | None = None,
+                      limits: Limits | None = None, limited: frozenset[str] = frozenset(),
+                      tasks: frozenset[str] | None = None) -> Round:
+        with self.write() as conn:
+            return acquire_round(conn, outcomes, wants, holder, now=now, lease=lease,
+                                 full=full, paused=paused, next_due=next_due, limits=limits,
+                                 limited=limited, tasks=tasks)
+
+    def record(self, outcomes: list[Outcome], *, now: float) -> int:
+        return len(self.record_outcomes(outcomes, now=now))
+
+    def record_outcomes(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
+        if not outcomes:
+            return frozenset()
+        with self.write() as conn:
+            return record(conn, outcomes, now)
+
+    def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
+        return {r[0]: (r[1], r[2]) for r in self.read(PQ["attempt_states"], {"ids": ids})}
+
+    # -- cron -----------------------------------------------------------------------------
+    def last_fire(self, entry: str) -> float | None:
+        found = self.read(PQ["last_fire"], {"entry": entry})
+        return found[0][0] if found else None
+
+    def fire(self, entry: str, fire_at: float, job: Callable[[], NewJob], *, now: float
+             ) -> int | None:
+        with self.write() as conn:
+            row = conn.execute(sql(PQ["insert_fire"]),
+                               {"entry": entry, "fire_at": fire_at}).fetchone()
+            if row is None:
+                return None  # fired already (another leader overlapped)
+            (job_id,) = insert(conn, [job()], now)
+            conn.execute(sql(PQ["set_fire_job"]),
+                         {"entry": entry, "fire_at": fire_at, "job_id": job_id})
+        return job_id
+
+    # -- leases ---------------------------------------------------------------------------
+    def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
+        with self.write() as conn:
+            cur = conn.execute(sql(PQ["extend_holder"]),
+                               {"holder": holder, "lease_until": now + lease})
+            return int(cur.rowcount)
+
+    def extend_lease(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
+        with self.write() as conn:
+            row = conn.execute(sql(PQ["extend_job"]), {"id": job_id, "token": token,
+                                                       "lease_until": now + lease}).fetchone()
+        return row is not None
+
+    def running_holders(self) -> list[str]:
+        return [r[0] for r in self.read(PQ["running_holders"]) if r[0] is not None]
+
+    def expired_leases(self, *, now: float) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.read(PQ["expired_leases"], {"now": now})]
+
+    def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
+        head = _error_head("WorkerLost", reason, now)
+        with self.write() as conn:
+            return [cast(Rescued, tuple(r)) for r in conn.execute(
+                sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head})]
+
+    def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
+        head = _error_head("LeaseExpired", reason, now)
+        with self.write() as conn:
+            return [cast(Rescued, tuple(r)) for r in conn.execute(
+                sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})]
+
+    def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float
+                    ) -> Claim | None:
+        with self.write() as conn:
+            r = conn.execute(sql(PQ["acquire_id"]), {"id": job_id, "holder": holder,
+                                                     "now": now, "lease_until": now + lease}
+                             ).fetchone()
+        return None if r is None else rows.claim(r)
+
+
+def _error_head(kind: str, reason: str, now: float) -> str:
+    """A rescue's error entry as JSON without its closing brace and attempt: the query
+    appends each job's own attempt (postgres.sql, rescue_holder)."""
+    entry = dict(error_entry(kind, reason, None, now))
+    entry.pop("attempt", None)
+    return json.dumps(entry)[:-1]

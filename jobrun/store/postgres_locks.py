@@ -1,0 +1,82 @@
+"""Session-level advisory locks on PostgreSQL: what replaces the SQLite store's flock files
+when services run on several hosts. A lock lives as long as the connection that took it, so
+when a host dies or is cut off (its backend ends) every other host sees it free at once.
+
+Not yet wired into lock.py / the scheduler (issue 16's next step): `HolderLock` and the cron
+leader lock still use files beside the store location.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import psycopg
+
+from ..errors import StoreError
+from .postgres_sql import PQ, sql, wrap
+
+
+class AdvisoryLocks:
+    """The locks one process holds, each on a connection of its own (not pooled: giving a
+    pooled connection back would keep or lose the lock by accident)."""
+
+    def __init__(self, location: str, shown: str) -> None:
+        self.location, self.shown = location, shown
+        self._held: dict[tuple[str, str], psycopg.Connection[Any]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, kind: str, name: str) -> bool:
+        """Take the lock `kind`/`name` for as long as this process keeps it; False if another
+        session holds it."""
+        with self._lock:
+            if (kind, name) in self._held:
+                return True
+            try:
+                conn = psycopg.connect(self.location, autocommit=True,
+                                       application_name=f"jobrun {kind}")
+                row = conn.execute(sql(PQ["lock_try"]), {"kind": kind, "name": name}
+                                   ).fetchone()
+            except psycopg.Error as exc:
+                raise wrap(exc, self.shown) from exc
+            if not (row and row[0]):
+                conn.close()
+                return False
+            self._held[(kind, name)] = conn
+            return True
+
+    def still_held(self, kind: str, name: str) -> bool:
+        """Whether our session still holds it (a cut-off connection lost it)."""
+        conn = self._held.get((kind, name))
+        if conn is None:
+            return False
+        try:
+            conn.execute(sql(PQ["schema_exists"]))
+            return True
+        except psycopg.Error:
+            self.let_go(kind, name)
+            return False
+
+    def let_go(self, kind: str, name: str) -> None:
+        with self._lock:
+            conn = self._held.pop((kind, name), None)
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql(PQ["lock_free"]), {"kind": kind, "name": name})
+            conn.close()
+
+    def close(self) -> None:
+        for kind, name in list(self._held):
+            self.let_go(kind, name)
+
+
+def is_held(conn: psycopg.Connection[Any], kind: str, name: str, shown: str) -> bool:
+    """Whether any session (any host) holds the lock `kind`/`name`."""
+    try:
+        row = conn.execute(sql(PQ["lock_held"]), {"kind": kind, "name": name}).fetchone()
+    except psycopg.Error as exc:
+        raise wrap(exc, shown) from exc
+    if row is None:
+        raise StoreError(f"store {shown}: no answer about lock {kind}/{name}")
+    return bool(row[0])

@@ -1,0 +1,2 @@
+-- Steps after postgres_schema.sql (version 1) on PostgreSQL. Block `-- vN --` takes a store
+-- from N-1 to N; none yet.

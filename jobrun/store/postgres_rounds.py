@@ -1,0 +1,145 @@
+"""The worker's round on PostgreSQL, inside one transaction: record outcomes (fenced by their
+tokens), promote due jobs, then claim per queue with `FOR UPDATE SKIP LOCKED`. A queue with
+a host-wide cap or limits (limits.py decides, from what is read here) first takes its
+advisory lock: the running count and the rate buckets must not be read by two rounds at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+from ..limits import Bucket, Candidate, Limits, choose, round_robin
+from ..model import Claim, Outcome, error_entry
+from . import rows
+from .contract import Round
+from .postgres_sql import PQ, PWQ, sql
+
+
+def acquire_round(conn: psycopg.Connection[Any], outcomes: list[Outcome],
+                  wants: dict[str, int], holder: str, *, now: float, lease: float, full: bool,
+                  paused: frozenset[str], next_due: float | None, limits: Limits | None,
+                  limited: frozenset[str], tasks: frozenset[str] | None) -> Round:
+    """One round in the caller's transaction (see LeaseStore.acquire_round)."""
+    claims: list[Claim] = []
+    applied: frozenset[int] = frozenset()
+    if outcomes:
+        applied = record(conn, outcomes, now)
+    if full:
+        conn.execute(sql(PQ["promote_due"]), {"now": now})
+        paused = frozenset(r[0] for r in conn.execute(sql(PQ["paused_queues"]), {}))
+    retry_in: float | None = None
+    names = sorted(tasks) if tasks is not None else None
+    for queue, limit in wants.items():
+        if limit <= 0 or queue in paused:
+            continue
+        capped = limits is not None and queue in limits.caps
+        if limits is not None and (capped or queue in limited):
+            conn.execute(sql(PQ["queue_lock"]), {"queue": queue})
+        if limits is not None and capped:
+            row = conn.execute(sql(PQ["running_in_queue"]), {"queue": queue}).fetchone()
+            limit = min(limit, limits.caps[queue] - int(row[0] if row else 0))
+            if limit <= 0:
+                continue
+        args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
+                "lease_until": now + lease, "tasks": names}
+        if limits is not None and queue in limited:
+            got, wait = _acquire_limited(conn, args, limits)
+            if wait is not None:
+                retry_in = wait if retry_in is None else min(retry_in, wait)
+        else:
+            got = conn.execute(sql(PQ["acquire"]), args).fetchall()
+        got.sort(key=rows.claim_order)
+        for r in got:
+            try:
+                claims.append(rows.claim(r))
+            except (ValueError, TypeError, RecursionError) as exc:
+                # A row no enqueue could write goes dead alone (see rounds.py).
+                bad = rows.named(r)
+                conn.execute(sql(PQ["fail"]), {
+                    "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
+                    "finished_at": now, "error": json.dumps(error_entry(
+                        "BadPayload", f"unreadable stored payload: {exc}"[:500],
+                        bad["attempts"], now))})
+    if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
+        row = conn.execute(sql(PQ["next_due"]), {}).fetchone()
+        next_due = row[0] if row else None
+    return Round(claims, next_due, len(applied), paused, retry_in, applied)
+
+
+def _acquire_limited(conn: psycopg.Connection[Any], args: dict[str, Any], limits: Limits
+                     ) -> tuple[list[tuple[Any, ...]], float | None]:
+    """Claim within key caps and rate limits, keys served round robin (see limits.py); the
+    queue's advisory lock is held, so what is read here stays true until commit."""
+    queue, budget, now = args["queue"], args["limit"], args["now"]
+    base = {"queue": queue, "limit": budget, "tasks": args["tasks"]}
+    heads: dict[str | None, list[Candidate]] = {}
+    unkeyed = [Candidate(*r) for r in conn.execute(sql(PQ["ready_without_key"]), base)]
+    if unkeyed:
+        heads[None] = unkeyed
+    for (ckey,) in conn.execute(sql(PQ["ready_keys"]), {"queue": queue}).fetchall():
+        found = [Candidate(*r) for r in conn.execute(sql(PQ["ready_of_key"]),
+                                                      {**base, "ckey": ckey})]
+        if found:
+            heads[ckey] = found
+    running: dict[str, int] = {r[0]: r[1] for r in conn.execute(sql(PQ["running_by_key"]), {})}
+    buckets: dict[str, Bucket] = {}
+    names = {f"queue:{queue}"} | {f"task:{c.task}" for cs in heads.values() for c in cs} | \
+        {f"key:{k}" for k in heads if k is not None}
+    for name in sorted(names):
+        row = conn.execute(sql(PQ["get_bucket_locked"]), {"name": name}).fetchone()
+        if row is not None:
+            buckets[name] = Bucket(row[0], row[1])
+    ids, wait = choose(round_robin(heads), budget, limits, queue, running, buckets, now)
+    got: list[tuple[Any, ...]] = []
+    if ids:
+        got = conn.execute(sql(PQ["acquire_ids"]), {**args, "ids": list(ids)}).fetchall()
+    for name, b in buckets.items():
+        conn.execute(sql(PQ["put_bucket"]), {"name": name, "tokens": b.tokens, "at": b.at})
+    return got, wait
+
+
+def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
+           ) -> frozenset[int]:
+    """Record outcomes fenced by their tokens; the tokens that still held their lease."""
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    released: list[dict[str, Any]] = []
+    suspended: list[dict[str, Any]] = []
+    for o in outcomes:
+        if o.state == "succeeded":
+            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
+        elif o.state == "released":
+            released.append({"id": o.id, "token": o.token})
+        elif o.state == "suspended":  # a workflow waits (jobrun/workflows)
+            suspended.append({"id": o.id, "token": o.token, "now": now,
+                              "run_at": o.run_at if o.run_at is not None else now})
+        else:
+            finished = now if o.state in ("dead", "cancelled") else None
+            failed.append({"id": o.id, "token": o.token, "state": o.state,
+                           "run_at": o.run_at if o.run_at is not None else now,
+                           "finished_at": finished, "error": json.dumps(o.error or {})})
+    ids: set[int] = set()
+    cur = conn.cursor()
+    if len(done) > 1:  # one statement for the successes, after locking their rows in order
+        cur.execute(sql(PQ["lock_ids"]), {"ids": sorted(int(d["id"]) for d in done)})
+        ids.update(r[0] for r in cur.execute(sql(PQ["complete_many"]), {
+            "ids": [d["id"] for d in done], "tokens": [d["token"] for d in done],
+            "results": [d["result"] for d in done], "now": now}).fetchall())
+        done = []
+    for batch in (done, failed, released, suspended):
+        batch.sort(key=lambda p: int(p["id"]))  # rows locked in id order: no deadlocks
+    for query, params in ((PQ["complete"], done), (PQ["fail"], failed),
+                          (PQ["release"], released), (PWQ["suspend"], suspended)):
+        if not params:
+            continue
+        if params is suspended:
+            cur.execute(sql(PWQ["lock_suspending"]), {"ids": [p["id"] for p in params]})
+        cur.executemany(sql(query), params, returning=True)
+        while True:
+            ids.update(r[0] for r in cur.fetchall())
+            if not cur.nextset():
+                break
+    return frozenset(o.token for o in outcomes if o.id in ids)

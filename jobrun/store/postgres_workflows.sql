@@ -1,0 +1,93 @@
+-- Named queries of durable workflows on PostgreSQL (postgres_workflows.py); each is its
+-- namesake's in workflows.sql.
+
+-- fence --
+-- The attempt still holds its job; the row stays locked to the end of the transaction, so
+-- no rescue or cancel can take the job back between the check and the write.
+SELECT 1 FROM jobs WHERE id = %(job_id)s AND token = %(token)s AND state = 'running'
+   FOR UPDATE;
+
+-- steps_of --
+SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
+  FROM steps WHERE job_id = %(job_id)s ORDER BY seq;
+
+-- put_step --
+INSERT INTO steps (job_id, seq, name, kind, state, result, error, attempts, started, finished,
+                   waits, until)
+VALUES (%(job_id)s, %(seq)s, %(name)s, %(kind)s, %(state)s, %(result)s, %(error)s,
+        %(attempts)s, %(started)s, %(finished)s, %(waits)s, %(until)s)
+    ON CONFLICT (job_id, seq) DO UPDATE SET
+       name = excluded.name, kind = excluded.kind, state = excluded.state,
+       result = excluded.result, error = excluded.error, attempts = excluded.attempts,
+       started = coalesce(steps.started, excluded.started), finished = excluded.finished,
+       waits = excluded.waits, until = excluded.until;
+
+-- waiting_step --
+SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
+  FROM steps WHERE job_id = %(job_id)s AND state IN ('waiting', 'retrying')
+ ORDER BY seq DESC LIMIT 1;
+
+-- event_lock --
+-- A wait_event and the events of its name take turns (see jobrun_events_wake).
+SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':event'),
+                             hashtext(%(name)s));
+
+-- lock_suspending --
+-- Workflows about to suspend: their rows locked before `suspend` reads what they wait for,
+-- so a child's wake or an event committed meanwhile is read (see jobrun_fanin_wake).
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
+
+-- take_event --
+UPDATE events SET taken_by = %(job_id)s, taken_seq = %(seq)s
+ WHERE id = (SELECT id FROM events WHERE name = %(name)s AND taken_by IS NULL
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING payload;
+
+-- insert_event --
+INSERT INTO events (name, payload, sent_at) VALUES (%(name)s, %(payload)s, %(now)s)
+RETURNING id;
+
+-- adopt --
+UPDATE jobs SET parent = %(parent)s, fanin = %(fanin)s WHERE id = ANY(%(ids)s::bigint[]);
+
+-- suspend --
+UPDATE jobs
+   SET state = 'scheduled', attempts = greatest(attempts - 1, 0), holder = NULL, token = NULL,
+       lease_until = NULL,
+       run_at = CASE
+         WHEN EXISTS (SELECT 1 FROM steps s JOIN events e ON e.name = s.waits
+                       WHERE s.job_id = %(id)s AND s.state = 'waiting' AND e.taken_by IS NULL)
+           THEN %(now)s
+         WHEN EXISTS (SELECT 1 FROM steps WHERE job_id = %(id)s AND state = 'waiting'
+                         AND kind = 'gather')
+          AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent = %(id)s AND c.fanin = 1
+                             AND c.state IN ('scheduled', 'queued', 'running', 'retrying'))
+           THEN %(now)s
+         ELSE %(run_at)s END
+ WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+RETURNING id;
+
+-- child_results --
+SELECT c.id, j.state, j.result, j.errors
+  FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS c(id, n) LEFT JOIN jobs j ON j.id = c.id
+ ORDER BY c.n;
+
+-- children_of --
+SELECT id FROM jobs WHERE parent = %(id)s ORDER BY id;
+
+-- open_children --
+SELECT count(*) FROM jobs WHERE parent = %(id)s AND fanin = 1
+   AND state IN ('scheduled', 'queued', 'running', 'retrying');
+
+-- parents_of --
+SELECT id, parent FROM jobs WHERE id = ANY(%(ids)s::bigint[]);
+
+-- cancel_descendants --
+WITH RECURSIVE tree(id) AS (
+    SELECT id FROM jobs WHERE parent = %(id)s
+    UNION SELECT j.id FROM jobs j JOIN tree t ON j.parent = t.id)
+UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token = NULL,
+       lease_until = NULL
+ WHERE id IN (SELECT id FROM tree)
+   AND state IN ('scheduled', 'queued', 'running', 'retrying')
+RETURNING id;

@@ -1,0 +1,263 @@
+"""What only the PostgreSQL store must show (the contract suite covers the rest): psycopg
+stays out of a SQLite user's process, the schema is versioned, `connection=` joins the
+caller's transaction, concurrent rounds never hand out a job twice, and without a server
+the tests skip saying how to run them (or fail with $CI set)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobrun.errors import StoreError
+from jobrun.model import Outcome
+from jobrun.store import open_store
+from jobrun.store.contract import Store
+from support.postgres import fresh_store_url
+
+T0 = 1_000_000.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with fresh_store_url() as u:
+        yield u
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def _job(task: str = "t:a", key: str | None = None) -> object:
+    from jobrun import catalog, enqueue
+    from jobrun.config import Settings
+    d = catalog.resolve(None, None, None, Settings(), "default")
+    return enqueue.new_job(task, [1], {}, {"key": key}, T0, d)
+
+
+def test_import_jobrun_leaves_psycopg_out() -> None:
+    code = ("import sys, jobrun, jobrun.store, jobrun.cli; "
+            "from jobrun.store import open_store; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', "
+            "'psycopg_pool', 'psycopg_binary')); print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_schema_is_versioned_and_a_newer_one_refused(url: str) -> None:
+    import psycopg
+    s = open_store(url)
+    (job_id,) = s.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    s.close()
+    s = open_store(url)  # reopened: migrated already, the job kept
+    assert s.get(job_id) is not None
+    with s.write() as conn:  # type: ignore[attr-defined]
+        conn.execute("UPDATE schema_version SET version = version + 1")
+    s.close()
+    with pytest.raises(StoreError, match="newer than this jobrun"):
+        open_store(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+
+
+def test_enqueue_and_send_event_join_the_callers_transaction(store: Store, url: str) -> None:
+    import psycopg
+    with psycopg.connect(url) as conn:
+        with pytest.raises(StoreError, match="open transaction"):
+            store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+        with conn.transaction():
+            conn.execute("SELECT 1")
+            (kept,) = store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+            store.send_event("e", "1", connection=conn, now=T0)
+        assert store.get(kept) is not None
+        with pytest.raises(RuntimeError), conn.transaction():
+            (gone,) = store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+            raise RuntimeError("the caller's transaction rolls back")
+    assert store.get(gone) is None
+    assert gone > kept  # its id is not given again
+    (after,) = store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    assert after > gone
+
+
+def test_concurrent_rounds_never_hand_out_a_job_twice(store: Store) -> None:
+    n = 1200
+    store.enqueue([_job() for _ in range(n)], now=T0)  # type: ignore[misc]
+    got: list[list[int]] = [[] for _ in range(6)]
+
+    start = threading.Barrier(6)
+
+    def worker(i: int) -> None:
+        mine: list[Outcome] = []
+        start.wait(30)  # all six rounds begin together
+        while True:
+            r = store.acquire_round(mine, {"default": 7}, f"h{i}", now=T0 + 1, lease=60)
+            if not r.claims:
+                return
+            got[i].extend(c.id for c in r.claims)
+            mine = [Outcome(c.id, c.token, "succeeded", result="1") for c in r.claims]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [j for g in got for j in g]
+    assert len(every) == len(set(every)) == n
+    assert sum(1 for g in got if g) > 1  # the rounds really ran side by side
+
+
+def test_concurrent_enqueues_of_one_key_make_one_job(store: Store) -> None:
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def producer() -> None:
+        for _ in range(20):
+            (i,) = store.enqueue([_job(key="k")], now=T0)  # type: ignore[list-item]
+            with lock:
+                ids.append(i)
+
+    threads = [threading.Thread(target=producer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(set(ids)) == 1 and store.counts() == {"queued": 1}
+
+
+def test_without_a_server_the_tests_skip_saying_how_and_fail_under_ci() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["JOBRUN_TEST_PG"] = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens there
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+            "tests/store/test_contract.py::test_paused_queues_are_not_claimed"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout
+    assert "1 passed, 1 skipped" in out.stdout and "To run them" in out.stdout
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
+                         env={**env, "CI": "1"}, timeout=120)
+    assert out.returncode != 0 and "CI is set" in out.stdout
+
+
+def test_a_reader_cannot_write_and_needs_a_store_set_up(url: str) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(url, readonly=True)
+    open_store(url).close()
+    reader = open_store(url, readonly=True)
+    try:
+        assert reader.counts() == {}
+        with pytest.raises(StoreError, match="read-only"):
+            reader.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    finally:
+        reader.close()
+
+
+def test_a_terminated_backend_costs_no_operation(store: Store, url: str) -> None:
+    """A server restart or a killed backend leaves dead connections in the pool: each is
+    checked when taken, so the next operation gets a live one instead of an error."""
+    import psycopg
+
+    from jobrun.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
+    store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    with store.pool.connection() as conn:
+        pid = conn.info.backend_pid  # the pool's one idle connection (min_size 1)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert store.counts() == {"queued": 1}
+    store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    assert store.counts() == {"queued": 2}
+
+
+def test_a_batch_gets_its_ids_in_the_order_given(store: Store) -> None:
+    batch = [_job(f"t:{i}") for i in range(300)]
+    ids = store.enqueue(batch, now=T0)  # type: ignore[arg-type]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    assert all(store.get(i).task == f"t:{n}" for n, i in enumerate(ids))  # type: ignore[union-attr]
+
+
+def test_a_holders_liveness_lock_is_seen_from_another_store_and_freed_with_its_backend(
+        url: str) -> None:
+    import psycopg
+
+    from jobrun.store.postgres import PostgresStore
+    a, b = PostgresStore(url), PostgresStore(url)
+    try:
+        assert not b.holder_alive("h1")
+        assert a.locks.take("holder", "h1") and a.locks.take("holder", "h1")
+        assert not b.locks.take("holder", "h1")  # held by a's session
+        assert b.holder_alive("h1") and not b.holder_alive("h2")
+        pid = a.locks._held[("holder", "h1")].info.backend_pid
+        with psycopg.connect(url, autocommit=True) as admin:  # a's host is cut off
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert not b.holder_alive("h1")  # seen at once, no lease to wait out
+        assert not a.locks.still_held("holder", "h1")
+        assert b.locks.take("holder", "h1")
+        b.locks.let_go("holder", "h1")
+        assert not a.holder_alive("h1")
+    finally:
+        a.close()
+        b.close()
+
+
+def _flow_with_child(store: Store) -> tuple[object, object]:
+    from jobrun.store.contract import StepRecord
+    store.enqueue([_job("t:flow")], now=T0)  # type: ignore[list-item]
+    (p,) = store.acquire_round([], {"default": 1}, "h1", now=T0, lease=60).claims
+    store.start_children(p.id, p.token, StepRecord(1, "g", "gather", "waiting"),
+                         [_job("t:kid")], fanin=True, now=T0)  # type: ignore[list-item]
+    (c,) = store.acquire_round([], {"default": 1}, "h2", now=T0, lease=60).claims
+    return p, c
+
+
+def test_a_child_finishing_while_its_parent_suspends_still_wakes_it(store: Store,
+                                                                    url: str) -> None:
+    """Found by reading: on SQLite writers take turns; here the child's transaction and the
+    parent's suspension overlap, and each read the other as not done yet (a lost wake-up,
+    the parent waiting out its timeout). The child's wake locks the parent's row first and
+    the suspension reads after taking it, so one of them always sees the other."""
+    import psycopg
+
+    from jobrun.store.postgres_sql import PQ
+    p, c = _flow_with_child(store)
+    with psycopg.connect(url) as child_tx:  # the child's round, its transaction left open
+        child_tx.execute(PQ["complete"], {"id": c.id, "token": c.token,  # type: ignore[attr-defined]
+                                          "result": "1", "now": T0 + 1})
+        t = threading.Thread(target=store.record, args=(
+            [Outcome(p.id, p.token, "suspended", run_at=T0 + 900)],), kwargs={"now": T0 + 2})  # type: ignore[attr-defined]
+        t.start()
+        t.join(1.0)  # the suspension waits for the child's transaction (it does with the fix)
+        child_tx.commit()
+    t.join(10)
+    rec = store.get(p.id)  # type: ignore[attr-defined]
+    assert rec is not None and rec.state == "scheduled" and rec.run_at <= T0 + 2, rec
+
+
+def test_an_event_sent_while_its_workflow_suspends_still_wakes_it(store: Store,
+                                                                  url: str) -> None:
+    import psycopg
+
+    from jobrun.store.contract import StepRecord
+    from jobrun.store.postgres_sql import PWQ
+    store.enqueue([_job("t:flow")], now=T0)  # type: ignore[list-item]
+    (w,) = store.acquire_round([], {"default": 1}, "h1", now=T0, lease=60).claims
+    assert store.wait_event(w.id, w.token, StepRecord(1, "e", "event", "waiting", waits="go"),
+                            now=T0)[0] == "waiting"
+    with psycopg.connect(url) as send_tx:  # a producer's transaction, left open
+        send_tx.execute(PWQ["insert_event"], {"name": "go", "payload": "1", "now": T0 + 1})
+        t = threading.Thread(target=store.record, args=(
+            [Outcome(w.id, w.token, "suspended", run_at=T0 + 900)],), kwargs={"now": T0 + 2})
+        t.start()
+        t.join(1.0)
+        send_tx.commit()
+    t.join(10)
+    rec = store.get(w.id)
+    assert rec is not None and rec.state == "scheduled" and rec.run_at <= T0 + 2, rec
