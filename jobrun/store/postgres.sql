@@ -4,6 +4,7 @@
 -- JSON allows (a task's message may hold one), and a refused append would poison the round.
 
 -- schema_init --
+-- The schema_version table, if the database has none yet.
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
 -- schema_lock --
@@ -11,15 +12,19 @@ CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':schema'));
 
 -- schema_exists --
+-- Whether this schema holds a jobrun store (its schema_version table).
 SELECT to_regclass('schema_version') IS NOT NULL;
 
 -- schema_get --
+-- The store's schema version.
 SELECT max(version) FROM schema_version;
 
 -- schema_clear --
+-- Forget the version row before writing the new one.
 DELETE FROM schema_version;
 
 -- schema_set --
+-- The store's schema version after a migration.
 INSERT INTO schema_version (version) VALUES (%(version)s);
 
 -- durability_full --
@@ -31,6 +36,7 @@ SET synchronous_commit = on;
 SET default_transaction_read_only = on;
 
 -- find_active_key --
+-- Keys are per task: the unfinished job of this task with this key, if any.
 SELECT id FROM jobs
  WHERE task = %(task)s AND key = %(key)s
    AND state IN ('scheduled', 'queued', 'running', 'retrying');
@@ -73,14 +79,17 @@ SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':key:' |
 SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':queue:' || %(queue)s));
 
 -- promote_due --
+-- Scheduled and retrying jobs whose run_at has come become queued (jobs_waiting).
 UPDATE jobs SET state = 'queued'
  WHERE id IN (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying')
                  AND run_at <= %(now)s FOR UPDATE SKIP LOCKED);
 
 -- next_due --
+-- The earliest run_at of a waiting job: how long an idle loop may sleep.
 SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying');
 
 -- paused_queues --
+-- The queues paused now.
 SELECT name FROM queues WHERE paused = 1;
 
 -- acquire --
@@ -97,6 +106,7 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           options, priority;
 
 -- acquire_ids --
+-- Acquire one chosen queued job (the limited and merged rounds pick them first).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
        token = floor(random() * 9007199254740991)::bigint + 1, started_at = %(now)s,
@@ -106,6 +116,7 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           options, priority;
 
 -- acquire_id --
+-- Acquire one given waiting job whatever its run_at (inline mode).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
        token = floor(random() * 9007199254740991)::bigint + 1, started_at = %(now)s,
@@ -115,28 +126,34 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           options, priority;
 
 -- running_in_queue --
+-- Jobs running in a queue across every holder: the host-wide cap.
 SELECT count(*) FROM jobs WHERE state = 'running' AND queue = %(queue)s;
 
 -- ready_without_key --
+-- Queued jobs of one task without a concurrency key, best first.
 SELECT id, task, priority, ckey FROM jobs
  WHERE state = 'queued' AND queue = %(queue)s AND ckey IS NULL
    AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
  ORDER BY priority DESC, id LIMIT %(limit)s;
 
 -- ready_keys --
+-- The concurrency keys with queued jobs in a queue (jobs_ckey_ready).
 SELECT DISTINCT ckey FROM jobs
  WHERE state = 'queued' AND queue = %(queue)s AND ckey IS NOT NULL;
 
 -- ready_of_key --
+-- Queued jobs of one concurrency key, of the tasks this service runs (a JSON list).
 SELECT id, task, priority, ckey FROM jobs
  WHERE state = 'queued' AND queue = %(queue)s AND ckey = %(ckey)s
    AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
  ORDER BY priority DESC, id LIMIT %(limit)s;
 
 -- running_by_key --
+-- Running jobs per concurrency key (jobs_ckey_running).
 SELECT ckey, count(*) FROM jobs WHERE state = 'running' AND ckey IS NOT NULL GROUP BY ckey;
 
 -- get_bucket --
+-- A rate-limit bucket: tokens left and when they were counted.
 SELECT tokens, at FROM rate_buckets WHERE name = %(name)s;
 
 -- get_bucket_locked --
@@ -145,10 +162,12 @@ SELECT tokens, at FROM rate_buckets WHERE name = %(name)s;
 SELECT tokens, at FROM rate_buckets WHERE name = %(name)s FOR UPDATE;
 
 -- put_bucket --
+-- A rate-limit bucket after a round took tokens from it.
 INSERT INTO rate_buckets (name, tokens, at) VALUES (%(name)s, %(tokens)s, %(at)s)
     ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
 
 -- complete --
+-- An attempt succeeded: recorded only while it still holds the job (its token).
 UPDATE jobs
    SET state = 'succeeded', result = %(result)s, finished_at = %(now)s, holder = NULL,
        lease_until = NULL
@@ -171,6 +190,7 @@ UPDATE jobs AS j
 RETURNING j.id;
 
 -- fail --
+-- An attempt failed: retrying with its next run_at, or dead; fenced by the token.
 UPDATE jobs
    SET state = %(state)s, run_at = %(run_at)s, finished_at = %(finished_at)s, holder = NULL,
        lease_until = NULL,
@@ -180,6 +200,7 @@ UPDATE jobs
 RETURNING id;
 
 -- release --
+-- An attempt handed back unfinished (a drain): queued again, the attempt not counted.
 UPDATE jobs
    SET state = 'queued', attempts = greatest(attempts - 1, 0), holder = NULL, token = NULL,
        lease_until = NULL, started_at = NULL
@@ -195,17 +216,21 @@ UPDATE jobs SET lease_until = %(lease_until)s
    AND holder = %(holder)s AND state = 'running';
 
 -- extend_job --
+-- Renew one attempt's lease (its heartbeat); nothing if the job is no longer its own.
 UPDATE jobs SET lease_until = %(lease_until)s
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
 -- running_holders --
+-- The holders with running jobs (their liveness locks say which are dead).
 SELECT DISTINCT holder FROM jobs WHERE state = 'running';
 
 -- expired_leases --
+-- Running jobs whose lease ran out: a holder alive but stuck.
 SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < %(now)s ORDER BY id;
 
 -- rescue_holder --
+-- A dead holder's running jobs: queued again (attempt counted) or dead if spent.
 UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN %(now)s ELSE NULL END,
@@ -218,6 +243,7 @@ UPDATE jobs
 RETURNING id, task, queue, attempts, state;
 
 -- rescue_job --
+-- One job whose lease expired, taken back as rescue_holder does.
 UPDATE jobs
    SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN %(now)s ELSE NULL END,
@@ -228,47 +254,60 @@ UPDATE jobs
 RETURNING id, task, queue, attempts, state;
 
 -- attempt_states --
+-- Whether attempts still hold their jobs (state and token of each).
 SELECT id, state, token FROM jobs WHERE id = ANY(%(ids)s::bigint[]);
 
 -- last_fire --
+-- The latest due time fired for a cron entry.
 SELECT max(fire_at) FROM cron_fires WHERE entry = %(entry)s;
 
 -- insert_fire --
+-- A cron fire's row: nothing (no row returned) if that due time fired already.
 INSERT INTO cron_fires (entry, fire_at) VALUES (%(entry)s, %(fire_at)s)
     ON CONFLICT (entry, fire_at) DO NOTHING
 RETURNING entry;
 
 -- set_fire_job --
+-- The job a cron fire made, written beside its fire row.
 UPDATE cron_fires SET job_id = %(job_id)s WHERE entry = %(entry)s AND fire_at = %(fire_at)s;
 
 -- catalog_forget_holder --
+-- A holder's declarations, replaced by what it declares now.
 DELETE FROM catalog WHERE holder = %(holder)s;
 
 -- catalog_put --
+-- One task a holder runs, with the JSON of a job's defaults.
 INSERT INTO catalog (task, holder, options, seen_at)
 VALUES (%(task)s, %(holder)s, %(options)s, %(now)s)
     ON CONFLICT (task, holder) DO UPDATE SET options = excluded.options,
                                              seen_at = excluded.seen_at;
 
 -- catalog_touch --
+-- A clean stop: the holder ran its tasks until now.
 UPDATE catalog SET seen_at = %(now)s WHERE holder = %(holder)s;
 
 -- catalog_all --
+-- Every declaration, newest first per task.
 SELECT task, holder, options, seen_at FROM catalog ORDER BY task, seen_at DESC, holder;
 
 -- catalog_forget_old --
+-- A dead holder's declarations older than :before.
 DELETE FROM catalog WHERE holder = %(holder)s AND seen_at < %(before)s;
 
 -- meta_get --
+-- A store-wide fact (catalog_born).
 SELECT value FROM meta WHERE name = %(name)s;
 
 -- meta_init --
+-- A store-wide fact, written once.
 INSERT INTO meta (name, value) VALUES (%(name)s, %(value)s) ON CONFLICT (name) DO NOTHING;
 
 -- queued_pairs --
+-- Every (queue, task) with queued jobs.
 SELECT DISTINCT queue, task FROM jobs WHERE state = 'queued' ORDER BY queue, task;
 
 -- dead_unknown --
+-- Queued jobs of a task nobody runs go dead (UnknownTask), a batch at a time.
 UPDATE jobs
    SET state = 'dead', finished_at = %(now)s, holder = NULL, token = NULL,
        errors = CASE WHEN errors = '[]' THEN '[' || %(error)s || ']'
@@ -278,15 +317,18 @@ UPDATE jobs
 RETURNING id;
 
 -- get_job --
+-- One job, every column (JOB_COLUMNS in rows.py).
 SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,
        result, errors, enqueued_at, started_at, finished_at, holder, token, lease_until,
        trace_id, timeout, options
   FROM jobs WHERE id = %(id)s;
 
 -- job_status --
+-- What Job.result() polls: state, attempts, result, errors.
 SELECT state, attempts, result, errors FROM jobs WHERE id = %(id)s;
 
 -- list_jobs --
+-- Jobs newest first, by state and queue (JOB_COLUMNS in rows.py).
 SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, run_at, key,
        result, errors, enqueued_at, started_at, finished_at, holder, token, lease_until,
        trace_id, timeout, options
@@ -296,20 +338,24 @@ SELECT id, task, queue, args, kwargs, priority, state, attempts, max_attempts, r
  ORDER BY id DESC LIMIT %(limit)s;
 
 -- job_state --
+-- One job's state (cancel reads it first).
 SELECT state FROM jobs WHERE id = %(id)s FOR UPDATE;
 
 -- cancel_waiting --
+-- Cancel a job that is not running: at once.
 UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token = NULL
  WHERE id = %(id)s AND state IN ('scheduled', 'queued', 'retrying')
 RETURNING id;
 
 -- cancel_running --
+-- Cancel a running job: its holder sees the token gone and stops it.
 UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token = NULL,
        lease_until = NULL
  WHERE id = %(id)s AND state = 'running'
 RETURNING id;
 
 -- retry_job --
+-- A dead, cancelled or retrying job back to queued, unless its key is held again.
 UPDATE jobs
    SET state = 'queued', run_at = %(now)s, finished_at = NULL, holder = NULL, token = NULL,
        attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
@@ -320,6 +366,7 @@ UPDATE jobs
 RETURNING id;
 
 -- retry_dead --
+-- Every dead job back to queued, but those whose key another unfinished job holds.
 UPDATE jobs
    SET state = 'queued', run_at = %(now)s, finished_at = NULL, holder = NULL, token = NULL,
        attempts = 0
@@ -338,6 +385,7 @@ DELETE FROM jobs WHERE id IN (
      LIMIT %(limit)s);
 
 -- set_paused --
+-- Pause or resume a queue (its row is made on first use).
 INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)
     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
 
@@ -347,9 +395,11 @@ INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)
 SELECT name FROM queues;
 
 -- catalog_options --
+-- The declared options of every task (the queues their jobs go to).
 SELECT options FROM catalog;
 
 -- queue_counts --
+-- Per queue and unfinished state, how many jobs.
 SELECT queue, 'queued', count(*) FROM jobs WHERE state = 'queued' GROUP BY queue
 UNION ALL
 SELECT queue, 'running', count(*) FROM jobs WHERE state = 'running' GROUP BY queue
@@ -360,30 +410,38 @@ UNION ALL
 SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' GROUP BY queue;
 
 -- oldest_queued --
+-- Per queue, the run_at of its oldest queued job (jobs_ready).
 SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
 
 -- finished_since --
+-- Per queue, succeeded and dead jobs finished since :since (jobs_finished).
 SELECT queue, state, count(*) FROM jobs
  WHERE finished_at >= %(since)s AND state IN ('succeeded', 'dead') GROUP BY queue, state;
 
 -- pending --
+-- Jobs that will still run: queued or running, or waiting due before :horizon.
 SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')
     OR (state IN ('scheduled', 'retrying') AND run_at <= %(horizon)s);
 
 -- state_counts --
+-- Jobs per state (jobrun.testing.counts).
 SELECT state, count(*) FROM jobs GROUP BY state;
 
 -- explain_running --
+-- Jobs running in the job's queue (jobrun explain).
 SELECT count(*) FROM jobs WHERE state = 'running' AND queue = %(queue)s;
 
 -- explain_ahead --
+-- Queued jobs of the queue that go first: higher priority, or as high and older.
 SELECT count(*) FROM jobs WHERE state = 'queued' AND queue = %(queue)s
    AND (priority > %(priority)s OR (priority = %(priority)s AND id < %(id)s));
 
 -- explain_key --
+-- The job's concurrency key (jobrun explain).
 SELECT ckey FROM jobs WHERE id = %(id)s;
 
 -- explain_key_running --
+-- Jobs of that key running now (jobrun explain).
 SELECT count(*) FROM jobs WHERE state = 'running' AND ckey = %(ckey)s;
 
 -- lock_try --
@@ -393,6 +451,7 @@ SELECT pg_try_advisory_lock(hashtext('jobrun:' || current_schema() || ':' || %(k
                             hashtext(%(name)s));
 
 -- lock_free --
+-- Whether an advisory lock is free (a holder's liveness seen from another host).
 SELECT pg_advisory_unlock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
                           hashtext(%(name)s));
 

@@ -8,10 +8,12 @@ SELECT 1 FROM jobs WHERE id = %(job_id)s AND token = %(token)s AND state = 'runn
    FOR UPDATE;
 
 -- steps_of --
+-- A workflow's step records in call order.
 SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
   FROM steps WHERE job_id = %(job_id)s ORDER BY seq;
 
 -- put_step --
+-- A step record, new or updated (its result, error, attempts).
 INSERT INTO steps (job_id, seq, name, kind, state, result, error, attempts, started, finished,
                    waits, until)
 VALUES (%(job_id)s, %(seq)s, %(name)s, %(kind)s, %(state)s, %(result)s, %(error)s,
@@ -23,6 +25,7 @@ VALUES (%(job_id)s, %(seq)s, %(name)s, %(kind)s, %(state)s, %(result)s, %(error)
        waits = excluded.waits, until = excluded.until;
 
 -- waiting_step --
+-- The step a workflow waits at, if any.
 SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until
   FROM steps WHERE job_id = %(job_id)s AND state IN ('waiting', 'retrying')
  ORDER BY seq DESC LIMIT 1;
@@ -38,19 +41,23 @@ SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':event')
 SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
 
 -- take_event --
+-- Take the oldest untaken event of a name for a workflow's wait.
 UPDATE events SET taken_by = %(job_id)s, taken_seq = %(seq)s
  WHERE id = (SELECT id FROM events WHERE name = %(name)s AND taken_by IS NULL
               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING payload;
 
 -- insert_event --
+-- An event for wait_event; the events_wake trigger wakes its waiters.
 INSERT INTO events (name, payload, sent_at) VALUES (%(name)s, %(payload)s, %(now)s)
 RETURNING id;
 
 -- adopt --
+-- A body's children name it as their parent (gather, enqueue).
 UPDATE jobs SET parent = %(parent)s, fanin = %(fanin)s WHERE id = ANY(%(ids)s::bigint[]);
 
 -- suspend --
+-- A workflow waits: scheduled with run_at at its deadline, the attempt not counted.
 UPDATE jobs
    SET state = 'scheduled', attempts = greatest(attempts - 1, 0), holder = NULL, token = NULL,
        lease_until = NULL,
@@ -68,21 +75,26 @@ UPDATE jobs
 RETURNING id;
 
 -- child_results --
+-- A gather's children: their state and result, in the order gathered.
 SELECT c.id, j.state, j.result, j.errors
   FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS c(id, n) LEFT JOIN jobs j ON j.id = c.id
  ORDER BY c.n;
 
 -- children_of --
+-- The jobs a workflow started (jobs_children).
 SELECT id FROM jobs WHERE parent = %(id)s ORDER BY id;
 
 -- open_children --
+-- A workflow's children not finished yet (to cancel them with it).
 SELECT count(*) FROM jobs WHERE parent = %(id)s AND fanin = 1
    AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
 -- parents_of --
+-- The parent workflow of each of these jobs (a JSON list of ids).
 SELECT id, parent FROM jobs WHERE id = ANY(%(ids)s::bigint[]);
 
 -- cancel_descendants --
+-- A cancelled workflow's unfinished children, and theirs, cancelled too.
 WITH RECURSIVE tree(id) AS (
     SELECT id FROM jobs WHERE parent = %(id)s
     UNION SELECT j.id FROM jobs j JOIN tree t ON j.parent = t.id)
