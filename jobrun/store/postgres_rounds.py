@@ -104,23 +104,7 @@ def _acquire_limited(conn: psycopg.Connection[Any], args: dict[str, Any], limits
 def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
            ) -> frozenset[int]:
     """Record outcomes fenced by their tokens; the tokens that still held their lease."""
-    done: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    released: list[dict[str, Any]] = []
-    suspended: list[dict[str, Any]] = []
-    for o in outcomes:
-        if o.state == "succeeded":
-            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
-        elif o.state == "released":
-            released.append({"id": o.id, "token": o.token})
-        elif o.state == "suspended":  # a workflow waits (jobrun/workflows)
-            suspended.append({"id": o.id, "token": o.token, "now": now,
-                              "run_at": o.run_at if o.run_at is not None else now})
-        else:
-            finished = now if o.state in ("dead", "cancelled") else None
-            failed.append({"id": o.id, "token": o.token, "state": o.state,
-                           "run_at": o.run_at if o.run_at is not None else now,
-                           "finished_at": finished, "error": json.dumps(o.error or {})})
+    done, failed, released, suspended = rows.outcome_params(outcomes, now)
     ids: set[int] = set()
     cur = conn.cursor()
     if len(done) > 1:  # one statement for the successes, after locking their rows in order

@@ -144,23 +144,7 @@ def _acquire_limited(conn: apsw.Connection, args: dict[str, Any], limits: Limits
 def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozenset[int]:
     """Record outcomes fenced by their tokens; returns the tokens that still held their
     lease (the others were cancelled or taken back: their results are discarded)."""
-    done = []
-    failed = []
-    released = []
-    suspended = []
-    for o in outcomes:
-        if o.state == "succeeded":
-            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
-        elif o.state == "released":
-            released.append({"id": o.id, "token": o.token})
-        elif o.state == "suspended":  # a workflow waits (jobrun/workflows)
-            suspended.append({"id": o.id, "token": o.token, "now": now,
-                              "run_at": o.run_at if o.run_at is not None else now})
-        else:
-            finished = now if o.state in ("dead", "cancelled") else None
-            failed.append({"id": o.id, "token": o.token, "state": o.state,
-                           "run_at": o.run_at if o.run_at is not None else now,
-                           "finished_at": finished, "error": json.dumps(o.error or {})})
+    done, failed, released, suspended = rows.outcome_params(outcomes, now)
     ids: set[int] = set()
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),
                         (Q["release"], released), (WQ["suspend"], suspended)):

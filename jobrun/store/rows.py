@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..model import Claim, JobRecord, JobState
+from ..model import Claim, JobRecord, JobState, Outcome
 
 #: The RETURNING list of acquire, acquire_ids and acquire_id (queries.sql).
 CLAIM_COLUMNS = ("id", "task", "queue", "args", "kwargs", "attempts", "max_attempts", "token",
@@ -80,3 +80,29 @@ def row_to_record(row: tuple[Any, ...]) -> JobRecord:
     d["options"] = options if isinstance(options, dict) else {}
     d["state"] = JobState(d["state"])
     return JobRecord(**d)
+
+
+Params = list[dict[str, Any]]
+
+
+def outcome_params(outcomes: list[Outcome], now: float) -> tuple[Params, Params, Params, Params]:
+    """A round's outcomes as the parameters of its four fenced writes, for every store:
+    (succeeded, failed: retrying/dead/cancelled, released, suspended workflows)."""
+    done: Params = []
+    failed: Params = []
+    released: Params = []
+    suspended: Params = []
+    for o in outcomes:
+        if o.state == "succeeded":
+            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
+        elif o.state == "released":
+            released.append({"id": o.id, "token": o.token})
+        elif o.state == "suspended":  # a workflow waits (jobrun/workflows)
+            suspended.append({"id": o.id, "token": o.token, "now": now,
+                              "run_at": o.run_at if o.run_at is not None else now})
+        else:
+            finished = now if o.state in ("dead", "cancelled") else None
+            failed.append({"id": o.id, "token": o.token, "state": o.state,
+                           "run_at": o.run_at if o.run_at is not None else now,
+                           "finished_at": finished, "error": json.dumps(o.error or {})})
+    return done, failed, released, suspended
