@@ -48,7 +48,8 @@ class Service:
                  registry: Registry = REGISTRY, *, holder: str | None = None) -> None:
         self.settings = settings or Settings()
         self.registry = registry
-        self.store: Store = open_store(store_path, durability=self.settings.durability)
+        self.store: Store = open_store(store_path, durability=self.settings.durability,
+                                       adopt=False)
         self.path = self.store.path
         self.holder = holder or new_holder_id()
         self._holder_lock = HolderLock(self.path, self.holder)
@@ -102,7 +103,8 @@ class Service:
             except OSError as exc:
                 log.error("metrics endpoint %s not started: %s", listen, exc)
                 self.metrics = None
-        self.scheduler = Scheduler(open_store(self.path, durability=self.settings.durability),
+        self.scheduler = Scheduler(open_store(self.path, durability=self.settings.durability,
+                                              adopt=False),
                                    lambda: self.settings, self._cron_job, self.holder)
         self._maint.once(first=True)
         for target, name in ((self._loop.run, "jobrun-loop"), (self._maint.run, "jobrun-maint")):

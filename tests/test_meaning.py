@@ -389,3 +389,27 @@ def test_show_escapes_what_a_job_printed(store_path: str) -> None:
     assert r.returncode == 0, r.stderr
     assert "\x1b" not in r.stdout and "\x00" not in r.stdout and "\x07" not in r.stdout
     assert "\\x1b" in r.stdout and "pwned" in r.stdout
+
+
+def test_a_producer_without_the_config_honours_the_services_durability(store_path: str) -> None:
+    """Found by a stranger: App("jobs.db") with no $JOBRUN_CONFIG acknowledged enqueues
+    without a sync while the service's config said durability = "full"."""
+    from jobrun.config import Settings
+    from jobrun.registry import Registry, TaskSpec
+    from jobrun.service import Service
+
+    reg = Registry()
+    reg.add(TaskSpec("known:send", lambda: None))
+    svc = Service(store_path, Settings(durability="full"), registry=reg)
+    svc.start()
+    svc.stop(1)
+    app = jobrun.App(store_path)  # no config: it cannot know the service's durability
+    assert app.store.durability == "full"
+    assert app.store.connection().execute("PRAGMA synchronous").get == 2  # FULL
+    app.close()
+    svc2 = Service(store_path, Settings(durability="normal"), registry=reg)
+    svc2.start()
+    svc2.stop(1)
+    later = jobrun.App(store_path)
+    assert later.store.durability == "normal"
+    later.close()

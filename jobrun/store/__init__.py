@@ -12,10 +12,13 @@ def is_postgres(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(location: str, *, durability: str = "normal", readonly: bool = False) -> Store:
+def open_store(location: str, *, durability: str = "normal", readonly: bool = False,
+               adopt: bool = True) -> Store:
     """The store at `location` (a SQLite file path, or a postgresql:// URL), set up or
-    migrated on first open. psycopg is imported only here, for a PostgreSQL URL."""
+    migrated on first open. psycopg is imported only here, for a PostgreSQL URL. With
+    `adopt`, a SQLite store whose service stated durability = "full" is opened so too;
+    a service states its own (`adopt=False`)."""
     if is_postgres(location):
         from .postgres import PostgresStore  # the postgres extra: only when asked
         return PostgresStore(location, durability=durability, readonly=readonly)
-    return SqliteStore(location, durability=durability, readonly=readonly)
+    return SqliteStore(location, durability=durability, readonly=readonly, adopt=adopt)

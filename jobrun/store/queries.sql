@@ -361,3 +361,8 @@ SELECT name FROM queues
 UNION
 SELECT json_extract(options, '$.queue') FROM catalog
  WHERE json_extract(options, '$.queue') IS NOT NULL;
+
+-- meta_put --
+-- A store-wide fact a service states anew each time it starts (durability).
+INSERT INTO meta (name, value) VALUES (:name, :value)
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;

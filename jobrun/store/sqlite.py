@@ -44,7 +44,8 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
     """The store contract on one SQLite file. Thread-safe: a connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
-                 readonly: bool = False, vfs: str | None = None, create: bool = True) -> None:
+                 readonly: bool = False, vfs: str | None = None, create: bool = True,
+                 adopt: bool = True) -> None:
         self.vfs = vfs  # an apsw VFS name (fault injection in the torture tests)
         self.path = os.path.realpath(os.fspath(path))
         if durability not in ("normal", "full"):
@@ -66,6 +67,19 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
                 migrate(conn, self.path)
             except apsw.Error as exc:
                 raise wrap(exc, self.path) from exc
+            if adopt and durability == "normal" and self._stated_durability(conn) == "full":
+                # The service's config says every commit is synced: a producer that never
+                # read that config (App("jobs.db")) must not acknowledge less.
+                self.durability = "full"
+                conn.execute("PRAGMA synchronous=FULL")
+
+    @staticmethod
+    def _stated_durability(conn: apsw.Connection) -> str | None:
+        try:
+            row = conn.execute(Q["meta_get"], {"name": "durability"}).fetchone()
+        except apsw.SQLError:  # a store from before the meta table
+            return None
+        return str(row[0]) if row else None
 
     # -- connections -------------------------------------------------------------------
     def _open(self) -> apsw.Connection:

@@ -33,6 +33,9 @@ class CatalogActions:
                 {"task": t, "holder": holder, "options": o, "now": now}
                 for t, o in entries.items()])
             conn.execute(Q["meta_init"], {"name": "catalog_born", "value": repr(now)})
+            # The durability producers of this store should honour (they may lack the config).
+            conn.execute(Q["meta_put"], {"name": "durability",
+                                         "value": getattr(self, "durability", "normal")})
 
     def touch_catalog(self, holder: str, *, now: float) -> None:
         """A clean stop: `holder` ran its tasks until `now` (they stay recent from here)."""
