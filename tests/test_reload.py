@@ -357,12 +357,14 @@ def test_sighup_reloads(tmp_path: Path) -> None:
     etc.mkdir()
     real.mkdir()
     target = real / "jobrun.toml"
-    target.write_text(config_text(crons=[every("old")], gated=1), encoding="utf-8")
+    # The store lives outside etc/: its writes would wake the watcher of etc/, which then sees
+    # the new content through the link and could reload first, leaving SIGHUP nothing to do.
+    store = str(tmp_path / "jobs.db")
+    target.write_text(config_text(crons=[every("old")], gated=1, store=store), encoding="utf-8")
     cfg = etc / "jobrun.toml"
     cfg.symlink_to(target)
-    store = str(etc / "jobs.db")
     with serving(cfg, store, tmp_path / "svc.log") as (svc, db):
-        write_in_place(target, config_text(crons=[every("new")], gated=1))
+        write_in_place(target, config_text(crons=[every("new")], gated=1, store=store))
         hup = time.monotonic()
         svc.send(signal.SIGHUP)
         wait_for(lambda: log_lines(svc, "config reloaded (SIGHUP)"), 5, "the SIGHUP reload")
