@@ -18,7 +18,7 @@ import pytest
 import jobrun
 from conftest import JOBRUN
 from jobrun.errors import StoreError
-from jobrun.store.files import immutable_uri, readonly_fallback
+from jobrun.store.files import immutable_uri, readonly_fallback, wrap
 from jobrun.store.sqlite import SqliteStore
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -175,3 +175,30 @@ def test_readonly_store_on_a_read_only_folder_in_process(
     reader.close()
     with pytest.raises(StoreError, match="must be writable by this user .* -wal and -shm"):
         SqliteStore(path)
+
+
+def test_a_busy_store_says_whether_it_waited(tmp_path: Path) -> None:
+    """A stale snapshot comes back busy at once: the error must not claim the 30 s wait ran
+    out (that sent a reader of a CI log after a lock holder that never was)."""
+    path = str(tmp_path / "x.db")
+    a = apsw.Connection(path)
+    a.execute("PRAGMA journal_mode=WAL").fetchall()
+    a.execute("CREATE TABLE t (x)")
+    b = apsw.Connection(path)
+    b.set_busy_timeout(5_000)
+    b.execute("BEGIN")
+    assert b.execute("SELECT count(*) FROM t").get == 0
+    a.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(apsw.BusyError) as caught:
+        b.execute("INSERT INTO t VALUES (2)")
+    message = str(wrap(caught.value, path))
+    assert "SQLITE_BUSY_SNAPSHOT" in message and "stayed locked" not in message
+    b.execute("ROLLBACK")
+    a.execute("BEGIN IMMEDIATE")
+    b.set_busy_timeout(50)
+    with pytest.raises(apsw.BusyError) as caught:
+        b.execute("BEGIN IMMEDIATE")
+    assert "stayed locked for 30s" in str(wrap(caught.value, path))
+    a.execute("ROLLBACK")
+    a.close()
+    b.close()

@@ -69,10 +69,20 @@ def wrap(exc: BaseException, path: str, *, reading: bool = False) -> StoreError:
     if isinstance(exc, apsw.NotADBError):
         return StoreError(f"{path} is not a SQLite database (or is encrypted): refusing to touch it")
     if isinstance(exc, apsw.BusyError):
-        return StoreError(f"store {path} stayed locked for {BUSY_TIMEOUT_MS // 1000}s: {exc}")
+        return StoreError(_busy(path, exc))
     if isinstance(exc, apsw.CantOpenError):
         return StoreError(f"cannot open store {path}: {exc}")
     return StoreError(f"store {path}: {type(exc).__name__}: {exc}")
+
+
+def _busy(path: str, exc: apsw.BusyError) -> str:
+    """Only a plain or timed-out SQLITE_BUSY means the busy timeout ran out; the other kinds
+    come back at once (a snapshot that went stale, a recovery in progress): say which."""
+    code = getattr(exc, "extendedresult", None)
+    kind = apsw.mapping_extended_result_codes.get(code, "") if code is not None else ""
+    if kind in ("", "SQLITE_BUSY_TIMEOUT") or code == apsw.SQLITE_BUSY:
+        return f"store {path} stayed locked for {BUSY_TIMEOUT_MS // 1000}s: {exc}"
+    return f"store {path} was busy ({kind}, without waiting): {exc}"
 
 
 def check_file(path: str) -> bool:
