@@ -25,6 +25,7 @@ p99 <= 2 ms, max <= 10 ms), the ticker's lateness, and the jobs/s the service fi
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -126,6 +127,7 @@ def requests(task: Any, n: int) -> list[float]:
 
 def produce(config: str, burst: int, stop_file: str) -> None:
     """The load (hidden sub-command `_load`): `burst` jobs every EVERY s until stop_file."""
+    logging.getLogger("jobrun").setLevel(logging.ERROR)  # no service yet in `load`: says so
     a = jobrun.App.from_config(config)
     task = a.task(name=TASK)(work)
     calls = [task.call(0) for _ in range(burst)]
@@ -205,6 +207,7 @@ def summary(xs: list[float]) -> str:
 def run(args: argparse.Namespace) -> int:
     import apsw
 
+    logging.getLogger("jobrun").setLevel(logging.ERROR)  # a drain's hand-backs, per job
     rounds = args.rounds or (1 if args.quick else 3)
     n, burst = args.samples, args.burst
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-embedded-")
