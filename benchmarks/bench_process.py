@@ -80,9 +80,8 @@ import = ["proc_tasks"]
 [queues.cpu]
 executor = "process"
 concurrency = {c}
-prefetch = {p}
-"""
-PREFETCH = {"n": 32}      # jobs claimed ahead of free children (--prefetch)
+{p}"""
+PREFETCH: dict[str, int | None] = {"n": None}  # --prefetch; None leaves it unset (the default)
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,6 +177,15 @@ def warm_up_jobrun(app: Any, reader: Any, service: JobrunService, c: int,
     return sorted(pids)
 
 
+def prefetch_line(n: int | None) -> str:
+    """The config's prefetch line: none at all when unset, so the queue's default applies."""
+    return "" if n is None else f"prefetch = {n}\n"
+
+
+def prefetch_said(n: int | None) -> str:
+    return "at defaults (prefetch unset)" if n is None else f"prefetch = {n}"
+
+
 def run_jobrun(tmp: str, name: str, n: int, c: int, timeout: float, report: Report,
                profiler: str | None = None) -> Run | None:
     """N no-op jobs through a process queue of C children, from warm to all succeeded."""
@@ -188,7 +196,7 @@ def run_jobrun(tmp: str, name: str, n: int, c: int, timeout: float, report: Repo
     os.makedirs(folder)
     config = os.path.join(folder, "jobrun.toml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(c=c, p=PREFETCH["n"]))
+        f.write(CONFIG.format(c=c, p=prefetch_line(PREFETCH["n"])))
     app = jobrun.App.from_config(config)
     db = app.store.path  # creates and migrates the store before the service opens it
     calls = [proc_tasks.noop_task.call(i) for i in range(n)]  # built outside the timing
@@ -452,7 +460,7 @@ def add_rows(report: Runs, concs: tuple[int, ...]) -> None:
         if c == MAIN_C:
             ok = jr is not None and sub is not None and jr >= TARGET * sub.rate
             report.add(Row(f"no-op jobs/s, C={c} vs ProcessPoolExecutor({c}), one submit per "
-                           f"call (N={n:,})", jr, sub.rate if sub else None, "jobs/s",
+                           f"call (N={n:,}), {prefetch_said(PREFETCH['n'])}", jr, sub.rate if sub else None, "jobs/s",
                            f">= {TARGET:.0%} of pool", ok))
             report.add(Row(f"  (ref) C={c} vs ProcessPoolExecutor({c}).map, chunksize "
                            f"{pool_chunksize(n, c):,}", jr, mp_.rate if mp_ else None,
@@ -480,8 +488,9 @@ def add_rows(report: Runs, concs: tuple[int, ...]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="N=3,000, one run per row (~10 s)")
-    p.add_argument("--prefetch", type=int, default=32, metavar="P",
-                   help="[queues.cpu] prefetch: jobs claimed ahead of free children (32)")
+    p.add_argument("--prefetch", type=int, default=None, metavar="P",
+                   help="[queues.cpu] prefetch: jobs claimed ahead of free children "
+                        "(default: unset, the queue's default)")
     p.add_argument("--n", type=int, metavar="N", help="no-op calls per timed batch")
     p.add_argument("--repeat", type=int, metavar="R", help="runs per row, best kept")
     p.add_argument("--concurrency", metavar="LIST", help="jobrun concurrencies (default 2,4)")

@@ -33,6 +33,7 @@ from . import clock
 from .config import resolve_store
 from .context import current
 from .errors import InvalidJob, JobrunError, Retry
+from .store.busy import wait_briefly
 from .store.queries import parse, read_sql
 from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
 
@@ -71,7 +72,7 @@ class Once:
     def _connect(self) -> apsw.Connection:
         if self._conn is None:
             self._conn = apsw.Connection(self._path)
-            self._conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+            wait_briefly(self._conn, BUSY_TIMEOUT_MS)
         return self._conn
 
     def _owner_alive(self, conn: apsw.Connection, owner: str | None, since: float) -> bool:

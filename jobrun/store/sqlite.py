@@ -20,6 +20,7 @@ from ..errors import StoreError
 from ..limits import Limits
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rounds, rows
+from .busy import wait_briefly
 from .contract import Rescued, Round, Store
 from .files import (
     BUSY_TIMEOUT_MS,
@@ -98,7 +99,7 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
         conn: apsw.Connection | None = None
         try:
             conn = apsw.Connection(name, flags=flags | apsw.SQLITE_OPEN_URI, vfs=self.vfs)
-            conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+            wait_briefly(conn, BUSY_TIMEOUT_MS)
             version = conn.execute("PRAGMA user_version").get
             if version > SCHEMA_VERSION:
                 conn.close()
