@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
+from support.config import write_config
 from flowapp import tasks as flowapp
 
 import jobrun
@@ -63,4 +64,32 @@ def test_a_workflow_body_on_a_process_queue(tmp_path: Path) -> None:
         assert app.job(job.id).record.attempts == 1
     finally:
         svc.kill()
+        app.close()
+
+
+def test_a_child_ending_on_another_service_wakes_its_parent_at_once(tmp_path: Path) -> None:
+    # Given: two services with a fallback poll of 60 s: one runs only the workflow, the other
+    # only its child's task (on another queue).
+    store = str(tmp_path / "jobs.db")
+    cfgs = [write_config(tmp_path, name=f"{who}.toml", imports=[f"flowapp.split_{who}"],
+                         jobrun="poll = 60", body="[queues.kids]\nconcurrency = 2\n")
+            for who in ("parent", "child")]
+    app = jobrun.App.from_config(cfgs[0])
+    svcs = [ServiceProc(c, tmp_path / f"svc-{i}.log") for i, c in enumerate(cfgs)]
+    db = Reader(store)
+    try:
+        for s in svcs:
+            wait_serving(store, s)
+        # When: the workflow gathers one child, which the other service runs and ends.
+        job = app.enqueue("flowapp.split_parent:parent", [1])
+        wait_for(lambda: db.one("SELECT state FROM jobs WHERE parent = ?", (job.id,))
+                 == "succeeded", 20, "the child to succeed on the other service")
+        # Then: the parent's service is rung by the child's: it resumes well before its poll.
+        wait_for(lambda: db.one("SELECT state FROM jobs WHERE id = ?", (job.id,))
+                 == "succeeded", 20, "the parent to resume before its 60 s poll")
+        assert app.job(job.id).result(timeout=1) == [0]
+    finally:
+        db.close()
+        for s in svcs:
+            s.kill()
         app.close()
