@@ -93,3 +93,41 @@ def test_a_child_ending_on_another_service_wakes_its_parent_at_once(tmp_path: Pa
         for s in svcs:
             s.kill()
         app.close()
+
+
+def test_a_steps_once_writes_commit_with_its_record(tmp_path: Path) -> None:
+    # Given: one service, and a workflow whose step writes through op.connection in a once
+    # block, and SIGKILLs its service right after the block, before the step returns.
+    cfg = flowapp.write_config(tmp_path)
+    store = str(tmp_path / "jobs.db")
+    app = jobrun.App.from_config(cfg)
+    flowapp.ledger_schema(store)
+    db = Reader(store)
+    db.all(flowapp.PAID)
+    flag = Path(store + flowapp.CRASH_FLAG)
+    flag.touch()
+    svc = ServiceProc(cfg, tmp_path / "svc-1.log")
+    try:
+        wait_serving(store, svc)
+        job = app.enqueue("flowapp.tasks:payer", [7])
+        # When: the service dies between the block's end and the step's return.
+        assert svc.wait(30) == -signal.SIGKILL
+        # Then: the block's write, its once key and the step's record are all absent
+        # (one transaction, never committed), not the writes without the record.
+        assert db.one("SELECT count(*) FROM paid") == 0
+        assert db.one("SELECT count(*) FROM processed_operations WHERE key = 'pay:7' "
+                      "AND state = 'done'") == 0
+        assert db.one("SELECT count(*) FROM steps WHERE job_id = ?", (job.id,)) == 0
+        # And: started again without the crash, the step runs again and everything commits
+        # once, together.
+        flag.unlink()
+        svc = ServiceProc(cfg, tmp_path / "svc-2.log")
+        assert app.job(job.id).result(timeout=30) == ["paid 7", "after"]
+        assert db.all("SELECT n FROM paid") == [(7,)]
+        assert db.one("SELECT state FROM steps WHERE job_id = ? AND seq = 1",
+                      (job.id,)) == "succeeded"
+        assert db.one("PRAGMA integrity_check") == "ok"
+    finally:
+        db.close()
+        svc.kill()
+        app.close()

@@ -49,6 +49,13 @@ def _params(job_id: int, s: StepRecord) -> dict[str, Any]:
             "waits": s.waits, "until": s.until}
 
 
+def record_step_in(conn: apsw.Connection, job_id: int, token: int, step: StepRecord) -> bool:
+    """A step's record on `conn` (alone, or in its open transaction), only while the attempt
+    holds its job; whether it did."""
+    conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
+    return bool(conn.changes())
+
+
 def insert_event(conn: apsw.Connection, name: str, payload: str, now: float) -> int:
     return int(conn.execute(WQ["insert_event"], {"name": name, "payload": payload,
                                                  "now": now}).get)
@@ -84,10 +91,8 @@ class WorkflowActions:
         return [_step(r) for r in self.read(WQ["steps_of"], {"job_id": job_id})]
 
     def record_step(self, job_id: int, token: int, step: StepRecord) -> bool:
-        conn = self.connection()
         try:  # one statement: its own transaction, one write lock taken once
-            conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
-            return bool(conn.changes())
+            return record_step_in(self.connection(), job_id, token, step)
         except apsw.Error as exc:
             raise wrap(exc, self.path) from exc
 

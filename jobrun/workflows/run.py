@@ -4,7 +4,8 @@ A body runs again from the top whenever its job runs (after a wait, a crash, a r
 recorded call (a step, a sleep, a wait, a gather, an enqueue) takes the next number; the
 record at that number, if there is one, answers it without running, provided it names the
 same step (else NonDeterministic: the code changed under a workflow in flight). Every record
-is written while the attempt still holds its job, in its own short transaction.
+is written while the attempt still holds its job, in its own short transaction (a
+step's, with its last `jobrun.once` block's, see once.StepScope).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..once import StepScope
 
 #: The default cap on recorded calls per workflow run.
 MAX_STEPS = 10_000
@@ -73,8 +75,13 @@ class WorkflowRun:
                 "it was in flight (finish or cancel old runs before reordering steps)")
         return self.seq, rec
 
-    def record(self, step: StepRecord) -> None:
-        if not self.store.record_step(self.job_id, self.token, step):
+    def record(self, step: StepRecord, scope: StepScope | None = None) -> None:
+        """Commit a step's record (with its last once block's transaction, if `scope` holds
+        one), or stop the body if the attempt no longer holds its job."""
+        held = scope.finish(self.job_id, self.token, step) if scope is not None else None
+        if held is None:
+            held = self.store.record_step(self.job_id, self.token, step)
+        if not held:
             raise Fenced(f"job {self.job_id} is no longer held by this attempt")
         self.recorded[step.seq] = step
         with _COUNT_LOCK:
