@@ -44,7 +44,7 @@ from .errors import InvalidJob, JobrunError, Retry
 from .store.contract import StepRecord
 from .store.queries import parse, read_sql
 from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
-from .store.sqlite_workflows import record_step_in
+from .store.sqlite_workflows import record_steps_in
 
 SQL = parse(read_sql("once.sql"))
 STALE_AFTER = 600.0  # a pending claim made outside a job is taken over after this
@@ -99,22 +99,23 @@ class StepScope:
             finally:
                 conn.close()
 
-    def finish(self, job_id: int, token: int, step: StepRecord) -> bool | None:
-        """The step's record in the held block's transaction, both committed (or, fenced,
-        both rolled back); None when no block is held (record it the usual way)."""
+    def finish(self, job_id: int, token: int, steps: list[StepRecord]) -> bool | None:
+        """The step's record (with those waiting for a commit) in the held block's
+        transaction, all committed (or, fenced, all rolled back); None when no block is held
+        (record them the usual way)."""
         with self._lock:
             conn = self._take()
             if conn is None:
                 return None
             try:
-                held = record_step_in(conn, job_id, token, step)
+                held = record_steps_in(conn, job_id, token, steps)
                 conn.execute("COMMIT" if held else "ROLLBACK")
                 return held
             except apsw.Error as e:
                 with contextlib.suppress(apsw.Error):
                     conn.execute("ROLLBACK")
-                raise JobrunError(f"step {step.name} could not record with its once "
-                                  f"block: {e}") from e
+                raise JobrunError(f"step {steps[-1].name} could not record with its "
+                                  f"once block: {e}") from e
             finally:
                 conn.close()
 

@@ -49,11 +49,14 @@ def _params(job_id: int, s: StepRecord) -> dict[str, Any]:
             "waits": s.waits, "until": s.until}
 
 
-def record_step_in(conn: apsw.Connection, job_id: int, token: int, step: StepRecord) -> bool:
-    """A step's record on `conn` (alone, or in its open transaction), only while the attempt
-    holds its job; whether it did."""
-    conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
-    return bool(conn.changes())
+def record_steps_in(conn: apsw.Connection, job_id: int, token: int, steps: list[StepRecord]
+                    ) -> bool:
+    """Step records in the open transaction on `conn`, only while the attempt holds its job;
+    whether it did."""
+    if conn.execute(WQ["fence"], {"job_id": job_id, "token": token}).fetchone() is None:
+        return False
+    conn.executemany(WQ["put_step"], [_params(job_id, s) for s in steps])
+    return True
 
 
 def insert_event(conn: apsw.Connection, name: str, payload: str, now: float) -> int:
@@ -90,11 +93,22 @@ class WorkflowActions:
     def steps(self, job_id: int) -> list[StepRecord]:
         return [_step(r) for r in self.read(WQ["steps_of"], {"job_id": job_id})]
 
+    def holds(self, job_id: int, token: int) -> bool:
+        return bool(self.read(WQ["fence"], {"job_id": job_id, "token": token}))
+
     def record_step(self, job_id: int, token: int, step: StepRecord) -> bool:
+        conn = self.connection()
         try:  # one statement: its own transaction, one write lock taken once
-            return record_step_in(self.connection(), job_id, token, step)
+            conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
+            return bool(conn.changes())
         except apsw.Error as exc:
             raise wrap(exc, self.path) from exc
+
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord]) -> bool:
+        if len(steps) == 1:
+            return self.record_step(job_id, token, steps[0])
+        with self.write() as conn:
+            return record_steps_in(conn, job_id, token, steps)
 
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:
