@@ -50,7 +50,8 @@ class PgWorkflows(PgBase):
     def holds(self, job_id: int, token: int) -> bool:
         return bool(self.read(PWQ["holds"], {"job_id": job_id, "token": token}))
 
-    def record_steps(self, job_id: int, token: int, steps: list[StepRecord]) -> bool:
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
+                     last: bool = False) -> bool:
         with self._fenced(job_id, token) as conn:
             if conn is None:
                 return False

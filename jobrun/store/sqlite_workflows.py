@@ -68,6 +68,7 @@ class WorkflowActions:
     """The WorkflowStore methods over the store's `read`, `write` and job inserts."""
 
     path: str
+    durability: str
 
     def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -104,11 +105,19 @@ class WorkflowActions:
         except apsw.Error as exc:
             raise wrap(exc, self.path) from exc
 
-    def record_steps(self, job_id: int, token: int, steps: list[StepRecord]) -> bool:
-        if len(steps) == 1:
-            return self.record_step(job_id, token, steps[0])
-        with self.write() as conn:
-            return record_steps_in(conn, job_id, token, steps)
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
+                     last: bool = False) -> bool:
+        later = last and self.durability == "full"
+        if later:
+            self.connection().execute(WQ["sync_later"])
+        try:
+            if len(steps) == 1:
+                return self.record_step(job_id, token, steps[0])
+            with self.write() as conn:
+                return record_steps_in(conn, job_id, token, steps)
+        finally:
+            if later:
+                self.connection().execute(WQ["sync_each"])
 
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:

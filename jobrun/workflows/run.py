@@ -102,11 +102,12 @@ class WorkflowRun:
                 return
         self.flush()
 
-    def flush(self) -> None:
-        """Commit the records waiting (before a wait, children, an enqueue, the body's end)."""
+    def flush(self, *, last: bool = False) -> None:
+        """Commit the records waiting (before a wait, children, an enqueue, the body's end:
+        `last`, the attempt's outcome commit follows and makes them durable with it)."""
         if self._pending:
             self._committed(self.store.record_steps(self.job_id, self.token,
-                                                    list(self._pending.values())))
+                                                    list(self._pending.values()), last=last))
 
     def _committed(self, held: bool) -> None:
         steps = list(self._pending.values())
@@ -216,5 +217,5 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
         return body(*args, **kwargs)
     finally:
         _RUN.reset(token)
-        run.flush()  # before the attempt's outcome (a return, a failure, a wait)
+        run.flush(last=True)  # before the attempt's outcome (a return, a failure, a wait)
 
