@@ -69,8 +69,8 @@ class WorkflowRun:
             if self.ctx.stopping:
                 raise Interrupted()
             raise Fenced(f"job {self.job_id} was cancelled or taken back")
-        if kind != "step":
-            self.flush()  # waits, children and enqueues commit on their own: steps first
+        if kind in ("event", "gather", "enqueue"):
+            self.flush()  # these commit on their own, not through record(): steps first
         self.seq += 1
         if self.seq > self.max_steps:
             raise Permanent(f"workflow {self.task} (job {self.job_id}) called more than its "
