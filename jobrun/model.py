@@ -110,6 +110,11 @@ def error_entry(type: str, message: str, attempt: int | None, now: float, *,
                       traceback=traceback)
 
 
+#: The option a `gather` child carries, so the service that ends it knows to ring the others
+#: (the parent it may wake can run on another service).
+FANIN = "fanin"
+
+
 @dataclass
 class NewJob:
     """What enqueue writes: validated, serialised, resolved against task defaults."""

@@ -16,12 +16,20 @@ whose attempt no longer runs is taken over. What cannot be made atomic is the si
 and the record: a crash between them repeats
 the side effect once, which is why `op.key` should also go to the other system when it takes
 an idempotency key.
+
+In a workflow step (StepScope), the block's transaction stays open at its end for the step's
+record to join it: the writes through `op.connection`, the key and the step's result commit
+together or not at all. A step that goes on after its block (or starts another block, or
+fails) commits the block alone first, at most HOLD_FOR seconds later, so the store's write
+lock is never held for the rest of a long step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -34,11 +42,99 @@ from .config import resolve_store
 from .context import current
 from .errors import InvalidJob, JobrunError, Retry
 from .store.busy import wait_briefly
+from .store.contract import StepRecord
 from .store.queries import parse, read_sql
 from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
+from .store.sqlite_workflows import record_steps_in
 
 SQL = parse(read_sql("once.sql"))
 STALE_AFTER = 600.0  # a pending claim made outside a job is taken over after this
+#: How long a step's last block keeps its transaction open for the step's record.
+HOLD_FOR = 0.05
+
+
+class StepScope:
+    """A workflow step running here: holds its last once block's open transaction until
+    the step's record joins it (finish), or commits it alone (flush)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.realpath(path)
+        self._conn: apsw.Connection | None = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self._failed: str | None = None
+
+    def hold(self, conn: apsw.Connection) -> None:
+        with self._lock:
+            self._conn = conn
+            self._timer = threading.Timer(HOLD_FOR, self.flush, kwargs={"quiet": True})
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _take(self) -> apsw.Connection | None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._failed is not None:
+            raise JobrunError(self._failed)
+        conn, self._conn = self._conn, None
+        return conn
+
+    def flush(self, quiet: bool = False) -> None:
+        """Commit the held block alone (the step goes on, fails, or opens another block);
+        a failed commit fails the step (from the timer: at its record)."""
+        with self._lock:
+            if quiet and self._failed is not None:
+                return
+            conn = self._take()
+            if conn is None:
+                return
+            try:
+                conn.execute("COMMIT")
+            except apsw.Error as e:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                self._failed = f"a once block of this step could not record: {e}"
+                if not quiet:
+                    raise JobrunError(self._failed) from e
+            finally:
+                conn.close()
+
+    def finish(self, job_id: int, token: int, steps: list[StepRecord]) -> bool | None:
+        """The step's record (with those waiting for a commit) in the held block's
+        transaction, all committed (or, fenced, all rolled back); None when no block is held
+        (record them the usual way)."""
+        with self._lock:
+            conn = self._take()
+            if conn is None:
+                return None
+            try:
+                held = record_steps_in(conn, job_id, token, steps)
+                conn.execute("COMMIT" if held else "ROLLBACK")
+                return held
+            except apsw.Error as e:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                raise JobrunError(f"step {steps[-1].name} could not record with its "
+                                  f"once block: {e}") from e
+            finally:
+                conn.close()
+
+
+_SCOPE: contextvars.ContextVar[StepScope | None] = contextvars.ContextVar(
+    "jobrun_step_scope", default=None)
+
+
+@contextlib.contextmanager
+def step_scope(path: str) -> Iterator[StepScope]:
+    """Run one attempt of a workflow step on the store at `path` (see StepScope)."""
+    scope = StepScope(path)
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+        scope.flush()
 
 
 class Once:
@@ -48,6 +144,9 @@ class Once:
             raise InvalidJob(f"once() needs a non-empty str key, not {key!r}")
         self.key = key
         ctx = current()
+        held = _SCOPE.get()
+        if held is not None:
+            held.flush()  # an earlier block of this step: it commits before this one begins
         path = os.fspath(store) if store is not None else (
             ctx.store if ctx is not None and ctx.store else resolve_store())
         SqliteStore(path).close()  # the schema exists (created or migrated) before we use it
@@ -132,6 +231,11 @@ class Once:
                 conn.execute("ROLLBACK")
                 self.duplicate = True
                 return
+            scope = _SCOPE.get()
+            if scope is not None and scope.path == os.path.realpath(self._path):
+                scope.hold(conn)  # the step's record commits with it
+                self._conn = None
+                return
             conn.execute("COMMIT")
         except apsw.Error as e:
             if conn.in_transaction:
@@ -139,8 +243,9 @@ class Once:
             raise JobrunError(f"once({self.key!r}) could not record: {e}") from e
         finally:
             self._in_txn = False
-            conn.close()
-            self._conn = None
+            if self._conn is not None:
+                conn.close()
+                self._conn = None
 
 
 @contextlib.contextmanager

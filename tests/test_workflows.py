@@ -712,3 +712,46 @@ def test_an_async_workflow_is_refused_at_decoration(app: jobrun.App) -> None:
     with pytest.raises(jobrun.InvalidJob, match="plain def"):
         @app.workflow
         async def nope() -> None: ...
+
+
+# -- once in a step --------------------------------------------------------------------------
+def test_once_blocks_in_a_step_that_goes_on_or_fails(app: jobrun.App, store_path: str) -> None:
+    # Given: a step with two once blocks writing through op.connection, an enqueue after
+    # them (a store write while the last block waits for the step's record), and a first
+    # attempt that fails after its blocks.
+    rows(store_path, "SELECT 1")
+    conn = apsw.Connection(store_path)
+    conn.execute("CREATE TABLE IF NOT EXISTS paid (what TEXT NOT NULL)")
+    conn.close()
+    tries: list[int] = []
+
+    @app.task
+    def receipt(n: int) -> int:
+        return n
+
+    @app.step(max_attempts=2)
+    def pay(n: int) -> str:
+        for what in ("charge", "note"):
+            with jobrun.once(f"{what}:{n}") as op:
+                if not op.done:
+                    op.connection.execute("INSERT INTO paid VALUES (?)", (what,))
+        receipt.enqueue(n)
+        tries.append(n)
+        if len(tries) == 1:
+            raise RuntimeError("after the blocks")
+        return "ok"
+
+    @app.workflow(max_attempts=1)
+    def flow(n: int) -> str:
+        return pay(n)
+
+    # When: it runs.
+    app.start()
+    job = flow.enqueue(3)
+    # Then: no attempt waited on its own held block; the failed attempt's blocks stood, so
+    # the retry skipped them; the step is recorded once.
+    assert job.result(timeout=20) == "ok"
+    assert rows(store_path, "SELECT what FROM paid ORDER BY rowid") == [("charge",), ("note",)]
+    assert [(s.name, s.state, s.attempts) for s in app.store.steps(job.id)] == [
+        ("pay", "succeeded", 2)]
+    assert rows(store_path, "SELECT count(*) FROM jobs WHERE task LIKE '%receipt'") == [(2,)]

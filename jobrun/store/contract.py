@@ -257,6 +257,17 @@ class WorkflowStore(abc.ABC):
         """Write (or overwrite) the record at `step.seq`."""
 
     @abc.abstractmethod
+    def holds(self, job_id: int, token: int) -> bool:
+        """Whether the attempt still holds its job (a read)."""
+
+    @abc.abstractmethod
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
+                     last: bool = False) -> bool:
+        """Write (or overwrite) these records in one transaction: all of them or none.
+        `last`: a body's final records, the attempt's outcome commit follows (a store may
+        leave their durability to that commit)."""
+
+    @abc.abstractmethod
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:
         """A wait_event step: take the oldest untaken event of `step.waits` ("taken", its

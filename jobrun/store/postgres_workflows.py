@@ -47,6 +47,18 @@ class PgWorkflows(PgBase):
             conn.execute(sql(PWQ["put_step"]), _params(job_id, step))
             return True
 
+    def holds(self, job_id: int, token: int) -> bool:
+        return bool(self.read(PWQ["holds"], {"job_id": job_id, "token": token}))
+
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
+                     last: bool = False) -> bool:
+        with self._fenced(job_id, token) as conn:
+            if conn is None:
+                return False
+            for step in steps:
+                conn.execute(sql(PWQ["put_step"]), _params(job_id, step))
+            return True
+
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:
         with self._fenced(job_id, token, step.waits or "") as conn:

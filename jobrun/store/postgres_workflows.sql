@@ -1,6 +1,11 @@
 -- Named queries of durable workflows on PostgreSQL (postgres_workflows.py); each is its
 -- namesake's in workflows.sql.
 
+-- holds --
+-- Whether an attempt still holds its job, read only (a quick step goes on while its record
+-- waits to be committed with the next ones).
+SELECT 1 FROM jobs WHERE id = %(job_id)s AND token = %(token)s AND state = 'running';
+
 -- fence --
 -- The attempt still holds its job; the row stays locked to the end of the transaction, so
 -- no rescue or cancel can take the job back between the check and the write.

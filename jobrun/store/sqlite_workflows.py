@@ -49,6 +49,16 @@ def _params(job_id: int, s: StepRecord) -> dict[str, Any]:
             "waits": s.waits, "until": s.until}
 
 
+def record_steps_in(conn: apsw.Connection, job_id: int, token: int, steps: list[StepRecord]
+                    ) -> bool:
+    """Step records in the open transaction on `conn`, only while the attempt holds its job;
+    whether it did."""
+    if conn.execute(WQ["fence"], {"job_id": job_id, "token": token}).fetchone() is None:
+        return False
+    conn.executemany(WQ["put_step"], [_params(job_id, s) for s in steps])
+    return True
+
+
 def insert_event(conn: apsw.Connection, name: str, payload: str, now: float) -> int:
     return int(conn.execute(WQ["insert_event"], {"name": name, "payload": payload,
                                                  "now": now}).get)
@@ -58,6 +68,7 @@ class WorkflowActions:
     """The WorkflowStore methods over the store's `read`, `write` and job inserts."""
 
     path: str
+    durability: str
 
     def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -83,6 +94,9 @@ class WorkflowActions:
     def steps(self, job_id: int) -> list[StepRecord]:
         return [_step(r) for r in self.read(WQ["steps_of"], {"job_id": job_id})]
 
+    def holds(self, job_id: int, token: int) -> bool:
+        return bool(self.read(WQ["fence"], {"job_id": job_id, "token": token}))
+
     def record_step(self, job_id: int, token: int, step: StepRecord) -> bool:
         conn = self.connection()
         try:  # one statement: its own transaction, one write lock taken once
@@ -90,6 +104,20 @@ class WorkflowActions:
             return bool(conn.changes())
         except apsw.Error as exc:
             raise wrap(exc, self.path) from exc
+
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
+                     last: bool = False) -> bool:
+        later = last and self.durability == "full"
+        if later:
+            self.connection().execute(WQ["sync_later"])
+        try:
+            if len(steps) == 1:
+                return self.record_step(job_id, token, steps[0])
+            with self.write() as conn:
+                return record_steps_in(conn, job_id, token, steps)
+        finally:
+            if later:
+                self.connection().execute(WQ["sync_each"])
 
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:

@@ -34,6 +34,16 @@ SELECT :job_id, :seq, :name, :kind, :state, :result, :error, :attempts, :started
        started = coalesce(steps.started, excluded.started), finished = excluded.finished,
        waits = excluded.waits, until = excluded.until;
 
+-- sync_later --
+-- A workflow body's last records, at durability = full: no sync of their own, the attempt's
+-- outcome commit that follows syncs the log with them in it (a power loss before it loses
+-- both, as a crash just before them would).
+PRAGMA synchronous=NORMAL;
+
+-- sync_each --
+-- Back to a sync per commit (durability = full).
+PRAGMA synchronous=FULL;
+
 -- waiting_step --
 -- The step a workflow waits at, if any.
 SELECT seq, name, kind, state, result, error, attempts, started, finished, waits, until

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import clock
 from ..attempt import after_failure
-from ..bell import Bell
+from ..bell import Bell, Ringer
 from ..config import Settings
 from ..context import Context
 from ..errors import StoreError
@@ -67,6 +67,7 @@ class Loop:
         self._last_full = -1e18
         self._failures = 0
         self._reported = 0.0
+        self._ringer: Ringer | None = None
 
     # -- from other threads ------------------------------------------------------------------
     def done(self, claim: Claim, outcome: Outcome) -> None:
@@ -99,6 +100,8 @@ class Loop:
                     time.sleep(0.5)
                     continue
                 outcomes_mod.report(self.store, pending, r.applied, self.observe)
+                if outcomes_mod.ended_gathered(pending, r.applied):
+                    self._ring_others()
                 pending = []
                 self._after(r, full, now_m, now)
                 for claim in r.claims:
@@ -160,6 +163,13 @@ class Loop:
         if r.retry_in is not None:  # a rate limit: look again when a token is due
             again = now + max(0.001, r.retry_in)
             self._next_due = again if self._next_due is None else min(self._next_due, again)
+
+    def _ring_others(self) -> None:
+        """A gathered child ended here: its parent, if that was its last child, may run on
+        another service (another queue, another host's tasks), asleep until its poll."""
+        if self._ringer is None:
+            self._ringer = Ringer(self.path)
+        self._ringer.ring()
 
     def _dispatch(self, claim: Claim) -> None:
         ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..attempt import log_outcome
 from ..errors import StoreError
-from ..model import Claim, Outcome
+from ..model import FANIN, Claim, Outcome
 from ..store.contract import Store
 from .inflight import InFlight
 
@@ -83,3 +83,10 @@ def report(store: Store, taken: Taken, applied: frozenset[int],
                                            "attempt": claim.attempt, "returned": o.state}})
         if observe is not None:
             observe(claim.queue, claim.task, state, o.extra.get("duration"))
+
+
+def ended_gathered(taken: Taken, applied: frozenset[int]) -> bool:
+    """Whether a recorded outcome ended a child of a `gather` (its fan-in may wake the
+    parent, which the store's trigger does in the same transaction)."""
+    return any(o.token in applied and o.state in ("succeeded", "dead") and
+               claim.options.get(FANIN) for claim, o in taken)

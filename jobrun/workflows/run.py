@@ -4,7 +4,8 @@ A body runs again from the top whenever its job runs (after a wait, a crash, a r
 recorded call (a step, a sleep, a wait, a gather, an enqueue) takes the next number; the
 record at that number, if there is one, answers it without running, provided it names the
 same step (else NonDeterministic: the code changed under a workflow in flight). Every record
-is written while the attempt still holds its job, in its own short transaction.
+is written while the attempt still holds its job; quick steps' successes are committed in
+groups (GROUP_WORK), a step's with its last `jobrun.once` block (see once.StepScope).
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..once import StepScope
 
 #: The default cap on recorded calls per workflow run.
 MAX_STEPS = 10_000
 #: A wait without a timeout: due "never" (year 9999), woken by what it waits for.
 FOREVER = 253402300799.0
+#: Quick steps' successes are committed together, once the steps waiting took this many
+#: seconds in all (or at the body's next wait, child start, enqueue or end): a crash runs
+#: at most this much finished step work again, as a job finished but not yet in a round.
+GROUP_WORK = 0.02
 
 __all__ = ["FOREVER", "MAX_STEPS", "Fenced", "Suspend", "WorkflowRun", "current_run",
            "require_run", "run_body"]
@@ -53,6 +59,8 @@ class WorkflowRun:
         self.max_steps = max_steps
         self.recorded = {s.seq: s for s in store.steps(job_id)}
         self.seq = 0
+        self._pending: dict[int, StepRecord] = {}  # recorded, not committed yet
+        self._work = 0.0  # seconds of step work in _pending (a crash would run it again)
 
     def next(self, name: str, kind: str) -> tuple[int, StepRecord | None]:
         """The number of this call and its record, if any. A draining service hands the
@@ -61,6 +69,8 @@ class WorkflowRun:
             if self.ctx.stopping:
                 raise Interrupted()
             raise Fenced(f"job {self.job_id} was cancelled or taken back")
+        if kind in ("event", "gather", "enqueue"):
+            self.flush()  # these commit on their own, not through record(): steps first
         self.seq += 1
         if self.seq > self.max_steps:
             raise Permanent(f"workflow {self.task} (job {self.job_id}) called more than its "
@@ -73,12 +83,41 @@ class WorkflowRun:
                 "it was in flight (finish or cancel old runs before reordering steps)")
         return self.seq, rec
 
-    def record(self, step: StepRecord) -> None:
-        if not self.store.record_step(self.job_id, self.token, step):
-            raise Fenced(f"job {self.job_id} is no longer held by this attempt")
+    def record(self, step: StepRecord, scope: StepScope | None = None) -> None:
+        """Record a step. A quick step's success waits to be committed with the next ones
+        (GROUP_WORK); any other record commits at once, with those waiting. Fenced: the
+        attempt no longer holds its job."""
         self.recorded[step.seq] = step
+        self._pending[step.seq] = step
+        if step.kind == "step" and step.state == "succeeded":
+            self._work += (step.finished or 0.0) - (step.started or 0.0)
+            if scope is not None:  # its last once block's transaction takes them all
+                held = scope.finish(self.job_id, self.token, list(self._pending.values()))
+                if held is not None:
+                    self._committed(held)
+                    return
+            if self._work < GROUP_WORK:
+                if not self.store.holds(self.job_id, self.token):  # cancelled: stop here
+                    raise Fenced(f"job {self.job_id} is no longer held by this attempt")
+                return
+        self.flush()
+
+    def flush(self, *, last: bool = False) -> None:
+        """Commit the records waiting (before a wait, children, an enqueue, the body's end:
+        `last`, the attempt's outcome commit follows and makes them durable with it)."""
+        if self._pending:
+            self._committed(self.store.record_steps(self.job_id, self.token,
+                                                    list(self._pending.values()), last=last))
+
+    def _committed(self, held: bool) -> None:
+        steps = list(self._pending.values())
+        self._pending.clear()
+        self._work = 0.0
+        if not held:
+            raise Fenced(f"job {self.job_id} is no longer held by this attempt")
         with _COUNT_LOCK:
-            RECORDED[(step.kind, step.state)] += 1
+            for step in steps:
+                RECORDED[(step.kind, step.state)] += 1
 
     def prepare(self, task: str, args: list[Any], kwargs: dict[str, Any], *,
                 queue: str | None, priority: int | None, run_at: Any) -> NewJob:
@@ -178,4 +217,5 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
         return body(*args, **kwargs)
     finally:
         _RUN.reset(token)
+        run.flush(last=True)  # before the attempt's outcome (a return, a failure, a wait)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from .. import clock
 from ..attempt import failure_entry
 from ..errors import InvalidJob, Permanent, StepFailed
+from ..once import step_scope
 from ..retry import DEFAULT_BASE, DEFAULT_CAP, backoff
 from ..serialize import dumps, loads
 from ..store.contract import StepRecord
@@ -73,29 +74,38 @@ def call_step(run: WorkflowRun, step: Step[Any, Any], args: tuple[Any, ...],
     started = rec.started if rec is not None and rec.started else clock.now()
     while True:
         attempts += 1
-        inner = set_run(None)  # a step's own calls (steps, enqueues) are plain calls
-        try:
-            value = step.fn(*args, **kwargs)
-        except Exception as exc:
-            now = clock.now()
-            entry = dict(failure_entry(exc, attempts, now))
-            if attempts >= step.max_attempts or isinstance(exc, Permanent):
-                done = StepRecord(seq, step.name, "step", "failed", None, entry, attempts,
-                                  started, now)
-                run.record(done)
-                raise _failed(step.name, done) from exc
-            delay = backoff(attempts, step.retry_base, step.retry_cap)
-            if run.inline:
+        with step_scope(run.store.path) as scope:  # its once block commits with its record
+            inner = set_run(None)  # a step's own calls (steps, enqueues) are plain calls
+            try:
+                value = step.fn(*args, **kwargs)
+            except Exception as exc:
+                scope.flush()  # a failed step's finished once blocks stand, as in any job
+                _failure(run, step, exc, seq, attempts, started)
                 continue  # inline mode: retries at once
-            run.record(StepRecord(seq, step.name, "step", "retrying", None, entry, attempts,
-                                  started, None, until=now + delay))
-            raise run.suspend(now + delay) from None
-        finally:
-            reset_run(inner)
-        result = dumps(value, f"return value of step {step.name}")  # TypeError at the call
-        run.record(StepRecord(seq, step.name, "step", "succeeded", result, None, attempts,
-                              started, clock.now()))
-        return value
+            finally:
+                reset_run(inner)
+            result = dumps(value, f"return value of step {step.name}")  # TypeError here
+            run.record(StepRecord(seq, step.name, "step", "succeeded", result, None, attempts,
+                                  started, clock.now()), scope)
+            return value
+
+
+def _failure(run: WorkflowRun, step: Step[Any, Any], exc: Exception, seq: int,
+             attempts: int, started: float) -> None:
+    """A failed attempt of a step: StepFailed once its attempts are spent, else wait (in
+    the store) for its retry; inline, return to retry at once."""
+    now = clock.now()
+    entry = dict(failure_entry(exc, attempts, now))
+    if attempts >= step.max_attempts or isinstance(exc, Permanent):
+        done = StepRecord(seq, step.name, "step", "failed", None, entry, attempts, started, now)
+        run.record(done)
+        raise _failed(step.name, done) from exc
+    delay = backoff(attempts, step.retry_base, step.retry_cap)
+    if run.inline:
+        return
+    run.record(StepRecord(seq, step.name, "step", "retrying", None, entry, attempts,
+                          started, None, until=now + delay))
+    raise run.suspend(now + delay) from None
 
 
 class Workflow(Task[P, R]):

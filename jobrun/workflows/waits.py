@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import clock
 from ..errors import InvalidJob, JobFailed
-from ..model import NewJob, error_entry
+from ..model import FANIN, NewJob, error_entry
 from ..serialize import loads
 from ..store.contract import StepRecord
 from ..task import Call
@@ -120,6 +120,8 @@ def gather(calls: list[Call]) -> list[Any]:
     now = clock.now()
     if rec is None:
         news = _prepare(run, list(calls), "gather()")
+        for n in news:  # the service ending it rings the others (the parent may be theirs)
+            n.options = json.dumps({**json.loads(n.options), FANIN: True})
         rec = StepRecord(seq, "jobrun.gather", "gather", "waiting", None, None, 0, now)
         ids = run.store.start_children(run.job_id, run.token, rec, news, fanin=True, now=now)
         if ids is None:

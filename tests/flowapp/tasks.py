@@ -8,6 +8,7 @@ record committed would show a ledger row later than its step's `finished` time.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -85,6 +86,28 @@ def in_child(n: int) -> list[object]:
     jobrun.sleep(0.2)
     kids = jobrun.gather([heavy.call(n)])
     return [a, kids, jobrun.wait_event(f"child:{n}", timeout=0.1), os.getpid()]
+
+
+PAID = "CREATE TABLE IF NOT EXISTS paid (n INTEGER NOT NULL, pid INTEGER NOT NULL)"
+#: While this file (next to the store) exists, `pay` SIGKILLs its own service right after its
+#: once block ends, before the step returns: between the block's writes and the step's record.
+CRASH_FLAG = ".crash-after-once"
+
+
+@app.step
+def pay(n: int) -> str:
+    with jobrun.once(f"pay:{n}") as op:
+        if not op.done:
+            op.connection.execute("INSERT INTO paid (n, pid) VALUES (?, ?)", (n, os.getpid()))
+    if os.path.exists(os.environ["JOBRUN_STORE"] + CRASH_FLAG):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f"paid {n}"
+
+
+@app.workflow(max_attempts=100)
+def payer(n: int) -> list[str]:
+    """A step whose once block writes through op.connection, then a step."""
+    return [pay(n), mark("after")]
 
 
 def write_config(folder: Path, *, concurrency: int = 8) -> str:

@@ -230,6 +230,23 @@ def test_workflow_steps_are_fenced_by_the_attempt(store: Store) -> None:
     assert len(store.steps(c.id)) == 2
 
 
+def test_grouped_step_records_are_fenced_all_or_none(store: Store) -> None:
+    store.enqueue([job("t:flow")], now=T0)
+    (c,) = acquire(store).claims
+    assert store.holds(c.id, c.token)
+    group = [_step(1, result="1"), _step(2, result="2"), _step(3, "sleep", "waiting")]
+    assert store.record_steps(c.id, c.token, group)  # type: ignore[arg-type]
+    assert store.record_steps(c.id, c.token, [_step(4, result="4")],  # type: ignore[list-item]
+                              last=True)
+    assert [(s.seq, s.state) for s in store.steps(c.id)] == [
+        (1, "succeeded"), (2, "succeeded"), (3, "waiting"), (4, "succeeded")]
+    store.rescue_holder("h1", "worker lost", now=T0 + 2)
+    assert not store.holds(c.id, c.token)
+    late = [_step(5), _step(6)]
+    assert not store.record_steps(c.id, c.token, late, last=True)  # type: ignore[arg-type]
+    assert len(store.steps(c.id)) == 4
+
+
 def test_an_event_wakes_its_waiting_workflow(store: Store) -> None:
     store.enqueue([job("t:flow")], now=T0)
     (c,) = acquire(store).claims
