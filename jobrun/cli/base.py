@@ -76,9 +76,9 @@ class Opened:
 
     def ring(self) -> None:
         """Wake the live services at once (a retry, a resume) instead of at their next poll."""
-        from ..bell import Ringer
+        from ..presence import presence_for
 
-        Ringer(self.store.path).ring()
+        presence_for(self.store).wake_all()
 
 
 def open_store(config: str | None, store: str | None, *, import_tasks: bool = False,

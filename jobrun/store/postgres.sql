@@ -462,3 +462,42 @@ SELECT CASE WHEN pg_try_advisory_lock(hashtext('jobrun:' || current_schema() || 
             THEN NOT pg_advisory_unlock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
                                         hashtext(%(name)s))
             ELSE true END;
+
+-- notify --
+-- Wake every listening service of this store (delivered when the transaction commits; a
+-- rollback wakes nobody).
+SELECT pg_notify('jobrun:' || current_schema(), '');
+
+-- bell_channel --
+-- The channel the services of this store listen on: one per schema.
+SELECT 'jobrun:' || current_schema();
+
+-- listen --
+-- A service's doorbell: {channel} is bell_channel's answer, quoted as an identifier.
+LISTEN {channel};
+
+-- holder_put --
+-- What a live service says about itself (host, pid, queues, started), read by the others.
+INSERT INTO meta (name, value) VALUES ('holder:' || %(holder)s, %(info)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+
+-- holder_get --
+-- What one service said about itself.
+SELECT value FROM meta WHERE name = 'holder:' || %(holder)s;
+
+-- holders_list --
+-- The services that said they serve (their liveness locks say which still do).
+SELECT substr(name, 8) FROM meta WHERE name LIKE 'holder:%%' ORDER BY name;
+
+-- holder_forget --
+-- A dead service's record, removed by a sweep (or by itself on its way out).
+DELETE FROM meta WHERE name = 'holder:' || %(holder)s;
+
+-- leader_put --
+-- Who leads the cron now, for readers (the advisory lock is what counts).
+INSERT INTO meta (name, value) VALUES ('leader', %(holder)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+
+-- leader_get --
+-- Who said it leads the cron.
+SELECT value FROM meta WHERE name = 'leader';

@@ -17,13 +17,13 @@ from typing import Any
 
 from .. import clock
 from ..attempt import after_failure
-from ..bell import Bell
 from ..config import Settings
 from ..context import Context
 from ..errors import StoreError
 from ..executors.pools import Pools
 from ..limits import Limits
 from ..model import Claim, Outcome
+from ..presence.contract import Doorbell
 from ..store.contract import Round, Store
 from . import outcomes as outcomes_mod
 from .inflight import InFlight
@@ -46,7 +46,7 @@ class ClaimPlan:
 
 class Loop:
     def __init__(self, store: Store, holder: str, path: str, settings: Callable[[], Settings],
-                 bell: Bell, pools: Pools, inflight: InFlight,
+                 bell: Doorbell, pools: Pools, inflight: InFlight,
                  observe: Callable[[str, str, str, Any], None] | None = None) -> None:
         self.store, self.holder, self.path = store, holder, path
         self._settings = settings

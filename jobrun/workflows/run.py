@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .. import catalog, clock, enqueue
 from ..attempt import Suspend
-from ..bell import Ringer
 from ..context import Context, current
 from ..errors import Interrupted, NonDeterministic, Permanent
 from ..model import NewJob
+from ..presence import presence_for
+from ..presence.contract import Ringer
 from ..registry import REGISTRY
 from ..store.contract import StepRecord, Store
 
@@ -156,10 +157,11 @@ def _catalog_for(store: Store) -> catalog.CatalogView:
 
 
 def _ringer(path: str) -> Ringer:
+    store = store_for(path)  # before _lock: it takes it too
     with _lock:
         r = _ringers.get(path)
         if r is None:
-            r = _ringers[path] = Ringer(path)
+            r = _ringers[path] = presence_for(store).ringer()
         return r
 
 
