@@ -190,7 +190,7 @@ class App:
 
     def _catalog_view(self, connection: Any = None) -> catalog.CatalogView:
         if self._catalog is None:
-            if connection is not None and self._store is None:
+            if connection is not None and self._store is None and not self._on_postgres():
                 # Inside the caller's transaction, on a store not opened here: read through
                 # their connection (one of ours would wait on their write lock).
                 return catalog.CatalogView(*catalog_readers(connection))
