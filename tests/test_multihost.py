@@ -13,6 +13,7 @@ Throughout, cron fires exactly once per due second, with no gap, whoever leads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import time
@@ -20,14 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crashapp.harness import ServiceProc, proc_state, wait_for
-from support.config import write_config
-from support.postgres import fresh_store_url, terminate_backends_of
 
 import jobrun
+from crashapp.harness import ServiceProc, proc_state, wait_for
 from jobrun.presence import presence_for
 from jobrun.store import open_store
 from jobrun.store.contract import Store
+from support.config import write_config
+from support.postgres import fresh_store_url, terminate_backends_of
 
 LEASE = 6.0
 WORK = "hostapp.tasks:work"
@@ -71,7 +72,7 @@ def _check_cron(store: Store, since: float) -> None:
              if r.task == "hostapp.tasks:tick"]
     assert len(ticks) == len(set(ticks)), "a due second was fired twice"
     ticks.sort()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:]) if abs(b - a - 1.0) > 0.01]
+    gaps = [b - a for a, b in itertools.pairwise(ticks) if abs(b - a - 1.0) > 0.01]
     assert not gaps, f"cron skipped or bunched fires: {gaps}"
     assert ticks and ticks[-1] > since + 2, "cron stopped firing after the cut"
 

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.postgres import fresh_store_url, terminate_backends_of
-from support.wait import wait_for
 
 import jobrun
 from jobrun.presence import presence_for
 from jobrun.store import open_store
 from jobrun.store.contract import Store
+from support.postgres import fresh_store_url, terminate_backends_of
+from support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

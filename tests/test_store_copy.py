@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
-from support.postgres import fresh_store_url
 
+from conftest import run_cli
 from jobrun import catalog, enqueue
 from jobrun.config import Settings
 from jobrun.model import Outcome, error_entry
 from jobrun.store import is_postgres, open_store
 from jobrun.store.contract import StepRecord, Store
 from jobrun.store.copy import TABLES, _cols, _q, _quoted
+from support.postgres import fresh_store_url
 
 T0 = 1_000_000.0
 

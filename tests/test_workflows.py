@@ -10,17 +10,26 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import apsw
 import pytest
-from conftest import run_cli, wait_for
 
 import jobrun
 import jobrun.testing
+from conftest import run_cli, wait_for
 from jobrun.config import QueueConfig, Settings
+from jobrun.store import open_store
+from support.postgres import any_store
 
 FAST = Settings(poll=0.05)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test on both stores: a SQLite file, and a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
 
 
 @pytest.fixture
@@ -30,12 +39,13 @@ def app(store_path: str) -> Iterator[jobrun.App]:
     a.close()
 
 
-def rows(store_path: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    conn = apsw.Connection(store_path)
+def rows(store_path: str, sql: str) -> list[tuple[Any, ...]]:
+    """A read of the test's own, on either store."""
+    store = open_store(store_path)
     try:
-        return list(conn.execute(sql, params))
+        return [tuple(r) for r in store.read(sql)]  # type: ignore[attr-defined]
     finally:
-        conn.close()
+        store.close()
 
 
 def waiting(app: jobrun.App, job_id: int) -> bool:
@@ -288,6 +298,7 @@ def test_an_event_payload_must_be_json(app: jobrun.App) -> None:
     assert rows(app.store_path, "SELECT name, payload FROM events") == [("x", '{"ok":true}')]
 
 
+@pytest.mark.parametrize("store_path", ["sqlite"], indirect=True)  # PostgreSQL: test_presence
 def test_send_event_in_a_transaction_that_rolls_back_stores_nothing(
         app: jobrun.App, store_path: str) -> None:
     app.send_event("warmup")  # the store exists

@@ -24,6 +24,7 @@ from ..model import NewJob
 from ..presence import presence_for
 from ..presence.contract import Ringer
 from ..registry import REGISTRY
+from ..store import is_postgres
 from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
@@ -172,7 +173,9 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
     if ctx is None:
         return body(*args, **kwargs)  # called outside any job: a plain call
     path = ctx.store or os.environ.get("JOBRUN_STORE") or app.store_path
-    store = app.store if app.inline else store_for(os.path.realpath(path))
+    if not is_postgres(path):
+        path = os.path.realpath(path)
+    store = app.store if app.inline else store_for(path)
     run = WorkflowRun(app, store, ctx.job_id, ctx.token, ctx.task, inline=app.inline,
                       max_steps=max_steps, ctx=ctx)
     token = _RUN.set(run)

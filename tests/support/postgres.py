@@ -111,3 +111,14 @@ def terminate_backends_of(pid: int) -> int:
                             "WHERE client_port = ANY(%s) AND pid <> pg_backend_pid()",
                             (ports,)).fetchall()
     return sum(1 for (ok,) in rows if ok)
+
+
+@contextmanager
+def any_store(kind: str, folder: str) -> Iterator[str]:
+    """A store location of `kind`: "sqlite" (a file in `folder`) or "postgres" (a fresh
+    schema, dropped afterwards), for tests that run on both stores."""
+    if kind == "postgres":
+        with fresh_store_url() as url:
+            yield url
+        return
+    yield os.path.join(folder, "jobs.db")
