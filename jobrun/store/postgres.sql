@@ -42,7 +42,9 @@ SELECT id FROM jobs
    AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
 -- insert_job --
--- A key held by an unfinished job of the task inserts nothing (the partial unique index).
+-- A key held by an unfinished job of the task inserts nothing (the partial unique index). A
+-- new row rings the services' doorbell (LISTEN/NOTIFY) when its transaction commits.
+WITH ins AS (
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at, key,
                   enqueued_at, trace_id, timeout, options, ckey)
 VALUES (%(task)s, %(queue)s, %(args)s, %(kwargs)s, %(priority)s, %(state)s, %(max_attempts)s,
@@ -50,11 +52,13 @@ VALUES (%(task)s, %(queue)s, %(args)s, %(kwargs)s, %(priority)s, %(state)s, %(ma
     ON CONFLICT (task, key)
        WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')
        DO NOTHING
-RETURNING id;
+RETURNING id)
+SELECT id, pg_notify('jobrun:' || current_schema(), '') FROM ins;
 
 -- insert_jobs --
 -- A batch without keys in one statement: a column per array, rows in the order given (their
--- identity ids follow that order).
+-- identity ids follow that order); rings the doorbell as insert_job does.
+WITH ins AS (
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at,
                   enqueued_at, trace_id, timeout, options, ckey)
 SELECT task, queue, args, kwargs, priority, state, max_attempts, run_at, %(now)s, trace_id,
@@ -66,7 +70,8 @@ SELECT task, queue, args, kwargs, priority, state, max_attempts, run_at, %(now)s
        WITH ORDINALITY AS n(task, queue, args, kwargs, priority, state, max_attempts, run_at,
                             trace_id, timeout, options, ckey, ord)
  ORDER BY ord
-RETURNING id;
+RETURNING id)
+SELECT id, pg_notify('jobrun:' || current_schema(), '') FROM ins;
 
 -- key_lock --
 -- Enqueues of one (task, key) one at a time, so a lost race finds the winner's row.
