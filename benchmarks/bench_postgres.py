@@ -56,7 +56,11 @@ def env_for(url: str) -> dict[str, str]:
 
 # -- the two sides -------------------------------------------------------------------------
 class Side:
+    """One queue under test; its store read with its own SQL: jobs done (DONE), seconds from
+    the first start to the last finish (SPAN), enqueue-to-start per job in order (LAT)."""
+
     name = ""
+    DONE = SPAN = LAT = ""
 
     def __init__(self, url: str, tmp: str) -> None:
         self.url, self.tmp = url, tmp
@@ -64,10 +68,16 @@ class Side:
     def enqueue_one(self, i: int) -> None: ...
     def enqueue_bulk(self, n: int) -> None: ...
     def service(self, k: int) -> Subprocess: ...
-    def done(self, conn: Any) -> int: ...
-    def span(self, conn: Any) -> float: ...
-    def latencies(self, conn: Any) -> list[float]: ...
     def close(self) -> None: ...
+
+    def done(self, conn: Any) -> int:
+        return int(conn.execute(self.DONE).fetchone()[0])
+
+    def span(self, conn: Any) -> float:
+        return float(conn.execute(self.SPAN).fetchone()[0])
+
+    def latencies(self, conn: Any) -> list[float]:
+        return [float(r[0]) for r in conn.execute(self.LAT).fetchall()]
 
 
 class Jobrun(Side):
@@ -78,8 +88,8 @@ class Jobrun(Side):
 
     def __init__(self, url: str, tmp: str) -> None:
         super().__init__(url, tmp)
-        import pg_tasks  # noqa: F401 - the task registered here too
         import jobrun
+        import pg_tasks  # noqa: F401 - the task registered here too
 
         self.app = jobrun.App(url)
         self.cfg = os.path.join(tmp, f"jobrun-{uuid.uuid4().hex[:6]}.toml")
@@ -102,15 +112,6 @@ class Jobrun(Side):
                            "--log-level", "warning"],
                           os.path.join(self.tmp, f"jobrun-{k}-{uuid.uuid4().hex[:4]}.log"),
                           stop_wait=20, cwd=HERE, env=env_for(self.url))
-
-    def done(self, conn: Any) -> int:
-        return int(conn.execute(self.DONE).fetchone()[0])
-
-    def span(self, conn: Any) -> float:
-        return float(conn.execute(self.SPAN).fetchone()[0])
-
-    def latencies(self, conn: Any) -> list[float]:
-        return [float(r[0]) for r in conn.execute(self.LAT).fetchall()]
 
     def close(self) -> None:
         self.app.close()
@@ -146,15 +147,6 @@ class Procrastinate(Side):
         return Subprocess([sys.executable, os.path.abspath(__file__), "_peer-worker"],
                           os.path.join(self.tmp, f"peer-{k}-{uuid.uuid4().hex[:4]}.log"),
                           stop_wait=20, cwd=HERE, env=env_for(self.url))
-
-    def done(self, conn: Any) -> int:
-        return int(conn.execute(self.DONE).fetchone()[0])
-
-    def span(self, conn: Any) -> float:
-        return float(conn.execute(self.SPAN).fetchone()[0])
-
-    def latencies(self, conn: Any) -> list[float]:
-        return [float(r[0]) for r in conn.execute(self.LAT).fetchall()]
 
     def close(self) -> None:
         self.papp.close()
