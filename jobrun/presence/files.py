@@ -4,6 +4,7 @@ for services on the one host that shares the file."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from .. import bell, lock
@@ -43,7 +44,6 @@ class FileLeadership(Leadership):
         try:
             self._lock.write(holder)  # who leads, for readers: a courtesy
         except OSError as exc:
-            import logging
             logging.getLogger("jobrun.scheduler").warning(
                 "could not write who leads into %s: %s", self._lock.path, exc)
         return True
