@@ -226,19 +226,20 @@ def test_an_enqueue_in_the_body_is_recorded(app: jobrun.App) -> None:
 
 # -- sleep -----------------------------------------------------------------------------------
 def test_sleep_waits_without_a_slot(store_path: str) -> None:
-    # One slot: ten workflows each sleeping 0.5 s finish in about 0.5 s, not 5 s.
+    # One slot: ten workflows all asleep at once (a sleep that kept its slot would let only
+    # one sleep at a time). Each sleeps 3 s: room for all ten to get there on a busy machine.
     app = jobrun.App(store_path, settings=Settings(poll=0.05, queues={
         "default": QueueConfig("default", concurrency=1)}))
     try:
         @app.workflow
         def nap(i: int) -> int:
-            jobrun.sleep(0.5)
+            jobrun.sleep(3.0)
             return i
 
         app.start()
         jobs = [nap.enqueue(i) for i in range(10)]
-        wait_for(lambda: all(waiting(app, j.id) for j in jobs), 5, "all ten to sleep")
-        assert [j.result(timeout=5) for j in jobs] == list(range(10))
+        wait_for(lambda: all(waiting(app, j.id) for j in jobs), 10, "all ten to sleep")
+        assert [j.result(timeout=10) for j in jobs] == list(range(10))
     finally:
         app.close()
 
