@@ -11,17 +11,19 @@ from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import catalog, clock, enqueue, validate
-from .bell import Ringer, ring_after_commit
 from .config import Settings, env_config, load, load_for_producer, resolve_store
 from .errors import InvalidJob, UnknownTask
 from .inline import run_inline
 from .job import Job
-from .lock import HolderLock, new_holder_id
+from .lock import new_holder_id
 from .model import JobState, NewJob
+from .presence import presence_for
+from .presence.contract import Liveness, Ringer
+from .presence.files import FilePresence
 from .queues import known_queues
 from .registry import REGISTRY, TaskSpec, task_name
 from .serialize import dumps
-from .store import open_store
+from .store import is_postgres, open_store
 from .store.contract import Store
 from .store.sqlite import catalog_readers, enqueue_in
 from .store.sqlite_workflows import send_event_in
@@ -71,7 +73,7 @@ class App:
         self._lock = threading.Lock()
         self._service: Any = None
         self.inline = False
-        self._inline_lock: HolderLock | None = None
+        self._inline_lock: Liveness | None = None
         self._catalog: catalog.CatalogView | None = None
         self._queues_seen: set[str] = set()
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -93,7 +95,7 @@ class App:
                 if self._store is None:
                     path = resolve_store(self._store_arg, self.settings)
                     self._store = open_store(path, durability=self.settings.durability)
-                    self._ringer = Ringer(self._store.path)
+                    self._ringer = presence_for(self._store).ringer()
         return self._store
 
     # -- registration ------------------------------------------------------------------
@@ -188,7 +190,7 @@ class App:
 
     def _catalog_view(self, connection: Any = None) -> catalog.CatalogView:
         if self._catalog is None:
-            if connection is not None and self._store is None:
+            if connection is not None and self._store is None and not self._on_postgres():
                 # Inside the caller's transaction, on a store not opened here: read through
                 # their connection (one of ours would wait on their write lock).
                 return catalog.CatalogView(*catalog_readers(connection))
@@ -270,13 +272,13 @@ class App:
             return record_enqueue(run, news)
         if connection is None:
             return self.store.enqueue(news, now=now)
-        if self._store is not None:
-            return self._store.enqueue(news, connection=connection, now=now)
+        if self._store is not None or self._on_postgres():
+            return self.store.enqueue(news, connection=connection, now=now)
         # Not opened here yet, and the caller's transaction may hold the write lock: opening
         # (and migrating) with a connection of ours would wait on it. Work through theirs.
         path = os.path.realpath(resolve_store(self._store_arg, self.settings))
         if self._ringer is None:
-            self._ringer = Ringer(path)
+            self._ringer = FilePresence(path).ringer()
         return enqueue_in(connection, news, now=now, path=path)
 
     def _after_enqueue(self, connection: Any, ids: list[int],
@@ -298,13 +300,17 @@ class App:
         if connection is None:
             ringer.ring()
         else:
-            ring_after_commit(connection, ringer)
+            ringer.ring_after(connection)
+
+    def _on_postgres(self) -> bool:
+        """A PostgreSQL store opens beside a caller's transaction without waiting on it."""
+        return is_postgres(resolve_store(self._store_arg, self.settings))
 
     def inline_holder(self) -> str:
         """A holder id with a live lock, for jobs run inline in this process: a service on
         the same store must see them as held, not rescue them."""
         if self._inline_lock is None:
-            lock = HolderLock(self.store.path, new_holder_id())
+            lock = presence_for(self.store).liveness(new_holder_id())
             lock.acquire()
             self._inline_lock = lock
         return self._inline_lock.holder
@@ -376,19 +382,19 @@ class App:
         now = clock.now()
         if connection is None:
             event_id = self.store.send_event(name, text, now=now)
-        elif self._store is not None:
-            event_id = self._store.send_event(name, text, connection=connection, now=now)
+        elif self._store is not None or self._on_postgres():
+            event_id = self.store.send_event(name, text, connection=connection, now=now)
         else:  # as in _write: work through the caller's connection
             path = os.path.realpath(resolve_store(self._store_arg, self.settings))
             if self._ringer is None:
-                self._ringer = Ringer(path)
+                self._ringer = FilePresence(path).ringer()
             event_id = send_event_in(connection, name, text, now=now, path=path)
         if self.inline or self._ringer is None:
             return event_id
         if connection is None:
             self._ringer.ring()
         else:
-            ring_after_commit(connection, self._ringer)
+            self._ringer.ring_after(connection)
         return event_id
 
     # -- reading -------------------------------------------------------------------------
@@ -415,7 +421,7 @@ class App:
     def close(self) -> None:
         self.stop()
         if self._inline_lock is not None:
-            self._inline_lock.release(unlink=True)
+            self._inline_lock.release()
             self._inline_lock = None
         if self._store is not None:
             self._store.close()

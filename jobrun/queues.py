@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from .config import Settings
-from .lock import holder_alive, holder_info, live_holders
+from .presence import presence_for
 from .store.contract import Store
 
 DEFAULT_QUEUE = "default"
 
 
 def live_queues(store: Store) -> dict[str, list[str]]:
-    """Queue -> the live services (holder ids) serving it, from their lock files."""
-    out: dict[str, list[str]] = {}
-    for h in live_holders(store.path):
-        queues = holder_info(store.path, h).get("queues") or {}
-        if isinstance(queues, dict) and queues and holder_alive(store.path, h):
-            for q in queues:
-                out.setdefault(str(q), []).append(h)
-    return out
+    """Queue -> the live services (holder ids) serving it, from what they published."""
+    return presence_for(store).live_queues()
 
 
 def known_queues(store: Store, settings: Settings) -> set[str]:

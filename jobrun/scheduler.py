@@ -1,7 +1,8 @@
 """Cron: one fire per due time, however many services run.
 
-Only the leader (the holder of an exclusive flock on `leader.lock` beside the store) enqueues
-cron jobs; when it dies, another service takes the lock within half a second. A fire is a row
+Only the leader (the holder of the presence's leadership: an exclusive flock on `leader.lock`
+beside a SQLite store, a session-level advisory lock on PostgreSQL) enqueues cron jobs; when
+it dies or its connection is cut off, another service takes the lock within half a second. A fire is a row
 in `cron_fires` (PRIMARY KEY entry, fire time) written in the same transaction as its job, so
 a second fire of the same due time is impossible even if two leaders overlapped.
 
@@ -28,8 +29,8 @@ from . import clock
 from .config import CronEntry, Settings
 from .cron import Every, Schedule, Trigger, due_between, next_fires, parse_schedule
 from .errors import JobrunError
-from .lock import FileLock, leader_path
 from .model import NewJob
+from .presence import presence_for
 from .store.contract import Store
 
 log = logging.getLogger("jobrun.scheduler")
@@ -87,7 +88,7 @@ class Scheduler:
         self.store = store
         self._settings = settings
         self._job = job
-        self._lock = FileLock(leader_path(self.store.path))
+        self._lock = presence_for(store).leadership()
         self._cursors: dict[str, datetime | None] = {}
         self._triggers: dict[str, tuple[CronEntry, Trigger]] = {}
         self._stop = threading.Event()
@@ -146,16 +147,12 @@ class Scheduler:
             wait = 0.5
             try:
                 starting = False
-                if not self.leader and self._lock.acquire():
-                    starting = True
-                    try:
-                        self._lock.write(self.holder)  # who leads, for readers: a courtesy
-                    except OSError as exc:
-                        log.warning("could not write who leads into %s: %s", self._lock.path,
-                                    exc)
+                leads = self.leader
+                if not leads and self._lock.acquire(self.holder):
+                    leads = starting = True
                     self._triggers.clear()
                     log.info("this process now leads the scheduler")
-                if self.leader:
+                if leads:
                     now_ts, mono = clock.now(), clock.monotonic()
                     jumped = (now_ts - prev_wall) - (mono - prev_mono) > JUMP
                     if jumped:

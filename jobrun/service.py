@@ -10,7 +10,6 @@ switches to a reloaded config.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -20,13 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from . import catalog, clock, enqueue
-from .bell import Bell
 from .config import CronEntry, Settings
 from .errors import StoreError
 from .executors.pools import Pools, register_commands
 from .limits import Limits, parse_rate
-from .lock import HolderLock, holder_info, new_holder_id
+from .lock import new_holder_id
 from .model import NewJob, Outcome
+from .presence import presence_for
 from .registry import REGISTRY, Registry
 from .scheduler import Scheduler, task_of
 from .store import open_store
@@ -52,13 +51,15 @@ class Service:
                                        adopt=False)
         self.path = self.store.path
         self.holder = holder or new_holder_id()
-        self._holder_lock = HolderLock(self.path, self.holder)
+        self.presence = presence_for(self.store)
+        self._liveness = self.presence.liveness(self.holder)
         self._inflight = InFlight()
         self._pools = Pools(registry, self._done, lambda: self.settings, self.path)
         self._loop: Loop | None = None
         self._maint = Maintenance(ServiceView(
             self.store, self.path, self.holder, self._inflight, lambda: self.settings,
-            lambda: self.tasks, self._wake, self._pools.cancel, self._leads))
+            lambda: self.tasks, self._wake, self._pools.cancel, self._leads,
+            self.presence, self._liveness))
         self._status: Store | None = None
         self.metrics: Any = None
         self._threads: list[threading.Thread] = []
@@ -82,12 +83,13 @@ class Service:
         return sorted(names)
 
     def start(self) -> None:
-        self._holder_lock.info = {
+        self._liveness = self.presence.liveness(self.holder, {
             "host": socket.gethostname(),
-            "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()}}
-        if not self._holder_lock.acquire():
-            raise StoreError(f"holder lock {self._holder_lock.path} is taken")
-        bell = Bell(self.path, self.holder)
+            "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()}})
+        self._maint.view.liveness = self._liveness
+        if not self._liveness.acquire():
+            raise StoreError(f"store {self.path}: holder {self.holder}'s liveness is taken")
+        bell = self.presence.bell(self.holder)
         register_commands(self.settings, self.registry)
         self._publish(self.settings)
         self._loop = Loop(self.store, self.holder, self.path, lambda: self.settings, bell,
@@ -155,7 +157,7 @@ class Service:
             log.error("could not record this service's stop in the catalog: %s", exc)
         self._inflight.clear()
         self._pools.shutdown()
-        self._holder_lock.release(unlink=True)
+        self._liveness.release()
         loop.bell.close()
         self.store.close()
         if self._status is not None:
@@ -234,10 +236,9 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.settings_changed(clock.now())
         info = {"holder": self.holder, "pid": os.getpid(),  # a reload keeps the uptime
-                "started": holder_info(self.path, self.holder).get("started", clock.now()),
-                **self._holder_lock.info, "queues": dict(plan.caps)}
-        self._holder_lock.info = info
-        self._holder_lock.write(json.dumps(info))
+                "started": self.presence.info(self.holder).get("started", clock.now()),
+                "host": socket.gethostname(), "queues": dict(plan.caps)}
+        self._liveness.publish(info)
         self._wake()
 
     # -- wiring ------------------------------------------------------------------------------

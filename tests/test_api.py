@@ -1,9 +1,11 @@
-"""The Python API of CONTRACT.md, against a real store file."""
+"""The Python API of CONTRACT.md, against a real store: a SQLite file and a PostgreSQL schema."""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import apsw
 import pytest
@@ -11,6 +13,14 @@ import pytest
 import jobrun
 import jobrun.testing
 from jobrun import JobState
+from support.postgres import any_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test on both stores: a SQLite file, and a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
 
 
 def rows(app: jobrun.App) -> int:
@@ -57,7 +67,7 @@ def test_delay_and_run_at(app: jobrun.App) -> None:
     assert j.state == JobState.SCHEDULED
     rec = app.job(j.id).record
     assert rec.run_at - rec.enqueued_at == pytest.approx(30, abs=0.01)
-    at = datetime.now(timezone.utc) + timedelta(hours=1)
+    at = datetime.now(UTC) + timedelta(hours=1)
     j2 = app.enqueue(f.name, run_at=at)
     assert app.job(j2.id).record.run_at == pytest.approx(at.timestamp())
     with pytest.raises(ValueError, match="aware"):
@@ -233,6 +243,7 @@ def test_context_inside_a_job(app: jobrun.App) -> None:
                             "beat": True, "cancelled": False}
 
 
+@pytest.mark.parametrize("store_path", ["sqlite"], indirect=True)  # PostgreSQL: test_postgres
 def test_transactional_enqueue_commits_and_rolls_back(app: jobrun.App, store_path: str) -> None:
     @app.task
     def notify(order: int) -> None: ...

@@ -7,30 +7,41 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import JOBRUN, run_cli, wait_for
+from support.postgres import any_store
 
 
-def test_enqueue_ls_show_json(tmp_path: Path) -> None:
-    env = {"JOBRUN_STORE": str(tmp_path / "j.db")}
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The command against both stores: a SQLite file, a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
+
+
+def test_enqueue_ls_show_json(tmp_path: Path, location: str) -> None:
+    env = {"JOBRUN_STORE": location}
     r = run_cli("enqueue", "myapp.mail:send", "[42]", "--key", "k1", "--priority", "3", env=env)
     assert r.returncode == 0, r.stderr
     job_id = int(r.stdout.strip())
     r = run_cli("enqueue", "myapp.mail:send", "[42]", "--key", "k1", env=env)
     assert int(r.stdout) == job_id  # de-duplicated
     r = run_cli("enqueue", "other:t", "--kwargs", '{"a": 1}', "--delay", "60", env=env)
+    other = int(r.stdout)  # not always 2: a PostgreSQL sequence skips the de-duplicated one
     listed = json.loads(run_cli("ls", "--json", env=env).stdout)
-    assert [j["id"] for j in listed] == [2, 1]
+    assert [j["id"] for j in listed] == [other, job_id] and other > job_id
     assert listed[1]["key"] == "k1" and listed[1]["priority"] == 3
     assert listed[0]["state"] == "scheduled"
     for field in ("id", "task", "queue", "state", "attempts", "priority", "key", "run_at"):
         assert field in listed[0]
     assert listed[0]["run_at"].endswith("Z")
-    shown = json.loads(run_cli("show", "1", "--json", env=env).stdout)
+    shown = json.loads(run_cli("show", str(job_id), "--json", env=env).stdout)
     assert shown["result"] is None and shown["errors"] == [] and shown["args"] == [42]
     only = json.loads(run_cli("ls", "--state", "scheduled", "--json", env=env).stdout)
-    assert [j["id"] for j in only] == [2]
+    assert [j["id"] for j in only] == [other]
 
 
 def test_store_flag_and_exit_codes(tmp_path: Path) -> None:
@@ -50,8 +61,8 @@ def test_store_flag_and_exit_codes(tmp_path: Path) -> None:
     assert r.returncode == 1 and "not a SQLite database" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_retry_cancel_prune_pause_stats(tmp_path: Path) -> None:
-    env = {"JOBRUN_STORE": str(tmp_path / "j.db")}
+def test_retry_cancel_prune_pause_stats(tmp_path: Path, location: str) -> None:
+    env = {"JOBRUN_STORE": location}
     for _ in range(3):
         run_cli("enqueue", "nobody:home", env=env)
     r = run_cli("cancel", "1", env=env)
@@ -68,8 +79,8 @@ def test_retry_cancel_prune_pause_stats(tmp_path: Path) -> None:
     assert run_cli("prune", "--older-than", "soon", env=env).returncode == 2
 
 
-def test_enqueue_file_is_one_transaction(tmp_path: Path) -> None:
-    env = {"JOBRUN_STORE": str(tmp_path / "j.db")}
+def test_enqueue_file_is_one_transaction(tmp_path: Path, location: str) -> None:
+    env = {"JOBRUN_STORE": location}
     good = tmp_path / "jobs.toml"
     good.write_text('[[job]]\ntask = "a:b"\nargs = [1]\n\n[[job]]\ntask = "a:c"\n'
                     'kwargs = {x = 2}\npriority = 4\n')
@@ -131,11 +142,13 @@ def test_demo_runs_and_drains_on_sigterm(tmp_path: Path) -> None:
     assert sorted(j["state"] for j in jobs).count("succeeded") == 6
 
 
-def test_start_serves_tasks_from_the_config_folder(tmp_path: Path) -> None:
+def test_start_serves_tasks_from_the_config_folder(tmp_path: Path, location: str) -> None:
     (tmp_path / "mytasks.py").write_text(
         "import jobrun\napp = jobrun.App()\n\n@app.task\ndef double(x):\n    return 2 * x\n")
     cfg = tmp_path / "jobrun.toml"
-    cfg.write_text('[jobrun]\nstore = "j.db"\nimport = ["mytasks"]\napp = "mytasks:app"\n')
+    store = "j.db" if location.endswith(".db") else location  # a file beside the config
+    cfg.write_text(f'[jobrun]\nstore = {json.dumps(store)}\nimport = ["mytasks"]\n'
+                   'app = "mytasks:app"\n')
     env = {"JOBRUN_CONFIG": str(cfg)}
     run_cli("enqueue", "mytasks:double", "[21]", env=env)
     p = subprocess.Popen([*JOBRUN, "start"], env={**os.environ, **env},

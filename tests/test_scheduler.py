@@ -75,14 +75,14 @@ def make(store_path: str, entries: list[CronEntry]) -> tuple[Scheduler, list[dat
 def test_scheduler_fires_each_due_time_once(store_path: str) -> None:
     entry = CronEntry("tick", every=10.0, task="x:tick")
     a, fired_a = make(store_path, [entry])
-    assert a._lock.acquire()
+    assert a._lock.acquire("a")
     a.fire_due(at(0), starting=True)
     a.fire_due(at(5))
     a.fire_due(at(25))
     assert fired_a == [at(10), at(20)]
     # A second leader overlapping (lock lost, stale state): the UNIQUE row stops a re-fire.
     b, fired_b = make(store_path, [entry])
-    b._lock._fd = -1  # pretend to lead too
+    b._lock._lock._fd = -1  # pretend to lead too (FileLeadership._lock: the flock)
     b._cursors, b._triggers = {}, {}
     b.fire_due(at(25), starting=False)
     b._cursors["tick"] = at(5)
@@ -92,7 +92,7 @@ def test_scheduler_fires_each_due_time_once(store_path: str) -> None:
     assert [(r[0], r[1]) for r in rows] == [("tick", at(10).timestamp()),
                                             ("tick", at(20).timestamp())]
     assert a.store.read("SELECT count(*) FROM jobs")[0][0] == 2
-    b._lock._fd = None
+    b._lock._lock._fd = None
 
 
 def test_scheduler_resumes_from_the_last_fire(store_path: str) -> None:

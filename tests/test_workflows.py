@@ -10,17 +10,26 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import apsw
 import pytest
-from conftest import run_cli, wait_for
 
 import jobrun
 import jobrun.testing
+from conftest import run_cli, wait_for
 from jobrun.config import QueueConfig, Settings
+from jobrun.store import open_store
+from support.postgres import any_store
 
 FAST = Settings(poll=0.05)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test on both stores: a SQLite file, and a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
 
 
 @pytest.fixture
@@ -30,12 +39,13 @@ def app(store_path: str) -> Iterator[jobrun.App]:
     a.close()
 
 
-def rows(store_path: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    conn = apsw.Connection(store_path)
+def rows(store_path: str, sql: str) -> list[tuple[Any, ...]]:
+    """A read of the test's own, on either store."""
+    store = open_store(store_path)
     try:
-        return list(conn.execute(sql, params))
+        return [tuple(r) for r in store.read(sql)]  # type: ignore[attr-defined]
     finally:
-        conn.close()
+        store.close()
 
 
 def waiting(app: jobrun.App, job_id: int) -> bool:
@@ -216,19 +226,20 @@ def test_an_enqueue_in_the_body_is_recorded(app: jobrun.App) -> None:
 
 # -- sleep -----------------------------------------------------------------------------------
 def test_sleep_waits_without_a_slot(store_path: str) -> None:
-    # One slot: ten workflows each sleeping 0.5 s finish in about 0.5 s, not 5 s.
+    # One slot: ten workflows all asleep at once (a sleep that kept its slot would let only
+    # one sleep at a time). Each sleeps 3 s: room for all ten to get there on a busy machine.
     app = jobrun.App(store_path, settings=Settings(poll=0.05, queues={
         "default": QueueConfig("default", concurrency=1)}))
     try:
         @app.workflow
         def nap(i: int) -> int:
-            jobrun.sleep(0.5)
+            jobrun.sleep(3.0)
             return i
 
         app.start()
         jobs = [nap.enqueue(i) for i in range(10)]
-        wait_for(lambda: all(waiting(app, j.id) for j in jobs), 5, "all ten to sleep")
-        assert [j.result(timeout=5) for j in jobs] == list(range(10))
+        wait_for(lambda: all(waiting(app, j.id) for j in jobs), 10, "all ten to sleep")
+        assert [j.result(timeout=10) for j in jobs] == list(range(10))
     finally:
         app.close()
 
@@ -288,6 +299,7 @@ def test_an_event_payload_must_be_json(app: jobrun.App) -> None:
     assert rows(app.store_path, "SELECT name, payload FROM events") == [("x", '{"ok":true}')]
 
 
+@pytest.mark.parametrize("store_path", ["sqlite"], indirect=True)  # PostgreSQL: test_presence
 def test_send_event_in_a_transaction_that_rolls_back_stores_nothing(
         app: jobrun.App, store_path: str) -> None:
     app.send_event("warmup")  # the store exists

@@ -4,7 +4,7 @@ Exit codes: 0 done, 1 not found or refused, 2 usage error, 78 configuration erro
 Errors are one line on stderr (a traceback only with --debug).
 """
 
-from . import jobs, service  # noqa: F401 - registers the commands
+from . import jobs, service, store  # noqa: F401 - registers the commands
 from .base import cli, main
 
 __all__ = ["cli", "main"]

@@ -20,7 +20,7 @@ from ..model import JobRecord
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..store.sqlite import SqliteStore
+    from ..store.contract import Store
 
 EX_OK, EX_REFUSED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 
@@ -71,14 +71,14 @@ def _open(config: str | None, store: str | None, *, import_tasks: bool = False) 
 class Opened:
     """What an operator command works on: an existing store, and the settings (maybe none)."""
 
-    store: SqliteStore
+    store: Store
     settings: Settings
 
     def ring(self) -> None:
         """Wake the live services at once (a retry, a resume) instead of at their next poll."""
-        from ..bell import Ringer
+        from ..presence import presence_for
 
-        Ringer(self.store.path).ring()
+        presence_for(self.store).wake_all()
 
 
 def open_store(config: str | None, store: str | None, *, import_tasks: bool = False,
@@ -88,6 +88,8 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     `readonly` for commands that only read: they work in a folder this user cannot write."""
     from ..runtime import import_tasks as do_import
     from ..runtime import resolve
+    from ..store import is_postgres
+    from ..store import open_store as open_any
     from ..store.sqlite import SqliteStore
 
     rt = resolve(config, store, lenient=True)
@@ -99,6 +101,10 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
             if not (store or os.environ.get("JOBRUN_STORE")):
                 raise
             warn(f"warning: config ignored (the store is given): {exc}")
+    if is_postgres(rt.store):  # a database without a jobrun schema is refused, not set up
+        open_any(rt.store, readonly=True).close()
+        return Opened(open_any(rt.store, durability=rt.settings.durability,
+                               readonly=readonly), rt.settings)
     if not os.path.exists(rt.store):
         fail(f"store {rt.store} does not exist (a typo in --store or $JOBRUN_STORE? "
              "`jobrun start` and `jobrun enqueue` create it)")

@@ -1,6 +1,6 @@
 """`jobrun explain ID`: why a job is not running now, in plain sentences.
 
-`reasons` is pure: the facts are read by `gather` (store, lock files, config) and handed in.
+`reasons` is pure: the facts are read by `gather` (store, the services' presence, config) and handed in.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from .. import clock
 from ..config import Settings
 from ..limits import Bucket, parse_rate
-from ..lock import holder_alive, holder_info, live_holders
 from ..model import JobRecord
+from ..presence import presence_for
 from ..registry import REGISTRY
 from ..store.contract import Store
 
@@ -110,13 +110,13 @@ def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
 
 
 def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Facts:
-    """The facts `reasons` needs, from cheap indexed reads and the services' lock files."""
+    """The facts `reasons` needs, from cheap indexed reads and what live services published."""
     f = Facts()
     f.paused = rec.queue in store.paused()
-    for h in live_holders(store.path):
-        info = holder_info(store.path, h)
-        queues = info.get("queues") or {}
-        if not isinstance(queues, dict) or not holder_alive(store.path, h):
+    presence = presence_for(store)
+    for h in presence.holders():
+        queues = presence.info(h).get("queues") or {}
+        if not isinstance(queues, dict) or not presence.alive(h):
             continue
         f.others[h] = sorted(map(str, queues))
         if rec.queue in queues:
@@ -126,10 +126,10 @@ def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Fact
     if f.cap is None and rec.queue in settings.queues:
         f.cap = settings.queues[rec.queue].concurrency
     if rec.holder:
-        f.holder_alive = holder_alive(store.path, rec.holder)
+        f.holder_alive = presence.alive(rec.holder)
     if rec.state.value == "queued":
         decls = [(h, seen) for t, h, _, seen in store.catalog() if t == rec.task]
-        f.task_runners = [h for h, _ in decls if holder_alive(store.path, h)]
+        f.task_runners = [h for h, _ in decls if presence.alive(h)]
         f.task_seen = max((seen for _, seen in decls), default=None)
     if rec.state.value == "scheduled":
         step = store.waiting_step(rec.id)

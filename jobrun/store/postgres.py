@@ -148,8 +148,21 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                 return insert(in_caller(connection, self.shown), jobs, now)
             except psycopg.Error as exc:
                 raise wrap(exc, self.shown) from exc
+        if all(j.key is None for j in jobs):  # insert() makes them one statement
+            return self._insert_alone(jobs, now)
         with self.write() as conn:
             return insert(conn, jobs, now)
+
+    def _insert_alone(self, jobs: list[NewJob], now: float) -> list[int]:
+        """Jobs without keys are one INSERT statement: atomic by itself, so it runs without
+        BEGIN and COMMIT (two round trips fewer per enqueue)."""
+        try:
+            with self.pool.connection() as conn:
+                return insert(conn, jobs, now)
+        except psycopg.Error as exc:
+            raise wrap(exc, self.shown) from exc
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
 
     # -- the worker's round ---------------------------------------------------------------
     def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *,

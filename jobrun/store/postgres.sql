@@ -42,7 +42,9 @@ SELECT id FROM jobs
    AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
 -- insert_job --
--- A key held by an unfinished job of the task inserts nothing (the partial unique index).
+-- A key held by an unfinished job of the task inserts nothing (the partial unique index). A
+-- new row rings the services' doorbell (LISTEN/NOTIFY) when its transaction commits.
+WITH ins AS (
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at, key,
                   enqueued_at, trace_id, timeout, options, ckey)
 VALUES (%(task)s, %(queue)s, %(args)s, %(kwargs)s, %(priority)s, %(state)s, %(max_attempts)s,
@@ -50,11 +52,13 @@ VALUES (%(task)s, %(queue)s, %(args)s, %(kwargs)s, %(priority)s, %(state)s, %(ma
     ON CONFLICT (task, key)
        WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')
        DO NOTHING
-RETURNING id;
+RETURNING id)
+SELECT id, pg_notify('jobrun:' || current_schema(), '') FROM ins;
 
 -- insert_jobs --
 -- A batch without keys in one statement: a column per array, rows in the order given (their
--- identity ids follow that order).
+-- identity ids follow that order); rings the doorbell as insert_job does.
+WITH ins AS (
 INSERT INTO jobs (task, queue, args, kwargs, priority, state, max_attempts, run_at,
                   enqueued_at, trace_id, timeout, options, ckey)
 SELECT task, queue, args, kwargs, priority, state, max_attempts, run_at, %(now)s, trace_id,
@@ -66,7 +70,8 @@ SELECT task, queue, args, kwargs, priority, state, max_attempts, run_at, %(now)s
        WITH ORDINALITY AS n(task, queue, args, kwargs, priority, state, max_attempts, run_at,
                             trace_id, timeout, options, ckey, ord)
  ORDER BY ord
-RETURNING id;
+RETURNING id)
+SELECT id, pg_notify('jobrun:' || current_schema(), '') FROM ins;
 
 -- key_lock --
 -- Enqueues of one (task, key) one at a time, so a lost race finds the winner's row.
@@ -462,3 +467,42 @@ SELECT CASE WHEN pg_try_advisory_lock(hashtext('jobrun:' || current_schema() || 
             THEN NOT pg_advisory_unlock(hashtext('jobrun:' || current_schema() || ':' || %(kind)s),
                                         hashtext(%(name)s))
             ELSE true END;
+
+-- notify --
+-- Wake every listening service of this store (delivered when the transaction commits; a
+-- rollback wakes nobody).
+SELECT pg_notify('jobrun:' || current_schema(), '');
+
+-- bell_channel --
+-- The channel the services of this store listen on: one per schema.
+SELECT 'jobrun:' || current_schema();
+
+-- listen --
+-- A service's doorbell: {channel} is bell_channel's answer, quoted as an identifier.
+LISTEN {channel};
+
+-- holder_put --
+-- What a live service says about itself (host, pid, queues, started), read by the others.
+INSERT INTO meta (name, value) VALUES ('holder:' || %(holder)s, %(info)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+
+-- holder_get --
+-- What one service said about itself.
+SELECT value FROM meta WHERE name = 'holder:' || %(holder)s;
+
+-- holders_list --
+-- The services that said they serve (their liveness locks say which still do).
+SELECT substr(name, 8) FROM meta WHERE name LIKE 'holder:%%' ORDER BY name;
+
+-- holder_forget --
+-- A dead service's record, removed by a sweep (or by itself on its way out).
+DELETE FROM meta WHERE name = 'holder:' || %(holder)s;
+
+-- leader_put --
+-- Who leads the cron now, for readers (the advisory lock is what counts).
+INSERT INTO meta (name, value) VALUES ('leader', %(holder)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+
+-- leader_get --
+-- Who said it leads the cron.
+SELECT value FROM meta WHERE name = 'leader';

@@ -1,21 +1,43 @@
 """Session-level advisory locks on PostgreSQL: what replaces the SQLite store's flock files
 when services run on several hosts. A lock lives as long as the connection that took it, so
 when a host dies or is cut off (its backend ends) every other host sees it free at once.
+jobrun/presence/postgres.py builds liveness and cron leadership on them.
 
-Not yet wired into lock.py / the scheduler (issue 16's next step): `HolderLock` and the cron
-leader lock still use files beside the store location.
+A forked child (a task's `os.fork()`) shares the parent's sockets: one left open would keep
+a dead service's session, and so its locks, alive. The child closes its copies of them
+(only the descriptor: the parent's session is untouched, psycopg never ends it from a child).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import weakref
 from typing import Any
 
 import psycopg
 
 from ..errors import StoreError
 from .postgres_sql import PQ, sql, wrap
+
+# Connections whose socket a forked child must not keep (lock holders, doorbells).
+_guarded: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def close_in_child(conn: psycopg.Connection[Any]) -> None:
+    """Have forked children close their copy of `conn`'s socket."""
+    _guarded.add(conn)
+
+
+def _in_child() -> None:
+    for conn in list(_guarded):
+        with contextlib.suppress(Exception):
+            os.close(conn.fileno())
+    _guarded.clear()
+
+
+os.register_at_fork(after_in_child=_in_child)
 
 
 class AdvisoryLocks:
@@ -43,6 +65,7 @@ class AdvisoryLocks:
             if not (row and row[0]):
                 conn.close()
                 return False
+            close_in_child(conn)
             self._held[(kind, name)] = conn
             return True
 

@@ -108,9 +108,13 @@ class PgOperator(PgBase):
     def retry(self, job_id: int | None, *, now: float) -> list[int]:
         with self.write() as conn:
             if job_id is None:
-                return [r[0] for r in conn.execute(sql(PQ["retry_dead"]), {"now": now})]
-            return [r[0] for r in conn.execute(sql(PQ["retry_job"]),
-                                               {"id": job_id, "now": now})]
+                ids = [r[0] for r in conn.execute(sql(PQ["retry_dead"]), {"now": now})]
+            else:
+                ids = [r[0] for r in conn.execute(sql(PQ["retry_job"]),
+                                                  {"id": job_id, "now": now})]
+            if ids:
+                conn.execute(sql(PWQ["forget_failures"]), {"ids": ids})
+            return ids
 
     def prune(self, before: float, states: tuple[str, ...] = ("succeeded", "cancelled", "dead"),
               *, batch: int = 500) -> int:

@@ -42,7 +42,8 @@ def wrap(exc: psycopg.Error, where: str) -> StoreError:
 
 def insert(conn: psycopg.Connection[Any], jobs: list[NewJob], now: float) -> list[int]:
     """Insert jobs in the caller's transaction; a key an unfinished job of its task holds
-    gives that job's id (the key's enqueues are serialized by an advisory lock)."""
+    gives that job's id (the key's enqueues are serialized by an advisory lock). The
+    services' doorbells ring when that transaction commits (the inserts notify)."""
     params = [_job_params(j, now) for j in jobs]
     if len(jobs) > 1 and all(j.key is None for j in jobs):
         columns = {c: [p[c] for p in params] for c in _BATCH}

@@ -17,7 +17,7 @@ import psycopg
 from ..model import NewJob
 from .contract import StepRecord
 from .postgres_ops import PgBase
-from .postgres_sql import PWQ, in_caller, insert, sql, wrap
+from .postgres_sql import PQ, PWQ, in_caller, insert, sql, wrap
 from .sqlite_workflows import _params, _step
 
 
@@ -99,13 +99,15 @@ class PgWorkflows(PgBase):
         params = {"name": name, "payload": payload, "now": now}
         if connection is not None:
             try:
-                row = in_caller(connection, self.shown).execute(
-                    sql(PWQ["insert_event"]), params).fetchone()
+                caller = in_caller(connection, self.shown)
+                row = caller.execute(sql(PWQ["insert_event"]), params).fetchone()
+                caller.execute(sql(PQ["notify"]))  # waiters' services wake on its commit
             except psycopg.Error as exc:
                 raise wrap(exc, self.shown) from exc
         else:
             with self.write() as conn:
                 row = conn.execute(sql(PWQ["insert_event"]), params).fetchone()
+                conn.execute(sql(PQ["notify"]))
         assert row is not None
         return int(row[0])
 

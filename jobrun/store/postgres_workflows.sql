@@ -108,3 +108,8 @@ UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token
  WHERE id IN (SELECT id FROM tree)
    AND state IN ('scheduled', 'queued', 'running', 'retrying')
 RETURNING id;
+
+-- forget_failures --
+-- A retried workflow replays its failed steps anew (a step that failed for good would raise
+-- StepFailed again at once); its recorded successes stay.
+DELETE FROM steps WHERE job_id = ANY(%(ids)s) AND state = 'failed';

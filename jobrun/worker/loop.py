@@ -17,13 +17,14 @@ from typing import Any
 
 from .. import clock
 from ..attempt import after_failure
-from ..bell import Bell, Ringer
 from ..config import Settings
 from ..context import Context
 from ..errors import StoreError
 from ..executors.pools import Pools
 from ..limits import Limits
 from ..model import Claim, Outcome
+from ..presence import presence_for
+from ..presence.contract import Doorbell, Ringer
 from ..store.contract import Round, Store
 from . import outcomes as outcomes_mod
 from .inflight import InFlight
@@ -46,7 +47,7 @@ class ClaimPlan:
 
 class Loop:
     def __init__(self, store: Store, holder: str, path: str, settings: Callable[[], Settings],
-                 bell: Bell, pools: Pools, inflight: InFlight,
+                 bell: Doorbell, pools: Pools, inflight: InFlight,
                  observe: Callable[[str, str, str, Any], None] | None = None) -> None:
         self.store, self.holder, self.path = store, holder, path
         self._settings = settings
@@ -168,7 +169,7 @@ class Loop:
         """A gathered child ended here: its parent, if that was its last child, may run on
         another service (another queue, another host's tasks), asleep until its poll."""
         if self._ringer is None:
-            self._ringer = Ringer(self.path)
+            self._ringer = presence_for(self.store).ringer()
         self._ringer.ring()
 
     def _dispatch(self, claim: Claim) -> None:

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import catalog, clock, enqueue
 from ..attempt import Suspend
-from ..bell import Ringer
 from ..context import Context, current
 from ..errors import Interrupted, NonDeterministic, Permanent
 from ..model import NewJob
+from ..presence import presence_for
+from ..presence.contract import Ringer
 from ..registry import REGISTRY
+from ..store import is_postgres
 from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
@@ -195,10 +197,11 @@ def _catalog_for(store: Store) -> catalog.CatalogView:
 
 
 def _ringer(path: str) -> Ringer:
+    store = store_for(path)  # before _lock: it takes it too
     with _lock:
         r = _ringers.get(path)
         if r is None:
-            r = _ringers[path] = Ringer(path)
+            r = _ringers[path] = presence_for(store).ringer()
         return r
 
 
@@ -209,7 +212,9 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
     if ctx is None:
         return body(*args, **kwargs)  # called outside any job: a plain call
     path = ctx.store or os.environ.get("JOBRUN_STORE") or app.store_path
-    store = app.store if app.inline else store_for(os.path.realpath(path))
+    if not is_postgres(path):
+        path = os.path.realpath(path)
+    store = app.store if app.inline else store_for(path)
     run = WorkflowRun(app, store, ctx.job_id, ctx.token, ctx.task, inline=app.inline,
                       max_steps=max_steps, ctx=ctx)
     token = _RUN.set(run)

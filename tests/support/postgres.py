@@ -73,3 +73,52 @@ def fresh_store_url() -> Iterator[str]:
     finally:
         with psycopg.connect(SERVER, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def client_ports(pid: int) -> set[int]:
+    """The local TCP ports of process `pid`'s sockets (its connections' client ports), read
+    from /proc: how a test finds a service's backends to cut it off."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}", encoding="ascii") as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[9] in inodes:
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def terminate_backends_of(pid: int) -> int:
+    """Cut process `pid` off the server: end every backend serving one of its connections
+    (pg_terminate_backend), as a host whose network died. How many were ended."""
+    import psycopg
+
+    ports = sorted(client_ports(pid))
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE client_port = ANY(%s) AND pid <> pg_backend_pid()",
+                            (ports,)).fetchall()
+    return sum(1 for (ok,) in rows if ok)
+
+
+@contextmanager
+def any_store(kind: str, folder: str) -> Iterator[str]:
+    """A store location of `kind`: "sqlite" (a file in `folder`) or "postgres" (a fresh
+    schema, dropped afterwards), for tests that run on both stores."""
+    if kind == "postgres":
+        with fresh_store_url() as url:
+            yield url
+        return
+    yield os.path.join(folder, "jobs.db")

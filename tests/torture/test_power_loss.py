@@ -344,7 +344,7 @@ def w_cron(w: Work) -> None:
                                jobrun.clock.now(), catalog.resolve(None, None, None, s))
 
     sched = Scheduler(open_store(w.path, durability=s.durability), lambda: s, make, "power")
-    assert sched._lock.acquire()
+    assert sched._lock.acquire("power")
     sched.fire_due(T0, starting=True)
     known: set[tuple[str, float]] = set()
     for k in range(1, 30):

@@ -6,7 +6,7 @@ module, each given what it needs (a `ServiceView`) rather than the service itsel
     fencing.py   tell attempts whose job was cancelled or taken back
     timeouts.py  record thread jobs past their timeout (a thread cannot be stopped)
     unknown.py   jobs of tasks no live or recent service declares go dead
-    holders.py   remove the lock files of dead holders
+    holders.py   keep this service's liveness, forget what dead holders published
     prune.py     delete finished jobs past their retention
     alerting.py  alert thresholds (on the leader only)
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ... import clock
 from ...config import Settings
 from ...errors import StoreError
+from ...presence.contract import Liveness, Presence
 from ...store.contract import Store
 from ..inflight import InFlight
 from . import alerting, fencing, holders, leases, prune, rescue, timeouts, unknown
@@ -43,6 +44,8 @@ class ServiceView:
     wake: Callable[[], None]              # wake the loop: jobs came back, retries are due
     cancel_running: Callable[[int], None]  # stop an async attempt of this job id
     leader: Callable[[], bool]
+    presence: Presence                    # who is alive, who leads (files or advisory locks)
+    liveness: Liveness                    # this service's own
 
 
 class Maintenance:
@@ -82,6 +85,7 @@ class Maintenance:
         self.ran_at = now_m = clock.monotonic()
         now = clock.now()
         settings = v.settings()
+        v.liveness.keep()
         self.rescued += rescue.dead_holders(v, now) + rescue.expired_leases(v, now)
         if self._due("leases", settings.lease / 3, now_m, first):
             leases.extend(v, now)

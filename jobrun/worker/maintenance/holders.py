@@ -1,16 +1,13 @@
-"""Remove the lock files of dead holders (asking a lock removes a dead one's file)."""
+"""Forget what dead holders published (their lock files, their rows): asking a dead
+holder's liveness is enough beside a SQLite store; on PostgreSQL its row is deleted."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from ...lock import holder_alive, live_holders
 
 if TYPE_CHECKING:
     from . import ServiceView
 
 
 def sweep(v: ServiceView) -> None:
-    for h in live_holders(v.path):
-        if h != v.holder:
-            holder_alive(v.path, h)
+    v.presence.sweep(v.holder)

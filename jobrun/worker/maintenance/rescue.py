@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ...lock import holder_alive
 from ...store.contract import Rescued
 
 if TYPE_CHECKING:
@@ -18,7 +17,7 @@ jlog = logging.getLogger("jobrun.job")
 def dead_holders(v: ServiceView, now: float) -> int:
     n = 0
     for h in v.store.running_holders():
-        if h != v.holder and not holder_alive(v.path, h):
+        if h != v.holder and not v.presence.alive(h):
             n += _said(v, v.store.rescue_holder(h, f"worker lost: service process {h} died",
                                                 now=now))
     return n

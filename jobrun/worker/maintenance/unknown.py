@@ -9,7 +9,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from ... import catalog
-from ...lock import holder_alive
 
 if TYPE_CHECKING:
     from . import ServiceView
@@ -31,7 +30,7 @@ def sweep(v: ServiceView, now: float) -> None:
 
     def is_alive(holder: str) -> bool:
         if holder not in alive:
-            alive[holder] = holder == v.holder or holder_alive(v.path, holder)
+            alive[holder] = holder == v.holder or v.presence.alive(holder)
         return alive[holder]
 
     for queue, task in pairs:
