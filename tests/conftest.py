@@ -21,6 +21,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="full-size torture tests")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_url_made_a_path() -> Iterator[None]:
+    """A postgresql:// store taken for a file path makes a `postgresql:` folder in the cwd
+    (a run once committed 23 of them): the suite fails if any test does it."""
+    stray = [Path.cwd() / "postgresql:", ROOT / "postgresql:"]
+    before = {p for p in stray if p.exists()}
+    yield
+    made = [str(p) for p in stray if p.exists() and p not in before]
+    assert not made, f"a store URL was opened as a file path: {made}"
+
+
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's own store or config."""

@@ -727,7 +727,12 @@ def test_an_async_workflow_is_refused_at_decoration(app: jobrun.App) -> None:
 
 
 # -- once in a step --------------------------------------------------------------------------
-def test_once_blocks_in_a_step_that_goes_on_or_fails(app: jobrun.App, store_path: str) -> None:
+def test_once_blocks_in_a_step_that_goes_on_or_fails(tmp_path: Path) -> None:
+    # SQLite for now: op.connection is an apsw connection there (once() on PostgreSQL: #16).
+    import apsw
+
+    store_path = str(tmp_path / "jobs.db")
+    app = jobrun.App(store_path, settings=FAST)
     # Given: a step with two once blocks writing through op.connection, an enqueue after
     # them (a store write while the last block waits for the step's record), and a first
     # attempt that fails after its blocks.
@@ -767,3 +772,4 @@ def test_once_blocks_in_a_step_that_goes_on_or_fails(app: jobrun.App, store_path
     assert [(s.name, s.state, s.attempts) for s in app.store.steps(job.id)] == [
         ("pay", "succeeded", 2)]
     assert rows(store_path, "SELECT count(*) FROM jobs WHERE task LIKE '%receipt'") == [(2,)]
+    app.close()
