@@ -173,6 +173,12 @@ DELETE FROM jobs WHERE id IN (
        AND id < (SELECT max(id) FROM jobs)
      LIMIT :limit);
 
+-- prune_job --
+-- One finished job deleted by id (the console's delete), with prune_finished's rule: the
+-- newest job is kept, so its id is never given again.
+DELETE FROM jobs WHERE id = :id AND state IN ('succeeded', 'cancelled', 'dead')
+   AND id < (SELECT max(id) FROM jobs);
+
 -- queue_counts --
 -- One partial index per state: no scan of finished jobs.
 SELECT queue, 'queued', count(*) FROM jobs WHERE state = 'queued' GROUP BY queue
@@ -185,7 +191,7 @@ UNION ALL
 SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' GROUP BY queue;
 
 -- oldest_queued --
--- Per queue, the run_at of its oldest queued job (jobs_ready).
+-- Per queue, the run_at of its oldest queued job (jobs_ready_at, covering).
 SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
 
 -- finished_since --
