@@ -134,7 +134,7 @@ def test_read_only_refuses_every_action(app: jobrun.App, store_path: str) -> Non
 
     async def body(pilot: Any) -> None:
         c: Console = pilot.app
-        for key in ("r", "c", "p"):
+        for key in ("r", "c", "d", "p", "R", "C", "D"):
             await pilot.press(key)
             assert not isinstance(c.screen, Confirm)
             assert "read-only" in text_of(c, "#status")
@@ -144,6 +144,63 @@ def test_read_only_refuses_every_action(app: jobrun.App, store_path: str) -> Non
         assert app.store.get(dead).state == "dead"  # type: ignore[union-attr]
 
     drive(Console(store_path, read_only=True), body)
+
+
+def test_delete_one_and_act_on_every_match(app: jobrun.App, store_path: str) -> None:
+    @app.task(queue="mail", max_attempts=1)
+    def bounce(to: str) -> None:
+        raise ValueError(f"no such mailbox {to}")
+
+    dead = [bounce.enqueue(f"{n}@example.com").id for n in ("ann", "bob", "cy", "dee")]
+    jobrun.testing.run_until_idle(app)
+    newest = app.enqueue("some:task", args=["last"], queue="default").id
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        assert c.state == "dead" and sorted(job_ids(c)) == dead
+        # d on the selected dead job: asked, then deleted through the store's prune_job.
+        first = job_ids(c)[0]
+        await pilot.press("d")
+        assert isinstance(c.screen, Confirm)
+        await pilot.press("y")
+        assert app.store.get(first) is None and first not in job_ids(c)
+        assert "deleted" in text_of(c, "#status")
+        left = [j for j in dead if j != first]
+        # D on a filter: only the matching job goes.
+        target = left.pop()
+        name = app.store.get(target).args[0]  # type: ignore[union-attr]
+        await pilot.press("slash")
+        c.query_one("#filter").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*name, "enter")
+        assert job_ids(c) == [target]
+        await pilot.press("D", "y")
+        assert app.store.get(target) is None and job_ids(c) == []
+        # R with a filter that matches nothing: refused, nothing asked.
+        await pilot.press("slash", *"zzz", "enter")
+        await pilot.press("R")
+        assert not isinstance(c.screen, Confirm) and "no job matches" in text_of(c, "#status")
+        await pilot.press("escape")
+        # R on every dead job: each queued again; C on the queued list cancels them all.
+        await pilot.press("R", "y")
+        assert all(app.store.get(j).state == "queued" for j in left)  # type: ignore[union-attr]
+        assert f"retry: {len(left)} job(s) done" in text_of(c, "#status")
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued" and sorted(job_ids(c)) == sorted([*left, newest])
+        # d on a queued job: refused in one line.
+        await pilot.press("d")
+        assert "delete: the job is queued" in text_of(c, "#status")
+        await pilot.press("D")
+        assert "delete: the jobs are queued" in text_of(c, "#status")
+        await pilot.press("C", "y")
+        for j in [*left, newest]:
+            assert app.store.get(j).state == "cancelled"  # type: ignore[union-attr]
+        # the newest job is kept by delete (its id must never be given again).
+        await pilot.press("s", "s", "s")
+        assert c.state == "cancelled" and job_ids(c)[0] == newest
+        await pilot.press("d", "y")
+        assert app.store.get(newest) is not None and "newest" in text_of(c, "#status")
+
+    drive(Console(store_path), body)
 
 
 def test_a_job_deleted_while_open(app: jobrun.App, store_path: str) -> None:

@@ -20,6 +20,7 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.sqlite import SqliteStore
+from .actions import act, bulk
 from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .screens import Confirm, Help, JobScreen
 from .snapshot import Snapshot, Window, take
@@ -53,6 +54,10 @@ class Console(App[None]):
         Binding("S", "state(-1)", "state", show=False),
         Binding("r", "retry", "retry"),
         Binding("c", "cancel", "cancel"),
+        Binding("d", "delete", "delete"),
+        Binding("R", "bulk('retry')", "retry all", show=False),
+        Binding("C", "bulk('cancel')", "cancel all", show=False),
+        Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
         Binding("escape", "clear", "back", show=False),
     ]
@@ -314,24 +319,52 @@ class Console(App[None]):
 
     def _act(self, action: str, job_id: int) -> None:
         try:
-            store, now = self._store(), clock.now()
-            if action == "retry":
-                ok = bool(store.retry(job_id, now=now))
-                self.say(f"job {job_id} queued again" if ok else
-                         f"retry: job {job_id} no longer retryable", error=not ok)
-            else:
-                was = store.cancel(job_id, now=now)
-                self.say(f"job {job_id} cancelled (was {was})" if was else
-                         f"cancel: job {job_id} no longer exists", error=not was)
+            said, failed = act(self._store(), action, job_id, now=clock.now())
+            self.say(said, error=failed)
         except JobrunError as exc:
             self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
         self.refresh_data()
+
+    def action_bulk(self, action: str) -> None:
+        """R, C, D: the action on every job the list shows, on every page (y confirms)."""
+        if isinstance(self.screen, JobScreen):
+            return
+        why = refusal(action, self.state, self.read_only)
+        if why:
+            self.say(why.replace("the job is", "the jobs are"), error=True)
+            return
+        if not self.rows:
+            self.say(f"{action}: no job matches", error=True)
+            return
+        what = (f"every {self.state} job of queue {self.queue or 'all'}"
+                + (f" matching {clip(self.text, 20)!r}" if self.text else "")
+                + f" ({len(self.rows)}{'+' if self.more else ''})")
+        state, queue, text = self.state, self.queue, self.text
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                self.say(f"{action} of {what}: not done")
+                return
+            try:
+                n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
+                                 text=text, now=clock.now())
+                self.say(f"{action}: {n} job(s) done" + (f", {missed} not (changed meanwhile)"
+                                                          if missed else ""), error=bool(missed))
+            except JobrunError as exc:
+                self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+            self.rows = []
+            self.refresh_data()
+
+        self.push_screen(Confirm(f"{action} {what}?"), done)
 
     def action_retry(self) -> None:
         self._ask("retry")
 
     def action_cancel(self) -> None:
         self._ask("cancel")
+
+    def action_delete(self) -> None:
+        self._ask("delete")
 
     def action_pause(self) -> None:
         if self.read_only:

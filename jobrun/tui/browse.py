@@ -51,6 +51,7 @@ BUDGET = 5_000    # index entries one read looks at, at most, before it says how
 CUT = 2_000       # characters of a payload shown before "a shows all"
 RETRYABLE = ("dead", "cancelled", "retrying")
 CANCELLABLE = ("queued", "scheduled", "retrying", "running")
+DELETABLE = ("succeeded", "cancelled", "dead")
 Key = tuple[float, int]
 
 
@@ -129,6 +130,9 @@ def refusal(action: str, state: str | None, read_only: bool) -> str | None:
         return f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
     if action == "cancel" and state not in CANCELLABLE:
         return f"cancel: the job is {state} (finished); only an unfinished job is cancelled"
+    if action == "delete" and state not in DELETABLE:
+        return (f"delete: the job is {state}; only a finished job (succeeded, cancelled, "
+                "dead) is deleted")
     return None
 
 

@@ -24,6 +24,8 @@ HELP = """jobrun top: keys
   a        in a job: show payloads in full
   r        retry the selected job (y confirms)
   c        cancel the selected job (y confirms)
+  d        delete (prune) the selected finished job (y confirms)
+  R C D    retry, cancel, delete every job the list matches (state, queue, filter)
   p        pause or resume the selected queue
 """
 
