@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 import jobrun
 import jobrun.testing
 from jobrun import clock
+from jobrun.settings import Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
@@ -201,6 +202,26 @@ def test_delete_one_and_act_on_every_match(app: jobrun.App, store_path: str) -> 
         assert app.store.get(newest) is not None and "newest" in text_of(c, "#status")
 
     drive(Console(store_path), body)
+
+
+def test_show_args_false_hides_arguments_and_their_search(app: jobrun.App,
+                                                          store_path: str) -> None:
+    dead, _ = run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        assert [r.args for r in c.rows] == ["(hidden)"]
+        await pilot.press("slash", *"ann@", "enter")
+        assert job_ids(c) == []  # argument text is not searched
+        await pilot.press("slash")
+        c.query_one("#filter").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"bounce", "enter")
+        assert job_ids(c) == [dead]
+        await pilot.press("enter")
+        shown = text_of(c, "#job")
+        assert "arguments hidden" in shown and '"args"' not in shown and "ValueError" in shown
+
+    drive(Console(store_path, Settings(show_args=False)), body)
 
 
 def test_a_job_deleted_while_open(app: jobrun.App, store_path: str) -> None:

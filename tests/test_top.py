@@ -253,7 +253,7 @@ def test_queries_use_indexes_only(store_path: str) -> None:
     for state, (sql, _) in browse.READS.items():
         for queue, text in ((None, None), ("q", "x")):
             params = {"state": state, "queue": queue, "text": text, "k": 1.0, "id": 10,
-                      "limit": 100, "scan": 1000}
+                      "limit": 100, "scan": 1000, "args": 1}
             plan = [r[-1] for r in store.connection().execute("EXPLAIN QUERY PLAN " + sql,
                                                               params)]
             assert not [p for p in plan if re.fullmatch(r"SCAN (jobs|j)", p)], (state, plan)

@@ -50,9 +50,9 @@ SELECT s.kind, count(*) FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
 
 -- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
 -- :scan index entries after the key (:k, :id), keeps the rows of :state (and :queue)
--- matching :text (task name or argument text, lower-cased), at most :limit of them, and
--- adds one row (first column 1) holding the key where a full span ended: every read is
--- bounded, however rare the rows it looks for, and the next read goes on from there.
+-- matching :text (task name, or argument text when :args is 1; lower-cased), at most :limit
+-- of them, and adds one row (first column 1) holding the key where a full span ended: every
+-- read is bounded, however rare the rows it looks for, and the next read goes on from there.
 
 -- top_jobs_dead --
 -- dead: newest finished first, from jobs_dead (covering: queue, finished_at); across queues
@@ -67,8 +67,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k DESC, span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -86,8 +86,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k DESC, span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -105,8 +105,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k, span.id LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -125,8 +125,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k, span.id LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -143,8 +143,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (

@@ -27,13 +27,13 @@ def act(store: SqliteStore, action: str, job_id: int, *, now: float) -> tuple[st
 
 
 def bulk(reader: SqliteStore, store: SqliteStore, action: str, state: str, *,
-         queue: str | None, text: str, now: float) -> tuple[int, int]:
+         queue: str | None, text: str, now: float, args: bool = True) -> tuple[int, int]:
     """Do `action` to every job in `state` (and `queue`) matching `text`, a page at a time
     (bounded reads; a job acted on leaves the list); returns (done, not done)."""
     done = missed = 0
     after = None
     while True:
-        got = page(reader, state, queue=queue, text=text, after=after, limit=PAGE)
+        got = page(reader, state, queue=queue, text=text, after=after, limit=PAGE, args=args)
         for row in got.rows:
             _, failed = act(store, action, row.id, now=now)
             missed += failed

@@ -68,6 +68,7 @@ class Console(App[None]):
         self.store_path = store_path
         self.settings = settings
         self.read_only = read_only
+        self.show_args = settings.show_args if settings is not None else True
         self.period = refresh
         self.reader = SqliteStore(store_path, readonly=True)
         self.writer: SqliteStore | None = None
@@ -168,7 +169,7 @@ class Console(App[None]):
     def _load(self, *, reset: bool, limit: int = PAGE) -> None:
         try:
             got = page(self.reader, self.state, queue=self.queue, text=self.text,
-                       after=None if reset else self.after, limit=limit)
+                       after=None if reset else self.after, limit=limit, args=self.show_args)
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
@@ -223,7 +224,7 @@ class Console(App[None]):
         screen.state = job.state.value if job is not None else None
         screen.query_one("#job", Static).update(
             detail(job, screen.job_id, steps=steps, children=children, now=clock.now(),
-                   full=screen.full))
+                   full=screen.full, show_args=self.show_args))
 
     def selected_id(self) -> int | None:
         if isinstance(self.screen, JobScreen):
@@ -278,7 +279,9 @@ class Console(App[None]):
         box = self.box
         box.value = self.text
         self.screen.set_focus(box)
-        self.say("filter: type a task name or argument text; enter applies, escape clears")
+        what = "a task name or argument text" if self.show_args else \
+            "a task name (arguments hidden: [ui] show_args = false)"
+        self.say(f"filter: type {what}; enter applies, escape clears")
 
     def action_clear(self) -> None:
         """escape: leave the filter box, and drop the filter."""
@@ -347,7 +350,7 @@ class Console(App[None]):
                 return
             try:
                 n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
-                                 text=text, now=clock.now())
+                                 text=text, now=clock.now(), args=self.show_args)
                 self.say(f"{action}: {n} job(s) done" + (f", {missed} not (changed meanwhile)"
                                                           if missed else ""), error=bool(missed))
             except JobrunError as exc:
