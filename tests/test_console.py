@@ -4,10 +4,12 @@ action, a filter that matches nothing, refusals, a job deleted while open, retry
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console as RichConsole
 from textual.widgets import DataTable, Static
 
 import jobrun
@@ -17,7 +19,7 @@ from jobrun.settings import Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
-from jobrun.tui.screens import Confirm, Help, JobScreen
+from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
 
 
 def text_of(app: Console, selector: str) -> str:
@@ -224,6 +226,27 @@ def test_show_args_false_hides_arguments_and_their_search(app: jobrun.App,
     drive(Console(store_path, Settings(show_args=False)), body)
 
 
+def test_overview_shows_the_hour_and_goes_back(app: jobrun.App, store_path: str) -> None:
+    run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("o")
+        assert isinstance(c.screen, Overview)
+        out = io.StringIO()
+        RichConsole(file=out, width=100).print(
+            c.screen.query_one("#overview", Static).content)  # what the widget draws
+        shown = out.getvalue()
+        assert "charts" in shown and "mail  hour: 0 done, 1 failed" in shown
+        assert "services" in shown and "cron" in shown
+        await pilot.press("r")
+        assert "escape to the jobs first" in text_of(c, "#status")
+        await pilot.press("escape")
+        assert not isinstance(c.screen, Overview)
+
+    drive(Console(store_path), body)
+
+
 def test_a_job_deleted_while_open(app: jobrun.App, store_path: str) -> None:
     run_dead(app, store_path)
 
@@ -321,7 +344,8 @@ def test_help_lists_every_contract_key_in_80x24(app: jobrun.App, store_path: str
             await pilot.pause()
             await pilot.press("question_mark")
             shown = str(pilot.app.screen.query_one("#help", Static).render())
-            for key in ("q ", "? ", "/ ", "enter", "escape", "r ", "c ", "p ", "s "):
+            for key in ("q ", "? ", "/ ", "enter", "escape", "r ", "c ", "p ", "s ", "d ",
+                        "R C D", "o "):
                 assert f"\n  {key}" in shown, key
             await pilot.press("escape")
             assert not isinstance(pilot.app.screen, Help)

@@ -243,7 +243,7 @@ def test_live_services_and_the_leader(app: jobrun.App, store_path: str) -> None:
 def test_queries_use_indexes_only(store_path: str) -> None:
     SqliteStore(store_path).close()  # a new store at the current schema
     store = SqliteStore(store_path, readonly=True)
-    params = {"width": 5.0, "since": 0.0, "until": 1.0, "limit": 1, "queue": "q"}
+    params = {"width": 5.0, "since": 0.0, "until": 1.0, "limit": 1, "queue": "q", "entry": "e"}
     for name in dir(snapmod):
         if name.startswith("TOP_") and name != "TOP_QUEUES":
             plan = [r[-1] for r in store.connection().execute(

@@ -18,10 +18,20 @@ SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY que
 SELECT name, paused FROM queues;
 
 -- top_finished --
--- Finished jobs per (bucket, queue, state) in [since, until): a range of jobs_finished.
-SELECT CAST(finished_at / :width AS INTEGER), queue, state, count(*) FROM jobs
- WHERE finished_at >= :since AND finished_at < :until AND state IN ('succeeded', 'dead')
- GROUP BY 1, 2, 3;
+-- Finished jobs per (bucket, queue, state, run time) in [since, until): a range of
+-- jobs_finished. The run time (finished - started, of the last attempt) is grouped to two
+-- significant digits of its milliseconds: its first two digits and its number of digits.
+SELECT b, queue, state, substr(ms, 1, 2), length(ms), count(*) FROM (
+  SELECT CAST(finished_at / :width AS INTEGER) AS b, queue, state,
+         CAST(round(max(0, finished_at - coalesce(started_at, finished_at)) * 1000) AS INTEGER)
+           AS ms
+    FROM jobs
+   WHERE finished_at >= :since AND finished_at < :until AND state IN ('succeeded', 'dead'))
+ GROUP BY 1, 2, 3, 4, 5;
+
+-- top_cron_last --
+-- The last recorded fire of one cron entry: the end of its range of cron_fires' key.
+SELECT max(fire_at) FROM cron_fires WHERE entry = :entry;
 
 -- top_running --
 -- Running jobs, longest running first: jobs_running, at most the services' concurrency.

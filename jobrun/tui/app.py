@@ -22,7 +22,8 @@ from ..errors import JobrunError
 from ..store.sqlite import SqliteStore
 from .actions import act, bulk
 from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
-from .screens import Confirm, Help, JobScreen
+from .charts import overview
+from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 from .views import dur, num, percent, rate
 
@@ -59,6 +60,7 @@ class Console(App[None]):
         Binding("C", "bulk('cancel')", "cancel all", show=False),
         Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
+        Binding("o", "overview", "charts"),
         Binding("escape", "clear", "back", show=False),
     ]
 
@@ -134,6 +136,8 @@ class Console(App[None]):
             self._load(reset=True, limit=loaded)
             if isinstance(self.screen, JobScreen):
                 self._draw_job(self.screen)
+            if isinstance(self.screen, Overview):
+                self.draw_overview(self.screen)
             lost = ""
         except JobrunError as exc:
             lost = f"store unreadable: {' '.join(str(exc).split())}"
@@ -208,6 +212,10 @@ class Console(App[None]):
             title += f"  searched {num(self.scanned)} (more: ctrl+end)"
         self.title_line.update(Text(title))
 
+    def draw_overview(self, screen: Overview) -> None:
+        if self.snap is not None and screen.query("#overview"):
+            screen.query_one("#overview", Static).update(overview(self.snap, self.size.width))
+
     def draw_job(self, screen: JobScreen) -> None:
         try:
             self._draw_job(screen)
@@ -273,6 +281,10 @@ class Console(App[None]):
     def action_help(self) -> None:
         self.push_screen(Help())
 
+    def action_overview(self) -> None:
+        if not isinstance(self.screen, Overview):
+            self.push_screen(Overview())
+
     def action_filter(self) -> None:
         if isinstance(self.screen, JobScreen):
             return
@@ -306,6 +318,9 @@ class Console(App[None]):
         return self.writer
 
     def _ask(self, action: str) -> None:
+        if isinstance(self.screen, Overview):
+            self.say(f"{action}: escape to the jobs first", error=True)
+            return
         job_id, state = self.selected_id(), self._selected_state()
         why = refusal(action, state, self.read_only)
         if why or job_id is None:
@@ -330,7 +345,7 @@ class Console(App[None]):
 
     def action_bulk(self, action: str) -> None:
         """R, C, D: the action on every job the list shows, on every page (y confirms)."""
-        if isinstance(self.screen, JobScreen):
+        if isinstance(self.screen, (JobScreen, Overview)):
             return
         why = refusal(action, self.state, self.read_only)
         if why:

@@ -27,6 +27,7 @@ HELP = """jobrun top: keys
   d        delete (prune) the selected finished job (y confirms)
   R C D    retry, cancel, delete every job the list matches (state, queue, filter)
   p        pause or resume the selected queue
+  o        overview: per-queue charts (the hour), services, cron (escape back)
 """
 
 
@@ -82,5 +83,21 @@ class JobScreen(Screen[None]):
     def action_full(self) -> None:
         self.full = True
         draw = getattr(self.app, "draw_job", None)
+        if draw is not None:
+            draw(self)
+
+
+class Overview(Screen[None]):
+    """Charts, services and cron, redrawn on each refresh."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
+
+    def compose(self) -> ComposeResult:
+        yield VerticalScroll(Static(id="overview"))
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        draw = getattr(self.app, "draw_overview", None)
         if draw is not None:
             draw(self)
