@@ -99,7 +99,7 @@ class Console(App[None]):
         yield self.jobs
         yield self.box
         yield self.status
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         q = self.queues

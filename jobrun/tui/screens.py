@@ -73,7 +73,7 @@ class JobScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield VerticalScroll(Static(id="job"))
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         draw = getattr(self.app, "draw_job", None)
@@ -95,7 +95,7 @@ class Overview(Screen[None]):
     def compose(self) -> ComposeResult:
         yield VerticalScroll(Static(id="overview"))
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         draw = getattr(self.app, "draw_overview", None)
