@@ -192,6 +192,10 @@ class OperatorStore(abc.ABC):
         """Delete finished jobs of `states` finished before `before`, in short batches."""
 
     @abc.abstractmethod
+    def prune_job(self, job_id: int) -> bool:
+        """Delete one finished job (prune's rule: never the newest); whether it was."""
+
+    @abc.abstractmethod
     def set_paused(self, queue: str, paused: bool) -> None: ...
 
     @abc.abstractmethod

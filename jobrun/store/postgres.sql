@@ -384,6 +384,11 @@ DELETE FROM jobs WHERE id IN (
        AND id < (SELECT max(id) FROM jobs)
      LIMIT %(limit)s);
 
+-- prune_job --
+-- One finished job deleted by id, with prune_finished's rule (the newest job is kept).
+DELETE FROM jobs WHERE id = %(id)s AND state IN ('succeeded', 'cancelled', 'dead')
+   AND id < (SELECT max(id) FROM jobs);
+
 -- set_paused --
 -- Pause or resume a queue (its row is made on first use).
 INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)

@@ -124,6 +124,10 @@ class PgOperator(PgBase):
             if n < batch:
                 return total
 
+    def prune_job(self, job_id: int) -> bool:
+        with self.write() as conn:
+            return conn.execute(sql(PQ["prune_job"]), {"id": job_id}).rowcount > 0
+
     def set_paused(self, queue: str, paused: bool) -> None:
         with self.write() as conn:
             conn.execute(sql(PQ["set_paused"]), {"name": queue, "paused": int(paused)})

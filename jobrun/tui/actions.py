@@ -1,6 +1,7 @@
 """The console's actions, on one job or on every job the filter matches, through the store's
-own operations (`retry`, `cancel`, `prune_job`: what the CLI calls). Each returns one line
-to show and whether it is an error, so the app only asks and shows."""
+own operations (`retry`, `cancel`, `prune_job`: what `jobrun retry`, `cancel` and
+`prune --id` call). Each returns one line to show and whether it is an error, so the app
+only asks and shows."""
 
 from __future__ import annotations
 
