@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 import jobrun
 import jobrun.testing
 from jobrun import clock
-from jobrun.settings import Settings
+from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
@@ -137,7 +137,7 @@ def test_read_only_refuses_every_action(app: jobrun.App, store_path: str) -> Non
 
     async def body(pilot: Any) -> None:
         c: Console = pilot.app
-        for key in ("r", "c", "d", "p", "R", "C", "D"):
+        for key in ("r", "c", "d", "p", "R", "C", "D", "plus", "minus"):
             await pilot.press(key)
             assert not isinstance(c.screen, Confirm)
             assert "read-only" in text_of(c, "#status")
@@ -245,6 +245,39 @@ def test_overview_shows_the_hour_and_goes_back(app: jobrun.App, store_path: str)
         assert not isinstance(c.screen, Overview)
 
     drive(Console(store_path), body)
+
+
+def test_plus_and_minus_scale_a_queue_of_a_running_service(app: jobrun.App,
+                                                           store_path: str) -> None:
+    app.settings = Settings(queues={"default": QueueConfig("default", concurrency=2)})
+    app.start()
+
+    def caps(c: Console) -> list[tuple[str, int]]:
+        return [q for s in (c.snap.services if c.snap else ()) for q in s.queues]
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("plus")
+        assert "select a queue" in text_of(c, "#status")
+        await until(pilot, lambda: ("default", 2) in caps(c), "the service's queues")
+        c.query_one("#queues", DataTable).focus()
+        await pilot.press("down")
+        assert c.queue == "default"
+        await pilot.press("plus")
+        assert app.store.concurrency() == {"default": 3}
+        assert "concurrency 3 per service (was 2)" in text_of(c, "#status")
+        # The running service reads it within a poll: its slots and what it publishes.
+        await until(pilot, lambda: ("default", 3) in caps(c), "the service to scale up")
+        await pilot.press("minus", "minus")
+        assert app.store.concurrency() == {"default": 1}
+        await pilot.press("minus")
+        assert "stays 1" in text_of(c, "#status")
+        await until(pilot, lambda: ("default", 1) in caps(c), "the service to scale down")
+
+    try:
+        drive(Console(store_path, app.settings), body)
+    finally:
+        app.stop()
 
 
 def test_a_job_deleted_while_open(app: jobrun.App, store_path: str) -> None:

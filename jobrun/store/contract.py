@@ -196,6 +196,14 @@ class OperatorStore(abc.ABC):
         """Delete one finished job (prune's rule: never the newest); whether it was."""
 
     @abc.abstractmethod
+    def set_concurrency(self, queue: str, n: int | None) -> None:
+        """A queue's concurrency for every service, live (None: the config's again)."""
+
+    @abc.abstractmethod
+    def concurrency(self) -> dict[str, int]:
+        """The queues given a live concurrency, and it."""
+
+    @abc.abstractmethod
     def set_paused(self, queue: str, paused: bool) -> None: ...
 
     @abc.abstractmethod

@@ -92,6 +92,13 @@ class OperatorActions:
             if n < batch:
                 return total
 
+    def set_concurrency(self, queue: str, n: int | None) -> None:
+        with self.write() as conn:
+            conn.execute(Q["set_concurrency"], {"name": queue, "n": n})
+
+    def concurrency(self) -> dict[str, int]:
+        return {str(q): int(n) for q, n in self.read(Q["queue_concurrency"])}
+
     def set_paused(self, queue: str, paused: bool) -> None:
         with self.write() as conn:
             conn.execute(Q["set_paused"], {"name": queue, "paused": int(paused)})

@@ -204,6 +204,15 @@ SELECT queue, state, count(*) FROM jobs
 INSERT INTO queues (name, paused) VALUES (:name, :paused)
     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
 
+-- set_concurrency --
+-- A queue's live concurrency (NULL: back to the config's), kept beside its paused flag.
+INSERT INTO queues (name, concurrency) VALUES (:name, :n)
+    ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;
+
+-- queue_concurrency --
+-- The queues given a live concurrency: a table of a few rows.
+SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL;
+
 -- paused_queues --
 -- The queues paused now.
 SELECT name FROM queues WHERE paused = 1;

@@ -5,8 +5,10 @@ only asks and shows."""
 
 from __future__ import annotations
 
+from ..settings import Settings
 from ..store.sqlite import SqliteStore
 from .browse import PAGE, page
+from .snapshot import Snapshot
 
 ACTIONS = ("retry", "cancel", "delete")
 
@@ -42,3 +44,19 @@ def bulk(reader: SqliteStore, store: SqliteStore, action: str, state: str, *,
         if got.after is None:
             return done, missed
         after = got.after
+
+
+def scale(store: SqliteStore, queue: str, step: int, snap: Snapshot | None,
+          settings: Settings | None) -> tuple[str, bool]:
+    """A queue's concurrency one step up or down, for every service (at least 1): from the
+    live value set before, else what a service serves, else the config's."""
+    served = max((c for s in (snap.services if snap else ()) for q, c in s.queues
+                  if q == queue), default=None)
+    was = store.concurrency().get(queue) or served or \
+        (settings or Settings()).queue(queue).concurrency
+    n = max(1, was + step)
+    if n == was:
+        return f"queue {queue}: concurrency stays {n} (at least 1)", True
+    store.set_concurrency(queue, n)
+    return (f"queue {queue}: concurrency {n} per service (was {was}); running services "
+            "take it within a poll"), False

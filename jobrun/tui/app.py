@@ -20,7 +20,7 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.sqlite import SqliteStore
-from .actions import act, bulk
+from .actions import act, bulk, scale
 from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .charts import overview
 from .screens import Confirm, Help, JobScreen, Overview
@@ -61,6 +61,8 @@ class Console(App[None]):
         Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
         Binding("o", "overview", "charts"),
+        Binding("plus", "scale(1)", "more", key_display="+", show=False),
+        Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
         Binding("escape", "clear", "back", show=False),
     ]
 
@@ -400,6 +402,20 @@ class Console(App[None]):
             self.say(f"pause failed: {' '.join(str(exc).split())}", error=True)
             return
         self.say(f"queue {queue} {'resumed' if paused else 'paused'}")
+        self.refresh_data()
+
+
+    def action_scale(self, step: int) -> None:
+        """+ and -: the selected queue's concurrency, live, through the store."""
+        if self.read_only or self.queue is None:
+            self.say((refusal("scale", None, True) or "") if self.read_only else
+                     "scale: select a queue first (tab to the queues)", error=True)
+            return
+        try:
+            said, failed = scale(self._store(), self.queue, step, self.snap, self.settings)
+        except JobrunError as exc:
+            said, failed = f"scale failed: {' '.join(str(exc).split())}", True
+        self.say(said, error=failed)
         self.refresh_data()
 
 

@@ -27,6 +27,7 @@ HELP = """jobrun top: keys
   d        delete (prune) the selected finished job (y confirms)
   R C D    retry, cancel, delete every job the list matches (state, queue, filter)
   p        pause or resume the selected queue
+  + / -    the selected queue's concurrency up / down, live, for every service
   o        overview: per-queue charts (the hour), services, cron (escape back)
 """
 

@@ -298,6 +298,16 @@ def test_prune_job_deletes_one_finished_job_never_the_newest(store: Store) -> No
     assert store.prune_job(1) is False  # gone already
 
 
+def test_a_live_concurrency_per_queue(store: Store) -> None:
+    assert store.concurrency() == {}
+    store.set_paused("mail", True)
+    store.set_concurrency("mail", 3)
+    store.set_concurrency("web", 1)
+    assert store.concurrency() == {"mail": 3, "web": 1} and store.paused() == {"mail"}
+    store.set_concurrency("web", None)
+    assert store.concurrency() == {"mail": 3}
+
+
 def test_an_error_message_with_any_character_is_recorded(store: Store) -> None:
     """A task's exception text is anything (a NUL, lone surrogates escaped by json): it must
     be recorded, never fail the round that records it (a poison outcome)."""
