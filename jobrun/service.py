@@ -100,18 +100,21 @@ class Service:
 
     def _follow_scale(self) -> None:
         """Apply the queues' live concurrency from the store (set by `jobrun top`), read
-        once a poll as the paused flags are read each round."""
-        while not self.wait(max(1.0, self.settings.poll)):
+        once a poll as the paused flags are read each round. The first read is at once, so
+        this thread's connection is opened at start, not in the middle of a run."""
+        while True:
             try:
                 scaled = self.store.concurrency()
             except StoreError as exc:
                 log.warning("could not read the queues' live concurrency: %s", exc)
-                continue
+                scaled = self._scaled
             if scaled != self._scaled:
                 self._scaled = scaled
                 self.apply(self._configured)
                 log.info("live concurrency applied: %s", ", ".join(
                     f"{q}({c})" for q, c in sorted(scaled.items())) or "the config's")
+            if self.wait(max(1.0, self.settings.poll)):
+                return
 
     def start(self) -> None:
         try:
