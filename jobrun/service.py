@@ -51,6 +51,7 @@ class Service:
         self._configured = self.settings       # the config, before queues scaled live
         self._scaled: dict[str, int] = {}      # queue -> concurrency set in the store
         self._applying = threading.RLock()     # reload and the live scale both apply
+        self._scale_read = threading.Event()   # the live-scale thread's first read is done
         self.registry = registry
         self.store: Store = open_store(store_path, durability=self.settings.durability,
                                        adopt=False)
@@ -100,14 +101,15 @@ class Service:
 
     def _follow_scale(self) -> None:
         """Apply the queues' live concurrency from the store (set by `jobrun top`), read
-        once a poll as the paused flags are read each round. The first read is at once, so
-        this thread's connection is opened at start, not in the middle of a run."""
+        once a poll as the paused flags are read each round. `start` waits for the first
+        read, so this thread's connection is open before the service says it serves."""
         while True:
             try:
                 scaled = self.store.concurrency()
             except StoreError as exc:
                 log.warning("could not read the queues' live concurrency: %s", exc)
                 scaled = self._scaled
+            self._scale_read.set()
             if scaled != self._scaled:
                 self._scaled = scaled
                 self.apply(self._configured)
@@ -153,6 +155,7 @@ class Service:
             t.start()
             self._threads.append(t)
         self.scheduler.start()
+        self._scale_read.wait(10)
         self.started.set()
         log.info("service %s serving %s on %s", self.holder,
                  ", ".join(f"{q}({c})" for q, c in self._loop.plan.caps.items()), self.path)
