@@ -116,7 +116,7 @@ class _Reader:
                 self.bad(path + (k,), f"unknown key {k!r} (known here: {hint})")
 
 
-_TOP = {"jobrun", "queues", "cron", "tasks", "metrics", "alerts"}
+_TOP = {"jobrun", "queues", "cron", "tasks", "metrics", "alerts", "ui"}
 _JOBRUN = {"store", "shutdown_timeout", "durability", "import", "app", "lease", "poll",
            "misfire_grace",
            "retention", "dead_retention", "log_args", "log_format", "log_level"}
@@ -193,6 +193,12 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     if settings["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.bad(p + ("log_level",), "must be one of DEBUG, INFO, WARNING, ERROR")
         settings["log_level"] = "INFO"
+    ui = doc.get("ui", {})
+    if not isinstance(ui, dict):
+        r.bad(("ui",), "must be a table")
+        ui = {}
+    r.unknown(ui, ("ui",), {"show_args"})
+    settings["show_args"] = r.take(ui, ("ui",), "show_args", bool, True)
     settings["queues"] = _queues(r, doc.get("queues", {}))
     settings["tasks"] = _tasks(r, doc.get("tasks", {}))
     settings["cron"] = _crons(r, doc.get("cron", []))

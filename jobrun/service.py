@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,10 @@ class Service:
     def __init__(self, store_path: str, settings: Settings | None = None,
                  registry: Registry = REGISTRY, *, holder: str | None = None) -> None:
         self.settings = settings or Settings()
+        self._configured = self.settings       # the config, before queues scaled live
+        self._scaled: dict[str, int] = {}      # queue -> concurrency set in the store
+        self._applying = threading.RLock()     # reload and the live scale both apply
+        self._scale_read = threading.Event()   # the live-scale thread's first read is done
         self.registry = registry
         self.store: Store = open_store(store_path, durability=self.settings.durability,
                                        adopt=False)
@@ -70,19 +75,56 @@ class Service:
         self.handed_back = 0  # jobs handed back (released) by this service's drains
 
     # -- lifecycle -------------------------------------------------------------------------
-    def queue_names(self) -> list[str]:
+    def queue_names(self, settings: Settings | None = None) -> list[str]:
         """Queues served: the config's, the registered tasks', and `default`."""
-        names = set(self.settings.queues) | {"default"}
+        settings = settings or self.settings
+        names = set(settings.queues) | {"default"}
         for name in self.registry.names():
             spec = self.registry.find(name)
             if spec is not None and spec.queue:
                 names.add(spec.queue)
-        for t in self.settings.tasks.values():
+        for t in settings.tasks.values():
             if t.queue:
                 names.add(t.queue)
         return sorted(names)
 
+    def _effective(self, settings: Settings) -> Settings:
+        """The config with the served queues an operator scaled live (`jobrun top`) at the
+        concurrency set in the store; a queue not served stays unserved."""
+        served = set(self.queue_names(settings))
+        scaled = {q: n for q, n in self._scaled.items() if q in served}
+        if not scaled:
+            return settings
+        queues = dict(settings.queues)
+        for q, n in scaled.items():
+            queues[q] = replace(settings.queue(q), concurrency=n)
+        return replace(settings, queues=queues)
+
+    def _follow_scale(self) -> None:
+        """Apply the queues' live concurrency from the store (set by `jobrun top`), read
+        once a poll as the paused flags are read each round. `start` waits for the first
+        read, so this thread's connection is open before the service says it serves."""
+        while True:
+            try:
+                scaled = self.store.concurrency()
+            except StoreError as exc:
+                log.warning("could not read the queues' live concurrency: %s", exc)
+                scaled = self._scaled
+            self._scale_read.set()
+            if scaled != self._scaled:
+                self._scaled = scaled
+                self.apply(self._configured)
+                log.info("live concurrency applied: %s", ", ".join(
+                    f"{q}({c})" for q, c in sorted(scaled.items())) or "the config's")
+            if self.wait(max(1.0, self.settings.poll)):
+                return
+
     def start(self) -> None:
+        try:
+            self._scaled = self.store.concurrency()
+        except StoreError as exc:
+            log.warning("could not read the queues' live concurrency: %s", exc)
+        self.settings = self._effective(self._configured)
         self._liveness = self.presence.liveness(self.holder, {
             "host": socket.gethostname(),
             "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()}})
@@ -109,11 +151,13 @@ class Service:
                                               adopt=False),
                                    lambda: self.settings, self._cron_job, self.holder)
         self._maint.once(first=True)
-        for target, name in ((self._loop.run, "jobrun-loop"), (self._maint.run, "jobrun-maint")):
+        for target, name in ((self._loop.run, "jobrun-loop"), (self._maint.run, "jobrun-maint"),
+                             (self._follow_scale, "jobrun-scale")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
         self.scheduler.start()
+        self._scale_read.wait(10)
         self.started.set()
         log.info("service %s serving %s on %s", self.holder,
                  ", ".join(f"{q}({c})" for q, c in self._loop.plan.caps.items()), self.path)
@@ -225,7 +269,12 @@ class Service:
 
     def apply(self, settings: Settings) -> None:
         """Switch to new settings at once: caps and new queues; the scheduler reads them on
-        its next round. Jobs in flight are untouched."""
+        its next round. Jobs in flight are untouched. Queues scaled live keep their scale."""
+        with self._applying:
+            self._configured = settings
+            self._apply(self._effective(settings))
+
+    def _apply(self, settings: Settings) -> None:
         register_commands(settings, self.registry)
         self._publish(settings)
         self.settings = settings

@@ -127,6 +127,7 @@ class Settings:
     retention: float = 7 * 86400.0
     dead_retention: float = 30 * 86400.0
     log_args: bool = False
+    show_args: bool = True  # [ui]: false hides arguments in `jobrun top` (a shared screen)
     log_format: str = "text"
     log_level: str = "INFO"
     queues: dict[str, QueueConfig] = field(default_factory=dict)

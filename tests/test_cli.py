@@ -77,6 +77,12 @@ def test_retry_cancel_prune_pause_stats(tmp_path: Path, location: str) -> None:
     assert run_cli("resume", "default", env=env).returncode == 0
     assert run_cli("prune", "--older-than", "7d", env=env).stdout.strip() == "pruned 0 job(s)"
     assert run_cli("prune", "--older-than", "soon", env=env).returncode == 2
+    assert run_cli("prune", env=env).returncode == 2  # neither --older-than nor --id
+    assert run_cli("cancel", "2", env=env).returncode == 0
+    assert run_cli("prune", "--id", "2", env=env).stdout.strip() == "pruned job 2"
+    r = run_cli("prune", "--id", "3", env=env)  # queued, and the newest: refused
+    assert r.returncode == 1 and "not pruned" in r.stderr
+    assert run_cli("show", "2", env=env).returncode == 1
 
 
 def test_enqueue_file_is_one_transaction(tmp_path: Path, location: str) -> None:

@@ -158,3 +158,12 @@ def test_a_bad_value_falls_back_to_its_default_in_the_settings() -> None:
     assert len(problems) == 5
     assert (s.durability, s.log_format, s.lease) == ("normal", "text", 60.0)
     assert (s.queues["q"].concurrency, s.queues["q"].executor) == (8, "thread")
+
+
+def test_ui_show_args() -> None:
+    s, problems = parse("[ui]\nshow_args = false\n", "ui.toml")
+    assert problems == [] and s.show_args is False
+    assert parse("", "empty.toml")[0].show_args is True
+    _, problems = parse("[ui]\nshow_args = \"no\"\nshow = 1\n", "bad.toml")
+    said = " ".join(str(p) for p in problems)
+    assert "show_args" in said and "must be bool" in said and "unknown key 'show'" in said

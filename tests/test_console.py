@@ -4,19 +4,22 @@ action, a filter that matches nothing, refusals, a job deleted while open, retry
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console as RichConsole
 from textual.widgets import DataTable, Static
 
 import jobrun
 import jobrun.testing
 from jobrun import clock
+from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
-from jobrun.tui.screens import Confirm, Help, JobScreen
+from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
 
 
 def text_of(app: Console, selector: str) -> str:
@@ -134,7 +137,7 @@ def test_read_only_refuses_every_action(app: jobrun.App, store_path: str) -> Non
 
     async def body(pilot: Any) -> None:
         c: Console = pilot.app
-        for key in ("r", "c", "p"):
+        for key in ("r", "c", "d", "p", "R", "C", "D", "plus", "minus"):
             await pilot.press(key)
             assert not isinstance(c.screen, Confirm)
             assert "read-only" in text_of(c, "#status")
@@ -144,6 +147,140 @@ def test_read_only_refuses_every_action(app: jobrun.App, store_path: str) -> Non
         assert app.store.get(dead).state == "dead"  # type: ignore[union-attr]
 
     drive(Console(store_path, read_only=True), body)
+
+
+def test_delete_one_and_act_on_every_match(app: jobrun.App, store_path: str) -> None:
+    @app.task(queue="mail", max_attempts=1)
+    def bounce(to: str) -> None:
+        raise ValueError(f"no such mailbox {to}")
+
+    dead = [bounce.enqueue(f"{n}@example.com").id for n in ("ann", "bob", "cy", "dee")]
+    jobrun.testing.run_until_idle(app)
+    newest = app.enqueue("some:task", args=["last"], queue="default").id
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        assert c.state == "dead" and sorted(job_ids(c)) == dead
+        # d on the selected dead job: asked, then deleted through the store's prune_job.
+        first = job_ids(c)[0]
+        await pilot.press("d")
+        assert isinstance(c.screen, Confirm)
+        await pilot.press("y")
+        assert app.store.get(first) is None and first not in job_ids(c)
+        assert "deleted" in text_of(c, "#status")
+        left = [j for j in dead if j != first]
+        # D on a filter: only the matching job goes.
+        target = left.pop()
+        name = app.store.get(target).args[0]  # type: ignore[union-attr]
+        await pilot.press("slash")
+        c.query_one("#filter").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*name, "enter")
+        assert job_ids(c) == [target]
+        await pilot.press("D", "y")
+        assert app.store.get(target) is None and job_ids(c) == []
+        # R with a filter that matches nothing: refused, nothing asked.
+        await pilot.press("slash", *"zzz", "enter")
+        await pilot.press("R")
+        assert not isinstance(c.screen, Confirm) and "no job matches" in text_of(c, "#status")
+        await pilot.press("escape")
+        # R on every dead job: each queued again; C on the queued list cancels them all.
+        await pilot.press("R", "y")
+        assert all(app.store.get(j).state == "queued" for j in left)  # type: ignore[union-attr]
+        assert f"retry: {len(left)} job(s) done" in text_of(c, "#status")
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued" and sorted(job_ids(c)) == sorted([*left, newest])
+        # d on a queued job: refused in one line.
+        await pilot.press("d")
+        assert "delete: the job is queued" in text_of(c, "#status")
+        await pilot.press("D")
+        assert "delete: the jobs are queued" in text_of(c, "#status")
+        await pilot.press("C", "y")
+        for j in [*left, newest]:
+            assert app.store.get(j).state == "cancelled"  # type: ignore[union-attr]
+        # the newest job is kept by delete (its id must never be given again).
+        await pilot.press("s", "s", "s")
+        assert c.state == "cancelled" and job_ids(c)[0] == newest
+        await pilot.press("d", "y")
+        assert app.store.get(newest) is not None and "newest" in text_of(c, "#status")
+
+    drive(Console(store_path), body)
+
+
+def test_show_args_false_hides_arguments_and_their_search(app: jobrun.App,
+                                                          store_path: str) -> None:
+    dead, _ = run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        assert [r.args for r in c.rows] == ["(hidden)"]
+        await pilot.press("slash", *"ann@", "enter")
+        assert job_ids(c) == []  # argument text is not searched
+        await pilot.press("slash")
+        c.query_one("#filter").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"bounce", "enter")
+        assert job_ids(c) == [dead]
+        await pilot.press("enter")
+        shown = text_of(c, "#job")
+        assert "arguments hidden" in shown and '"args"' not in shown and "ValueError" in shown
+
+    drive(Console(store_path, Settings(show_args=False)), body)
+
+
+def test_overview_shows_the_hour_and_goes_back(app: jobrun.App, store_path: str) -> None:
+    run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("o")
+        assert isinstance(c.screen, Overview)
+        out = io.StringIO()
+        RichConsole(file=out, width=100).print(
+            c.screen.query_one("#overview", Static).content)  # what the widget draws
+        shown = out.getvalue()
+        assert "charts" in shown and "mail  hour: 0 done, 1 failed" in shown
+        assert "services" in shown and "cron" in shown
+        await pilot.press("r")
+        assert "escape to the jobs first" in text_of(c, "#status")
+        await pilot.press("escape")
+        assert not isinstance(c.screen, Overview)
+
+    drive(Console(store_path), body)
+
+
+def test_plus_and_minus_scale_a_queue_of_a_running_service(app: jobrun.App,
+                                                           store_path: str) -> None:
+    app.settings = Settings(queues={"default": QueueConfig("default", concurrency=2)})
+    app.start()
+
+    def caps(c: Console) -> list[tuple[str, int]]:
+        return [q for s in (c.snap.services if c.snap else ()) for q in s.queues]
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("plus")
+        assert "select a queue" in text_of(c, "#status")
+        await until(pilot, lambda: ("default", 2) in caps(c), "the service's queues")
+        c.query_one("#queues", DataTable).focus()
+        for _ in range(20):  # other tests' tasks may add queues before it
+            await pilot.press("down")
+            if c.queue == "default":
+                break
+        assert c.queue == "default"
+        await pilot.press("plus")
+        assert app.store.concurrency() == {"default": 3}
+        assert "concurrency 3 per service (was 2)" in text_of(c, "#status")
+        # The running service reads it within a poll: its slots and what it publishes.
+        await until(pilot, lambda: ("default", 3) in caps(c), "the service to scale up")
+        await pilot.press("minus", "minus")
+        assert app.store.concurrency() == {"default": 1}
+        await pilot.press("minus")
+        assert "stays 1" in text_of(c, "#status")
+        await until(pilot, lambda: ("default", 1) in caps(c), "the service to scale down")
+
+    try:
+        drive(Console(store_path, app.settings), body)
+    finally:
+        app.stop()
 
 
 def test_a_job_deleted_while_open(app: jobrun.App, store_path: str) -> None:
@@ -243,7 +380,8 @@ def test_help_lists_every_contract_key_in_80x24(app: jobrun.App, store_path: str
             await pilot.pause()
             await pilot.press("question_mark")
             shown = str(pilot.app.screen.query_one("#help", Static).render())
-            for key in ("q ", "? ", "/ ", "enter", "escape", "r ", "c ", "p ", "s "):
+            for key in ("q ", "? ", "/ ", "enter", "escape", "r ", "c ", "p ", "s ", "d ",
+                        "R C D", "o "):
                 assert f"\n  {key}" in shown, key
             await pilot.press("escape")
             assert not isinstance(pilot.app.screen, Help)

@@ -243,7 +243,7 @@ def test_live_services_and_the_leader(app: jobrun.App, store_path: str) -> None:
 def test_queries_use_indexes_only(store_path: str) -> None:
     SqliteStore(store_path).close()  # a new store at the current schema
     store = SqliteStore(store_path, readonly=True)
-    params = {"width": 5.0, "since": 0.0, "until": 1.0, "limit": 1, "queue": "q"}
+    params = {"width": 5.0, "since": 0.0, "until": 1.0, "limit": 1, "queue": "q", "entry": "e"}
     for name in dir(snapmod):
         if name.startswith("TOP_") and name != "TOP_QUEUES":
             plan = [r[-1] for r in store.connection().execute(
@@ -253,7 +253,7 @@ def test_queries_use_indexes_only(store_path: str) -> None:
     for state, (sql, _) in browse.READS.items():
         for queue, text in ((None, None), ("q", "x")):
             params = {"state": state, "queue": queue, "text": text, "k": 1.0, "id": 10,
-                      "limit": 100, "scan": 1000}
+                      "limit": 100, "scan": 1000, "args": 1}
             plan = [r[-1] for r in store.connection().execute("EXPLAIN QUERY PLAN " + sql,
                                                               params)]
             assert not [p for p in plan if re.fullmatch(r"SCAN (jobs|j)", p)], (state, plan)

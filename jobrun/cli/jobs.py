@@ -202,9 +202,20 @@ def cancel(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
 
 
 @cli.command()
-def prune(older_than: Annotated[str, typer.Option("--older-than", help="e.g. 7d, 12h")],
+def prune(older_than: Annotated[Optional[str], typer.Option("--older-than",
+                                                          help="e.g. 7d, 12h")] = None,
+          job_id: Annotated[Optional[int], typer.Option("--id", help="One finished job.")] = None,
           as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
-    """Delete finished jobs older than that."""
+    """Delete finished jobs older than that, or one finished job by id."""
+    if (older_than is None) == (job_id is None):
+        fail("give --older-than AGE or --id JOB (one of them)", EX_USAGE)
+    if job_id is not None:
+        if not open_store(config, store).store.prune_job(job_id):
+            fail(f"job {job_id} not pruned: not found, not finished, or the newest job "
+                 "(kept so its id is never given again)")
+        say(as_json, {"pruned": 1}, f"pruned job {job_id}")
+        return
+    assert older_than is not None
     try:
         seconds = duration(older_than)
     except ValueError as exc:

@@ -192,6 +192,18 @@ class OperatorStore(abc.ABC):
         """Delete finished jobs of `states` finished before `before`, in short batches."""
 
     @abc.abstractmethod
+    def prune_job(self, job_id: int) -> bool:
+        """Delete one finished job (prune's rule: never the newest); whether it was."""
+
+    @abc.abstractmethod
+    def set_concurrency(self, queue: str, n: int | None) -> None:
+        """A queue's concurrency for every service, live (None: the config's again)."""
+
+    @abc.abstractmethod
+    def concurrency(self) -> dict[str, int]:
+        """The queues given a live concurrency, and it."""
+
+    @abc.abstractmethod
     def set_paused(self, queue: str, paused: bool) -> None: ...
 
     @abc.abstractmethod

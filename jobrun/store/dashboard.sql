@@ -2,8 +2,8 @@
 -- index or a short range of one; none scans the whole jobs table.
 
 -- top_counts --
--- Per queue and state (queued also its oldest run_at): jobs_ready, jobs_running,
--- jobs_waiting and jobs_dead, the last two covering.
+-- Per queue and state (queued also its oldest run_at): jobs_ready_at, jobs_running,
+-- jobs_waiting and jobs_dead, each covering.
 SELECT queue, 'queued', count(*), min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue
 UNION ALL
 SELECT queue, 'running', count(*), NULL FROM jobs WHERE state = 'running' GROUP BY queue
@@ -18,10 +18,20 @@ SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY que
 SELECT name, paused FROM queues;
 
 -- top_finished --
--- Finished jobs per (bucket, queue, state) in [since, until): a range of jobs_finished.
-SELECT CAST(finished_at / :width AS INTEGER), queue, state, count(*) FROM jobs
- WHERE finished_at >= :since AND finished_at < :until AND state IN ('succeeded', 'dead')
- GROUP BY 1, 2, 3;
+-- Finished jobs per (bucket, queue, state, run time) in [since, until): a range of
+-- jobs_finished. The run time (finished - started, of the last attempt) is grouped to two
+-- significant digits of its milliseconds: its first two digits and its number of digits.
+SELECT b, queue, state, substr(ms, 1, 2), length(ms), count(*) FROM (
+  SELECT CAST(finished_at / :width AS INTEGER) AS b, queue, state,
+         CAST(round(max(0, finished_at - coalesce(started_at, finished_at)) * 1000) AS INTEGER)
+           AS ms
+    FROM jobs
+   WHERE finished_at >= :since AND finished_at < :until AND state IN ('succeeded', 'dead'))
+ GROUP BY 1, 2, 3, 4, 5;
+
+-- top_cron_last --
+-- The last recorded fire of one cron entry: the end of its range of cron_fires' key.
+SELECT max(fire_at) FROM cron_fires WHERE entry = :entry;
 
 -- top_running --
 -- Running jobs, longest running first: jobs_running, at most the services' concurrency.
@@ -50,9 +60,9 @@ SELECT s.kind, count(*) FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
 
 -- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
 -- :scan index entries after the key (:k, :id), keeps the rows of :state (and :queue)
--- matching :text (task name or argument text, lower-cased), at most :limit of them, and
--- adds one row (first column 1) holding the key where a full span ended: every read is
--- bounded, however rare the rows it looks for, and the next read goes on from there.
+-- matching :text (task name, or argument text when :args is 1; lower-cased), at most :limit
+-- of them, and adds one row (first column 1) holding the key where a full span ended: every
+-- read is bounded, however rare the rows it looks for, and the next read goes on from there.
 
 -- top_jobs_dead --
 -- dead: newest finished first, from jobs_dead (covering: queue, finished_at); across queues
@@ -67,8 +77,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k DESC, span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -86,8 +96,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k DESC, span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -105,8 +115,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k, span.id LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -125,8 +135,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.k, span.id LIMIT :limit)
 UNION ALL
 SELECT * FROM (
@@ -143,8 +153,8 @@ SELECT * FROM (
          j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
-     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR instr(lower(j.args), :text) > 0
-          OR instr(lower(j.kwargs), :text) > 0)
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
    ORDER BY span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (

@@ -105,3 +105,10 @@ BEGIN
     DELETE FROM steps WHERE job_id = OLD.id;
     DELETE FROM events WHERE taken_by = OLD.id;
 END;
+
+-- v6 --
+-- The dashboard's queued counts and oldest ready time per queue from one covering index
+-- (`jobs_ready` leads with (queue, task), so min(run_at) per queue read every queued row);
+-- a queue's concurrency set live by an operator (`jobrun top`), NULL: the config's.
+CREATE INDEX jobs_ready_at ON jobs (queue, run_at) WHERE state = 'queued';
+ALTER TABLE queues ADD COLUMN concurrency INTEGER;

@@ -75,6 +75,12 @@ class OperatorActions:
                                  batch)
         return total
 
+    def prune_job(self, job_id: int) -> bool:
+        """Delete one finished job (`prune`'s rule, by id); False when it was not deleted."""
+        with self.write() as conn:
+            conn.execute(Q["prune_job"], {"id": job_id})
+            return int(conn.changes()) > 0
+
     def _prune(self, before: float, state: str, state2: str | None, batch: int) -> int:
         total = 0
         while True:
@@ -85,6 +91,13 @@ class OperatorActions:
             total += n
             if n < batch:
                 return total
+
+    def set_concurrency(self, queue: str, n: int | None) -> None:
+        with self.write() as conn:
+            conn.execute(Q["set_concurrency"], {"name": queue, "n": n})
+
+    def concurrency(self) -> dict[str, int]:
+        return {str(q): int(n) for q, n in self.read(Q["queue_concurrency"])}
 
     def set_paused(self, queue: str, paused: bool) -> None:
         with self.write() as conn:

@@ -389,6 +389,20 @@ DELETE FROM jobs WHERE id IN (
        AND id < (SELECT max(id) FROM jobs)
      LIMIT %(limit)s);
 
+-- prune_job --
+-- One finished job deleted by id, with prune_finished's rule (the newest job is kept).
+DELETE FROM jobs WHERE id = %(id)s AND state IN ('succeeded', 'cancelled', 'dead')
+   AND id < (SELECT max(id) FROM jobs);
+
+-- set_concurrency --
+-- A queue's live concurrency (NULL: back to the config's), kept beside its paused flag.
+INSERT INTO queues (name, concurrency) VALUES (%(name)s, %(n)s)
+    ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;
+
+-- queue_concurrency --
+-- The queues given a live concurrency: a table of a few rows.
+SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL;
+
 -- set_paused --
 -- Pause or resume a queue (its row is made on first use).
 INSERT INTO queues (name, paused) VALUES (%(name)s, %(paused)s)

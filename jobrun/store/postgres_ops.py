@@ -128,6 +128,17 @@ class PgOperator(PgBase):
             if n < batch:
                 return total
 
+    def prune_job(self, job_id: int) -> bool:
+        with self.write() as conn:
+            return conn.execute(sql(PQ["prune_job"]), {"id": job_id}).rowcount > 0
+
+    def set_concurrency(self, queue: str, n: int | None) -> None:
+        with self.write() as conn:
+            conn.execute(sql(PQ["set_concurrency"]), {"name": queue, "n": n})
+
+    def concurrency(self) -> dict[str, int]:
+        return {str(q): int(n) for q, n in self.read(PQ["queue_concurrency"])}
+
     def set_paused(self, queue: str, paused: bool) -> None:
         with self.write() as conn:
             conn.execute(sql(PQ["set_paused"]), {"name": queue, "paused": int(paused)})

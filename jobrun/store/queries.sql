@@ -173,6 +173,12 @@ DELETE FROM jobs WHERE id IN (
        AND id < (SELECT max(id) FROM jobs)
      LIMIT :limit);
 
+-- prune_job --
+-- One finished job deleted by id (the console's delete), with prune_finished's rule: the
+-- newest job is kept, so its id is never given again.
+DELETE FROM jobs WHERE id = :id AND state IN ('succeeded', 'cancelled', 'dead')
+   AND id < (SELECT max(id) FROM jobs);
+
 -- queue_counts --
 -- One partial index per state: no scan of finished jobs.
 SELECT queue, 'queued', count(*) FROM jobs WHERE state = 'queued' GROUP BY queue
@@ -185,7 +191,7 @@ UNION ALL
 SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' GROUP BY queue;
 
 -- oldest_queued --
--- Per queue, the run_at of its oldest queued job (jobs_ready).
+-- Per queue, the run_at of its oldest queued job (jobs_ready_at, covering).
 SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
 
 -- finished_since --
@@ -197,6 +203,15 @@ SELECT queue, state, count(*) FROM jobs
 -- Pause or resume a queue (its row is made on first use).
 INSERT INTO queues (name, paused) VALUES (:name, :paused)
     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
+
+-- set_concurrency --
+-- A queue's live concurrency (NULL: back to the config's), kept beside its paused flag.
+INSERT INTO queues (name, concurrency) VALUES (:name, :n)
+    ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;
+
+-- queue_concurrency --
+-- The queues given a live concurrency: a table of a few rows.
+SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL;
 
 -- paused_queues --
 -- The queues paused now.

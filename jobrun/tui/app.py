@@ -20,8 +20,10 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.sqlite import SqliteStore
+from .actions import act, bulk, scale
 from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
-from .screens import Confirm, Help, JobScreen
+from .charts import overview
+from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 from .views import dur, num, percent, rate
 
@@ -53,7 +55,14 @@ class Console(App[None]):
         Binding("S", "state(-1)", "state", show=False),
         Binding("r", "retry", "retry"),
         Binding("c", "cancel", "cancel"),
+        Binding("d", "delete", "delete"),
+        Binding("R", "bulk('retry')", "retry all", show=False),
+        Binding("C", "bulk('cancel')", "cancel all", show=False),
+        Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
+        Binding("o", "overview", "charts"),
+        Binding("plus", "scale(1)", "more", key_display="+", show=False),
+        Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
         Binding("escape", "clear", "back", show=False),
     ]
 
@@ -63,6 +72,7 @@ class Console(App[None]):
         self.store_path = store_path
         self.settings = settings
         self.read_only = read_only
+        self.show_args = settings.show_args if settings is not None else True
         self.period = refresh
         self.reader = SqliteStore(store_path, readonly=True)
         self.writer: SqliteStore | None = None
@@ -91,7 +101,7 @@ class Console(App[None]):
         yield self.jobs
         yield self.box
         yield self.status
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         q = self.queues
@@ -128,6 +138,8 @@ class Console(App[None]):
             self._load(reset=True, limit=loaded)
             if isinstance(self.screen, JobScreen):
                 self._draw_job(self.screen)
+            if isinstance(self.screen, Overview):
+                self.draw_overview(self.screen)
             lost = ""
         except JobrunError as exc:
             lost = f"store unreadable: {' '.join(str(exc).split())}"
@@ -163,7 +175,7 @@ class Console(App[None]):
     def _load(self, *, reset: bool, limit: int = PAGE) -> None:
         try:
             got = page(self.reader, self.state, queue=self.queue, text=self.text,
-                       after=None if reset else self.after, limit=limit)
+                       after=None if reset else self.after, limit=limit, args=self.show_args)
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
@@ -202,6 +214,10 @@ class Console(App[None]):
             title += f"  searched {num(self.scanned)} (more: ctrl+end)"
         self.title_line.update(Text(title))
 
+    def draw_overview(self, screen: Overview) -> None:
+        if self.snap is not None and screen.query("#overview"):
+            screen.query_one("#overview", Static).update(overview(self.snap, self.size.width))
+
     def draw_job(self, screen: JobScreen) -> None:
         try:
             self._draw_job(screen)
@@ -218,7 +234,7 @@ class Console(App[None]):
         screen.state = job.state.value if job is not None else None
         screen.query_one("#job", Static).update(
             detail(job, screen.job_id, steps=steps, children=children, now=clock.now(),
-                   full=screen.full))
+                   full=screen.full, show_args=self.show_args))
 
     def selected_id(self) -> int | None:
         if isinstance(self.screen, JobScreen):
@@ -267,13 +283,19 @@ class Console(App[None]):
     def action_help(self) -> None:
         self.push_screen(Help())
 
+    def action_overview(self) -> None:
+        if not isinstance(self.screen, Overview):
+            self.push_screen(Overview())
+
     def action_filter(self) -> None:
         if isinstance(self.screen, JobScreen):
             return
         box = self.box
         box.value = self.text
         self.screen.set_focus(box)
-        self.say("filter: type a task name or argument text; enter applies, escape clears")
+        what = "a task name or argument text" if self.show_args else \
+            "a task name (arguments hidden: [ui] show_args = false)"
+        self.say(f"filter: type {what}; enter applies, escape clears")
 
     def action_clear(self) -> None:
         """escape: leave the filter box, and drop the filter."""
@@ -298,6 +320,9 @@ class Console(App[None]):
         return self.writer
 
     def _ask(self, action: str) -> None:
+        if isinstance(self.screen, Overview):
+            self.say(f"{action}: escape to the jobs first", error=True)
+            return
         job_id, state = self.selected_id(), self._selected_state()
         why = refusal(action, state, self.read_only)
         if why or job_id is None:
@@ -314,24 +339,52 @@ class Console(App[None]):
 
     def _act(self, action: str, job_id: int) -> None:
         try:
-            store, now = self._store(), clock.now()
-            if action == "retry":
-                ok = bool(store.retry(job_id, now=now))
-                self.say(f"job {job_id} queued again" if ok else
-                         f"retry: job {job_id} no longer retryable", error=not ok)
-            else:
-                was = store.cancel(job_id, now=now)
-                self.say(f"job {job_id} cancelled (was {was})" if was else
-                         f"cancel: job {job_id} no longer exists", error=not was)
+            said, failed = act(self._store(), action, job_id, now=clock.now())
+            self.say(said, error=failed)
         except JobrunError as exc:
             self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
         self.refresh_data()
+
+    def action_bulk(self, action: str) -> None:
+        """R, C, D: the action on every job the list shows, on every page (y confirms)."""
+        if isinstance(self.screen, (JobScreen, Overview)):
+            return
+        why = refusal(action, self.state, self.read_only)
+        if why:
+            self.say(why.replace("the job is", "the jobs are"), error=True)
+            return
+        if not self.rows:
+            self.say(f"{action}: no job matches", error=True)
+            return
+        what = (f"every {self.state} job of queue {self.queue or 'all'}"
+                + (f" matching {clip(self.text, 20)!r}" if self.text else "")
+                + f" ({len(self.rows)}{'+' if self.more else ''})")
+        state, queue, text = self.state, self.queue, self.text
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                self.say(f"{action} of {what}: not done")
+                return
+            try:
+                n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
+                                 text=text, now=clock.now(), args=self.show_args)
+                self.say(f"{action}: {n} job(s) done" + (f", {missed} not (changed meanwhile)"
+                                                          if missed else ""), error=bool(missed))
+            except JobrunError as exc:
+                self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+            self.rows = []
+            self.refresh_data()
+
+        self.push_screen(Confirm(f"{action} {what}?"), done)
 
     def action_retry(self) -> None:
         self._ask("retry")
 
     def action_cancel(self) -> None:
         self._ask("cancel")
+
+    def action_delete(self) -> None:
+        self._ask("delete")
 
     def action_pause(self) -> None:
         if self.read_only:
@@ -349,6 +402,20 @@ class Console(App[None]):
             self.say(f"pause failed: {' '.join(str(exc).split())}", error=True)
             return
         self.say(f"queue {queue} {'resumed' if paused else 'paused'}")
+        self.refresh_data()
+
+
+    def action_scale(self, step: int) -> None:
+        """+ and -: the selected queue's concurrency, live, through the store."""
+        if self.read_only or self.queue is None:
+            self.say((refusal("scale", None, True) or "") if self.read_only else
+                     "scale: select a queue first (tab to the queues)", error=True)
+            return
+        try:
+            said, failed = scale(self._store(), self.queue, step, self.snap, self.settings)
+        except JobrunError as exc:
+            said, failed = f"scale failed: {' '.join(str(exc).split())}", True
+        self.say(said, error=failed)
         self.refresh_data()
 
 

@@ -51,6 +51,7 @@ BUDGET = 5_000    # index entries one read looks at, at most, before it says how
 CUT = 2_000       # characters of a payload shown before "a shows all"
 RETRYABLE = ("dead", "cancelled", "retrying")
 CANCELLABLE = ("queued", "scheduled", "retrying", "running")
+DELETABLE = ("succeeded", "cancelled", "dead")
 Key = tuple[float, int]
 
 
@@ -76,10 +77,11 @@ class Page:
 
 def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str = "",
          after: Key | None = None, limit: int = PAGE, scan: int = SCAN,
-         budget: int = BUDGET) -> Page:
+         budget: int = BUDGET, args: bool = True) -> Page:
     """Up to `limit` jobs in `state` (and `queue`) matching `text`, in the state's index
     order, from `after` (None: the start). A filter reads span after span, `budget` rows at
-    most, and the page then says where it stopped."""
+    most, and the page then says where it stopped. Without `args` ([ui] show_args = false)
+    the filter reads task names only and the rows hold no arguments."""
     sql, first = READS[state]
     key = after or first
     rows: list[JobRow] = []
@@ -87,14 +89,16 @@ def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str 
     while True:
         span = scan  # index entries looked at: a bound however rare the rows are
         params = {"state": state, "queue": queue, "text": text.lower() or None,
-                  "k": key[0], "id": key[1], "limit": limit - len(rows), "scan": span}
+                  "k": key[0], "id": key[1], "limit": limit - len(rows), "scan": span,
+                  "args": int(args)}
         end: Key | None = None
         for r in store.read(sql, params):
             if r[0]:
                 end = (r[11], int(r[1]))
                 continue
             rows.append(JobRow(int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]),
-                               int(r[6]), r[7], r[8], _args(str(r[9]), str(r[10]))))
+                               int(r[6]), r[7], r[8],
+                               _args(str(r[9]), str(r[10])) if args else "(hidden)"))
             key = (r[11], int(r[1]))
         scanned += span if end else 0
         if len(rows) >= limit:
@@ -129,6 +133,9 @@ def refusal(action: str, state: str | None, read_only: bool) -> str | None:
         return f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
     if action == "cancel" and state not in CANCELLABLE:
         return f"cancel: the job is {state} (finished); only an unfinished job is cancelled"
+    if action == "delete" and state not in DELETABLE:
+        return (f"delete: the job is {state}; only a finished job (succeeded, cancelled, "
+                "dead) is deleted")
     return None
 
 

@@ -24,7 +24,11 @@ HELP = """jobrun top: keys
   a        in a job: show payloads in full
   r        retry the selected job (y confirms)
   c        cancel the selected job (y confirms)
+  d        delete (prune) the selected finished job (y confirms)
+  R C D    retry, cancel, delete every job the list matches (state, queue, filter)
   p        pause or resume the selected queue
+  + / -    the selected queue's concurrency up / down, live, for every service
+  o        overview: per-queue charts (the hour), services, cron (escape back)
 """
 
 
@@ -70,7 +74,7 @@ class JobScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield VerticalScroll(Static(id="job"))
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         draw = getattr(self.app, "draw_job", None)
@@ -80,5 +84,21 @@ class JobScreen(Screen[None]):
     def action_full(self) -> None:
         self.full = True
         draw = getattr(self.app, "draw_job", None)
+        if draw is not None:
+            draw(self)
+
+
+class Overview(Screen[None]):
+    """Charts, services and cron, redrawn on each refresh."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
+
+    def compose(self) -> ComposeResult:
+        yield VerticalScroll(Static(id="overview"))
+        yield Static(id="status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        draw = getattr(self.app, "draw_overview", None)
         if draw is not None:
             draw(self)

@@ -33,6 +33,7 @@ TOP_RUNNING = _SQL["top_running"]
 TOP_DEAD_RECENT = _SQL["top_dead_recent"]
 TOP_RETRYING_RECENT = _SQL["top_retrying_recent"]
 TOP_WAITING = _SQL["top_waiting"]
+TOP_CRON_LAST = _SQL["top_cron_last"]
 
 BUCKET = 5.0      # seconds per throughput bucket
 HOUR = 3600.0
@@ -58,6 +59,10 @@ class QueueRow:
     dead_hour: int = 0
     cap: int | None = None            # concurrency of the live services (or the config)
     paused: bool = False
+    done_minutes: tuple[int, ...] = ()  # succeeded per minute over the hour, oldest first
+    dead_minutes: tuple[int, ...] = ()  # dead (failed for good) per minute, the same
+    p50: float | None = None          # run time (seconds) of the hour's finished jobs
+    p95: float | None = None
 
     @property
     def failure_rate(self) -> float | None:
@@ -96,6 +101,8 @@ class CronRow:
     when: str
     task: str
     next_at: float | None
+    timezone: str = "UTC"
+    last_at: float | None = None      # the last fire recorded in the store
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ class Window:
 
     def __init__(self) -> None:
         self.buckets: dict[int, dict[tuple[str, str], int]] = {}
+        self.runs: dict[int, dict[tuple[str, int], int]] = {}  # (queue, run-time ms bin)
         self.read_to: float | None = None
 
     def update(self, conn: apsw.Connection, now: float) -> None:
@@ -149,14 +157,43 @@ class Window:
         if prev is None or now - prev > HOUR or now < prev - LATE:
             start = first  # first read, a long pause or the clock went back: read it all
             self.buckets.clear()
+            self.runs.clear()
         else:
             start = max(first, math.floor((prev - LATE) / BUCKET))
-        for b in [b for b in self.buckets if b >= start or b < first]:
-            del self.buckets[b]
+        for kept in (self.buckets, self.runs):
+            for b in [b for b in kept if b >= start or b < first]:
+                del kept[b]
         params = {"width": BUCKET, "since": start * BUCKET, "until": now}
-        for b, queue, state, n in conn.execute(TOP_FINISHED, params):
-            self.buckets.setdefault(int(b), {})[(queue, state)] = int(n)
+        for b, queue, state, lead, digits, n in conn.execute(TOP_FINISHED, params):
+            counts = self.buckets.setdefault(int(b), {})
+            counts[(queue, state)] = counts.get((queue, state), 0) + int(n)
+            ms = int(lead) * 10 ** max(0, int(digits) - len(str(lead)))
+            runs = self.runs.setdefault(int(b), {})
+            runs[(queue, ms)] = runs.get((queue, ms), 0) + int(n)
         self.read_to = now
+
+    def minutes(self, now: float, queue: str, state: str, count: int = 60) -> tuple[int, ...]:
+        """`queue`'s jobs finished in `state` per minute, the last `count` minutes."""
+        cur = math.floor(now / BUCKET)
+        per = round(MINUTE / BUCKET)
+        out = [0] * count
+        for b, counts in self.buckets.items():
+            i = (cur - b) // per
+            if 0 <= i < count:
+                out[i] += counts.get((queue, state), 0)
+        return tuple(reversed(out))
+
+    def percentiles(self, queue: str, since: float, qs: tuple[float, ...] = (0.5, 0.95)
+                    ) -> tuple[float | None, ...]:
+        """Run-time percentiles (seconds, to two significant digits) of `queue`'s jobs
+        finished since `since`; None when none finished."""
+        hist: dict[int, int] = {}
+        for b, runs in self.runs.items():
+            if b * BUCKET >= since:
+                for (q, ms), n in runs.items():
+                    if q == queue:
+                        hist[ms] = hist.get(ms, 0) + n
+        return tuple(_percentile(hist, q) for q in qs)
 
     def per_queue(self, since: float) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
@@ -176,6 +213,18 @@ class Window:
             if 0 <= i < count:
                 out[i] += sum(n for (_, s), n in counts.items() if state is None or s == state)
         return tuple(reversed(out))
+
+
+def _percentile(hist: dict[int, int], q: float) -> float | None:
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank, seen = max(1, math.ceil(q * total)), 0
+    for ms in sorted(hist):
+        seen += hist[ms]
+        if seen >= rank:
+            return ms / 1000
+    return None  # not reached: the ranks add up to total
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -226,7 +275,8 @@ def _services(path: str) -> tuple[tuple[ServiceRow, ...], str | None]:
     return tuple(rows), leader
 
 
-def _cron(settings: Settings | None, now: float) -> tuple[CronRow, ...]:
+def _cron(settings: Settings | None, now: float, conn: apsw.Connection
+          ) -> tuple[CronRow, ...]:
     if settings is None:
         return ()
     after = datetime.fromtimestamp(now, UTC)
@@ -237,8 +287,11 @@ def _cron(settings: Settings | None, now: float) -> tuple[CronRow, ...]:
         when = entry.schedule or f"every {entry.every:g}s"
         if entry.schedule and entry.timezone != "UTC":
             when += f" {entry.timezone}"
+        last = conn.execute(TOP_CRON_LAST, {"entry": entry.name}).fetchone()
         rows.append(CronRow(entry.name, when, str(d["task"]),
-                            datetime.fromisoformat(nxt).timestamp() if nxt else None))
+                            datetime.fromisoformat(nxt).timestamp() if nxt else None,
+                            entry.timezone if entry.schedule else "UTC",
+                            float(last[0]) if last and last[0] is not None else None))
     return tuple(rows)
 
 
@@ -268,6 +321,7 @@ def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
             waiting = tuple(sorted((str(k), int(n)) for k, n in conn.execute(TOP_WAITING)))
         except apsw.SQLError:  # a store from before workflows, not migrated yet
             waiting = ()
+        cron = _cron(settings, now, conn)
     fails.sort(key=lambda f: (f.at or 0.0, f.id), reverse=True)
     services, leader = _services(store.path)
     # Concurrency: what the live services serve (summed), else what the config says.
@@ -289,11 +343,12 @@ def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
             name, c.get("queued", 0), c.get("scheduled", 0), c.get("running", 0),
             c.get("retrying", 0), c.get("dead", 0), c.get("oldest"), done / span,
             hour.get((name, "succeeded"), 0), hour.get((name, "dead"), 0), caps.get(name),
-            name in paused))
+            name in paused, window.minutes(now, name, "succeeded"),
+            window.minutes(now, name, "dead"), *window.percentiles(name, now - HOUR)))
     return Snapshot(
         now=now, store=store.path, queues=tuple(rows), running=running,
         failures=tuple(fails[:FAILURES]), dead_total=sum(r.dead for r in rows),
         dead_hour=sum(r.dead_hour for r in rows),
         dead_trend=window.totals(now, 12, 60, "dead"), spark=window.totals(now, SPARK),
-        throughput=sum(r.throughput for r in rows), cron=_cron(settings, now),
+        throughput=sum(r.throughput for r in rows), cron=cron,
         services=services, leader=leader, waiting=waiting)

@@ -80,7 +80,7 @@ def clock_utc(ts: float, date: bool = False) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime(fmt)
 
 
-def sparkline(values: Sequence[int], width: int) -> Text:
+def sparkline(values: Sequence[int], width: int, style: str = "green") -> Text:
     """The last `width` values as block characters scaled to their maximum; zero is dim."""
     vals = list(values)[-width:] if width > 0 else []
     top = max(vals, default=0)
@@ -89,7 +89,7 @@ def sparkline(values: Sequence[int], width: int) -> Text:
         if v <= 0:
             out.append(BLOCKS[0], style="dim")
         else:
-            out.append(BLOCKS[max(1, round(v / top * (len(BLOCKS) - 1)))], style="green")
+            out.append(BLOCKS[max(1, round(v / top * (len(BLOCKS) - 1)))], style=style)
     return out
 
 

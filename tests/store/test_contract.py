@@ -306,6 +306,25 @@ def test_cancelling_a_workflow_cancels_its_children_and_pruning_takes_its_steps(
     assert store.steps(p.id) == []
 
 
+def test_prune_job_deletes_one_finished_job_never_the_newest(store: Store) -> None:
+    store.enqueue([job(), job(), job(), job()], now=T0)
+    assert store.cancel(1, now=T0) == "queued" and store.cancel(4, now=T0) == "queued"
+    assert store.prune_job(2) is False and store.get(2) is not None  # queued: unfinished
+    assert store.prune_job(4) is False and store.get(4) is not None  # the newest
+    assert store.prune_job(1) is True and store.get(1) is None
+    assert store.prune_job(1) is False  # gone already
+
+
+def test_a_live_concurrency_per_queue(store: Store) -> None:
+    assert store.concurrency() == {}
+    store.set_paused("mail", True)
+    store.set_concurrency("mail", 3)
+    store.set_concurrency("web", 1)
+    assert store.concurrency() == {"mail": 3, "web": 1} and store.paused() == {"mail"}
+    store.set_concurrency("web", None)
+    assert store.concurrency() == {"mail": 3}
+
+
 def test_an_error_message_with_any_character_is_recorded(store: Store) -> None:
     """A task's exception text is anything (a NUL, lone surrogates escaped by json): it must
     be recorded, never fail the round that records it (a poison outcome)."""

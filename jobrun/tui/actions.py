@@ -1,0 +1,62 @@
+"""The console's actions, on one job or on every job the filter matches, through the store's
+own operations (`retry`, `cancel`, `prune_job`: what `jobrun retry`, `cancel` and
+`prune --id` call). Each returns one line to show and whether it is an error, so the app
+only asks and shows."""
+
+from __future__ import annotations
+
+from ..settings import Settings
+from ..store.sqlite import SqliteStore
+from .browse import PAGE, page
+from .snapshot import Snapshot
+
+ACTIONS = ("retry", "cancel", "delete")
+
+
+def act(store: SqliteStore, action: str, job_id: int, *, now: float) -> tuple[str, bool]:
+    """Do `action` to one job: (the line to show, whether it failed)."""
+    if action == "retry":
+        ok = bool(store.retry(job_id, now=now))
+        return (f"job {job_id} queued again" if ok else
+                f"retry: job {job_id} no longer retryable (or its key is taken)"), not ok
+    if action == "cancel":
+        was = store.cancel(job_id, now=now)
+        return (f"job {job_id} cancelled (was {was})" if was else
+                f"cancel: job {job_id} no longer exists"), not was
+    ok = store.prune_job(job_id)
+    return (f"job {job_id} deleted" if ok else
+            f"delete: job {job_id} not deleted (unfinished, gone, or the newest job, "
+            "kept so its id is never given again)"), not ok
+
+
+def bulk(reader: SqliteStore, store: SqliteStore, action: str, state: str, *,
+         queue: str | None, text: str, now: float, args: bool = True) -> tuple[int, int]:
+    """Do `action` to every job in `state` (and `queue`) matching `text`, a page at a time
+    (bounded reads; a job acted on leaves the list); returns (done, not done)."""
+    done = missed = 0
+    after = None
+    while True:
+        got = page(reader, state, queue=queue, text=text, after=after, limit=PAGE, args=args)
+        for row in got.rows:
+            _, failed = act(store, action, row.id, now=now)
+            missed += failed
+            done += not failed
+        if got.after is None:
+            return done, missed
+        after = got.after
+
+
+def scale(store: SqliteStore, queue: str, step: int, snap: Snapshot | None,
+          settings: Settings | None) -> tuple[str, bool]:
+    """A queue's concurrency one step up or down, for every service (at least 1): from the
+    live value set before, else what a service serves, else the config's."""
+    served = max((c for s in (snap.services if snap else ()) for q, c in s.queues
+                  if q == queue), default=None)
+    was = store.concurrency().get(queue) or served or \
+        (settings or Settings()).queue(queue).concurrency
+    n = max(1, was + step)
+    if n == was:
+        return f"queue {queue}: concurrency stays {n} (at least 1)", True
+    store.set_concurrency(queue, n)
+    return (f"queue {queue}: concurrency {n} per service (was {was}); running services "
+            "take it within a poll"), False
