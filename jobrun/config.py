@@ -14,6 +14,7 @@ from typing import Any
 from .cron import ScheduleError, parse_schedule
 from .errors import ConfigError
 from .limits import parse_rate
+from .location import absolute, beside, foreign
 from .settings import (
     BOUNDS,
     DEFAULT_CONCURRENCY,
@@ -127,24 +128,6 @@ _CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kw
          "priority", "misfire"}
 
 
-def _is_url(store: str) -> bool:
-    """A PostgreSQL store is a URL: never a path beside the config or the cwd."""
-    return store.startswith(("postgresql://", "postgres://"))
-
-
-def _absolute(store: str) -> str:
-    return store if _is_url(store) else os.path.abspath(os.path.expanduser(store))
-
-
-def _store_path(store: str | None, file: str) -> str | None:
-    """`~` expanded; a relative store is beside its config file (a URL is kept)."""
-    if store is not None and _is_url(store):
-        return store
-    if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
-        store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
-    return os.path.expanduser(store) if store is not None else None
-
-
 def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError]]:
     """Settings and every problem found; Settings is only meaningful without problems."""
     r = _Reader(file, text)
@@ -165,7 +148,10 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
     if store is not None and not store.strip():
         r.bad(p + ("store",), "must be a file path, not empty")
         store = None
-    store = _store_path(store, file)
+    if store is not None and foreign(store):
+        r.bad(p + ("store",), f"{store!r}: {foreign(store)}")
+        store = None
+    store = beside(store, file)
     durability = r.take(j, p, "durability", str, "normal")
     if durability not in ("normal", "full"):
         r.bad(p + ("durability",), f"must be \"normal\" or \"full\", not {durability!r}")
@@ -389,7 +375,7 @@ def load_for_producer(path: str, *, store_known: bool = False) -> Settings:
             raise ConfigError(f"{more[0].reason}; and the store cannot be told from it: "
                               f"{found.doubt}", file=path, key="jobrun.store",
                               line=found.line) from None
-        settings = Settings(file=path, store=_store_path(found.value, path))
+        settings = Settings(file=path, store=beside(found.value, path))
     else:
         settings, more = parse(text, path)
         for p in more:
@@ -421,14 +407,14 @@ def default_store() -> str:
 def resolve_store(explicit: str | None = None, settings: Settings | None = None) -> str:
     """Where the store is: explicit, $JOBRUN_STORE, the config's, else the user data dir."""
     if explicit:
-        return _absolute(explicit)
+        return absolute(explicit)
     env = os.environ.get("JOBRUN_STORE")
     if env:
-        return _absolute(env)
+        return absolute(env)
     if settings is None:
         cfg = env_config()
         if cfg and os.path.exists(cfg):
             settings = load_for_producer(cfg, store_known=bool(env))
     if settings is not None and settings.store:
-        return _absolute(settings.store)
+        return absolute(settings.store)
     return default_store()

@@ -86,6 +86,7 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     """The store of an operator command: never created (a typo in `--store` must not make an
     empty store), and with a store given, a broken config is one warning, not an exit 78.
     `readonly` for commands that only read: they work in a folder this user cannot write."""
+    from ..location import foreign
     from ..runtime import import_tasks as do_import
     from ..runtime import resolve
     from ..store import is_postgres
@@ -94,6 +95,8 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
 
     rt = resolve(config, store, lenient=True)
     warn(rt.warning)
+    if foreign(rt.store):
+        fail(f"store {rt.store!r}: {foreign(rt.store)}")
     if import_tasks:
         try:
             do_import(rt.settings)

@@ -1,15 +1,11 @@
 """The job store: the contract every caller is typed against, and its implementations."""
 
+from ..location import is_postgres, refuse_foreign
 from ..model import NewJob, Outcome
 from .contract import Round, Store
 from .sqlite import SqliteStore
 
 __all__ = ["NewJob", "Outcome", "Round", "SqliteStore", "Store", "is_postgres", "open_store"]
-
-
-def is_postgres(location: str) -> bool:
-    """Whether a store location names a PostgreSQL database (postgresql://...)."""
-    return location.startswith(("postgresql://", "postgres://"))
 
 
 def open_store(location: str, *, durability: str = "normal", readonly: bool = False,
@@ -18,6 +14,7 @@ def open_store(location: str, *, durability: str = "normal", readonly: bool = Fa
     migrated on first open. psycopg is imported only here, for a PostgreSQL URL. With
     `adopt`, a SQLite store whose service stated durability = "full" is opened so too;
     a service states its own (`adopt=False`)."""
+    refuse_foreign(location)
     if is_postgres(location):
         from .postgres import PostgresStore  # the postgres extra: only when asked
         return PostgresStore(location, durability=durability, readonly=readonly)

@@ -18,6 +18,7 @@ import apsw
 
 from ..errors import StoreError
 from ..limits import Limits
+from ..location import foreign, is_url
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rounds, rows
 from .busy import wait_briefly
@@ -47,6 +48,9 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
                  readonly: bool = False, vfs: str | None = None, create: bool = True,
                  adopt: bool = True) -> None:
+        if is_url(os.fspath(path)):
+            raise StoreError(f"store {os.fspath(path)!r} is a URL, not a SQLite file"
+                             + (f": {foreign(os.fspath(path))}" if foreign(os.fspath(path)) else ""))
         self.vfs = vfs  # an apsw VFS name (fault injection in the torture tests)
         self.path = os.path.realpath(os.fspath(path))
         if durability not in ("normal", "full"):

@@ -1,0 +1,48 @@
+"""A store location is a SQLite path or a postgresql:// URL; any other URL is refused where it
+is given (config with its file and line, App, CLI), and no file is made from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+import jobrun
+from jobrun.config import check
+from jobrun.errors import StoreError
+from jobrun.location import absolute, beside, foreign, is_postgres
+from jobrun.store.sqlite import SqliteStore
+
+BAD = ["mysql://x@y/z", "POSTGRESQL://postgres@127.0.0.1:5432/test", "sqlite:///jobs.db"]
+
+
+def test_the_kinds_of_location() -> None:
+    assert is_postgres("postgresql://u@h:5432/db") and is_postgres("postgres://u@h/db")
+    assert not is_postgres("jobs.db") and foreign("jobs.db") is None
+    assert foreign("postgresql://u@h/db") is None
+    assert "lower case" in (foreign("POSTGRESQL://u@h/db") or "")
+    assert "mysql://" in (foreign("mysql://x@y/z") or "")
+    assert absolute("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert beside("jobs.db", "/etc/app/jobrun.toml") == "/etc/app/jobs.db"
+    assert beside("postgresql://u@h/db", "/etc/app/jobrun.toml") == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize("url", BAD)
+def test_a_foreign_url_is_refused_everywhere_and_makes_no_file(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "jobrun.toml"
+    cfg.write_text(f'[jobrun]\nstore = "{url}"\n', encoding="utf-8")
+    _, problems = check(str(cfg))
+    assert problems and f"{cfg}:2" in str(problems[0]) and "store" in str(problems[0])
+    with pytest.raises(StoreError, match="not a store jobrun knows|lower case"):
+        jobrun.App(url).store  # noqa: B018 - opening is the point
+    with pytest.raises(StoreError, match="URL, not a SQLite file"):
+        SqliteStore(url)
+    out = run_cli("ls", "--store", url, cwd=str(tmp_path))
+    assert out.returncode != 0 and ("jobrun knows" in out.stderr or "lower case" in out.stderr)
+    out = run_cli("check", "--config", str(cfg), cwd=str(tmp_path))
+    assert out.returncode == 78
+    assert os.listdir(tmp_path) == ["jobrun.toml"]
