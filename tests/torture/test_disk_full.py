@@ -115,8 +115,8 @@ def test_enqueue_on_a_full_store_raises_store_error_and_writes_nothing(
 
 # -- the embedded service, every jobrun connection capped ------------------------------------
 _GATE: dict[str, str] = {}
-_RESULT = 64_000  # bytes of each result: recording one needs 16 new pages, more than the
-#                   room left for claims (12 pages)
+_RESULT = 64_000  # bytes of each result: recording one needs more than the room left
+_ROOM = 12 * 4096  # bytes left for claims (the store's page size turns it into pages)
 
 
 _reg = jobrun.App()  # only to register the task below (the test's own App is per test)
@@ -158,8 +158,9 @@ def test_embedded_service_survives_a_full_store_and_finishes_every_accepted_job(
         # The store is full: ballast up to a few pages under the size every jobrun
         # connection is capped at (room to claim jobs, not to record their results).
         # Once deleted, the ballast is the room every result needs.
-        _fill(db, int(db.execute("PRAGMA page_count").get) + n_jobs * (_RESULT // 4096 + 3))
-        cap["pages"] = int(db.execute("PRAGMA page_count").get) + 12
+        page = int(db.execute("PRAGMA page_size").get)
+        _fill(db, int(db.execute("PRAGMA page_count").get) + n_jobs * (_RESULT // page + 3))
+        cap["pages"] = int(db.execute("PRAGMA page_count").get) + _ROOM // page
         producer.store.connection().execute(
             f"PRAGMA max_page_count = {cap['pages']}").fetchall()
         producer.start()  # its store, scheduler and maintenance connections are all capped
