@@ -27,6 +27,7 @@ import tempfile
 import time
 from typing import Any
 
+import bench_core
 from _common import (
     Report,
     cpu_seconds,
@@ -42,17 +43,16 @@ from _common import (
     print_problems,
     tree_state,
 )
-import bench_core
 from bench_core import (
     HUEY_DEFAULT_POLL,
     HUEY_NAME,
     JOBRUN_DONE,
     Row,
-    serve_huey,
-    serve_jobrun,
     fresh_copy,
     jobrun_tasks,
     make_huey,
+    serve_huey,
+    serve_jobrun,
 )
 
 METRICS = ("bytes", "throughput")
