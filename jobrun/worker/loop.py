@@ -46,7 +46,8 @@ class ClaimPlan:
 
 def drained(claims: list[Claim], wants: dict[str, int], caps: dict[str, int]) -> bool:
     """Whether a round found fewer jobs than it asked for in every queue: nothing more is
-    waiting for this service (a queue with no free slot was not asked, so it may hold more)."""
+    waiting for this service (a queue with no free slot was not asked, so it may hold more;
+    a queue under key or rate limits may hold jobs that our outcomes make claimable)."""
     if not wants or len(wants) < len(caps):
         return False
     got: dict[str, int] = {}
@@ -104,7 +105,7 @@ class Loop:
             self._note_retries(pending)
             due = self._next_due is not None and self._next_due <= now
             full = self._rung or due or now_m - self._last_full >= self._settings().poll
-            if pending and not (full or halting or self.draining) and self._hold(now_m):
+            if pending and not (full or halting or self.draining) and self._hold(pending, now_m):
                 pass  # quiet: they go with the round that claims the next job
             elif pending or (wants and full):
                 r = self._round(pending, wants, plan, full, now)
@@ -116,7 +117,8 @@ class Loop:
                 outcomes_mod.report(self.store, pending, r.applied, self.observe)
                 pending = []
                 self._hold_until = None
-                self._dry = drained(r.claims, wants, plan.caps)
+                self._dry = r.retry_in is None and not (plan.limited & wants.keys()) and \
+                    drained(r.claims, wants, plan.caps)
                 self._after(r, full, now_m, now)
                 for claim in r.claims:
                     self._dispatch(claim)
@@ -125,12 +127,13 @@ class Loop:
                 return
             self._wait()
 
-    def _hold(self, now_m: float) -> bool:
+    def _hold(self, pending: outcomes_mod.Taken, now_m: float) -> bool:
         """Whether to hold this round's outcomes. In a quiet service (the last round found
         nothing more to claim) a round for outcomes alone is a commit of its own, pages
-        written to the WAL once more: they wait up to `record_delay` for the round that
-        claims the next job (a doorbell, a due job), and go in its commit."""
-        if not self._dry:
+        written to the WAL once more: successes wait up to `record_delay` for the round that
+        claims the next job (a doorbell, a due job), and go in its commit. Anything else
+        (a failure, a workflow's wait, a handed-back job) is recorded at once."""
+        if not self._dry or any(o.state != "succeeded" for _, o in pending):
             return False
         if self._hold_until is None:
             delay = self._settings().record_delay
