@@ -116,7 +116,7 @@ def test_enqueue_on_a_full_store_raises_store_error_and_writes_nothing(
 # -- the embedded service, every jobrun connection capped ------------------------------------
 _GATE: dict[str, str] = {}
 _RESULT = 64_000  # bytes of each result: recording one needs more than the room left
-_ROOM = 12 * 4096  # bytes left for claims (the store's page size turns it into pages)
+_ROOM = 15 * 4096  # bytes left for claims and the catalog (in the store's pages)
 
 
 _reg = jobrun.App()  # only to register the task below (the test's own App is per test)
