@@ -119,7 +119,7 @@ class _Reader:
 
 _TOP = {"jobrun", "queues", "cron", "tasks", "metrics", "alerts", "ui"}
 _JOBRUN = {"store", "shutdown_timeout", "durability", "import", "app", "lease", "poll",
-           "misfire_grace",
+           "record_delay", "misfire_grace",
            "retention", "dead_retention", "log_args", "log_format", "log_level"}
 _QUEUE = {"concurrency", "executor", "max_attempts", "retry_base", "retry_cap", "timeout",
           "rate_limit", "max_tasks_per_child", "prefetch"}
@@ -166,6 +166,7 @@ def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError
         "app": r.take(j, p, "app", str),
         "shutdown_timeout": r.dur(j, p, "shutdown_timeout", 30.0),
         "lease": r.dur(j, p, "lease", 60.0), "poll": r.dur(j, p, "poll", 1.0),
+        "record_delay": r.dur(j, p, "record_delay", 0.1),
         "misfire_grace": r.dur(j, p, "misfire_grace", 60.0),
         "retention": r.dur(j, p, "retention", 7 * 86400.0),
         "dead_retention": r.dur(j, p, "dead_retention", 30 * 86400.0),

@@ -26,6 +26,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "every": (1.0, _YEAR),             # the scheduler fires at most about once a second
     "lease": (1.0, _DAY),              # renewed at lease/3, checked every <= 0.5 s
     "poll": (0.01, 300.0),             # a wake-up fallback: below 10 ms it only burns CPU
+    "record_delay": (0.0, 1.0),        # 0: every outcome is its own commit
     "shutdown_timeout": (0.0, _DAY),   # 0: stop at once
     "misfire_grace": (0.0, _YEAR),
     "retention": (60.0, 100 * _YEAR),  # a result must outlive the Job.result() that waits
@@ -38,6 +39,7 @@ WHY = {
     "every": "below 1s the scheduler floods the store; beyond a year use a schedule",
     "lease": "a shorter lease expires between heartbeats and runs jobs twice",
     "poll": "the service wakes every poll: 0 spins, hours look hung",
+    "record_delay": "results wait that long to be seen, and a crash re-runs what was held",
     "retention": "finished jobs must stay readable for a while",
     "dead_retention": "dead jobs must stay readable for a while",
     "retry_base": "0 retries in a hot loop",
@@ -123,6 +125,7 @@ class Settings:
     app: str | None = None
     lease: float = 60.0
     poll: float = 1.0
+    record_delay: float = 0.1  # a quiet service holds outcomes for its next claim this long
     misfire_grace: float = 60.0
     retention: float = 7 * 86400.0
     dead_retention: float = 30 * 86400.0

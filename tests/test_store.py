@@ -15,6 +15,7 @@ import pytest
 from jobrun.errors import StoreError
 from jobrun.lock import HolderLock, holder_alive
 from jobrun.store import NewJob, Outcome, SqliteStore
+from jobrun.store.sqlite import PAGE_SIZE
 from jobrun.store.migrations import SCHEMA_VERSION
 
 
@@ -35,6 +36,37 @@ def test_new_store_is_private_wal_and_versioned(tmp_path) -> None:  # type: igno
     c = apsw.Connection(str(path))
     assert c.execute("PRAGMA journal_mode").get == "wal"
     assert c.execute("PRAGMA user_version").get == SCHEMA_VERSION
+    s.close()
+
+
+def test_a_job_costs_eight_small_wal_frames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What flash pays per job: enqueue, claim and record commit 2 + 3 + 3 pages (the row and
+    the one partial index each state enters or leaves), in pages of PAGE_SIZE."""
+    s = SqliteStore(str(tmp_path / "j.db"))
+    s.enqueue([job() for _ in range(50)], now=1.0)  # the tree is past its first pages
+    claims = s.acquire_round([], {"default": 50}, "h", now=1.0, lease=60).claims
+    s.record([Outcome(c.id, c.token, "succeeded", result="1") for c in claims], now=1.0)
+    conn = s.connection()
+    assert conn.execute("PRAGMA page_size").get == PAGE_SIZE == 1024
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    s.enqueue([job()], now=2.0)
+    (c,) = s.acquire_round([], {"default": 1}, "h", now=2.0, lease=60).claims
+    assert s.record([Outcome(c.id, c.token, "succeeded", result="1")], now=2.0) == 1
+    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert frames <= 8
+    s.close()
+
+
+def test_an_existing_store_keeps_its_page_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "old.db")
+    c = apsw.Connection(path)
+    c.execute("PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE t (x)")
+    c.close()
+    s = SqliteStore(path)
+    (i,) = s.enqueue([job()], now=1.0)
+    assert s.read("PRAGMA page_size")[0][0] == 4096
+    (cl,) = s.acquire_round([], {"default": 1}, "h", now=1.0, lease=60).claims
+    assert cl.id == i and s.record([Outcome(i, cl.token, "succeeded", result="1")], now=1.0)
     s.close()
 
 

@@ -73,7 +73,9 @@ class Pools:
         return "thread"
 
     def submit(self, claim: Claim, ctx: Context, kind: str) -> None:
-        self.executor(claim.queue, kind).submit(claim, ctx)
+        # A queue's thread executor, once made, stays: no lock on the path of every job.
+        ex = self._threads.get(claim.queue) if kind == "thread" else None
+        (ex or self.executor(claim.queue, kind)).submit(claim, ctx)
 
     def executor(self, queue: str, kind: str) -> Executor:
         with self._lock:

@@ -38,18 +38,21 @@ def _dict(text: str) -> Any:
 
 def claim(row: tuple[Any, ...]) -> Claim:
     """A claimed row as the attempt it hands out; ValueError/TypeError if its payload is not
-    what any enqueue writes (edited by hand, a bug)."""
-    r = named(row)
-    return Claim(id=r["id"], task=r["task"], queue=r["queue"], args=_list(r["args"]),
-                 kwargs=_dict(r["kwargs"]), attempt=r["attempts"],
-                 max_attempts=r["max_attempts"], token=r["token"], trace_id=r["trace_id"],
-                 timeout=r["timeout"], options=_dict(r["options"]))
+    what any enqueue writes (edited by hand, a bug). Unpacked by position (the hot path of
+    every round), in CLAIM_COLUMNS' order."""
+    (id_, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout,
+     options, _) = row
+    return Claim(id=id_, task=task, queue=queue, args=_list(args), kwargs=_dict(kwargs),
+                 attempt=attempts, max_attempts=max_attempts, token=token, trace_id=trace_id,
+                 timeout=timeout, options=_dict(options))
+
+
+_ID, _PRIORITY = CLAIM_COLUMNS.index("id"), CLAIM_COLUMNS.index("priority")
 
 
 def claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
     """Claims are handed out by priority, then age (RETURNING has no order)."""
-    r = named(row)
-    return (-r["priority"], r["id"])
+    return (-row[_PRIORITY], row[_ID])
 
 
 #: The columns of get_job and list_jobs (queries.sql).

@@ -45,6 +45,18 @@ class ClaimPlan:
     tasks: frozenset[str] | None = None
 
 
+def drained(claims: list[Claim], wants: dict[str, int], caps: dict[str, int]) -> bool:
+    """Whether a round found fewer jobs than it asked for in every queue: nothing more is
+    waiting for this service (a queue with no free slot was not asked, so it may hold more;
+    a queue under key or rate limits may hold jobs that our outcomes make claimable)."""
+    if not wants or len(wants) < len(caps):
+        return False
+    got: dict[str, int] = {}
+    for c in claims:
+        got[c.queue] = got.get(c.queue, 0) + 1
+    return all(got.get(q, 0) < n for q, n in wants.items())
+
+
 class Loop:
     def __init__(self, store: Store, holder: str, path: str, settings: Callable[[], Settings],
                  bell: Doorbell, pools: Pools, inflight: InFlight,
@@ -69,6 +81,8 @@ class Loop:
         self._failures = 0
         self._reported = 0.0
         self._ringer: Ringer | None = None
+        self._dry = False       # the last round found no more jobs for any free slot
+        self._hold_until: float | None = None  # outcomes held for the next claiming round
 
     # -- from other threads ------------------------------------------------------------------
     def done(self, claim: Claim, outcome: Outcome) -> None:
@@ -93,7 +107,9 @@ class Loop:
             self._note_retries(pending)
             due = self._next_due is not None and self._next_due <= now
             full = self._rung or due or now_m - self._last_full >= self._settings().poll
-            if pending or (wants and full):
+            if pending and not (full or halting or self.draining) and self._hold(pending, now_m):
+                pass  # quiet: they go with the round that claims the next job
+            elif pending or (wants and full):
                 r = self._round(pending, wants, plan, full, now)
                 if r is None:
                     if halting:
@@ -104,6 +120,9 @@ class Loop:
                 if outcomes_mod.ended_gathered(pending, r.applied):
                     self._ring_others()
                 pending = []
+                self._hold_until = None
+                self._dry = r.retry_in is None and not (plan.limited & wants.keys()) and \
+                    drained(r.claims, wants, plan.caps)
                 self._after(r, full, now_m, now)
                 for claim in r.claims:
                     self._dispatch(claim)
@@ -111,6 +130,21 @@ class Loop:
             if halting:
                 return
             self._wait()
+
+    def _hold(self, pending: outcomes_mod.Taken, now_m: float) -> bool:
+        """Whether to hold this round's outcomes. In a quiet service (the last round found
+        nothing more to claim) a round for outcomes alone is a commit of its own, pages
+        written to the WAL once more: successes wait up to `record_delay` for the round that
+        claims the next job (a doorbell, a due job), and go in its commit. Anything else
+        (a failure, a workflow's wait, a handed-back job) is recorded at once."""
+        if not self._dry or any(o.state != "succeeded" for _, o in pending):
+            return False
+        if self._hold_until is None:
+            delay = self._settings().record_delay
+            if delay <= 0:
+                return False
+            self._hold_until = now_m + delay
+        return now_m < self._hold_until
 
     def _wants(self, plan: ClaimPlan) -> dict[str, int]:
         """Free slots per queue; a prefetching queue whose children are all busy waits for a
@@ -204,6 +238,8 @@ class Loop:
         timeout = self._settings().poll
         if self._next_due is not None:
             timeout = min(timeout, max(0.0, self._next_due - clock.now()))
+        if self._hold_until is not None:
+            timeout = min(timeout, max(0.0, self._hold_until - clock.monotonic()))
         self._sleeping = True
         if self.outcomes or self.halting:
             self._rung = False

@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from torture_util import (
 import jobrun
 from jobrun.config import parse
 from jobrun.errors import StoreError
+from jobrun.registry import REGISTRY
 from jobrun.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.torture
@@ -115,8 +117,9 @@ def test_enqueue_on_a_full_store_raises_store_error_and_writes_nothing(
 
 # -- the embedded service, every jobrun connection capped ------------------------------------
 _GATE: dict[str, str] = {}
-_RESULT = 64_000  # bytes of each result: recording one needs 16 new pages, more than the
-#                   room left for claims (12 pages)
+_RESULT = 64_000  # bytes of each result: recording one needs more than the room left
+_ROOM = 12 * 4096  # bytes left for claims, and for the catalog the service publishes
+_CATALOG_ROW = 600  # bytes a task's catalog row may take in the store's pages, at most
 
 
 _reg = jobrun.App()  # only to register the task below (the test's own App is per test)
@@ -158,8 +161,13 @@ def test_embedded_service_survives_a_full_store_and_finishes_every_accepted_job(
         # The store is full: ballast up to a few pages under the size every jobrun
         # connection is capped at (room to claim jobs, not to record their results).
         # Once deleted, the ballast is the room every result needs.
-        _fill(db, int(db.execute("PRAGMA page_count").get) + n_jobs * (_RESULT // 4096 + 3))
-        cap["pages"] = int(db.execute("PRAGMA page_count").get) + 12
+        # The service publishes every task this process registered (other tests add more):
+        # the room holds that catalog, and one result is still larger than the room.
+        room = _ROOM + _CATALOG_ROW * len(REGISTRY.names())
+        monkeypatch.setattr(sys.modules[__name__], "_RESULT", max(_RESULT, 2 * room))
+        page = int(db.execute("PRAGMA page_size").get)
+        _fill(db, int(db.execute("PRAGMA page_count").get) + n_jobs * (_RESULT // page + 3))
+        cap["pages"] = int(db.execute("PRAGMA page_count").get) + room // page
         producer.store.connection().execute(
             f"PRAGMA max_page_count = {cap['pages']}").fetchall()
         producer.start()  # its store, scheduler and maintenance connections are all capped

@@ -185,6 +185,8 @@ def open_with_vfs(vfs: str) -> Any:
             if version > jsqlite.SCHEMA_VERSION:
                 conn.close()
                 raise jsqlite.StoreError(f"store {self.path} is too new")
+            if not self.readonly:
+                conn.execute(f"PRAGMA page_size={jsqlite.PAGE_SIZE}")
             if not self.readonly and conn.execute("PRAGMA journal_mode").get != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             sync = "FULL" if self.durability == "full" else "NORMAL"
