@@ -8,14 +8,30 @@ that claims the next job; a drain, a due job or the deadline records it without 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from support.wait import wait_for
 
 import jobrun
 from jobrun.config import parse
 from jobrun.model import Claim
+from jobrun.registry import REGISTRY
 from jobrun.worker.loop import drained
+
+
+LIMITS = ("rate_limit", "key_concurrency", "key_rate_limit")
+
+
+@pytest.fixture(autouse=True)
+def _no_limited_tasks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One registry per process: a rate-limited task another test registered would turn
+    holding off here (a task under limits may be sent to any queue), as it should."""
+    kept = {n: s for n, s in REGISTRY._tasks.items()
+            if not any(s.extra.get(k) for k in LIMITS)}
+    monkeypatch.setattr(REGISTRY, "_tasks", kept)
+    yield
 
 
 def _app(path: Path, delay: str) -> tuple[jobrun.App, threading.Event, jobrun.Task]:  # type: ignore[type-arg]
