@@ -36,7 +36,8 @@ from torture_util import (
 )
 
 import jobrun
-from jobrun.config import parse
+from jobrun import catalog
+from jobrun.config import Settings, parse
 from jobrun.errors import StoreError
 from jobrun.registry import REGISTRY
 from jobrun.store.sqlite import SqliteStore
@@ -119,7 +120,6 @@ def test_enqueue_on_a_full_store_raises_store_error_and_writes_nothing(
 _GATE: dict[str, str] = {}
 _RESULT = 64_000  # bytes of each result: recording one needs more than the room left
 _ROOM = 12 * 4096  # bytes left for claims, and for the catalog the service publishes
-_CATALOG_ROW = 600  # bytes a task's catalog row may take in the store's pages, at most
 
 
 _reg = jobrun.App()  # only to register the task below (the test's own App is per test)
@@ -134,6 +134,16 @@ def disk_job(i: int) -> str:
             raise RuntimeError("gate never opened")
         time.sleep(0.01)
     return f"{i}:" + "r" * _RESULT
+
+
+def _trial_catalog(app: jobrun.App, db: apsw.Connection, settings: Settings) -> int:
+    """Publish the catalog a service of this process would, then delete it: the pages it
+    took (returned) stay in the store, free for the service's own publish."""
+    before = int(db.execute("PRAGMA page_count").get)
+    specs = [s for n in REGISTRY.names() if (s := REGISTRY.find(n)) is not None]
+    app.store.publish_catalog("disk-full-trial", catalog.entries(specs, settings), now=time.time())
+    db.execute("DELETE FROM catalog WHERE holder = 'disk-full-trial'")
+    return int(db.execute("PRAGMA page_count").get) - before
 
 
 def _fill(db: apsw.Connection, pages: int) -> None:
@@ -162,12 +172,15 @@ def test_embedded_service_survives_a_full_store_and_finishes_every_accepted_job(
         # connection is capped at (room to claim jobs, not to record their results).
         # Once deleted, the ballast is the room every result needs.
         # The service publishes every task this process registered (other tests add more):
-        # the room holds that catalog, and one result is still larger than the room.
-        room = _ROOM + _CATALOG_ROW * len(REGISTRY.names())
-        monkeypatch.setattr(sys.modules[__name__], "_RESULT", max(_RESULT, 2 * room))
+        # a trial publish of that catalog, deleted at once, leaves its pages free for the
+        # service's own; one result is still larger than the room and those pages.
         page = int(db.execute("PRAGMA page_size").get)
+        catalog_pages = _trial_catalog(producer, db, settings)
+        monkeypatch.setattr(sys.modules[__name__], "_RESULT",
+                            max(_RESULT, 2 * (_ROOM + catalog_pages * page)))
         _fill(db, int(db.execute("PRAGMA page_count").get) + n_jobs * (_RESULT // page + 3))
-        cap["pages"] = int(db.execute("PRAGMA page_count").get) + room // page
+        _trial_catalog(producer, db, settings)
+        cap["pages"] = int(db.execute("PRAGMA page_count").get) + _ROOM // page
         producer.store.connection().execute(
             f"PRAGMA max_page_count = {cap['pages']}").fetchall()
         producer.start()  # its store, scheduler and maintenance connections are all capped
