@@ -267,12 +267,13 @@ def test_plus_and_minus_scale_a_queue_of_a_running_service(app: jobrun.App,
                 break
         assert c.queue == "default"
         await pilot.press("plus")
-        assert app.store.concurrency() == {"default": 3}
+        await until(pilot, lambda: app.store.concurrency() == {"default": 3}, "the store")
         assert "concurrency 3 per service (was 2)" in text_of(c, "#status")
         # The running service reads it within a poll: its slots and what it publishes.
         await until(pilot, lambda: ("default", 3) in caps(c), "the service to scale up")
+        assert c.queue == "default", "a refresh lost the selected queue"
         await pilot.press("minus", "minus")
-        assert app.store.concurrency() == {"default": 1}
+        await until(pilot, lambda: app.store.concurrency() == {"default": 1}, "the store")
         await pilot.press("minus")
         assert "stays 1" in text_of(c, "#status")
         await until(pilot, lambda: ("default", 1) in caps(c), "the service to scale down")
