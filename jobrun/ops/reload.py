@@ -7,7 +7,6 @@ log line naming the problem, and the running config stays in force.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -52,10 +51,10 @@ def load_valid(path: str, current: Settings) -> Settings:
     return settings
 
 
-def _fingerprint(path: str) -> bytes | None:
+def _content(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).digest()
+            return f.read()  # a config is small: the content itself, no hash (no OpenSSL)
     except OSError:
         return None
 
@@ -114,7 +113,7 @@ class Reloader:
     def _watch(self) -> None:
         # Content decides, not events: editors replace the file by a rename, Kubernetes
         # swaps a symlink (`..data`), and a touch that changes nothing reloads nothing.
-        last, seen = _fingerprint(self.path), _stat(self.path)
+        last, seen = _content(self.path), _stat(self.path)
         try:
             while not self._stop.wait(POLL):
                 now = _stat(self.path)
@@ -123,7 +122,7 @@ class Reloader:
                 seen = now
                 if self._stop.wait(POLL) or _stat(self.path) != now:
                     continue  # still being written: look again
-                content = _fingerprint(self.path)
+                content = _content(self.path)
                 if content is not None and content != last:
                     last = content
                     self.reload("file changed")
