@@ -6,7 +6,6 @@ running and recording live elsewhere (executors, service).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import traceback
@@ -105,6 +104,8 @@ def run_attempt(claim: Claim, registry: Registry, ctx: Context | None = None, *,
 async def run_attempt_async(claim: Claim, registry: Registry, ctx: Context | None = None
                             ) -> Outcome:
     """An `async def` task on the service's loop; its timeout cancels it."""
+    import asyncio  # here: a service with no async task never loads asyncio
+
     started = clock.timer()
     token = set_current(ctx or new_context(claim))
     try:

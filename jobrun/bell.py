@@ -9,7 +9,6 @@ service's address bound); exec closes them anyway (sockets are created close-on-
 
 from __future__ import annotations
 
-import hashlib
 import os
 import select
 import socket
@@ -20,13 +19,18 @@ from typing import Any
 
 from .lock import holders_dir
 
+try:  # the builtin sha1: hashlib's would load OpenSSL, 3.5 MB resident for one hash of a path
+    from _sha1 import sha1  # type: ignore[import-not-found]
+except ImportError:  # a Python built without the builtin hashes
+    from hashlib import sha1
+
 _bells: weakref.WeakSet[Bell] = weakref.WeakSet()
 
 ABSTRACT = sys.platform.startswith("linux")
 
 
 def _address(store_path: str, holder: str) -> str:
-    tag = hashlib.sha1(store_path.encode()).hexdigest()[:16]
+    tag = sha1(store_path.encode()).hexdigest()[:16]
     return f"\0jobrun-{tag}-{holder}"
 
 

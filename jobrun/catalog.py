@@ -11,7 +11,6 @@ the same however it is enqueued. A name the catalog does not know is refused at 
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -123,6 +122,8 @@ def entries(specs: list[TaskSpec], settings: Settings) -> dict[str, str]:
 
 def close_matches(name: str, known: list[str]) -> list[str]:
     """The known names a typo most likely meant (also matching on the function name)."""
+    import difflib  # here: only a name nobody declares needs it
+
     out = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     tail = name.rpartition(":")[2]
     for k in known:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tomllib
 from typing import Any
 
 from .cron import ScheduleError, parse_schedule
@@ -29,7 +28,6 @@ from .settings import (
     human,
     parse_listen,
 )
-from .tomlscan import find_store
 
 log = logging.getLogger("jobrun")
 
@@ -130,6 +128,8 @@ _CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kw
 
 def parse(text: str, file: str = "<string>") -> tuple[Settings, list[ConfigError]]:
     """Settings and every problem found; Settings is only meaningful without problems."""
+    import tomllib  # here: `jobrun ls --store X` reads no TOML
+
     r = _Reader(file, text)
     try:
         doc = tomllib.loads(text)
@@ -357,6 +357,10 @@ def load_for_producer(path: str, *, store_known: bool = False) -> Settings:
     TOML, `store` under [jobrun] is found by a careful line scan. Only a store that cannot
     be known is a ConfigError (unless `store_known`: given or in $JOBRUN_STORE), since a
     guess would enqueue where no service looks. `load()` stays strict for services."""
+    import tomllib
+
+    from .tomlscan import find_store
+
     try:
         with open(path, "rb") as f:
             raw = f.read()

@@ -39,11 +39,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from cronsim import CronSim, CronSimError
+from typing import TYPE_CHECKING
 
 from jobrun.errors import JobrunError
+
+if TYPE_CHECKING:  # cronsim and zoneinfo load with the first cron entry: a service without
+    from zoneinfo import ZoneInfo  # cron holds neither (1.9 MB resident)
 
 __all__ = [
     "Every",
@@ -84,6 +85,10 @@ class _Compiled:
 @functools.lru_cache(maxsize=1024)
 def _compile(expr: str, tz: str) -> _Compiled:
     """Validate once (cached): Schedule objects are always valid, so next_after cannot fail late."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from cronsim import CronSim, CronSimError
+
     text = expr.strip()
     if not text:
         raise ScheduleError(f"bad cron expression {expr!r}: empty")
@@ -126,6 +131,8 @@ def _check_aware(dt: datetime, name: str = "after") -> None:
 
 def _matches(fields: str, start: datetime) -> Iterator[datetime]:
     """Naive wall-clock matches strictly after `start` (whole minutes), for 50 years at most."""
+    from cronsim import CronSim
+
     try:
         yield from CronSim(fields, start)
     except OverflowError:  # ran past year 9999

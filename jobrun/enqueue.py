@@ -10,7 +10,7 @@ nothing is stored.
 from __future__ import annotations
 
 import inspect
-import secrets
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -38,7 +38,7 @@ def trace_id(given: str | None = None) -> str:
                 return f"{span_ctx.trace_id:032x}"
         except Exception:  # a broken tracer must not break enqueue
             pass
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # what secrets.token_hex does, without loading OpenSSL
 
 
 def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now: float,

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import threading
 from typing import Any
 
@@ -71,7 +70,7 @@ def holders_dir(store_path: str) -> str:
 
 def new_holder_id() -> str:
     """Unique per service process, safe as a file name: `<pid>-<random>`."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{os.getpid()}-{os.urandom(4).hex()}"  # secrets' source, without its OpenSSL
 
 
 class FileLock:

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from importlib import resources
 
 from .config import Settings, load, resolve_store
 from .errors import ConfigError
@@ -22,6 +21,8 @@ log = logging.getLogger("jobrun")
 
 
 def demo_config_path() -> str:
+    from importlib import resources
+
     return str(resources.files("jobrun.demo").joinpath("jobrun.toml"))
 
 

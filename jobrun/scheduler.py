@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from . import clock
 from .config import CronEntry, Settings
@@ -206,6 +205,8 @@ def describe(entry: CronEntry, after: datetime, count: int) -> dict[str, Any]:
     """An entry and its next fires, in UTC and in its zone (for `jobrun cron ls`)."""
     trig = trigger_of(entry)
     fires = next_fires(trig, after, count)
+    from zoneinfo import ZoneInfo  # here: a service without cron never loads zoneinfo
+
     zone: tzinfo = ZoneInfo(trig.tz) if isinstance(trig, Schedule) else UTC
     return {
         "name": entry.name, "schedule": entry.schedule, "every": entry.every,

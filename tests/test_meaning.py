@@ -108,6 +108,7 @@ def _catalog_has(store: str, task: str) -> bool:
     if not os.path.exists(store):
         return False
     c = apsw.Connection(store)
+    c.setbusytimeout(5000)  # the service may be creating the schema right now
     try:
         return bool(list(c.execute("SELECT 1 FROM sqlite_master WHERE name = 'catalog'"))) and \
             bool(list(c.execute("SELECT 1 FROM catalog WHERE task = ?", (task,))))

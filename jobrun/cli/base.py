@@ -1,28 +1,38 @@
-"""Shared pieces of the `jobrun` commands: the typer app, options, output, errors.
+"""The typer app of the `jobrun` commands, their shared options, and its entry point.
 
 Exit codes: 0 done, 1 not found or refused, 2 usage error, 78 configuration error.
-Errors are one line on stderr (a traceback only with --debug).
+Errors are one line on stderr (a traceback only with --debug). What needs no typer
+(output, errors, opening the store) is in `out.py`, re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from .. import clock
-from ..errors import ConfigError, JobrunError, StoreError
-from ..model import JobRecord
+from .out import (
+    DEBUG,
+    EX_CONFIG,
+    EX_OK,
+    EX_REFUSED,
+    EX_USAGE,
+    Opened,
+    _open,
+    _print_json,
+    argv,
+    fail,
+    guarded,
+    job_json,
+    open_store,
+    say,
+    warn,
+)
 
-if TYPE_CHECKING:
-    from ..config import Settings
-    from ..store.contract import Store
-
-EX_OK, EX_REFUSED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+__all__ = ["DEBUG", "EX_CONFIG", "EX_OK", "EX_REFUSED", "EX_USAGE", "ConfigOpt", "JsonOpt",
+           "Opened", "StoreOpt", "_open", "_print_json", "cli", "fail", "job_json", "main",
+           "open_store", "say", "warn"]
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -33,7 +43,6 @@ ConfigOpt = Annotated[Optional[str], typer.Option("--config", envvar="JOBRUN_CON
 StoreOpt = Annotated[Optional[str], typer.Option("--store", envvar="JOBRUN_STORE",
                                                  help="SQLite store file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-DEBUG = {"on": False}
 
 
 @cli.callback()
@@ -43,130 +52,19 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on err
     DEBUG["on"] = DEBUG["on"] or debug
 
 
-def fail(message: str, code: int = EX_REFUSED) -> NoReturn:
-    typer.echo(f"jobrun: {message}", err=True)
-    raise typer.Exit(code)
+def main(args: list[str] | None = None) -> None:
+    """Entry point through typer: one line per error, never a traceback unless --debug."""
+    guarded(lambda: _through_typer(argv() if args is None else args))
 
 
-def warn(message: str | None) -> None:
-    if message:
-        typer.echo(f"jobrun: {_one_line(message)}", err=True)
-
-
-def _open(config: str | None, store: str | None, *, import_tasks: bool = False) -> Any:
-    """An App on the resolved store (created if missing: `start` and `enqueue` only); config
-    errors exit 78. With `import_tasks`, the config's task modules are imported so enqueue
-    knows each task's queue and options."""
-    from ..app import App
-    from ..runtime import import_tasks as do_import
-    from ..runtime import resolve
-
-    rt = resolve(config, store)
-    if import_tasks:
-        do_import(rt.settings)
-    return App(rt.store, settings=rt.settings)
-
-
-@dataclass
-class Opened:
-    """What an operator command works on: an existing store, and the settings (maybe none)."""
-
-    store: Store
-    settings: Settings
-
-    def ring(self) -> None:
-        """Wake the live services at once (a retry, a resume) instead of at their next poll."""
-        from ..presence import presence_for
-
-        presence_for(self.store).wake_all()
-
-
-def open_store(config: str | None, store: str | None, *, import_tasks: bool = False,
-               readonly: bool = False) -> Opened:
-    """The store of an operator command: never created (a typo in `--store` must not make an
-    empty store), and with a store given, a broken config is one warning, not an exit 78.
-    `readonly` for commands that only read: they work in a folder this user cannot write."""
-    from ..location import foreign
-    from ..runtime import import_tasks as do_import
-    from ..runtime import resolve
-    from ..store import is_postgres
-    from ..store import open_store as open_any
-    from ..store.sqlite import SqliteStore
-
-    rt = resolve(config, store, lenient=True)
-    warn(rt.warning)
-    if foreign(rt.store):
-        fail(f"store {rt.store!r}: {foreign(rt.store)}")
-    if import_tasks:
-        try:
-            do_import(rt.settings)
-        except ConfigError as exc:
-            if not (store or os.environ.get("JOBRUN_STORE")):
-                raise
-            warn(f"warning: config ignored (the store is given): {exc}")
-    if is_postgres(rt.store):  # a database without a jobrun schema is refused, not set up
-        open_any(rt.store, readonly=True).close()
-        return Opened(open_any(rt.store, durability=rt.settings.durability,
-                               readonly=readonly), rt.settings)
-    if not os.path.exists(rt.store):
-        fail(f"store {rt.store} does not exist (a typo in --store or $JOBRUN_STORE? "
-             "`jobrun start` and `jobrun enqueue` create it)")
-    # Read-only only where it must be (a folder this user cannot write): a read-only
-    # connection leaves -wal/-shm beside a file it then refuses (garbage, a newer store).
-    readonly = readonly and not os.access(os.path.dirname(rt.store) or ".", os.W_OK)
-    return Opened(SqliteStore(rt.store, durability=rt.settings.durability, create=False,
-                              readonly=readonly), rt.settings)
-
-
-def job_json(r: JobRecord, full: bool = False) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "id": r.id, "task": r.task, "queue": r.queue, "state": r.state.value,
-        "attempts": r.attempts, "max_attempts": r.max_attempts, "priority": r.priority,
-        "key": r.key, "run_at": clock.iso(r.run_at), "enqueued_at": clock.iso(r.enqueued_at),
-        "started_at": clock.iso(r.started_at), "finished_at": clock.iso(r.finished_at),
-        "holder": r.holder, "trace_id": r.trace_id,
-    }
-    if full:
-        d.update(args=r.args, kwargs=r.kwargs, result=r.result, timeout=r.timeout,
-                 errors=[{**e, "at": clock.iso(e.get("at"))} for e in r.errors])
-    return d
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-def say(as_json: bool, value: Any, text: str) -> None:
-    """The one output of a command: `value` as JSON with --json, else the sentence."""
-    if as_json:
-        _print_json(value)
-    else:
-        typer.echo(text)
-
-
-def _argv() -> list[str]:
-    """The arguments with every `--debug` taken out (before a `--`): it works anywhere."""
-    args = sys.argv[1:]
-    end = args.index("--") if "--" in args else len(args)
-    if "--debug" in args[:end]:
-        DEBUG["on"] = True
-        args = [a for a in args[:end] if a != "--debug"] + args[end:]
-    return args
-
-
-def main() -> None:
-    """Entry point: one line per error, never a traceback unless --debug."""
+def _through_typer(args: list[str]) -> None:
     try:
         # click returns an Exit's code in this mode
-        rc = cli(args=_argv(), prog_name="jobrun", standalone_mode=False)
+        rc = cli(args=args, prog_name="jobrun", standalone_mode=False)
         if isinstance(rc, int):
             sys.exit(rc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        _report(exc, EX_CONFIG)
-    except (StoreError, JobrunError) as exc:  # InvalidJob included: a refused payload
-        _report(exc, EX_REFUSED)
     except Exception as exc:
         # Usage errors of typer's click (vendored or not): it shows them, exit code 2.
         code = getattr(exc, "exit_code", None)
@@ -175,26 +73,5 @@ def main() -> None:
             sys.exit(code)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
-        _report(exc, EX_REFUSED, bug=True)
-    sys.exit(EX_OK)
-
-
-def _report(exc: BaseException, code: int, *, bug: bool = False) -> NoReturn:
-    """One line; a `bug` (an error jobrun did not mean to raise) says it is one."""
-    if DEBUG["on"]:
-        import traceback
-
-        traceback.print_exception(exc)
-    elif bug:
-        typer.echo(f"jobrun: internal error: {type(exc).__name__}: "
-                   f"{_one_line(str(exc))} (--debug shows the traceback; please report it)",
-                   err=True)
-    else:
-        typer.echo(f"jobrun: {_one_line(str(exc) or type(exc).__name__)}", err=True)
-    sys.exit(code)
-
-
-def _one_line(text: str) -> str:
-    """An error is one line on stderr, whatever the message held (SQLite's own can wrap)."""
-    return " ".join(text.split())
+        raise
 

@@ -71,20 +71,9 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
         limit: Annotated[int, typer.Option("--limit", min=1)] = 50, as_json: JsonOpt = False,
         config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Jobs, newest first."""
-    from ..model import JobState
+    from .fast import ls
 
-    if state is not None and state not in {s.value for s in JobState}:
-        fail(f"unknown state {state!r} (one of {', '.join(s.value for s in JobState)})",
-             EX_USAGE)
-    st = open_store(config, store, readonly=True).store
-    records = st.list_jobs(state=state, queue=queue, limit=limit)
-    if as_json:
-        parents = st.parents([r.id for r in records]) if records else {}
-        _print_json([{**job_json(r), "parent": parents.get(r.id)} for r in records])
-        return
-    from .views import jobs_table, render
-
-    render(jobs_table(records))
+    ls(state, queue, limit, as_json, config, store)
 
 
 @cli.command()

@@ -11,16 +11,19 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..context import Context
 from ..model import Claim
 from ..registry import Registry, TaskSpec
 from . import Done, Executor
-from .aio import AsyncExecutor
-from .command import CommandExecutor
-from .process import ProcessExecutor
 from .thread import ThreadExecutor
+
+if TYPE_CHECKING:  # imported when first made: an idle service loads no asyncio, no multiprocessing
+    from .aio import AsyncExecutor
+    from .command import CommandExecutor
+    from .process import ProcessExecutor
 
 
 def register_commands(settings: Settings, registry: Registry) -> None:
@@ -82,10 +85,14 @@ class Pools:
             q = self._settings().queue(queue)
             if kind == "async":
                 if self._aio is None:
+                    from .aio import AsyncExecutor
+
                     self._aio = AsyncExecutor(self._registry, self._done)
                 return self._aio
             if kind == "process":
                 if queue not in self._procs:
+                    from .process import ProcessExecutor
+
                     self._procs[queue] = ProcessExecutor(
                         queue, q.concurrency, self._registry, self._done,
                         imports=task_modules(self._registry, self._settings()),
@@ -95,6 +102,8 @@ class Pools:
                 return self._procs[queue]
             if kind == "command":
                 if queue not in self._cmds:
+                    from .command import CommandExecutor
+
                     self._cmds[queue] = CommandExecutor(queue, q.concurrency, self._registry,
                                                         self._done)
                 return self._cmds[queue]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +87,8 @@ class Alerter:
                        "JOBRUN_VALUE": f"{b.value:g}", "JOBRUN_THRESHOLD": f"{b.threshold:g}",
                        "JOBRUN_MESSAGE": b.text()}
                 try:
+                    import subprocess  # here: a service that never alerts never loads it
+
                     subprocess.Popen(list(alerts["on_alert"]), env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
                 except OSError as exc:
