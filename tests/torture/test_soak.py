@@ -88,14 +88,19 @@ def test_soak_memory_threads_and_fds_stay_flat(
     assert max(rss) < base["VmRSS"] * 1.10, \
         [(d, s["VmRSS"]) for d, _, s in after][:: max(1, len(after) // 20)]
     assert threads == {base["Threads"]}, sorted(threads)
-    # Open fds: the same all along (the usual count from the first sample after warm-up to
-    # the last, taken idle), but for a file opened and closed at the moment of a sample (a
-    # lock file looked at, the config re-read): never more than one such.
-    usual = Counter(s["fds"] for _, _, s in after).most_common(1)[0][0]
-    stable = next(set(s["links"]) for _, _, s in after if s["fds"] == usual)
+    # Open fds: the same all along (the count held in the second half and at the last
+    # sample, taken idle), but for a file opened and closed at the moment of a sample (a lock
+    # file looked at, the config re-read): never more than one such. A fast service may pass
+    # the warm-up before one of its threads opened its store connection (the file and its
+    # -wal): that may appear once, early; any later growth is a leak.
+    final = after[-1][2]["fds"]
+    half = [s["fds"] for _, _, s in after[len(after) // 2:]]
+    stable = next(set(s["links"]) for _, _, s in reversed(after) if s["fds"] == final)
     extra = Counter(link for _, _, s in after for link in set(s["links"]) - stable)
-    assert min(fds) >= usual and max(fds) <= usual + 1, (sorted(fds), dict(extra))
-    assert after[-1][2]["fds"] == usual, (sorted(fds), dict(extra))
+    assert all(final <= f <= final + 1 for f in half), (sorted(fds), dict(extra))
+    assert min(fds) >= final - 2 and max(fds) <= final + 1, (sorted(fds), dict(extra))
+    steady = [f for f in (s["fds"] for _, _, s in after) if f <= final]
+    assert steady == sorted(steady) and len(set(steady)) <= 2, (steady, dict(extra))
     if extra:
         print(f"transient fds seen in {sum(extra.values())} of {len(after)} samples: "
               f"{dict(extra)}")
