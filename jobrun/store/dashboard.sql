@@ -2,7 +2,7 @@
 -- index or a short range of one; none scans the whole jobs table.
 
 -- top_counts --
--- Per queue and state (queued also its oldest run_at): jobs_ready_at, jobs_running,
+-- Per queue and state (queued also its oldest run_at): jobs_ready, jobs_running,
 -- jobs_waiting and jobs_dead, each covering.
 SELECT queue, 'queued', count(*), min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue
 UNION ALL

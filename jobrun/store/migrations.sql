@@ -107,8 +107,10 @@ BEGIN
 END;
 
 -- v6 --
--- The dashboard's queued counts and oldest ready time per queue from one covering index
--- (`jobs_ready` leads with (queue, task), so min(run_at) per queue read every queued row);
--- a queue's concurrency set live by an operator (`jobrun top`), NULL: the config's.
-CREATE INDEX jobs_ready_at ON jobs (queue, run_at) WHERE state = 'queued';
+-- The dashboard's queued counts and oldest ready time per queue from the claim index itself,
+-- run_at carried at its end so it covers them (a second index would be one more page per
+-- state change: flash); a queue's concurrency set live by an operator (`jobrun top`), NULL:
+-- the config's.
+DROP INDEX IF EXISTS jobs_ready;
+CREATE INDEX jobs_ready ON jobs (queue, task, priority DESC, id, run_at) WHERE state = 'queued';
 ALTER TABLE queues ADD COLUMN concurrency INTEGER;

@@ -191,7 +191,7 @@ UNION ALL
 SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' GROUP BY queue;
 
 -- oldest_queued --
--- Per queue, the run_at of its oldest queued job (jobs_ready_at, covering).
+-- Per queue, the run_at of its oldest queued job (jobs_ready, covering).
 SELECT queue, min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue;
 
 -- finished_since --
