@@ -61,8 +61,8 @@ SELECT s.kind, count(*) AS n FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
  WHERE s.state = 'waiting' AND j.state = 'scheduled' GROUP BY s.kind;
 
 -- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
--- %(scan)s::int index entries after the key (%(k)s::float8, %(id)s::bigint), keeps the rows of %(state)s::text (and %(queue)s::text)
--- matching %(text)s::text (task name, or argument text when %(args)s::int is 1; lower-cased), at most %(limit)s::int
+-- scan index entries after the key (k, id), keeps the rows of state (and queue)
+-- matching text (task name, or argument text when args is 1; lower-cased), at most limit
 -- of them, and adds one row (first column 1) holding the key where a full span ended: every
 -- read is bounded, however rare the rows it looks for, and the next read goes on from there.
 
@@ -154,7 +154,7 @@ SELECT * FROM (
    ORDER BY k, id LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
 -- top_jobs_queued --
--- queued: newest first, ids below %(id)s::bigint on the primary key (a backlog is the newest ids).
+-- queued: newest first, ids below id on the primary key (a backlog is the newest ids).
 WITH span AS (
   SELECT id, id AS k FROM jobs WHERE id < %(id)s::bigint
    ORDER BY id DESC LIMIT %(scan)s::int)
