@@ -99,3 +99,33 @@ def test_no_operator_command_migrates_under_an_older_service(tmp_path: Path) -> 
     finally:
         live.release()
         reader.close()
+
+
+def test_a_dead_holders_job_is_marked_and_the_live_cap_shown(tmp_path: Path) -> None:
+    """After the only service is SIGKILLed its job is still `running` until rescued: the
+    frame says its holder is dead; the queue's cap is the live one, not the config's."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from jobrun.config import QueueConfig, Settings
+    from jobrun.tui.views import dashboard
+
+    path = tmp_path / "jobs.db"
+    s = SqliteStore(str(path))
+    s.enqueue([job()], now=clock.now())
+    s.acquire_round([], {"default": 1}, "gone-1", now=clock.now(), lease=600)
+    s.set_concurrency("default", 7)
+    s.close()
+    reader = open_reader(str(path))
+    try:
+        settings = Settings(queues={"default": QueueConfig("default", concurrency=3)})
+        snap = take(reader, now=clock.now(), settings=settings)
+    finally:
+        reader.close()
+    (running,) = snap.running
+    assert running.holder == "gone-1" and not running.holder_alive
+    assert {q.name: q.cap for q in snap.queues}["default"] == 7
+    out = StringIO()
+    Console(file=out, width=100, height=30).print(dashboard(snap, 100, 30))
+    assert "gone-1 DEAD" in out.getvalue() and "1/7" in out.getvalue(), out.getvalue()
