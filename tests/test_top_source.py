@@ -129,3 +129,30 @@ def test_a_dead_holders_job_is_marked_and_the_live_cap_shown(tmp_path: Path) -> 
     out = StringIO()
     Console(file=out, width=100, height=30).print(dashboard(snap, 100, 30))
     assert "gone-1 DEAD" in out.getvalue() and "1/7" in out.getvalue(), out.getvalue()
+
+
+def test_a_filter_that_stopped_early_says_how_far_and_goes_on(tmp_path: Path) -> None:
+    """150k newer jobs and one old match, in miniature: the bounded read stops before the
+    match; the note says it searched N of M (at 80 columns) and the next read finds it."""
+    from jobrun.tui.browse import in_state, page, search_note
+
+    path = tmp_path / "jobs.db"
+    s = SqliteStore(str(path))
+    (old,) = s.enqueue([job("t:needle")], now=clock.now())
+    s.enqueue([job("t:hay") for _ in range(40)], now=clock.now())
+    s.close()
+    reader = open_reader(str(path))
+    try:
+        snap = take(reader, now=clock.now())
+        total = in_state(snap.queues, "queued", None)
+        assert total == 41
+        got = page(reader, "queued", text="needle", scan=10, budget=20)
+        assert got.rows == () and got.after is not None
+        note = search_note(got, total, "needle")
+        assert note == "searched 20 of 41: none yet; n searches on" and len(note) < 60
+        assert "no job matches" not in note
+        more = page(reader, "queued", text="needle", after=got.after, scan=10, budget=40)
+        assert [j.id for j in more.rows] == [old]
+        assert search_note(page(reader, "queued", text="needle"), total, "needle") == ""
+    finally:
+        reader.close()

@@ -104,6 +104,27 @@ def page(store: Store, state: str, *, queue: str | None = None, text: str = "",
             return Page(tuple(rows), key, scanned)
 
 
+def in_state(queues: Sequence[Any], state: str, queue: str | None) -> int | None:
+    """How many jobs are in `state` (and `queue`), from a snapshot's QueueRows; None for
+    the finished states, which the snapshot does not count."""
+    field = {"scheduled": "scheduled", "retrying": "retrying", "running": "running",
+             "queued": "queued", "dead": "dead"}.get(state)
+    if field is None:
+        return None
+    return sum(int(getattr(q, field)) for q in queues if queue is None or q.name == queue)
+
+
+def search_note(got: Page, total: int | None, text: str, key: str = "n") -> str:
+    """What a filtered page says when it stopped at its bound (a read looks at `BUDGET`
+    jobs at most): how far it searched, of how many, and the key that searches on. Short,
+    so that it fits at 80 columns; "" when the page did not stop early."""
+    if not text or got.after is None or got.scanned == 0:
+        return ""
+    of = f" of {total:,}" if total is not None else ""
+    found = f"{len(got.rows)} found" if got.rows else "none yet"
+    return f"searched {got.scanned:,}{of}: {found}; {key} searches on"
+
+
 def _args(args: str, kwargs: str) -> str:
     parts = [] if args in ("[]", "") else [args[1:-1] if args.endswith("]") else args]
     if kwargs not in ("{}", ""):
