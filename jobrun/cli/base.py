@@ -87,7 +87,7 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     empty store), and with a store given, a broken config is one warning, not an exit 78.
     `readonly` for commands that only read: they work in a folder this user cannot write."""
     from ..location import foreign
-    from ..presence.upgrade import held_back
+    from ..presence.upgrade import held_back, may_be_served
     from ..runtime import import_tasks as do_import
     from ..runtime import resolve
     from ..store import is_postgres
@@ -110,11 +110,13 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
              "`jobrun start` and `jobrun enqueue` create it)")
     # Looked at first without migrating (a database without a jobrun schema is refused,
     # not set up): an older service serving an older schema keeps it (presence/upgrade.py).
-    reader = open_any(rt.store, readonly=True)
-    try:
-        held = held_back(reader) if (is_postgres(rt.store) or reader.schema()[0]) else None
-    finally:
-        reader.close()
+    held = None
+    if may_be_served(rt.store):
+        reader = open_any(rt.store, readonly=True)
+        try:
+            held = held_back(reader) if (is_postgres(rt.store) or reader.schema()[0]) else None
+        finally:
+            reader.close()
     if held and not readonly:
         fail(held)
     if is_postgres(rt.store):
