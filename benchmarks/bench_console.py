@@ -97,11 +97,11 @@ def main() -> None:
     rows.append(("51st page of dead (keyset)", lambda: browse.page(store, "dead",
                                                                    after=later.after)))
     rows.append(("one job (get)", lambda: store.get(args.jobs // 2)))
-    conn = store.connection()
-    for name in ("TOP_COUNTS", "TOP_RUNNING", "TOP_QUEUES"):
-        sql = getattr(snapshot, name)
-        rows.append((f"  of which {name.lower()}", lambda q=sql: conn.execute(
-            q, {"limit": snapshot.RUNNING}).fetchall()))
+    for name in ("top_counts", "top_running", "top_queues"):
+        def one(q: str = name) -> object:
+            with store.dashboard() as read:
+                return read(q, {"limit": snapshot.RUNNING} if q == "top_running" else {})
+        rows.append((f"  of which {name}", one))
     print("| read | ms (best of 5, warm) |\n|---|---|")
     for name, f in rows:
         print(f"| {name} | {best(f):.2f} |")

@@ -23,9 +23,8 @@ import jobrun.testing
 from jobrun import clock
 from jobrun.config import CronEntry, QueueConfig, Settings
 from jobrun.lock import current_leader
-from jobrun.store.sqlite import SqliteStore
+from jobrun.store.sqlite import DASHBOARD, SqliteStore
 from jobrun.tui import browse
-from jobrun.tui import snapshot as snapmod
 from jobrun.tui.live import run
 from jobrun.tui.snapshot import (
     CronRow,
@@ -244,13 +243,15 @@ def test_queries_use_indexes_only(store_path: str) -> None:
     SqliteStore(store_path).close()  # a new store at the current schema
     store = SqliteStore(store_path, readonly=True)
     params = {"width": 5.0, "since": 0.0, "until": 1.0, "limit": 1, "queue": "q", "entry": "e"}
-    for name in dir(snapmod):
-        if name.startswith("TOP_") and name != "TOP_QUEUES":
+    lists = {name for name, _ in browse.READS.values()}
+    for name, sql in DASHBOARD.items():
+        if name not in lists and name != "top_queues":
             plan = [r[-1] for r in store.connection().execute(
-                "EXPLAIN QUERY PLAN " + getattr(snapmod, name), params)]
+                "EXPLAIN QUERY PLAN " + sql, params)]
             assert not [p for p in plan if re.fullmatch(r"SCAN jobs", p)], (name, plan)
     # The console's lists: each state's read, with and without a queue and a text filter.
-    for state, (sql, _) in browse.READS.items():
+    for state, (name, _) in browse.READS.items():
+        sql = DASHBOARD[name]
         for queue, text in ((None, None), ("q", "x")):
             params = {"state": state, "queue": queue, "text": text, "k": 1.0, "id": 10,
                       "limit": 100, "scan": 1000, "args": 1}

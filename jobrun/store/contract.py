@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from ..model import Claim, JobRecord, NewJob, Outcome
 Rescued = tuple[int, str, str, int, str]
 #: A catalog declaration: (task, holder, options, seen_at).
 Declaration = tuple[str, str, dict[str, Any], float]
+#: One of the dashboard's named reads: (block name, parameters) -> rows keyed by column name.
+DashboardRead = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -320,7 +323,23 @@ class WorkflowStore(abc.ABC):
         """Job id -> the workflow that started it (None: started from outside)."""
 
 
-class Store(LeaseStore, CatalogStore, CronStore, OperatorStore, WorkflowStore):
+class DashboardStore(abc.ABC):
+    """The console's reads (`jobrun top`): named blocks of the store's own dashboard SQL
+    (store/dashboard.sql, store/postgres_dashboard.sql), the same names and columns on both
+    stores, each answered by an index."""
+
+    @abc.abstractmethod
+    def dashboard(self) -> AbstractContextManager[DashboardRead]:
+        """One read transaction: the numbers of a frame agree with each other. The reader
+        runs a named block and returns its rows as dicts keyed by column name."""
+
+    @abc.abstractmethod
+    def schema(self) -> tuple[int, int]:
+        """(the stored schema version, the one this jobrun migrates to), read without
+        migrating: an operator must not upgrade a store under an older service."""
+
+
+class Store(LeaseStore, CatalogStore, CronStore, OperatorStore, WorkflowStore, DashboardStore):
     """Everything a jobrun store does. `close()` releases its connections."""
 
     @abc.abstractmethod

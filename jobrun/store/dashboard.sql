@@ -4,7 +4,8 @@
 -- top_counts --
 -- Per queue and state (queued also its oldest run_at): jobs_ready, jobs_running,
 -- jobs_waiting and jobs_dead, each covering.
-SELECT queue, 'queued', count(*), min(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue
+SELECT queue, 'queued' AS state, count(*) AS n, min(run_at) AS oldest FROM jobs
+ WHERE state = 'queued' GROUP BY queue
 UNION ALL
 SELECT queue, 'running', count(*), NULL FROM jobs WHERE state = 'running' GROUP BY queue
 UNION ALL
@@ -21,7 +22,7 @@ SELECT name, paused FROM queues;
 -- Finished jobs per (bucket, queue, state, run time) in [since, until): a range of
 -- jobs_finished. The run time (finished - started, of the last attempt) is grouped to two
 -- significant digits of its milliseconds: its first two digits and its number of digits.
-SELECT b, queue, state, substr(ms, 1, 2), length(ms), count(*) FROM (
+SELECT b, queue, state, substr(ms, 1, 2) AS lead, length(ms) AS digits, count(*) AS n FROM (
   SELECT CAST(finished_at / :width AS INTEGER) AS b, queue, state,
          CAST(round(max(0, finished_at - coalesce(started_at, finished_at)) * 1000) AS INTEGER)
            AS ms
@@ -31,7 +32,7 @@ SELECT b, queue, state, substr(ms, 1, 2), length(ms), count(*) FROM (
 
 -- top_cron_last --
 -- The last recorded fire of one cron entry: the end of its range of cron_fires' key.
-SELECT max(fire_at) FROM cron_fires WHERE entry = :entry;
+SELECT max(fire_at) AS last FROM cron_fires WHERE entry = :entry;
 
 -- top_running --
 -- Running jobs, longest running first: jobs_running, at most the services' concurrency.
@@ -40,22 +41,22 @@ SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
 
 -- top_dead_recent --
 -- The newest dead jobs of one queue: jobs_dead in index order, `limit` rows looked up.
-SELECT id, task, queue, state, attempts, max_attempts, finished_at,
-       json_extract(errors, '$[#-1]') FROM jobs
+SELECT id, task, queue, state, attempts, max_attempts, finished_at AS at,
+       json_extract(errors, '$[#-1]') AS last_error FROM jobs
  WHERE state = 'dead' AND queue = :queue ORDER BY finished_at DESC LIMIT :limit;
 
 -- top_retrying_recent --
 -- The retrying jobs whose failed attempt started last. The IN repeats jobs_waiting's WHERE
 -- so SQLite may use it; only the chosen few rows have their errors parsed.
-SELECT id, task, queue, state, attempts, max_attempts, started_at,
-       json_extract(errors, '$[#-1]') FROM jobs
+SELECT id, task, queue, state, attempts, max_attempts, started_at AS at,
+       json_extract(errors, '$[#-1]') AS last_error FROM jobs
  WHERE id IN (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying')
                  AND state = 'retrying' ORDER BY started_at DESC LIMIT :limit);
 
 -- top_waiting --
 -- Workflows waiting in the store (not cancelled or dead meanwhile), by what they wait for:
 -- steps_waiting, then each one's job by its key.
-SELECT s.kind, count(*) FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
+SELECT s.kind, count(*) AS n FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
  WHERE s.state = 'waiting' AND j.state = 'scheduled' GROUP BY s.kind;
 
 -- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
@@ -73,8 +74,9 @@ WITH span AS (
      AND finished_at <= :k AND (finished_at < :k OR id < :id)
    ORDER BY k DESC, id DESC LIMIT :scan)
 SELECT * FROM (
-  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
-         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state
      AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
@@ -92,8 +94,9 @@ WITH span AS (
    WHERE finished_at IS NOT NULL AND finished_at <= :k AND (finished_at < :k OR id < :id)
    ORDER BY k DESC, id DESC LIMIT :scan)
 SELECT * FROM (
-  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
-         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
      AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
@@ -111,8 +114,9 @@ WITH span AS (
    WHERE state IN ('scheduled', 'retrying') AND run_at >= :k AND (run_at > :k OR id > :id)
    ORDER BY k, id LIMIT :scan)
 SELECT * FROM (
-  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
-         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
      AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
@@ -131,8 +135,9 @@ WITH span AS (
      AND (coalesce(started_at, 0), id) > (:k, :id)
    ORDER BY k, id LIMIT :scan)
 SELECT * FROM (
-  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
-         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
      AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
@@ -149,8 +154,9 @@ WITH span AS (
   SELECT id, id AS k FROM jobs NOT INDEXED WHERE id < :id
    ORDER BY id DESC LIMIT :scan)
 SELECT * FROM (
-  SELECT 0, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts, j.enqueued_at,
-         j.finished_at, substr(j.args, 1, 300), substr(j.kwargs, 1, 300), span.k
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
      AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (

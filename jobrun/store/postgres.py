@@ -17,17 +17,22 @@ from typing import Any, cast
 
 import psycopg
 import psycopg_pool
+from psycopg.rows import dict_row
 
 from ..errors import StoreError
 from ..limits import Limits
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rows
-from .contract import Rescued, Round, Store
+from .contract import DashboardRead, Rescued, Round, Store
 from .postgres_locks import AdvisoryLocks, is_held
 from .postgres_ops import PgCatalog, PgOperator
 from .postgres_rounds import acquire_round, record
 from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, in_caller, insert, redact, sql, wrap
 from .postgres_workflows import PgWorkflows
+from .queries import parse, read_sql
+
+#: The dashboard's named reads (DashboardStore): dashboard.sql's names and columns.
+DASHBOARD = parse(read_sql("postgres_dashboard.sql"))
 
 
 class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
@@ -124,6 +129,24 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             raise wrap(exc, self.shown) from exc
         except psycopg_pool.PoolTimeout as exc:
             raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+
+    @contextlib.contextmanager
+    def dashboard(self) -> Iterator[DashboardRead]:
+        def read(name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(sql(DASHBOARD[name]), params).fetchall()
+
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(sql(PQ["snapshot_read"]))
+                yield read
+        except psycopg.Error as exc:
+            raise wrap(exc, self.shown) from exc
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+
+    def schema(self) -> tuple[int, int]:
+        return int(self.read(PQ["schema_get"])[0][0] or 0), SCHEMA_VERSION
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -27,6 +27,10 @@ DELETE FROM schema_version;
 -- The store's schema version after a migration.
 INSERT INTO schema_version (version) VALUES (%(version)s);
 
+-- snapshot_read --
+-- A dashboard frame: one snapshot, so its numbers agree with each other.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
+
 -- durability_full --
 -- durability = "full": every commit waits for its WAL flush, whatever the server's default.
 SET synchronous_commit = on;

@@ -22,7 +22,7 @@ from ..location import foreign, is_url
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rounds, rows
 from .busy import wait_briefly
-from .contract import Rescued, Round, Store
+from .contract import DashboardRead, Rescued, Round, Store
 from .files import (
     BUSY_TIMEOUT_MS,
     check_file,
@@ -33,7 +33,7 @@ from .files import (
 )
 from .migrations import SCHEMA_VERSION, migrate, migrate_in
 from .operator import OperatorActions
-from .queries import Q
+from .queries import Q, parse, read_sql
 from .rows import row_to_record
 from .sqlite_catalog import CatalogActions, catalog_readers
 from .sqlite_workflows import WorkflowActions
@@ -47,6 +47,9 @@ __all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "catalog_readers", "enqueue_in", "r
 #: page size (4096: about 33 KB a job; 1024: about 9 KB). Below 1024 rows of a few hundred
 #: bytes spill into overflow pages and rounds get slower. An existing store keeps its size.
 PAGE_SIZE = 1024
+
+#: The dashboard's named reads (DashboardStore), each answered by an index.
+DASHBOARD = parse(read_sql("dashboard.sql"))
 
 
 class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
@@ -170,6 +173,34 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
             with contextlib.suppress(apsw.Error):
                 c.execute("ROLLBACK")
             raise wrap(exc, self.path) from exc
+
+    @contextlib.contextmanager
+    def dashboard(self) -> Iterator[DashboardRead]:
+        conn = self.connection()
+
+        def read(name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            names: list[str] = []
+            try:
+                cur = conn.execute(DASHBOARD[name], params)
+                for r in cur:
+                    names = names or [d[0] for d in cur.getdescription()]
+                    out.append(dict(zip(names, r)))
+            except apsw.Error as exc:
+                raise wrap(exc, self.path) from exc
+            return out
+
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield read
+            finally:
+                conn.execute("COMMIT")
+        except apsw.Error as exc:
+            raise wrap(exc, self.path) from exc
+
+    def schema(self) -> tuple[int, int]:
+        return int(self.read("PRAGMA user_version")[0][0]), SCHEMA_VERSION
 
     def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         try:

@@ -6,14 +6,14 @@ only asks and shows."""
 from __future__ import annotations
 
 from ..settings import Settings
-from ..store.sqlite import SqliteStore
+from ..store.contract import Store
 from .browse import PAGE, page
 from .snapshot import Snapshot
 
 ACTIONS = ("retry", "cancel", "delete")
 
 
-def act(store: SqliteStore, action: str, job_id: int, *, now: float) -> tuple[str, bool]:
+def act(store: Store, action: str, job_id: int, *, now: float) -> tuple[str, bool]:
     """Do `action` to one job: (the line to show, whether it failed)."""
     if action == "retry":
         ok = bool(store.retry(job_id, now=now))
@@ -29,7 +29,7 @@ def act(store: SqliteStore, action: str, job_id: int, *, now: float) -> tuple[st
             "kept so its id is never given again)"), not ok
 
 
-def bulk(reader: SqliteStore, store: SqliteStore, action: str, state: str, *,
+def bulk(reader: Store, store: Store, action: str, state: str, *,
          queue: str | None, text: str, now: float, args: bool = True) -> tuple[int, int]:
     """Do `action` to every job in `state` (and `queue`) matching `text`, a page at a time
     (bounded reads; a job acted on leaves the list); returns (done, not done)."""
@@ -46,7 +46,7 @@ def bulk(reader: SqliteStore, store: SqliteStore, action: str, state: str, *,
         after = got.after
 
 
-def scale(store: SqliteStore, queue: str, step: int, snap: Snapshot | None,
+def scale(store: Store, queue: str, step: int, snap: Snapshot | None,
           settings: Settings | None) -> tuple[str, bool]:
     """A queue's concurrency one step up or down, for every service (at least 1): from the
     live value set before, else what a service serves, else the config's."""

@@ -19,12 +19,13 @@ from textual.widgets import DataTable, Footer, Input, Static
 from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
-from ..store.sqlite import SqliteStore
+from ..store.contract import Store
 from .actions import act, bulk, scale
 from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .charts import overview
 from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
+from .source import open_reader, open_writer
 from .views import dur, num, percent, rate
 
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
@@ -74,8 +75,8 @@ class Console(App[None]):
         self.read_only = read_only
         self.show_args = settings.show_args if settings is not None else True
         self.period = refresh
-        self.reader = SqliteStore(store_path, readonly=True)
-        self.writer: SqliteStore | None = None
+        self.reader = open_reader(store_path)
+        self.writer: Store | None = None
         self.window = Window()
         self.snap: Snapshot | None = None
         self.state = STATES[0]
@@ -314,9 +315,9 @@ class Console(App[None]):
         self.rows = []
         self._load(reset=True)
 
-    def _store(self) -> SqliteStore:
+    def _store(self) -> Store:
         if self.writer is None:
-            self.writer = SqliteStore(self.store_path, create=False)
+            self.writer = open_writer(self.store_path)
         return self.writer
 
     def _ask(self, action: str) -> None:

@@ -17,29 +17,20 @@ from rich.text import Text
 
 from ..model import JobRecord
 from ..ops.logs import shown
-from ..store.contract import StepRecord
-from ..store.queries import parse, read_sql
-from ..store.sqlite import SqliteStore
+from ..store.contract import StepRecord, Store
 from .views import clock_utc, dur
-
-_SQL = parse(read_sql("dashboard.sql"))
-TOP_JOBS_DEAD = _SQL["top_jobs_dead"]
-TOP_JOBS_FINISHED = _SQL["top_jobs_finished"]
-TOP_JOBS_WAITING = _SQL["top_jobs_waiting"]
-TOP_JOBS_RUNNING = _SQL["top_jobs_running"]
-TOP_JOBS_QUEUED = _SQL["top_jobs_queued"]
 
 STATES = ("dead", "retrying", "running", "queued", "scheduled", "succeeded", "cancelled")
 # Per state: its read, and the key before the first row (the order each index gives).
 _FIRST_DESC, _FIRST_ASC = (1e300, 2 ** 62), (-1e300, -1)
-READS: dict[str, tuple[str, tuple[float, int]]] = {
-    "dead": (TOP_JOBS_DEAD, _FIRST_DESC),
-    "succeeded": (TOP_JOBS_FINISHED, _FIRST_DESC),
-    "cancelled": (TOP_JOBS_FINISHED, _FIRST_DESC),
-    "scheduled": (TOP_JOBS_WAITING, _FIRST_ASC),
-    "retrying": (TOP_JOBS_WAITING, _FIRST_ASC),
-    "running": (TOP_JOBS_RUNNING, _FIRST_ASC),
-    "queued": (TOP_JOBS_QUEUED, _FIRST_DESC),
+READS: dict[str, tuple[str, tuple[float, int]]] = {  # the store's dashboard block names
+    "dead": ("top_jobs_dead", _FIRST_DESC),
+    "succeeded": ("top_jobs_finished", _FIRST_DESC),
+    "cancelled": ("top_jobs_finished", _FIRST_DESC),
+    "scheduled": ("top_jobs_waiting", _FIRST_ASC),
+    "retrying": ("top_jobs_waiting", _FIRST_ASC),
+    "running": ("top_jobs_running", _FIRST_ASC),
+    "queued": ("top_jobs_queued", _FIRST_DESC),
 }
 ORDER = {"dead": "newest finished first", "succeeded": "newest finished first",
          "cancelled": "newest finished first", "scheduled": "next to run first",
@@ -75,7 +66,7 @@ class Page:
     scanned: int = 0      # rows looked at
 
 
-def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str = "",
+def page(store: Store, state: str, *, queue: str | None = None, text: str = "",
          after: Key | None = None, limit: int = PAGE, scan: int = SCAN,
          budget: int = BUDGET, args: bool = True) -> Page:
     """Up to `limit` jobs in `state` (and `queue`) matching `text`, in the state's index
@@ -92,14 +83,17 @@ def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str 
                   "k": key[0], "id": key[1], "limit": limit - len(rows), "scan": span,
                   "args": int(args)}
         end: Key | None = None
-        for r in store.read(sql, params):
-            if r[0]:
-                end = (r[11], int(r[1]))
+        with store.dashboard() as read:
+            found = read(sql, params)
+        for r in found:
+            if r["edge"]:
+                end = (r["k"], int(r["id"]))
                 continue
-            rows.append(JobRow(int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]),
-                               int(r[6]), r[7], r[8],
-                               _args(str(r[9]), str(r[10])) if args else "(hidden)"))
-            key = (r[11], int(r[1]))
+            rows.append(JobRow(int(r["id"]), str(r["task"]), str(r["queue"]), str(r["state"]),
+                               int(r["attempts"]), int(r["max_attempts"]), r["enqueued_at"],
+                               r["finished_at"],
+                               _args(str(r["args"]), str(r["kwargs"])) if args else "(hidden)"))
+            key = (r["k"], int(r["id"]))
         scanned += span if end else 0
         if len(rows) >= limit:
             return Page(tuple(rows), key, scanned)
@@ -108,6 +102,27 @@ def page(store: SqliteStore, state: str, *, queue: str | None = None, text: str 
         key = end
         if scanned >= budget:
             return Page(tuple(rows), key, scanned)
+
+
+def in_state(queues: Sequence[Any], state: str, queue: str | None) -> int | None:
+    """How many jobs are in `state` (and `queue`), from a snapshot's QueueRows; None for
+    the finished states, which the snapshot does not count."""
+    field = {"scheduled": "scheduled", "retrying": "retrying", "running": "running",
+             "queued": "queued", "dead": "dead"}.get(state)
+    if field is None:
+        return None
+    return sum(int(getattr(q, field)) for q in queues if queue is None or q.name == queue)
+
+
+def search_note(got: Page, total: int | None, text: str, key: str = "n") -> str:
+    """What a filtered page says when it stopped at its bound (a read looks at `BUDGET`
+    jobs at most): how far it searched, of how many, and the key that searches on. Short,
+    so that it fits at 80 columns; "" when the page did not stop early."""
+    if not text or got.after is None or got.scanned == 0:
+        return ""
+    of = f" of {total:,}" if total is not None else ""
+    found = f"{len(got.rows)} found" if got.rows else "none yet"
+    return f"searched {got.scanned:,}{of}: {found}; {key} searches on"
 
 
 def _args(args: str, kwargs: str) -> str:

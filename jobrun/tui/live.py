@@ -23,8 +23,9 @@ from rich.text import Text
 from .. import clock
 from ..config import Settings
 from ..errors import StoreError
-from ..store.sqlite import SqliteStore
+from ..store.contract import Store
 from .snapshot import Window, take
+from .source import open_reader
 from .views import dashboard
 
 BACKOFF = 10.0     # refresh no more often than every BACKOFF times what a read cost
@@ -91,7 +92,7 @@ def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-def _loop(store: SqliteStore, settings: Settings | None, refresh: float,
+def _loop(store: Store, settings: Settings | None, refresh: float,
           console: Console) -> None:
     stop = threading.Event()
     window = Window()
@@ -122,7 +123,7 @@ def run(store_path: str, settings: Settings | None, *, once: bool, refresh: floa
     """The dashboard until `q` (or Ctrl-C, SIGTERM). With `once`, or when the output is not
     a terminal (a pipe, a file), one frame is printed instead: a live screen needs a screen."""
     console = console or Console()
-    store = SqliteStore(store_path, readonly=True)
+    store = open_reader(store_path)
     try:
         if once or not console.is_terminal:
             snap = take(store, now=clock.now(), settings=settings)
@@ -148,7 +149,7 @@ def top_command(config: str | None, store: str | None, once: bool, *,
     if not once and all(f.isatty() for f in (sys.stdin, sys.stdout, sys.stderr)):
         from .app import run_console
 
-        SqliteStore(rt.store, readonly=True).close()  # a missing store: one line, not a screen
+        open_reader(rt.store).close()  # a missing store: one line, not a screen
         run_console(rt.store, rt.settings, read_only=read_only)
         return
     run(rt.store, rt.settings, once=once)

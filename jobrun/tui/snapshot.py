@@ -1,4 +1,5 @@
-"""One frame of `jobrun top` as plain data, read from the store, the lock files and the config.
+"""One frame of `jobrun top` as plain data, read from the store (its DashboardStore reads),
+its services' presence and the config: the same on SQLite and on PostgreSQL.
 
 Several dashboards may watch a busy service, so every read is answered by a partial index
 (queued, running, waiting, dead) or by a short range of `jobs_finished`: finished counts per
@@ -8,32 +9,19 @@ rows finished in the last few seconds, never an hour of them. The time is an arg
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import apsw
-
 from ..config import Settings
-from ..lock import current_leader, holder_alive, holder_info, live_holders
+from ..errors import StoreError
+from ..presence import presence_for
+from ..presence.contract import Presence
 from ..scheduler import describe
-from ..store.queries import parse, read_sql
-from ..store.sqlite import SqliteStore, wrap
-
-# -- SQL: store/dashboard.sql, each read answered by a partial index.
-_SQL = parse(read_sql("dashboard.sql"))
-TOP_COUNTS = _SQL["top_counts"]
-TOP_QUEUES = _SQL["top_queues"]
-TOP_FINISHED = _SQL["top_finished"]
-TOP_RUNNING = _SQL["top_running"]
-TOP_DEAD_RECENT = _SQL["top_dead_recent"]
-TOP_RETRYING_RECENT = _SQL["top_retrying_recent"]
-TOP_WAITING = _SQL["top_waiting"]
-TOP_CRON_LAST = _SQL["top_cron_last"]
+from ..store.contract import DashboardRead, Store
+from .source import FileWatch
 
 BUCKET = 5.0      # seconds per throughput bucket
 HOUR = 3600.0
@@ -80,6 +68,7 @@ class RunningJob:
     max_attempts: int
     elapsed: float
     holder: str
+    holder_alive: bool = True         # False: its service is gone (the job awaits rescue)
 
 
 @dataclass(frozen=True)
@@ -150,8 +139,9 @@ class Window:
         self.buckets: dict[int, dict[tuple[str, str], int]] = {}
         self.runs: dict[int, dict[tuple[str, int], int]] = {}  # (queue, run-time ms bin)
         self.read_to: float | None = None
+        self.watch = FileWatch()  # the store file's identity: a replaced file is reread
 
-    def update(self, conn: apsw.Connection, now: float) -> None:
+    def update(self, read: DashboardRead, now: float) -> None:
         first = math.ceil((now - HOUR) / BUCKET)
         prev = self.read_to
         if prev is None or now - prev > HOUR or now < prev - LATE:
@@ -164,7 +154,9 @@ class Window:
             for b in [b for b in kept if b >= start or b < first]:
                 del kept[b]
         params = {"width": BUCKET, "since": start * BUCKET, "until": now}
-        for b, queue, state, lead, digits, n in conn.execute(TOP_FINISHED, params):
+        for r in read("top_finished", params):
+            b, queue, state, lead, digits, n = (r["b"], r["queue"], r["state"], r["lead"],
+                                                r["digits"], r["n"])
             counts = self.buckets.setdefault(int(b), {})
             counts[(queue, state)] = counts.get((queue, state), 0) + int(n)
             ms = int(lead) * 10 ** max(0, int(digits) - len(str(lead)))
@@ -228,42 +220,27 @@ def _percentile(hist: dict[int, int], q: float) -> float | None:
 
 
 # -- reading ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _reading(store: SqliteStore) -> Iterator[apsw.Connection]:
-    """One short read transaction: the numbers of a frame agree with each other."""
-    conn = store.connection()
+def _failure(r: dict[str, Any]) -> Failure:
     try:
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-    except apsw.Error as exc:
-        raise wrap(exc, store.path) from exc
-
-
-def _failure(row: tuple[Any, ...]) -> Failure:
-    job_id, task, queue, state, attempts, max_attempts, when, last = row
-    try:
-        err = json.loads(last or "{}")
+        err = json.loads(r["last_error"] or "{}")
     except ValueError:
         err = None
     err = err if isinstance(err, dict) else {}
     at = err.get("at")
-    return Failure(int(job_id), str(task), str(queue), str(state), int(attempts),
-                   int(max_attempts), float(at) if isinstance(at, (int, float)) else when,
+    return Failure(int(r["id"]), str(r["task"]), str(r["queue"]), str(r["state"]),
+                   int(r["attempts"]), int(r["max_attempts"]),
+                   float(at) if isinstance(at, (int, float)) else r["at"],
                    str(err.get("type") or "?"), str(err.get("message") or ""))
 
 
-def _services(path: str) -> tuple[tuple[ServiceRow, ...], str | None]:
-    """Live services from their lock files (dead ones skipped), and the leader's holder id."""
-    leader = current_leader(path)
+def _services(presence: Presence) -> tuple[tuple[ServiceRow, ...], str | None]:
+    """Live services as their presence tells (dead ones skipped), and the leader's id."""
+    leader = presence.leader()
     rows = []
-    for h in sorted(live_holders(path)):
-        with contextlib.suppress(OSError):  # a file we may not open: count it as alive
-            if not holder_alive(path, h):
-                continue
-        info = holder_info(path, h)
+    for h in sorted(presence.holders()):
+        if not presence.alive(h):
+            continue
+        info = presence.info(h)
         queues = info.get("queues")
         caps = tuple(sorted((str(k), int(v)) for k, v in queues.items()
                             if isinstance(v, int))) if isinstance(queues, dict) else ()
@@ -275,8 +252,7 @@ def _services(path: str) -> tuple[tuple[ServiceRow, ...], str | None]:
     return tuple(rows), leader
 
 
-def _cron(settings: Settings | None, now: float, conn: apsw.Connection
-          ) -> tuple[CronRow, ...]:
+def _cron(settings: Settings | None, now: float, read: DashboardRead) -> tuple[CronRow, ...]:
     if settings is None:
         return ()
     after = datetime.fromtimestamp(now, UTC)
@@ -287,50 +263,69 @@ def _cron(settings: Settings | None, now: float, conn: apsw.Connection
         when = entry.schedule or f"every {entry.every:g}s"
         if entry.schedule and entry.timezone != "UTC":
             when += f" {entry.timezone}"
-        last = conn.execute(TOP_CRON_LAST, {"entry": entry.name}).fetchone()
+        last = read("top_cron_last", {"entry": entry.name})
         rows.append(CronRow(entry.name, when, str(d["task"]),
                             datetime.fromisoformat(nxt).timestamp() if nxt else None,
                             entry.timezone if entry.schedule else "UTC",
-                            float(last[0]) if last and last[0] is not None else None))
+                            float(last[0]["last"]) if last and last[0]["last"] is not None
+                            else None))
     return tuple(rows)
 
 
-def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
-         window: Window | None = None) -> Snapshot:
-    """Read one frame. Pass the same `window` each refresh to read only new finished rows."""
-    window = window if window is not None else Window()
-    counts: dict[str, dict[str, Any]] = {}
-    with _reading(store) as conn:
-        for queue, state, n, oldest in conn.execute(TOP_COUNTS):
-            counts.setdefault(queue, {})[state] = int(n)
-            if oldest is not None:
-                counts[queue]["oldest"] = max(0.0, now - float(oldest))
-        paused = {str(name) for name, p in conn.execute(TOP_QUEUES) if p}
-        window.update(conn, now)
-        running = tuple(
-            RunningJob(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]),
-                       max(0.0, now - float(r[5])) if r[5] is not None else 0.0, str(r[6] or "?"))
-            for r in conn.execute(TOP_RUNNING, {"limit": RUNNING}))
-        dead_queues = [q for q, c in counts.items() if c.get("dead")]
-        fails = [_failure(r) for q in dead_queues
-                 for r in conn.execute(TOP_DEAD_RECENT, {"queue": q, "limit": FAILURES})]
-        if any(c.get("retrying") for c in counts.values()):
-            fails += [_failure(r) for r in conn.execute(TOP_RETRYING_RECENT,
-                                                        {"limit": FAILURES})]
-        try:
-            waiting = tuple(sorted((str(k), int(n)) for k, n in conn.execute(TOP_WAITING)))
-        except apsw.SQLError:  # a store from before workflows, not migrated yet
-            waiting = ()
-        cron = _cron(settings, now, conn)
-    fails.sort(key=lambda f: (f.at or 0.0, f.id), reverse=True)
-    services, leader = _services(store.path)
-    # Concurrency: what the live services serve (summed), else what the config says.
+def _caps(settings: Settings | None, services: tuple[ServiceRow, ...],
+          live: dict[str, int]) -> dict[str, int]:
+    """Concurrency per queue: the config's, overridden by what the live services serve
+    (summed), overridden by a live change (`+`/`-`) times the services serving the queue."""
     caps = {q: c.concurrency for q, c in settings.queues.items()} if settings else {}
-    live: dict[str, int] = {}
+    served: dict[str, list[int]] = {}
     for s in services:
         for q, cap in s.queues:
-            live[q] = live.get(q, 0) + cap
-    caps.update(live)
+            served.setdefault(q, []).append(cap)
+    caps.update({q: sum(c) for q, c in served.items()})
+    caps.update({q: n * max(1, len(served.get(q, ()))) for q, n in live.items()})
+    return caps
+
+
+def take(store: Store, *, now: float, settings: Settings | None = None,
+         window: Window | None = None, presence: Presence | None = None) -> Snapshot:
+    """Read one frame. Pass the same `window` each refresh to read only new finished rows
+    (and the same `presence`: it is the store's services, asked again each frame)."""
+    window = window if window is not None else Window()
+    presence = presence if presence is not None else presence_for(store)
+    if window.watch.check(store):
+        window.read_to = None  # another file now: its hour is read afresh
+    counts: dict[str, dict[str, Any]] = {}
+    with store.dashboard() as read:
+        for r in read("top_counts", {}):
+            counts.setdefault(r["queue"], {})[r["state"]] = int(r["n"])
+            if r["oldest"] is not None:
+                counts[r["queue"]]["oldest"] = max(0.0, now - float(r["oldest"]))
+        paused = {str(r["name"]) for r in read("top_queues", {}) if r["paused"]}
+        window.update(read, now)
+        running_rows = read("top_running", {"limit": RUNNING})
+        dead_queues = [q for q, c in counts.items() if c.get("dead")]
+        fails = [_failure(r) for q in dead_queues
+                 for r in read("top_dead_recent", {"queue": q, "limit": FAILURES})]
+        if any(c.get("retrying") for c in counts.values()):
+            fails += [_failure(r) for r in read("top_retrying_recent", {"limit": FAILURES})]
+        try:
+            waiting = tuple(sorted((str(r["kind"]), int(r["n"]))
+                                   for r in read("top_waiting", {})))
+        except StoreError:  # a store from before workflows, not migrated yet
+            waiting = ()
+        cron = _cron(settings, now, read)
+    fails.sort(key=lambda f: (f.at or 0.0, f.id), reverse=True)
+    alive: dict[str, bool] = {}
+    running = tuple(
+        RunningJob(int(r["id"]), str(r["task"]), str(r["queue"]), int(r["attempts"]),
+                   int(r["max_attempts"]),
+                   max(0.0, now - float(r["started_at"])) if r["started_at"] is not None
+                   else 0.0, str(r["holder"] or "?"),
+                   alive.setdefault(str(r["holder"]), presence.alive(str(r["holder"])))
+                   if r["holder"] else False)
+        for r in running_rows)
+    services, leader = _services(presence)
+    caps = _caps(settings, services, store.concurrency())
     hour = window.per_queue(now - HOUR)
     minute_from = math.ceil((now - MINUTE) / BUCKET) * BUCKET
     minute = window.per_queue(minute_from)
@@ -346,8 +341,8 @@ def take(store: SqliteStore, *, now: float, settings: Settings | None = None,
             name in paused, window.minutes(now, name, "succeeded"),
             window.minutes(now, name, "dead"), *window.percentiles(name, now - HOUR)))
     return Snapshot(
-        now=now, store=store.path, queues=tuple(rows), running=running,
-        failures=tuple(fails[:FAILURES]), dead_total=sum(r.dead for r in rows),
+        now=now, store=getattr(store, "shown", store.path), queues=tuple(rows),
+        running=running, failures=tuple(fails[:FAILURES]), dead_total=sum(r.dead for r in rows),
         dead_hour=sum(r.dead_hour for r in rows),
         dead_trend=window.totals(now, 12, 60, "dead"), spark=window.totals(now, SPARK),
         throughput=sum(r.throughput for r in rows), cron=cron,

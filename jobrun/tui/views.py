@@ -209,7 +209,9 @@ def running_table(jobs: Sequence[RunningJob], total: int, limit: int) -> Rendera
     shown = jobs if total <= limit else jobs[:max(0, limit - 1)]
     for j in shown:
         t.add_row(Text(str(j.id)), Text(clean(j.task)), Text(j.queue),
-                  Text(f"{j.attempt}/{j.max_attempts}"), Text(dur(j.elapsed)), Text(j.holder))
+                  Text(f"{j.attempt}/{j.max_attempts}"), Text(dur(j.elapsed)),
+                  Text(j.holder) if j.holder_alive  # else: its service died, rescue comes
+                  else Text(f"{j.holder} DEAD", style="bold red"))
     return _with_more(t, total - len(shown), "running", limit)
 
 

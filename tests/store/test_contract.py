@@ -346,3 +346,73 @@ def test_queue_names_read_declarations_holding_any_character(store: Store) -> No
     store.publish_catalog("h", {"t:a": json.dumps({"queue": "q"}),
                                 "t:c": json.dumps({"queue": "r", "x": "\x00"})}, now=T0)
     assert store.queue_names() == {"p", "q", "r"}
+
+
+# -- the dashboard's reads (DashboardStore): the same names and columns on both stores -----------
+def _dashboard_fixture(store: Store) -> tuple[int, int, int]:
+    """A queued job, a running one and a dead one (its error: 'disk full')."""
+    q, r, d = store.enqueue([job("t:queued"), job("t:run"), job("t:dead", max_attempts=1)],
+                            now=T0)
+    claims = {c.id: c for c in acquire(store, n=2, now=T0 + 1).claims}
+    # the first two claimed are q and r (oldest first): send q back, kill d's attempt
+    store.record([Outcome(q, claims[q].token, "released")], now=T0 + 2)
+    (cd,) = acquire(store, n=5, now=T0 + 3, tasks=frozenset({"t:dead"})).claims
+    err = {"at": T0 + 4, "type": "OSError", "message": "disk full", "attempt": 1}
+    store.record([Outcome(cd.id, cd.token, "dead", error=err)], now=T0 + 4)  # type: ignore[arg-type]
+    return q, r, d
+
+
+def test_the_dashboard_reads_rows_by_name(store: Store) -> None:
+    q, r, d = _dashboard_fixture(store)
+    with store.dashboard() as read:
+        counts = {(x["queue"], x["state"]): x["n"] for x in read("top_counts", {})}
+        running = read("top_running", {"limit": 10})
+        dead = read("top_dead_recent", {"queue": "default", "limit": 5})
+        finished = read("top_finished", {"width": 5.0, "since": T0, "until": T0 + 10})
+        assert read("top_cron_last", {"entry": "nope"})[0]["last"] is None
+    assert counts == {("default", "queued"): 1, ("default", "running"): 1,
+                      ("default", "dead"): 1}
+    assert [(x["id"], x["holder"]) for x in running] == [(r, "h1")]
+    (row,) = dead
+    assert row["id"] == d and json.loads(row["last_error"])["message"] == "disk full"
+    assert [(x["state"], x["n"]) for x in finished] == [("dead", 1)]
+    assert store.schema()[0] == store.schema()[1] > 0
+
+
+def test_the_dashboard_pages_jobs_by_state_and_filter(store: Store) -> None:
+    from jobrun.tui.browse import page
+
+    q, r, d = _dashboard_fixture(store)
+    assert [j.id for j in page(store, "dead").rows] == [d]
+    assert [j.id for j in page(store, "queued", text="QUEUED").rows] == [q]
+    assert [j.id for j in page(store, "running", queue="default").rows] == [r]
+    assert page(store, "dead", text="nothing like it").rows == ()
+    # a span smaller than the jobs: the page says where it stopped, and goes on from there
+    more = store.enqueue([job("t:many") for _ in range(7)], now=T0 + 5)
+    first = page(store, "queued", text="t:queued", scan=3, budget=3)
+    assert first.rows == () and first.after is not None and first.scanned == 3
+    rest = page(store, "queued", text="t:queued", after=first.after, scan=3, budget=30)
+    assert [j.id for j in rest.rows] == [q] and max(more) > q
+
+
+def test_the_postgres_dashboard_reads_are_answered_by_indexes() -> None:
+    """Every dashboard block on PostgreSQL can be answered without a sequential scan of
+    jobs (with seqscan priced out, the plan names an index for it)."""
+    import psycopg
+
+    from jobrun.store.postgres import DASHBOARD
+
+    params = {"width": 5.0, "since": 0.0, "until": 1.0, "limit": 1, "queue": "q",
+              "entry": "e", "state": "dead", "text": "x", "k": 1.0, "id": 10, "scan": 100,
+              "args": 1}
+    with fresh_store_url() as url:
+        open_store(url).close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET enable_seqscan = off")
+            for name, text in DASHBOARD.items():
+                if name == "top_queues":
+                    continue  # a table of a few rows
+                for state in ("dead", "queued", "running", "retrying", "succeeded"):
+                    plan = "\n".join(r[0] for r in conn.execute(
+                        "EXPLAIN " + text, {**params, "state": state}))  # type: ignore[call-overload]
+                    assert "Seq Scan on jobs" not in plan, (name, plan)

@@ -1,0 +1,174 @@
+-- The dashboard's reads on PostgreSQL (`jobrun top`, DashboardStore): the same names and
+-- columns as dashboard.sql, psycopg's %(name)s parameters (typed, so a NULL is understood).
+-- Each is answered by a partial index of postgres_schema.sql or a short range of one.
+
+-- top_counts --
+-- Per queue and state (queued also its oldest run_at): jobs_claim, jobs_running,
+-- jobs_waiting and jobs_dead.
+SELECT queue, 'queued' AS state, count(*) AS n, min(run_at) AS oldest FROM jobs
+ WHERE state = 'queued' GROUP BY queue
+UNION ALL
+SELECT queue, 'running', count(*), NULL FROM jobs WHERE state = 'running' GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*), NULL FROM jobs WHERE state IN ('scheduled', 'retrying')
+ GROUP BY queue, state
+UNION ALL
+SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY queue;
+
+-- top_queues --
+-- Paused flags: a table of a few rows.
+SELECT name, paused FROM queues;
+
+-- top_finished --
+-- Finished jobs per (bucket, queue, state, run time) in [since, until): a range of
+-- jobs_finished. The run time (finished - started, of the last attempt) is grouped to two
+-- significant digits of its milliseconds: its first two digits and its number of digits.
+SELECT b, queue, state, substr(ms::text, 1, 2) AS lead, length(ms::text) AS digits, count(*) AS n FROM (
+  SELECT floor(finished_at / %(width)s::float8)::bigint AS b, queue, state,
+         round(greatest(0, finished_at - coalesce(started_at, finished_at)) * 1000)::bigint
+           AS ms
+    FROM jobs
+   WHERE finished_at >= %(since)s::float8 AND finished_at < %(until)s::float8 AND state IN ('succeeded', 'dead'))
+ AS f GROUP BY 1, 2, 3, 4, 5;
+
+-- top_cron_last --
+-- The last recorded fire of one cron entry: the end of its range of cron_fires' key.
+SELECT max(fire_at) AS last FROM cron_fires WHERE entry = %(entry)s::text;
+
+-- top_running --
+-- Running jobs, longest running first: jobs_running, at most the services' concurrency.
+SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
+ WHERE state = 'running' ORDER BY started_at, id LIMIT %(limit)s::int;
+
+-- top_dead_recent --
+-- The newest dead jobs of one queue: jobs_dead in index order, `limit` rows looked up.
+SELECT id, task, queue, state, attempts, max_attempts, finished_at AS at,
+       (errors::json -> -1)::text AS last_error FROM jobs
+ WHERE state = 'dead' AND queue = %(queue)s::text ORDER BY finished_at DESC LIMIT %(limit)s::int;
+
+-- top_retrying_recent --
+-- The retrying jobs whose failed attempt started last. The IN repeats jobs_waiting's WHERE
+-- so the planner may use it; only the chosen few rows have their errors parsed.
+SELECT id, task, queue, state, attempts, max_attempts, started_at AS at,
+       (errors::json -> -1)::text AS last_error FROM jobs
+ WHERE id IN (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying')
+                 AND state = 'retrying' ORDER BY started_at DESC LIMIT %(limit)s::int);
+
+-- top_waiting --
+-- Workflows waiting in the store (not cancelled or dead meanwhile), by what they wait for:
+-- steps_waiting, then each one's job by its key.
+SELECT s.kind, count(*) AS n FROM steps AS s JOIN jobs AS j ON j.id = s.job_id
+ WHERE s.state = 'waiting' AND j.state = 'scheduled' GROUP BY s.kind;
+
+-- The console's jobs lists (tui/browse.py), one block per index. Each reads a span of at most
+-- scan index entries after the key (k, id), keeps the rows of state (and queue)
+-- matching text (task name, or argument text when args is 1; lower-cased), at most limit
+-- of them, and adds one row (first column 1) holding the key where a full span ended: every
+-- read is bounded, however rare the rows it looks for, and the next read goes on from there.
+
+-- top_jobs_dead --
+-- dead: newest finished first, from jobs_dead (queue, finished_at); across queues
+-- the dead entries are sorted, a cost that follows the dead jobs kept, not the table.
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs
+   WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+     AND finished_at <= %(k)s::float8 AND (finished_at < %(k)s::float8 OR id < %(id)s::bigint)
+   ORDER BY k DESC, id DESC LIMIT %(scan)s::int)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = %(state)s::text
+     AND (%(text)s::text IS NULL OR strpos(lower(j.task), %(text)s::text) > 0 OR (%(args)s::int = 1 AND (
+          strpos(lower(j.args), %(text)s::text) > 0 OR strpos(lower(j.kwargs), %(text)s::text) > 0)))
+   ORDER BY span.k DESC, span.id DESC LIMIT %(limit)s::int) AS page
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
+         NULL::float8, NULL::text, NULL::text, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
+
+-- top_jobs_finished --
+-- succeeded, cancelled: newest finished first, a range of jobs_finished (covering).
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs
+   WHERE finished_at IS NOT NULL AND finished_at <= %(k)s::float8 AND (finished_at < %(k)s::float8 OR id < %(id)s::bigint)
+   ORDER BY k DESC, id DESC LIMIT %(scan)s::int)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+     AND (%(text)s::text IS NULL OR strpos(lower(j.task), %(text)s::text) > 0 OR (%(args)s::int = 1 AND (
+          strpos(lower(j.args), %(text)s::text) > 0 OR strpos(lower(j.kwargs), %(text)s::text) > 0)))
+   ORDER BY span.k DESC, span.id DESC LIMIT %(limit)s::int) AS page
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
+         NULL::float8, NULL::text, NULL::text, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
+
+-- top_jobs_waiting --
+-- scheduled, retrying: the next to run first, a range of jobs_waiting.
+WITH span AS (
+  SELECT id, run_at AS k FROM jobs
+   WHERE state IN ('scheduled', 'retrying') AND run_at >= %(k)s::float8 AND (run_at > %(k)s::float8 OR id > %(id)s::bigint)
+   ORDER BY k, id LIMIT %(scan)s::int)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+     AND (%(text)s::text IS NULL OR strpos(lower(j.task), %(text)s::text) > 0 OR (%(args)s::int = 1 AND (
+          strpos(lower(j.args), %(text)s::text) > 0 OR strpos(lower(j.kwargs), %(text)s::text) > 0)))
+   ORDER BY span.k, span.id LIMIT %(limit)s::int) AS page
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
+         NULL::float8, NULL::text, NULL::text, k FROM span
+   ORDER BY k, id LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
+
+-- top_jobs_running --
+-- running: the longest running first, from jobs_running (at most the services' slots).
+WITH span AS (
+  SELECT id, coalesce(started_at, 0) AS k FROM jobs
+   WHERE state = 'running' AND state = %(state)s::text AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+     AND (coalesce(started_at, 0), id) > (%(k)s::float8, %(id)s::bigint)
+   ORDER BY k, id LIMIT %(scan)s::int)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+     AND (%(text)s::text IS NULL OR strpos(lower(j.task), %(text)s::text) > 0 OR (%(args)s::int = 1 AND (
+          strpos(lower(j.args), %(text)s::text) > 0 OR strpos(lower(j.kwargs), %(text)s::text) > 0)))
+   ORDER BY span.k, span.id LIMIT %(limit)s::int) AS page
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
+         NULL::float8, NULL::text, NULL::text, k FROM span
+   ORDER BY k, id LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
+
+-- top_jobs_queued --
+-- queued: newest first, ids below id on the primary key (a backlog is the newest ids).
+WITH span AS (
+  SELECT id, id AS k FROM jobs WHERE id < %(id)s::bigint
+   ORDER BY id DESC LIMIT %(scan)s::int)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+     AND (%(text)s::text IS NULL OR strpos(lower(j.task), %(text)s::text) > 0 OR (%(args)s::int = 1 AND (
+          strpos(lower(j.args), %(text)s::text) > 0 OR strpos(lower(j.kwargs), %(text)s::text) > 0)))
+   ORDER BY span.id DESC LIMIT %(limit)s::int) AS page
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
+         NULL::float8, NULL::text, NULL::text, k FROM span
+   ORDER BY id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
