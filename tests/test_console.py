@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console as RichConsole
-from textual.widgets import DataTable, Static
+from textual.events import Key
+from textual.widgets import DataTable, Input, Static
 
 import jobrun
 import jobrun.testing
@@ -386,3 +387,36 @@ def test_help_lists_every_contract_key_in_80x24(app: jobrun.App, store_path: str
             await pilot.press("escape")
             assert not isinstance(pilot.app.screen, Help)
     asyncio.run(main())
+
+
+def together(pilot: Any, *keys: str) -> None:
+    """Keys as a paste or fast typing over ssh delivers them: all queued before any is
+    handled (pilot.press waits after each key, which hides a reordering)."""
+    for key in keys:
+        char = key if len(key) == 1 else None
+        pilot.app.post_message(Key(key, char))
+
+
+def test_keys_arriving_together_keep_their_order(app: jobrun.App, store_path: str) -> None:
+    """tmux send-keys 'ab' BSpace 'cd' types abcd minus b; '/' 'ab' Enter 's' filters by ab
+    and then moves to the next state (it was typed into the box, after enter)."""
+    run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        box = c.query_one("#filter", Input)
+        await pilot.press("slash")
+        together(pilot, "a", "b", "backspace", "c", "d")
+        await pilot.pause()
+        assert box.value == "acd"
+        together(pilot, "ctrl+u", "x", "y")
+        await pilot.pause()
+        assert box.value == "xy"
+        await pilot.press("escape")
+        assert c.text == "" and c.focused is c.jobs
+        together(pilot, "slash", "a", "b", "enter", "s")
+        await pilot.pause()
+        assert c.text == "ab" and c.state == "retrying" and c.focused is c.jobs
+        await pilot.press("q")
+
+    drive(Console(store_path), body)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .. import clock
@@ -49,6 +51,7 @@ class Console(App[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("slash", "filter", "filter", key_display="/"),
         Binding("s", "state(1)", "state"),
@@ -251,6 +254,33 @@ class Console(App[None]):
         return next((r.state for r in self.rows if r.id == job_id), None)
 
     # -- events -----------------------------------------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        """Keys are handled here, one after another in the order they came. Textual would
+        type a printable key into the box at once but run a binding (backspace, enter,
+        escape, `s`) only once the key has bubbled back up, so keys arriving together (a
+        paste, fast typing over ssh) were applied out of order."""
+        if isinstance(event, events.Key) and not event.is_forwarded \
+                and not isinstance(self.screen, ModalScreen) and await self._key(event):
+            event.stop()
+            event.prevent_default()
+            return
+        await super().on_event(event)
+
+    async def _key(self, event: events.Key) -> bool:
+        box = self.box
+        if self.focused is box:
+            if event.key == "enter":
+                self._apply(box.value)
+                return True
+            if event.is_printable and event.character is not None:
+                if box.selection.is_empty:
+                    box.insert_text_at_cursor(event.character)
+                else:
+                    box.replace(event.character, *box.selection)
+                return True
+        return bool(await self._check_bindings(event.key, priority=True)
+                    or await self._check_bindings(event.key))
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "queues":
             name = str(event.row_key.value or "") or None
@@ -269,10 +299,15 @@ class Console(App[None]):
                 self.push_screen(JobScreen(job_id))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.text = event.value.strip()
+        self._apply(event.value)
+
+    def _apply(self, value: str) -> None:
+        """The filter's text applies; the keys go to the jobs again (now, not later: the
+        next key may already be waiting)."""
+        self.text = value.strip()
         self.rows = []
         self._load(reset=True)
-        self.jobs.focus()
+        self.screen.set_focus(self.jobs)
 
     def say(self, text: str, error: bool = False) -> None:
         widget = self.screen.query("#status")
@@ -305,7 +340,7 @@ class Console(App[None]):
             self.text = ""
             self.rows = []
             self._load(reset=True)
-        self.jobs.focus()
+        self.screen.set_focus(self.jobs)
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
