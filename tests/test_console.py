@@ -4,11 +4,20 @@ action, a filter that matches nothing, refusals, a job deleted while open, retry
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from conftest import JOBRUN
 from rich.console import Console as RichConsole
 from textual.events import Key
 from textual.widgets import DataTable, Input, Static
@@ -420,3 +429,51 @@ def test_keys_arriving_together_keep_their_order(app: jobrun.App, store_path: st
         await pilot.press("q")
 
     drive(Console(store_path), body)
+
+
+def in_a_pty(tmp_path: Path, store_path: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The real `jobrun top` in a pseudo-terminal of 80x24 (stdin, stdout, stderr)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color"}
+    proc = subprocess.Popen([*JOBRUN, "top", "--store", store_path], stdin=slave, stdout=slave,
+                            stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(slave)
+    return proc, master
+
+
+def read_until(master: int, out: bytearray, cond: Callable[[bytes], bool], what: str) -> None:
+    deadline = clock.monotonic() + 30
+    while not cond(bytes(out)):
+        if clock.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {bytes(out)[-300:]!r}")
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                out += os.read(master, 65536)
+            except OSError:  # the terminal closed: the process ended
+                return
+
+
+@pytest.mark.slow
+def test_sigterm_and_ctrl_c_restore_the_terminal(app: jobrun.App, store_path: str,
+                                                 tmp_path: Path) -> None:
+    """SIGTERM (and ctrl+c) end the console as `q` does: the screen is given back (the
+    alternate screen left), not left raw; SIGTERM's default would kill it mid-frame."""
+    run_dead(app, store_path)
+    for how in ("sigterm", "ctrl+c"):
+        proc, master = in_a_pty(tmp_path, store_path)
+        out = bytearray()
+        try:
+            read_until(master, out, lambda b: b"\x1b[?1049h" in b and b"jobs" in b, "a frame")
+            if how == "sigterm":
+                proc.send_signal(signal.SIGTERM)
+            else:
+                os.write(master, b"\x03")
+            read_until(master, out, lambda b: b"\x1b[?1049l" in b, "the screen restored")
+            assert proc.wait(timeout=30) == 0, how
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)

@@ -9,6 +9,9 @@ cannot be read shows its error in the status line; the last frame stays.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -114,6 +117,9 @@ class Console(App[None]):
         j.add_columns("id", "task", "queue", "att", "age", "arguments")
         j.focus()
         self._tick()
+        # SIGTERM ends the console like `q`, so the terminal is restored, not left raw.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
 
     def _tick(self) -> None:
         """Refresh, then again after `period`, or 10x what the reads cost (at most 5 s): many
@@ -124,6 +130,8 @@ class Console(App[None]):
         self.set_timer(min(SLOWEST, max(self.period, BACKOFF * cost)), self._tick)
 
     def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
         self.reader.close()
         if self.writer is not None:
             self.writer.close()
