@@ -17,19 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import JOBRUN
 from rich.console import Console as RichConsole
 from textual.events import Key
 from textual.widgets import DataTable, Input, Static
 
 import jobrun
 import jobrun.testing
+from conftest import JOBRUN
 from jobrun import clock
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
 from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
+from jobrun.tui.views import clean
 
 
 def text_of(app: Console, selector: str) -> str:
@@ -129,13 +130,25 @@ def test_filter_open_retry_cancel_pause_help(app: jobrun.App, store_path: str) -
         # p: first a queue is selected, then it is paused and resumed.
         await pilot.press("p")
         assert "select a queue" in text_of(c, "#status")
-        c.query_one("#queues", DataTable).focus()
+        # tab has two stops, the jobs and the queues (the filter box only while typed in).
+        await pilot.press("tab")
+        assert c.focused is c.queues
+        await pilot.press("tab")
+        assert c.focused is c.jobs
+        await pilot.press("tab")
+        assert c.focused is c.queues
+        await pilot.press("p")  # on the (all) row, in the queues: says so
+        assert "(all) is not a queue" in text_of(c, "#status")
         await pilot.press("down")
         queue = c.queue
         assert queue is not None and job_ids(c) in ([dead], [])
         await pilot.press("p")
         assert queue in app.store.paused()
-        await pilot.press("p")
+        # p in the overview (which shows no selected queue) is refused, not done unseen.
+        await pilot.press("o", "p")
+        assert "escape to the queues first" in text_of(c, "#status")
+        assert queue in app.store.paused()
+        await pilot.press("escape", "p")
         assert queue not in app.store.paused()
         await pilot.press("q")
 
@@ -194,9 +207,11 @@ def test_delete_one_and_act_on_every_match(app: jobrun.App, store_path: str) -> 
         assert not isinstance(c.screen, Confirm) and "no job matches" in text_of(c, "#status")
         await pilot.press("escape")
         # R on every dead job: each queued again; C on the queued list cancels them all.
-        await pilot.press("R", "y")
+        await pilot.press("R")
+        assert isinstance(c.screen, Confirm) and f"({len(left)} jobs)" in c.screen.question
+        await pilot.press("y")
         assert all(app.store.get(j).state == "queued" for j in left)  # type: ignore[union-attr]
-        assert f"retry: {len(left)} job(s) done" in text_of(c, "#status")
+        assert f"retried {len(left)} dead jobs" in text_of(c, "#status")
         await pilot.press("s", "s", "s")
         assert c.state == "queued" and sorted(job_ids(c)) == sorted([*left, newest])
         # d on a queued job: refused in one line.
@@ -375,6 +390,10 @@ def test_paging_keeps_to_pages(app: jobrun.App, store_path: str) -> None:
         c: Console = pilot.app
         await pilot.press("s", "s", "s")
         assert c.state == "queued" and len(c.rows) == 100 and c.more
+        # C asks with the true count (the queue's), not the loaded page ("100+").
+        await pilot.press("C")
+        assert isinstance(c.screen, Confirm) and "(250 jobs)" in c.screen.question
+        await pilot.press("n")
         await pilot.press("ctrl+end")
         await pilot.pause()
         assert 100 < len(c.rows) <= 300
@@ -477,3 +496,23 @@ def test_sigterm_and_ctrl_c_restore_the_terminal(app: jobrun.App, store_path: st
                 proc.kill()
                 proc.wait()
             os.close(master)
+
+
+def test_invisible_and_bidi_characters_are_escaped(app: jobrun.App, store_path: str) -> None:
+    """U+202E (right-to-left override) in an argument and U+200B (zero width space) in a
+    task name are shown as escapes in the list and the job, never raw."""
+    job = app.enqueue("mail:\u200bsend", args=["evil\u202etxt.exe"], allow_unknown=True)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert job_ids(c) == [job.id]
+        cells = [str(v) for v in c.jobs.get_row_at(0)]
+        assert "mail:\\u200bsend" in cells and any("evil\\u202etxt.exe" in v for v in cells)
+        await pilot.press("enter")
+        shown = text_of(c, "#job")
+        assert "\u202e" not in shown and "\u200b" not in shown
+        assert "evil\\u202etxt.exe" in shown and "mail:\\u200bsend" in shown
+
+    drive(Console(store_path), body)
+    assert clean("q\u202eueue\n") == "q\\u202eueue"  # the dashboard's cells, the same

@@ -18,19 +18,19 @@ from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.sqlite import SqliteStore
-from .actions import act, bulk, scale
-from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
+from .actions import act, bulk, done_line, how_many, queue_refusal, scale, toggle
+from .browse import PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .charts import overview
+from .keys import in_order
+from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
-from .views import dur, num, percent, rate
 
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
@@ -46,7 +46,10 @@ class Console(App[None]):
     #queues { height: auto; max-height: 8; }
     #title { height: 1; background: $boost; }
     #jobs { height: 1fr; }
-    #filter { height: 1; border: none; padding: 0 1; }
+    #filter { height: 1; border: none; padding: 0 1; display: none; }
+    #filter.open { display: block; }
+    DataTable { border-left: blank; }
+    DataTable:focus { border-left: thick $accent; }
     #status { height: 1; }
     Confirm, Help { align: center middle; }
     #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
@@ -59,9 +62,9 @@ class Console(App[None]):
         Binding("slash", "filter", "filter", key_display="/"),
         Binding("s", "state(1)", "state"),
         Binding("S", "state(-1)", "state", show=False),
-        Binding("r", "retry", "retry"),
-        Binding("c", "cancel", "cancel"),
-        Binding("d", "delete", "delete"),
+        Binding("r", "ask('retry')", "retry"),
+        Binding("c", "ask('cancel')", "cancel"),
+        Binding("d", "ask('delete')", "delete"),
         Binding("R", "bulk('retry')", "retry all", show=False),
         Binding("C", "bulk('cancel')", "cancel all", show=False),
         Binding("D", "bulk('delete')", "delete all", show=False),
@@ -111,10 +114,9 @@ class Console(App[None]):
 
     def on_mount(self) -> None:
         q = self.queues
-        q.add_columns("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest",
-                      "done/s", "fail%", "")
+        q.add_columns(*QUEUE_COLUMNS)
         j = self.jobs
-        j.add_columns("id", "task", "queue", "att", "age", "arguments")
+        j.add_columns(*JOB_COLUMNS)
         j.focus()
         self._tick()
         # SIGTERM ends the console like `q`, so the terminal is restored, not left raw.
@@ -153,20 +155,13 @@ class Console(App[None]):
                 self.draw_overview(self.screen)
             lost = ""
         except JobrunError as exc:
-            lost = f"store unreadable: {' '.join(str(exc).split())}"
+            lost = broke("store unreadable", exc)
         self._draw_head(lost)
 
     def _draw_head(self, lost: str) -> None:
         s = self.snap
-        head = Text()
-        if s is not None:
-            head.append(f"jobrun top  running {num(s.running_total)}  "
-                        f"dead {num(s.dead_total)}  {rate(s.throughput)}/s  "
-                        f"services {len(s.services)}"
-                        f"{'  read-only' if self.read_only else ''}  {clip(s.store, 200)}")
-        if lost:
-            head = Text(lost, style="bold red")
-        self.head.update(head)
+        self.head.update(Text(lost, style="bold red") if lost else
+                         Text(head_line(s, self.read_only) if s is not None else ""))
 
     def _draw_queues(self) -> None:
         assert self.snap is not None
@@ -175,11 +170,7 @@ class Console(App[None]):
         t.clear()
         t.add_row("(all)", "", "", "", "", "", "", "", "", "", key="")
         for q in self.snap.queues:
-            t.add_row(q.name, num(q.queued), f"{q.running}/{q.cap if q.cap else '-'}",
-                      num(q.scheduled), num(q.retrying), num(q.dead),
-                      dur(q.oldest_age) if q.oldest_age is not None else "-",
-                      rate(q.throughput), percent(q.failure_rate),
-                      "paused" if q.paused else "", key=q.name)
+            t.add_row(*queue_cells(q), key=q.name)
         names = [""] + [q.name for q in self.snap.queues]
         t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
 
@@ -190,7 +181,7 @@ class Console(App[None]):
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
-            self._draw_head(f"store unreadable: {' '.join(str(exc).split())}")
+            self._draw_head(broke("store unreadable", exc))
             return
         self.rows = list(got.rows) if reset else self.rows + list(got.rows)
         self.after = got.after
@@ -206,23 +197,14 @@ class Console(App[None]):
         now = clock.now()
         t.clear()
         for r in self.rows:
-            t.add_row(str(r.id), clip(r.task, 28), clip(r.queue, 10),
-                      f"{r.attempts}/{r.max_attempts}",
-                      dur(max(0.0, now - (r.finished_at or r.enqueued_at or now))),
-                      clip(r.args, 60), key=str(r.id))
+            t.add_row(*job_cells(r, now), key=str(r.id))
         ids = [r.id for r in self.rows]
         if selected in ids:
             t.move_cursor(row=ids.index(selected), animate=False)
         elif ids:
             t.move_cursor(row=min(row, len(ids) - 1), animate=False)
-        title = f"jobs {self.state}, {ORDER[self.state]}  queue {self.queue or 'all'}"
-        if self.text:
-            title += f"  filter {clip(self.text, 20)!r}"
-        title += f"  {len(self.rows)} shown{'+' if self.more else ''}"
-        if not self.rows:
-            title += "  (no job matches)" if self.text else "  (none)"
-        if self.short:
-            title += f"  searched {num(self.scanned)} (more: ctrl+end)"
+        title = jobs_title(self.state, self.queue, self.text, self.rows, more=self.more,
+                           short=self.short, scanned=self.scanned)
         self.title_line.update(Text(title))
 
     def draw_overview(self, screen: Overview) -> None:
@@ -234,7 +216,7 @@ class Console(App[None]):
             self._draw_job(screen)
         except JobrunError as exc:
             screen.query_one("#status", Static).update(
-                Text(f"store unreadable: {' '.join(str(exc).split())}", style="bold red"))
+                Text(broke("store unreadable", exc), style="bold red"))
 
     def _draw_job(self, screen: JobScreen) -> None:
         if not screen.query("#job"):
@@ -263,31 +245,11 @@ class Console(App[None]):
 
     # -- events -----------------------------------------------------------------------------
     async def on_event(self, event: events.Event) -> None:
-        """Keys are handled here, one after another in the order they came. Textual would
-        type a printable key into the box at once but run a binding (backspace, enter,
-        escape, `s`) only once the key has bubbled back up, so keys arriving together (a
-        paste, fast typing over ssh) were applied out of order."""
-        if isinstance(event, events.Key) and not event.is_forwarded \
-                and not isinstance(self.screen, ModalScreen) and await self._key(event):
+        if isinstance(event, events.Key) and await in_order(self, self.box, event, self._apply):
             event.stop()
             event.prevent_default()
             return
         await super().on_event(event)
-
-    async def _key(self, event: events.Key) -> bool:
-        box = self.box
-        if self.focused is box:
-            if event.key == "enter":
-                self._apply(box.value)
-                return True
-            if event.is_printable and event.character is not None:
-                if box.selection.is_empty:
-                    box.insert_text_at_cursor(event.character)
-                else:
-                    box.replace(event.character, *box.selection)
-                return True
-        return bool(await self._check_bindings(event.key, priority=True)
-                    or await self._check_bindings(event.key))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "queues":
@@ -315,6 +277,10 @@ class Console(App[None]):
         self.text = value.strip()
         self.rows = []
         self._load(reset=True)
+        self._close_box()
+
+    def _close_box(self) -> None:
+        self.box.remove_class("open")
         self.screen.set_focus(self.jobs)
 
     def say(self, text: str, error: bool = False) -> None:
@@ -335,6 +301,7 @@ class Console(App[None]):
             return
         box = self.box
         box.value = self.text
+        box.add_class("open")  # shown only while typed in: never a third tab stop
         self.screen.set_focus(box)
         what = "a task name or argument text" if self.show_args else \
             "a task name (arguments hidden: [ui] show_args = false)"
@@ -348,7 +315,7 @@ class Console(App[None]):
             self.text = ""
             self.rows = []
             self._load(reset=True)
-        self.screen.set_focus(self.jobs)
+        self._close_box()
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
@@ -362,7 +329,8 @@ class Console(App[None]):
             self.writer = SqliteStore(self.store_path, create=False)
         return self.writer
 
-    def _ask(self, action: str) -> None:
+    def action_ask(self, action: str) -> None:
+        """r, c, d: the action on the selected job (y confirms)."""
         if isinstance(self.screen, Overview):
             self.say(f"{action}: escape to the jobs first", error=True)
             return
@@ -385,7 +353,7 @@ class Console(App[None]):
             said, failed = act(self._store(), action, job_id, now=clock.now())
             self.say(said, error=failed)
         except JobrunError as exc:
-            self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+            self.say(broke(f"{action} failed", exc), error=True)
         self.refresh_data()
 
     def action_bulk(self, action: str) -> None:
@@ -401,7 +369,7 @@ class Console(App[None]):
             return
         what = (f"every {self.state} job of queue {self.queue or 'all'}"
                 + (f" matching {clip(self.text, 20)!r}" if self.text else "")
-                + f" ({len(self.rows)}{'+' if self.more else ''})")
+                + f" ({self._how_many()})")
         state, queue, text = self.state, self.queue, self.text
 
         def done(yes: bool | None) -> None:
@@ -411,55 +379,42 @@ class Console(App[None]):
             try:
                 n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
                                  text=text, now=clock.now(), args=self.show_args)
-                self.say(f"{action}: {n} job(s) done" + (f", {missed} not (changed meanwhile)"
-                                                          if missed else ""), error=bool(missed))
+                self.say(done_line(action, n, missed, state), error=bool(missed))
             except JobrunError as exc:
-                self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+                self.say(broke(f"{action} failed", exc), error=True)
             self.rows = []
             self.refresh_data()
 
         self.push_screen(Confirm(f"{action} {what}?"), done)
 
-    def action_retry(self) -> None:
-        self._ask("retry")
+    def _how_many(self) -> str:
+        return how_many(self.snap, self.state, self.queue, text=self.text,
+                        loaded=len(self.rows), more=self.more)
 
-    def action_cancel(self) -> None:
-        self._ask("cancel")
-
-    def action_delete(self) -> None:
-        self._ask("delete")
-
-    def action_pause(self) -> None:
-        if self.read_only:
-            self.say(refusal("pause", None, True) or "", error=True)
+    def _queue_key(self, action: str) -> None:
+        """p, + and -: only on the queue the jobs screen shows selected, never on one left
+        selected out of sight (the overview, a job)."""
+        why = queue_refusal(action, self.queue, read_only=self.read_only,
+                            shown=self.screen is self.screen_stack[0],
+                            in_queues=self.focused is self.queues)
+        if why or self.queue is None:
+            self.say(why or action, error=True)
             return
-        queue = self.queue
-        if queue is None:
-            self.say("pause: select a queue first (tab to the queues)", error=True)
-            return
-        paused = self.snap is not None and any(q.paused for q in self.snap.queues
-                                               if q.name == queue)
         try:
-            self._store().set_paused(queue, not paused)
+            said, failed = (toggle(self._store(), self.queue, self.snap) if action == "pause"
+                            else scale(self._store(), self.queue, 1 if action == "+" else -1,
+                                       self.snap, self.settings))
         except JobrunError as exc:
-            self.say(f"pause failed: {' '.join(str(exc).split())}", error=True)
-            return
-        self.say(f"queue {queue} {'resumed' if paused else 'paused'}")
+            said, failed = broke(f"{action} failed", exc), True
+        self.say(said, error=failed)
         self.refresh_data()
 
+    def action_pause(self) -> None:
+        self._queue_key("pause")
 
     def action_scale(self, step: int) -> None:
         """+ and -: the selected queue's concurrency, live, through the store."""
-        if self.read_only or self.queue is None:
-            self.say((refusal("scale", None, True) or "") if self.read_only else
-                     "scale: select a queue first (tab to the queues)", error=True)
-            return
-        try:
-            said, failed = scale(self._store(), self.queue, step, self.snap, self.settings)
-        except JobrunError as exc:
-            said, failed = f"scale failed: {' '.join(str(exc).split())}", True
-        self.say(said, error=failed)
-        self.refresh_data()
+        self._queue_key("+" if step > 0 else "-")
 
 
 def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:
