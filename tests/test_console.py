@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import io
 import os
+import re
 import select
 import signal
 import struct
@@ -516,3 +517,26 @@ def test_invisible_and_bidi_characters_are_escaped(app: jobrun.App, store_path: 
 
     drive(Console(store_path), body)
     assert clean("q\u202eueue\n") == "q\\u202eueue"  # the dashboard's cells, the same
+
+
+@pytest.mark.slow
+def test_no_color_sends_no_colour_and_marks_the_selected_row(
+        app: jobrun.App, store_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR=1: the real console's output holds no colour codes (Textual's monochrome
+    filter sent 256-colour greys), and the selected row is marked by a character."""
+    run_dead(app, store_path)
+    monkeypatch.setenv("NO_COLOR", "1")
+    proc, master = in_a_pty(tmp_path, store_path)
+    out = bytearray()
+    try:
+        read_until(master, out, lambda b: "▶".encode() in b and b"jobs dead" in b, "a frame")
+        os.write(master, b"q")
+        read_until(master, out, lambda b: b"\x1b[?1049l" in b, "the screen restored")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    colours = re.findall(rb"\x1b\[[0-9;]*(?:38|48);[25];[0-9;]*m", bytes(out))
+    assert colours == [], colours[:5]

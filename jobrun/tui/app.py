@@ -9,15 +9,13 @@ cannot be read shows its error in the status line; the last frame stays.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .. import clock
@@ -27,11 +25,12 @@ from ..store.sqlite import SqliteStore
 from .actions import act, bulk, done_line, how_many, queue_refusal, scale, toggle
 from .browse import PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .charts import overview
-from .keys import in_order
+from .keys import in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 
+MARK = "▶"  # the selected row's first cell
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
 
@@ -50,6 +49,7 @@ class Console(App[None]):
     #filter.open { display: block; }
     DataTable { border-left: blank; }
     DataTable:focus { border-left: thick $accent; }
+    DataTable > .datatable--cursor { text-style: bold reverse; }
     #status { height: 1; }
     Confirm, Help { align: center middle; }
     #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
@@ -78,6 +78,8 @@ class Console(App[None]):
     def __init__(self, store_path: str, settings: Settings | None = None, *,
                  read_only: bool = False, refresh: float = 1.0) -> None:
         super().__init__()
+        no_colour(self)
+        self.marked: dict[str, int] = {}  # per table, the row marked as selected
         self.store_path = store_path
         self.settings = settings
         self.read_only = read_only
@@ -114,14 +116,12 @@ class Console(App[None]):
 
     def on_mount(self) -> None:
         q = self.queues
-        q.add_columns(*QUEUE_COLUMNS)
+        q.add_columns("", *QUEUE_COLUMNS)
         j = self.jobs
-        j.add_columns(*JOB_COLUMNS)
+        j.add_columns("", *JOB_COLUMNS)
         j.focus()
         self._tick()
-        # SIGTERM ends the console like `q`, so the terminal is restored, not left raw.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
+        on_sigterm(self, self.exit)
 
     def _tick(self) -> None:
         """Refresh, then again after `period`, or 10x what the reads cost (at most 5 s): many
@@ -132,8 +132,7 @@ class Console(App[None]):
         self.set_timer(min(SLOWEST, max(self.period, BACKOFF * cost)), self._tick)
 
     def on_unmount(self) -> None:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        on_sigterm(self, None)
         self.reader.close()
         if self.writer is not None:
             self.writer.close()
@@ -168,9 +167,9 @@ class Console(App[None]):
         t = self.queues
         keep = self.queue
         t.clear()
-        t.add_row("(all)", "", "", "", "", "", "", "", "", "", key="")
+        t.add_row(" ", "(all)", "", "", "", "", "", "", "", "", "", key="")
         for q in self.snap.queues:
-            t.add_row(*queue_cells(q), key=q.name)
+            t.add_row(" ", *queue_cells(q), key=q.name)
         names = [""] + [q.name for q in self.snap.queues]
         t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
 
@@ -197,7 +196,7 @@ class Console(App[None]):
         now = clock.now()
         t.clear()
         for r in self.rows:
-            t.add_row(*job_cells(r, now), key=str(r.id))
+            t.add_row(" ", *job_cells(r, now), key=str(r.id))
         ids = [r.id for r in self.rows]
         if selected in ids:
             t.move_cursor(row=ids.index(selected), animate=False)
@@ -252,6 +251,11 @@ class Console(App[None]):
         await super().on_event(event)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        t, was = event.data_table, self.marked.get(str(event.data_table.id))
+        if was is not None and was != event.cursor_row and was < t.row_count:
+            t.update_cell_at(Coordinate(was, 0), " ")
+        t.update_cell_at(Coordinate(event.cursor_row, 0), MARK)  # seen without colour too
+        self.marked[str(t.id)] = event.cursor_row
         if event.data_table.id == "queues":
             name = str(event.row_key.value or "") or None
             if name != self.queue:

@@ -1,4 +1,5 @@
-"""The console's keys, handled one after another in the order they came.
+"""The console's terminal: keys handled one after another in the order they came, SIGTERM
+ending it as `q` does, NO_COLOR meaning no colour.
 
 Textual types a printable key into an Input at once but runs a binding (backspace, ctrl+u,
 enter, escape, `s`) only once the key has bubbled back up to the app, behind the keys that
@@ -8,11 +9,15 @@ order (`ab` BSpace `cd` gave `abc`). Here every key of a screen is handled as it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from textual import events
 from textual.app import App
+from textual.filter import Monochrome, NoColor
 from textual.screen import ModalScreen
 from textual.widgets import Input
 
@@ -35,3 +40,21 @@ async def in_order(app: App[Any], box: Input, event: events.Key,
             return True
     return bool(await app._check_bindings(event.key, priority=True)
                 or await app._check_bindings(event.key))
+
+
+def no_colour(app: App[Any]) -> None:
+    """NO_COLOR: no colour codes at all (Textual sends 256-colour greys instead)."""
+    if app.no_color:
+        app._filters = [f for f in app._filters if not isinstance(f, Monochrome)]
+        app._filters.append(NoColor())
+
+
+def on_sigterm(app: App[Any], then: Callable[[], object] | None) -> None:
+    """SIGTERM calls `then` (the app's exit: the terminal is restored, not left raw); None
+    removes the handler."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop = asyncio.get_running_loop()
+        if then is None:
+            loop.remove_signal_handler(signal.SIGTERM)
+        else:
+            loop.add_signal_handler(signal.SIGTERM, then)
