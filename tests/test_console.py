@@ -540,3 +540,24 @@ def test_no_color_sends_no_colour_and_marks_the_selected_row(
         os.close(master)
     colours = re.findall(rb"\x1b\[[0-9;]*(?:38|48);[25];[0-9;]*m", bytes(out))
     assert colours == [], colours[:5]
+
+
+def test_fits_80x24_and_the_help_fits_60_columns(app: jobrun.App, store_path: str) -> None:
+    """At 80x24 every footer key of the list and of a job shows; at 60x20 the keys' box
+    keeps its right edge (it wraps and scrolls instead)."""
+    run_dead(app, store_path)
+
+    async def main(size: tuple[int, int]) -> None:
+        async with Console(store_path).run_test(size=size) as pilot:
+            await pilot.pause()
+            width = size[0]
+            if width >= 80:
+                for _ in ("list", "job"):
+                    keys = list(pilot.app.screen.query("FooterKey"))
+                    assert keys and all(0 < k.region.right <= width for k in keys)
+                    await pilot.press("enter")
+                assert isinstance(pilot.app.screen, JobScreen)
+            await pilot.press("escape", "question_mark")
+            assert pilot.app.screen.query_one("#help").region.right <= width
+    asyncio.run(main((80, 24)))
+    asyncio.run(main((60, 20)))

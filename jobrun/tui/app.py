@@ -30,6 +30,7 @@ from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_
 from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 
+LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "overview")
 MARK = "▶"  # the selected row's first cell
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
@@ -53,7 +54,7 @@ class Console(App[None]):
     #status { height: 1; }
     Confirm, Help { align: center middle; }
     #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
-    #help { width: auto; border: heavy $accent; padding: 0 1; }
+    #help { width: auto; max-width: 100%; border: heavy $accent; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
@@ -115,11 +116,9 @@ class Console(App[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        q = self.queues
-        q.add_columns("", *QUEUE_COLUMNS)
-        j = self.jobs
-        j.add_columns("", *JOB_COLUMNS)
-        j.focus()
+        self.queues.add_columns("", *QUEUE_COLUMNS)
+        self.jobs.add_columns("", *JOB_COLUMNS)
+        self.jobs.focus()
         self._tick()
         on_sigterm(self, self.exit)
 
@@ -243,6 +242,10 @@ class Console(App[None]):
         return next((r.state for r in self.rows if r.id == job_id), None)
 
     # -- events -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A job's screen leaves out the list's and the queues' keys: its footer fits 80."""
+        return not (isinstance(self.screen, JobScreen) and action in LIST_ONLY)
+
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and await in_order(self, self.box, event, self._apply):
             event.stop()

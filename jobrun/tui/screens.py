@@ -14,21 +14,23 @@ from textual.widgets import Footer, Static
 
 HELP = """jobrun top: keys
 
-  q        quit
+  q        quit (ctrl+c too)
   ?        this help (any key closes it)
-  /        filter jobs by text: task name or argument text (enter applies, escape clears)
-  s / S    next / previous job state (dead, retrying, running, queued, ...)
-  tab      move between the queues and the jobs (the selected queue filters the jobs)
-  enter    open the selected job: arguments, result, errors, tracebacks, output, steps
+  /        filter jobs: task name or argument text
+           (enter applies, escape clears)
+  s / S    next / previous job state (dead, retrying, running, ...)
+  tab      switch between the jobs and the queues (marked ▶ and
+           by a bar on the left); a selected queue filters the jobs
+  enter    open the selected job: arguments, result, errors, output
   escape   back
   a        in a job: show payloads in full
   r        retry the selected job (y confirms)
   c        cancel the selected job (y confirms)
   d        delete (prune) the selected finished job (y confirms)
-  R C D    retry, cancel, delete every job the list matches (state, queue, filter)
-  p        pause or resume the selected queue
-  + / -    the selected queue's concurrency up / down, live, for every service
-  o        overview: per-queue charts (the hour), services, cron (escape back)
+  R C D    retry, cancel, delete every job the list matches
+  p        pause or resume the selected queue (in the queues)
+  + / -    the selected queue's concurrency up / down, live
+  o        overview: per-queue charts (the hour), services, cron
 """
 
 
