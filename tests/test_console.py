@@ -30,7 +30,7 @@ from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
-from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
+from jobrun.tui.screens import WINDOW, Confirm, Help, JobScreen, Overview
 from jobrun.tui.views import clean
 
 
@@ -561,3 +561,27 @@ def test_fits_80x24_and_the_help_fits_60_columns(app: jobrun.App, store_path: st
             assert pilot.app.screen.query_one("#help").region.right <= width
     asyncio.run(main((80, 24)))
     asyncio.run(main((60, 20)))
+
+
+def test_a_huge_payload_is_shown_a_window_at_a_time(app: jobrun.App, store_path: str) -> None:
+    """A 5 MB argument with `a` (show all): a bounded window is drawn, and `]` / `[` page
+    through the rest (drawing it all froze the console for 20 s and took 445 MB)."""
+    big = "".join(f"{i:07d}," for i in range(625_000))  # 5,000,000 characters
+    job = app.enqueue("bulk:load", args=[big], allow_unknown=True)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert job_ids(c) == [job.id]
+        await pilot.press("enter", "a")
+        first = text_of(c, "#job")
+        assert len(first) <= WINDOW + 200 and "0000000," in first
+        assert re.search(r"characters 1-65,536 of 5,00\d,\d{3}: \] next", first)
+        await pilot.press("right_square_bracket")
+        second = text_of(c, "#job")
+        assert "characters 65,537-131,072 of" in second and "0000000," not in second
+        await pilot.press("left_square_bracket")
+        again = text_of(c, "#job")
+        assert "characters 1-65,536 of" in again and again[-3000:] == first[-3000:]
+
+    drive(Console(store_path), body)

@@ -223,9 +223,9 @@ class Console(App[None]):
         steps = self.reader.steps(screen.job_id) if job is not None else []
         children = self.reader.children(screen.job_id) if job is not None else []
         screen.state = job.state.value if job is not None else None
-        screen.query_one("#job", Static).update(
+        screen.query_one("#job", Static).update(screen.window(
             detail(job, screen.job_id, steps=steps, children=children, now=clock.now(),
-                   full=screen.full, show_args=self.show_args))
+                   full=screen.full, show_args=self.show_args)))
 
     def selected_id(self) -> int | None:
         if isinstance(self.screen, JobScreen):
