@@ -4,22 +4,34 @@ action, a filter that matches nothing, refusals, a job deleted while open, retry
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console as RichConsole
-from textual.widgets import DataTable, Static
+from textual.events import Key
+from textual.widgets import DataTable, Input, Static
 
 import jobrun
 import jobrun.testing
+from conftest import JOBRUN
 from jobrun import clock
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import page
-from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
+from jobrun.tui.screens import WINDOW, Confirm, Help, JobScreen, Overview
+from jobrun.tui.views import clean
 
 
 def text_of(app: Console, selector: str) -> str:
@@ -119,13 +131,25 @@ def test_filter_open_retry_cancel_pause_help(app: jobrun.App, store_path: str) -
         # p: first a queue is selected, then it is paused and resumed.
         await pilot.press("p")
         assert "select a queue" in text_of(c, "#status")
-        c.query_one("#queues", DataTable).focus()
+        # tab has two stops, the jobs and the queues (the filter box only while typed in).
+        await pilot.press("tab")
+        assert c.focused is c.queues
+        await pilot.press("tab")
+        assert c.focused is c.jobs
+        await pilot.press("tab")
+        assert c.focused is c.queues
+        await pilot.press("p")  # on the (all) row, in the queues: says so
+        assert "(all) is not a queue" in text_of(c, "#status")
         await pilot.press("down")
         queue = c.queue
         assert queue is not None and job_ids(c) in ([dead], [])
         await pilot.press("p")
         assert queue in app.store.paused()
-        await pilot.press("p")
+        # p in the overview (which shows no selected queue) is refused, not done unseen.
+        await pilot.press("o", "p")
+        assert "escape to the queues first" in text_of(c, "#status")
+        assert queue in app.store.paused()
+        await pilot.press("escape", "p")
         assert queue not in app.store.paused()
         await pilot.press("q")
 
@@ -184,9 +208,11 @@ def test_delete_one_and_act_on_every_match(app: jobrun.App, store_path: str) -> 
         assert not isinstance(c.screen, Confirm) and "no job matches" in text_of(c, "#status")
         await pilot.press("escape")
         # R on every dead job: each queued again; C on the queued list cancels them all.
-        await pilot.press("R", "y")
+        await pilot.press("R")
+        assert isinstance(c.screen, Confirm) and f"({len(left)} jobs)" in c.screen.question
+        await pilot.press("y")
         assert all(app.store.get(j).state == "queued" for j in left)  # type: ignore[union-attr]
-        assert f"retry: {len(left)} job(s) done" in text_of(c, "#status")
+        assert f"retried {len(left)} dead jobs" in text_of(c, "#status")
         await pilot.press("s", "s", "s")
         assert c.state == "queued" and sorted(job_ids(c)) == sorted([*left, newest])
         # d on a queued job: refused in one line.
@@ -366,6 +392,10 @@ def test_paging_keeps_to_pages(app: jobrun.App, store_path: str) -> None:
         c: Console = pilot.app
         await pilot.press("s", "s", "s")
         assert c.state == "queued" and len(c.rows) == 100 and c.more
+        # C asks with the true count (the queue's), not the loaded page ("100+").
+        await pilot.press("C")
+        assert isinstance(c.screen, Confirm) and "(250 jobs)" in c.screen.question
+        await pilot.press("n")
         await pilot.press("ctrl+end")
         await pilot.pause()
         assert 100 < len(c.rows) <= 300
@@ -387,3 +417,172 @@ def test_help_lists_every_contract_key_in_80x24(app: jobrun.App, store_path: str
             await pilot.press("escape")
             assert not isinstance(pilot.app.screen, Help)
     asyncio.run(main())
+
+
+def together(pilot: Any, *keys: str) -> None:
+    """Keys as a paste or fast typing over ssh delivers them: all queued before any is
+    handled (pilot.press waits after each key, which hides a reordering)."""
+    for key in keys:
+        char = key if len(key) == 1 else None
+        pilot.app.post_message(Key(key, char))
+
+
+def test_keys_arriving_together_keep_their_order(app: jobrun.App, store_path: str) -> None:
+    """tmux send-keys 'ab' BSpace 'cd' types abcd minus b; '/' 'ab' Enter 's' filters by ab
+    and then moves to the next state (it was typed into the box, after enter)."""
+    run_dead(app, store_path)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        box = c.query_one("#filter", Input)
+        await pilot.press("slash")
+        together(pilot, "a", "b", "backspace", "c", "d")
+        await pilot.pause()
+        assert box.value == "acd"
+        together(pilot, "ctrl+u", "x", "y")
+        await pilot.pause()
+        assert box.value == "xy"
+        await pilot.press("escape")
+        assert c.text == "" and c.focused is c.jobs
+        together(pilot, "slash", "a", "b", "enter", "s")
+        await pilot.pause()
+        assert c.text == "ab" and c.state == "retrying" and c.focused is c.jobs
+        await pilot.press("q")
+
+    drive(Console(store_path), body)
+
+
+def in_a_pty(tmp_path: Path, store_path: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The real `jobrun top` in a pseudo-terminal of 80x24 (stdin, stdout, stderr)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color"}
+    proc = subprocess.Popen([*JOBRUN, "top", "--store", store_path], stdin=slave, stdout=slave,
+                            stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(slave)
+    return proc, master
+
+
+def read_until(master: int, out: bytearray, cond: Callable[[bytes], bool], what: str) -> None:
+    deadline = clock.monotonic() + 30
+    while not cond(bytes(out)):
+        if clock.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {bytes(out)[-300:]!r}")
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                out += os.read(master, 65536)
+            except OSError:  # the terminal closed: the process ended
+                return
+
+
+@pytest.mark.slow
+def test_sigterm_and_ctrl_c_restore_the_terminal(app: jobrun.App, store_path: str,
+                                                 tmp_path: Path) -> None:
+    """SIGTERM (and ctrl+c) end the console as `q` does: the screen is given back (the
+    alternate screen left), not left raw; SIGTERM's default would kill it mid-frame."""
+    run_dead(app, store_path)
+    for how in ("sigterm", "ctrl+c"):
+        proc, master = in_a_pty(tmp_path, store_path)
+        out = bytearray()
+        try:
+            read_until(master, out, lambda b: b"\x1b[?1049h" in b and b"jobs" in b, "a frame")
+            if how == "sigterm":
+                proc.send_signal(signal.SIGTERM)
+            else:
+                os.write(master, b"\x03")
+            read_until(master, out, lambda b: b"\x1b[?1049l" in b, "the screen restored")
+            assert proc.wait(timeout=30) == 0, how
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+
+
+def test_invisible_and_bidi_characters_are_escaped(app: jobrun.App, store_path: str) -> None:
+    """U+202E (right-to-left override) in an argument and U+200B (zero width space) in a
+    task name are shown as escapes in the list and the job, never raw."""
+    job = app.enqueue("mail:\u200bsend", args=["evil\u202etxt.exe"], allow_unknown=True)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert job_ids(c) == [job.id]
+        cells = [str(v) for v in c.jobs.get_row_at(0)]
+        assert "mail:\\u200bsend" in cells and any("evil\\u202etxt.exe" in v for v in cells)
+        await pilot.press("enter")
+        shown = text_of(c, "#job")
+        assert "\u202e" not in shown and "\u200b" not in shown
+        assert "evil\\u202etxt.exe" in shown and "mail:\\u200bsend" in shown
+
+    drive(Console(store_path), body)
+    assert clean("q\u202eueue\n") == "q\\u202eueue"  # the dashboard's cells, the same
+
+
+@pytest.mark.slow
+def test_no_color_sends_no_colour_and_marks_the_selected_row(
+        app: jobrun.App, store_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR=1: the real console's output holds no colour codes (Textual's monochrome
+    filter sent 256-colour greys), and the selected row is marked by a character."""
+    run_dead(app, store_path)
+    monkeypatch.setenv("NO_COLOR", "1")
+    proc, master = in_a_pty(tmp_path, store_path)
+    out = bytearray()
+    try:
+        read_until(master, out, lambda b: "▶".encode() in b and b"jobs dead" in b, "a frame")
+        os.write(master, b"q")
+        read_until(master, out, lambda b: b"\x1b[?1049l" in b, "the screen restored")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    colours = re.findall(rb"\x1b\[[0-9;]*(?:38|48);[25];[0-9;]*m", bytes(out))
+    assert colours == [], colours[:5]
+
+
+def test_fits_80x24_and_the_help_fits_60_columns(app: jobrun.App, store_path: str) -> None:
+    """At 80x24 every footer key of the list and of a job shows; at 60x20 the keys' box
+    keeps its right edge (it wraps and scrolls instead)."""
+    run_dead(app, store_path)
+
+    async def main(size: tuple[int, int]) -> None:
+        async with Console(store_path).run_test(size=size) as pilot:
+            await pilot.pause()
+            width = size[0]
+            if width >= 80:
+                for _ in ("list", "job"):
+                    keys = list(pilot.app.screen.query("FooterKey"))
+                    assert keys and all(0 < k.region.right <= width for k in keys)
+                    await pilot.press("enter")
+                assert isinstance(pilot.app.screen, JobScreen)
+            await pilot.press("escape", "question_mark")
+            assert pilot.app.screen.query_one("#help").region.right <= width
+    asyncio.run(main((80, 24)))
+    asyncio.run(main((60, 20)))
+
+
+def test_a_huge_payload_is_shown_a_window_at_a_time(app: jobrun.App, store_path: str) -> None:
+    """A 5 MB argument with `a` (show all): a bounded window is drawn, and `]` / `[` page
+    through the rest (drawing it all froze the console for 20 s and took 445 MB)."""
+    big = "".join(f"{i:07d}," for i in range(625_000))  # 5,000,000 characters
+    job = app.enqueue("bulk:load", args=[big], allow_unknown=True)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert job_ids(c) == [job.id]
+        await pilot.press("enter", "a")
+        first = text_of(c, "#job")
+        assert len(first) <= WINDOW + 200 and "0000000," in first
+        assert re.search(r"characters 1-65,536 of 5,00\d,\d{3}: \] next", first)
+        await pilot.press("right_square_bracket")
+        second = text_of(c, "#job")
+        assert "characters 65,537-131,072 of" in second and "0000000," not in second
+        await pilot.press("left_square_bracket")
+        again = text_of(c, "#job")
+        assert "characters 1-65,536 of" in again and again[-3000:] == first[-3000:]
+
+    drive(Console(store_path), body)

@@ -24,9 +24,14 @@ _BARE_NOT = frozenset(' ="')  # printable, but would split or fake a logfmt fiel
 
 
 def escape(text: str) -> str:
-    """`text` with every line-breaking or control character written as an escape, so a task
-    name or error message holding one cannot forge a log line or drive the terminal."""
-    return text if text.isprintable() else text.translate(_ESCAPES)
+    """`text` with every line-breaking, control, invisible or bidi character (anything not
+    printable: U+200B, U+202E) written as an escape, so a task name or error message holding
+    one cannot forge a log line, drive the terminal or hide or reverse what is shown."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(ord(c)) or
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+                    if ord(c) < 0x10000 else f"\\U{ord(c):08x}") for c in text)
 
 
 def shown(text: str) -> str:

@@ -60,3 +60,45 @@ def scale(store: Store, queue: str, step: int, snap: Snapshot | None,
     store.set_concurrency(queue, n)
     return (f"queue {queue}: concurrency {n} per service (was {was}); running services "
             "take it within a poll"), False
+
+
+COUNTED = ("dead", "queued", "scheduled", "running", "retrying")  # counted per queue
+DONE = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}
+
+
+def done_line(action: str, n: int, missed: int, state: str) -> str:
+    """What a bulk action did, in words: "deleted 2,990 dead jobs"."""
+    said = f"{DONE.get(action, action)} {n:,} {state} job{'' if n == 1 else 's'}"
+    return said + (f"; {missed:,} not (changed meanwhile)" if missed else "")
+
+
+def how_many(snap: Snapshot | None, state: str, queue: str | None, *, text: str, loaded: int,
+             more: bool) -> str:
+    """The count a bulk action would touch: the snapshot's per-queue count of the state when
+    no text narrows it, else what is loaded, said to be a lower bound (never "100+")."""
+    if snap is not None and not text and state in COUNTED:
+        n = sum(getattr(q, state) for q in snap.queues if queue in (None, q.name))
+        if n >= loaded:
+            return f"{n:,} job{'' if n == 1 else 's'}"
+    return f"{loaded:,} job{'' if loaded == 1 else 's'}" + \
+        (", and more not yet counted" if more else "")
+
+
+def queue_refusal(action: str, queue: str | None, *, read_only: bool, shown: bool,
+                  in_queues: bool) -> str | None:
+    """Why a queue key (`p`, `+`, `-`) does not apply, in one line; None when it does."""
+    if read_only:
+        return f"read-only: {action} refused (jobrun top --read-only)"
+    if not shown:
+        return f"{action}: escape to the queues first (this screen shows no selected queue)"
+    if queue is None:
+        return (f"{action}: (all) is not a queue; move to a queue's row (up/down)" if in_queues
+                else f"{action}: select a queue first (tab to the queues)")
+    return None
+
+
+def toggle(store: Store, queue: str, snap: Snapshot | None) -> tuple[str, bool]:
+    """Pause a queue, or resume it if the snapshot shows it paused."""
+    paused = snap is not None and any(q.paused for q in snap.queues if q.name == queue)
+    store.set_paused(queue, not paused)
+    return f"queue {queue} {'resumed' if paused else 'paused'}", False

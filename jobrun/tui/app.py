@@ -12,22 +12,27 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
-from .actions import act, bulk, scale
-from .browse import ORDER, PAGE, STATES, JobRow, Key, clip, detail, page, refusal
+from .actions import act, bulk, done_line, how_many, queue_refusal, scale, toggle
+from .browse import PAGE, STATES, JobRow, Key, clip, detail, page, refusal
 from .charts import overview
+from .keys import in_order, no_colour, on_sigterm
+from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Confirm, Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 from .source import open_reader, open_writer
-from .views import dur, num, percent, rate
 
+LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "overview")
+MARK = "▶"  # the selected row's first cell
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
 
@@ -42,21 +47,26 @@ class Console(App[None]):
     #queues { height: auto; max-height: 8; }
     #title { height: 1; background: $boost; }
     #jobs { height: 1fr; }
-    #filter { height: 1; border: none; padding: 0 1; }
+    #filter { height: 1; border: none; padding: 0 1; display: none; }
+    #filter.open { display: block; }
+    DataTable { border-left: blank; }
+    DataTable:focus { border-left: thick $accent; }
+    DataTable > .datatable--cursor { text-style: bold reverse; }
     #status { height: 1; }
     Confirm, Help { align: center middle; }
     #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
-    #help { width: auto; border: heavy $accent; padding: 0 1; }
+    #help { width: auto; max-width: 100%; border: heavy $accent; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("slash", "filter", "filter", key_display="/"),
         Binding("s", "state(1)", "state"),
         Binding("S", "state(-1)", "state", show=False),
-        Binding("r", "retry", "retry"),
-        Binding("c", "cancel", "cancel"),
-        Binding("d", "delete", "delete"),
+        Binding("r", "ask('retry')", "retry"),
+        Binding("c", "ask('cancel')", "cancel"),
+        Binding("d", "ask('delete')", "delete"),
         Binding("R", "bulk('retry')", "retry all", show=False),
         Binding("C", "bulk('cancel')", "cancel all", show=False),
         Binding("D", "bulk('delete')", "delete all", show=False),
@@ -70,6 +80,8 @@ class Console(App[None]):
     def __init__(self, store_path: str, settings: Settings | None = None, *,
                  read_only: bool = False, refresh: float = 1.0) -> None:
         super().__init__()
+        no_colour(self)
+        self.marked: dict[str, int] = {}  # per table, the row marked as selected
         self.store_path = store_path
         self.settings = settings
         self.read_only = read_only
@@ -105,13 +117,11 @@ class Console(App[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        q = self.queues
-        q.add_columns("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest",
-                      "done/s", "fail%", "")
-        j = self.jobs
-        j.add_columns("id", "task", "queue", "att", "age", "arguments")
-        j.focus()
+        self.queues.add_columns("", *QUEUE_COLUMNS)
+        self.jobs.add_columns("", *JOB_COLUMNS)
+        self.jobs.focus()
         self._tick()
+        on_sigterm(self, self.exit)
 
     def _tick(self) -> None:
         """Refresh, then again after `period`, or 10x what the reads cost (at most 5 s): many
@@ -122,6 +132,7 @@ class Console(App[None]):
         self.set_timer(min(SLOWEST, max(self.period, BACKOFF * cost)), self._tick)
 
     def on_unmount(self) -> None:
+        on_sigterm(self, None)
         self.reader.close()
         if self.writer is not None:
             self.writer.close()
@@ -143,33 +154,22 @@ class Console(App[None]):
                 self.draw_overview(self.screen)
             lost = ""
         except JobrunError as exc:
-            lost = f"store unreadable: {' '.join(str(exc).split())}"
+            lost = broke("store unreadable", exc)
         self._draw_head(lost)
 
     def _draw_head(self, lost: str) -> None:
         s = self.snap
-        head = Text()
-        if s is not None:
-            head.append(f"jobrun top  running {num(s.running_total)}  "
-                        f"dead {num(s.dead_total)}  {rate(s.throughput)}/s  "
-                        f"services {len(s.services)}"
-                        f"{'  read-only' if self.read_only else ''}  {clip(s.store, 200)}")
-        if lost:
-            head = Text(lost, style="bold red")
-        self.head.update(head)
+        self.head.update(Text(lost, style="bold red") if lost else
+                         Text(head_line(s, self.read_only) if s is not None else ""))
 
     def _draw_queues(self) -> None:
         assert self.snap is not None
         t = self.queues
         keep = self.queue
         t.clear()
-        t.add_row("(all)", "", "", "", "", "", "", "", "", "", key="")
+        t.add_row(" ", "(all)", "", "", "", "", "", "", "", "", "", key="")
         for q in self.snap.queues:
-            t.add_row(q.name, num(q.queued), f"{q.running}/{q.cap if q.cap else '-'}",
-                      num(q.scheduled), num(q.retrying), num(q.dead),
-                      dur(q.oldest_age) if q.oldest_age is not None else "-",
-                      rate(q.throughput), percent(q.failure_rate),
-                      "paused" if q.paused else "", key=q.name)
+            t.add_row(" ", *queue_cells(q), key=q.name)
         names = [""] + [q.name for q in self.snap.queues]
         t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
 
@@ -180,7 +180,7 @@ class Console(App[None]):
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
-            self._draw_head(f"store unreadable: {' '.join(str(exc).split())}")
+            self._draw_head(broke("store unreadable", exc))
             return
         self.rows = list(got.rows) if reset else self.rows + list(got.rows)
         self.after = got.after
@@ -196,23 +196,14 @@ class Console(App[None]):
         now = clock.now()
         t.clear()
         for r in self.rows:
-            t.add_row(str(r.id), clip(r.task, 28), clip(r.queue, 10),
-                      f"{r.attempts}/{r.max_attempts}",
-                      dur(max(0.0, now - (r.finished_at or r.enqueued_at or now))),
-                      clip(r.args, 60), key=str(r.id))
+            t.add_row(" ", *job_cells(r, now), key=str(r.id))
         ids = [r.id for r in self.rows]
         if selected in ids:
             t.move_cursor(row=ids.index(selected), animate=False)
         elif ids:
             t.move_cursor(row=min(row, len(ids) - 1), animate=False)
-        title = f"jobs {self.state}, {ORDER[self.state]}  queue {self.queue or 'all'}"
-        if self.text:
-            title += f"  filter {clip(self.text, 20)!r}"
-        title += f"  {len(self.rows)} shown{'+' if self.more else ''}"
-        if not self.rows:
-            title += "  (no job matches)" if self.text else "  (none)"
-        if self.short:
-            title += f"  searched {num(self.scanned)} (more: ctrl+end)"
+        title = jobs_title(self.state, self.queue, self.text, self.rows, more=self.more,
+                           short=self.short, scanned=self.scanned)
         self.title_line.update(Text(title))
 
     def draw_overview(self, screen: Overview) -> None:
@@ -224,7 +215,7 @@ class Console(App[None]):
             self._draw_job(screen)
         except JobrunError as exc:
             screen.query_one("#status", Static).update(
-                Text(f"store unreadable: {' '.join(str(exc).split())}", style="bold red"))
+                Text(broke("store unreadable", exc), style="bold red"))
 
     def _draw_job(self, screen: JobScreen) -> None:
         if not screen.query("#job"):
@@ -233,9 +224,9 @@ class Console(App[None]):
         steps = self.reader.steps(screen.job_id) if job is not None else []
         children = self.reader.children(screen.job_id) if job is not None else []
         screen.state = job.state.value if job is not None else None
-        screen.query_one("#job", Static).update(
+        screen.query_one("#job", Static).update(screen.window(
             detail(job, screen.job_id, steps=steps, children=children, now=clock.now(),
-                   full=screen.full, show_args=self.show_args))
+                   full=screen.full, show_args=self.show_args)))
 
     def selected_id(self) -> int | None:
         if isinstance(self.screen, JobScreen):
@@ -252,7 +243,23 @@ class Console(App[None]):
         return next((r.state for r in self.rows if r.id == job_id), None)
 
     # -- events -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A job's screen leaves out the list's and the queues' keys: its footer fits 80."""
+        return not (isinstance(self.screen, JobScreen) and action in LIST_ONLY)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and await in_order(self, self.box, event, self._apply):
+            event.stop()
+            event.prevent_default()
+            return
+        await super().on_event(event)
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        t, was = event.data_table, self.marked.get(str(event.data_table.id))
+        if was is not None and was != event.cursor_row and was < t.row_count:
+            t.update_cell_at(Coordinate(was, 0), " ")
+        t.update_cell_at(Coordinate(event.cursor_row, 0), MARK)  # seen without colour too
+        self.marked[str(t.id)] = event.cursor_row
         if event.data_table.id == "queues":
             name = str(event.row_key.value or "") or None
             if name != self.queue:
@@ -270,10 +277,19 @@ class Console(App[None]):
                 self.push_screen(JobScreen(job_id))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.text = event.value.strip()
+        self._apply(event.value)
+
+    def _apply(self, value: str) -> None:
+        """The filter's text applies; the keys go to the jobs again (now, not later: the
+        next key may already be waiting)."""
+        self.text = value.strip()
         self.rows = []
         self._load(reset=True)
-        self.jobs.focus()
+        self._close_box()
+
+    def _close_box(self) -> None:
+        self.box.remove_class("open")
+        self.screen.set_focus(self.jobs)
 
     def say(self, text: str, error: bool = False) -> None:
         widget = self.screen.query("#status")
@@ -293,6 +309,7 @@ class Console(App[None]):
             return
         box = self.box
         box.value = self.text
+        box.add_class("open")  # shown only while typed in: never a third tab stop
         self.screen.set_focus(box)
         what = "a task name or argument text" if self.show_args else \
             "a task name (arguments hidden: [ui] show_args = false)"
@@ -306,7 +323,7 @@ class Console(App[None]):
             self.text = ""
             self.rows = []
             self._load(reset=True)
-        self.jobs.focus()
+        self._close_box()
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
@@ -320,7 +337,8 @@ class Console(App[None]):
             self.writer = open_writer(self.store_path)
         return self.writer
 
-    def _ask(self, action: str) -> None:
+    def action_ask(self, action: str) -> None:
+        """r, c, d: the action on the selected job (y confirms)."""
         if isinstance(self.screen, Overview):
             self.say(f"{action}: escape to the jobs first", error=True)
             return
@@ -343,7 +361,7 @@ class Console(App[None]):
             said, failed = act(self._store(), action, job_id, now=clock.now())
             self.say(said, error=failed)
         except JobrunError as exc:
-            self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+            self.say(broke(f"{action} failed", exc), error=True)
         self.refresh_data()
 
     def action_bulk(self, action: str) -> None:
@@ -359,7 +377,7 @@ class Console(App[None]):
             return
         what = (f"every {self.state} job of queue {self.queue or 'all'}"
                 + (f" matching {clip(self.text, 20)!r}" if self.text else "")
-                + f" ({len(self.rows)}{'+' if self.more else ''})")
+                + f" ({self._how_many()})")
         state, queue, text = self.state, self.queue, self.text
 
         def done(yes: bool | None) -> None:
@@ -369,55 +387,42 @@ class Console(App[None]):
             try:
                 n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
                                  text=text, now=clock.now(), args=self.show_args)
-                self.say(f"{action}: {n} job(s) done" + (f", {missed} not (changed meanwhile)"
-                                                          if missed else ""), error=bool(missed))
+                self.say(done_line(action, n, missed, state), error=bool(missed))
             except JobrunError as exc:
-                self.say(f"{action} failed: {' '.join(str(exc).split())}", error=True)
+                self.say(broke(f"{action} failed", exc), error=True)
             self.rows = []
             self.refresh_data()
 
         self.push_screen(Confirm(f"{action} {what}?"), done)
 
-    def action_retry(self) -> None:
-        self._ask("retry")
+    def _how_many(self) -> str:
+        return how_many(self.snap, self.state, self.queue, text=self.text,
+                        loaded=len(self.rows), more=self.more)
 
-    def action_cancel(self) -> None:
-        self._ask("cancel")
-
-    def action_delete(self) -> None:
-        self._ask("delete")
-
-    def action_pause(self) -> None:
-        if self.read_only:
-            self.say(refusal("pause", None, True) or "", error=True)
+    def _queue_key(self, action: str) -> None:
+        """p, + and -: only on the queue the jobs screen shows selected, never on one left
+        selected out of sight (the overview, a job)."""
+        why = queue_refusal(action, self.queue, read_only=self.read_only,
+                            shown=self.screen is self.screen_stack[0],
+                            in_queues=self.focused is self.queues)
+        if why or self.queue is None:
+            self.say(why or action, error=True)
             return
-        queue = self.queue
-        if queue is None:
-            self.say("pause: select a queue first (tab to the queues)", error=True)
-            return
-        paused = self.snap is not None and any(q.paused for q in self.snap.queues
-                                               if q.name == queue)
         try:
-            self._store().set_paused(queue, not paused)
+            said, failed = (toggle(self._store(), self.queue, self.snap) if action == "pause"
+                            else scale(self._store(), self.queue, 1 if action == "+" else -1,
+                                       self.snap, self.settings))
         except JobrunError as exc:
-            self.say(f"pause failed: {' '.join(str(exc).split())}", error=True)
-            return
-        self.say(f"queue {queue} {'resumed' if paused else 'paused'}")
+            said, failed = broke(f"{action} failed", exc), True
+        self.say(said, error=failed)
         self.refresh_data()
 
+    def action_pause(self) -> None:
+        self._queue_key("pause")
 
     def action_scale(self, step: int) -> None:
         """+ and -: the selected queue's concurrency, live, through the store."""
-        if self.read_only or self.queue is None:
-            self.say((refusal("scale", None, True) or "") if self.read_only else
-                     "scale: select a queue first (tab to the queues)", error=True)
-            return
-        try:
-            said, failed = scale(self._store(), self.queue, step, self.snap, self.settings)
-        except JobrunError as exc:
-            said, failed = f"scale failed: {' '.join(str(exc).split())}", True
-        self.say(said, error=failed)
-        self.refresh_data()
+        self._queue_key("+" if step > 0 else "-")
 
 
 def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:

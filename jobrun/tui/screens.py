@@ -12,23 +12,26 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+WINDOW = 65_536  # characters of a job drawn at once; ] and [ page through the rest
 HELP = """jobrun top: keys
 
-  q        quit
+  q        quit (ctrl+c too)
   ?        this help (any key closes it)
-  /        filter jobs by text: task name or argument text (enter applies, escape clears)
-  s / S    next / previous job state (dead, retrying, running, queued, ...)
-  tab      move between the queues and the jobs (the selected queue filters the jobs)
-  enter    open the selected job: arguments, result, errors, tracebacks, output, steps
+  /        filter jobs: task name or argument text
+           (enter applies, escape clears)
+  s / S    next / previous job state (dead, retrying, running, ...)
+  tab      switch between the jobs and the queues (marked ▶ and
+           by a bar on the left); a selected queue filters the jobs
+  enter    open the selected job: arguments, result, errors, output
   escape   back
-  a        in a job: show payloads in full
+  a        in a job: show payloads in full ([ ] page through a huge one)
   r        retry the selected job (y confirms)
   c        cancel the selected job (y confirms)
   d        delete (prune) the selected finished job (y confirms)
-  R C D    retry, cancel, delete every job the list matches (state, queue, filter)
-  p        pause or resume the selected queue
-  + / -    the selected queue's concurrency up / down, live, for every service
-  o        overview: per-queue charts (the hour), services, cron (escape back)
+  R C D    retry, cancel, delete every job the list matches
+  p        pause or resume the selected queue (in the queues)
+  + / -    the selected queue's concurrency up / down, live
+  o        overview: per-queue charts (the hour), services, cron
 """
 
 
@@ -63,13 +66,33 @@ class JobScreen(Screen[None]):
     """One job, redrawn on each refresh (so a retried job is seen to run)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back"),
-                Binding("a", "full", "show all")]
+                Binding("a", "full", "show all"),
+                Binding("right_square_bracket", "page(1)", "next", key_display="]"),
+                Binding("left_square_bracket", "page(-1)", "previous", key_display="[",
+                        show=False)]
 
     def __init__(self, job_id: int) -> None:
         super().__init__()
         self.job_id = job_id
         self.full = False
+        self.start = 0   # where the shown window of a job too long to draw at once begins
         self.state: str | None = None
+
+    def window(self, text: Text) -> Text:
+        """At most WINDOW characters of `text` from `start`, with a line saying where: a
+        16 MiB payload shown in full would freeze the console (and take its memory)."""
+        if len(text) <= WINDOW:
+            return text
+        self.start = max(0, min(self.start, len(text) - 1) // WINDOW * WINDOW)
+        end = min(len(text), self.start + WINDOW)
+        out = text[self.start:end]
+        out.append(f"\n… characters {self.start + 1:,}-{end:,} of {len(text):,}: "
+                   "] next, [ previous", style="bold")
+        return out
+
+    def action_page(self, step: int) -> None:
+        self.start = max(0, self.start + step * WINDOW)
+        self.action_full()
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(Static(id="job"))

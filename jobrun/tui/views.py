@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..ops.logs import escape
 from .snapshot import (
     BUCKET,
     CronRow,
@@ -71,8 +72,10 @@ def percent(fr: float | None) -> str:
 
 
 def clean(s: str) -> str:
-    """One line of text: newlines and runs of blanks become single spaces."""
-    return " ".join(s.split())
+    """One line of text: newlines and runs of blanks become single spaces; control,
+    invisible and bidi characters are escaped (text from the store must not hide or reverse
+    what is drawn)."""
+    return escape(" ".join(s.split()))
 
 
 def clock_utc(ts: float, date: bool = False) -> str:
@@ -136,7 +139,7 @@ def header(snap: Snapshot, notice: str = "", live: bool = True) -> Text:
         parts += ["  ", ("q", "bold"), (" quits", "dim")]
     if notice:
         parts += ["  ", (clean(notice), "bold red")]
-    parts += ["  ", (snap.store, "dim")]
+    parts += ["  ", (clean(snap.store), "dim")]
     return line(*parts)
 
 
@@ -177,7 +180,7 @@ def queues_table(rows: Sequence[QueueRow], limit: int, width: int) -> Renderable
         run = f"{num(q.running)}/{num(q.cap)}" if q.cap is not None else num(q.running)
         fr = q.failure_rate
         cells = {
-            "queue": Text(q.name, style="bold yellow" if q.paused and "paused" not in cols
+            "queue": Text(clean(q.name), style="bold yellow" if q.paused and "paused" not in cols
                           else "bold"),
             ">queued": Text(num(q.queued)), ">sched": Text(num(q.scheduled)),
             ">running": Text(run, style="cyan" if q.running else ""),
@@ -208,10 +211,10 @@ def running_table(jobs: Sequence[RunningJob], total: int, limit: int) -> Rendera
     total = max(total, len(jobs))
     shown = jobs if total <= limit else jobs[:max(0, limit - 1)]
     for j in shown:
-        t.add_row(Text(str(j.id)), Text(clean(j.task)), Text(j.queue),
+        t.add_row(Text(str(j.id)), Text(clean(j.task)), Text(clean(j.queue)),
                   Text(f"{j.attempt}/{j.max_attempts}"), Text(dur(j.elapsed)),
-                  Text(j.holder) if j.holder_alive  # else: its service died, rescue comes
-                  else Text(f"{j.holder} DEAD", style="bold red"))
+                  Text(clean(j.holder)) if j.holder_alive  # else: its service died, rescue comes
+                  else Text(f"{clean(j.holder)} DEAD", style="bold red"))
     return _with_more(t, total - len(shown), "running", limit)
 
 
@@ -254,9 +257,9 @@ def services_table(rows: Sequence[ServiceRow], now: float, limit: int) -> Render
     shown = rows if len(rows) <= limit else rows[:max(0, limit - 1)]
     for s in shown:
         t.add_row(Text("leader" if s.leader else "", style="bold magenta"),
-                  Text(str(s.pid) if s.pid is not None else "?"), Text(s.host),
+                  Text(str(s.pid) if s.pid is not None else "?"), Text(clean(s.host)),
                   Text(f"up {dur(max(0.0, now - s.started))}" if s.started else ""),
-                  Text(" ".join(f"{q}:{c}" for q, c in s.queues)))
+                  Text(clean(" ".join(f"{q}:{c}" for q, c in s.queues))))
     return _with_more(t, len(rows) - len(shown), "services", limit)
 
 
@@ -275,7 +278,8 @@ def cron_section(rows: Sequence[CronRow], now: float, limit: int) -> RenderableT
         else:
             nxt = Text(f"in {dur(max(0.0, c.next_at - now))} "
                        f"({clock_utc(c.next_at, date=c.next_at - now >= 86400)})")
-        t.add_row(Text(c.name, style="bold"), Text(c.when), Text(clean(c.task)), nxt)
+        t.add_row(Text(clean(c.name), style="bold"), Text(clean(c.when)), Text(clean(c.task)),
+                  nxt)
     return _with_more(t, len(rows) - len(shown), "entries", limit)
 
 
