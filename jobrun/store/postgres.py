@@ -26,7 +26,7 @@ from .contract import Rescued, Round, Store
 from .postgres_locks import AdvisoryLocks, is_held
 from .postgres_ops import PgCatalog, PgOperator
 from .postgres_rounds import acquire_round, record
-from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, in_caller, insert, redact, sql, wrap
+from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, insert, redact, sql, wrap
 from .postgres_workflows import PgWorkflows
 
 
@@ -145,7 +145,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             return []
         if connection is not None:
             try:
-                return insert(in_caller(connection, self.shown), jobs, now)
+                return insert(self.caller(connection), jobs, now)
             except psycopg.Error as exc:
                 raise wrap(exc, self.shown) from exc
         if all(j.key is None for j in jobs):  # insert() makes them one statement

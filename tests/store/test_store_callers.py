@@ -1,0 +1,123 @@
+"""What issue 16's stranger found in the PostgreSQL store: a `connection=` to another
+database or schema (or, on SQLite, another file) is refused with nothing written and the
+caller's transaction still usable; a keyed batch of any size enqueues in one call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import pytest
+
+from jobrun.errors import StoreError
+from jobrun.store import open_store
+from jobrun.store.contract import Store
+from support.postgres import SERVER, fresh_store_url, require_server
+
+T0 = 1_000_000.0
+
+
+def _job(task: str = "t:a", key: str | None = None) -> object:
+    from jobrun import catalog, enqueue
+    from jobrun.config import Settings
+    d = catalog.resolve(None, None, None, Settings(), "default")
+    return enqueue.new_job(task, [1], {}, {"key": key}, T0, d)
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with fresh_store_url() as u:
+        yield u
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def other_database() -> Iterator[str]:
+    """A database of its own on the same server, created and dropped."""
+    require_server()
+    import psycopg
+    name = "jobrun_t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield SERVER.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _refused_and_usable(store: Store, elsewhere: str, table_there: bool) -> None:
+    """connection= on `elsewhere` is refused; the caller's transaction goes on and commits."""
+    import psycopg
+    with psycopg.connect(elsewhere) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE orders (id int)")
+            conn.execute("INSERT INTO orders VALUES (1)")
+            with pytest.raises(StoreError, match="not the store .*nothing was written"):
+                store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+            with pytest.raises(StoreError, match="not the store"):
+                store.send_event("e", "1", connection=conn, now=T0)
+            conn.execute("INSERT INTO orders VALUES (2)")  # not aborted by us
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+        if table_there:
+            assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    assert store.counts() == {}
+
+
+def test_a_connection_to_another_schema_is_refused(store: Store) -> None:
+    with fresh_store_url() as bare:  # no jobrun schema there
+        _refused_and_usable(store, bare, table_there=False)
+    with fresh_store_url() as other:  # another jobrun store
+        open_store(other).close()
+        _refused_and_usable(store, other, table_there=True)
+
+
+def test_a_connection_to_another_database_is_refused(store: Store, other_database: str
+                                                     ) -> None:
+    _refused_and_usable(store, other_database, table_there=False)
+
+
+def test_a_connection_to_the_store_itself_is_taken(store: Store, url: str) -> None:
+    import psycopg
+    with psycopg.connect(url) as conn, conn.transaction():
+        (job_id,) = store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+    assert store.get(job_id) is not None
+
+
+def test_twenty_thousand_keyed_jobs_enqueue_in_one_call(store: Store) -> None:
+    jobs = [_job(key=f"k{i}") for i in range(20_000)]
+    ids = store.enqueue(jobs + [_job(key="k7")], now=T0)  # type: ignore[arg-type]
+    assert len(set(ids)) == 20_000 and ids[-1] == ids[7]  # a repeated key: the same job
+    assert store.counts() == {"queued": 20_000}
+
+
+def test_a_sqlite_connection_to_another_file_is_refused(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "jobs.db"))
+    other = apsw.Connection(str(tmp_path / "other.db"))
+    other.execute("CREATE TABLE orders (id INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO orders VALUES (1)")
+    with pytest.raises(StoreError, match="other.db.*not the store .*jobs.db"):
+        store.enqueue([_job()], connection=other, now=T0)  # type: ignore[list-item]
+    with pytest.raises(StoreError, match="not the store"):
+        store.send_event("e", "1", connection=other, now=T0)
+    other.execute("COMMIT")
+    tables = [r[0] for r in other.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["orders"]  # no jobrun schema written into the other file
+    assert store.counts() == {}
+    store.close()
+
+
+def test_a_start_is_never_stamped_before_its_enqueue(store: Store) -> None:
+    (job_id,) = store.enqueue([_job()], now=T0 + 0.010)  # type: ignore[list-item]
+    store.acquire_round([], {"default": 1}, "h", now=T0, lease=30)  # a round's older now
+    record = store.get(job_id)
+    assert record is not None and record.started_at == record.enqueued_at == T0 + 0.010
