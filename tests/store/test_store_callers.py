@@ -14,6 +14,7 @@ import pytest
 from jobrun.errors import StoreError
 from jobrun.store import open_store
 from jobrun.store.contract import Store
+from conftest import run_cli
 from support.postgres import SERVER, fresh_store_url, require_server
 
 T0 = 1_000_000.0
@@ -121,3 +122,14 @@ def test_a_start_is_never_stamped_before_its_enqueue(store: Store) -> None:
     store.acquire_round([], {"default": 1}, "h", now=T0, lease=30)  # a round's older now
     record = store.get(job_id)
     assert record is not None and record.started_at == record.enqueued_at == T0 + 0.010
+
+
+@pytest.mark.parametrize("command", [["stats"], ["ls"], ["pause", "default"], ["start"]])
+def test_a_server_down_is_one_line_without_the_pools_retries(command: list[str],
+                                                             tmp_path: Path) -> None:
+    down = "postgresql://postgres@127.0.0.1:5999/db"  # nothing listens there
+    out = run_cli(*command, "--store", down, cwd=str(tmp_path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()  # no pool "error connecting" lines
+    assert line.startswith(f"jobrun: store {down}: cannot reach the PostgreSQL server (")
+    assert "port 5999" in line and "refused" in line
