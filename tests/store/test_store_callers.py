@@ -133,3 +133,23 @@ def test_a_server_down_is_one_line_without_the_pools_retries(command: list[str],
     (line,) = out.stderr.strip().splitlines()  # no pool "error connecting" lines
     assert line.startswith(f"jobrun: store {down}: cannot reach the PostgreSQL server (")
     assert "port 5999" in line and "refused" in line
+
+
+def test_the_readmes_psycopg_example_enqueues_in_the_callers_transaction(url: str) -> None:
+    import re
+
+    import psycopg
+
+    import jobrun
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```py\n# psycopg\n(.*?)\n\n", readme, re.S)
+    app = jobrun.App(url)
+
+    @app.task
+    def ship(order: int) -> None: ...
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int)")
+    exec(block, {"psycopg": psycopg, "URL": url, "ship": ship})
+    assert app.store.counts() == {"queued": 1}
+    app.close()
