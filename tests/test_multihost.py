@@ -112,6 +112,11 @@ def _run(tmp_path: Path, url: str, cut_off: bool) -> None:
         wait_for(lambda: not (set(held) & set(_running_of(store, holder))), rescued_within,
                  "the victim's jobs to be rescued")
         rescued_after = time.time() - cut
+        if cut_off:  # alive but cut off: the rescue says so, not that it died
+            lost = [e["message"] for j in held for e in store.get(j).errors  # type: ignore[union-attr]
+                    if e["type"] == "WorkerLost"]
+            assert lost and all(m == f"worker lost: service process {holder} lost its "
+                                "liveness (its connection was cut off)" for m in lost), lost
         if not cut_off:
             assert rescued_after > LEASE - 1.5, "rescued before its lease ran out"
         proc.send(signal.SIGCONT)

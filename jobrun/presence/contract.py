@@ -88,6 +88,10 @@ class Presence(abc.ABC):
     def sweep(self, mine: str) -> None:
         """Forget what dead holders published (never `mine`)."""
 
+    def lost(self, holder: str) -> str:
+        """What happened to a holder whose liveness is free, for its jobs' rescue entries."""
+        return f"service process {holder} died"
+
     @abc.abstractmethod
     def leadership(self) -> Leadership: ...
 
