@@ -33,6 +33,8 @@ class Liveness(abc.ABC):
     """This service's liveness, held while it serves: its death frees it at once."""
 
     holder: str
+    #: How often `keep` found it lost and took it again (its running jobs may be rescued).
+    losses: int = 0
 
     @abc.abstractmethod
     def acquire(self) -> bool:

@@ -52,6 +52,7 @@ class PgLiveness(Liveness):
             return True
         log.warning("service %s lost its liveness lock (its connection was cut off): its "
                     "jobs may be rescued by others; taking it again", self.holder)
+        self.losses += 1
         try:
             return self.acquire()
         except StoreError as exc:
