@@ -11,10 +11,10 @@ from pathlib import Path
 import apsw
 import pytest
 
+from conftest import run_cli
 from jobrun.errors import StoreError
 from jobrun.store import open_store
 from jobrun.store.contract import Store
-from conftest import run_cli
 from support.postgres import SERVER, fresh_store_url, require_server
 
 T0 = 1_000_000.0
@@ -55,6 +55,14 @@ def other_database() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def _refuses(store: Store, conn: object, where: str) -> None:
+    """Both writes through `conn` are refused, naming the store, with nothing written."""
+    with pytest.raises(StoreError, match=f"{where}not the store .*nothing was written"):
+        store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
+    with pytest.raises(StoreError, match=f"{where}not the store"):
+        store.send_event("e", "1", connection=conn, now=T0)
+
+
 def _refused_and_usable(store: Store, elsewhere: str, table_there: bool) -> None:
     """connection= on `elsewhere` is refused; the caller's transaction goes on and commits."""
     import psycopg
@@ -62,10 +70,7 @@ def _refused_and_usable(store: Store, elsewhere: str, table_there: bool) -> None
         with conn.transaction():
             conn.execute("CREATE TABLE orders (id int)")
             conn.execute("INSERT INTO orders VALUES (1)")
-            with pytest.raises(StoreError, match="not the store .*nothing was written"):
-                store.enqueue([_job()], connection=conn, now=T0)  # type: ignore[list-item]
-            with pytest.raises(StoreError, match="not the store"):
-                store.send_event("e", "1", connection=conn, now=T0)
+            _refuses(store, conn, "")
             conn.execute("INSERT INTO orders VALUES (2)")  # not aborted by us
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
         if table_there:
@@ -106,10 +111,7 @@ def test_a_sqlite_connection_to_another_file_is_refused(tmp_path: Path) -> None:
     other.execute("CREATE TABLE orders (id INTEGER)")
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO orders VALUES (1)")
-    with pytest.raises(StoreError, match="other.db.*not the store .*jobs.db"):
-        store.enqueue([_job()], connection=other, now=T0)  # type: ignore[list-item]
-    with pytest.raises(StoreError, match="not the store"):
-        store.send_event("e", "1", connection=other, now=T0)
+    _refuses(store, other, "other.db.*")
     other.execute("COMMIT")
     tables = [r[0] for r in other.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert tables == ["orders"]  # no jobrun schema written into the other file
