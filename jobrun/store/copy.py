@@ -32,7 +32,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "steps": ("job_id", "seq", "name", "kind", "state", "result", "error", "attempts",
               "started", "finished", "waits", "until"),
     "cron_fires": ("entry", "fire_at", "job_id"),
-    "queues": ("name", "paused"),
+    "queues": ("name", "paused", "concurrency"),
     "processed_operations": ("key", "job_id", "done_at", "state", "owner"),
     "rate_buckets": ("name", "tokens", "at"),
     "catalog": ("task", "holder", "options", "seen_at"),
