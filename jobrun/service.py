@@ -171,6 +171,9 @@ class Service:
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         loop.draining = True
         self._wake()
+        if self.scheduler is not None:  # a draining service fires no cron: another leads now
+            self.scheduler.stop()
+            self.scheduler.store.close()
         deadline = clock.monotonic() + max(0.0, timeout)
         while len(self._inflight) and clock.monotonic() < deadline:
             time.sleep(0.01)
@@ -178,9 +181,6 @@ class Service:
         loop.halting = True
         self._wake()
         self._maint.stop()
-        if self.scheduler is not None:
-            self.scheduler.stop()
-            self.scheduler.store.close()
         if self.metrics is not None:
             self.metrics.stop()
         for t in self._threads:

@@ -388,3 +388,37 @@ def test_cron_ls_across_dst_changes(tmp_path: Path) -> None:
                                "2026-11-04T06:30:00Z"]
     assert "2026-11-01T06:30:00Z" not in fall["ny-0130"]
     assert not (tmp_path / "jobs.db").exists()  # listing opens no store
+
+
+# -- a draining leader lets go ------------------------------------------------------------
+def test_a_draining_leader_fires_no_cron(tmp_path: Path) -> None:
+    """SIGTERM while a job holds the drain open: no due second after the signal is fired by
+    the draining service (issue 16: a tick fired 2.5 s into the drain)."""
+    cfg = write_config(tmp_path, cron=every_entry("tick", "1s")
+                       + "[queues.gated]\nconcurrency = 1\n")
+    store = str(tmp_path / "jobs.db")
+    import jobrun
+    app = jobrun.App.from_config(cfg)
+    svc = ServiceProc(cfg, tmp_path / "svc.log")
+    try:
+        wait_serving(store, svc)
+        job = app.enqueue("cronapp.tasks:gated", args=[str(tmp_path)])
+        wait_for(lambda: any(p.name.startswith(f"started-{job.id}-") for p in tmp_path.iterdir()),
+                 20, "the gated job to start")
+        db = Reader(store)
+        wait_for(lambda: db.one("SELECT count(*) FROM cron_fires") > 0, 20, "a first tick")
+        svc.send(signal.SIGTERM)
+        signalled = time.time()
+        # The drain is held open by the gated job past three due seconds (pacing, not a wait
+        # for a result), then let go.
+        time.sleep(3.2)
+        assert svc.alive(), "the service must still be draining"
+        (tmp_path / "gate-all").touch()
+        assert svc.wait(20) == 0
+        late = db.all("SELECT fire_at FROM cron_fires WHERE fire_at > ?", (signalled + 0.5,))
+        assert late == [], f"fired while draining: {late}"
+    finally:
+        (tmp_path / "gate-all").touch()
+        if svc.alive():
+            svc.kill()
+        app.close()

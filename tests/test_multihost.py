@@ -112,6 +112,11 @@ def _run(tmp_path: Path, url: str, cut_off: bool) -> None:
         wait_for(lambda: not (set(held) & set(_running_of(store, holder))), rescued_within,
                  "the victim's jobs to be rescued")
         rescued_after = time.time() - cut
+        if cut_off:  # alive but cut off: the rescue says so, not that it died
+            lost = [e["message"] for j in held for e in store.get(j).errors  # type: ignore[union-attr]
+                    if e["type"] == "WorkerLost"]
+            assert lost and all(m == f"worker lost: service process {holder} lost its "
+                                "liveness (its connection was cut off)" for m in lost), lost
         if not cut_off:
             assert rescued_after > LEASE - 1.5, "rescued before its lease ran out"
         proc.send(signal.SIGCONT)
@@ -154,3 +159,41 @@ def test_a_host_cut_off_loses_its_jobs_at_once_and_its_late_results(tmp_path: Pa
 def test_a_host_stopped_but_connected_loses_its_jobs_when_its_leases_run_out(
         tmp_path: Path, url: str) -> None:
     _run(tmp_path, url, cut_off=False)
+
+
+def test_a_service_that_lost_its_liveness_does_not_run_a_rescued_job_twice_at_once(
+        tmp_path: Path, url: str) -> None:
+    """Issue 16: cut off while it ran a job, a service took its liveness back and claimed
+    that job again (rescued meanwhile) while its first attempt still ran. Its attempts are
+    fenced: the first is asked to stop, and it claims nothing until that attempt ends."""
+    store = open_store(url)
+    (proc,) = _services(tmp_path, url, n=1)  # concurrency 2: a free slot for the job again
+    app = jobrun.App(url)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    try:
+        holder = wait_for(lambda: _holder_of(store, proc), 30, "the service to serve")
+        job = app.enqueue(WORK, [str(marks), 4.0])
+        first = marks / f"started-{job.id}-1-{proc.pid}"
+        wait_for(first.exists, 20, "the first attempt to start")
+        assert terminate_backends_of(proc.pid) >= 2  # cut off: its locks are gone
+        # Another host's maintenance sees the lock free and takes the job back.
+        assert [r[0] for r in store.rescue_holder(
+            holder, f"worker lost: {presence_for(store).lost(holder)}", now=time.time())
+                ] == [job.id]
+        done = marks / f"done-{job.id}-1-{proc.pid}"
+        wait_for(lambda: store.get(job.id).state.value == "succeeded",  # type: ignore[union-attr]
+                 30, "the job to run again and succeed")
+        again = marks / f"started-{job.id}-2-{proc.pid}"
+        assert done.exists() and again.exists()
+        assert again.stat().st_mtime_ns >= done.stat().st_mtime_ns, \
+            "attempt 2 started here while attempt 1 still ran"
+        assert "taken back while running: asked to stop" in proc.log_text()
+    finally:
+        proc.send(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        finally:
+            proc.kill()
+        app.close()
+        store.close()

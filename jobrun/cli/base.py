@@ -36,12 +36,13 @@ __all__ = ["DEBUG", "EX_CONFIG", "EX_OK", "EX_REFUSED", "EX_USAGE", "ConfigOpt",
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
-                  help="jobrun: background jobs, cron and a dashboard on one SQLite file.")
+                  help="jobrun: background jobs, cron and a dashboard on one SQLite file "
+                       "or a PostgreSQL database (postgresql:// URL).")
 
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", envvar="JOBRUN_CONFIG",
                                                   help="jobrun.toml to use.")]
-StoreOpt = Annotated[Optional[str], typer.Option("--store", envvar="JOBRUN_STORE",
-                                                 help="SQLite store file.")]
+StoreOpt = Annotated[Optional[str], typer.Option(
+    "--store", envvar="JOBRUN_STORE", help="The store: a SQLite file or a postgresql:// URL.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 

@@ -33,6 +33,8 @@ class Liveness(abc.ABC):
     """This service's liveness, held while it serves: its death frees it at once."""
 
     holder: str
+    #: How often `keep` found it lost and took it again (its running jobs may be rescued).
+    losses: int = 0
 
     @abc.abstractmethod
     def acquire(self) -> bool:
@@ -87,6 +89,10 @@ class Presence(abc.ABC):
     @abc.abstractmethod
     def sweep(self, mine: str) -> None:
         """Forget what dead holders published (never `mine`)."""
+
+    def lost(self, holder: str) -> str:
+        """What happened to a holder whose liveness is free, for its jobs' rescue entries."""
+        return f"service process {holder} died"
 
     @abc.abstractmethod
     def leadership(self) -> Leadership: ...

@@ -52,6 +52,7 @@ class PgLiveness(Liveness):
             return True
         log.warning("service %s lost its liveness lock (its connection was cut off): its "
                     "jobs may be rescued by others; taking it again", self.holder)
+        self.losses += 1
         try:
             return self.acquire()
         except StoreError as exc:
@@ -192,6 +193,15 @@ class PgPresence(Presence):
             return {}
         return cast(dict[str, Any], data) if isinstance(data, dict) else {}
 
+    def lost(self, holder: str) -> str:
+        """A free liveness lock on PostgreSQL is a death or a cut connection: a holder of this
+        host whose process still runs was cut off, not dead."""
+        info = self.info(holder)
+        pid = info.get("pid")
+        if info.get("host") == socket.gethostname() and isinstance(pid, int) and _runs(pid):
+            return f"service process {holder} lost its liveness (its connection was cut off)"
+        return f"service process {holder} lost its liveness (it died or was cut off)"
+
     def sweep(self, mine: str) -> None:
         for h in self.holders():
             if h != mine and not self.alive(h):
@@ -218,3 +228,11 @@ class PgPresence(Presence):
         with self.store.write() as conn:
             conn.execute(sql(PQ["notify"]))
 
+
+def _runs(pid: int) -> bool:
+    """Whether process `pid` of this host runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

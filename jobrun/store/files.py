@@ -129,3 +129,19 @@ def create_private(path: str) -> None:
         os.close(fd)
     except FileExistsError:
         pass
+
+
+def in_caller(connection: object, path: str) -> apsw.Connection:
+    """The caller's apsw connection (connection=), refused unless a transaction is open on it
+    and its main database is the store file itself: jobs written into another file would be
+    lost to this store's services. A refusal writes nothing."""
+    if not isinstance(connection, apsw.Connection):
+        raise StoreError("connection= must be an apsw connection on a SQLite store")
+    if not connection.in_transaction:
+        raise StoreError("connection= must be inside an open transaction (BEGIN ...)")
+    theirs = connection.filename
+    if not theirs or os.path.realpath(theirs) != os.path.realpath(path):
+        raise StoreError(f"connection= is open on {theirs or 'an in-memory database'!r}, not "
+                         f"the store {path}: nothing was written; use a connection to the "
+                         f"store file itself")
+    return connection

@@ -27,12 +27,16 @@ from .contract import DashboardRead, Rescued, Round, Store
 from .postgres_locks import AdvisoryLocks, is_held
 from .postgres_ops import PgCatalog, PgOperator
 from .postgres_rounds import acquire_round, record
-from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, in_caller, insert, redact, sql, wrap
+from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, insert, redact, sql, wrap
 from .postgres_workflows import PgWorkflows
 from .queries import parse, read_sql
 
 #: The dashboard's named reads (DashboardStore): dashboard.sql's names and columns.
 DASHBOARD = parse(read_sql("postgres_dashboard.sql"))
+
+#: Seconds a connection attempt may take (unless the URL sets connect_timeout): an operator
+#: command against a server that is down or unreachable fails in one line, soon.
+CONNECT_TIMEOUT = 5
 
 
 class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
@@ -56,10 +60,19 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
         kwargs: dict[str, Any] = {"autocommit": True}
         try:
-            if "application_name" not in psycopg.conninfo.conninfo_to_dict(location):
-                kwargs["application_name"] = "jobrun"  # what pg_stat_activity shows
+            given = psycopg.conninfo.conninfo_to_dict(location)
         except psycopg.ProgrammingError as exc:
             raise StoreError(f"store {self.shown}: not a PostgreSQL URL ({exc})") from exc
+        if "application_name" not in given:
+            kwargs["application_name"] = "jobrun"  # what pg_stat_activity shows
+        if "connect_timeout" not in given:
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT
+        try:  # one try first: a server down is one line at once, not the pool's retries
+            psycopg.connect(location, **kwargs).close()
+        except psycopg.Error as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"store {self.shown}: cannot reach the PostgreSQL server ({why})"
+                             ) from exc
         try:
             self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
                 psycopg_pool.ConnectionPool(location, min_size=1, max_size=pool_size,
@@ -168,7 +181,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             return []
         if connection is not None:
             try:
-                return insert(in_caller(connection, self.shown), jobs, now)
+                return insert(self.caller(connection), jobs, now)
             except psycopg.Error as exc:
                 raise wrap(exc, self.shown) from exc
         if all(j.key is None for j in jobs):  # insert() makes them one statement

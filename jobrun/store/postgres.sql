@@ -39,6 +39,13 @@ SET synchronous_commit = on;
 -- A store opened read-only: every transaction of its connections is.
 SET default_transaction_read_only = on;
 
+-- store_identity --
+-- What tells one store from another: the server (its port and start time), the database
+-- and the schema; a connection= is refused unless its answer is the store's own. Reads
+-- nothing that could fail, so the caller's transaction is never aborted by the check.
+SELECT current_setting('port'), pg_postmaster_start_time()::text, current_database(),
+       current_schema();
+
 -- find_active_key --
 -- Keys are per task: the unfinished job of this task with this key, if any.
 SELECT id FROM jobs
@@ -77,10 +84,15 @@ SELECT task, queue, args, kwargs, priority, state, max_attempts, run_at, %(now)s
 RETURNING id)
 SELECT id, pg_notify('jobrun:' || current_schema(), '') FROM ins;
 
--- key_lock --
--- Enqueues of one (task, key) one at a time, so a lost race finds the winner's row.
-SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':key:' || %(task)s),
-                             hashtext(%(key)s));
+-- key_locks --
+-- Enqueues of one (task, key) one at a time, so a lost race finds the winner's row: one lock
+-- per bucket of key hashes (at most 128 locks however many keys, so the server's lock table,
+-- max_locks_per_transaction, never runs out), taken in bucket order so two batches never
+-- deadlock on each other.
+SELECT count(pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':keys'), b))
+  FROM (SELECT DISTINCT hashtext(t || ':' || k) & 127 AS b
+          FROM unnest(%(tasks)s::text[], %(keys)s::text[]) AS u(t, k)
+         ORDER BY b) AS buckets;
 
 -- queue_lock --
 -- Rounds that count running jobs or spend rate tokens in a queue, one at a time (the caps
@@ -104,9 +116,12 @@ SELECT name FROM queues WHERE paused = 1;
 -- acquire --
 -- The best `limit` queued jobs of the queue, of `tasks` (NULL: any), that no other round
 -- is claiming right now (SKIP LOCKED): rounds of many services never wait on each other.
+-- Every time stamp is jobrun's clock (the writer's clock.now(), never the server's now());
+-- a round's `now` can predate a job committed while the round waited on a lock, so a
+-- start is never stamped before its job's enqueue (here and in acquire_ids, acquire_id).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
-       token = floor(random() * 9007199254740991)::bigint + 1, started_at = %(now)s,
+       token = floor(random() * 9007199254740991)::bigint + 1, started_at = greatest(%(now)s, enqueued_at),
        lease_until = %(lease_until)s
  WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = %(queue)s
                  AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
@@ -118,7 +133,7 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
 -- Acquire one chosen queued job (the limited and merged rounds pick them first).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
-       token = floor(random() * 9007199254740991)::bigint + 1, started_at = %(now)s,
+       token = floor(random() * 9007199254740991)::bigint + 1, started_at = greatest(%(now)s, enqueued_at),
        lease_until = %(lease_until)s
  WHERE id = ANY(%(ids)s::bigint[]) AND state = 'queued'
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout,
@@ -128,7 +143,7 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
 -- Acquire one given waiting job whatever its run_at (inline mode).
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
-       token = floor(random() * 9007199254740991)::bigint + 1, started_at = %(now)s,
+       token = floor(random() * 9007199254740991)::bigint + 1, started_at = greatest(%(now)s, enqueued_at),
        lease_until = %(lease_until)s
  WHERE id = %(id)s AND state IN ('queued', 'scheduled', 'retrying')
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout,

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from ..model import JobRecord, error_entry
-from .postgres_sql import PQ, PWQ, sql
+from .postgres_sql import PQ, PWQ, identity, in_caller, sql
 from .rows import row_to_record
 
 
@@ -26,6 +26,17 @@ class PgBase:
 
     def write(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         raise NotImplementedError
+
+    def caller(self, connection: Any) -> psycopg.Connection[Any]:
+        """The caller's connection (connection=), refused unless it reaches this store."""
+        return in_caller(connection, self.shown, self._identity)
+
+    def _identity(self, fresh: bool) -> tuple[str, ...]:
+        known: tuple[str, ...] | None = getattr(self, "_known_identity", None)
+        if known is None or fresh:
+            with self.write() as conn:
+                known = self._known_identity = identity(conn)
+        return known
 
 
 class PgCatalog(PgBase):

@@ -17,7 +17,7 @@ import psycopg
 from ..model import NewJob
 from .contract import StepRecord
 from .postgres_ops import PgBase
-from .postgres_sql import PQ, PWQ, in_caller, insert, sql, wrap
+from .postgres_sql import PQ, PWQ, insert, sql, wrap
 from .sqlite_workflows import _params, _step
 
 
@@ -99,7 +99,7 @@ class PgWorkflows(PgBase):
         params = {"name": name, "payload": payload, "now": now}
         if connection is not None:
             try:
-                caller = in_caller(connection, self.shown)
+                caller = self.caller(connection)
                 row = caller.execute(sql(PWQ["insert_event"]), params).fetchone()
                 caller.execute(sql(PQ["notify"]))  # waiters' services wake on its commit
             except psycopg.Error as exc:

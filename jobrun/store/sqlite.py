@@ -27,6 +27,7 @@ from .files import (
     BUSY_TIMEOUT_MS,
     check_file,
     create_private,
+    in_caller,
     readonly_fallback,
     warn_if_shared,
     wrap,
@@ -338,8 +339,7 @@ def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,
     """Insert jobs inside the caller's open transaction: they commit or roll back with the
     caller's own rows. A store not set up yet is set up through that same connection (a
     connection of ours would wait on the caller's write lock)."""
-    if not connection.in_transaction:
-        raise StoreError("connection= must be inside an open transaction (BEGIN ...)")
+    in_caller(connection, path)
     try:
         migrate_in(connection, path)
         return SqliteStore._insert(connection, jobs, now)

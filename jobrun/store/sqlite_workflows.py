@@ -14,10 +14,9 @@ from typing import Any
 
 import apsw
 
-from ..errors import StoreError
 from ..model import NewJob, error_entry
 from .contract import StepRecord
-from .files import wrap
+from .files import in_caller, wrap
 from .migrations import migrate_in
 from .queries import parse, read_sql
 from .rows import named
@@ -179,8 +178,7 @@ def send_event_in(connection: apsw.Connection, name: str, payload: str, *, now: 
                   path: str) -> int:
     """An event inside the caller's open transaction: it is stored (and wakes its waiters)
     only if that transaction commits."""
-    if not connection.in_transaction:
-        raise StoreError("connection= must be inside an open transaction (BEGIN ...)")
+    in_caller(connection, path)
     try:
         migrate_in(connection, path)
         return insert_event(connection, name, payload, now)

@@ -26,6 +26,7 @@ class InFlight:
         self._attempts: dict[int, Attempt] = {}
         self.busy: dict[str, int] = {}
         self._timed_out: set[int] = set()
+        self._taken_back: set[int] = set()  # after a liveness loss: taken back, still running
 
     def add(self, claim: Claim, ctx: Context, kind: str) -> None:
         self._attempts[claim.token] = Attempt(claim, ctx, kind, clock.monotonic())
@@ -34,6 +35,7 @@ class InFlight:
     def finish(self, token: int) -> Attempt | None:
         """The attempt came back: its slot is free again."""
         a = self._attempts.pop(token, None)
+        self._taken_back.discard(token)
         if a is not None:
             self.busy[a.claim.queue] -= 1
         return a
@@ -58,8 +60,26 @@ class InFlight:
             return True
         return False
 
+    def taken_back(self, token: int) -> None:
+        """Rescued by others while our liveness was lost, and still running here: until it
+        ends this service claims nothing (it could claim that very job again)."""
+        if token in self._attempts:
+            self._taken_back.add(token)
+
+    def older_attempt(self, job_id: int) -> int | None:
+        """The token of an attempt of this job still running here (one that timed out
+        aside: a thread cannot be stopped, so its next attempt may run beside it)."""
+        for token, a in self._attempts.items():
+            if a.claim.id == job_id and token not in self._timed_out:
+                return token
+        return None
+
+    def holds_taken_back(self) -> bool:
+        return bool(self._taken_back)
+
     def clear(self) -> None:
         self._attempts.clear()
+        self._taken_back.clear()
 
     def __contains__(self, token: object) -> bool:
         return token in self._attempts

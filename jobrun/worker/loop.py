@@ -102,7 +102,8 @@ class Loop:
             pending.extend(self.outcomes.take())
             halting = self.halting
             plan = self.plan
-            wants = {} if self.draining else self._wants(plan)
+            wants = {} if self.draining or self.inflight.holds_taken_back() \
+                else self._wants(plan)
             now_m, now = clock.monotonic(), clock.now()
             self._note_retries(pending)
             due = self._next_due is not None and self._next_due <= now
@@ -207,6 +208,14 @@ class Loop:
         self._ringer.ring()
 
     def _dispatch(self, claim: Claim) -> None:
+        older = self.inflight.older_attempt(claim.id)
+        if older is not None:  # taken back from us (our liveness was lost) and claimed again
+            self.inflight.taken_back(older)
+            log.warning("job %s %s claimed again while its earlier attempt still runs here "
+                        "(this service lost its liveness): handed back, and no claims until "
+                        "that attempt ends", claim.id, claim.task)
+            self.done(claim, Outcome(claim.id, claim.token, "released"))
+            return
         ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
                       claim.token, self._heartbeat(claim), self.path)
         kind = self.pools.kind(claim)

@@ -85,7 +85,10 @@ class Maintenance:
         self.ran_at = now_m = clock.monotonic()
         now = clock.now()
         settings = v.settings()
+        losses = v.liveness.losses
         v.liveness.keep()
+        if v.liveness.losses != losses and len(v.inflight):
+            fencing.stop_fenced(v, liveness_lost=True)
         self.rescued += rescue.dead_holders(v, now) + rescue.expired_leases(v, now)
         if self._due("leases", settings.lease / 3, now_m, first):
             leases.extend(v, now)

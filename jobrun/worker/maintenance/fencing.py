@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 jlog = logging.getLogger("jobrun.job")
 
 
-def stop_fenced(v: ServiceView) -> None:
+def stop_fenced(v: ServiceView, liveness_lost: bool = False) -> None:
+    """Ask attempts whose job is no longer theirs to stop. After a liveness loss, those taken
+    back also hold the loop's claims until they end (inflight.taken_back)."""
     attempts = v.inflight.attempts()
     if not attempts:
         return
@@ -22,6 +24,8 @@ def stop_fenced(v: ServiceView) -> None:
         r = seen.get(claim.id)
         if r is not None and r[0] == "running" and r[1] == claim.token:
             continue
+        if liveness_lost and (r is None or r[0] != "cancelled"):
+            v.inflight.taken_back(claim.token)  # even if told already, by an earlier round
         if claim.token not in v.inflight or ctx.cancelled:
             continue  # it finished while we looked (its own outcome said so), or was told
         ctx.cancel()

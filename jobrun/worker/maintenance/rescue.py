@@ -18,7 +18,7 @@ def dead_holders(v: ServiceView, now: float) -> int:
     n = 0
     for h in v.store.running_holders():
         if h != v.holder and not v.presence.alive(h):
-            n += _said(v, v.store.rescue_holder(h, f"worker lost: service process {h} died",
+            n += _said(v, v.store.rescue_holder(h, f"worker lost: {v.presence.lost(h)}",
                                                 now=now))
     return n
 
