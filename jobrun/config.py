@@ -127,8 +127,19 @@ _CRON = {"name", "schedule", "every", "timezone", "task", "command", "args", "kw
          "priority", "misfire"}
 
 
+def _is_url(store: str) -> bool:
+    """A PostgreSQL store is a URL: never a path beside the config or the cwd."""
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+def _absolute(store: str) -> str:
+    return store if _is_url(store) else os.path.abspath(os.path.expanduser(store))
+
+
 def _store_path(store: str | None, file: str) -> str | None:
-    """`~` expanded; a relative store is beside its config file."""
+    """`~` expanded; a relative store is beside its config file (a URL is kept)."""
+    if store is not None and _is_url(store):
+        return store
     if store is not None and file != "<string>" and not os.path.isabs(os.path.expanduser(store)):
         store = os.path.join(os.path.dirname(os.path.abspath(file)), store)
     return os.path.expanduser(store) if store is not None else None
@@ -404,14 +415,14 @@ def default_store() -> str:
 def resolve_store(explicit: str | None = None, settings: Settings | None = None) -> str:
     """Where the store is: explicit, $JOBRUN_STORE, the config's, else the user data dir."""
     if explicit:
-        return os.path.abspath(os.path.expanduser(explicit))
+        return _absolute(explicit)
     env = os.environ.get("JOBRUN_STORE")
     if env:
-        return os.path.abspath(os.path.expanduser(env))
+        return _absolute(env)
     if settings is None:
         cfg = env_config()
         if cfg and os.path.exists(cfg):
             settings = load_for_producer(cfg, store_known=bool(env))
     if settings is not None and settings.store:
-        return os.path.abspath(settings.store)
+        return _absolute(settings.store)
     return default_store()
