@@ -22,6 +22,9 @@ record to join it: the writes through `op.connection`, the key and the step's re
 together or not at all. A step that goes on after its block (or starts another block, or
 fails) commits the block alone first, at most HOLD_FOR seconds later, so the store's write
 lock is never held for the rest of a long step.
+
+The store's own bookkeeping is behind `Block`: once_sqlite.py (apsw, `?` placeholders) and
+once_postgres.py (psycopg, `%s`; loaded only for a `postgresql://` store).
 """
 
 from __future__ import annotations
@@ -33,24 +36,47 @@ import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-import apsw
-
-from . import clock
+from . import clock, once_sqlite
 from .config import resolve_store
 from .context import current
 from .errors import InvalidJob, JobrunError, Retry
-from .store.busy import wait_briefly
+from .store import is_postgres
 from .store.contract import StepRecord
-from .store.queries import parse, read_sql
-from .store.sqlite import BUSY_TIMEOUT_MS, SqliteStore
-from .store.sqlite_workflows import record_steps_in
 
-SQL = parse(read_sql("once.sql"))
 STALE_AFTER = 600.0  # a pending claim made outside a job is taken over after this
 #: How long a step's last block keeps its transaction open for the step's record.
 HOLD_FOR = 0.05
+
+
+class Block(Protocol):
+    """One block's connection to its store and the bookkeeping queries on it."""
+
+    connection: Any
+    errors: tuple[type[Exception], ...]
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+    def get(self, key: str) -> tuple[str, str | None, float] | None: ...
+    def owner_running(self, job_id: int, token: int) -> bool: ...
+    def hold(self, key: str, job_id: int | None, now: float, owner: str) -> None: ...
+    def let_go(self, key: str, owner: str) -> None: ...
+    def done(self, key: str, owner: str, now: float) -> bool: ...
+    def record_steps(self, job_id: int, token: int, steps: list[StepRecord]) -> bool: ...
+
+
+def _backend(location: str) -> Any:
+    """The module that keeps `once` records in the store at `location`."""
+    if is_postgres(location):
+        from . import once_postgres  # psycopg: only for a PostgreSQL store
+
+        return once_postgres
+    return once_sqlite
 
 
 class StepScope:
@@ -58,27 +84,27 @@ class StepScope:
     the step's record joins it (finish), or commits it alone (flush)."""
 
     def __init__(self, path: str) -> None:
-        self.path = os.path.realpath(path)
-        self._conn: apsw.Connection | None = None
+        self.path: str = _backend(path).where(path)
+        self._block: Block | None = None
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._failed: str | None = None
 
-    def hold(self, conn: apsw.Connection) -> None:
+    def hold(self, block: Block) -> None:
         with self._lock:
-            self._conn = conn
+            self._block = block
             self._timer = threading.Timer(HOLD_FOR, self.flush, kwargs={"quiet": True})
             self._timer.daemon = True
             self._timer.start()
 
-    def _take(self) -> apsw.Connection | None:
+    def _take(self) -> Block | None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._failed is not None:
             raise JobrunError(self._failed)
-        conn, self._conn = self._conn, None
-        return conn
+        block, self._block = self._block, None
+        return block
 
     def flush(self, quiet: bool = False) -> None:
         """Commit the held block alone (the step goes on, fails, or opens another block);
@@ -86,39 +112,42 @@ class StepScope:
         with self._lock:
             if quiet and self._failed is not None:
                 return
-            conn = self._take()
-            if conn is None:
+            block = self._take()
+            if block is None:
                 return
             try:
-                conn.execute("COMMIT")
-            except apsw.Error as e:
-                with contextlib.suppress(apsw.Error):
-                    conn.execute("ROLLBACK")
+                block.commit()
+            except block.errors as e:
+                with contextlib.suppress(*block.errors):
+                    block.rollback()
                 self._failed = f"a once block of this step could not record: {e}"
                 if not quiet:
                     raise JobrunError(self._failed) from e
             finally:
-                conn.close()
+                block.close()
 
     def finish(self, job_id: int, token: int, steps: list[StepRecord]) -> bool | None:
         """The step's record (with those waiting for a commit) in the held block's
         transaction, all committed (or, fenced, all rolled back); None when no block is held
         (record them the usual way)."""
         with self._lock:
-            conn = self._take()
-            if conn is None:
+            block = self._take()
+            if block is None:
                 return None
             try:
-                held = record_steps_in(conn, job_id, token, steps)
-                conn.execute("COMMIT" if held else "ROLLBACK")
+                held = block.record_steps(job_id, token, steps)
+                if held:
+                    block.commit()
+                else:
+                    block.rollback()
                 return held
-            except apsw.Error as e:
-                with contextlib.suppress(apsw.Error):
-                    conn.execute("ROLLBACK")
+            except block.errors as e:
+                with contextlib.suppress(*block.errors):
+                    block.rollback()
                 raise JobrunError(f"step {steps[-1].name} could not record with its "
                                   f"once block: {e}") from e
             finally:
-                conn.close()
+                block.close()
 
 
 _SCOPE: contextvars.ContextVar[StepScope | None] = contextvars.ContextVar(
@@ -149,9 +178,10 @@ class Once:
             held.flush()  # an earlier block of this step: it commits before this one begins
         path = os.fspath(store) if store is not None else (
             ctx.store if ctx is not None and ctx.store else resolve_store())
-        SqliteStore(path).close()  # the schema exists (created or migrated) before we use it
+        self._backend = _backend(path)
+        self._backend.ensure(path)  # the schema exists (created or migrated) before we use it
         self._path = path
-        self._conn: apsw.Connection | None = None
+        self._block: Block | None = None
         self._in_txn = False
         self._wait = wait
         self._owner = f"{ctx.job_id}:{ctx.token}" if ctx else f"pid:{os.getpid()}:{id(self)}"
@@ -160,46 +190,43 @@ class Once:
         self.duplicate = False
 
     @property
-    def connection(self) -> apsw.Connection:
-        """The store connection inside this block's write transaction (opened on first use)."""
-        conn = self._connect()
+    def connection(self) -> Any:
+        """The store connection inside this block's write transaction (opened on first use):
+        an apsw connection on SQLite, a psycopg one on PostgreSQL."""
+        block = self._connect()
         if not self._in_txn:
-            conn.execute("BEGIN IMMEDIATE")
+            block.begin()
             self._in_txn = True
-        return conn
+        return block.connection
 
-    def _connect(self) -> apsw.Connection:
-        if self._conn is None:
-            self._conn = apsw.Connection(self._path)
-            wait_briefly(self._conn, BUSY_TIMEOUT_MS)
-        return self._conn
+    def _connect(self) -> Block:
+        if self._block is None:
+            self._block = self._backend.open_block(self._path)
+        return self._block
 
-    def _owner_alive(self, conn: apsw.Connection, owner: str | None, since: float) -> bool:
+    def _owner_alive(self, block: Block, owner: str | None, since: float) -> bool:
         """A pending row's attempt still runs (its job is running with that token)."""
         if owner and ":" in owner and not owner.startswith("pid:"):
             job_id, token = owner.split(":", 1)
-            row = conn.execute(SQL["once_owner_running"], {"id": int(job_id),
-                                                           "token": int(token)}).fetchone()
-            return row is not None
+            return block.owner_running(int(job_id), int(token))
         return clock.now() - since < STALE_AFTER  # outside a job: trust it for a while
 
     def __enter__(self) -> Once:
-        conn = self._connect()
+        block = self._connect()
         deadline = clock.monotonic() + self._wait
         while True:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(SQL["once_get"], {"key": self.key}).fetchone()
+            block.begin()
+            row = block.get(self.key)
             if row is not None and row[0] == "done":
-                conn.execute("COMMIT")
+                block.commit()
                 self.done = True
                 return self
-            if row is None or row[1] == self._owner or not self._owner_alive(conn, row[1],
-                                                                             row[2]):
-                conn.execute(SQL["once_hold"], {"key": self.key, "job_id": self._job_id,
-                                                "now": clock.now(), "owner": self._owner})
-                conn.execute("COMMIT")
+            if row is None or row[1] == self._owner or not self._owner_alive(block, row[1],
+                                                                              row[2]):
+                block.hold(self.key, self._job_id, clock.now(), self._owner)
+                block.commit()
                 return self
-            conn.execute("COMMIT")
+            block.commit()
             if clock.monotonic() >= deadline:
                 # Another attempt is doing it right now: come back when it is done.
                 raise Retry(delay=self._wait, message=f"operation {self.key!r} is being "
@@ -208,55 +235,43 @@ class Once:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        conn = self._connect()
+        block = self._connect()
         try:
             if self.done:
                 if self._in_txn:
-                    conn.execute("ROLLBACK")
+                    block.rollback()
                 return
             if exc_type is not None:
                 if self._in_txn:
-                    conn.execute("ROLLBACK")
+                    block.rollback()
                 self._in_txn = False
-                with _txn(conn):  # let the next attempt do it
-                    conn.execute(SQL["once_let_go"], {"key": self.key, "owner": self._owner})
+                block.begin()  # let the next attempt do it
+                block.let_go(self.key, self._owner)
+                block.commit()
                 return
             if not self._in_txn:
-                conn.execute("BEGIN IMMEDIATE")
+                block.begin()
                 self._in_txn = True
-            mine = conn.execute(SQL["once_done"], {"now": clock.now(), "key": self.key,
-                                                   "owner": self._owner}).fetchone()
-            if mine is None:
+            if not block.done(self.key, self._owner, clock.now()):
                 # Taken over (we were thought dead): keep the other's record, drop ours.
-                conn.execute("ROLLBACK")
+                block.rollback()
                 self.duplicate = True
                 return
             scope = _SCOPE.get()
-            if scope is not None and scope.path == os.path.realpath(self._path):
-                scope.hold(conn)  # the step's record commits with it
-                self._conn = None
+            if scope is not None and scope.path == self._backend.where(self._path):
+                scope.hold(block)  # the step's record commits with it
+                self._block = None
                 return
-            conn.execute("COMMIT")
-        except apsw.Error as e:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            block.commit()
+        except block.errors as e:
+            if block.in_transaction:
+                block.rollback()
             raise JobrunError(f"once({self.key!r}) could not record: {e}") from e
         finally:
             self._in_txn = False
-            if self._conn is not None:
-                conn.close()
-                self._conn = None
-
-
-@contextlib.contextmanager
-def _txn(conn: apsw.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+            if self._block is not None:
+                block.close()
+                self._block = None
 
 
 def once(key: str, *, store: str | os.PathLike[str] | None = None, wait: float = 1.0
@@ -270,13 +285,7 @@ def once(key: str, *, store: str | os.PathLike[str] | None = None, wait: float =
 def forget(key: str, *, store: str | os.PathLike[str] | None = None) -> bool:
     """Remove a recorded operation so it may run again; whether it was there."""
     path = os.fspath(store) if store is not None else resolve_store()
-    s = SqliteStore(path)
-    try:
-        with s.write() as conn:
-            conn.execute(SQL["once_forget"], {"key": key})
-            return bool(conn.changes())
-    finally:
-        s.close()
+    return bool(_backend(path).forget(path, key))
 
 
 __all__: list[Any] = ["Once", "forget", "once"]

@@ -21,6 +21,17 @@ from .postgres_sql import PQ, PWQ, insert, sql, wrap
 from .sqlite_workflows import _params, _step
 
 
+def record_steps_in(conn: psycopg.Connection[Any], job_id: int, token: int,
+                    steps: list[StepRecord]) -> bool:
+    """Step records in the open transaction on `conn` (the store's, or a once block's),
+    only while the attempt holds its job (its row locked to the commit); whether it did."""
+    if conn.execute(sql(PWQ["fence"]), {"job_id": job_id, "token": token}).fetchone() is None:
+        return False
+    for step in steps:
+        conn.execute(sql(PWQ["put_step"]), _params(job_id, step))
+    return True
+
+
 class PgWorkflows(PgBase):
     """The WorkflowStore methods over the store's `read` and `write`."""
 
@@ -52,12 +63,8 @@ class PgWorkflows(PgBase):
 
     def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
                      last: bool = False) -> bool:
-        with self._fenced(job_id, token) as conn:
-            if conn is None:
-                return False
-            for step in steps:
-                conn.execute(sql(PWQ["put_step"]), _params(job_id, step))
-            return True
+        with self.write() as conn:
+            return record_steps_in(conn, job_id, token, steps)
 
     def wait_event(self, job_id: int, token: int, step: StepRecord, *, now: float
                    ) -> tuple[str, str | None]:
