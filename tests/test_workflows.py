@@ -387,6 +387,58 @@ def test_a_cancelled_child_wakes_its_parent_with_job_failed(app: jobrun.App) -> 
     assert "cancelled" in job.result(timeout=10)
 
 
+def test_retrying_a_cancelled_workflow_retries_its_cancelled_children(
+        app: jobrun.App) -> None:
+    # Given: a workflow waiting on 3 children (held in a paused queue), then cancelled.
+    @app.task(queue="held3")
+    def slow(i: int) -> int:
+        return i * 10
+
+    @app.workflow(max_attempts=1)
+    def parent() -> Any:
+        return jobrun.gather([slow.call(i) for i in range(3)])
+
+    app.store.set_paused("held3", True)
+    app.start()
+    job = parent.enqueue()
+    wait_for(lambda: waiting(app, job.id), 10, "the parent to wait")
+    kids = app.store.children(job.id)
+    app.store.cancel(job.id, now=jobrun.clock.now())
+    assert {app.job(k).state.value for k in kids} == {"cancelled"}
+    # When: it is retried and the queue runs.
+    ids = app.store.retry(job.id, now=jobrun.clock.now())
+    app.store.set_paused("held3", False)
+    # Then: its children went back with it, and it succeeds with their results.
+    assert sorted(ids) == sorted([job.id, *kids])
+    assert job.result(timeout=20) == [0, 10, 20]
+    assert app.store.children(job.id) == kids  # the same children, none started anew
+
+
+def test_retrying_a_dead_workflow_retries_its_dead_child_only(app: jobrun.App) -> None:
+    # Given: a workflow whose gather failed (one child died on its first run).
+    runs: list[int] = []
+
+    @app.task(max_attempts=1)
+    def flaky(i: int) -> int:
+        runs.append(i)
+        if i == 1 and runs.count(1) == 1:
+            raise ValueError("first time")
+        return i
+
+    @app.workflow(max_attempts=1)
+    def parent() -> Any:
+        return jobrun.gather([flaky.call(i) for i in range(3)])
+
+    app.start()
+    job = parent.enqueue()
+    wait_for(lambda: app.job(job.id).state.value == "dead", 20, "the parent to die")
+    # When: it is retried.
+    app.store.retry(job.id, now=jobrun.clock.now())
+    # Then: only the dead child runs again; the gather waits on it and succeeds.
+    assert job.result(timeout=20) == [0, 1, 2]
+    assert sorted(runs) == [0, 1, 1, 2]
+
+
 def test_a_workflow_called_inside_another_is_refused(app: jobrun.App) -> None:
     @app.workflow
     def inner() -> int:
