@@ -295,6 +295,10 @@ def test_an_event_payload_must_be_json(app: jobrun.App) -> None:
         app.send_event("x", {1, 2})
     with pytest.raises(TypeError):
         app.send_event("", None)
+    with pytest.raises(TypeError, match="event name"):
+        app.send_event(" \u3000 ", None)  # whitespace only
+    with pytest.raises(TypeError, match=r"payload of event x: 17\.0 MiB .* 16 MiB limit"):
+        app.send_event("x", "x" * (17 * 1024 * 1024))  # as enqueue's payload limit
     assert app.send_event("x", {"ok": True}) > 0
     assert rows(app.store_path, "SELECT name, payload FROM events") == [("x", '{"ok":true}')]
 
@@ -390,7 +394,7 @@ def test_a_cancelled_child_wakes_its_parent_with_job_failed(app: jobrun.App) -> 
 def test_retrying_a_cancelled_workflow_retries_its_cancelled_children(
         app: jobrun.App) -> None:
     # Given: a workflow waiting on 3 children (held in a paused queue), then cancelled.
-    @app.task(queue="held3")
+    @app.task(queue="held-retry")
     def slow(i: int) -> int:
         return i * 10
 
@@ -398,7 +402,7 @@ def test_retrying_a_cancelled_workflow_retries_its_cancelled_children(
     def parent() -> Any:
         return jobrun.gather([slow.call(i) for i in range(3)])
 
-    app.store.set_paused("held3", True)
+    app.store.set_paused("held-retry", True)
     app.start()
     job = parent.enqueue()
     wait_for(lambda: waiting(app, job.id), 10, "the parent to wait")
@@ -407,7 +411,7 @@ def test_retrying_a_cancelled_workflow_retries_its_cancelled_children(
     assert {app.job(k).state.value for k in kids} == {"cancelled"}
     # When: it is retried and the queue runs.
     ids = app.store.retry(job.id, now=jobrun.clock.now())
-    app.store.set_paused("held3", False)
+    app.store.set_paused("held-retry", False)
     # Then: its children went back with it, and it succeeds with their results.
     assert sorted(ids) == sorted([job.id, *kids])
     assert job.result(timeout=20) == [0, 10, 20]
@@ -576,7 +580,12 @@ def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) ->
     app.start()  # a service reads paused queues at its rounds
     assert job.result(timeout=10) == [{"by": "cli"}, [0, 1, 2]]
     bad = run_cli("send-event", "x", "{not json", "--store", store_path)
-    assert bad.returncode != 0 and "not JSON" in bad.stderr
+    assert bad.returncode == 2 and "not JSON" in bad.stderr
+    nan = run_cli("send-event", "x", "[NaN]", "--store", store_path)
+    assert nan.returncode == 2 and "NaN is not JSON" in nan.stderr  # a typo like bad JSON
+    blank = run_cli("send-event", "  ", "--store", store_path)
+    assert blank.returncode != 0 and "event name" in blank.stderr
+    assert rows(store_path, "SELECT count(*) FROM events WHERE name IN ('x', '  ')") == [(0,)]
 
 
 def test_a_cancelled_running_workflow_records_nothing_more(app: jobrun.App) -> None:
