@@ -462,7 +462,7 @@ def test_a_workflow_called_inside_another_is_refused(app: jobrun.App) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------
-def test_a_step_argument_that_is_not_json_fails_the_attempt(app: jobrun.App) -> None:
+def test_a_step_value_that_is_not_json_ends_the_workflow_at_once(app: jobrun.App) -> None:
     @app.step
     def keep(x: Any) -> Any:
         return x
@@ -480,16 +480,24 @@ def test_a_step_argument_that_is_not_json_fails_the_attempt(app: jobrun.App) -> 
     def keep_set() -> Any:
         return {1, 2}
 
+    @app.workflow(max_attempts=2)
+    def caught() -> Any:
+        try:
+            return keep({1, 2})
+        except TypeError as exc:  # a TypeError at the call, as the issue says
+            return f"caught: {exc}"
+
     with jobrun.testing.inline(app):
         for wf in (bad_arg, bad_result):
             job = wf.enqueue()
             assert job.state.value == "dead"
             rec = app.store.get(job.id)
-            assert rec is not None and rec.attempts == 2
-            # InvalidJob: jobrun's refusal of a payload, a TypeError
-            assert [e["type"] for e in rec.errors] == ["InvalidJob", "InvalidJob"]
-            assert issubclass(jobrun.InvalidJob, TypeError)
-    assert app.store.steps(job.id) == []  # nothing recorded for a refused value
+            # No retry can make it JSON: dead at its first attempt, not after its attempts.
+            assert rec is not None and rec.attempts == 1
+            assert [e["type"] for e in rec.errors] == ["NotJSON"]
+            assert "is not JSON-serialisable" in rec.errors[0]["message"]
+            assert app.store.steps(job.id) == []  # nothing recorded for a refused value
+        assert caught.enqueue().result(timeout=1).startswith("caught: arguments of step keep")
 
 
 def test_more_steps_than_the_maximum_ends_dead(app: jobrun.App) -> None:
@@ -510,6 +518,32 @@ def test_more_steps_than_the_maximum_ends_dead(app: jobrun.App) -> None:
 
 
 # -- inline mode -----------------------------------------------------------------------------
+def test_a_step_returns_the_same_json_value_on_the_first_run_and_on_a_replay(
+        app: jobrun.App) -> None:
+    # Given: a step returning a tuple, whose value each run of the body looks at.
+    seen: list[tuple[str, str]] = []
+
+    @app.step
+    def pair() -> Any:
+        return (1, ("a", 2.5))
+
+    @app.workflow(max_attempts=1)
+    def flow() -> Any:
+        first = pair()
+        seen.append((type(first).__name__, type(first[1]).__name__))
+        jobrun.sleep(0.05)  # a service replays the body after this
+        return first
+
+    # When: it runs on a service (a first run, then a replay), then inline.
+    app.start()
+    assert flow.enqueue().result(timeout=20) == [1, ["a", 2.5]]
+    app.stop()
+    with jobrun.testing.inline(app):
+        assert flow.enqueue().result(timeout=1) == [1, ["a", 2.5]]
+    # Then: every run saw the JSON-decoded record (lists), the first run too.
+    assert seen == [("list", "list")] * 3
+
+
 def test_inline_mode_runs_a_workflow_to_its_end_here(app: jobrun.App) -> None:
     @app.task
     def score(i: int) -> int:
