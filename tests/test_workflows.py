@@ -149,6 +149,13 @@ def test_a_replay_calling_another_step_is_non_deterministic(app: jobrun.App) -> 
     err = rec.errors[-1]
     assert err["type"] == "NonDeterministic"
     assert "'charge'" in err["message"] and "'reserve'" in err["message"]
+    # And: `show` lists its wait as over, not as waiting (the workflow waits for nothing).
+    shown = json.loads(run_cli("show", str(job.id), "--json", "--store", app.store_path).stdout)
+    assert [(s["name"], s["state"]) for s in shown["steps"]] == [
+        ("charge", "succeeded"), ("jobrun.wait_event", "abandoned")]
+    assert "until" not in shown["steps"][1]
+    text = run_cli("show", str(job.id), "--store", app.store_path).stdout
+    assert "abandoned" in text and "waiting" not in text
 
 
 def test_step_failed_after_its_attempts_first_run_and_replay_alike(app: jobrun.App) -> None:
@@ -564,6 +571,30 @@ def test_inline_mode_runs_a_workflow_to_its_end_here(app: jobrun.App) -> None:
 
 
 # -- what the CLI shows ----------------------------------------------------------------------
+def test_show_cuts_a_long_workflow_to_its_first_and_last_steps(app: jobrun.App) -> None:
+    # Given: a workflow of 30 recorded steps.
+    @app.step
+    def tick(i: int) -> int:
+        return i
+
+    @app.workflow
+    def long() -> None:
+        for i in range(30):
+            tick(i)
+
+    with jobrun.testing.inline(app):
+        job = long.enqueue()
+    # When: `show` prints it.
+    text = run_cli("show", str(job.id), "--store", app.store_path).stdout
+    # Then: the first and last 10 rows, a row counting the 10 between; --json keeps all.
+    seqs = [int(line.split()[1]) for line in text.splitlines()
+            if len(line.split()) > 2 and line.split()[1].isdigit() and "tick" in line]
+    assert seqs == [*range(1, 11), *range(21, 31)]
+    assert "10 more steps" in text and "steps (30)" in text
+    shown = json.loads(run_cli("show", str(job.id), "--json", "--store", app.store_path).stdout)
+    assert [s["seq"] for s in shown["steps"]] == list(range(1, 31))
+
+
 def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) -> None:
     @app.task(queue="held3")
     def part(i: int) -> int:

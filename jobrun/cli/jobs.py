@@ -94,11 +94,12 @@ def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     if rec is None:
         fail(f"no job {job_id}")
     steps, children = st.steps(job_id), st.children(job_id)
+    ended = rec.state.value in ("dead", "cancelled", "succeeded")  # its waits are over
     if as_json:
         from ..workflows.views import step_json
 
         _print_json({**job_json(rec, full=True), "parent": st.parents([job_id]).get(job_id),
-                     "steps": [step_json(s) for s in steps], "children": children})
+                     "steps": [step_json(s, ended) for s in steps], "children": children})
         return
     from .views import job_detail, render
 
@@ -106,7 +107,7 @@ def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     if steps or children:
         from ..workflows.views import steps_table
 
-        render(steps_table(steps, children))
+        render(steps_table(steps, children, ended))
 
 
 @cli.command()
