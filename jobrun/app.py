@@ -22,7 +22,7 @@ from .presence.contract import Liveness, Ringer
 from .presence.files import FilePresence
 from .queues import known_queues
 from .registry import REGISTRY, TaskSpec, task_name
-from .serialize import dumps
+from .serialize import bounded, dumps
 from .store import is_postgres, open_store
 from .store.contract import Store
 from .store.sqlite import catalog_readers, enqueue_in
@@ -375,10 +375,11 @@ class App:
         """Store an event for `jobrun.wait_event(name)` (one transaction, or inside
         `connection`'s open one: a rollback stores nothing). Its id. An event without a
         payload arrives as `True`: `None` is what a wait that timed out returns."""
-        if not isinstance(name, str) or not name:
-            raise InvalidJob(f"event name must be a non-empty str, not {name!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidJob(f"event name must be a non-blank str, not {name!r}")
         _text(name, "event name")
-        text = dumps(True if payload is None else payload, f"payload of event {name}")
+        what = f"payload of event {name}"
+        text = bounded(dumps(True if payload is None else payload, what), what)
         now = clock.now()
         if connection is None:
             event_id = self.store.send_event(name, text, now=now)

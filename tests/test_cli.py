@@ -53,6 +53,8 @@ def test_store_flag_and_exit_codes(tmp_path: Path) -> None:
     assert r.returncode == 2
     r = run_cli("enqueue", "a:b", "[nope", "--store", store)
     assert r.returncode == 2 and "not JSON" in r.stderr
+    r = run_cli("enqueue", "a:b", "[Infinity]", "--store", store)  # a typo like "[nope"
+    assert r.returncode == 2 and "Infinity is not JSON" in r.stderr
     r = run_cli("bogus-command")
     assert r.returncode == 2
     garbage = tmp_path / "garbage.db"

@@ -149,6 +149,13 @@ def test_a_replay_calling_another_step_is_non_deterministic(app: jobrun.App) -> 
     err = rec.errors[-1]
     assert err["type"] == "NonDeterministic"
     assert "'charge'" in err["message"] and "'reserve'" in err["message"]
+    # And: `show` lists its wait as over, not as waiting (the workflow waits for nothing).
+    shown = json.loads(run_cli("show", str(job.id), "--json", "--store", app.store_path).stdout)
+    assert [(s["name"], s["state"]) for s in shown["steps"]] == [
+        ("charge", "succeeded"), ("jobrun.wait_event", "abandoned")]
+    assert "until" not in shown["steps"][1]
+    text = run_cli("show", str(job.id), "--store", app.store_path).stdout
+    assert "abandoned" in text and "waiting" not in text
 
 
 def test_step_failed_after_its_attempts_first_run_and_replay_alike(app: jobrun.App) -> None:
@@ -295,6 +302,10 @@ def test_an_event_payload_must_be_json(app: jobrun.App) -> None:
         app.send_event("x", {1, 2})
     with pytest.raises(TypeError):
         app.send_event("", None)
+    with pytest.raises(TypeError, match="event name"):
+        app.send_event(" \u3000 ", None)  # whitespace only
+    with pytest.raises(TypeError, match=r"payload of event x: 17\.0 MiB .* 16 MiB limit"):
+        app.send_event("x", "x" * (17 * 1024 * 1024))  # as enqueue's payload limit
     assert app.send_event("x", {"ok": True}) > 0
     assert rows(app.store_path, "SELECT name, payload FROM events") == [("x", '{"ok":true}')]
 
@@ -387,6 +398,58 @@ def test_a_cancelled_child_wakes_its_parent_with_job_failed(app: jobrun.App) -> 
     assert "cancelled" in job.result(timeout=10)
 
 
+def test_retrying_a_cancelled_workflow_retries_its_cancelled_children(
+        app: jobrun.App) -> None:
+    # Given: a workflow waiting on 3 children (held in a paused queue), then cancelled.
+    @app.task(queue="held-retry")
+    def slow(i: int) -> int:
+        return i * 10
+
+    @app.workflow(max_attempts=1)
+    def parent() -> Any:
+        return jobrun.gather([slow.call(i) for i in range(3)])
+
+    app.store.set_paused("held-retry", True)
+    app.start()
+    job = parent.enqueue()
+    wait_for(lambda: waiting(app, job.id), 10, "the parent to wait")
+    kids = app.store.children(job.id)
+    app.store.cancel(job.id, now=jobrun.clock.now())
+    assert {app.job(k).state.value for k in kids} == {"cancelled"}
+    # When: it is retried and the queue runs.
+    ids = app.store.retry(job.id, now=jobrun.clock.now())
+    app.store.set_paused("held-retry", False)
+    # Then: its children went back with it, and it succeeds with their results.
+    assert sorted(ids) == sorted([job.id, *kids])
+    assert job.result(timeout=20) == [0, 10, 20]
+    assert app.store.children(job.id) == kids  # the same children, none started anew
+
+
+def test_retrying_a_dead_workflow_retries_its_dead_child_only(app: jobrun.App) -> None:
+    # Given: a workflow whose gather failed (one child died on its first run).
+    runs: list[int] = []
+
+    @app.task(max_attempts=1)
+    def flaky(i: int) -> int:
+        runs.append(i)
+        if i == 1 and runs.count(1) == 1:
+            raise ValueError("first time")
+        return i
+
+    @app.workflow(max_attempts=1)
+    def parent() -> Any:
+        return jobrun.gather([flaky.call(i) for i in range(3)])
+
+    app.start()
+    job = parent.enqueue()
+    wait_for(lambda: app.job(job.id).state.value == "dead", 20, "the parent to die")
+    # When: it is retried.
+    app.store.retry(job.id, now=jobrun.clock.now())
+    # Then: only the dead child runs again; the gather waits on it and succeeds.
+    assert job.result(timeout=20) == [0, 1, 2]
+    assert sorted(runs) == [0, 1, 1, 2]
+
+
 def test_a_workflow_called_inside_another_is_refused(app: jobrun.App) -> None:
     @app.workflow
     def inner() -> int:
@@ -406,7 +469,7 @@ def test_a_workflow_called_inside_another_is_refused(app: jobrun.App) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------
-def test_a_step_argument_that_is_not_json_fails_the_attempt(app: jobrun.App) -> None:
+def test_a_step_value_that_is_not_json_ends_the_workflow_at_once(app: jobrun.App) -> None:
     @app.step
     def keep(x: Any) -> Any:
         return x
@@ -424,16 +487,24 @@ def test_a_step_argument_that_is_not_json_fails_the_attempt(app: jobrun.App) -> 
     def keep_set() -> Any:
         return {1, 2}
 
+    @app.workflow(max_attempts=2)
+    def caught() -> Any:
+        try:
+            return keep({1, 2})
+        except TypeError as exc:  # a TypeError at the call, as the issue says
+            return f"caught: {exc}"
+
     with jobrun.testing.inline(app):
         for wf in (bad_arg, bad_result):
             job = wf.enqueue()
             assert job.state.value == "dead"
             rec = app.store.get(job.id)
-            assert rec is not None and rec.attempts == 2
-            # InvalidJob: jobrun's refusal of a payload, a TypeError
-            assert [e["type"] for e in rec.errors] == ["InvalidJob", "InvalidJob"]
-            assert issubclass(jobrun.InvalidJob, TypeError)
-    assert app.store.steps(job.id) == []  # nothing recorded for a refused value
+            # No retry can make it JSON: dead at its first attempt, not after its attempts.
+            assert rec is not None and rec.attempts == 1
+            assert [e["type"] for e in rec.errors] == ["NotJSON"]
+            assert "is not JSON-serialisable" in rec.errors[0]["message"]
+            assert app.store.steps(job.id) == []  # nothing recorded for a refused value
+        assert caught.enqueue().result(timeout=1).startswith("caught: arguments of step keep")
 
 
 def test_more_steps_than_the_maximum_ends_dead(app: jobrun.App) -> None:
@@ -454,6 +525,32 @@ def test_more_steps_than_the_maximum_ends_dead(app: jobrun.App) -> None:
 
 
 # -- inline mode -----------------------------------------------------------------------------
+def test_a_step_returns_the_same_json_value_on_the_first_run_and_on_a_replay(
+        app: jobrun.App) -> None:
+    # Given: a step returning a tuple, whose value each run of the body looks at.
+    seen: list[tuple[str, str]] = []
+
+    @app.step
+    def pair() -> Any:
+        return (1, ("a", 2.5))
+
+    @app.workflow(max_attempts=1)
+    def flow() -> Any:
+        first = pair()
+        seen.append((type(first).__name__, type(first[1]).__name__))
+        jobrun.sleep(0.05)  # a service replays the body after this
+        return first
+
+    # When: it runs on a service (a first run, then a replay), then inline.
+    app.start()
+    assert flow.enqueue().result(timeout=20) == [1, ["a", 2.5]]
+    app.stop()
+    with jobrun.testing.inline(app):
+        assert flow.enqueue().result(timeout=1) == [1, ["a", 2.5]]
+    # Then: every run saw the JSON-decoded record (lists), the first run too.
+    assert seen == [("list", "list")] * 3
+
+
 def test_inline_mode_runs_a_workflow_to_its_end_here(app: jobrun.App) -> None:
     @app.task
     def score(i: int) -> int:
@@ -474,6 +571,30 @@ def test_inline_mode_runs_a_workflow_to_its_end_here(app: jobrun.App) -> None:
 
 
 # -- what the CLI shows ----------------------------------------------------------------------
+def test_show_cuts_a_long_workflow_to_its_first_and_last_steps(app: jobrun.App) -> None:
+    # Given: a workflow of 30 recorded steps.
+    @app.step
+    def tick(i: int) -> int:
+        return i
+
+    @app.workflow
+    def long() -> None:
+        for i in range(30):
+            tick(i)
+
+    with jobrun.testing.inline(app):
+        job = long.enqueue()
+    # When: `show` prints it.
+    text = run_cli("show", str(job.id), "--store", app.store_path).stdout
+    # Then: the first and last 10 rows, a row counting the 10 between; --json keeps all.
+    seqs = [int(line.split()[1]) for line in text.splitlines()
+            if len(line.split()) > 2 and line.split()[1].isdigit() and "tick" in line]
+    assert seqs == [*range(1, 11), *range(21, 31)]
+    assert "10 more steps" in text and "steps (30)" in text
+    shown = json.loads(run_cli("show", str(job.id), "--json", "--store", app.store_path).stdout)
+    assert [s["seq"] for s in shown["steps"]] == list(range(1, 31))
+
+
 def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) -> None:
     @app.task(queue="held3")
     def part(i: int) -> int:
@@ -524,7 +645,12 @@ def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) ->
     app.start()  # a service reads paused queues at its rounds
     assert job.result(timeout=10) == [{"by": "cli"}, [0, 1, 2]]
     bad = run_cli("send-event", "x", "{not json", "--store", store_path)
-    assert bad.returncode != 0 and "not JSON" in bad.stderr
+    assert bad.returncode == 2 and "not JSON" in bad.stderr
+    nan = run_cli("send-event", "x", "[NaN]", "--store", store_path)
+    assert nan.returncode == 2 and "NaN is not JSON" in nan.stderr  # a typo like bad JSON
+    blank = run_cli("send-event", "  ", "--store", store_path)
+    assert blank.returncode != 0 and "event name" in blank.stderr
+    assert rows(store_path, "SELECT count(*) FROM events WHERE name IN ('x', '  ')") == [(0,)]
 
 
 def test_a_cancelled_running_workflow_records_nothing_more(app: jobrun.App) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,6 +22,18 @@ from .base import (
     open_store,
     say,
 )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (NaN and infinities are refused)")
+
+
+def _json_arg(text: str, what: str) -> Any:
+    """A JSON argument of the command line: a NaN is a typo like any other (exit 2)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        fail(f"{what} not JSON: {exc}", EX_USAGE)
 
 
 # -- enqueue -------------------------------------------------------------------------------
@@ -50,11 +62,8 @@ def enqueue(task: Annotated[Optional[str], typer.Argument(help="Task name.")] = 
     app = _open(config, store, import_tasks=True)
     if not task:
         fail("give a TASK (or --file jobs.toml)", EX_USAGE)
-    try:
-        args = json.loads(args_json) if args_json else []
-        kw = json.loads(kwargs) if kwargs else {}
-    except json.JSONDecodeError as exc:
-        fail(f"arguments are not JSON: {exc}", EX_USAGE)
+    args = _json_arg(args_json, "arguments are") if args_json else []
+    kw = _json_arg(kwargs, "arguments are") if kwargs else {}
     if isinstance(args, dict) and kwargs is None:
         args, kw = [], args
     if not isinstance(args, list):
@@ -85,11 +94,12 @@ def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     if rec is None:
         fail(f"no job {job_id}")
     steps, children = st.steps(job_id), st.children(job_id)
+    ended = rec.state.value in ("dead", "cancelled", "succeeded")  # its waits are over
     if as_json:
         from ..workflows.views import step_json
 
         _print_json({**job_json(rec, full=True), "parent": st.parents([job_id]).get(job_id),
-                     "steps": [step_json(s) for s in steps], "children": children})
+                     "steps": [step_json(s, ended) for s in steps], "children": children})
         return
     from .views import job_detail, render
 
@@ -97,7 +107,7 @@ def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
     if steps or children:
         from ..workflows.views import steps_table
 
-        render(steps_table(steps, children))
+        render(steps_table(steps, children, ended))
 
 
 @cli.command()
@@ -143,10 +153,7 @@ def send_event(name: str,
                ) -> None:
     """Send an event to workflows waiting in jobrun.wait_event(NAME) (the oldest waiter
     takes it; none waiting: it waits for one). Without a payload it arrives as true."""
-    try:
-        payload = json.loads(payload_json) if payload_json is not None else None
-    except json.JSONDecodeError as exc:
-        fail(f"payload is not JSON: {exc}", EX_USAGE)
+    payload = _json_arg(payload_json, "payload is") if payload_json is not None else None
     open_store(config, store)  # an existing store only: a typo must not make a new one
     event_id = _open(config, store).send_event(name, payload)
     say(as_json, {"id": event_id, "name": name}, f"event {event_id} {name} sent")

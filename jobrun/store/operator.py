@@ -62,7 +62,10 @@ class OperatorActions:
                 ids = [r[0] for r in conn.execute(Q["retry_dead"], {"now": now})]
             else:
                 ids = [r[0] for r in conn.execute(Q["retry_job"], {"id": job_id, "now": now})]
-            if ids:
+            if ids:  # a workflow's dead or cancelled children go with it: a real chance
+                ids += [r[0] for r in conn.execute(WQ["retry_children"],
+                                                   {"ids": json.dumps(ids), "now": now})]
+                conn.execute(WQ["reopen_gathers"], {"ids": json.dumps(ids)})
                 conn.execute(WQ["forget_failures"], {"ids": json.dumps(ids)})
             return ids
 

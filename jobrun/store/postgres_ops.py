@@ -123,7 +123,10 @@ class PgOperator(PgBase):
             else:
                 ids = [r[0] for r in conn.execute(sql(PQ["retry_job"]),
                                                   {"id": job_id, "now": now})]
-            if ids:
+            if ids:  # a workflow's dead or cancelled children go with it: a real chance
+                ids += [r[0] for r in conn.execute(sql(PWQ["retry_children"]),
+                                                   {"ids": ids, "now": now})]
+                conn.execute(sql(PWQ["reopen_gathers"]), {"ids": ids})
                 conn.execute(sql(PWQ["forget_failures"]), {"ids": ids})
             return ids
 

@@ -114,6 +114,28 @@ UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = 
    AND state IN ('scheduled', 'queued', 'running', 'retrying')
 RETURNING id;
 
+-- retry_children --
+-- A retried workflow's gathered children that ended dead or cancelled (and theirs) are
+-- retried with it, so its gathers wait on them again (succeeded children stay done).
+WITH RECURSIVE tree(id) AS (
+    SELECT id FROM jobs WHERE parent IN (SELECT value FROM json_each(:ids)) AND fanin = 1
+       AND state IN ('dead', 'cancelled')
+    UNION SELECT j.id FROM jobs j JOIN tree t ON j.parent = t.id
+     WHERE j.fanin = 1 AND j.state IN ('dead', 'cancelled'))
+UPDATE jobs
+   SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
+       attempts = 0
+ WHERE id IN (SELECT id FROM tree)
+   AND (key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
+           AND o.id != jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))
+RETURNING id;
+
+-- reopen_gathers --
+-- A retried workflow's failed gathers wait again on their (retried) children.
+UPDATE steps SET state = 'waiting', error = NULL, finished = NULL
+ WHERE job_id IN (SELECT value FROM json_each(:ids)) AND state = 'failed' AND kind = 'gather';
+
 -- forget_failures --
 -- A retried workflow replays its failed steps anew (a step that failed for good would raise
 -- StepFailed again at once); its recorded successes stay.

@@ -19,27 +19,45 @@ def _duration(s: StepRecord) -> float | None:
     return round(max(0.0, s.finished - s.started), 6)
 
 
-def step_json(s: StepRecord) -> dict[str, Any]:
-    d: dict[str, Any] = {"seq": s.seq, "name": s.name, "kind": s.kind, "state": s.state,
+#: `show` lists a long workflow's first and last steps only (`--json` lists every one).
+SHOW_HEAD = 10
+SHOW_TAIL = 10
+
+
+def shown_state(s: StepRecord, ended: bool) -> str:
+    """A step's state as shown: a workflow that ended (dead, cancelled) waits for nothing
+    any more, though its record keeps the wait (a retry of the workflow takes it up again)."""
+    return "abandoned" if ended and s.state in ("waiting", "retrying") else s.state
+
+
+def step_json(s: StepRecord, ended: bool = False) -> dict[str, Any]:
+    state = shown_state(s, ended)
+    d: dict[str, Any] = {"seq": s.seq, "name": s.name, "kind": s.kind, "state": state,
                          "attempts": s.attempts, "started": clock.iso(s.started),
                          "finished": clock.iso(s.finished), "duration": _duration(s),
                          "error": s.error}
     if s.waits is not None:
         d["event"] = s.waits
-    if s.until is not None and s.state in ("waiting", "retrying"):
+    if s.until is not None and state in ("waiting", "retrying"):
         d["until"] = None if s.until >= FOREVER else clock.iso(s.until)
     return d
 
 
-def steps_table(steps: list[StepRecord], children: list[int]) -> Table:
+def steps_table(steps: list[StepRecord], children: list[int], ended: bool = False) -> Table:
+    """The steps as rows: a long workflow's first SHOW_HEAD and last SHOW_TAIL, with a row
+    counting those between (as children are cut), so a 20,000-step flow prints at once."""
     t = Table(title=f"steps ({len(steps)}), children ({len(children)})", title_justify="left")
     for col in ("#", "step", "state", "attempts", "duration", "error"):
         t.add_column(col)
-    for s in steps:
+    cut = len(steps) > SHOW_HEAD + SHOW_TAIL
+    for i, s in enumerate(steps[:SHOW_HEAD] + steps[-SHOW_TAIL:] if cut else steps):
+        if cut and i == SHOW_HEAD:
+            t.add_row("...", f"{len(steps) - SHOW_HEAD - SHOW_TAIL} more steps "
+                      "(show --json lists every one)", "", "", "", "")
         d = _duration(s)
         e = s.error or {}
-        t.add_row(str(s.seq), s.name + (f" {s.waits}" if s.waits else ""), s.state,
-                  str(s.attempts), "" if d is None else f"{d:.3f}s",
+        t.add_row(str(s.seq), s.name + (f" {s.waits}" if s.waits else ""),
+                  shown_state(s, ended), str(s.attempts), "" if d is None else f"{d:.3f}s",
                   f"{e.get('type')}: {e.get('message')}"[:80] if e else "")
     if children:
         shown = ", ".join(str(c) for c in children[:20])

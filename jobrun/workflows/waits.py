@@ -64,8 +64,8 @@ def _finish(run: WorkflowRun, rec: StepRecord, now: float, result: str = "null")
 def wait_event(name: str, timeout: float | None = None) -> Any:
     """The payload of the oldest event `name` not yet taken (sent before or after this wait
     began), or None after `timeout` seconds (None: no timeout)."""
-    if not isinstance(name, str) or not name:
-        raise InvalidJob(f"wait_event() takes an event name string, not {name!r}")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidJob(f"wait_event() takes a non-blank event name string, not {name!r}")
     limit = None if timeout is None else _seconds(timeout, "wait_event() timeout")
     run = require_run("wait_event")
     seq, rec = run.next("jobrun.wait_event", "event")
