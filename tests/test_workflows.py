@@ -469,7 +469,7 @@ def test_a_workflow_called_inside_another_is_refused(app: jobrun.App) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------
-def test_a_step_value_that_is_not_json_ends_the_workflow_at_once(app: jobrun.App) -> None:
+def test_a_step_value_that_is_not_json_fails_the_attempt(app: jobrun.App) -> None:
     @app.step
     def keep(x: Any) -> Any:
         return x
@@ -499,10 +499,11 @@ def test_a_step_value_that_is_not_json_ends_the_workflow_at_once(app: jobrun.App
             job = wf.enqueue()
             assert job.state.value == "dead"
             rec = app.store.get(job.id)
-            # No retry can make it JSON: dead at its first attempt, not after its attempts.
-            assert rec is not None and rec.attempts == 1
-            assert [e["type"] for e in rec.errors] == ["NotJSON"]
+            # The issue: a TypeError at that call, the workflow retries like any failing task.
+            assert rec is not None and rec.attempts == 2
+            assert [e["type"] for e in rec.errors] == ["InvalidJob", "InvalidJob"]
             assert "is not JSON-serialisable" in rec.errors[0]["message"]
+            assert issubclass(jobrun.InvalidJob, TypeError)
             assert app.store.steps(job.id) == []  # nothing recorded for a refused value
         assert caught.enqueue().result(timeout=1).startswith("caught: arguments of step keep")
 

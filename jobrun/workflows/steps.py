@@ -55,18 +55,6 @@ class Step(Generic[P, R]):
         return f"<Step {self.name}>"
 
 
-class NotJSON(InvalidJob, Permanent):
-    """A step's arguments or result are not JSON: no retry can make them JSON, so (unless
-    the body catches it, a TypeError) the workflow ends dead at once, as past max_steps."""
-
-
-def _json(value: Any, what: str) -> str:
-    try:
-        return dumps(value, what)
-    except InvalidJob as exc:
-        raise NotJSON(str(exc)) from None
-
-
 def _failed(name: str, rec: StepRecord) -> StepFailed:
     e = rec.error or {}
     return StepFailed(f"step {name} failed after {rec.attempts} attempt(s): "
@@ -81,7 +69,7 @@ def call_step(run: WorkflowRun, step: Step[Any, Any], args: tuple[Any, ...],
             return loads(rec.result or "null")
         if rec.state == "failed":
             raise _failed(step.name, rec)
-    _json([list(args), kwargs], f"arguments of step {step.name}")  # TypeError at the call
+    dumps([list(args), kwargs], f"arguments of step {step.name}")  # TypeError at the call
     attempts = rec.attempts if rec is not None else 0
     started = rec.started if rec is not None and rec.started else clock.now()
     while True:
@@ -96,7 +84,7 @@ def call_step(run: WorkflowRun, step: Step[Any, Any], args: tuple[Any, ...],
                 continue  # inline mode: retries at once
             finally:
                 reset_run(inner)
-            result = _json(value, f"return value of step {step.name}")  # TypeError here
+            result = dumps(value, f"return value of step {step.name}")  # TypeError here
             run.record(StepRecord(seq, step.name, "step", "succeeded", result, None, attempts,
                                   started, clock.now()), scope)
             return loads(result)  # what a replay gets: a tuple is a list on every run
