@@ -279,12 +279,13 @@ JOBRUN_DONE = "SELECT count(*) FROM jobs WHERE state = 'succeeded'"
 HUEY_DONE = "SELECT count(*) FROM kv WHERE queue = ?"
 
 
-def jobrun_template(tmp: str, n: int) -> str:
-    """A store holding n queued no-op jobs, copied for each run."""
+def jobrun_template(tmp: str, n: int, folder: str = "e2e-template",
+                    settings: Any = None) -> str:
+    """A store holding n queued no-op jobs, copied for each run (`settings` None: defaults)."""
     import jobrun
 
-    path = os.path.join(tmp, "e2e-template", "jobs.db")
-    app = jobrun.App(path, settings=jobrun_settings(8))
+    path = os.path.join(tmp, folder, "jobs.db")
+    app = jobrun.App(path, settings=settings)
     noop, _ = jobrun_tasks(app)
     app.enqueue_many([noop.call(i) for i in range(n)])
     app.store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -292,12 +293,15 @@ def jobrun_template(tmp: str, n: int) -> str:
     return path
 
 
-def huey_template(tmp: str, n: int) -> str:
-    os.makedirs(os.path.join(tmp, "e2e-huey-template"))
-    path = os.path.join(tmp, "e2e-huey-template", "huey.db")
+def huey_template(tmp: str, n: int, folder: str = "e2e-huey-template",
+                  task: str = "noop") -> str:
+    """Huey's store holding n jobs of `task` (bench_none: returns None, no result stored)."""
+    os.makedirs(os.path.join(tmp, folder))
+    path = os.path.join(tmp, folder, "huey.db")
     huey, noop, _ = make_huey(path, fsync=False)  # faster to build; the file is the same
+    enqueue = noop if task == "noop" else getattr(huey, task)
     for i in range(n):
-        noop(i)
+        enqueue(i)
     huey.storage.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     huey.storage.close()
     return path
@@ -377,7 +381,7 @@ def e2e_huey(template: str, folder: str, n: int, c: int, timeout: float,
 
 def bench_e2e(tmp: str, n: int, timeout: float, in_process: bool, report: Report,
               profiler: str | None) -> None:
-    jt = jobrun_template(tmp, n)
+    jt = jobrun_template(tmp, n, settings=jobrun_settings(8))
     ht = huey_template(tmp, n)
     best_j: tuple[float, int] | None = None
     best_h: tuple[float, int] | None = None

@@ -49,7 +49,9 @@ from bench_core import (
     JOBRUN_DONE,
     Row,
     fresh_copy,
+    huey_template,
     jobrun_tasks,
+    jobrun_template,
     make_huey,
     serve_huey,
     serve_jobrun,
@@ -224,30 +226,6 @@ def bench_bytes(tmp: str, rate_: float, seconds: float, idle_s: float, report: R
 # ---------------------------------------------------------------------------------------
 # 2. no-op backlog at default settings: throughput and CPU per job
 # ---------------------------------------------------------------------------------------
-def jobrun_backlog(tmp: str, n: int) -> str:
-    import jobrun
-
-    path = os.path.join(tmp, "tp-template", "jobs.db")
-    app = jobrun.App(path)
-    noop, _ = jobrun_tasks(app)
-    app.enqueue_many([noop.call(i) for i in range(n)])
-    app.store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    app.close()
-    return path
-
-
-def huey_backlog(tmp: str, n: int) -> str:
-    """Huey's jobs of a no-op that returns None: no result stored (its fastest)."""
-    os.makedirs(os.path.join(tmp, "tp-huey-template"))
-    path = os.path.join(tmp, "tp-huey-template", "huey.db")
-    huey, _, _ = make_huey(path, fsync=False)  # faster to build; the file is the same
-    for i in range(n):
-        huey.bench_none(i)
-    huey.storage.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    huey.storage.close()
-    return path
-
-
 def backlog_run(side: str, template: str, folder: str, n: int, timeout: float,
                 report: Report) -> tuple[float, float] | None:
     """(jobs/s, service CPU us per job) working through the backlog of n."""
@@ -278,7 +256,8 @@ def backlog_run(side: str, template: str, folder: str, n: int, timeout: float,
 
 
 def bench_throughput(tmp: str, n: int, repeat: int, report: Report) -> None:
-    jt, ht = jobrun_backlog(tmp, n), huey_backlog(tmp, n)
+    jt = jobrun_template(tmp, n, "tp-template")  # defaults
+    ht = huey_template(tmp, n, "tp-huey-template", task="bench_none")  # no result stored
     best: dict[str, tuple[float, float]] = {}
     for i in range(repeat):
         for side, template in (("jobrun", jt), ("huey", ht)):
