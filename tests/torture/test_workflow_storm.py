@@ -45,11 +45,16 @@ def test_kill_storm_every_workflow_succeeds_no_step_reruns_after_its_record(
         logs += 1
         return ServiceProc(cfg, tmp_path / f"svc-{logs}.log")
 
-    slots = [spawn(), spawn()]
+    # One after the other: two services started in the same instant on a store file another
+    # program made (the ledger's, not yet WAL) have died with a busy error at start-up, an
+    # open bug of its own (see the session note); this test is about the storm.
+    slots = [spawn()]
     everyone = list(slots)
     try:
-        for s in slots:
-            wait_serving(store, s)
+        wait_serving(store, slots[0])
+        slots.append(spawn())
+        everyone.append(slots[1])
+        wait_serving(store, slots[1])
         # Given: n workflows; when: every 0.5 s one service is SIGKILLed and restarted.
         jobs = app.enqueue_many([jobrun.Call("flowapp.tasks:storm", (i,)) for i in range(n)])
         ids = [j.id for j in jobs]
