@@ -107,7 +107,7 @@ class Subprocess:
                  env: dict[str, str] | None = None, text: bool = False) -> None:
         self.log_path = log_path
         self.stop_wait = stop_wait
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed by stop())
+        self._log = open(log_path, "w")
         self.proc: subprocess.Popen[Any] = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=stdin,
             stdout=self._log if stdout is None else stdout, stderr=self._log, text=text)

@@ -20,8 +20,7 @@ from typing import Any
 import apsw
 
 from jobrun.store.sqlite import SqliteStore
-from jobrun.tui import browse
-from jobrun.tui import snapshot
+from jobrun.tui import browse, snapshot
 from jobrun.tui.snapshot import Window, take
 
 TARGET_MS = 50.0  # the bound on one refresh's queries

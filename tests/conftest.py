@@ -46,7 +46,7 @@ def store_path(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def app(store_path: str) -> Iterator["object"]:
+def app(store_path: str) -> Iterator[object]:
     import jobrun
 
     a = jobrun.App(store_path)

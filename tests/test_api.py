@@ -248,7 +248,7 @@ def test_transactional_enqueue_commits_and_rolls_back(app: jobrun.App, store_pat
     @app.task
     def notify(order: int) -> None: ...
 
-    app.store  # creates the schema
+    _ = app.store  # creates the schema
     conn = apsw.Connection(store_path)
     conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
     conn.execute("BEGIN IMMEDIATE")

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crashapp.harness import proc_state, wait_for
-from execapp import children  # noqa: F401  (registers its tasks in this process's service)
 
 import jobrun
+from crashapp.harness import proc_state, wait_for
+from execapp import children  # noqa: F401  (registers its tasks in this process's service)
 from jobrun.executors import groups
 from support.config import write_config as _write_config
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import JOBRUN, run_cli, wait_for
 from support.postgres import any_store
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from importlib import resources
+from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from jobrun import config
 from jobrun.config import parse
 
@@ -143,7 +143,7 @@ def test_bounds_accept_the_edges(text: str) -> None:
 @pytest.mark.parametrize("every", ['"1ms"', '"100000000d"'])
 def test_check_and_start_refuse_an_unbounded_every(tmp_path: Path, every: str) -> None:
     cfg = tmp_path / "jobrun.toml"
-    cfg.write_text(f'[jobrun]\nstore = "jobs.db"\n\n' + CRON.format(v=every))
+    cfg.write_text('[jobrun]\nstore = "jobs.db"\n\n' + CRON.format(v=every))
     for cmd in ("check", "start"):
         r = run_cli(cmd, "--config", str(cfg), timeout=30)
         assert r.returncode == 78, (cmd, r.stdout, r.stderr)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import jobrun
 from crashapp.harness import (
     Reader,
     ServiceProc,
@@ -24,8 +26,6 @@ from crashapp.harness import (
     wait_serving,
     write_config,
 )
-
-import jobrun
 from jobrun.lock import HolderLock, holder_alive
 from support.ledger import check_rescued_runs
 
@@ -90,7 +90,7 @@ def test_sigkill_ten_times_every_job_succeeds_once_unless_in_flight(
                 return ledger_of(svc.pid) >= target
             wait_for(worked, 30, f"service {k} to run {target} jobs")
             time.sleep(rng.uniform(0, 0.02))  # a random moment, not a synchronisation
-            assert succeeded() < n_jobs, "all work done before kill %d: test too slow" % k
+            assert succeeded() < n_jobs, f"all work done before kill {k}: test too slow"
             t_kill = time.time()
             os.kill(svc.pid, signal.SIGKILL)
             svc.proc.wait(10)
@@ -102,7 +102,7 @@ def test_sigkill_ten_times_every_job_succeeds_once_unless_in_flight(
                 # Then: the other live service takes back the dead one's running jobs
                 # itself, by liveness (no lease has expired: the default lease is 60 s).
                 prefix = svc.holder_prefix() + "%"
-                wait_for(lambda: not db.one(
+                wait_for(lambda prefix=prefix: not db.one(
                     "SELECT count(*) FROM jobs WHERE state = 'running' AND holder LIKE ?",
                     (prefix,)), 10, f"the jobs of killed service {svc.pid} to come back")
                 ats = [e["at"] for (errors,) in db.all(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +26,7 @@ from jobrun.cron import (
 )
 from jobrun.errors import JobrunError
 
-UTC = timezone.utc
+UTC = UTC
 NY, BERLIN = "America/New_York", "Europe/Berlin"
 US = timedelta(microseconds=1)
 
@@ -49,7 +50,7 @@ def fires_on(expr: str, tz: str, day: date) -> list[datetime]:
 
 
 def increasing(ts: list[datetime]) -> bool:
-    return all(a < b for a, b in zip(ts, ts[1:]))
+    return all(a < b for a, b in itertools.pairwise(ts))
 
 
 # --------------------------------------------------------------------------- DST, the brief's matrix

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import jobrun
 from crashapp.harness import (
     Reader,
     ServiceProc,
@@ -24,8 +26,6 @@ from crashapp.harness import (
     wait_serving,
     write_config,
 )
-
-import jobrun
 
 SHUTDOWN_TIMEOUT = 2.0
 

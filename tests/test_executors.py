@@ -586,7 +586,7 @@ def test_crashing_children_fail_only_their_own_job(tmp_path: Path) -> None:
         assert svc.alive()
     finally:
         svc.kill()
-    
+
 
 def test_job_that_always_crashes_goes_dead_after_max_attempts(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "[queues.crash]\nexecutor = \"process\"\nconcurrency = 1\n")

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+
+import jobrun
 from crashapp.harness import (
     Reader,
     ServiceProc,
@@ -24,8 +27,6 @@ from crashapp.harness import (
     wait_serving,
     write_config,
 )
-
-import jobrun
 from jobrun.store import NewJob, Outcome, SqliteStore
 
 NOW = 1_700_000_000.0

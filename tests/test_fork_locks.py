@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
-from execapp import children  # noqa: F401  (by-name enqueues get the tasks' own queues)
 
 import jobrun
+from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
+from execapp import children  # noqa: F401  (by-name enqueues get the tasks' own queues)
 from jobrun.bell import Bell
 from jobrun.lock import FileLock, HolderLock, leader_path, state_dir
 from support.config import write_config as _write_config

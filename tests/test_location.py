@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 import jobrun
+from conftest import run_cli
 from jobrun.config import check
 from jobrun.errors import StoreError
 from jobrun.location import absolute, beside, foreign, is_postgres
@@ -37,7 +37,7 @@ def test_a_foreign_url_is_refused_everywhere_and_makes_no_file(
     cfg.write_text(f'[jobrun]\nstore = "{url}"\n', encoding="utf-8")
     _, problems = check(str(cfg))
     assert problems and f"{cfg}:2" in str(problems[0]) and "store" in str(problems[0])
-    with pytest.raises(StoreError, match="not a store jobrun knows|lower case"):
+    with pytest.raises(StoreError, match=r"not a store jobrun knows|lower case"):
         jobrun.App(url).store  # noqa: B018 - opening is the point
     with pytest.raises(StoreError, match="URL, not a SQLite file"):
         SqliteStore(url)

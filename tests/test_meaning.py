@@ -14,10 +14,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, wait_for
 
 import jobrun
 import jobrun.testing
+from conftest import run_cli, wait_for
 
 
 def _module(folder: Path, name: str, body: str) -> None:

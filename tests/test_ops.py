@@ -11,10 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import JOBRUN, ROOT, run_cli, wait_for
 
 import jobrun
 import jobrun.testing
+from conftest import JOBRUN, ROOT, run_cli, wait_for
 from jobrun.ops.alerts import Alerter, breaches
 from jobrun.ops.explain import Facts, reasons
 
@@ -73,6 +73,7 @@ def test_trace_id_from_opentelemetry_then_caller_then_new(app: jobrun.App) -> No
     pytest.importorskip("opentelemetry.sdk.trace")
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
+
     from opsapp import tasks
 
     trace.set_tracer_provider(TracerProvider())

@@ -8,9 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 
 import jobrun
+from conftest import wait_for
 
 TASKS = textwrap.dedent('''
     import os, time

@@ -165,7 +165,9 @@ def test_warned_once_per_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
 
 
 # -- the line scan, fuzzed: never a crash, never a store tomllib would not read -----------------
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from jobrun.tomlscan import find_store  # noqa: E402
 

@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.wait import wait_for
 
 import jobrun
 from jobrun.config import parse
 from jobrun.model import Claim
 from jobrun.registry import REGISTRY
 from jobrun.worker.loop import drained
-
+from support.wait import wait_for
 
 LIMITS = ("rate_limit", "key_concurrency", "key_rate_limit")
 

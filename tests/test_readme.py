@@ -38,7 +38,7 @@ def cli_commands() -> list[list[str]]:
             for part in re.split(r"&&|\|", line):
                 words = shlex.split(part.strip()) if part.strip() else []
                 for i, w in enumerate(words):
-                    if w.endswith("jobrun") and "/" not in w.replace(".venv/bin/jobrun", "") \
+                    if (w.endswith("jobrun") and "/" not in w.replace(".venv/bin/jobrun", "")) \
                             or w.endswith("/bin/jobrun"):
                         out.append(words[i + 1:])
                         break
@@ -63,6 +63,6 @@ def test_every_cli_command_shown_exists(args: list[str]) -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    readme_cmd = [b for b in blocks("sh") if "pytest" in b][0].strip()
-    install, _, test = readme_cmd.partition(" && .venv/bin/python -m pytest")
+    readme_cmd = next(b for b in blocks("sh") if "pytest" in b).strip()
+    install, _, _test = readme_cmd.partition(" && .venv/bin/python -m pytest")
     assert install.strip() in ci and ".venv/bin/python -m pytest -q" in ci

@@ -31,11 +31,11 @@ from typing import Any
 
 import apsw
 import pytest
-from conftest import ROOT, run_cli, wait_for
-from crashapp.harness import ServiceProc, wait_serving
 
 import jobrun
 import jobrun.testing
+from conftest import ROOT, run_cli, wait_for
+from crashapp.harness import ServiceProc, wait_serving
 from jobrun.config import Settings
 
 RECIPES = ROOT / "recipes"

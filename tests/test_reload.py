@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
 
 import jobrun
+from conftest import run_cli
+from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
 
 TICK = "cronapp.tasks:tick"
 GATED = "cronapp.tasks:gated"

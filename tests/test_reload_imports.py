@@ -11,10 +11,9 @@ import os
 import signal
 from pathlib import Path
 
+import jobrun
 from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
 from execapp import reload_a, reload_b  # noqa: F401  (by-name enqueues get their queue)
-
-import jobrun
 
 
 def config_text(imports: list[str]) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
+from jobrun.attempt import after_failure
 from jobrun.errors import Permanent, Retry, UnknownTask
 from jobrun.model import ACTIVE, FINISHED, Claim, JobState, can_move
 from jobrun.retry import backoff, ceiling
-from jobrun.attempt import after_failure
 
 
 def test_full_jitter_bounds() -> None:
@@ -42,4 +42,4 @@ def test_state_machine() -> None:
     assert can_move(S.QUEUED, S.RUNNING) and can_move(S.RUNNING, S.QUEUED)
     assert not can_move(S.SUCCEEDED, S.QUEUED) and can_move(S.DEAD, S.QUEUED)
     assert not can_move(S.SCHEDULED, S.RUNNING)
-    assert ACTIVE | FINISHED == set(S) and not ACTIVE & FINISHED
+    assert set(S) == ACTIVE | FINISHED and not ACTIVE & FINISHED

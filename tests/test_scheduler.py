@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jobrun
+from jobrun import catalog, enqueue
 from jobrun.config import CronEntry, Settings
 from jobrun.cron import Every, parse_schedule
-from jobrun import catalog, enqueue
 from jobrun.scheduler import Scheduler, plan
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 MINUTE = Every(60)
 

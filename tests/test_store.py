@@ -15,8 +15,8 @@ import pytest
 from jobrun.errors import StoreError
 from jobrun.lock import HolderLock, holder_alive
 from jobrun.store import NewJob, Outcome, SqliteStore
-from jobrun.store.sqlite import PAGE_SIZE
 from jobrun.store.migrations import SCHEMA_VERSION
+from jobrun.store.sqlite import PAGE_SIZE
 
 
 def job(task: str = "t:f", **kw: object) -> NewJob:

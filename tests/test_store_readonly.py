@@ -173,7 +173,7 @@ def test_readonly_store_on_a_read_only_folder_in_process(
     reader = SqliteStore(path, readonly=True)
     assert [r.args for r in reader.list_jobs()] == [[1], [0]]
     reader.close()
-    with pytest.raises(StoreError, match="must be writable by this user .* -wal and -shm"):
+    with pytest.raises(StoreError, match=r"must be writable by this user .* -wal and -shm"):
         SqliteStore(path)
 
 

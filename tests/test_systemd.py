@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from conftest import JOBRUN
-
 from jobrun.ops.systemd import Notifier
 
 
@@ -28,7 +27,7 @@ def _collect(sock: socket.socket, until: str, timeout: float = 15.0) -> list[str
     while time.monotonic() < deadline:
         try:
             got.extend(sock.recv(4096).decode().split("\n"))
-        except socket.timeout:
+        except TimeoutError:
             continue
         if any(line.startswith(until) for line in got):
             return got
@@ -74,14 +73,14 @@ def test_no_watchdog_ping_while_a_loop_is_stuck(tmp_path: Path) -> None:
         try:
             while True:
                 sock.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             pass
         deadline = time.monotonic() + 0.6
         late: list[str] = []
         while time.monotonic() < deadline:
             try:
                 late.append(sock.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 pass
         assert not any("WATCHDOG=1" in m for m in late)
     finally:

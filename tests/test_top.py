@@ -15,11 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import JOBRUN, wait_for
 from rich.console import Console
 
 import jobrun
 import jobrun.testing
+from conftest import JOBRUN, wait_for
 from jobrun import clock
 from jobrun.config import CronEntry, QueueConfig, Settings
 from jobrun.lock import current_leader

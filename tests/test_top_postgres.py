@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import run_cli, wait_for
 
 import jobrun
+from conftest import run_cli, wait_for
 from jobrun.config import QueueConfig, Settings
 from jobrun.presence import presence_for
 from jobrun.store import open_store

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from jobrun import clock
 from jobrun.errors import StoreError
 from jobrun.presence import presence_for

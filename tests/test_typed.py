@@ -156,7 +156,7 @@ def test_binding_agrees_with_inspect_bind(which: int, n: int, kwargs: dict[str, 
     if ok:
         b.check("t", args, kwargs)
     else:
-        with pytest.raises(TypeError, match="^t: "):
+        with pytest.raises(TypeError, match=r"^t: "):
             b.check("t", args, kwargs)
 
 

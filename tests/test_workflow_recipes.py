@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 
 import jobrun
 import jobrun.testing
+from conftest import ROOT
 
 
 def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recipe: str, module: str

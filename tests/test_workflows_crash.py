@@ -6,11 +6,10 @@ import signal
 import time
 from pathlib import Path
 
-from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
-from support.config import write_config
-from flowapp import tasks as flowapp
-
 import jobrun
+from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
+from flowapp import tasks as flowapp
+from support.config import write_config
 
 
 def test_a_sleep_survives_a_sigkilled_service(tmp_path: Path) -> None:

@@ -363,7 +363,7 @@ def _dashboard_fixture(store: Store) -> tuple[int, int, int]:
 
 
 def test_the_dashboard_reads_rows_by_name(store: Store) -> None:
-    q, r, d = _dashboard_fixture(store)
+    _q, r, d = _dashboard_fixture(store)
     with store.dashboard() as read:
         counts = {(x["queue"], x["state"]): x["n"] for x in read("top_counts", {})}
         running = read("top_running", {"limit": 10})

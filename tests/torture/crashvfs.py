@@ -308,7 +308,7 @@ def crash(tmp: Path, workload: Callable[[Work], None], path: str, durability: st
             workload(Work(path, durability, disk.note, random.Random(seed)))
             disk.note("END")
             disk.power_fail()
-        except BaseException:  # noqa: BLE001 - reported to the parent
+        except BaseException:
             with disk.lock:  # unless the power is failing in another thread (it then exits)
                 err.write_text(traceback.format_exc())
                 os._exit(1)

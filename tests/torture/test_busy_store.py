@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import stormapp
+
 from crashapp.harness import JOBRUN, Reader
 
 PROCS = 4

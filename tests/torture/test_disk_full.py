@@ -24,7 +24,6 @@ from pathlib import Path
 
 import apsw
 import pytest
-from crashapp.harness import ServiceProc, wait_for, wait_serving
 from torture_util import (
     Capture,
     audit_rows,
@@ -36,6 +35,7 @@ from torture_util import (
 )
 
 import jobrun
+from crashapp.harness import ServiceProc, wait_for, wait_serving
 from jobrun import catalog
 from jobrun.config import Settings, parse
 from jobrun.errors import StoreError

@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 import stormapp
-from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
 
 import jobrun
+from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
 
 SHUTDOWN_TIMEOUT = 2.5
 

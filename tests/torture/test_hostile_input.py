@@ -33,7 +33,6 @@ from typing import Any
 
 import apsw
 import pytest
-from crashapp.harness import ServiceProc, wait_for, wait_serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torture_util import (
@@ -48,6 +47,7 @@ from torture_util import (
 )
 
 import jobrun
+from crashapp.harness import ServiceProc, wait_for, wait_serving
 from jobrun.config import Settings, check, parse
 from jobrun.cron import ScheduleError, next_fires, parse_schedule
 from jobrun.errors import ConfigError, StoreError

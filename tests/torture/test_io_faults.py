@@ -25,7 +25,6 @@ from collections.abc import Iterator
 
 import apsw
 import pytest
-from crashapp.harness import wait_for
 from torture_util import (
     Capture,
     Faults,
@@ -38,6 +37,7 @@ from torture_util import (
 )
 
 import jobrun
+from crashapp.harness import wait_for
 from jobrun import clock
 from jobrun.config import parse
 from jobrun.errors import StoreError

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import stormapp
-from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
 
 import jobrun
+from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
 from support.ledger import check_rescued_runs
 
 KILL_EVERY = 0.5

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from crashapp.harness import (
     Reader,
     proc_state,
@@ -57,7 +58,7 @@ def _import_test_leadership() -> None:
 
 
 _import_test_leadership()
-from test_leadership import (
+from test_leadership import (  # noqa: E402
     TAKEOVER,
     Spawner,
     assert_every_second_once,

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 import stormapp
-from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
-from execapp import tasks as t
 
 import jobrun
+from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
+from execapp import tasks as t
 
 TIMEOUT = 1.0
 QUEUES = f"""

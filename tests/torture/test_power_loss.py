@@ -38,10 +38,10 @@ import jobrun
 from jobrun import catalog, clock, enqueue, testing
 from jobrun.config import CronEntry, Settings, parse
 from jobrun.lock import HolderLock
-from jobrun.scheduler import Scheduler
 from jobrun.model import NewJob, Outcome
-from jobrun.store.migrations import SCHEMA_VERSION, STEPS
+from jobrun.scheduler import Scheduler
 from jobrun.store import open_store
+from jobrun.store.migrations import SCHEMA_VERSION, STEPS
 from jobrun.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.torture

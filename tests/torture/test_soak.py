@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import stormapp
-from crashapp.harness import Reader, ServiceProc, wait_serving
 
 import jobrun
+from crashapp.harness import Reader, ServiceProc, wait_serving
 
 BATCH = 5_000
 LOW_WATER = 5_000   # refill the backlog when fewer than this many jobs wait

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
-from flowapp import tasks as flowapp
 
 import jobrun
+from crashapp.harness import Reader, ServiceProc, wait_for, wait_serving
+from flowapp import tasks as flowapp
 
 KILL_EVERY = 0.5
 #: ledger step name -> the step's call number in flowapp.tasks.storm

@@ -84,7 +84,7 @@ class Capture(logging.Handler):
             if r.levelno >= level:
                 try:
                     out.append(r.getMessage())
-                except Exception:  # noqa: BLE001 - a record whose args do not format
+                except Exception:
                     out.append(str(r.msg))
         return "\n".join(out)
 
