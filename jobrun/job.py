@@ -51,7 +51,7 @@ class Job(Generic[R]):
     def refresh(self) -> Job[R]:
         rec = self.app.store.get(self.id)
         if rec is None:
-            raise JobrunError(f"job {self.id} does not exist (pruned?)")
+            raise JobrunError(f"job {self.id} does not exist (pruned, or its enqueue was never committed)")
         self._record, self._state, self._attempts = rec, rec.state, rec.attempts
         return self
 
@@ -62,7 +62,7 @@ class Job(Generic[R]):
         while True:
             row = self.app.store.status(self.id)
             if row is None:
-                raise JobrunError(f"job {self.id} does not exist (pruned?)")
+                raise JobrunError(f"job {self.id} does not exist (pruned, or its enqueue was never committed)")
             state, attempts, result, errors = row
             self._state, self._attempts = JobState(state), attempts
             if state == "succeeded":
