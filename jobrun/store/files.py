@@ -12,6 +12,7 @@ import urllib.parse
 import apsw
 
 from ..errors import StoreError
+from . import busy
 
 log = logging.getLogger("jobrun.store")
 BUSY_TIMEOUT_MS = 30_000
@@ -49,8 +50,10 @@ def readonly_fallback(path: str) -> str | None:
     return immutable_uri(path)
 
 
-def wrap(exc: BaseException, path: str, *, reading: bool = False) -> StoreError:
-    """Translate an apsw error into a StoreError that says what to do."""
+def wrap(exc: BaseException, path: str, *, reading: bool = False,
+         conn: apsw.Connection | None = None) -> StoreError:
+    """Translate an apsw error into a StoreError that says what to do; `conn`, the
+    connection that failed, tells a busy that waited from one that did not."""
     if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError)) and not folder_writable(path):
         folder = os.path.dirname(path)
         if reading:
@@ -69,20 +72,34 @@ def wrap(exc: BaseException, path: str, *, reading: bool = False) -> StoreError:
     if isinstance(exc, apsw.NotADBError):
         return StoreError(f"{path} is not a SQLite database (or is encrypted): refusing to touch it")
     if isinstance(exc, apsw.BusyError):
-        return StoreError(_busy(path, exc))
+        return StoreError(_busy(path, exc, busy.why(conn)))
     if isinstance(exc, apsw.CantOpenError):
         return StoreError(f"cannot open store {path}: {exc}")
     return StoreError(f"store {path}: {type(exc).__name__}: {exc}")
 
 
-def _busy(path: str, exc: apsw.BusyError) -> str:
-    """Only a plain or timed-out SQLITE_BUSY means the busy timeout ran out; the other kinds
-    come back at once (a snapshot that went stale, a recovery in progress): say which."""
+def _busy(path: str, exc: apsw.BusyError, why: str | None) -> str:
+    """Only a plain or timed-out SQLITE_BUSY can mean the busy timeout ran out, and only
+    when the handler says it did; the other kinds come back at once (a deadlock of two
+    readers that both want to write, a snapshot that went stale, a recovery): say which."""
     code = getattr(exc, "extendedresult", None)
     kind = apsw.mapping_extended_result_codes.get(code, "") if code is not None else ""
-    if kind in ("", "SQLITE_BUSY_TIMEOUT") or code == apsw.SQLITE_BUSY:
-        return f"store {path} stayed locked for {BUSY_TIMEOUT_MS // 1000}s: {exc}"
-    return f"store {path} was busy ({kind}, without waiting): {exc}"
+    if kind not in ("", "SQLITE_BUSY_TIMEOUT") and code != apsw.SQLITE_BUSY:
+        return f"store {path} was busy ({kind}, without waiting): {exc}"
+    seconds = BUSY_TIMEOUT_MS // 1000
+    if why in (busy.RAN_OUT, None):  # None: the caller named no connection
+        return f"store {path} stayed locked for {seconds}s: {exc}"
+    if why == busy.RETRIED:
+        return (f"store {path}: setting it up failed busy at once for {seconds}s, tried again "
+                f"all along: other connections kept holding read locks while wanting to "
+                f"write (rollback-journal mode, before the store is WAL): {exc}")
+    if why == busy.AT_ONCE:
+        return (f"store {path} was busy at once, without waiting: this connection held a "
+                f"read lock and wanted to write while another one did too (a deadlock "
+                f"SQLite breaks at once in rollback-journal mode): {exc}; try again")
+    return (f"store {path} is locked on the connection= given (its own busy timeout, if any, "
+            f"ran out, or its transaction read before writing while another connection "
+            f"did too: start it with BEGIN IMMEDIATE): {exc}")
 
 
 def check_file(path: str) -> bool:

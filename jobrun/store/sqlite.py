@@ -21,7 +21,7 @@ from ..limits import Limits
 from ..location import foreign, is_url
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rounds, rows
-from .busy import wait_briefly
+from .busy import retried, wait_briefly
 from .contract import DashboardRead, Rescued, Round, Store
 from .files import (
     BUSY_TIMEOUT_MS,
@@ -79,10 +79,10 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
             create_private(self.path)
         conn = self.connection()
         if not readonly:
-            try:
-                migrate(conn, self.path)
+            try:  # schema set-up under BEGIN IMMEDIATE, again if SQLite failed it at once
+                retried(conn, lambda: migrate(conn, self.path))
             except apsw.Error as exc:
-                raise wrap(exc, self.path) from exc
+                raise wrap(exc, self.path, conn=conn) from exc
             if adopt and durability == "normal" and self._stated_durability(conn) == "full":
                 # The service's config says every commit is synced: a producer that never
                 # read that config (App("jobs.db")) must not acknowledge less.
@@ -122,17 +122,22 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
                     f"store {self.path} has schema version {version}, newer than this jobrun "
                     f"knows ({SCHEMA_VERSION}): upgrade jobrun; the file was not touched")
             if not self.readonly:
-                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new, empty file only
-                mode = conn.execute("PRAGMA journal_mode").get
-                if mode != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
+                retried(conn, lambda: self._to_wal(conn))
             sync = "FULL" if self.durability == "full" else "NORMAL"
             conn.execute(f"PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY;")
         except apsw.Error as exc:
             if conn is not None:
                 conn.close()  # no -wal/-shm left beside a refused file
-            raise wrap(exc, self.path, reading=self.readonly) from exc
+            raise wrap(exc, self.path, reading=self.readonly, conn=conn) from exc
         return conn
+
+    @staticmethod
+    def _to_wal(conn: apsw.Connection) -> None:
+        """The file in WAL mode. Switching reads, then writes: two openers of a file not
+        WAL yet deadlock on it and SQLite fails one at once (the caller runs it again)."""
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new, empty file only
+        if conn.execute("PRAGMA journal_mode").get != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
 
     def connection(self) -> apsw.Connection:
         """This thread's connection to the store."""
@@ -159,21 +164,21 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
         try:
             c.execute("BEGIN IMMEDIATE")
         except apsw.Error as exc:
-            raise wrap(exc, self.path) from exc
+            raise wrap(exc, self.path, conn=c) from exc
         try:
             yield c
         except BaseException as exc:
             with contextlib.suppress(apsw.Error):
                 c.execute("ROLLBACK")
             if isinstance(exc, apsw.Error):
-                raise wrap(exc, self.path) from exc
+                raise wrap(exc, self.path, conn=c) from exc
             raise
         try:
             c.execute("COMMIT")
         except apsw.Error as exc:
             with contextlib.suppress(apsw.Error):
                 c.execute("ROLLBACK")
-            raise wrap(exc, self.path) from exc
+            raise wrap(exc, self.path, conn=c) from exc
 
     @contextlib.contextmanager
     def dashboard(self) -> Iterator[DashboardRead]:
@@ -188,7 +193,7 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
                     names = names or [d[0] for d in cur.getdescription()]
                     out.append(dict(zip(names, r)))
             except apsw.Error as exc:
-                raise wrap(exc, self.path) from exc
+                raise wrap(exc, self.path, conn=conn) from exc
             return out
 
         try:
@@ -198,16 +203,17 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
             finally:
                 conn.execute("COMMIT")
         except apsw.Error as exc:
-            raise wrap(exc, self.path) from exc
+            raise wrap(exc, self.path, conn=conn) from exc
 
     def schema(self) -> tuple[int, int]:
         return int(self.read("PRAGMA user_version")[0][0]), SCHEMA_VERSION
 
     def read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        conn = self.connection()
         try:
-            return list(self.connection().execute(sql, params))
+            return list(conn.execute(sql, params))
         except apsw.Error as exc:
-            raise wrap(exc, self.path) from exc
+            raise wrap(exc, self.path, conn=conn) from exc
 
     # -- enqueue -----------------------------------------------------------------------
     @staticmethod
@@ -344,4 +350,4 @@ def enqueue_in(connection: apsw.Connection, jobs: list[NewJob], *, now: float,
         migrate_in(connection, path)
         return SqliteStore._insert(connection, jobs, now)
     except apsw.Error as exc:
-        raise wrap(exc, path) from exc
+        raise wrap(exc, path, conn=connection) from exc

@@ -102,7 +102,7 @@ class WorkflowActions:
             conn.execute(WQ["put_step_fenced"], {**_params(job_id, step), "token": token})
             return bool(conn.changes())
         except apsw.Error as exc:
-            raise wrap(exc, self.path) from exc
+            raise wrap(exc, self.path, conn=conn) from exc
 
     def record_steps(self, job_id: int, token: int, steps: list[StepRecord], *,
                      last: bool = False) -> bool:
@@ -183,4 +183,4 @@ def send_event_in(connection: apsw.Connection, name: str, payload: str, *, now: 
         migrate_in(connection, path)
         return insert_event(connection, name, payload, now)
     except apsw.Error as exc:
-        raise wrap(exc, path) from exc
+        raise wrap(exc, path, conn=connection) from exc
