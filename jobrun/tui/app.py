@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Static
@@ -22,22 +22,22 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
-from .actions import act, bulk, done_line, how_many, queue_refusal, scale, toggle
-from .browse import PAGE, STATES, JobRow, Key, clip, detail, page, refusal
+from .browse import PAGE, STATES, JobRow, Key, detail, page
 from .charts import overview
+from .commands import Commands
 from .keys import in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
-from .screens import Confirm, Help, JobScreen, Overview
+from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
-from .source import open_reader, open_writer
+from .source import open_reader
 
-LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "overview")
+LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "reset", "overview", "search_all")
 MARK = "▶"  # the selected row's first cell
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
 
 
-class Console(App[None]):
+class Console(Commands):
     """The console: queues on top, the jobs of one state below, a job on `enter`."""
 
     ENABLE_COMMAND_PALETTE = False
@@ -74,6 +74,7 @@ class Console(App[None]):
         Binding("o", "overview", "charts"),
         Binding("plus", "scale(1)", "more", key_display="+", show=False),
         Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
+        Binding("equals_sign", "reset", "reset", key_display="=", show=False),
         Binding("escape", "clear", "back", show=False),
     ]
 
@@ -236,7 +237,7 @@ class Console(App[None]):
             return None
         return self.rows[t.cursor_row].id
 
-    def _selected_state(self) -> str | None:
+    def selected_state(self) -> str | None:
         if isinstance(self.screen, JobScreen):
             return self.screen.state
         job_id = self.selected_id()
@@ -331,98 +332,6 @@ class Console(App[None]):
         self.state = STATES[(STATES.index(self.state) + step) % len(STATES)]
         self.rows = []
         self._load(reset=True)
-
-    def _store(self) -> Store:
-        if self.writer is None:
-            self.writer = open_writer(self.store_path)
-        return self.writer
-
-    def action_ask(self, action: str) -> None:
-        """r, c, d: the action on the selected job (y confirms)."""
-        if isinstance(self.screen, Overview):
-            self.say(f"{action}: escape to the jobs first", error=True)
-            return
-        job_id, state = self.selected_id(), self._selected_state()
-        why = refusal(action, state, self.read_only)
-        if why or job_id is None:
-            self.say(why or f"{action}: no job selected", error=True)
-            return
-
-        def done(yes: bool | None) -> None:
-            if not yes:
-                self.say(f"{action} of job {job_id}: not done")
-                return
-            self._act(action, job_id)
-
-        self.push_screen(Confirm(f"{action} job {job_id} ({state})?"), done)
-
-    def _act(self, action: str, job_id: int) -> None:
-        try:
-            said, failed = act(self._store(), action, job_id, now=clock.now())
-            self.say(said, error=failed)
-        except JobrunError as exc:
-            self.say(broke(f"{action} failed", exc), error=True)
-        self.refresh_data()
-
-    def action_bulk(self, action: str) -> None:
-        """R, C, D: the action on every job the list shows, on every page (y confirms)."""
-        if isinstance(self.screen, (JobScreen, Overview)):
-            return
-        why = refusal(action, self.state, self.read_only)
-        if why:
-            self.say(why.replace("the job is", "the jobs are"), error=True)
-            return
-        if not self.rows:
-            self.say(f"{action}: no job matches", error=True)
-            return
-        what = (f"every {self.state} job of queue {self.queue or 'all'}"
-                + (f" matching {clip(self.text, 20)!r}" if self.text else "")
-                + f" ({self._how_many()})")
-        state, queue, text = self.state, self.queue, self.text
-
-        def done(yes: bool | None) -> None:
-            if not yes:
-                self.say(f"{action} of {what}: not done")
-                return
-            try:
-                n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
-                                 text=text, now=clock.now(), args=self.show_args)
-                self.say(done_line(action, n, missed, state), error=bool(missed))
-            except JobrunError as exc:
-                self.say(broke(f"{action} failed", exc), error=True)
-            self.rows = []
-            self.refresh_data()
-
-        self.push_screen(Confirm(f"{action} {what}?"), done)
-
-    def _how_many(self) -> str:
-        return how_many(self.snap, self.state, self.queue, text=self.text,
-                        loaded=len(self.rows), more=self.more)
-
-    def _queue_key(self, action: str) -> None:
-        """p, + and -: only on the queue the jobs screen shows selected, never on one left
-        selected out of sight (the overview, a job)."""
-        why = queue_refusal(action, self.queue, read_only=self.read_only,
-                            shown=self.screen is self.screen_stack[0],
-                            in_queues=self.focused is self.queues)
-        if why or self.queue is None:
-            self.say(why or action, error=True)
-            return
-        try:
-            said, failed = (toggle(self._store(), self.queue, self.snap) if action == "pause"
-                            else scale(self._store(), self.queue, 1 if action == "+" else -1,
-                                       self.snap, self.settings))
-        except JobrunError as exc:
-            said, failed = broke(f"{action} failed", exc), True
-        self.say(said, error=failed)
-        self.refresh_data()
-
-    def action_pause(self) -> None:
-        self._queue_key("pause")
-
-    def action_scale(self, step: int) -> None:
-        """+ and -: the selected queue's concurrency, live, through the store."""
-        self._queue_key("+" if step > 0 else "-")
 
 
 def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:
