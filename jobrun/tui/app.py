@@ -22,7 +22,7 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
-from .browse import PAGE, STATES, JobRow, Key, detail, page
+from .browse import BUDGET, PAGE, STATES, JobRow, Key, Page, detail, in_state, page, search_note
 from .charts import overview
 from .commands import Commands
 from .keys import in_order, no_colour, on_sigterm
@@ -33,6 +33,7 @@ from .source import open_reader
 
 LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "reset", "overview", "search_all")
 MARK = "▶"  # the selected row's first cell
+STEP = 50_000    # index entries `n` looks at per step: the screen stays live between steps
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
 
@@ -72,6 +73,7 @@ class Console(Commands):
         Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
         Binding("o", "overview", "charts"),
+        Binding("n", "search_all", "search on", show=False),
         Binding("plus", "scale(1)", "more", key_display="+", show=False),
         Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
         Binding("equals_sign", "reset", "reset", key_display="=", show=False),
@@ -98,8 +100,10 @@ class Console(Commands):
         self.rows: list[JobRow] = []
         self.more = False         # another page may follow the loaded rows
         self.after: Key | None = None  # where the next page starts
-        self.scanned = 0
-        self.short = False
+        self.scanned = 0          # index entries the loaded rows were searched through
+        self.short = False        # the last read stopped at its budget, not at the end
+        self.reach = BUDGET       # how far a refresh searches from the top (n raises it)
+        self.searching = 0        # while n searches on: stop once this many rows are loaded
         self.head = Static(id="head")
         self.queues: DataTable[Any] = DataTable(id="queues", cursor_type="row")
         self.title_line = Static(id="title")
@@ -145,7 +149,8 @@ class Console(Commands):
             return  # starting or ending: no widgets to draw on
         try:
             now = clock.now()
-            self.snap = take(self.reader, now=now, settings=self.settings, window=self.window)
+            self.snap = take(self.reader, now=now, settings=self.settings, window=self.window,
+                             failures=False)  # the jobs list shows them
             self._draw_queues()
             loaded = max(PAGE, len(self.rows))
             self._load(reset=True, limit=loaded)
@@ -174,10 +179,13 @@ class Console(Commands):
         names = [""] + [q.name for q in self.snap.queues]
         t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
 
-    def _load(self, *, reset: bool, limit: int = PAGE) -> None:
+    def _load(self, *, reset: bool, limit: int = PAGE, budget: int | None = None) -> None:
+        """A page from the top (`reset`) or the next one; a refresh searches as far from the
+        top as the list was searched (`reach`), so a match found by `n` stays."""
         try:
             got = page(self.reader, self.state, queue=self.queue, text=self.text,
-                       after=None if reset else self.after, limit=limit, args=self.show_args)
+                       after=None if reset else self.after, limit=limit, args=self.show_args,
+                       budget=budget or (self.reach if reset else BUDGET))
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
@@ -185,10 +193,23 @@ class Console(Commands):
             return
         self.rows = list(got.rows) if reset else self.rows + list(got.rows)
         self.after = got.after
-        self.scanned = got.scanned
+        self.scanned = got.scanned if reset else self.scanned + got.scanned
         self.more = got.after is not None
-        self.short = self.more and len(got.rows) < limit  # stopped at its bound
+        self.short = got.stopped
         self._draw_jobs()
+
+    def _restart(self) -> None:
+        """The list's state, queue or filter changed: its first page, searched from the top
+        with the usual bound."""
+        self.rows = []
+        self.reach = BUDGET
+        self.searching = 0
+        self._load(reset=True)
+
+    def _note(self) -> str:
+        total = in_state(self.snap.queues, self.state, self.queue) if self.snap else None
+        note = search_note(Page(tuple(self.rows), self.after, self.scanned, self.short), total)
+        return f"{note} (searching)" if note and self.searching else note
 
     def _draw_jobs(self) -> None:
         t = self.jobs
@@ -204,7 +225,7 @@ class Console(Commands):
         elif ids:
             t.move_cursor(row=min(row, len(ids) - 1), animate=False)
         title = jobs_title(self.state, self.queue, self.text, self.rows, more=self.more,
-                           short=self.short, scanned=self.scanned)
+                           note=self._note())
         self.title_line.update(Text(title))
 
     def draw_overview(self, screen: Overview) -> None:
@@ -265,8 +286,7 @@ class Console(Commands):
             name = str(event.row_key.value or "") or None
             if name != self.queue:
                 self.queue = name
-                self.rows = []
-                self._load(reset=True)
+                self._restart()
         elif event.data_table.id == "jobs" and self.more \
                 and event.cursor_row >= len(self.rows) - 3:
             self._load(reset=False)  # the next page, only when the cursor nears the end
@@ -284,8 +304,7 @@ class Console(Commands):
         """The filter's text applies; the keys go to the jobs again (now, not later: the
         next key may already be waiting)."""
         self.text = value.strip()
-        self.rows = []
-        self._load(reset=True)
+        self._restart()
         self._close_box()
 
     def _close_box(self) -> None:
@@ -322,16 +341,41 @@ class Console(Commands):
         box.value = ""
         if self.text:
             self.text = ""
-            self.rows = []
-            self._load(reset=True)
+            self._restart()
         self._close_box()
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
             return
         self.state = STATES[(STATES.index(self.state) + step) % len(STATES)]
-        self.rows = []
-        self._load(reset=True)
+        self._restart()
+
+    def action_search_all(self) -> None:
+        """n: search on past the bound, `STEP` entries at a time (the screen stays live and
+        keys still work between steps), until a page more is found or every job was seen."""
+        if self.searching:
+            return
+        if not self.short:
+            self.say("n: the list was not cut short; there is nothing more to search",
+                     error=True)
+            return
+        self.searching = len(self.rows) + PAGE
+        self._search_step()
+
+    def _search_step(self) -> None:
+        if not self.searching:
+            return  # the list was restarted meanwhile
+        self._load(reset=False, budget=STEP)
+        self.reach = max(self.reach, self.scanned)
+        if self.short and len(self.rows) < self.searching:
+            self._draw_jobs()
+            self.set_timer(0.01, self._search_step)
+            return
+        self.searching = 0
+        self._draw_jobs()
+        self.say(f"searched {self.scanned:,} jobs: {len(self.rows):,} found"
+                 + ("; every job searched" if not self.more else "; n searches on"
+                    if self.short else ""))
 
 
 def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:
