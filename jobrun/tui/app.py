@@ -22,7 +22,19 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
-from .browse import BUDGET, PAGE, STATES, JobRow, Key, Page, detail, in_state, page, search_note
+from .browse import (
+    BUDGET,
+    PAGE,
+    SCAN,
+    STATES,
+    JobRow,
+    Key,
+    Page,
+    detail,
+    in_state,
+    page,
+    search_note,
+)
 from .charts import overview
 from .commands import Commands
 from .keys import in_order, no_colour, on_sigterm
@@ -366,7 +378,8 @@ class Console(Commands):
         if not self.searching:
             return  # the list was restarted meanwhile
         self._load(reset=False, budget=STEP)
-        self.reach = max(self.reach, self.scanned)
+        # a refresh reads as far: the last span, shorter than SCAN, is not counted in scanned
+        self.reach = max(self.reach, self.scanned + SCAN)
         if self.short and len(self.rows) < self.searching:
             self._draw_jobs()
             self.set_timer(0.01, self._search_step)
