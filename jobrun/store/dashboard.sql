@@ -39,6 +39,12 @@ SELECT max(fire_at) AS last FROM cron_fires WHERE entry = :entry;
 SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
  WHERE state = 'running' ORDER BY started_at, id LIMIT :limit;
 
+-- top_beats --
+-- Per service, when its running jobs' leases run out (each claim and renewal, its heartbeat,
+-- sets it): jobs_running, a row per running job.
+SELECT holder, max(lease_until) AS until FROM jobs
+ WHERE state = 'running' AND holder IS NOT NULL GROUP BY holder;
+
 -- top_dead_recent --
 -- The newest dead jobs of one queue: jobs_dead in index order, `limit` rows looked up.
 SELECT id, task, queue, state, attempts, max_attempts, finished_at AS at,
@@ -75,7 +81,7 @@ WITH span AS (
    ORDER BY k DESC, id DESC LIMIT :scan)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state
@@ -84,7 +90,7 @@ SELECT * FROM (
    ORDER BY span.k DESC, span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
-  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
    ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
 
 -- top_jobs_finished --
@@ -95,7 +101,7 @@ WITH span AS (
    ORDER BY k DESC, id DESC LIMIT :scan)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
@@ -104,7 +110,7 @@ SELECT * FROM (
    ORDER BY span.k DESC, span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
-  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
    ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
 
 -- top_jobs_waiting --
@@ -115,7 +121,7 @@ WITH span AS (
    ORDER BY k, id LIMIT :scan)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
@@ -124,7 +130,7 @@ SELECT * FROM (
    ORDER BY span.k, span.id LIMIT :limit)
 UNION ALL
 SELECT * FROM (
-  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
    ORDER BY k, id LIMIT 1 OFFSET :scan - 1);
 
 -- top_jobs_running --
@@ -136,7 +142,7 @@ WITH span AS (
    ORDER BY k, id LIMIT :scan)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
@@ -145,7 +151,7 @@ SELECT * FROM (
    ORDER BY span.k, span.id LIMIT :limit)
 UNION ALL
 SELECT * FROM (
-  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
    ORDER BY k, id LIMIT 1 OFFSET :scan - 1);
 
 -- top_jobs_queued --
@@ -155,7 +161,7 @@ WITH span AS (
    ORDER BY id DESC LIMIT :scan)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = :state AND (:queue IS NULL OR j.queue = :queue)
@@ -164,5 +170,5 @@ SELECT * FROM (
    ORDER BY span.id DESC LIMIT :limit)
 UNION ALL
 SELECT * FROM (
-  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
    ORDER BY id DESC LIMIT 1 OFFSET :scan - 1);

@@ -40,6 +40,12 @@ SELECT max(fire_at) AS last FROM cron_fires WHERE entry = %(entry)s::text;
 SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
  WHERE state = 'running' ORDER BY started_at, id LIMIT %(limit)s::int;
 
+-- top_beats --
+-- Per service, when its running jobs' leases run out (each claim and renewal, its heartbeat,
+-- sets it): jobs_running, a row per running job.
+SELECT holder, max(lease_until) AS until FROM jobs
+ WHERE state = 'running' AND holder IS NOT NULL GROUP BY holder;
+
 -- top_dead_recent --
 -- The newest dead jobs of one queue: jobs_dead in index order, `limit` rows looked up.
 SELECT id, task, queue, state, attempts, max_attempts, finished_at AS at,
@@ -76,7 +82,7 @@ WITH span AS (
    ORDER BY k DESC, id DESC LIMIT %(scan)s::int)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = %(state)s::text
@@ -86,7 +92,7 @@ SELECT * FROM (
 UNION ALL
 SELECT * FROM (
   SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
-         NULL::float8, NULL::text, NULL::text, k FROM span
+         NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
    ORDER BY k DESC, id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
 -- top_jobs_finished --
@@ -97,7 +103,7 @@ WITH span AS (
    ORDER BY k DESC, id DESC LIMIT %(scan)s::int)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
@@ -107,7 +113,7 @@ SELECT * FROM (
 UNION ALL
 SELECT * FROM (
   SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
-         NULL::float8, NULL::text, NULL::text, k FROM span
+         NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
    ORDER BY k DESC, id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
 -- top_jobs_waiting --
@@ -118,7 +124,7 @@ WITH span AS (
    ORDER BY k, id LIMIT %(scan)s::int)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
@@ -128,7 +134,7 @@ SELECT * FROM (
 UNION ALL
 SELECT * FROM (
   SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
-         NULL::float8, NULL::text, NULL::text, k FROM span
+         NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
    ORDER BY k, id LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
 -- top_jobs_running --
@@ -140,7 +146,7 @@ WITH span AS (
    ORDER BY k, id LIMIT %(scan)s::int)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
@@ -150,7 +156,7 @@ SELECT * FROM (
 UNION ALL
 SELECT * FROM (
   SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
-         NULL::float8, NULL::text, NULL::text, k FROM span
+         NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
    ORDER BY k, id LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
 -- top_jobs_queued --
@@ -160,7 +166,7 @@ WITH span AS (
    ORDER BY id DESC LIMIT %(scan)s::int)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
-         j.enqueued_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
          substr(j.kwargs, 1, 300) AS kwargs, span.k
     FROM span JOIN jobs j ON j.id = span.id
    WHERE j.state = %(state)s::text AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
@@ -170,5 +176,5 @@ SELECT * FROM (
 UNION ALL
 SELECT * FROM (
   SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
-         NULL::float8, NULL::text, NULL::text, k FROM span
+         NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
    ORDER BY id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;

@@ -50,15 +50,33 @@ def scale(store: Store, queue: str, step: int, snap: Snapshot | None,
           settings: Settings | None) -> tuple[str, bool]:
     """A queue's concurrency one step up or down, for every service (at least 1): from the
     live value set before, else what a service serves, else the config's."""
-    served = max((c for s in (snap.services if snap else ()) for q, c in s.queues
-                  if q == queue), default=None)
-    was = store.concurrency().get(queue) or served or \
-        (settings or Settings()).queue(queue).concurrency
+    was = store.concurrency().get(queue) or configured(queue, snap, settings)
     n = max(1, was + step)
     if n == was:
         return f"queue {queue}: concurrency stays {n} (at least 1)", True
     store.set_concurrency(queue, n)
     return (f"queue {queue}: concurrency {n} per service (was {was}); running services "
+            "take it within a poll"), False
+
+
+def configured(queue: str, snap: Snapshot | None, settings: Settings | None) -> int:
+    """The concurrency a queue runs at without a live change: what a service serves (from
+    its config), else this config's."""
+    served = max((c for s in (snap.services if snap else ()) for q, c in s.queues
+                  if q == queue), default=None)
+    return served or (settings or Settings()).queue(queue).concurrency
+
+
+def reset(store: Store, queue: str, snap: Snapshot | None,
+          settings: Settings | None) -> tuple[str, bool]:
+    """Drop a queue's live concurrency (+/-): every service goes back to its configured
+    value within a poll."""
+    was = store.concurrency().get(queue)
+    if was is None:
+        return f"reset: queue {queue} already runs at its configured concurrency", True
+    store.set_concurrency(queue, None)
+    return (f"queue {queue}: concurrency back to the configured "
+            f"{configured(queue, snap, settings)} per service (was {was}); running services "
             "take it within a poll"), False
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Static
@@ -22,22 +22,35 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
-from .actions import act, bulk, done_line, how_many, queue_refusal, scale, toggle
-from .browse import PAGE, STATES, JobRow, Key, clip, detail, page, refusal
+from .browse import (
+    BUDGET,
+    PAGE,
+    SCAN,
+    STATES,
+    JobRow,
+    Key,
+    Page,
+    detail,
+    in_state,
+    page,
+    search_note,
+)
 from .charts import overview
+from .commands import Commands
 from .keys import in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
-from .screens import Confirm, Help, JobScreen, Overview
+from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
-from .source import open_reader, open_writer
+from .source import open_reader
 
-LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "overview")
+LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "reset", "overview", "search_all")
 MARK = "▶"  # the selected row's first cell
+STEP = 50_000    # index entries `n` looks at per step: the screen stays live between steps
 BACKOFF = 10.0   # refresh no more often than every BACKOFF times what the reads cost
 SLOWEST = 5.0    # but at least this often
 
 
-class Console(App[None]):
+class Console(Commands):
     """The console: queues on top, the jobs of one state below, a job on `enter`."""
 
     ENABLE_COMMAND_PALETTE = False
@@ -72,8 +85,10 @@ class Console(App[None]):
         Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
         Binding("o", "overview", "charts"),
+        Binding("n", "search_all", "search on", show=False),
         Binding("plus", "scale(1)", "more", key_display="+", show=False),
         Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
+        Binding("equals_sign", "reset", "reset", key_display="=", show=False),
         Binding("escape", "clear", "back", show=False),
     ]
 
@@ -97,8 +112,10 @@ class Console(App[None]):
         self.rows: list[JobRow] = []
         self.more = False         # another page may follow the loaded rows
         self.after: Key | None = None  # where the next page starts
-        self.scanned = 0
-        self.short = False
+        self.scanned = 0          # index entries the loaded rows were searched through
+        self.short = False        # the last read stopped at its budget, not at the end
+        self.reach = BUDGET       # how far a refresh searches from the top (n raises it)
+        self.searching = 0        # while n searches on: stop once this many rows are loaded
         self.head = Static(id="head")
         self.queues: DataTable[Any] = DataTable(id="queues", cursor_type="row")
         self.title_line = Static(id="title")
@@ -144,7 +161,8 @@ class Console(App[None]):
             return  # starting or ending: no widgets to draw on
         try:
             now = clock.now()
-            self.snap = take(self.reader, now=now, settings=self.settings, window=self.window)
+            self.snap = take(self.reader, now=now, settings=self.settings, window=self.window,
+                             failures=False)  # the jobs list shows them
             self._draw_queues()
             loaded = max(PAGE, len(self.rows))
             self._load(reset=True, limit=loaded)
@@ -173,10 +191,13 @@ class Console(App[None]):
         names = [""] + [q.name for q in self.snap.queues]
         t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
 
-    def _load(self, *, reset: bool, limit: int = PAGE) -> None:
+    def _load(self, *, reset: bool, limit: int = PAGE, budget: int | None = None) -> None:
+        """A page from the top (`reset`) or the next one; a refresh searches as far from the
+        top as the list was searched (`reach`), so a match found by `n` stays."""
         try:
             got = page(self.reader, self.state, queue=self.queue, text=self.text,
-                       after=None if reset else self.after, limit=limit, args=self.show_args)
+                       after=None if reset else self.after, limit=limit, args=self.show_args,
+                       budget=budget or (self.reach if reset else BUDGET))
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
@@ -184,10 +205,23 @@ class Console(App[None]):
             return
         self.rows = list(got.rows) if reset else self.rows + list(got.rows)
         self.after = got.after
-        self.scanned = got.scanned
+        self.scanned = got.scanned if reset else self.scanned + got.scanned
         self.more = got.after is not None
-        self.short = self.more and len(got.rows) < limit  # stopped at its bound
+        self.short = got.stopped
         self._draw_jobs()
+
+    def _restart(self) -> None:
+        """The list's state, queue or filter changed: its first page, searched from the top
+        with the usual bound."""
+        self.rows = []
+        self.reach = BUDGET
+        self.searching = 0
+        self._load(reset=True)
+
+    def _note(self) -> str:
+        total = in_state(self.snap.queues, self.state, self.queue) if self.snap else None
+        note = search_note(Page(tuple(self.rows), self.after, self.scanned, self.short), total)
+        return f"{note} (searching)" if note and self.searching else note
 
     def _draw_jobs(self) -> None:
         t = self.jobs
@@ -203,7 +237,7 @@ class Console(App[None]):
         elif ids:
             t.move_cursor(row=min(row, len(ids) - 1), animate=False)
         title = jobs_title(self.state, self.queue, self.text, self.rows, more=self.more,
-                           short=self.short, scanned=self.scanned)
+                           note=self._note())
         self.title_line.update(Text(title))
 
     def draw_overview(self, screen: Overview) -> None:
@@ -236,7 +270,7 @@ class Console(App[None]):
             return None
         return self.rows[t.cursor_row].id
 
-    def _selected_state(self) -> str | None:
+    def selected_state(self) -> str | None:
         if isinstance(self.screen, JobScreen):
             return self.screen.state
         job_id = self.selected_id()
@@ -264,8 +298,7 @@ class Console(App[None]):
             name = str(event.row_key.value or "") or None
             if name != self.queue:
                 self.queue = name
-                self.rows = []
-                self._load(reset=True)
+                self._restart()
         elif event.data_table.id == "jobs" and self.more \
                 and event.cursor_row >= len(self.rows) - 3:
             self._load(reset=False)  # the next page, only when the cursor nears the end
@@ -283,8 +316,7 @@ class Console(App[None]):
         """The filter's text applies; the keys go to the jobs again (now, not later: the
         next key may already be waiting)."""
         self.text = value.strip()
-        self.rows = []
-        self._load(reset=True)
+        self._restart()
         self._close_box()
 
     def _close_box(self) -> None:
@@ -321,108 +353,42 @@ class Console(App[None]):
         box.value = ""
         if self.text:
             self.text = ""
-            self.rows = []
-            self._load(reset=True)
+            self._restart()
         self._close_box()
 
     def action_state(self, step: int) -> None:
         if isinstance(self.screen, JobScreen):
             return
         self.state = STATES[(STATES.index(self.state) + step) % len(STATES)]
-        self.rows = []
-        self._load(reset=True)
+        self._restart()
 
-    def _store(self) -> Store:
-        if self.writer is None:
-            self.writer = open_writer(self.store_path)
-        return self.writer
-
-    def action_ask(self, action: str) -> None:
-        """r, c, d: the action on the selected job (y confirms)."""
-        if isinstance(self.screen, Overview):
-            self.say(f"{action}: escape to the jobs first", error=True)
+    def action_search_all(self) -> None:
+        """n: search on past the bound, `STEP` entries at a time (the screen stays live and
+        keys still work between steps), until a page more is found or every job was seen."""
+        if self.searching:
             return
-        job_id, state = self.selected_id(), self._selected_state()
-        why = refusal(action, state, self.read_only)
-        if why or job_id is None:
-            self.say(why or f"{action}: no job selected", error=True)
+        if not self.short:
+            self.say("n: the list was not cut short; there is nothing more to search",
+                     error=True)
             return
+        self.searching = len(self.rows) + PAGE
+        self._search_step()
 
-        def done(yes: bool | None) -> None:
-            if not yes:
-                self.say(f"{action} of job {job_id}: not done")
-                return
-            self._act(action, job_id)
-
-        self.push_screen(Confirm(f"{action} job {job_id} ({state})?"), done)
-
-    def _act(self, action: str, job_id: int) -> None:
-        try:
-            said, failed = act(self._store(), action, job_id, now=clock.now())
-            self.say(said, error=failed)
-        except JobrunError as exc:
-            self.say(broke(f"{action} failed", exc), error=True)
-        self.refresh_data()
-
-    def action_bulk(self, action: str) -> None:
-        """R, C, D: the action on every job the list shows, on every page (y confirms)."""
-        if isinstance(self.screen, (JobScreen, Overview)):
+    def _search_step(self) -> None:
+        if not self.searching:
+            return  # the list was restarted meanwhile
+        self._load(reset=False, budget=STEP)
+        # a refresh reads as far: the last span, shorter than SCAN, is not counted in scanned
+        self.reach = max(self.reach, self.scanned + SCAN)
+        if self.short and len(self.rows) < self.searching:
+            self._draw_jobs()
+            self.set_timer(0.01, self._search_step)
             return
-        why = refusal(action, self.state, self.read_only)
-        if why:
-            self.say(why.replace("the job is", "the jobs are"), error=True)
-            return
-        if not self.rows:
-            self.say(f"{action}: no job matches", error=True)
-            return
-        what = (f"every {self.state} job of queue {self.queue or 'all'}"
-                + (f" matching {clip(self.text, 20)!r}" if self.text else "")
-                + f" ({self._how_many()})")
-        state, queue, text = self.state, self.queue, self.text
-
-        def done(yes: bool | None) -> None:
-            if not yes:
-                self.say(f"{action} of {what}: not done")
-                return
-            try:
-                n, missed = bulk(self.reader, self._store(), action, state, queue=queue,
-                                 text=text, now=clock.now(), args=self.show_args)
-                self.say(done_line(action, n, missed, state), error=bool(missed))
-            except JobrunError as exc:
-                self.say(broke(f"{action} failed", exc), error=True)
-            self.rows = []
-            self.refresh_data()
-
-        self.push_screen(Confirm(f"{action} {what}?"), done)
-
-    def _how_many(self) -> str:
-        return how_many(self.snap, self.state, self.queue, text=self.text,
-                        loaded=len(self.rows), more=self.more)
-
-    def _queue_key(self, action: str) -> None:
-        """p, + and -: only on the queue the jobs screen shows selected, never on one left
-        selected out of sight (the overview, a job)."""
-        why = queue_refusal(action, self.queue, read_only=self.read_only,
-                            shown=self.screen is self.screen_stack[0],
-                            in_queues=self.focused is self.queues)
-        if why or self.queue is None:
-            self.say(why or action, error=True)
-            return
-        try:
-            said, failed = (toggle(self._store(), self.queue, self.snap) if action == "pause"
-                            else scale(self._store(), self.queue, 1 if action == "+" else -1,
-                                       self.snap, self.settings))
-        except JobrunError as exc:
-            said, failed = broke(f"{action} failed", exc), True
-        self.say(said, error=failed)
-        self.refresh_data()
-
-    def action_pause(self) -> None:
-        self._queue_key("pause")
-
-    def action_scale(self, step: int) -> None:
-        """+ and -: the selected queue's concurrency, live, through the store."""
-        self._queue_key("+" if step > 0 else "-")
+        self.searching = 0
+        self._draw_jobs()
+        self.say(f"searched {self.scanned:,} jobs: {len(self.rows):,} found"
+                 + ("; every job searched" if not self.more else "; n searches on"
+                    if self.short else ""))
 
 
 def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:

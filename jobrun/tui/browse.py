@@ -57,6 +57,16 @@ class JobRow:
     enqueued_at: float | None
     finished_at: float | None
     args: str         # the stored JSON of args and kwargs, cut, as text
+    started_at: float | None = None  # the current (or last) attempt's start
+
+    def since(self) -> float | None:
+        """When the age shown counts from: a finished job's end, a running job's start (the
+        attempt running now, not the enqueue), else its enqueue."""
+        if self.finished_at is not None:
+            return self.finished_at
+        if self.state == "running" and self.started_at is not None:
+            return self.started_at
+        return self.enqueued_at
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Page:
     rows: tuple[JobRow, ...]
     after: Key | None     # where the next page starts; None: no more
     scanned: int = 0      # rows looked at
+    stopped: bool = False  # it stopped at its budget, not at `limit` rows nor at the end
 
 
 def page(store: Store, state: str, *, queue: str | None = None, text: str = "",
@@ -92,7 +103,8 @@ def page(store: Store, state: str, *, queue: str | None = None, text: str = "",
             rows.append(JobRow(int(r["id"]), str(r["task"]), str(r["queue"]), str(r["state"]),
                                int(r["attempts"]), int(r["max_attempts"]), r["enqueued_at"],
                                r["finished_at"],
-                               _args(str(r["args"]), str(r["kwargs"])) if args else "(hidden)"))
+                               _args(str(r["args"]), str(r["kwargs"])) if args else "(hidden)",
+                               r["started_at"]))
             key = (r["k"], int(r["id"]))
         scanned += span if end else 0
         if len(rows) >= limit:
@@ -101,7 +113,7 @@ def page(store: Store, state: str, *, queue: str | None = None, text: str = "",
             return Page(tuple(rows), None, scanned)  # the span ran out: no more
         key = end
         if scanned >= budget:
-            return Page(tuple(rows), key, scanned)
+            return Page(tuple(rows), key, scanned, stopped=True)
 
 
 def in_state(queues: Sequence[Any], state: str, queue: str | None) -> int | None:
@@ -114,11 +126,12 @@ def in_state(queues: Sequence[Any], state: str, queue: str | None) -> int | None
     return sum(int(getattr(q, field)) for q in queues if queue is None or q.name == queue)
 
 
-def search_note(got: Page, total: int | None, text: str, key: str = "n") -> str:
-    """What a filtered page says when it stopped at its bound (a read looks at `BUDGET`
-    jobs at most): how far it searched, of how many, and the key that searches on. Short,
-    so that it fits at 80 columns; "" when the page did not stop early."""
-    if not text or got.after is None or got.scanned == 0:
+def search_note(got: Page, total: int | None, key: str = "n") -> str:
+    """What a page says when it stopped at its bound (a read looks at `BUDGET` jobs at most,
+    however rare the matches: a filter, a queue, cancelled among succeeded): how far it
+    searched, of how many, and the key that searches on. Short, so that it fits at 80
+    columns; "" when the page did not stop early."""
+    if not got.stopped or got.after is None:
         return ""
     of = f" of {total:,}" if total is not None else ""
     found = f"{len(got.rows)} found" if got.rows else "none yet"
@@ -174,8 +187,9 @@ def _json(value: Any) -> str:
 def detail(job: JobRecord | None, job_id: int, *, steps: Sequence[StepRecord] = (),
            children: Sequence[int] = (), now: float, full: bool = False,
            show_args: bool = True) -> Text:
-    """One job as text: what it is, its payloads escaped and cut, every error with its
-    traceback and command output, and a workflow's steps and children."""
+    """One job as text: what it is, its payloads escaped and cut, every attempt's error
+    (newest first: the one an operator opens it for) with its traceback and command output,
+    and a workflow's steps and children."""
     out = Text()
     if job is None:
         out.append(f"job {job_id} no longer exists (deleted or pruned)\n", style="bold red")
@@ -202,7 +216,9 @@ def detail(job: JobRecord | None, job_id: int, *, steps: Sequence[StepRecord] = 
         out.append("arguments hidden ([ui] show_args = false)\n\n", style="bold")
     if job.result is not None:
         _payload(out, "result", _json(job.result), full)
-    for i, err in enumerate(job.errors, 1):
+    if job.errors:
+        out.append(f"errors ({len(job.errors)}), newest first\n\n", style="bold")
+    for i, err in reversed(list(enumerate(job.errors, 1))):  # the latest failure on top
         at = err.get("at")
         when = clock_utc(at, True) if isinstance(at, (int, float)) else "?"
         head = (f"error {i}/{len(job.errors)} (attempt {err.get('attempt') or '?'}, {when}): "

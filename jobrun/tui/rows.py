@@ -29,19 +29,19 @@ def queue_cells(q: QueueRow) -> tuple[str, ...]:
 
 def job_cells(r: JobRow, now: float) -> tuple[str, ...]:
     return (str(r.id), clip(r.task, 28), clip(r.queue, 10), f"{r.attempts}/{r.max_attempts}",
-            dur(max(0.0, now - (r.finished_at or r.enqueued_at or now))), clip(r.args, 60))
+            dur(max(0.0, now - (r.since() or now))), clip(r.args, 60))
 
 
 def jobs_title(state: str, queue: str | None, text: str, rows: Sequence[JobRow], *,
-               more: bool, short: bool, scanned: int) -> str:
+               more: bool, note: str = "") -> str:
     title = f"jobs {state}, {ORDER[state]}  queue {clip(queue or 'all', 24)}"
     if text:
         title += f"  filter {clip(text, 20)!r}"
     title += f"  {len(rows)} shown{'+' if more else ''}"
-    if not rows:
+    if not rows and not note:  # a search cut short has not found nothing yet
         title += "  (no job matches)" if text else "  (none)"
-    if short:
-        title += f"  searched {num(scanned)} (more: ctrl+end)"
+    if note:
+        title += f"  {note}"
     return title
 
 

@@ -31,6 +31,10 @@ HELP = """jobrun top: keys
   R C D    retry, cancel, delete every job the list matches
   p        pause or resume the selected queue (in the queues)
   + / -    the selected queue's concurrency up / down, live
+  =        the selected queue's concurrency back to its configured
+           value (y confirms)
+  n        search on: a filter searches the newest jobs first and
+           says "searched N of M"; n searches the rest
   o        overview: per-queue charts (the hour), services, cron
 """
 

@@ -102,6 +102,8 @@ class ServiceRow:
     started: float | None
     queues: tuple[tuple[str, int], ...]
     leader: bool
+    beat: float | None = None         # its last heartbeat: a claim or lease renewal; None
+    #                                   while it runs nothing (alive by its lock alone)
 
 
 @dataclass(frozen=True)
@@ -233,8 +235,10 @@ def _failure(r: dict[str, Any]) -> Failure:
                    str(err.get("type") or "?"), str(err.get("message") or ""))
 
 
-def _services(presence: Presence) -> tuple[tuple[ServiceRow, ...], str | None]:
-    """Live services as their presence tells (dead ones skipped), and the leader's id."""
+def _services(presence: Presence, beats: dict[str, float]
+              ) -> tuple[tuple[ServiceRow, ...], str | None]:
+    """Live services as their presence tells (dead ones skipped), their last heartbeats,
+    and the leader's id."""
     leader = presence.leader()
     rows = []
     for h in sorted(presence.holders()):
@@ -248,7 +252,7 @@ def _services(presence: Presence) -> tuple[tuple[ServiceRow, ...], str | None]:
         rows.append(ServiceRow(h, pid if isinstance(pid, int) else None,
                                str(info.get("host") or "?"),
                                float(started) if isinstance(started, (int, float)) else None,
-                               caps, h == leader))
+                               caps, h == leader, beats.get(h)))
     return tuple(rows), leader
 
 
@@ -287,9 +291,12 @@ def _caps(settings: Settings | None, services: tuple[ServiceRow, ...],
 
 
 def take(store: Store, *, now: float, settings: Settings | None = None,
-         window: Window | None = None, presence: Presence | None = None) -> Snapshot:
+         window: Window | None = None, presence: Presence | None = None,
+         failures: bool = True) -> Snapshot:
     """Read one frame. Pass the same `window` each refresh to read only new finished rows
-    (and the same `presence`: it is the store's services, asked again each frame)."""
+    (and the same `presence`: it is the store's services, asked again each frame). Without
+    `failures` (the console: its jobs list shows them) the recent failures are not read: the
+    retrying ones are found by their attempts' start, a lookup per retrying job."""
     window = window if window is not None else Window()
     presence = presence if presence is not None else presence_for(store)
     if window.watch.check(store):
@@ -303,10 +310,13 @@ def take(store: Store, *, now: float, settings: Settings | None = None,
         paused = {str(r["name"]) for r in read("top_queues", {}) if r["paused"]}
         window.update(read, now)
         running_rows = read("top_running", {"limit": RUNNING})
-        dead_queues = [q for q, c in counts.items() if c.get("dead")]
+        lease = (settings or Settings()).lease  # a lease runs out `lease` after its renewal
+        beats = {str(r["holder"]): float(r["until"]) - lease
+                 for r in read("top_beats", {}) if r["until"] is not None}
+        dead_queues = [q for q, c in counts.items() if c.get("dead")] if failures else []
         fails = [_failure(r) for q in dead_queues
                  for r in read("top_dead_recent", {"queue": q, "limit": FAILURES})]
-        if any(c.get("retrying") for c in counts.values()):
+        if failures and any(c.get("retrying") for c in counts.values()):
             fails += [_failure(r) for r in read("top_retrying_recent", {"limit": FAILURES})]
         try:
             waiting = tuple(sorted((str(r["kind"]), int(r["n"]))
@@ -324,7 +334,7 @@ def take(store: Store, *, now: float, settings: Settings | None = None,
                    alive.setdefault(str(r["holder"]), presence.alive(str(r["holder"])))
                    if r["holder"] else False)
         for r in running_rows)
-    services, leader = _services(presence)
+    services, leader = _services(presence, beats)
     caps = _caps(settings, services, store.concurrency())
     hour = window.per_queue(now - HOUR)
     minute_from = math.ceil((now - MINUTE) / BUCKET) * BUCKET

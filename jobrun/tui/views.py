@@ -252,13 +252,23 @@ def services_title(snap: Snapshot) -> Text:
     return line(("services ", "bold"), str(len(snap.services)), (f"   {who}", "dim"))
 
 
+def beat(at: float | None, now: float) -> Text:
+    """A service's last heartbeat (a claim or a lease renewal, every lease/3 while it runs
+    jobs), as an age; idle, it beats by holding its lock, which the frame just checked."""
+    if at is None:
+        return Text("beat: idle", style="dim")
+    return Text(f"beat {dur(max(0.0, now - at))} ago")
+
+
 def services_table(rows: Sequence[ServiceRow], now: float, limit: int) -> RenderableType:
-    t = _table("mark", ">pid", "host", "up", "queues", header=False, wide={"queues": 1})
+    t = _table("mark", ">pid", "host", "up", "beat", "queues", header=False,
+               wide={"queues": 1})
     shown = rows if len(rows) <= limit else rows[:max(0, limit - 1)]
     for s in shown:
         t.add_row(Text("leader" if s.leader else "", style="bold magenta"),
                   Text(str(s.pid) if s.pid is not None else "?"), Text(clean(s.host)),
                   Text(f"up {dur(max(0.0, now - s.started))}" if s.started else ""),
+                  beat(s.beat, now),
                   Text(clean(" ".join(f"{q}:{c}" for q, c in s.queues))))
     return _with_more(t, len(rows) - len(shown), "services", limit)
 

@@ -1,0 +1,196 @@
+"""The console's newer keys and views, headless on real stores: `n` searches on past the
+list's bound, `=` resets a queue's live concurrency (confirmed; refused in --read-only),
+running jobs aged from their start, a job's errors newest first, services' heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from jobrun import clock
+from jobrun.settings import QueueConfig, Settings
+from jobrun.store.sqlite import SqliteStore
+from jobrun.tui.app import Console
+from jobrun.tui.browse import BUDGET, detail
+from jobrun.tui.screens import Confirm, Help
+from jobrun.tui.snapshot import ServiceRow
+from jobrun.tui.views import services_table
+from store.test_contract import job
+
+
+def text_of(app: Console, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def drive(app: Console, body: Callable[[Any], Awaitable[None]],
+          size: tuple[int, int] = (100, 30)) -> None:
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await body(pilot)
+    asyncio.run(main())
+
+
+async def until(pilot: Any, cond: Callable[[], object], what: str, tries: int = 200) -> None:
+    for _ in range(tries):
+        await pilot.pause(0.05)
+        if cond():
+            return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_n_searches_past_the_bound_and_the_title_says_how_far(tmp_path: Path) -> None:
+    """One old match under more newer jobs than a read looks at: the list says it searched
+    BUDGET of them and that n searches on; n finds it; a refresh keeps it."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    (old,) = s.enqueue([job("t:needle")], now=clock.now())
+    s.enqueue([job("t:hay") for _ in range(BUDGET + 500)], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("n")  # nothing cut short yet: refused in one line
+        assert "nothing more to search" in text_of(c, "#status")
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued"
+        await pilot.press("slash", *"needle", "enter")
+        title = text_of(c, "#title")
+        assert c.rows == [] and f"searched {BUDGET:,} of {BUDGET + 501:,}" in title, title
+        assert "n searches on" in title and "no job matches" not in title
+        await pilot.press("n")
+        await until(pilot, lambda: [r.id for r in c.rows] == [old], "n to find the match")
+        await until(pilot, lambda: "every job searched" in text_of(c, "#status"), "the end")
+        c.refresh_data()
+        assert [r.id for r in c.rows] == [old], "a refresh lost what n found"
+        await pilot.press("slash", *"zzz", "enter")  # a filter that matches nothing
+        await pilot.press("n")
+        await until(pilot, lambda: not c.searching and not c.short, "the search to end")
+        assert c.rows == [] and "no job matches" in text_of(c, "#title")
+
+    drive(Console(path), body)
+
+
+def test_running_jobs_are_aged_from_their_start(tmp_path: Path) -> None:
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    now = clock.now()
+    s.enqueue([job()], now=now - 7200)
+    s.acquire_round([], {"default": 1}, "svc-1", now=now - 5, lease=600)
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s")
+        assert c.state == "running" and len(c.rows) == 1
+        row = c.rows[0]
+        assert row.started_at is not None and abs(row.started_at - (now - 5)) < 1
+        age = str(c.jobs.get_row_at(0)[5])
+        assert age.startswith(("5.", "6.")), age  # since it started, not 2h since enqueue
+
+    drive(Console(path), body)
+
+
+def test_equals_resets_a_queues_live_concurrency(tmp_path: Path) -> None:
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job()], now=clock.now())
+    s.set_concurrency("default", 7)
+    s.close()
+    settings = Settings(queues={"default": QueueConfig("default", concurrency=3)})
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("equals_sign")
+        assert "select a queue" in text_of(c, "#status")
+        c.query_one("#queues", DataTable).focus()
+        await pilot.press("down")
+        assert c.queue == "default"
+        await pilot.press("equals_sign")
+        assert isinstance(c.screen, Confirm) and "from 7" in c.screen.question
+        await pilot.press("x")  # any other key declines
+        assert "not done" in text_of(c, "#status")
+        check = SqliteStore(path, readonly=True)
+        try:
+            assert check.concurrency() == {"default": 7}
+            await pilot.press("equals_sign", "y")
+            assert check.concurrency() == {}
+            assert "back to the configured 3" in text_of(c, "#status")
+            await pilot.press("equals_sign")  # nothing to reset now: refused
+            assert not isinstance(c.screen, Confirm)
+            assert "already runs at its configured" in text_of(c, "#status")
+        finally:
+            check.close()
+
+    drive(Console(path, settings), body)
+
+
+def test_equals_is_refused_read_only(tmp_path: Path) -> None:
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job()], now=clock.now())
+    s.set_concurrency("default", 7)
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        c.query_one("#queues", DataTable).focus()
+        await pilot.press("down", "equals_sign")
+        assert not isinstance(c.screen, Confirm)
+        assert "read-only" in text_of(c, "#status") and c.writer is None
+
+    drive(Console(path, read_only=True), body)
+    check = SqliteStore(path, readonly=True)
+    assert check.concurrency() == {"default": 7}
+    check.close()
+
+
+def test_a_jobs_errors_are_shown_newest_first_each_with_its_traceback(tmp_path: Path) -> None:
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    (jid,) = s.enqueue([job()], now=clock.now())
+    s.close()
+    s = SqliteStore(path)
+    rec = s.get(jid)
+    assert rec is not None
+    s.close()
+    errors = [{"at": 1000.0 + i, "attempt": i, "type": "ValueError", "message": f"try {i}",
+               "traceback": f"Traceback (most recent call last):\n  frame of try {i}\n"}
+              for i in (1, 2, 3)]
+    out = detail(rec.__class__(**{**rec.__dict__, "errors": errors}), jid, now=2000.0).plain
+    at = [out.index(f"try {i}") for i in (3, 2, 1)]
+    assert at == sorted(at), out
+    assert "error 3/3" in out and out.index("error 3/3") < out.index("error 1/3")
+    assert all(f"frame of try {i}" in out for i in (1, 2, 3))
+
+
+def test_services_show_their_last_heartbeat() -> None:
+    rows = [ServiceRow("a", 11, "h1", 900.0, (("default", 2),), True, beat=997.5),
+            ServiceRow("b", 12, "h2", 900.0, (("default", 2),), False)]
+    from io import StringIO
+
+    from rich.console import Console as RichConsole
+    out = StringIO()
+    RichConsole(file=out, width=80).print(services_table(rows, 1000.0, 5))
+    shown = out.getvalue()
+    assert "beat 2.5s ago" in shown and "beat: idle" in shown, shown
+
+
+def test_help_lists_the_newer_keys(tmp_path: Path) -> None:
+    path = str(tmp_path / "jobs.db")
+    SqliteStore(path).close()
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("question_mark")
+        assert isinstance(pilot.app.screen, Help)
+        shown = str(pilot.app.screen.query_one("#help", Static).render())
+        for key in ("= ", "n ", "+ / -", "R C D", "d ", "o "):
+            assert f"\n  {key}" in shown, key
+
+    drive(Console(path), body)
+    assert Text  # rich is the renderer of every line above
