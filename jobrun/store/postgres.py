@@ -73,7 +73,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             psycopg.connect(location, **kwargs).close()
         except psycopg.Error as exc:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StoreError(f"store {self.shown}: cannot reach the PostgreSQL server ({why})"
+            raise StoreError(f"store {self.shown}: could not connect to the PostgreSQL server ({why})"
                              ) from exc
         try:
             self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
@@ -85,7 +85,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             with contextlib.suppress(Exception):
                 self.pool.close()
-            raise StoreError(f"store {self.shown}: cannot reach the PostgreSQL server "
+            raise StoreError(f"store {self.shown}: could not connect to the PostgreSQL server "
                              f"({exc})") from exc
         try:
             self.migrate()

@@ -133,7 +133,7 @@ def test_a_server_down_is_one_line_without_the_pools_retries(command: list[str],
     out = run_cli(*command, "--store", down, cwd=str(tmp_path))
     assert out.returncode == 1, out.stdout + out.stderr
     (line,) = out.stderr.strip().splitlines()  # no pool "error connecting" lines
-    assert line.startswith(f"jobrun: store {down}: cannot reach the PostgreSQL server (")
+    assert line.startswith(f"jobrun: store {down}: could not connect to the PostgreSQL server (")
     assert "port 5999" in line and "refused" in line
 
 
