@@ -294,7 +294,7 @@ def test_plus_and_minus_scale_a_queue_of_a_running_service(app: jobrun.App,
         assert c.queue == "default"
         await pilot.press("plus")
         await until(pilot, lambda: app.store.concurrency() == {"default": 3}, "the store")
-        assert "concurrency 3 per service (was 2)" in text_of(c, "#status")
+        assert "concurrency 3, one cap for all its services (was 2)" in text_of(c, "#status")
         # The running service reads it within a poll: its slots and what it publishes.
         await until(pilot, lambda: ("default", 3) in caps(c), "the service to scale up")
         assert c.queue == "default", "a refresh lost the selected queue"

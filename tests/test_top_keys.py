@@ -18,7 +18,7 @@ from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import BUDGET, detail
 from jobrun.tui.screens import Confirm, Help
-from jobrun.tui.snapshot import ServiceRow
+from jobrun.tui.snapshot import ServiceRow, _caps
 from jobrun.tui.views import services_table
 from store.test_contract import job
 
@@ -114,16 +114,18 @@ def test_equals_resets_a_queues_live_concurrency(tmp_path: Path) -> None:
         await pilot.press("equals_sign")
         assert isinstance(c.screen, Confirm) and "from 7" in c.screen.question
         await pilot.press("x")  # any other key declines
-        assert "not done" in text_of(c, "#status")
+        await until(pilot, lambda: "not done" in text_of(c, "#status"), "the decline said")
         check = SqliteStore(path, readonly=True)
         try:
             assert check.concurrency() == {"default": 7}
             await pilot.press("equals_sign", "y")
-            assert check.concurrency() == {}
-            assert "back to the configured 3" in text_of(c, "#status")
+            await until(pilot, lambda: check.concurrency() == {}, "the live change dropped")
+            await until(pilot, lambda: "back to the configured 3" in text_of(c, "#status"),
+                        "the reset said")
             await pilot.press("equals_sign")  # nothing to reset now: refused
+            await until(pilot, lambda: "already runs at its configured" in text_of(c, "#status"),
+                        "the second reset refused")
             assert not isinstance(c.screen, Confirm)
-            assert "already runs at its configured" in text_of(c, "#status")
         finally:
             check.close()
 
@@ -194,3 +196,14 @@ def test_help_lists_the_newer_keys(tmp_path: Path) -> None:
 
     drive(Console(path), body)
     assert Text  # rich is the renderer of every line above
+
+
+def test_a_queues_cap_is_one_for_every_service_never_their_sum() -> None:
+    # Three services serving `default` at 8 share one cap of 8 (host-wide, or store-wide on
+    # PostgreSQL): the queues view must read 8/8, not 8/24 (a stranger saw 8/24).
+    rows = tuple(ServiceRow(h, 10 + i, "h", 900.0, (("default", 8), ("mail", 2)), i == 0)
+                 for i, h in enumerate("abc"))
+    settings = Settings(queues={"default": QueueConfig("default", concurrency=4)})
+    assert _caps(settings, rows, {}) == {"default": 8, "mail": 2}
+    assert _caps(settings, (), {}) == {"default": 4}
+    assert _caps(settings, rows, {"default": 3}) == {"default": 3, "mail": 2}

@@ -55,7 +55,7 @@ def scale(store: Store, queue: str, step: int, snap: Snapshot | None,
     if n == was:
         return f"queue {queue}: concurrency stays {n} (at least 1)", True
     store.set_concurrency(queue, n)
-    return (f"queue {queue}: concurrency {n} per service (was {was}); running services "
+    return (f"queue {queue}: concurrency {n}, one cap for all its services (was {was}); running services "
             "take it within a poll"), False
 
 
@@ -76,7 +76,7 @@ def reset(store: Store, queue: str, snap: Snapshot | None,
         return f"reset: queue {queue} already runs at its configured concurrency", True
     store.set_concurrency(queue, None)
     return (f"queue {queue}: concurrency back to the configured "
-            f"{configured(queue, snap, settings)} per service (was {was}); running services "
+            f"{configured(queue, snap, settings)}, one cap for all its services (was {was}); running services "
             "take it within a poll"), False
 
 

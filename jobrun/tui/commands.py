@@ -172,5 +172,5 @@ class Commands(App[None]):
             self.say(said, error=failed)
             self.refresh_data()
 
-        self.push_screen(Confirm(f"reset queue {queue}'s concurrency from {live} per service "
+        self.push_screen(Confirm(f"reset queue {queue}'s concurrency from {live} "
                                  "to the configured value?"), done)

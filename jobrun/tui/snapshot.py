@@ -278,15 +278,16 @@ def _cron(settings: Settings | None, now: float, read: DashboardRead) -> tuple[C
 
 def _caps(settings: Settings | None, services: tuple[ServiceRow, ...],
           live: dict[str, int]) -> dict[str, int]:
-    """Concurrency per queue: the config's, overridden by what the live services serve
-    (summed), overridden by a live change (`+`/`-`) times the services serving the queue."""
+    """Concurrency per queue: one cap for every service sharing the store (a queue's cap is
+    host-wide, and on PostgreSQL store-wide), so the config's, overridden by the largest any
+    live service serves with, overridden by a live change (`+`/`-`), never their sum."""
     caps = {q: c.concurrency for q, c in settings.queues.items()} if settings else {}
     served: dict[str, list[int]] = {}
     for s in services:
         for q, cap in s.queues:
             served.setdefault(q, []).append(cap)
-    caps.update({q: sum(c) for q, c in served.items()})
-    caps.update({q: n * max(1, len(served.get(q, ()))) for q, n in live.items()})
+    caps.update({q: max(c) for q, c in served.items()})
+    caps.update(live)
     return caps
 
 
