@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -79,7 +77,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
                 psycopg_pool.ConnectionPool(location, min_size=1, max_size=pool_size,
                                             kwargs=kwargs, configure=configure,
-                                            check=_check_if_idle, reset=_returned,
+                                            check=psycopg_pool.ConnectionPool.check_connection,
                                             open=False, name="jobrun")
             self.pool.open(wait=True, timeout=10)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
@@ -280,28 +278,6 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                                                      "now": now, "lease_until": now + lease}
                              ).fetchone()
         return None if r is None else rows.claim(r)
-
-
-#: Seconds a pooled connection may rest and still be lent without a check: one just given
-#: back was working a moment ago, and a check costs a round trip (a single enqueue is one
-#: statement: the check would double its round trips). Older ones are checked, so a server
-#: restart or a connection cut while it rested costs no caller an error.
-FRESH = 1.0
-_given_back: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = \
-    weakref.WeakKeyDictionary()
-
-
-def _returned(conn: psycopg.Connection[Any]) -> None:
-    """The pool's reset hook: when `conn` came back, for _check_if_idle."""
-    _given_back[conn] = time.monotonic()
-
-
-def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    """The pool's check before lending: a round trip only for a connection that rested."""
-    back = _given_back.get(conn)
-    if back is not None and time.monotonic() - back < FRESH and not conn.closed:
-        return
-    psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 def _error_head(kind: str, reason: str, now: float) -> str:
