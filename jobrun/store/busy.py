@@ -99,7 +99,9 @@ def retried(conn: apsw.Connection, step: Callable[[], T]) -> T:
     """step(), run again while SQLite fails it busy at once (the deadlock of two readers
     that both want to write), with the same even sleeps up to conn's timeout. A step that
     waited its whole timeout is not run again: the lock was held all along."""
-    patience = _patience[conn]
+    patience = _patience.get(conn)
+    if patience is None:  # a connection without our busy handler: no even sleeps to repeat
+        return step()
     tries = 0
     while True:
         try:
