@@ -23,8 +23,12 @@ def test_a_sleep_survives_a_sigkilled_service(tmp_path: Path) -> None:
     try:
         wait_serving(store, svc)
         job = app.enqueue("flowapp.tasks:napper", [2.0])
+        # The sleep has begun when its step is recorded and the job is parked in the store
+        # (the park is recorded with the service's next round, up to record_delay later).
         wait_for(lambda: db.one("SELECT state FROM steps WHERE job_id = ? AND seq = 2",
-                                (job.id,)) == "waiting", 20, "the sleep to begin")
+                                (job.id,)) == "waiting"
+                 and db.one("SELECT state FROM jobs WHERE id = ?", (job.id,)) == "scheduled",
+                 20, "the sleep to begin")
         # When: the only service is SIGKILLed during the sleep, and started again 5 s
         # later (after the sleep's end), as the scenario says.
         svc.send(signal.SIGKILL)
