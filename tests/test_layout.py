@@ -146,3 +146,41 @@ def test_every_named_sql_block_says_what_it_does() -> None:
         missing += [f"{f.name}:{n}" for n, body in zip(parts[1::2], parts[2::2])
                     if not body.strip().startswith("--") and not re.fullmatch(r"v\d+", n)]
     assert not missing, f"blocks without a one-line description: {missing}"
+
+
+def _layers() -> tuple[dict[str, int], list[str]]:
+    """Each module's section of ARCHITECTURE.md, by order, and the sections' titles."""
+    import re
+
+    rank: dict[str, int] = {}
+    titles: list[str] = []
+    for line in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            titles.append(line[3:])
+        elif m := re.match(r"\| `(jobrun/[\w/]+)\.py` \|", line):
+            parts = m.group(1).split("/")
+            rank[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = len(titles) - 1
+    return rank, titles
+
+
+def test_dependencies_point_down_the_architecture() -> None:
+    """A module imports only modules of its own section of ARCHITECTURE.md or an earlier one,
+    so the document's order is the dependency order (imports inside functions included)."""
+    known = _modules()
+    rank, titles = _layers()
+    assert len(titles) > 5 and set(known) <= set(rank), "ARCHITECTURE.md sections not read"
+    upward = [f"{name} ({titles[rank[name]]}) imports {target} ({titles[rank[target]]})"
+              for name, path in sorted(known.items())
+              for target in sorted(imports_of(name, path, known))
+              if rank[target] > rank[name]]
+    assert not upward, "imports that point up the layers:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
+    """The check is not vacuous: the store importing the service would be caught."""
+    known = _modules()
+    rank, _ = _layers()
+    fake = tmp_path / "sqlite.py"
+    fake.write_text("def f():\n    from ..service import Service\n", encoding="utf-8")
+    found = imports_of("jobrun.store.sqlite", fake, known)
+    assert "jobrun.service" in found and rank["jobrun.service"] > rank["jobrun.store.sqlite"]

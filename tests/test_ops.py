@@ -15,8 +15,9 @@ import pytest
 import jobrun
 import jobrun.testing
 from conftest import JOBRUN, ROOT, run_cli, wait_for
-from jobrun.ops.alerts import Alerter, breaches
+from jobrun.ops.alerts import breaches
 from jobrun.ops.explain import Facts, reasons
+from jobrun.worker.maintenance.alerting import Alerter
 
 
 def config(tmp_path: Path, extra: str = "") -> Path:

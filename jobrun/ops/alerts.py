@@ -1,4 +1,5 @@
-"""`[alerts]`: thresholds checked by the leading service, one warning per breach.
+"""`[alerts]`: the thresholds, their checks, and which are crossed (pure: the leading
+service's `worker/maintenance/alerting.py` logs and runs `on_alert`).
 
     [alerts]
     oldest_queued_age = "5m"      # a queue's oldest queued job is older than this
@@ -10,14 +11,11 @@ A breach logs once when it starts (and runs `on_alert`), and once when it clears
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from ..cron import parse_duration as duration
 
-log = logging.getLogger("jobrun.alerts")
 KEYS = {"oldest_queued_age", "dead_per_hour", "on_alert"}
 
 
@@ -64,33 +62,3 @@ def breaches(alerts: dict[str, Any], stats: dict[str, dict[str, Any]]) -> set[Br
         if dead is not None and v["dead_last_hour"] > dead:
             out.add(Breach("dead_per_hour", q, v["dead_last_hour"], float(dead)))
     return out
-
-
-class Alerter:
-    def __init__(self) -> None:
-        self.active: dict[tuple[str, str], Breach] = {}
-
-    def update(self, alerts: dict[str, Any], stats: dict[str, dict[str, Any]]) -> list[Breach]:
-        """Log new breaches once (and run on_alert), and clearings; returns the new ones."""
-        now = {(b.name, b.queue): b for b in breaches(alerts, stats)}
-        new = [b for k, b in now.items() if k not in self.active]
-        for k, b in self.active.items():
-            if k not in now:
-                log.info("alert cleared: %s", b.name + f" on queue {b.queue!r}")
-        self.active = now
-        for b in new:
-            log.warning("alert: %s", b.text(), extra={"jobrun": {
-                "event": "alert", "alert": b.name, "queue": b.queue, "value": b.value,
-                "threshold": b.threshold}})
-            if alerts.get("on_alert"):
-                env = {**os.environ, "JOBRUN_ALERT": b.name, "JOBRUN_QUEUE": b.queue,
-                       "JOBRUN_VALUE": f"{b.value:g}", "JOBRUN_THRESHOLD": f"{b.threshold:g}",
-                       "JOBRUN_MESSAGE": b.text()}
-                try:
-                    import subprocess  # here: a service that never alerts never loads it
-
-                    subprocess.Popen(list(alerts["on_alert"]), env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-                except OSError as exc:
-                    log.error("on_alert %s failed: %s", alerts["on_alert"], exc)
-        return new
