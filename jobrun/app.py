@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from . import catalog, clock, enqueue, validate
+from . import catalog, clock, enqueue, options, validate
 from .config import Settings, env_config, load, load_for_producer, resolve_store
 from .errors import InvalidJob, UnknownTask
 from .inline import run_inline
@@ -21,13 +21,13 @@ from .presence import presence_for
 from .presence.contract import Liveness, Ringer
 from .presence.files import FilePresence
 from .queues import known_queues
-from .registry import REGISTRY, TaskSpec, task_name
+from .registry import REGISTRY, task_name
 from .serialize import bounded, dumps
 from .store import is_postgres, open_store
 from .store.contract import Store
 from .store.sqlite import catalog_readers, enqueue_in
 from .store.sqlite_workflows import send_event_in
-from .task import Call, Task, TaskOptions, check_task_options
+from .task import Call, Task, TaskOptions
 from .workflows import MAX_STEPS, Step, Workflow, body_runner
 
 __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
@@ -116,26 +116,14 @@ class App:
         """Register a function as a task (as `@app.task` or `@app.task(queue=...)`).
 
         Every option is checked here, at import time, not at the first enqueue."""
+        given = {"queue": queue, "priority": priority, "max_attempts": max_attempts,
+                 "timeout": timeout, "retry_base": retry_base, "retry_cap": retry_cap, **extra}
         if name is not None:
             validate.text(name, "task name", empty=False)
-        if queue is not None:
-            validate.text(queue, "queue", empty=False)
-        if priority is not None:
-            priority = validate.integer(priority, "priority")
-        if max_attempts is not None:
-            max_attempts = validate.positive(max_attempts, "max_attempts")
-        if timeout is not None:
-            timeout = validate.seconds(timeout, "timeout", above=True,
-                                       kind="a number of seconds > 0")
-        if retry_base is not None:
-            retry_base = validate.seconds(retry_base, "retry_base")
-        if retry_cap is not None:
-            retry_cap = validate.seconds(retry_cap, "retry_cap")
-        check_task_options(extra)
+        options.check_task(given)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            spec = TaskSpec(validate.text(name or task_name(f), "task name"), f, queue,
-                            priority, max_attempts, timeout, retry_base, retry_cap, extra=extra)
+            spec = options.task_spec(name or task_name(f), f, given)
             validate.binder(f)  # read its signature once, now
             REGISTRY.add(spec)
             t: Task[P, R] = Task(self, f, spec)
@@ -333,7 +321,11 @@ class App:
                  **extra: Any) -> Any:
         """Register a durable workflow: a task whose body is replayed on every resume, its
         `@app.step` calls answered from their records (see jobrun.workflows)."""
-        check_task_options(extra)
+        given = {"queue": queue, "priority": priority, "max_attempts": max_attempts,
+                 "timeout": timeout, "retry_base": retry_base, "retry_cap": retry_cap, **extra}
+        if name is not None:
+            validate.text(name, "task name", empty=False)
+        options.check_task(given)
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
             raise InvalidJob(f"max_steps must be a positive int, not {max_steps!r}")
 
@@ -341,9 +333,8 @@ class App:
             if inspect.iscoroutinefunction(f):
                 raise InvalidJob(f"{task_name(f)}: a workflow body must be a plain def (it is "
                                  "replayed in a worker thread); make its steps async-free too")
-            spec = TaskSpec(name or task_name(f), body_runner(self, f, max_steps), queue,
-                            priority, max_attempts, timeout, retry_base, retry_cap,
-                            extra=extra)
+            spec = options.task_spec(name or task_name(f), body_runner(self, f, max_steps),
+                                     given)
             REGISTRY.add(spec)
             w: Workflow[P, R] = Workflow(self, f, spec)
             self.tasks[spec.name] = w

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import clock
 from .config import CommandTask, Settings
+from .options import declared
 from .registry import TaskSpec
 from .retry import DEFAULT_MAX_ATTEMPTS
 
@@ -55,11 +56,7 @@ def _declared(spec: TaskSpec | None, cmd: CommandTask | None) -> dict[str, Any]:
     """What the task itself says (not its queue): spec first, then its TOML command."""
     out: dict[str, Any] = {}
     if spec is not None:
-        for k in ("queue", "priority", "max_attempts", "timeout", "retry_base", "retry_cap"):
-            if getattr(spec, k) is not None:
-                out[k] = getattr(spec, k)
-        if spec.extra.get("concurrency_key"):
-            out["concurrency_key"] = spec.extra["concurrency_key"]
+        out.update(declared(spec))
     if cmd is not None:
         for k in ("queue", "max_attempts", "timeout"):
             if getattr(cmd, k) is not None and k not in out:

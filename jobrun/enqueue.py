@@ -19,6 +19,7 @@ from . import clock, validate
 from .catalog import TaskDefaults
 from .errors import InvalidJob
 from .model import NewJob
+from .options import BY_NAME
 from .registry import REGISTRY, Registry
 from .serialize import MAX_PAYLOAD, bounded, dumps
 
@@ -60,9 +61,9 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
     priority, max_attempts, run_at, key = d.priority, d.max_attempts, now, None
     if opts:
         if opts.get("priority") is not None:
-            priority = validate.integer(opts["priority"], "priority")
+            priority = BY_NAME["priority"].check(opts["priority"])
         if opts.get("max_attempts") is not None:
-            max_attempts = validate.positive(opts["max_attempts"], "max_attempts")
+            max_attempts = BY_NAME["max_attempts"].check(opts["max_attempts"])
         if opts.get("run_at") is not None:
             if not isinstance(opts["run_at"], datetime):
                 raise InvalidJob("run_at must be an aware datetime")
@@ -75,9 +76,9 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
                 kind="a number of seconds >= 0 (and before the year 9999)")
         key = opts.get("key")
         if key is not None:
-            validate.text(key, "key", validate.KEY_LIMIT)
+            BY_NAME["key"].check(key)
         if opts.get("trace_id") is not None:
-            validate.text(opts["trace_id"], "trace_id")
+            BY_NAME["trace_id"].check(opts["trace_id"])
         trace = opts.get("trace_id") or trace
     ckey = None
     if d.concurrency_key is not None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from .app import Call
 from .errors import JobrunError
+from .options import FILE_OPTIONS
 
-_KEYS = {"task", "args", "kwargs", "queue", "priority", "delay", "run_at", "key",
-         "max_attempts", "trace_id"}
+_KEYS = {"task", "args", "kwargs"} | FILE_OPTIONS
 # What each option must be (bool is an int to Python: refused apart).
 _TYPES: dict[str, tuple[type, ...]] = {
     "queue": (str,), "key": (str,), "trace_id": (str,), "priority": (int,),

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .errors import InvalidJob
+from .options import JOB_OPTIONS
 from .registry import TaskSpec
-from .validate import positive
 
 if TYPE_CHECKING:
     from .app import App
@@ -16,9 +16,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_OPTION_NAMES = frozenset({"queue", "priority", "delay", "run_at", "key", "max_attempts",
-                           "connection", "trace_id", "allow_unknown"})
 
 
 @dataclass(frozen=True)
@@ -31,34 +28,11 @@ class Call:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-_TASK_EXTRAS = {"executor", "concurrency_key", "key_concurrency", "rate_limit",
-                "key_rate_limit"}
-
-
-def check_task_options(extra: dict[str, Any]) -> None:
-    """Task options beyond the contract's, checked when the decorator runs."""
-    from .limits import parse_rate
-
-    bad = set(extra) - _TASK_EXTRAS
-    if bad:
-        raise InvalidJob(f"unknown task option(s): {', '.join(sorted(bad))}")
-    if extra.get("executor") not in (None, "thread", "process"):
-        raise InvalidJob(f"executor must be \"thread\" or \"process\", not {extra['executor']!r}")
-    for k in ("rate_limit", "key_rate_limit"):
-        if extra.get(k) is not None:
-            parse_rate(extra[k])
-    kc = extra.get("key_concurrency")
-    if kc is not None:
-        positive(kc, "key_concurrency")
-    if (kc or extra.get("key_rate_limit")) and not extra.get("concurrency_key"):
-        raise InvalidJob("key_concurrency and key_rate_limit need a concurrency_key")
-
-
 class TaskOptions(Generic[P, R]):
     """`task.options(delay=30, key=...)`: the same task with per-enqueue options."""
 
     def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
-        bad = set(options) - _OPTION_NAMES
+        bad = set(options) - JOB_OPTIONS
         if bad:
             raise InvalidJob(f"unknown enqueue option(s): {', '.join(sorted(bad))}")
         self.task = task

@@ -29,12 +29,13 @@ if TYPE_CHECKING:  # imported when first made: an idle service loads no asyncio,
 def register_commands(settings: Settings, registry: Registry) -> None:
     """TOML command tasks, and cron entries with `command = [...]`, become tasks."""
     for t in settings.tasks.values():
-        registry.add(TaskSpec(t.name, None, t.queue, None, t.max_attempts, t.timeout,
-                              command=list(t.command),
+        registry.add(TaskSpec(t.name, None, queue=t.queue, max_attempts=t.max_attempts,
+                              timeout=t.timeout, command=list(t.command),
                               extra={"env": t.env, "cwd": t.cwd, "shell": t.shell}))
     for c in settings.cron:
         if c.command:
-            registry.add(TaskSpec(f"cron:{c.name}", None, c.queue, command=list(c.command)))
+            registry.add(TaskSpec(f"cron:{c.name}", None, queue=c.queue,
+                                  command=list(c.command)))
 
 
 def task_modules(registry: Registry, settings: Settings) -> list[str]:
