@@ -12,20 +12,20 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import catalog, clock, enqueue, options, validate
 from .config import Settings, env_config, load, load_for_producer, resolve_store
-from .errors import InvalidJob, UnknownTask
+from .errors import InvalidJob
 from .inline import run_inline
 from .job import Job
 from .lock import new_holder_id
+from .lookup import TaskLookup
 from .model import JobState, NewJob
 from .presence import presence_for
 from .presence.contract import Liveness, Ringer
 from .presence.files import FilePresence
-from .queues import known_queues
 from .registry import REGISTRY, task_name
 from .serialize import bounded, dumps
 from .store import is_postgres, open_store
 from .store.contract import Store
-from .store.sqlite import catalog_readers, enqueue_in
+from .store.sqlite import enqueue_in
 from .store.sqlite_workflows import send_event_in
 from .task import Call, Task, TaskOptions
 from .workflows import MAX_STEPS, Step, Workflow, body_runner
@@ -36,7 +36,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 jlog = logging.getLogger("jobrun.job")
 log = logging.getLogger("jobrun")
-_WARNED_EMPTY: set[str] = set()
 
 
 #: A name or key: printable text that can be stored and logged (validate.text).
@@ -74,8 +73,9 @@ class App:
         self._service: Any = None
         self.inline = False
         self._inline_lock: Liveness | None = None
-        self._catalog: catalog.CatalogView | None = None
-        self._queues_seen: set[str] = set()
+        self._lookup = TaskLookup(lambda: self.settings, lambda: self.store,
+                                  lambda: self.store_path, lambda: self.inline,
+                                  self._borrowed_catalog)
         self.tasks: dict[str, Task[Any, Any]] = {}
 
     @classmethod
@@ -136,65 +136,12 @@ class App:
     # -- enqueue -------------------------------------------------------------------------
     def _defaults(self, task: str, queue: str | None, allow_unknown: bool = False,
                   connection: Any = None) -> catalog.TaskDefaults:
-        """A task's enqueue defaults: what it declares (here, or in the store's catalog),
-        then its queue's config, then jobrun's. An unknown name raises UnknownTask."""
-        if not isinstance(task, str) or not task:
-            raise InvalidJob(f"task must be a task name string, not {task!r}")
-        _text(task, "task name")
-        if queue is not None:
-            _text(queue, "queue")
-        spec = REGISTRY.find(task)
-        cmd = self.settings.tasks.get(task)
-        entry = None
-        if not self.inline:
-            view = self._catalog_view(connection)
-            entry = view.lookup(task)
-            if view.empty:
-                self._warn_no_service()
-            elif entry is None and spec is None and cmd is None and not allow_unknown:
-                close = catalog.close_matches(task, view.names())
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise UnknownTask(
-                    f"unknown task {task!r}: no service on store {self.store_path} declares "
-                    f"it{hint} (allow_unknown=True, or --allow-unknown, stores it anyway)")
-        if queue is not None and not self.inline and queue not in self._queues_seen:
-            self._check_queue(queue)
-        return catalog.resolve(spec, cmd, entry, self.settings, queue)
+        return self._lookup.defaults(task, queue, allow_unknown, connection)
 
-    def _check_queue(self, queue: str) -> None:
-        """A queue given for a job that no config, service or task knows is likely a typo:
-        its jobs would wait for ever. Said once per queue (it may be served later)."""
-        self._queues_seen.add(queue)
-        try:
-            known = known_queues(self.store, self.settings)
-        except Exception:
-            return
-        if queue not in known:
-            close = catalog.close_matches(queue, sorted(known))
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            log.warning("queue %r is not served by any service of store %s, nor declared in "
-                        "a config or by a task%s: its jobs wait until a service serves it",
-                        queue, self.store_path, hint)
-
-    def _catalog_view(self, connection: Any = None) -> catalog.CatalogView:
-        if self._catalog is None:
-            if connection is not None and self._store is None and not self._on_postgres():
-                # Inside the caller's transaction, on a store not opened here: read through
-                # their connection (one of ours would wait on their write lock).
-                return catalog.CatalogView(*catalog_readers(connection))
-            store = self.store
-            self._catalog = catalog.CatalogView(store.catalog, store.catalog_born)
-        return self._catalog
-
-    def _warn_no_service(self) -> None:
-        """Jobs written where no service ever declared tasks may never run: say so once."""
-        path = self.store_path
-        if path not in _WARNED_EMPTY:
-            _WARNED_EMPTY.add(path)
-            log.warning("no service has ever declared tasks in store %s: when the first one "
-                        "starts there, jobs of tasks it does not run go dead (UnknownTask). "
-                        "Is the service using another store? (check $JOBRUN_STORE and the "
-                        "config's `store`)", path)
+    def _borrowed_catalog(self, connection: Any) -> bool:
+        """Inside the caller's transaction, on a SQLite store not opened here: read the
+        catalog through their connection (one of ours would wait on their write lock)."""
+        return connection is not None and self._store is None and not self._on_postgres()
 
     def _new_job(self, task: str, args: Any, kwargs: Any, opts: dict[str, Any], now: float,
                  d: catalog.TaskDefaults, trace_id: str | None = None) -> NewJob:
