@@ -18,6 +18,7 @@ from typing import Any
 
 from . import clock
 from .config import CommandTask, Settings
+from .model import Declaration
 from .options import declared
 from .registry import TaskSpec
 from .retry import DEFAULT_MAX_ATTEMPTS
@@ -141,7 +142,7 @@ class CatalogView:
     """A producer's cached copy of the catalog: reread on a miss (at most once a second)
     and every TTL seconds, so a producer sees new services and deploys without a restart."""
 
-    def __init__(self, read: Callable[[], list[tuple[str, str, dict[str, Any], float]]],
+    def __init__(self, read: Callable[[], list[Declaration]],
                  born: Callable[[], float | None]) -> None:
         self._read = read
         self._born = born

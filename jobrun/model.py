@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 
 class JobState(str, enum.Enum):
@@ -87,6 +87,15 @@ class Claim:
     trace_id: str | None
     timeout: float | None
     options: dict[str, Any]
+
+
+class Declaration(NamedTuple):
+    """One service's declaration of a task in the catalog."""
+
+    task: str
+    holder: str
+    options: dict[str, Any]
+    seen_at: float
 
 
 class ErrorEntry(TypedDict):

@@ -608,7 +608,7 @@ def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) ->
     @app.workflow
     def flow() -> Any:
         first()
-        jobrun.sleep(2.0)
+        jobrun.sleep(5.0)  # long enough for a CLI start-up on a loaded machine to see it
         got = jobrun.wait_event("approved:7")
         return [got, jobrun.gather([part.call(i) for i in range(3)])]
 
@@ -623,7 +623,7 @@ def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) ->
         return r.stdout
 
     assert "sleeping until" in explain()
-    wait_for(lambda: "waiting for event approved:7" in explain(), 10, "the event wait")
+    wait_for(lambda: "waiting for event approved:7" in explain(), 15, "the event wait")
     r = run_cli("send-event", "approved:7", '{"by": "cli"}', "--store", store_path)
     assert r.returncode == 0, r.stderr
     wait_for(lambda: "waiting for 3 of 3 children" in explain(), 10, "the children wait")

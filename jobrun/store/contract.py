@@ -19,15 +19,54 @@ import abc
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..limits import Limits
-from ..model import Claim, JobRecord, NewJob, Outcome
+from ..model import Claim, Declaration, JobRecord, NewJob, Outcome
 
-#: What a rescue returns per job: (id, task, queue, attempts, new state).
-Rescued = tuple[int, str, str, int, str]
-#: A catalog declaration: (task, holder, options, seen_at).
-Declaration = tuple[str, str, dict[str, Any], float]
+
+class Rescued(NamedTuple):
+    """A job a rescue took back: its new state is `queued`, or `dead` when its attempts
+    are spent."""
+
+    id: int
+    task: str
+    queue: str
+    attempts: int
+    state: str
+
+
+class Expired(NamedTuple):
+    """A running job whose lease ran out, and the holder it ran out under."""
+
+    id: int
+    holder: str
+
+
+class AttemptState(NamedTuple):
+    """A job's state and current fencing token (None: no attempt holds it)."""
+
+    state: str
+    token: int | None
+
+
+class Status(NamedTuple):
+    """What `Job.result()` polls: the job's state, attempts, result and errors (JSON)."""
+
+    state: str
+    attempts: int
+    result: str | None
+    errors: str
+
+
+class ChildResult(NamedTuple):
+    """A workflow child's end (state None: the job is gone); errors is a JSON list."""
+
+    id: int
+    state: str | None
+    result: str | None
+    errors: str
+
 #: One of the dashboard's named reads: (block name, parameters) -> rows keyed by column name.
 DashboardRead = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
@@ -96,7 +135,7 @@ class LeaseStore(abc.ABC):
         naming `reason` and the attempt), or dead if their attempts are spent."""
 
     @abc.abstractmethod
-    def expired_leases(self, *, now: float) -> list[tuple[int, str]]:
+    def expired_leases(self, *, now: float) -> list[Expired]:
         """(job id, holder) of running jobs whose lease ended before `now`."""
 
     @abc.abstractmethod
@@ -110,7 +149,7 @@ class LeaseStore(abc.ABC):
         waiting."""
 
     @abc.abstractmethod
-    def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
+    def attempt_states(self, ids: list[int]) -> dict[int, AttemptState]:
         """Job id -> (state, token) for these jobs: whether attempts still hold their jobs."""
 
 
@@ -171,8 +210,8 @@ class OperatorStore(abc.ABC):
     def get(self, job_id: int) -> JobRecord | None: ...
 
     @abc.abstractmethod
-    def status(self, job_id: int) -> tuple[Any, ...] | None:
-        """(state, attempts, result JSON, errors JSON): what `Job.result()` polls."""
+    def status(self, job_id: int) -> Status | None:
+        """What `Job.result()` polls, in one indexed read."""
 
     @abc.abstractmethod
     def list_jobs(self, *, state: str | None = None, queue: str | None = None,
@@ -296,9 +335,8 @@ class WorkflowStore(abc.ABC):
         last child to finish wakes the parent) with the step that records their ids."""
 
     @abc.abstractmethod
-    def child_results(self, ids: list[int]) -> list[tuple[int, str | None, str | None, str]]:
-        """(id, state, result JSON, errors JSON) per child, in the order given (state None:
-        the job is gone)."""
+    def child_results(self, ids: list[int]) -> list[ChildResult]:
+        """Each child's end, in the order given."""
 
     @abc.abstractmethod
     def send_event(self, name: str, payload: str, *, connection: Any = None, now: float

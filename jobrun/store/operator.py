@@ -10,6 +10,7 @@ from typing import Any
 import apsw
 
 from ..model import JobRecord
+from .contract import Status
 from .queries import Q
 from .rows import row_to_record
 from .sqlite_workflows import WQ
@@ -30,9 +31,9 @@ class OperatorActions:
         rows = self.read(Q["get_job"], {"id": job_id})
         return row_to_record(rows[0]) if rows else None
 
-    def status(self, job_id: int) -> tuple[Any, ...] | None:
+    def status(self, job_id: int) -> Status | None:
         rows = self.read(Q["job_status"], {"id": job_id})
-        return rows[0] if rows else None
+        return Status(*rows[0]) if rows else None
 
     def list_jobs(self, *, state: str | None = None, queue: str | None = None,
              limit: int = 50) -> list[JobRecord]:

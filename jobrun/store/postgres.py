@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -23,7 +23,7 @@ from ..errors import StoreError
 from ..limits import Limits
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rows
-from .contract import DashboardRead, Rescued, Round, Store
+from .contract import AttemptState, DashboardRead, Expired, Rescued, Round, Store
 from .postgres_locks import AdvisoryLocks, is_held
 from .postgres_ops import PgCatalog, PgOperator
 from .postgres_rounds import acquire_round, record
@@ -220,8 +220,9 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         with self.write() as conn:
             return record(conn, outcomes, now)
 
-    def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
-        return {r[0]: (r[1], r[2]) for r in self.read(PQ["attempt_states"], {"ids": ids})}
+    def attempt_states(self, ids: list[int]) -> dict[int, AttemptState]:
+        return {r[0]: AttemptState(r[1], r[2])
+                for r in self.read(PQ["attempt_states"], {"ids": ids})}
 
     # -- cron -----------------------------------------------------------------------------
     def last_fire(self, entry: str) -> float | None:
@@ -256,19 +257,19 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
     def running_holders(self) -> list[str]:
         return [r[0] for r in self.read(PQ["running_holders"]) if r[0] is not None]
 
-    def expired_leases(self, *, now: float) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self.read(PQ["expired_leases"], {"now": now})]
+    def expired_leases(self, *, now: float) -> list[Expired]:
+        return [Expired(r[0], r[1]) for r in self.read(PQ["expired_leases"], {"now": now})]
 
     def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("WorkerLost", reason, now)
         with self.write() as conn:
-            return [cast(Rescued, tuple(r)) for r in conn.execute(
+            return [Rescued(*r) for r in conn.execute(
                 sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head})]
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("LeaseExpired", reason, now)
         with self.write() as conn:
-            return [cast(Rescued, tuple(r)) for r in conn.execute(
+            return [Rescued(*r) for r in conn.execute(
                 sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})]
 
     def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float

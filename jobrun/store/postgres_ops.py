@@ -10,9 +10,10 @@ from typing import Any
 
 import psycopg
 
-from ..model import JobRecord, error_entry
+from ..model import Declaration, JobRecord, error_entry
+from .contract import Status
 from .postgres_sql import PQ, PWQ, identity, in_caller, sql
-from .rows import row_to_record
+from .rows import declarations, row_to_record
 
 
 class PgBase:
@@ -59,15 +60,8 @@ class PgCatalog(PgBase):
         with self.write() as conn:
             conn.execute(sql(PQ["catalog_forget_old"]), {"holder": holder, "before": before})
 
-    def catalog(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        out = []
-        for task, holder, options, seen in self.read(PQ["catalog_all"]):
-            try:
-                opts = json.loads(options)
-            except ValueError:
-                opts = {}
-            out.append((task, holder, opts if isinstance(opts, dict) else {}, seen))
-        return out
+    def catalog(self) -> list[Declaration]:
+        return declarations(self.read(PQ["catalog_all"]))
 
     def catalog_born(self) -> float | None:
         found = self.read(PQ["meta_get"], {"name": "catalog_born"})
@@ -94,9 +88,9 @@ class PgOperator(PgBase):
         found = self.read(PQ["get_job"], {"id": job_id})
         return row_to_record(found[0]) if found else None
 
-    def status(self, job_id: int) -> tuple[Any, ...] | None:
+    def status(self, job_id: int) -> Status | None:
         found = self.read(PQ["job_status"], {"id": job_id})
-        return found[0] if found else None
+        return Status(*found[0]) if found else None
 
     def list_jobs(self, *, state: str | None = None, queue: str | None = None,
                   limit: int = 50) -> list[JobRecord]:

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from ..model import NewJob
-from .contract import StepRecord
+from .contract import ChildResult, StepRecord
 from .postgres_ops import PgBase
 from .postgres_sql import PQ, PWQ, insert, sql, wrap
 from .sqlite_workflows import _params, _step
@@ -97,8 +97,8 @@ class PgWorkflows(PgBase):
             conn.execute(sql(PWQ["put_step"]), _params(job_id, step))
             return ids
 
-    def child_results(self, ids: list[int]) -> list[tuple[int, str | None, str | None, str]]:
-        return [(r[0], r[1], r[2], r[3] or "[]")
+    def child_results(self, ids: list[int]) -> list[ChildResult]:
+        return [ChildResult(r[0], r[1], r[2], r[3] or "[]")
                 for r in self.read(PWQ["child_results"], {"ids": ids})]
 
     def send_event(self, name: str, payload: str, *, connection: Any = None, now: float

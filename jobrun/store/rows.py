@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..model import Claim, JobRecord, JobState, Outcome
+from ..model import Claim, Declaration, JobRecord, JobState, Outcome
 
 #: The RETURNING list of acquire, acquire_ids and acquire_id (queries.sql).
 CLAIM_COLUMNS = ("id", "task", "queue", "args", "kwargs", "attempts", "max_attempts", "token",
@@ -109,3 +109,15 @@ def outcome_params(outcomes: list[Outcome], now: float) -> tuple[Params, Params,
                            "run_at": o.run_at if o.run_at is not None else now,
                            "finished_at": finished, "error": json.dumps(o.error or {})})
     return done, failed, released, suspended
+
+
+def declarations(rows: list[tuple[Any, ...]]) -> list[Declaration]:
+    """Catalog rows (task, holder, options JSON, seen_at); unreadable options count as none."""
+    out = []
+    for task, holder, options, seen in rows:
+        try:
+            opts = json.loads(options)
+        except ValueError:
+            opts = {}
+        out.append(Declaration(task, holder, opts if isinstance(opts, dict) else {}, seen))
+    return out

@@ -22,7 +22,7 @@ from ..location import foreign, is_url
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rounds, rows
 from .busy import retried, wait_briefly
-from .contract import DashboardRead, Rescued, Round, Store
+from .contract import AttemptState, DashboardRead, Expired, Rescued, Round, Store
 from .files import (
     BUSY_TIMEOUT_MS,
     check_file,
@@ -281,9 +281,9 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
         with self.write() as conn:
             return rounds.record(conn, outcomes, now)
 
-    def attempt_states(self, ids: list[int]) -> dict[int, tuple[str, int | None]]:
+    def attempt_states(self, ids: list[int]) -> dict[int, AttemptState]:
         rows = self.read(Q["attempt_states"], {"ids": json.dumps(ids)})
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {r[0]: AttemptState(r[1], r[2]) for r in rows}
 
     # -- cron --------------------------------------------------------------------------------
     def last_fire(self, entry: str) -> float | None:
@@ -317,20 +317,21 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
     def running_holders(self) -> list[str]:
         return [r[0] for r in self.read(Q["running_holders"]) if r[0] is not None]
 
-    def expired_leases(self, *, now: float) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self.read(Q["expired_leases"], {"now": now})]
+    def expired_leases(self, *, now: float) -> list[Expired]:
+        return [Expired(r[0], r[1]) for r in self.read(Q["expired_leases"], {"now": now})]
 
     def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
         """Put a dead holder's running jobs back (attempt counted), or dead if exhausted."""
         error = json.dumps(error_entry("WorkerLost", reason, None, now))
         with self.write() as conn:
-            return list(conn.execute(Q["rescue_holder"], {"holder": holder, "now": now,
-                                                          "error": error}))
+            return [Rescued(*r) for r in conn.execute(
+                Q["rescue_holder"], {"holder": holder, "now": now, "error": error})]
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         error = json.dumps(error_entry("LeaseExpired", reason, None, now))
         with self.write() as conn:
-            return list(conn.execute(Q["rescue_job"], {"id": job_id, "now": now, "error": error}))
+            return [Rescued(*r) for r in conn.execute(
+                Q["rescue_job"], {"id": job_id, "now": now, "error": error})]
 
     def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float) -> Claim | None:
         """Claim one given job (inline mode), whatever its run_at."""

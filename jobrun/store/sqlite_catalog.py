@@ -10,8 +10,9 @@ from typing import Any
 
 import apsw
 
-from ..model import error_entry
+from ..model import Declaration, error_entry
 from .queries import Q
+from .rows import declarations
 
 
 class CatalogActions:
@@ -47,9 +48,9 @@ class CatalogActions:
         with self.write() as conn:
             conn.execute(Q["catalog_forget_old"], {"holder": holder, "before": before})
 
-    def catalog(self) -> list[tuple[str, str, dict[str, Any], float]]:
-        """Every declaration: (task, holder, options, seen_at), newest first per task."""
-        return _catalog_rows(self.read(Q["catalog_all"]))
+    def catalog(self) -> list[Declaration]:
+        """Every declaration, newest first per task."""
+        return declarations(self.read(Q["catalog_all"]))
 
     def catalog_born(self) -> float | None:
         """When a service first declared tasks in this store (None: never)."""
@@ -80,12 +81,12 @@ class CatalogActions:
 
 
 def catalog_readers(connection: apsw.Connection) -> tuple[
-        Callable[[], list[tuple[str, str, dict[str, Any], float]]], Callable[[], float | None]]:
+        Callable[[], list[Declaration]], Callable[[], float | None]]:
     """The catalog read through a caller's connection (a store that may not be set up yet:
     no catalog then)."""
-    def read() -> list[tuple[str, str, dict[str, Any], float]]:
+    def read() -> list[Declaration]:
         try:
-            return _catalog_rows(list(connection.execute(Q["catalog_all"])))
+            return declarations(list(connection.execute(Q["catalog_all"])))
         except apsw.SQLError:
             return []
 
@@ -96,14 +97,3 @@ def catalog_readers(connection: apsw.Connection) -> tuple[
         except (apsw.SQLError, TypeError, ValueError):
             return None
     return read, born
-
-
-def _catalog_rows(rows: list[tuple[Any, ...]]) -> list[tuple[str, str, dict[str, Any], float]]:
-    out = []
-    for task, holder, options, seen in rows:
-        try:
-            opts = json.loads(options)
-        except ValueError:
-            opts = {}
-        out.append((task, holder, opts if isinstance(opts, dict) else {}, seen))
-    return out

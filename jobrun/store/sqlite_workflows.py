@@ -15,7 +15,7 @@ from typing import Any
 import apsw
 
 from ..model import NewJob, error_entry
-from .contract import StepRecord
+from .contract import ChildResult, StepRecord
 from .files import in_caller, wrap
 from .migrations import migrate_in
 from .queries import parse, read_sql
@@ -149,8 +149,8 @@ class WorkflowActions:
             conn.execute(WQ["put_step"], _params(job_id, step))
             return ids
 
-    def child_results(self, ids: list[int]) -> list[tuple[int, str | None, str | None, str]]:
-        return [(r[0], r[1], r[2], r[3] or "[]")
+    def child_results(self, ids: list[int]) -> list[ChildResult]:
+        return [ChildResult(r[0], r[1], r[2], r[3] or "[]")
                 for r in self.read(WQ["child_results"], {"ids": json.dumps(ids)})]
 
     def send_event(self, name: str, payload: str, *, connection: Any = None, now: float

@@ -119,9 +119,14 @@ def test_expired_leases_are_rescued(store: Store) -> None:
     (c,) = r.claims
     assert store.extend_lease(c.id, c.token, now=T0 + 4, lease=5)
     assert store.expired_leases(now=T0 + 8) == []
-    assert store.expired_leases(now=T0 + 10) == [(c.id, "h1")]
-    assert len(store.rescue_expired(c.id, "stuck", now=T0 + 10)) == 1
+    (e,) = store.expired_leases(now=T0 + 10)
+    assert (e.id, e.holder) == (c.id, "h1")
+    (back,) = store.rescue_expired(c.id, "stuck", now=T0 + 10)
+    assert (back.id, back.state, back.attempts, back.queue) == (c.id, "queued", 1, "default")
     assert store.running_holders() == []
+    st = store.status(c.id)
+    assert st is not None and (st.state, st.attempts, st.result) == ("queued", 1, None)
+    assert "LeaseExpired" in st.errors
 
 
 def test_paused_queues_are_not_claimed(store: Store) -> None:
@@ -286,9 +291,10 @@ def test_gathered_children_wake_their_parent_when_the_last_finishes(store: Store
     rec = store.get(p.id)
     assert rec is not None and rec.run_at == T0 + 4  # the last child woke it
     res = store.child_results([kids[1], kids[0], 10**9])
-    assert [(i, s, r) for i, s, r, _ in res] == [(kids[1], "succeeded", "8"),
-                                                 (kids[0], "succeeded", "7"),
-                                                 (10**9, None, None)]
+    assert [(x.id, x.state, x.result) for x in res] == [(kids[1], "succeeded", "8"),
+                                                        (kids[0], "succeeded", "7"),
+                                                        (10**9, None, None)]
+    assert res[2].errors == "[]"
 
 
 def test_cancelling_a_workflow_cancels_its_children_and_pruning_takes_its_steps(

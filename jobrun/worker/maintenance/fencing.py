@@ -22,14 +22,14 @@ def stop_fenced(v: ServiceView, liveness_lost: bool = False) -> None:
     for a in attempts:
         claim, ctx = a.claim, a.ctx
         r = seen.get(claim.id)
-        if r is not None and r[0] == "running" and r[1] == claim.token:
+        if r is not None and r.state == "running" and r.token == claim.token:
             continue
-        if liveness_lost and (r is None or r[0] != "cancelled"):
+        if liveness_lost and (r is None or r.state != "cancelled"):
             v.inflight.taken_back(claim.token)  # even if told already, by an earlier round
         if claim.token not in v.inflight or ctx.cancelled:
             continue  # it finished while we looked (its own outcome said so), or was told
         ctx.cancel()
-        what = "cancelled" if r is not None and r[0] == "cancelled" else "taken back"
+        what = "cancelled" if r is not None and r.state == "cancelled" else "taken back"
         jlog.warning("job %s %s %s while running: asked to stop", claim.id, claim.task, what,
                      extra={"jobrun": {"event": "cancelled" if what == "cancelled" else "fenced",
                                        "job_id": claim.id, "task": claim.task,

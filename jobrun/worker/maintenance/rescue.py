@@ -25,20 +25,20 @@ def dead_holders(v: ServiceView, now: float) -> int:
 
 def expired_leases(v: ServiceView, now: float) -> int:
     n = 0
-    for job_id, h in v.store.expired_leases(now=now):
-        if h != v.holder:
+    for e in v.store.expired_leases(now=now):
+        if e.holder != v.holder:
             n += _said(v, v.store.rescue_expired(
-                job_id, f"worker lost: lease of {h} expired (alive but stuck?)", now=now))
+                e.id, f"worker lost: lease of {e.holder} expired (alive but stuck?)", now=now))
     return n
 
 
 def _said(v: ServiceView, rows: list[Rescued]) -> int:
-    for job_id, task, queue, attempts, state in rows:
+    for r in rows:
         jlog.warning("job %s %s rescued after its holder was lost: now %s (attempt %s "
-                     "counted)", job_id, task, state, attempts,
-                     extra={"jobrun": {"event": "rescued", "job_id": job_id, "task": task,
-                                       "queue": queue, "attempt": attempts,
-                                       "outcome": state}})
+                     "counted)", r.id, r.task, r.state, r.attempts,
+                     extra={"jobrun": {"event": "rescued", "job_id": r.id, "task": r.task,
+                                       "queue": r.queue, "attempt": r.attempts,
+                                       "outcome": r.state}})
     if rows:
         v.wake()
     return len(rows)
