@@ -31,6 +31,16 @@ def to_timestamp(dt: datetime) -> float:
     return dt.timestamp()
 
 
+#: 9999-12-31T23:59:59Z: the run_at of a job that waits to be woken (a workflow waiting for an
+#: event or its children), and the end of the times a job may be given.
+NEVER = 253402300799.0
+
+
+def when(ts: float | None) -> str:
+    """A run_at as people read it: ISO 8601, or "when woken" for NEVER."""
+    return "when woken" if ts is not None and ts >= NEVER else iso(ts) or ""
+
+
 def iso(ts: float | None) -> str | None:
     """ISO 8601 in UTC with a `Z`, or None."""
     if ts is None:

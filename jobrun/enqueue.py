@@ -23,7 +23,7 @@ from .options import BY_NAME
 from .registry import REGISTRY, Registry
 from .serialize import MAX_PAYLOAD, bounded, dumps
 
-LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: run_at must be a real time
+LATEST = clock.NEVER  # run_at must be a real time, before the one that means 'when woken'
 
 
 def trace_id(given: str | None = None) -> str:

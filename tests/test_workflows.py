@@ -624,6 +624,9 @@ def test_cli_send_event_show_ls_and_explain(app: jobrun.App, store_path: str) ->
 
     assert "sleeping until" in explain()
     wait_for(lambda: "waiting for event approved:7" in explain(), 15, "the event wait")
+    for cmd in (["ls"], ["show", str(job.id)]):  # a wait for ever reads as such, not as year 9999
+        out = run_cli(*cmd, "--store", store_path).stdout
+        assert "when woken" in out and "9999" not in out, out
     r = run_cli("send-event", "approved:7", '{"by": "cli"}', "--store", store_path)
     assert r.returncode == 0, r.stderr
     wait_for(lambda: "waiting for 3 of 3 children" in explain(), 10, "the children wait")

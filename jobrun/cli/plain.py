@@ -21,7 +21,7 @@ def jobs_lines(records: list[JobRecord]) -> list[str] | None:
     if _is_terminal():
         return None
     rows = [(str(r.id), r.task, r.queue, r.state.value, f"{r.attempts}/{r.max_attempts}",
-             str(r.priority), clock.iso(r.run_at) or "") for r in records]
+             str(r.priority), clock.when(r.run_at)) for r in records]
     if not all(_plain(cell) for row in rows for cell in row[1:3]):
         return None
     widths = [max(len(c) for c in col) for col in zip(HEADERS, *rows)]

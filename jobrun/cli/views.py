@@ -28,7 +28,7 @@ def jobs_table(records: list[JobRecord]) -> Table:
     for r in records:
         t.add_row(str(r.id), r.task, r.queue,
                   Text(r.state.value, style=STATE_STYLE.get(r.state.value, "")),
-                  f"{r.attempts}/{r.max_attempts}", str(r.priority), clock.iso(r.run_at) or "")
+                  f"{r.attempts}/{r.max_attempts}", str(r.priority), clock.when(r.run_at))
     return t
 
 
@@ -40,7 +40,7 @@ def job_detail(r: JobRecord) -> Table:
         ("id", r.id), ("task", r.task), ("queue", r.queue),
         ("state", Text(r.state.value, style=STATE_STYLE.get(r.state.value, ""))),
         ("attempts", f"{r.attempts}/{r.max_attempts}"), ("priority", r.priority),
-        ("key", r.key), ("args", r.args), ("kwargs", r.kwargs), ("run_at", clock.iso(r.run_at)),
+        ("key", r.key), ("args", r.args), ("kwargs", r.kwargs), ("run_at", clock.when(r.run_at)),
         ("enqueued", clock.iso(r.enqueued_at)), ("started", clock.iso(r.started_at)),
         ("finished", clock.iso(r.finished_at)), ("holder", r.holder), ("trace_id", r.trace_id),
         ("result", r.result),

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 #: The default cap on recorded calls per workflow run.
 MAX_STEPS = 10_000
 #: A wait without a timeout: due "never" (year 9999), woken by what it waits for.
-FOREVER = 253402300799.0
+FOREVER = clock.NEVER
 #: Quick steps' successes are committed together, once the steps waiting took this many
 #: seconds in all (or at the body's next wait, child start, enqueue or end): a crash runs
 #: at most this much finished step work again, as a job finished but not yet in a round.
