@@ -16,10 +16,13 @@ __all__ = ["cli", "main"]
 
 def main() -> None:
     """The console script: the fast path when the command line is plain, else typer."""
-    from .fast import run_plain
-    from .out import argv
+    from .out import argv, hold_signals
 
     args = argv()
+    if args[:1] == ["start"]:
+        hold_signals()
+    from .fast import run_plain
+
     run_plain(args)  # exits when it ran the command
     from . import jobs, service, store  # noqa: F401 - registers the commands
     from .base import main as typer_main

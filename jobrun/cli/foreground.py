@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Any
 
-from .out import EX_OK, EX_USAGE, echo, fail
+from .out import EX_OK, EX_USAGE, echo, fail, held_signals
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -48,11 +48,6 @@ def _remove(folders: list[str]) -> None:
 
 def _start(config: str | None, store: str | None, demo: bool, log_format: str | None,
            log_level: str | None, demo_dir: list[str]) -> None:
-    from ..ops.logs import setup_logging
-    from ..ops.systemd import Notifier
-    from ..runtime import check_tasks, import_tasks, resolve
-    from ..service import Service
-
     stop = threading.Event()
     signals = {"n": 0}
 
@@ -77,6 +72,13 @@ def _start(config: str | None, store: str | None, demo: bool, log_format: str | 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
+    for s in held_signals():  # came while the command was importing
+        (on_hup if s == signal.SIGHUP else on_signal)(s, None)
+    from ..ops.logs import setup_logging
+    from ..ops.systemd import Notifier
+    from ..runtime import check_tasks, import_tasks, resolve
+    from ..service import Service
+
     setup_logging(log_format or "text", log_level or "INFO")
     if demo and not store:
         import tempfile

@@ -144,6 +144,26 @@ def say(as_json: bool, value: Any, text: str) -> None:
         echo(text)
 
 
+_HELD: list[int] = []
+
+
+def hold_signals() -> None:
+    """For `jobrun start`, from the first line of the command: a SIGTERM, SIGINT or SIGHUP
+    that comes while it imports is kept for the service's own handlers (`held_signals`), so
+    a stop while starting still drains and exits 0 instead of dying with 143."""
+    import signal
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, lambda signum, _frame: _HELD.append(signum))
+
+
+def held_signals() -> list[int]:
+    """The signals `hold_signals` kept, once each, in the order they came."""
+    out = list(dict.fromkeys(_HELD))
+    _HELD.clear()
+    return out
+
+
 def argv() -> list[str]:
     """The arguments with every `--debug` taken out (before a `--`): it works anywhere."""
     args = sys.argv[1:]
