@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import catalog, clock, enqueue, options, validate
 from .config import Settings, env_config, load, load_for_producer, resolve_store
@@ -29,6 +29,9 @@ from .store.sqlite import enqueue_in
 from .store.sqlite_workflows import send_event_in
 from .task import Call, Task, TaskOptions
 from .workflows import MAX_STEPS, Step, Workflow, body_runner
+
+if TYPE_CHECKING:
+    from .service import Service
 
 __all__ = ["App", "Call", "Job", "Task", "TaskOptions"]
 
@@ -70,7 +73,7 @@ class App:
         self._store: Store | None = None
         self._ringer: Ringer | None = None
         self._lock = threading.Lock()
-        self._service: Any = None
+        self._service: Service | None = None
         self.inline = False
         self._inline_lock: Liveness | None = None
         self._lookup = TaskLookup(lambda: self.settings, lambda: self.store,
@@ -163,9 +166,9 @@ class App:
         new = self._new_job(task, args, kwargs, opts, now,
                             self._defaults(task, queue, allow_unknown, connection))
         (job_id,) = self._write([new], connection, now)
-        job: Job[Any] = Job(self, job_id, JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
-        if key is not None:
-            job._state = None  # may be an existing job: read its state when asked
+        # With a key it may be an existing job: its state is read when asked.
+        job: Job[Any] = Job(self, job_id, None if key is not None else
+                            JobState.SCHEDULED if new.scheduled else JobState.QUEUED)
         self._after_enqueue(connection, [job_id], [new])
         if self.inline:
             job.refresh()

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import clock, validate
 from .catalog import TaskDefaults
-from .errors import InvalidJob
+from .errors import InvalidJob, InvalidValue
 from .model import NewJob
 from .options import BY_NAME
 from .registry import REGISTRY, Registry
@@ -60,13 +60,19 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
         validate.bind(spec.fn, task, args, kwargs)
     priority, max_attempts, run_at, key = d.priority, d.max_attempts, now, None
     if opts:
+        for k, v in opts.items():  # each option's own check (options.py); its meaning below
+            if v is not None:
+                BY_NAME[k].check(v)
         if opts.get("priority") is not None:
-            priority = BY_NAME["priority"].check(opts["priority"])
+            priority = int(opts["priority"])
         if opts.get("max_attempts") is not None:
-            max_attempts = BY_NAME["max_attempts"].check(opts["max_attempts"])
+            max_attempts = int(opts["max_attempts"])
         if opts.get("run_at") is not None:
             if not isinstance(opts["run_at"], datetime):
                 raise InvalidJob("run_at must be an aware datetime")
+            if opts["run_at"].tzinfo is None:
+                raise InvalidValue(f"run_at must be an aware datetime (with a tzinfo), not "
+                                 f"{opts['run_at']!r}")
             run_at = clock.to_timestamp(opts["run_at"])
             if not 0 <= run_at < LATEST:
                 raise InvalidJob(f"run_at {opts['run_at']!r} is out of range")
@@ -75,10 +81,6 @@ def new_job(task: str, args: Any, kwargs: Any, opts: dict[str, Any] | None, now:
                 opts["delay"], "delay", 0.0, LATEST - now,
                 kind="a number of seconds >= 0 (and before the year 9999)")
         key = opts.get("key")
-        if key is not None:
-            BY_NAME["key"].check(key)
-        if opts.get("trace_id") is not None:
-            BY_NAME["trace_id"].check(opts["trace_id"])
         trace = opts.get("trace_id") or trace
     ckey = None
     if d.concurrency_key is not None:

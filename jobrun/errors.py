@@ -4,6 +4,7 @@
     ├── ConfigError             a bad jobrun.toml or option; names file, key, line, reason
     ├── StoreError              the SQLite store refused (not a database, too new, disk full)
     ├── InvalidJob              a refused payload, argument or option (also a TypeError)
+    │   └── InvalidValue        a value of the right type refused (also a ValueError)
     ├── JobFailed               Job.result() of a dead or cancelled job
     ├── UnknownTask             a task name no service declares (at enqueue: close matches)
     ├── StepFailed              a workflow step failed for good (raised in the body)
@@ -54,6 +55,11 @@ class InvalidJob(JobrunError, TypeError):
     """A payload, argument or option refused at enqueue (not JSON, a missing argument, a
     boolean priority, ...): nothing was stored. A `TypeError` too, so `except TypeError`
     keeps working, while callers can tell a refusal from a bug."""
+
+
+class InvalidValue(InvalidJob, ValueError):
+    """A value of the right type refused (a naive datetime, a negative duration, a rate that
+    does not parse): a `ValueError` too, as such refusals were."""
 
 
 class JobFailed(JobrunError):

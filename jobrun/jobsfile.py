@@ -12,8 +12,8 @@ import tomllib
 from typing import Any
 
 from .app import Call
-from .errors import JobrunError
-from .options import FILE_OPTIONS
+from .errors import InvalidJob, JobrunError
+from .options import BY_NAME, FILE_OPTIONS
 
 _KEYS = {"task", "args", "kwargs"} | FILE_OPTIONS
 # What each option must be (bool is an int to Python: refused apart).
@@ -58,6 +58,11 @@ def _check(t: dict[str, Any]) -> str | None:
         return f"delay must be >= 0 seconds, not {t['delay']!r}"
     if isinstance(t.get("max_attempts"), int) and t["max_attempts"] < 1:
         return f"max_attempts must be >= 1, not {t['max_attempts']!r}"
+    for k in FILE_OPTIONS & set(t):  # the options' own checks, here to name the file and line
+        try:
+            BY_NAME[k].check(t[k])
+        except InvalidJob as exc:
+            return str(exc)
     return None
 
 

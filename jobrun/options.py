@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import validate
-from .errors import InvalidJob
+from .errors import InvalidJob, InvalidValue
 from .registry import TaskSpec
 
 
@@ -37,7 +37,10 @@ def _rate(what: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         from .limits import parse_rate  # here: only a task with a rate limit needs it
 
-        parse_rate(v)
+        try:
+            parse_rate(v)
+        except ValueError as exc:
+            raise InvalidValue(f"{what}: {exc}") from None
         return v  # stored as written: the service parses it again
     return check
 

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import catalog, clock, enqueue
 from .config import CronEntry, Settings
@@ -35,6 +35,9 @@ from .worker import outcomes
 from .worker.inflight import InFlight
 from .worker.loop import ClaimPlan, Loop
 from .worker.maintenance import Maintenance, ServiceView
+
+if TYPE_CHECKING:
+    from .ops.metrics import Metrics
 
 log = logging.getLogger("jobrun.service")
 KILL_WAIT = 8.0  # a drain waits this long for stopped child processes to be gone
@@ -66,7 +69,7 @@ class Service:
             lambda: self.tasks, self._wake, self._pools.cancel, self._leads,
             self.presence, self._liveness))
         self._status: Store | None = None
-        self.metrics: Any = None
+        self.metrics: Metrics | None = None
         self._threads: list[threading.Thread] = []
         self.scheduler: Scheduler | None = None
         self._cron_catalog = catalog.CatalogView(self.store.catalog, self.store.catalog_born)

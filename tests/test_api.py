@@ -83,7 +83,9 @@ def test_delayed_job_runs_at_its_time(app: jobrun.App) -> None:
     due = app.job(job.id).record.run_at
     jobrun.testing.run_until_idle(app, timeout=10)
     started = job.result()
-    assert due <= started < due + 0.25  # the loop sleeps until the next run_at, not a poll
+    # The loop sleeps until the next run_at, not a poll (1 s): late by less than one poll,
+    # with room for a loaded machine.
+    assert due <= started < due + 0.9
 
 
 def test_key_deduplicates_unfinished_jobs(app: jobrun.App) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobrun import App
-from jobrun.errors import InvalidJob
+from jobrun.errors import InvalidJob, InvalidValue
 from jobrun.options import DECLARED, FILE_OPTIONS, JOB_OPTIONS, OPTIONS
 from jobrun.registry import TaskSpec
 
@@ -45,3 +45,33 @@ def test_task_and_workflow_refuse_the_same_bad_options(tmp_path: Path, bad: dict
     for decorator in (app.task, app.workflow):
         with pytest.raises(InvalidJob, match=word):
             decorator(**bad)  # type: ignore[operator]
+
+
+def test_refusals_of_bad_values_are_invalidjob_not_bare_errors(tmp_path: Path) -> None:
+    """A caller tells a refusal (InvalidJob, also a TypeError) from a bug by its type."""
+    import datetime as dt
+
+    from jobrun.workflows.waits import sleep
+
+    app = App(str(tmp_path / "s.db"))
+    with pytest.raises(InvalidValue, match="rate_limit"):
+        app.task(rate_limit="abc")
+
+    @app.task
+    def t() -> None: ...
+
+    with pytest.raises(InvalidValue, match="aware datetime"):
+        t.options(run_at=dt.datetime(2030, 1, 1), allow_unknown=True).enqueue()
+    with pytest.raises(InvalidValue, match=">= 0"):
+        sleep(-1)
+
+
+def test_a_jobs_file_names_the_line_of_a_value_the_option_refuses(tmp_path: Path) -> None:
+    from jobrun.jobsfile import JobsFileError, load_calls
+
+    f = tmp_path / "jobs.toml"
+    f.write_text('[[job]]\ntask = "a:b"\n\n[[job]]\ntask = "a:b"\nkey = "' + "k" * 5000 + '"\n',
+                 encoding="utf-8")
+    with pytest.raises(JobsFileError) as exc:
+        load_calls(str(f))
+    assert (exc.value.line, exc.value.index) == (4, 1) and "key" in str(exc.value)

@@ -17,6 +17,7 @@ from ..errors import ConfigError, JobrunError, StoreError
 from ..model import JobRecord
 
 if TYPE_CHECKING:
+    from ..app import App
     from ..config import Settings
     from ..store.contract import Store
 
@@ -41,7 +42,7 @@ def warn(message: str | None) -> None:
         echo(f"jobrun: {_one_line(message)}", err=True)
 
 
-def _open(config: str | None, store: str | None, *, import_tasks: bool = False) -> Any:
+def _open(config: str | None, store: str | None, *, import_tasks: bool = False) -> App:
     """An App on the resolved store (created if missing: `start` and `enqueue` only); config
     errors exit 78. With `import_tasks`, the config's task modules are imported so enqueue
     knows each task's queue and options."""

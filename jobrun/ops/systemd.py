@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 from .. import clock
@@ -54,7 +53,7 @@ class Notifier:
         self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> None:
-        usec = int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6)
+        usec = int(clock.monotonic() * 1e6)  # CLOCK_MONOTONIC, as systemd wants
         self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self) -> None:

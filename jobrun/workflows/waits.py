@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from .. import clock
-from ..errors import InvalidJob, JobFailed
+from ..errors import InvalidJob, InvalidValue, JobFailed
 from ..model import FANIN, NewJob, error_entry
 from ..serialize import loads
 from ..store.contract import StepRecord
@@ -28,7 +28,7 @@ def _seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidJob(f"{what} must be a number of seconds, not {value!r}")
     if math.isnan(value) or value < 0:
-        raise ValueError(f"{what} must be a number of seconds >= 0, not {value!r}")
+        raise InvalidValue(f"{what} must be a number of seconds >= 0, not {value!r}")
     return float(value)
 
 
