@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import apsw
 
 import jobrun
+from support.config import write_config as _write_config
+from support.ledger import ledger_conn as _ledger_conn
 
 app = jobrun.App()
 LEDGER = ("CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, "
           "step TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL)")
-_local = threading.local()
 
 
 def ledger_schema(store: str) -> None:
@@ -31,10 +31,7 @@ def ledger_schema(store: str) -> None:
 
 
 def _ledger(step: str) -> None:
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = _local.conn = apsw.Connection(os.environ["JOBRUN_STORE"])
-        conn.set_busy_timeout(30_000)
+    conn = _ledger_conn()
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("INSERT INTO ledger (job_id, step, pid, at) VALUES (?, ?, ?, ?)",
@@ -111,16 +108,6 @@ def payer(n: int) -> list[str]:
 
 
 def write_config(folder: Path, *, concurrency: int = 8) -> str:
-    path = folder / "jobrun.toml"
-    path.write_text(
-        "[jobrun]\n"
-        'store = "jobs.db"\n'
-        'import = ["flowapp.tasks"]\n'
-        "poll = 0.2\n"
-        "shutdown_timeout = 5\n"
-        "[queues.default]\n"
-        f"concurrency = {concurrency}\n"
-        "[queues.proc]\n"
-        'executor = "process"\n'
-        "concurrency = 2\n", encoding="utf-8")
-    return str(path)
+    return _write_config(folder, imports=["flowapp.tasks"], shutdown_timeout=5,
+                         jobrun="poll = 0.2", default_queue={"concurrency": concurrency},
+                         body='[queues.proc]\nexecutor = "process"\nconcurrency = 2\n')
