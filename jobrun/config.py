@@ -332,7 +332,13 @@ def default_store() -> str:
 
 
 def resolve_store(explicit: str | None = None, settings: Settings | None = None) -> str:
-    """Where the store is: explicit, $JOBRUN_STORE, the config's, else the user data dir."""
+    """Where the store is: explicit, $JOBRUN_STORE, the config's, else the user data dir.
+
+    An explicit empty location (`--store ""`, `App("")`) is refused, not read as "unset": it
+    would quietly mean the default store."""
+    if explicit is not None and not explicit.strip():
+        raise ConfigError(f"the store location is empty ({explicit!r}): give a SQLite file path "
+                          "or a postgresql:// URL")
     if explicit:
         return absolute(explicit)
     env = os.environ.get("JOBRUN_STORE")

@@ -46,3 +46,14 @@ def test_a_foreign_url_is_refused_everywhere_and_makes_no_file(
     out = run_cli("check", "--config", str(cfg), cwd=str(tmp_path))
     assert out.returncode == 78
     assert os.listdir(tmp_path) == ["jobrun.toml"]
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_store_location_is_refused_not_read_as_the_default(tmp_path: Path,
+                                                                    empty: str) -> None:
+    """`--store ""` (a variable that expanded to nothing) must not mean the default store."""
+    with pytest.raises(jobrun.ConfigError, match="store location is empty"):
+        jobrun.App(empty).enqueue("a:b", allow_unknown=True)
+    r = run_cli("ls", "--store", empty, cwd=str(tmp_path))
+    assert r.returncode != 0 and "store location is empty" in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []
