@@ -45,6 +45,13 @@ log = logging.getLogger("jobrun")
 _text = validate.text
 
 
+def _task_options(name: str | None, **given: Any) -> dict[str, Any]:
+    """`@app.task` and `@app.workflow`'s options, checked when the decorator runs."""
+    if name is not None:
+        validate.text(name, "task name", empty=False)
+    return options.check_task(given)
+
+
 class TaskDecorator(Protocol):
     """What `@app.task(...)` with options returns: `async def` tasks' jobs hold the awaited
     value, as `result()` returns it."""
@@ -119,14 +126,12 @@ class App:
         """Register a function as a task (as `@app.task` or `@app.task(queue=...)`).
 
         Every option is checked here, at import time, not at the first enqueue."""
-        given = {"queue": queue, "priority": priority, "max_attempts": max_attempts,
-                 "timeout": timeout, "retry_base": retry_base, "retry_cap": retry_cap, **extra}
-        if name is not None:
-            validate.text(name, "task name", empty=False)
-        options.check_task(given)
+        opts = _task_options(name, queue=queue, priority=priority, max_attempts=max_attempts,
+                             timeout=timeout, retry_base=retry_base, retry_cap=retry_cap,
+                             **extra)
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            spec = options.task_spec(name or task_name(f), f, given)
+            spec = options.task_spec(name or task_name(f), f, opts)
             validate.binder(f)  # read its signature once, now
             REGISTRY.add(spec)
             t: Task[P, R] = Task(self, f, spec)
@@ -271,11 +276,9 @@ class App:
                  **extra: Any) -> Any:
         """Register a durable workflow: a task whose body is replayed on every resume, its
         `@app.step` calls answered from their records (see jobrun.workflows)."""
-        given = {"queue": queue, "priority": priority, "max_attempts": max_attempts,
-                 "timeout": timeout, "retry_base": retry_base, "retry_cap": retry_cap, **extra}
-        if name is not None:
-            validate.text(name, "task name", empty=False)
-        options.check_task(given)
+        opts = _task_options(name, queue=queue, priority=priority, max_attempts=max_attempts,
+                             timeout=timeout, retry_base=retry_base, retry_cap=retry_cap,
+                             **extra)
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
             raise InvalidJob(f"max_steps must be a positive int, not {max_steps!r}")
 
@@ -284,7 +287,7 @@ class App:
                 raise InvalidJob(f"{task_name(f)}: a workflow body must be a plain def (it is "
                                  "replayed in a worker thread); make its steps async-free too")
             spec = options.task_spec(name or task_name(f), body_runner(self, f, max_steps),
-                                     given)
+                                     opts)
             REGISTRY.add(spec)
             w: Workflow[P, R] = Workflow(self, f, spec)
             self.tasks[spec.name] = w

@@ -111,9 +111,9 @@ def check_task(given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def task_spec(name: str, fn: Callable[..., Any] | None, given: dict[str, Any]) -> TaskSpec:
-    """The registry's entry for a task: its checked options as fields, the rest in `extra`."""
-    opts = check_task(given)
+def task_spec(name: str, fn: Callable[..., Any] | None, opts: dict[str, Any]) -> TaskSpec:
+    """The registry's entry for a task: its options (as `check_task` returned them) as
+    fields, the rest in `extra`."""
     fields = {k: v for k, v in opts.items() if BY_NAME[k].spec}
     return TaskSpec(validate.text(name, "task name", empty=False), fn, **fields,
                     extra={k: v for k, v in opts.items() if not BY_NAME[k].spec})
