@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from jobrun import clock
@@ -207,3 +208,30 @@ def test_a_queues_cap_is_one_for_every_service_never_their_sum() -> None:
     assert _caps(settings, rows, {}) == {"default": 8, "mail": 2}
     assert _caps(settings, (), {}) == {"default": 4}
     assert _caps(settings, rows, {"default": 3}) == {"default": 3, "mail": 2}
+
+
+def test_highlights_posted_before_a_redraw_are_ignored(tmp_path: Path) -> None:
+    """A redraw clears the queues and puts the cursor back; the highlights it posted on the
+    way arrive later. Handled, they selected "(all)" for a moment (a `=` then was refused as
+    "(all) is not a queue") or named a row gone since (CellDoesNotExist: the console died)."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job()], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        t = c.query_one("#queues", DataTable)
+        t.focus()
+        await pilot.press("down")
+        assert c.queue == "default"
+        all_row = t.coordinate_to_cell_key(Coordinate(0, 0)).row_key
+        c.post_message(DataTable.RowHighlighted(t, 0, all_row))  # the cursor is on row 1 now
+        c.post_message(DataTable.RowHighlighted(t, 7, all_row))  # a row that is not there
+        await pilot.pause()
+        await pilot.pause()
+        assert c.queue == "default" and c.is_running
+        await pilot.press("up")  # a real move still selects
+        await until(pilot, lambda: c.queue is None, "(all) selected")
+
+    drive(Console(path, Settings()), body)

@@ -37,7 +37,7 @@ from .browse import (
 )
 from .charts import overview
 from .commands import Commands
-from .keys import in_order, no_colour, on_sigterm
+from .keys import current, in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
@@ -290,6 +290,8 @@ class Console(Commands):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         t, was = event.data_table, self.marked.get(str(event.data_table.id))
+        if not current(t, event):
+            return  # posted before a redraw moved the cursor or cleared the rows: stale
         if was is not None and was != event.cursor_row and was < t.row_count:
             t.update_cell_at(Coordinate(was, 0), " ")
         t.update_cell_at(Coordinate(event.cursor_row, 0), MARK)  # seen without colour too

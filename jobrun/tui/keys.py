@@ -1,5 +1,5 @@
-"""The console's terminal: keys handled one after another in the order they came, SIGTERM
-ending it as `q` does, NO_COLOR meaning no colour.
+"""The console's terminal: keys handled one after another in the order they came, stale
+row highlights ignored, SIGTERM ending it as `q` does, NO_COLOR meaning no colour.
 
 Textual types a printable key into an Input at once but runs a binding (backspace, ctrl+u,
 enter, escape, `s`) only once the key has bubbled back up to the app, behind the keys that
@@ -17,9 +17,10 @@ from typing import Any
 
 from textual import events
 from textual.app import App
+from textual.coordinate import Coordinate
 from textual.filter import Monochrome, NoColor
 from textual.screen import ModalScreen
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 
 async def in_order(app: App[Any], box: Input, event: events.Key,
@@ -58,3 +59,11 @@ def on_sigterm(app: App[Any], then: Callable[[], object] | None) -> None:
             loop.remove_signal_handler(signal.SIGTERM)
         else:
             loop.add_signal_handler(signal.SIGTERM, then)
+
+
+def current(table: DataTable[Any], event: DataTable.RowHighlighted) -> bool:
+    """Whether a highlight still says where the cursor is: a redraw (clear, rows, cursor
+    moved back) posts highlights that are handled after it, for rows that may be gone."""
+    if event.cursor_row != table.cursor_row or event.cursor_row >= table.row_count:
+        return False
+    return table.coordinate_to_cell_key(Coordinate(event.cursor_row, 0)).row_key == event.row_key
