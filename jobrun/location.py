@@ -42,6 +42,22 @@ def absolute(location: str) -> str:
     return location if is_url(location) else os.path.abspath(os.path.expanduser(location))
 
 
+def canonical(location: str) -> str:
+    """A URL as it is; a path with its links resolved: how a store is keyed and compared."""
+    return location if is_url(location) else os.path.realpath(os.path.expanduser(location))
+
+
+def exists(location: str) -> bool:
+    """Whether there is a store to open: a file; a database is asked once connected."""
+    return is_url(location) or os.path.exists(location)
+
+
+def writable_beside(location: str) -> bool:
+    """Whether this user may write in a store file's folder (its -wal and -shm go there);
+    a URL has no folder."""
+    return not is_url(location) and os.access(os.path.dirname(location) or ".", os.W_OK)
+
+
 def beside(location: str | None, file: str) -> str | None:
     """`~` expanded; a relative path is beside its config file (a URL is kept)."""
     if location is None or is_url(location):

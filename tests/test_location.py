@@ -12,7 +12,16 @@ import jobrun
 from conftest import run_cli
 from jobrun.config import check
 from jobrun.errors import StoreError
-from jobrun.location import absolute, beside, foreign, is_postgres
+from jobrun.location import (
+    absolute,
+    beside,
+    canonical,
+    exists,
+    foreign,
+    is_postgres,
+    writable_beside,
+)
+from jobrun.store import open_store
 from jobrun.store.sqlite import SqliteStore
 
 BAD = ["mysql://x@y/z", "POSTGRESQL://postgres@127.0.0.1:5432/test", "sqlite:///jobs.db"]
@@ -57,3 +66,27 @@ def test_an_empty_store_location_is_refused_not_read_as_the_default(tmp_path: Pa
     r = run_cli("ls", "--store", empty, cwd=str(tmp_path))
     assert r.returncode != 0 and "store location is empty" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_what_a_location_says_of_itself(tmp_path: Path) -> None:
+    """The questions callers asked by branching on the kind of store, answered in one place:
+    canonical (a link resolved; a URL kept), exists (a URL is asked once connected), and
+    whether this user may write beside the file (a URL has no folder)."""
+    real = tmp_path / "real.db"
+    real.write_bytes(b"")
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    url = "postgresql://u@h:5432/db"
+    assert canonical(str(link)) == str(real) and canonical(url) == url
+    assert exists(str(real)) and exists(url) and not exists(str(tmp_path / "typo.db"))
+    assert writable_beside(str(real)) and not writable_beside(url)
+
+
+def test_open_store_without_create_refuses_a_missing_file(tmp_path: Path) -> None:
+    """What operator commands and the console's writer open: a typo never makes a store."""
+    missing = tmp_path / "typo.db"
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(str(missing), create=False)
+    assert not missing.exists()
+    open_store(str(missing)).close()  # the default still sets one up
+    open_store(str(missing), create=False).close()

@@ -75,13 +75,11 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     """The store of an operator command: never created (a typo in `--store` must not make an
     empty store), and with a store given, a broken config is one warning, not an exit 78.
     `readonly` for commands that only read: they work in a folder this user cannot write."""
-    from ..location import foreign
+    from ..location import exists, foreign, writable_beside
     from ..presence.upgrade import held_back, may_be_served
     from ..runtime import import_tasks as do_import
     from ..runtime import resolve
-    from ..store import is_postgres
     from ..store import open_store as open_any
-    from ..store.sqlite import SqliteStore
 
     rt = resolve(config, store, lenient=True)
     warn(rt.warning)
@@ -94,7 +92,7 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
             if not (store or os.environ.get("JOBRUN_STORE")):
                 raise
             warn(f"warning: config ignored (the store is given): {exc}")
-    if not is_postgres(rt.store) and not os.path.exists(rt.store):
+    if not exists(rt.store):
         fail(f"store {rt.store} does not exist (a typo in --store or $JOBRUN_STORE? "
              "`jobrun start` and `jobrun enqueue` create it)")
     # Looked at first without migrating (a database without a jobrun schema is refused,
@@ -103,20 +101,16 @@ def open_store(config: str | None, store: str | None, *, import_tasks: bool = Fa
     if may_be_served(rt.store):
         reader = open_any(rt.store, readonly=True)
         try:
-            held = held_back(reader) if (is_postgres(rt.store) or reader.schema()[0]) else None
+            held = held_back(reader) if reader.schema()[0] else None
         finally:
             reader.close()
     if held and not readonly:
         fail(held)
-    if is_postgres(rt.store):
-        return Opened(open_any(rt.store, durability=rt.settings.durability,
-                               readonly=readonly), rt.settings)
-    # Read-only only where it must be (a folder this user cannot write, a store held back):
-    # a read-only connection leaves -wal/-shm beside a file it then refuses (garbage).
-    readonly = readonly and (bool(held) or not os.access(os.path.dirname(rt.store) or ".",
-                                                         os.W_OK))
-    return Opened(SqliteStore(rt.store, durability=rt.settings.durability, create=False,
-                              readonly=readonly), rt.settings)
+    # Read-only only where it must be (a store held back, a folder this user cannot write):
+    # a read-only SQLite connection leaves -wal/-shm beside a file it then refuses.
+    readonly = readonly and (bool(held) or not writable_beside(rt.store))
+    return Opened(open_any(rt.store, durability=rt.settings.durability, create=False,
+                           readonly=readonly), rt.settings)
 
 
 def job_json(r: JobRecord, full: bool = False) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import os
 
 from ..errors import StoreError
 from ..presence.upgrade import held_back
-from ..store import is_postgres, open_store
+from ..store import open_store
 from ..store.contract import Store
 from ..store.sqlite import SqliteStore
 
@@ -26,11 +26,9 @@ def _not_set_up(path: str) -> StoreError:
 def open_reader(location: str) -> Store:
     """The store to read (a SQLite path or a postgresql:// URL), opened read-only: looking
     never migrates it. A missing store, or a file that is not one, is one line."""
-    if is_postgres(location):
-        return open_store(location, readonly=True)
-    store = SqliteStore(location, readonly=True)
+    store = open_store(location, readonly=True)
     try:
-        if store.schema()[0] == 0:
+        if isinstance(store, SqliteStore) and store.schema()[0] == 0:
             raise _not_set_up(store.path)
     except BaseException:
         store.close()
@@ -48,9 +46,7 @@ def open_writer(location: str) -> Store:
         reader.close()
     if reason:
         raise StoreError(reason)
-    if is_postgres(location):
-        return open_store(location)
-    return SqliteStore(location, create=False)
+    return open_store(location, create=False)
 
 
 class FileWatch:
@@ -63,7 +59,7 @@ class FileWatch:
 
     def check(self, store: Store) -> bool:
         """Whether the store was reopened (the caller's kept counts are then stale)."""
-        if is_postgres(store.path) or not isinstance(store, SqliteStore):
+        if not isinstance(store, SqliteStore):
             return False
         try:
             st = os.stat(store.path)

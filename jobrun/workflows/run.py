@@ -21,11 +21,11 @@ from .. import catalog, clock, enqueue
 from ..attempt import Suspend
 from ..context import Context, current
 from ..errors import Interrupted, NonDeterministic, Permanent
+from ..location import canonical
 from ..model import NewJob
 from ..presence import presence_for
 from ..presence.contract import Ringer
 from ..registry import REGISTRY
-from ..store import is_postgres
 from ..store.contract import StepRecord, Store
 
 if TYPE_CHECKING:
@@ -211,9 +211,7 @@ def run_body(app: App, body: Callable[..., Any], max_steps: int, args: tuple[Any
     ctx = current()
     if ctx is None:
         return body(*args, **kwargs)  # called outside any job: a plain call
-    path = ctx.store or os.environ.get("JOBRUN_STORE") or app.store_path
-    if not is_postgres(path):
-        path = os.path.realpath(path)
+    path = canonical(ctx.store or os.environ.get("JOBRUN_STORE") or app.store_path)
     store = app.store if app.inline else store_for(path)
     run = WorkflowRun(app, store, ctx.job_id, ctx.token, ctx.task, inline=app.inline,
                       max_steps=max_steps, ctx=ctx)
