@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from .errors import InvalidValue
+
 
 def now() -> float:
     """Wall-clock Unix seconds (UTC): what the store records."""
@@ -27,7 +29,7 @@ def to_datetime(ts: float) -> datetime:
 
 def to_timestamp(dt: datetime) -> float:
     if dt.tzinfo is None:
-        raise ValueError(f"run_at must be an aware datetime, got naive {dt.isoformat()}")
+        raise InvalidValue(f"run_at must be an aware datetime, got naive {dt.isoformat()}")
     return dt.timestamp()
 
 

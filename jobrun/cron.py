@@ -1,6 +1,6 @@
 """Cron maths: when does a trigger fire? Pure: no I/O, never reads the clock.
 
-Every function takes time as an argument (aware datetimes; naive ones raise ValueError) and
+Every function takes time as an argument (aware datetimes; naive ones raise InvalidValue, a ValueError) and
 returns aware UTC datetimes, so the scheduler, `jobrun cron ls` and tests all agree.
 
 Triggers
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from jobrun.errors import JobrunError
+from jobrun.errors import InvalidJob, InvalidValue, JobrunError
 
 if TYPE_CHECKING:  # cronsim and zoneinfo load with the first cron entry: a service without
     from zoneinfo import ZoneInfo  # cron holds neither (1.9 MB resident)
@@ -124,9 +124,9 @@ def _compile(expr: str, tz: str) -> _Compiled:
 
 def _check_aware(dt: datetime, name: str = "after") -> None:
     if not isinstance(dt, datetime):
-        raise TypeError(f"{name} must be a datetime, not {type(dt).__name__}")
+        raise InvalidJob(f"{name} must be a datetime, not {type(dt).__name__}")
     if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware (got naive {dt.isoformat()})")
+        raise InvalidValue(f"{name} must be timezone-aware (got naive {dt.isoformat()})")
 
 
 def _matches(fields: str, start: datetime) -> Iterator[datetime]:
@@ -303,7 +303,7 @@ def next_fires(trigger: Trigger, after: datetime, count: int) -> list[datetime]:
     """The next `count` fires after `after`, strictly increasing (fewer only if it stops firing)."""
     _check_aware(after)
     if count < 0:
-        raise ValueError(f"count must be >= 0, not {count}")
+        raise InvalidValue(f"count must be >= 0, not {count}")
     out: list[datetime] = []
     t = _next_or_none(trigger, after) if count else None
     while t is not None:
@@ -318,7 +318,7 @@ def due_between(trigger: Trigger, start: datetime, end: datetime,
     _check_aware(start, "start")
     _check_aware(end, "end")
     if limit < 0:
-        raise ValueError(f"limit must be >= 0, not {limit}")
+        raise InvalidValue(f"limit must be >= 0, not {limit}")
     out: list[datetime] = []
     t = _next_or_none(trigger, start) if limit else None
     while t is not None and t <= end:

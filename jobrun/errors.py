@@ -5,6 +5,7 @@
     ├── StoreError              the SQLite store refused (not a database, too new, disk full)
     ├── InvalidJob              a refused payload, argument or option (also a TypeError)
     │   └── InvalidValue        a value of the right type refused (also a ValueError)
+    ├── NotInWorkflow           a workflow call outside a body (also a RuntimeError)
     ├── JobFailed               Job.result() of a dead or cancelled job
     ├── UnknownTask             a task name no service declares (at enqueue: close matches)
     ├── StepFailed              a workflow step failed for good (raised in the body)
@@ -60,6 +61,11 @@ class InvalidJob(JobrunError, TypeError):
 class InvalidValue(InvalidJob, ValueError):
     """A value of the right type refused (a naive datetime, a negative duration, a rate that
     does not parse): a `ValueError` too, as such refusals were."""
+
+
+class NotInWorkflow(JobrunError, RuntimeError):
+    """A workflow call made where it cannot work (`jobrun.step` outside a body, a workflow
+    called directly inside another): a `RuntimeError` too, as the contract says."""
 
 
 class JobFailed(JobrunError):

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidValue
+
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)"
                    r"\s*$", re.I)
 _PERIOD = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
@@ -29,13 +31,13 @@ class Rate:
 
 
 def parse_rate(text: Any) -> Rate:
-    """"10/s", "100/m", "5/h", "1/10s"; ValueError naming the value otherwise."""
+    """"10/s", "100/m", "5/h", "1/10s"; InvalidValue (a ValueError) naming the value otherwise."""
     m = _RATE.match(text) if isinstance(text, str) else None
     if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a rate (try \"10/s\", \"100/m\", \"5/h\")")
+        raise InvalidValue(f"{text!r} is not a rate (try \"10/s\", \"100/m\", \"5/h\")")
     mult = float(m.group(2)) if m.group(2) else 1.0
     if mult <= 0:
-        raise ValueError(f"{text!r} has a zero period")
+        raise InvalidValue(f"{text!r} has a zero period")
     return Rate(float(m.group(1)), mult * _PERIOD[m.group(3).lower()])
 
 

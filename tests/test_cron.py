@@ -24,7 +24,7 @@ from jobrun.cron import (
     parse_every,
     parse_schedule,
 )
-from jobrun.errors import JobrunError
+from jobrun.errors import InvalidValue, JobrunError
 
 UTC = UTC
 NY, BERLIN = "America/New_York", "Europe/Berlin"
@@ -398,8 +398,9 @@ def test_naive_datetimes_raise_value_error() -> None:
     naive = datetime(2026, 1, 1)
     triggers: list[Trigger] = [parse_schedule("0 * * * *"), Every(60)]
     for trig in triggers:
-        with pytest.raises(ValueError, match="timezone-aware"):
+        with pytest.raises(ValueError, match="timezone-aware") as raised:
             trig.next_after(naive)
+        assert isinstance(raised.value, InvalidValue)  # a refusal, told apart from a bug
         with pytest.raises(ValueError):
             next_fires(trig, naive, 3)
         with pytest.raises(ValueError):

@@ -19,6 +19,7 @@ import jobrun
 import jobrun.testing
 from conftest import run_cli, wait_for
 from jobrun.config import QueueConfig, Settings
+from jobrun.errors import NotInWorkflow
 from jobrun.store import open_store
 from support.postgres import any_store
 
@@ -105,8 +106,9 @@ def test_a_step_outside_a_workflow_is_a_plain_call(app: jobrun.App) -> None:
         return a + 1
 
     assert plus(1) == 2
-    with pytest.raises(RuntimeError, match="only in a workflow body"):
+    with pytest.raises(RuntimeError, match="only in a workflow body") as raised:
         jobrun.sleep(1)
+    assert isinstance(raised.value, NotInWorkflow)  # a JobrunError: a misuse, not a bug
     with pytest.raises(RuntimeError, match="only in a workflow body"):
         jobrun.wait_event("x")
     with pytest.raises(RuntimeError, match="only in a workflow body"):

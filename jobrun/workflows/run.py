@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import catalog, clock, enqueue
 from ..attempt import Suspend
 from ..context import Context, current
-from ..errors import Interrupted, NonDeterministic, Permanent
+from ..errors import Interrupted, NonDeterministic, NotInWorkflow, Permanent
 from ..location import canonical
 from ..model import NewJob
 from ..presence import presence_for
@@ -156,7 +156,7 @@ def current_run() -> WorkflowRun | None:
 def require_run(what: str) -> WorkflowRun:
     run = _RUN.get()
     if run is None:
-        raise RuntimeError(f"jobrun.{what}() may be called only in a workflow body "
+        raise NotInWorkflow(f"jobrun.{what}() may be called only in a workflow body "
                            "(an @app.workflow function run as a job)")
     return run
 

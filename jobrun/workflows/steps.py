@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .. import clock
 from ..attempt import failure_entry
-from ..errors import InvalidJob, Permanent, StepFailed
+from ..errors import InvalidJob, NotInWorkflow, Permanent, StepFailed
 from ..once import step_scope
 from ..retry import DEFAULT_BASE, DEFAULT_CAP, backoff
 from ..serialize import dumps, loads
@@ -118,7 +118,7 @@ class Workflow(Task[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         run = current_run()
         if run is not None:
-            raise RuntimeError(
+            raise NotInWorkflow(
                 f"workflow {self.name} called directly inside workflow {run.task}: start it "
                 f"as a child with jobrun.gather([{self.__name__}.call(...)]) or "
                 f"{self.__name__}.enqueue(...)")
