@@ -52,7 +52,7 @@ class Maintenance:
     def __init__(self, view: ServiceView) -> None:
         self.view = view
         self._last: dict[str, float] = {}
-        self._alerter = alerting.Alerting()
+        self._alerter = alerting.Alerter()
         self._stop = threading.Event()
         self.ran_at = clock.monotonic()
         self.rescued = 0

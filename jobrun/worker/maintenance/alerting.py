@@ -20,8 +20,14 @@ log = logging.getLogger("jobrun.alerts")
 
 
 class Alerter:
+    """The breaches active now, so each start and each clearing is logged once."""
+
     def __init__(self) -> None:
         self.active: dict[tuple[str, str], Breach] = {}
+
+    def check(self, v: ServiceView, alerts: dict[str, Any], now: float) -> None:
+        """The duty: this round's queue numbers against the thresholds."""
+        self.update(alerts, queue_stats(v.store, now=now))
 
     def update(self, alerts: dict[str, Any], stats: dict[str, dict[str, Any]]) -> list[Breach]:
         """Log new breaches once (and run on_alert), and clearings; returns the new ones."""
@@ -47,11 +53,3 @@ class Alerter:
                 except OSError as exc:
                     log.error("on_alert %s failed: %s", alerts["on_alert"], exc)
         return new
-
-
-class Alerting:
-    def __init__(self) -> None:
-        self._alerter = Alerter()
-
-    def check(self, v: ServiceView, alerts: dict[str, Any], now: float) -> None:
-        self._alerter.update(alerts, queue_stats(v.store, now=now))
