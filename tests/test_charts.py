@@ -82,3 +82,37 @@ def test_overview_shows_charts_services_and_cron_in_zone_and_utc(tmp_path: objec
     assert "none alive" in text
     assert runtime(None) == "-" and runtime(75.0) == "1m15s"
     json.dumps(cron.__dict__)  # plain data
+
+
+def test_a_kept_window_rereads_only_the_seconds_that_changed(tmp_path: object) -> None:
+    """A busy store finishes thousands of jobs a second: a refresh counts the margin per
+    second from the index and reads the rows of the changed seconds only, and still agrees
+    with a fresh read (a job that landed late in the margin, a job pruned, one just now)."""
+    path = f"{tmp_path}/jobs.db"
+    rows = [("mail", "succeeded", NOW - 60 + i * 0.25, NOW - 60 + i * 0.25 + 0.01)
+            for i in range(240)]  # a job every quarter second for the last minute
+    write(path, rows)
+    store = SqliteStore(path, readonly=True)
+    window = Window()
+    take(store, now=NOW + 0.5, window=window)
+    write(path, [("mail", "dead", NOW - 8.5, NOW - 8.4), ("web", "succeeded", NOW + 0.6,
+                                                            NOW + 0.7)])
+    conn = apsw.Connection(path)
+    with conn:  # pruned meanwhile: one of the jobs 5 s back
+        conn.execute("DELETE FROM jobs WHERE id = (SELECT min(id) FROM jobs "
+                     "WHERE finished_at >= ? AND finished_at < ?)", (NOW - 5, NOW - 4))
+    conn.close()
+    asked: list[tuple[float, float]] = []
+    with store.dashboard() as read:
+        def spy(name: str, params: dict[str, object]) -> list[dict[str, object]]:
+            if name == "top_finished":
+                asked.append((float(params["since"]), float(params["until"])))  # type: ignore
+            return read(name, params)
+        window.update(spy, NOW + 1.0)
+    assert asked == [(NOW - 9, NOW - 8), (NOW - 5, NOW - 4), (NOW, NOW + 1.0)], asked
+    kept, fresh = take(store, now=NOW + 1.0, window=window), take(store, now=NOW + 1.0)
+    assert kept.queues == fresh.queues
+    q = {r.name: r for r in kept.queues}
+    assert sum(q["mail"].done_minutes) == 239 and sum(q["mail"].dead_minutes) == 1
+    assert sum(q["web"].done_minutes) == 1
+    store.close()

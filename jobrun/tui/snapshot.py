@@ -130,48 +130,71 @@ class Snapshot:
 
 # -- finished jobs, incrementally -------------------------------------------------------------
 class Window:
-    """Finished jobs per 5-s bucket over the last hour, kept between refreshes.
+    """Finished jobs per second over the last hour, kept between refreshes.
 
-    The first update reads the hour; later ones reread only from `LATE` seconds before the
-    previous one (finished_at can land a little in the past), so the cost follows the
-    throughput of the last few seconds. A job sent back from dead stays counted in its bucket
-    until that bucket leaves the hour."""
+    The first update reads the hour; later ones count the last `LATE` seconds per second
+    (finished_at can land a little in the past) from the index alone, and reread the rows
+    only of the seconds whose count changed: under a busy service that is the last second or
+    two, not the whole margin. The counts are read before the rows, so rows that land in
+    between are counted again next time, never missed. A job sent back from dead stays
+    counted until its second leaves the margin."""
 
     def __init__(self) -> None:
-        self.buckets: dict[int, dict[tuple[str, str], int]] = {}
+        self.seconds: dict[int, dict[tuple[str, str], int]] = {}  # (queue, state) counts
         self.runs: dict[int, dict[tuple[str, int], int]] = {}  # (queue, run-time ms bin)
+        self.seen: dict[int, int] = {}  # every finished row per second, as last counted
         self.read_to: float | None = None
         self.watch = FileWatch()  # the store file's identity: a replaced file is reread
 
     def update(self, read: DashboardRead, now: float) -> None:
-        first = math.ceil((now - HOUR) / BUCKET)
+        first = math.ceil(now - HOUR)
         prev = self.read_to
-        if prev is None or now - prev > HOUR or now < prev - LATE:
-            start = first  # first read, a long pause or the clock went back: read it all
-            self.buckets.clear()
+        whole = prev is None or now - prev > HOUR or now < prev - LATE
+        start = first if prev is None or whole else max(first, math.floor(prev - LATE))
+        margin = max(first, math.floor(now - LATE)) if whole else start
+        counts = {int(r["s"]): int(r["n"]) for r in read("top_finished_seconds",
+                                                          {"since": margin, "until": now})}
+        if whole:  # first read, a long pause or the clock went back: read it all
+            self.seconds.clear()
             self.runs.clear()
+            spans: list[tuple[float, float]] = [(first, now)]
         else:
-            start = max(first, math.floor((prev - LATE) / BUCKET))
-        for kept in (self.buckets, self.runs):
-            for b in [b for b in kept if b >= start or b < first]:
-                del kept[b]
-        params = {"width": BUCKET, "since": start * BUCKET, "until": now}
-        for r in read("top_finished", params):
-            b, queue, state, lead, digits, n = (r["b"], r["queue"], r["state"], r["lead"],
-                                                r["digits"], r["n"])
-            counts = self.buckets.setdefault(int(b), {})
-            counts[(queue, state)] = counts.get((queue, state), 0) + int(n)
-            ms = int(lead) * 10 ** max(0, int(digits) - len(str(lead)))
-            runs = self.runs.setdefault(int(b), {})
-            runs[(queue, ms)] = runs.get((queue, ms), 0) + int(n)
+            changed = {t for t in counts.keys() | self.seen.keys()
+                       if t >= start and counts.get(t) != self.seen.get(t)}
+            spans = _spans(sorted(changed), now)
+        self.seen = counts
+        for kept in (self.seconds, self.runs):
+            for t in [t for t in kept if t < first or any(a <= t < b for a, b in spans)]:
+                del kept[t]
+        for since, until in spans:
+            self._add(read("top_finished", {"width": 1.0, "since": since, "until": until}))
         self.read_to = now
+
+    def _add(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            t, queue, state, lead, digits, n = (int(r["b"]), r["queue"], r["state"], r["lead"],
+                                                r["digits"], int(r["n"]))
+            counts = self.seconds.setdefault(t, {})
+            counts[(queue, state)] = counts.get((queue, state), 0) + n
+            ms = int(lead) * 10 ** max(0, int(digits) - len(str(lead)))
+            runs = self.runs.setdefault(t, {})
+            runs[(queue, ms)] = runs.get((queue, ms), 0) + n
+
+    def _buckets(self) -> dict[int, dict[tuple[str, str], int]]:
+        """The kept seconds folded into `BUCKET`-second buckets."""
+        out: dict[int, dict[tuple[str, str], int]] = {}
+        for t, counts in self.seconds.items():
+            into = out.setdefault(math.floor(t / BUCKET), {})
+            for k, n in counts.items():
+                into[k] = into.get(k, 0) + n
+        return out
 
     def minutes(self, now: float, queue: str, state: str, count: int = 60) -> tuple[int, ...]:
         """`queue`'s jobs finished in `state` per minute, the last `count` minutes."""
         cur = math.floor(now / BUCKET)
         per = round(MINUTE / BUCKET)
         out = [0] * count
-        for b, counts in self.buckets.items():
+        for b, counts in self._buckets().items():
             i = (cur - b) // per
             if 0 <= i < count:
                 out[i] += counts.get((queue, state), 0)
@@ -182,8 +205,8 @@ class Window:
         """Run-time percentiles (seconds, to two significant digits) of `queue`'s jobs
         finished since `since`; None when none finished."""
         hist: dict[int, int] = {}
-        for b, runs in self.runs.items():
-            if b * BUCKET >= since:
+        for t, runs in self.runs.items():
+            if math.floor(t / BUCKET) * BUCKET >= since:
                 for (q, ms), n in runs.items():
                     if q == queue:
                         hist[ms] = hist.get(ms, 0) + n
@@ -191,8 +214,8 @@ class Window:
 
     def per_queue(self, since: float) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
-        for b, counts in self.buckets.items():
-            if b * BUCKET >= since:
+        for t, counts in self.seconds.items():
+            if math.floor(t / BUCKET) * BUCKET >= since:
                 for k, n in counts.items():
                     out[k] = out.get(k, 0) + n
         return out
@@ -202,11 +225,25 @@ class Window:
         """Jobs per `width` buckets, the last `count` groups ending with the current bucket."""
         cur = math.floor(now / BUCKET)
         out = [0] * count
-        for b, counts in self.buckets.items():
+        for b, counts in self._buckets().items():
             i = (cur - b) // width
             if 0 <= i < count:
                 out[i] += sum(n for (_, s), n in counts.items() if state is None or s == state)
         return tuple(reversed(out))
+
+
+def _spans(changed: list[int], now: float, most: int = 4) -> list[tuple[float, float]]:
+    """Consecutive changed seconds as [since, until) ranges; more than `most` ranges read as
+    one (a few queries, not one per straggler)."""
+    spans: list[tuple[float, float]] = []
+    for t in changed:
+        if spans and spans[-1][1] == t:
+            spans[-1] = (spans[-1][0], t + 1)
+        else:
+            spans.append((t, t + 1))
+    if len(spans) > most:
+        spans = [(spans[0][0], spans[-1][1])]
+    return [(a, min(b, now)) for a, b in spans]
 
 
 def _percentile(hist: dict[int, int], q: float) -> float | None:
