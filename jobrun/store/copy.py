@@ -2,7 +2,8 @@
 back): jobs in every state with their error histories, cron fires, events, workflow steps
 and children, paused queues, `once()` records, rate buckets, the catalog.
 
-One transaction on the target, which must be empty: a copy never merges. Ids are kept, and
+One transaction on the target, which must be empty, holding its write lock from the check
+to the commit: a copy never merges, and a second copy racing in finds it not empty. Ids are kept, and
 a PostgreSQL target's identities move past every id the source handed out (never reused).
 Events go first: their insert trigger wakes waiting steps, and with no steps copied yet it
 touches nothing, so every row arrives as it was. Presence rows (who serves, who leads) are
