@@ -2,26 +2,32 @@
 state (error histories, results, keys, children of a workflow, its steps), cron fires,
 events, a paused queue and the catalog is copied into PostgreSQL and back, and every row of
 every table arrives as it was, ids kept. A non-empty target is refused and left untouched;
-a PostgreSQL target's ids move past every id the source handed out (pruned ones too)."""
+a PostgreSQL target's ids move past every id the source handed out (pruned ones too).
+A source that a live service serves is refused (its jobs would run twice); of two copies
+racing into one target one wins and the other says "not empty", cleanly; an empty location
+is refused; a PostgreSQL store is named without its password."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from conftest import JOBRUN, run_cli, wait_for
 from jobrun import catalog, enqueue
 from jobrun.config import Settings
 from jobrun.model import Outcome, error_entry
+from jobrun.presence import presence_for
 from jobrun.store import is_postgres, open_store
 from jobrun.store.contract import StepRecord, Store
 from jobrun.store.copy import TABLES, _cols, _q, _quoted
-from support.postgres import fresh_store_url
+from support.postgres import any_store, fresh_store_url
 
 T0 = 1_000_000.0
 
@@ -169,3 +175,122 @@ def test_a_postgres_copy_never_reuses_an_id_the_source_handed_out(url: str) -> N
             assert new > max(ids)
         finally:
             dst.close()
+
+
+# -- issue 16: a served source, two copies racing into one target, an empty location ---------
+def _fill_many(where: str) -> dict[str, list[tuple[Any, ...]]]:
+    """A SQLite source of one of everything and some hundreds of jobs: its rows."""
+    src = open_store(where)
+    try:
+        _fill(src)
+        src.enqueue([_job(f"t:bulk{i % 7}") for i in range(500)], now=T0)
+        return _dump(src)
+    finally:
+        src.close()
+
+
+def _copying(src: str, dst: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*JOBRUN, "store", "copy", src, dst], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _race_ends(procs: list[subprocess.Popen[str]], want: dict[str, Any], dst: str) -> None:
+    """Exactly one copy won; the other said the target is not empty, in one clean line; the
+    target holds the source's rows, once."""
+    outputs = [p.communicate(timeout=60) for p in procs]
+    ends = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+    assert sorted(code for code, _, _ in ends) == [0, 1], ends
+    (_, _, err), = [e for e in ends if e[0] == 1]
+    assert f"is not empty ({len(want['jobs'])} jobs" in err, err
+    assert err.count("\n") == 1 and "duplicate key" not in err and "Constraint" not in err
+    target = open_store(dst)
+    try:
+        assert _dump(target) == want
+    finally:
+        target.close()
+
+
+def test_two_copies_racing_into_one_sqlite_target(tmp_path: Path) -> None:
+    db, dst = str(tmp_path / "jobs.db"), str(tmp_path / "new.db")
+    want = _fill_many(db)
+    _race_ends([_copying(db, dst) for _ in range(2)], want, dst)
+
+
+def test_two_copies_racing_into_one_postgres_target(tmp_path: Path, url: str) -> None:
+    """Both copies are held at the target's jobs table (a lock of the test's) until both
+    wait there or on the copy lock, so both would find it empty without that lock."""
+    import psycopg
+
+    db = str(tmp_path / "jobs.db")
+    want = _fill_many(db)
+    name = f"copyrace{os.getpid()}"
+    dst = f"{url}&application_name={name}"
+    open_store(dst).close()  # the schema made: the copies' migrations wait on nothing
+    with psycopg.connect(url) as hold, psycopg.connect(url, autocommit=True) as look:
+        hold.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        procs = [_copying(db, dst) for _ in range(2)]
+        wait_for(lambda: look.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND "
+            "wait_event_type = 'Lock'", (name,)).fetchone() == (2,), 30, "both copies waiting")
+        hold.rollback()
+    _race_ends(procs, want, dst)
+
+
+def _served(where: str) -> bool:
+    store = open_store(where, readonly=True)
+    try:
+        presence = presence_for(store)
+        return any(presence.alive(h) for h in presence.holders())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_source_that_live_services_serve_is_refused(tmp_path: Path, kind: str) -> None:
+    with any_store(kind, str(tmp_path)) as src, any_store(kind, str(tmp_path / "t")) as dst:
+        os.makedirs(tmp_path / "t", exist_ok=True)
+        store = open_store(src)
+        store.enqueue([_job("t:queued")], now=T0)
+        store.close()
+        service = subprocess.Popen([*JOBRUN, "start", "--store", src], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: _served(src) or service.poll() is not None, 30, "a live service")
+            done = run_cli("store", "copy", src, dst)
+            assert done.returncode == 1 and service.poll() is None, done.stderr
+            assert "served by 1 live service(s)" in done.stderr, done.stderr
+            assert "stop them first" in done.stderr and "systemctl stop" in done.stderr
+            assert done.stderr.count("\n") == 1
+            if kind == "sqlite":
+                assert not os.path.exists(dst)  # refused before the target was made
+        finally:
+            service.send_signal(signal.SIGTERM)
+            service.communicate(timeout=60)
+        done = run_cli("store", "copy", src, dst)
+        assert done.returncode == 0, done.stderr
+        assert "copied 1 jobs" in done.stdout
+
+
+def test_an_empty_location_is_refused(tmp_path: Path) -> None:
+    db = str(tmp_path / "jobs.db")
+    open_store(db).close()
+    for args, role in (((db, ""), "target"), (("", db), "source"), ((db, "  "), "target")):
+        done = run_cli("store", "copy", *args, cwd=str(tmp_path))
+        assert done.returncode == 1
+        assert f"the {role} location is empty" in done.stderr, done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["jobs.db"]  # nothing made in the current folder
+
+
+def test_postgres_messages_name_the_database_without_its_password(tmp_path: Path,
+                                                                  url: str) -> None:
+    secret = url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    assert secret != url
+    db = str(tmp_path / "jobs.db")
+    _fill_many(db)
+    ends = [run_cli("store", "copy", db, secret), run_cli("store", "copy", db, secret),
+            run_cli("store", "copy", secret, secret)]
+    assert [e.returncode for e in ends] == [0, 1, 1]
+    for e in ends:
+        text = e.stdout + e.stderr
+        assert "s3cret" not in text and "postgres:***@" in text, text
+        assert url.split("@", 1)[1] in text, text  # host, port, database and schema

@@ -2,7 +2,8 @@
 back): jobs in every state with their error histories, cron fires, events, workflow steps
 and children, paused queues, `once()` records, rate buckets, the catalog.
 
-One transaction on the target, which must be empty: a copy never merges. Ids are kept, and
+One transaction on the target, which must be empty, holding its write lock from the check
+to the commit: a copy never merges, and a second copy racing in finds it not empty. Ids are kept, and
 a PostgreSQL target's identities move past every id the source handed out (never reused).
 Events go first: their insert trigger wakes waiting steps, and with no steps copied yet it
 touches nothing, so every row arrives as it was. Presence rows (who serves, who leads) are
@@ -65,20 +66,24 @@ def _cols(table: str) -> str:
 
 
 def copy_store(src: Store, dst: Store) -> dict[str, int]:
-    """Copy every row of `src` into the empty store `dst`; the rows copied per table."""
+    """Copy every row of `src` into the empty store `dst`; the rows copied per table.
+
+    The check that `dst` is empty and the copy are one transaction holding the target's
+    write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock of the target's
+    schema), so of two copies racing into one target the second waits, then finds it not
+    empty and says so; a copy that fails leaves the target's rows as they were."""
     if src.path == dst.path:
-        raise StoreError(f"store copy: {src.path} is both the source and the target")
+        raise StoreError(f"store copy: {_shown(src)} is both the source and the target")
     pg = is_postgres(dst.path)
     source, target = cast(_Raw, src), cast(_Raw, dst)
     copied: dict[str, int] = {}
     with target.write() as conn:
-        for table in TABLES:
-            if table == "meta":
-                continue
-            (n,), = _all(conn, _q("count", table=_quoted(table)), pg)
-            if n:
-                raise StoreError(f"store copy: the target {_shown(dst)} is not empty ({n} "
-                                 f"row(s) in {table}); copy into a new store")
+        if pg:
+            conn.execute(_q("lock_target"))
+        held = _held(conn, pg)
+        if held:
+            raise StoreError(f"store copy: the target {_shown(dst)} is not empty ({held}); "
+                             "copy into a new store")
         conn.execute(_q("meta_clear"))
         for table in TABLES:
             rows = source.read(_q("rows", table=_quoted(table), columns=_cols(table)),
@@ -95,6 +100,17 @@ def copy_store(src: Store, dst: Store) -> dict[str, int]:
                 conn.execute(_q("move_sequence", table=_quoted(table), table_text=f"'{table}'"),
                              {"last": _last_id(source, table)})
     return copied
+
+
+def _held(conn: Any, pg: bool) -> str:
+    """What the target holds already, jobs first ("3 jobs, 1 events"); "" when empty (its
+    meta rows are what it wrote about itself on creation)."""
+    counts = {}
+    for table in ("jobs", *(t for t in TABLES if t not in ("jobs", "meta"))):
+        (n,), = _all(conn, _q("count", table=_quoted(table)), pg)
+        if n:
+            counts[table] = n
+    return ", ".join(f"{n} {t}" for t, n in counts.items())
 
 
 def _last_id(store: _Raw, table: str) -> int:

@@ -3,7 +3,7 @@
 -- dialect's (? on SQLite, %s on PostgreSQL).
 
 -- count --
--- Whether a table of the target holds rows already (a non-empty target is refused).
+-- How many rows a table of the target holds already (a non-empty target is refused).
 SELECT count(*) FROM {table};
 
 -- rows --
@@ -38,3 +38,8 @@ SELECT pg_get_serial_sequence({table_text}, 'id');
 SELECT setval(pg_get_serial_sequence({table_text}, 'id'),
               greatest(%(last)s, (SELECT coalesce(max(id), 0) FROM {table}), 1),
               greatest(%(last)s, (SELECT coalesce(max(id), 0) FROM {table})) > 0);
+
+-- lock_target --
+-- The PostgreSQL target's copy lock, to the end of the transaction: a second copy into the
+-- same schema waits here, then finds it not empty (SQLite's BEGIN IMMEDIATE does the same).
+SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':copy'));
