@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -33,31 +32,22 @@ from typing import TYPE_CHECKING, Any
 from _common import (
     Report,
     Subprocess,
-    busy_samples,
-    count,
+    close_report,
     finish,
     fmt,
-    function_of,
     idle_cpu_percent,
     job_states,
-    load_average,
     log,
-    machine_line,
-    markdown,
+    machine_notes,
     open_apsw,
+    output_options,
     pct,
     poll_count,
     print_notes,
-    print_problems,
-    print_shares,
-    profiler_for,
     rate,
-    shares,
-    start_py_spy,
-    stop_py_spy,
-    tree_state,
 )
 from _common import Row as _Row
+from _profile import print_profile, profiler_for, start_py_spy, stop_py_spy, summarize_py_spy
 
 if TYPE_CHECKING:
     import jobrun
@@ -119,6 +109,23 @@ def jobrun_settings(concurrency: int) -> Any:
 # Subprocess sides: started by `Child`, they print "ready", wait for "go" on stdin, print
 # "started <time.time()>" just before starting, and run until SIGTERM.
 # ---------------------------------------------------------------------------------------
+def await_go() -> None:
+    """The sides' handshake: "ready", wait for "go", "started <time>" just before serving."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(f"started {time.time()!r}", flush=True)
+
+
+def serve(argv: list[str]) -> int | None:
+    """Run the hidden sub-command (`_jobrun-service`, `_huey-consumer`) argv names, if it
+    names one: its exit status; None otherwise."""
+    if argv and argv[0] == "_jobrun-service":
+        return serve_jobrun(argv[1], int(argv[2]))
+    if argv and argv[0] == "_huey-consumer":
+        return serve_huey(argv[1], int(argv[2]), json.loads(argv[3]))
+    return None
+
+
 def serve_jobrun(store: str, concurrency: int) -> int:
     import logging
 
@@ -130,9 +137,7 @@ def serve_jobrun(store: str, concurrency: int) -> int:
     service = Service(store, jobrun_settings(concurrency))
     stops = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # inherited by the service's threads
-    print("ready", flush=True)
-    sys.stdin.readline()
-    print(f"started {time.time()!r}", flush=True)
+    await_go()
     service.start()
     signal.sigwait(stops)  # no wake-ups of our own while idle
     service.stop(10.0)
@@ -148,9 +153,7 @@ def serve_huey(path: str, workers: int, poll: dict[str, float]) -> int:
     huey, _, _ = make_huey(path)
     consumer = Consumer(huey, workers=workers, periodic=False, check_worker_health=False,
                         worker_type="thread", **poll)
-    print("ready", flush=True)
-    sys.stdin.readline()
-    print(f"started {time.time()!r}", flush=True)
+    await_go()
     consumer.run()  # exits on SIGTERM/SIGINT
     return 0
 
@@ -536,75 +539,21 @@ def bench_latency(tmp: str, samples: int, huey_default_samples: int, idle_s: flo
 
 
 # ---------------------------------------------------------------------------------------
-# Profile (optional): py-spy on the service subprocess during the no-op run
-# ---------------------------------------------------------------------------------------
-_WAITING = re.compile(r"select\.select\(|\bget\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
-                      r"\.acquire\(")
-
-
-def summarize_py_spy(path: str, top: int = 15) -> dict[str, Any]:
-    """Shares of busy samples per thread and per function (self and inclusive) from py-spy's
-    raw (collapsed) output. Samples whose innermost Python line is a blocking wait (select,
-    queue get, Event.wait, sleep) count as idle and are left out."""
-    threads: dict[str, int] = {}
-    self_s: dict[str, int] = {}
-    lines_s: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    try:
-        busy = busy_samples(path, lambda stack: ("", stack.split(";")),
-                            lambda _, src: bool(_WAITING.search(src)))
-    except OSError as exc:
-        return {"error": str(exc)}
-    total, idle = busy.total, busy.idle
-    for _, frames, n in busy.samples:
-        count(threads, frames[0], n)
-        names = [function_of(fr) for fr in frames[1:]]
-        count(self_s, names[-1], n)
-        count(lines_s, frames[-1], n)
-        for name in set(names):
-            count(incl, name, n)
-    return {"samples": total, "idle_samples": idle, "threads": shares(threads, total, top),
-            "self": shares(self_s, total, top), "self by line": shares(lines_s, total, top),
-            "inclusive": shares(incl, total, top)}
-
-
-# ---------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------
-def print_profile(prof: dict[str, Any], rate_: float | None) -> None:
-    if "error" in prof:
-        log(f"py-spy profile unavailable: {prof['error']}")
-        return
-    log(f"\n### Where the jobrun service spends its time (no-op e2e, C=8, py-spy at 500 Hz, "
-        f"{prof['samples']} busy samples, {prof['idle_samples']} waiting ones left out; "
-        f"that run: {fmt(rate_, 'jobs/s')} jobs/s)")
-    for title in ("threads", "self", "self by line", "inclusive"):
-        print_shares(f"{title} (% of busy samples)", prof[title])
-
-
-def machine_notes(tmp: str) -> list[str]:
-    import apsw
-    import huey
-
-    import jobrun
-
-    return [
-        machine_line(f"{apsw.sqlite_lib_version()} (apsw, jobrun) "
-                     f"and {sqlite3.sqlite_version} (stdlib sqlite3, huey)"),
-        f"jobrun {jobrun.__version__} at {tree_state()}, huey {huey.__version__}; temp dir {tmp}",
-        f"load average (1/5/15 min) at the start: {load_average()} (other work on this machine "
-        "adds noise: compare within one run)",
-        "jobrun store: WAL, synchronous=NORMAL (its default); SqliteHuey: WAL, "
-        "synchronous=FULL (its default, fsync=None)",
-        "services/consumers run in subprocesses with logging at WARNING (per-job INFO lines "
-        "would otherwise dominate the no-op runs)",
-        f"huey consumer: thread workers, periodic=False, check_worker_health=False, fast poll "
-        f"{HUEY_FAST_POLL} (default poll {HUEY_DEFAULT_POLL} only where said)",
-        "huey completions are counted as rows in its result store (the no-op returns 1), "
-        "jobrun's as state='succeeded' rows; both polled every 20 ms from another connection",
-        "latency: t0 = time.time() just before the enqueue call in this (producer) process, "
-        "t1 = time.time() at the start of the job in the service; 20 ms idle between samples",
-    ]
+# How it measures: the notes after machine_notes'.
+HOW = [
+    "jobrun store: WAL, synchronous=NORMAL (its default); SqliteHuey: WAL, "
+    "synchronous=FULL (its default, fsync=None)",
+    "services/consumers run in subprocesses with logging at WARNING (per-job INFO lines "
+    "would otherwise dominate the no-op runs)",
+    f"huey consumer: thread workers, periodic=False, check_worker_health=False, fast poll "
+    f"{HUEY_FAST_POLL} (default poll {HUEY_DEFAULT_POLL} only where said)",
+    "huey completions are counted as rows in its result store (the no-op returns 1), "
+    "jobrun's as state='succeeded' rows; both polled every 20 ms from another connection",
+    "latency: t0 = time.time() just before the enqueue call in this (producer) process, "
+    "t1 = time.time() at the start of the job in the service; 20 ms idle between samples",
+]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -618,7 +567,7 @@ def run(args: argparse.Namespace) -> int:
     profiler = profiler_for(args.profile)
 
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-")
-    report = Report(notes=machine_notes(tmp))
+    report = Report(notes=machine_notes(tmp, huey=sqlite3.sqlite_version) + HOW)
     log("# jobrun vs huey (SqliteHuey): core benchmarks" + (" (--quick)" if q else ""))
     print_notes(report.notes)
     t_all = time.perf_counter()
@@ -640,26 +589,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         finish(tmp, args.keep, report)
     if "profile" in report.extra:
-        print_profile(report.extra["profile"], report.extra.get("profile_rate"))
-    print_problems(report.problems)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": [r.as_dict("huey") for r in report.rows],
-                       "notes": report.notes, "problems": report.problems,
-                       "extra": report.extra}, f, indent=2, default=str)
-    log(f"- {report.notes[-1]}")
-    log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / huey "
-        "(for ms and % rows, lower is better).\n")
-    log(markdown(report.rows, "huey"))
+        print_profile(report.extra["profile"], what="the jobrun service",
+                      how="no-op e2e, C=8, py-spy at 500 Hz",
+                      that_run=f"{fmt(report.extra.get('profile_rate'), 'jobs/s')} jobs/s")
+    close_report(report, "huey", args.json,
+                 f"Total time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / huey "
+                 "(for ms and % rows, lower is better).", extra=report.extra)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_jobrun-service":
-        return serve_jobrun(argv[1], int(argv[2]))
-    if argv and argv[0] == "_huey-consumer":
-        return serve_huey(argv[1], int(argv[2]), json.loads(argv[3]))
+    if (status := serve(argv)) is not None:
+        return status
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller N (about a minute)")
     p.add_argument("--n-single", type=int, metavar="N", help="single enqueues per side")
@@ -672,8 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="py-spy the jobrun service during one extra no-op run (C=8)")
     p.add_argument("--only", metavar="LIST", help=f"comma-separated subset of {','.join(METRICS)}")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    output_options(p)
     return run(p.parse_args(argv))
 
 

@@ -30,21 +30,20 @@ from typing import Any
 import bench_core
 from _common import (
     Report,
+    close_report,
     cpu_seconds,
     delta,
     finish,
-    load_average,
     log,
-    machine_line,
-    markdown,
+    machine_notes,
     open_apsw,
+    output_options,
     poll_count,
     print_notes,
-    print_problems,
-    tree_state,
 )
 from bench_core import (
     HUEY_DEFAULT_POLL,
+    HUEY_FAST_POLL,
     HUEY_NAME,
     JOBRUN_DONE,
     Row,
@@ -53,11 +52,11 @@ from bench_core import (
     jobrun_tasks,
     jobrun_template,
     make_huey,
-    serve_huey,
-    serve_jobrun,
+    serve,
 )
 
 METRICS = ("bytes", "throughput")
+HUEY_BEST_WORKERS = 2  # Huey's best no-op rate on this machine: 2 thread workers
 
 
 class Child(bench_core.Child):
@@ -65,7 +64,6 @@ class Child(bench_core.Child):
     its module, which must be bench_core here as in this script's producers."""
 
     script = os.path.abspath(__file__)
-HUEY_BEST_WORKERS = 2  # Huey's best no-op rate on this machine: 2 thread workers
 
 
 def write_bytes(pid: int | str) -> int | None:
@@ -236,7 +234,7 @@ def backlog_run(side: str, template: str, folder: str, n: int, timeout: float,
         sql, params, target = JOBRUN_DONE, (), n
     else:
         child = Child(["_huey-consumer", db, str(HUEY_BEST_WORKERS),
-                       json.dumps({"initial_delay": 0.001, "backoff": 1.0, "max_delay": 0.01})],
+                       json.dumps(HUEY_FAST_POLL)],
                       os.path.join(folder, "consumer.log"))
         conn = sqlite3.connect(db, timeout=30)
         # Huey stores no result for None: count the jobs taken off its queue.
@@ -283,16 +281,7 @@ def run(args: argparse.Namespace) -> int:
     repeat = args.repeat or (1 if q else 3)
     idle_s = args.idle or (3.0 if q else 10.0)
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-io-", dir=args.dir)
-    import apsw
-    import huey
-
-    import jobrun
-
-    report = Report(notes=[
-        machine_line(f"{apsw.sqlite_lib_version()} (apsw, jobrun) and "
-                     f"{sqlite3.sqlite_version} (stdlib sqlite3, huey)"),
-        f"jobrun {jobrun.__version__} at {tree_state()}, huey {huey.__version__}; temp dir {tmp}",
-        f"load average (1/5/15 min) at the start: {load_average()}",
+    report = Report(notes=machine_notes(tmp, huey=sqlite3.sqlite_version, remark=None) + [
         "both sides at their defaults: jobrun WAL + synchronous=NORMAL, concurrency 8; "
         "SqliteHuey WAL + synchronous=FULL, one worker, default polling (bytes row)",
         "write_bytes counts the pages a process dirtied (in the file cache, sent to the disk "
@@ -310,23 +299,14 @@ def run(args: argparse.Namespace) -> int:
             bench_throughput(tmp, n, repeat, report)
     finally:
         finish(tmp, args.keep, report)
-    print_problems(report.problems)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": [r.as_dict("huey") for r in report.rows], "notes": report.notes,
-                       "problems": report.problems, "extra": report.extra}, f, indent=2,
-                      default=str)
-    log(f"- {report.notes[-1]}\n")
-    log(markdown(report.rows, "huey"))
+    close_report(report, "huey", args.json, extra=report.extra)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_jobrun-service":
-        return serve_jobrun(argv[1], int(argv[2]))
-    if argv and argv[0] == "_huey-consumer":
-        return serve_huey(argv[1], int(argv[2]), json.loads(argv[3]))
+    if (status := serve(argv)) is not None:
+        return status
     if argv and argv[0] in ("_jobrun-producer", "_huey-producer"):
         produce_ = produce_jobrun if argv[0] == "_jobrun-producer" else produce_huey
         return produce_(argv[1], float(argv[2]), float(argv[3]))
@@ -339,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, help="backlog runs per side, best kept (3)")
     p.add_argument("--only", metavar="LIST", help=f"comma-separated subset of {','.join(METRICS)}")
     p.add_argument("--dir", help="where the temp dir goes (a disk, not tmpfs: write_bytes)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    output_options(p)
     return run(p.parse_args(argv))
 
 
