@@ -148,13 +148,14 @@ def one_process(stack: str) -> tuple[str, list[str]]:
     return "", stack.split(";")
 
 
-def waiting(_role: str, src: str) -> bool:
+def is_wait(_role: str, src: str) -> bool:
+    """Whether a source line is one of WAITING (any role)."""
     return bool(WAITING.search(src))
 
 
 def summarize_py_spy(path: str, *, top: int = 15,
                      split: Callable[[str], tuple[str, list[str]]] = one_process,
-                     waits: Callable[[str, str], bool] = waiting,
+                     waits: Callable[[str, str], bool] = is_wait,
                      thread: Callable[[str, str], str] = lambda _role, first: first,
                      by_role: bool = False) -> dict[str, Any]:
     """Shares of busy samples per thread and per function (self, self by line, inclusive)

@@ -36,7 +36,6 @@ from _common import (
     finish,
     log,
     machine_notes,
-    open_apsw,
     output_options,
     poll_count,
     print_notes,
@@ -47,6 +46,7 @@ from bench_core import (
     HUEY_NAME,
     JOBRUN_DONE,
     Row,
+    connect,
     fresh_copy,
     huey_template,
     jobrun_tasks,
@@ -153,6 +153,7 @@ def bytes_run(side: str, folder: str, rate_: float, seconds: float, idle_s: floa
     """One side's paced run: bytes per job (producer, service), service CPU per job, and
     the idle service's bytes afterwards."""
     os.makedirs(folder)
+    params: tuple[Any, ...]
     if side == "jobrun":
         db = os.path.join(folder, "jobs.db")
         import jobrun
@@ -163,7 +164,6 @@ def bytes_run(side: str, folder: str, rate_: float, seconds: float, idle_s: floa
         app.close()
         service = Child(["_jobrun-service", db, "8"], os.path.join(folder, "service.log"))
         done_sql, params = JOBRUN_DONE, ()
-        conn: Any = open_apsw(db)
     else:
         db = os.path.join(folder, "huey.db")
         huey, _, _ = make_huey(db)
@@ -171,7 +171,7 @@ def bytes_run(side: str, folder: str, rate_: float, seconds: float, idle_s: floa
         service = Child(["_huey-consumer", db, "1", json.dumps(HUEY_DEFAULT_POLL)],
                         os.path.join(folder, "consumer.log"))
         done_sql, params = HUEY_RESULTS, (HUEY_NAME,)
-        conn = sqlite3.connect(db, timeout=30)
+    conn = connect(db, side)
     producer = Producer(side, db, rate_, seconds)
     service.go()
     time.sleep(1.0)  # the service's start-up writes are not a job's
@@ -228,17 +228,17 @@ def backlog_run(side: str, template: str, folder: str, n: int, timeout: float,
                 report: Report) -> tuple[float, float] | None:
     """(jobs/s, service CPU us per job) working through the backlog of n."""
     db = fresh_copy(template, folder)
+    params: tuple[Any, ...]
     if side == "jobrun":
         child = Child(["_jobrun-service", db, "8"], os.path.join(folder, "service.log"))
-        conn: Any = open_apsw(db)
         sql, params, target = JOBRUN_DONE, (), n
     else:
         child = Child(["_huey-consumer", db, str(HUEY_BEST_WORKERS),
                        json.dumps(HUEY_FAST_POLL)],
                       os.path.join(folder, "consumer.log"))
-        conn = sqlite3.connect(db, timeout=30)
         # Huey stores no result for None: count the jobs taken off its queue.
         sql, params, target = f"SELECT {n} - count(*) FROM task WHERE queue = ?", (HUEY_NAME,), n
+    conn = connect(db, side)
     c0 = cpu_seconds(child.pid)
     start = child.go()
     end, done = poll_count(conn, sql, params, target, timeout, child.alive)
