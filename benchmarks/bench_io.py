@@ -11,8 +11,8 @@ Rows (each side in a fresh temp dir on the disk, both at their default settings)
   2. no-op backlog at default settings (concurrency 8): jobs/s and the service's CPU per job
      (utime+stime / jobs), beside Huey at its best (2 thread workers, no result stored)
 
-The services and consumers are bench_core.py's subprocesses; the producers are this script's
-(hidden sub-commands `_jobrun-producer` and `_huey-producer`).
+The services and consumers are bench_core.py's subprocesses (_sides.py); the producers are this
+script's (hidden sub-commands `_jobrun-producer` and `_huey-producer`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import tempfile
 import time
 from typing import Any
 
-import bench_core
 from _common import (
     Report,
     close_report,
@@ -40,11 +39,12 @@ from _common import (
     poll_count,
     print_notes,
 )
-from bench_core import (
+from _sides import (
     HUEY_DEFAULT_POLL,
     HUEY_FAST_POLL,
     HUEY_NAME,
     JOBRUN_DONE,
+    Child,
     Row,
     connect,
     fresh_copy,
@@ -52,18 +52,10 @@ from bench_core import (
     jobrun_tasks,
     jobrun_template,
     make_huey,
-    serve,
 )
 
 METRICS = ("bytes", "throughput")
 HUEY_BEST_WORKERS = 2  # Huey's best no-op rate on this machine: 2 thread workers
-
-
-class Child(bench_core.Child):
-    """bench_core's service subprocesses, started through this script: Huey names a task by
-    its module, which must be bench_core here as in this script's producers."""
-
-    script = os.path.abspath(__file__)
 
 
 def write_bytes(pid: int | str) -> int | None:
@@ -305,8 +297,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if (status := serve(argv)) is not None:
-        return status
     if argv and argv[0] in ("_jobrun-producer", "_huey-producer"):
         produce_ = produce_jobrun if argv[0] == "_jobrun-producer" else produce_huey
         return produce_(argv[1], float(argv[2]), float(argv[3]))
