@@ -1,17 +1,18 @@
-"""What bench_core.py and bench_process.py share: a service subprocess, reading the store,
-CPU seconds from /proc, percentiles, py-spy, the report and its markdown table.
+"""What the benchmarks share: a service subprocess and its environment, reading the store,
+CPU seconds from /proc, percentiles, the report, its notes, its JSON and its markdown table
+(py-spy is _profile.py's).
 
-One copy of each, so that the two benchmarks measure and print the same way. This module
+One copy of each, so that the benchmarks measure and print the same way. This module
 never imports the stdlib sqlite3: a process that runs jobrun reads its store through apsw
 (two SQLite copies on one file in one process break each other's POSIX locks).
 """
 
 from __future__ import annotations
 
-import linecache
+import argparse
+import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 POLL = 0.02  # completion counts are polled this often from another connection
+NOISE = "other work on this machine adds noise: compare within one run"
 
 
 def log(msg: str) -> None:
@@ -136,6 +138,23 @@ class Subprocess:
             return f.read().strip()
 
 
+def child_env(*, here: bool = False, **more: str) -> dict[str, str]:
+    """This environment for a benchmark's subprocess, without the JOBRUN_* variables (the
+    child reads only the config or store it is handed); benchmarks/ first on PYTHONPATH when
+    `here` (the task modules beside this file); `more` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBRUN_")}
+    if here:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH")) if p)
+    return env | more
+
+
+def console_script(name: str) -> list[str] | None:
+    """[this Python, the `name` script installed beside it]: what a user runs; None when it
+    is not installed."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return [sys.executable, path] if os.path.exists(path) else None
+
+
 def open_apsw(db: str) -> Any:
     """A reader connection through apsw: the SQLite copy jobrun uses."""
     import apsw
@@ -166,120 +185,6 @@ def job_states(conn: Any, first: int | None = None, last: int | None = None
         return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
     return dict(conn.execute("SELECT state, count(*) FROM jobs WHERE id BETWEEN ? AND ? "
                              "GROUP BY state", (first, last)).fetchall())
-
-
-# ---------------------------------------------------------------------------------------
-# py-spy
-# ---------------------------------------------------------------------------------------
-_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
-
-
-def find_py_spy() -> str | None:
-    """$PY_SPY, py-spy on PATH, or the one beside this Python."""
-    venv = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return os.environ.get("PY_SPY") or shutil.which("py-spy") or \
-        (venv if os.path.exists(venv) else None)
-
-
-def profiler_for(wanted: bool) -> str | None:
-    """py-spy when --profile asked for it; says so when it is missing."""
-    profiler = find_py_spy() if wanted else None
-    if wanted and profiler is None:
-        log("--profile: py-spy not found (pip install py-spy, or set $PY_SPY); skipping")
-    return profiler
-
-
-def start_py_spy(profiler: str, pid: int, out: str, *, hz: int, subprocesses: bool,
-                 settle: float) -> subprocess.Popen[str]:
-    """py-spy recording pid in raw (collapsed) form; `settle` s to attach before the clock."""
-    spy = subprocess.Popen([profiler, "record", "--pid", str(pid),
-                            *(["--subprocesses"] if subprocesses else []),
-                            "--rate", str(hz), "--format", "raw", "--threads", "--nonblocking",
-                            "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
-    time.sleep(settle)
-    return spy
-
-
-def stop_py_spy(spy: subprocess.Popen[str]) -> None:
-    spy.send_signal(signal.SIGINT)
-    try:
-        spy.wait(30)
-    except subprocess.TimeoutExpired:
-        spy.kill()
-        spy.wait()
-
-
-@dataclass
-class Busy:
-    """py-spy's samples of threads at work: (role, frames, count) each, outermost frame
-    first; `idle` counts the samples left out as waiting."""
-
-    samples: list[tuple[str, list[str], int]] = field(default_factory=list)
-    total: int = 0
-    idle: int = 0
-
-
-def busy_samples(path: str, split: Callable[[str], tuple[str, list[str]]],
-                 waits: Callable[[str, str], bool]) -> Busy:
-    """Read py-spy's raw (collapsed) output. `split` turns a stack into (role, frames);
-    `waits(role, source line)` says whether an innermost line is a wait. Samples with no
-    Python frame are left out. Raises OSError when the file cannot be read."""
-    busy = Busy()
-    waiting: dict[tuple[str, str], bool] = {}
-    with open(path) as f:
-        lines = f.read().splitlines()
-    for text in lines:
-        stack, _, count_ = text.rpartition(" ")
-        if not stack or not count_.isdigit():
-            continue
-        role, frames = split(stack)
-        n = int(count_)
-        if len(frames) < 2:  # a thread with no Python frame
-            continue
-        key = (role, frames[-1])
-        if key not in waiting:
-            waiting[key] = waits(role, frame_line(frames[-1]))
-        if waiting[key]:
-            busy.idle += n
-            continue
-        busy.total += n
-        busy.samples.append((role, frames, n))
-    return busy
-
-
-def frame_line(frame: str) -> str:
-    """The source line of a py-spy frame `func (file:line)` (file relative to sys.path)."""
-    m = _FRAME.match(frame)
-    if not m:
-        return ""
-    for root in [""] + [p for p in sys.path if p] + [ROOT]:
-        path = os.path.join(root, m["file"])
-        if os.path.exists(path):
-            return linecache.getline(path, int(m["line"]))
-    return ""
-
-
-def function_of(frame: str) -> str:
-    """`func (file:line)` -> `func (file)`: shares per function, not per line."""
-    m = _FRAME.match(frame)
-    return f"{m['func']} ({m['file']})" if m else frame
-
-
-def shares(counts: dict[str, int], of: int, top: int) -> list[tuple[str, float]]:
-    """The top entries of counts, as % of `of`."""
-    return [(k, 100 * v / max(1, of))
-            for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
-
-
-def count(counts: dict[str, int], key: str, n: int) -> None:
-    counts[key] = counts.get(key, 0) + n
-
-
-def print_shares(title: str, rows: list[tuple[str, float]]) -> None:
-    log(f"\n{title}:")
-    for name, share in rows:
-        log(f"  {share:5.1f}%  {name}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,6 +248,32 @@ def print_problems(problems: list[str]) -> None:
             log(f"- {p}")
 
 
+def write_json(path: str | None, report: Report, other: str, **more: Any) -> None:
+    """--json PATH: the rows (`other`: the other side's name), notes, problems, and `more`."""
+    if not path:
+        return
+    with open(path, "w") as f:
+        json.dump({"rows": [r.as_dict(other) for r in report.rows], "notes": report.notes,
+                   "problems": report.problems, **more}, f, indent=2, default=str)
+
+
+def close_report(report: Report, other: str, json_path: str | None, about: str = "",
+                 **more: Any) -> None:
+    """A report's end: its problems, --json, its last note (the load at the end), `about`
+    (how to read the ratios), and the table."""
+    print_problems(report.problems)
+    write_json(json_path, report, other, **more)
+    log(f"- {report.notes[-1]}")
+    log(f"\n{about}\n" if about else "")
+    log(markdown(report.rows, other))
+
+
+def output_options(p: argparse.ArgumentParser, keep: str = "keep the temp dir") -> None:
+    """The --json and --keep options of a benchmark that writes a report."""
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--keep", action="store_true", help=keep)
+
+
 def finish(tmp: str, keep: bool, report: Report) -> None:
     """After the runs: the load average at the end, and the temp dir kept or removed."""
     report.notes.append(f"load average (1/5/15 min) at the end: {load_average()}")
@@ -372,3 +303,25 @@ def machine_line(sqlite: str) -> str:
 
     return (f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
             f"Python {platform.python_version()}, SQLite {sqlite}")
+
+
+def machine_notes(tmp: str | None, *, huey: str | None = None,
+                  remark: str | None = NOISE) -> list[str]:
+    """A report's first notes: the machine, the code measured (and `tmp`, the temp dir), the
+    load average at the start (`remark` after it). `huey`: the stdlib sqlite3's version,
+    from a benchmark beside Huey (this module does not import sqlite3)."""
+    import apsw
+
+    import jobrun
+
+    sqlite, peer = f"{apsw.sqlite_lib_version()} (apsw)", ""
+    if huey is not None:
+        from importlib.metadata import version
+
+        sqlite = f"{apsw.sqlite_lib_version()} (apsw, jobrun) and {huey} (stdlib sqlite3, huey)"
+        peer = f", huey {version('huey')}"
+    load = f"load average (1/5/15 min) at the start: {load_average()}"
+    return [machine_line(sqlite),
+            f"jobrun {jobrun.__version__} at {tree_state()}{peer}"
+            + ("" if tmp is None else f"; temp dir {tmp}"),
+            load + ("" if remark is None else f" ({remark})")]

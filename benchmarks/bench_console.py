@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import apsw
 
+from _common import Subprocess, child_env
 from jobrun import clock
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui import browse, snapshot
@@ -111,9 +111,9 @@ def under_load(folder: str, path: str, n: int, window: Window) -> None:
     store = SqliteStore(path, readonly=True)
     take(store, now=time.time(), window=window)
     times = timed_reads(store)
-    log = open(os.path.join(folder, "service.log"), "w")
-    service = subprocess.Popen([sys.executable, "-m", "jobrun.cli", "start", "--config", cfg],
-                               cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    service = Subprocess([sys.executable, "-m", "jobrun.cli", "start", "--config", cfg],
+                         os.path.join(folder, "service.log"), stop_wait=60, cwd=folder,
+                         env=child_env())
     refreshes: list[float] = []
     slowest: dict[str, float] = {}
     left = n
@@ -133,9 +133,7 @@ def under_load(folder: str, path: str, n: int, window: Window) -> None:
                 break
             time.sleep(0.1)
     finally:
-        service.terminate()
-        service.wait(60)
-        log.close()
+        service.stop()
         store.close()
     refreshes.sort()
     pick = refreshes[len(refreshes) // 2], refreshes[int(len(refreshes) * 0.95)], refreshes[-1]

@@ -10,8 +10,8 @@ Metrics (each side in a fresh temp dir; see benchmarks/README.md):
   3. no-op jobs end to end (thread executor, completions recorded), C in {8, 16, 32}
   4. enqueue-to-start latency from another process to an idle service, and idle CPU
 
-Services and consumers run in subprocesses of this script (hidden sub-commands
-`_jobrun-service` and `_huey-consumer`), with logging at WARNING.
+Services and consumers (_sides.py's) run in subprocesses of this script (hidden
+sub-commands `_jobrun-service` and `_huey-consumer`), with logging at WARNING.
 """
 
 from __future__ import annotations
@@ -19,197 +19,47 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from _common import (
     Report,
-    Subprocess,
-    busy_samples,
-    count,
+    close_report,
     finish,
     fmt,
-    function_of,
     idle_cpu_percent,
-    job_states,
-    load_average,
     log,
-    machine_line,
-    markdown,
-    open_apsw,
+    machine_notes,
+    output_options,
     pct,
-    poll_count,
     print_notes,
-    print_problems,
-    print_shares,
-    profiler_for,
     rate,
-    shares,
-    start_py_spy,
-    stop_py_spy,
-    tree_state,
 )
-from _common import Row as _Row
+from _profile import print_profile, profiler_for, start_py_spy, stop_py_spy, summarize_py_spy
+from _sides import (
+    HUEY_DEFAULT_POLL,
+    HUEY_DONE,
+    HUEY_FAST_POLL,
+    HUEY_NAME,
+    JOBRUN_DONE,
+    Child,
+    Row,
+    fresh_copy,
+    huey_template,
+    jobrun_settings,
+    jobrun_states,
+    jobrun_tasks,
+    jobrun_template,
+    make_huey,
+    serve,
+    wait_count,
+)
 
-if TYPE_CHECKING:
-    import jobrun
-
-HUEY_NAME = "bench"
 CONCURRENCIES = (8, 16, 32)
 METRICS = ("single", "many", "e2e", "latency")
-# Huey consumer polling: its defaults, and the fastest sensible settings (what we compare to).
-HUEY_DEFAULT_POLL = {"initial_delay": 0.1, "backoff": 1.15, "max_delay": 10.0}
-HUEY_FAST_POLL = {"initial_delay": 0.001, "backoff": 1.0, "max_delay": 0.01}
-
-
-# ---------------------------------------------------------------------------------------
-# Tasks: the same names in this process (producer) and in the service subprocesses.
-# ---------------------------------------------------------------------------------------
-def jobrun_tasks(app: jobrun.App) -> tuple[Any, Any]:
-    """Register the benchmark tasks on a jobrun App: (noop, stamp)."""
-
-    @app.task(name="bench:noop")
-    def noop(i: int = 0) -> None:
-        return None
-
-    @app.task(name="bench:stamp")
-    def stamp() -> float:
-        return time.time()  # when the job started: the latency probe
-
-    return noop, stamp
-
-
-def make_huey(path: str, **storage: Any) -> tuple[Any, Any, Any]:
-    """A SqliteHuey on `path` with the benchmark tasks: (huey, noop, stamp)."""
-    from huey import SqliteHuey
-
-    huey = SqliteHuey(HUEY_NAME, filename=path, **storage)
-
-    @huey.task(name="bench_noop")  # type: ignore[untyped-decorator]
-    def noop(i: int = 0) -> int:
-        return 1  # not None, so the result store records the completion (as jobrun does)
-
-    @huey.task(name="bench_stamp")  # type: ignore[untyped-decorator]
-    def stamp() -> float:
-        return time.time()
-
-    @huey.task(name="bench_none")  # type: ignore[untyped-decorator]
-    def none(i: int = 0) -> None:
-        return None  # no result stored: Huey at its fastest (bench_io.py's throughput row)
-
-    huey.bench_none = none
-    return huey, noop, stamp
-
-
-def jobrun_settings(concurrency: int) -> Any:
-    from jobrun.config import QueueConfig, Settings
-
-    return Settings(queues={"default": QueueConfig("default", concurrency=concurrency)})
-
-
-# ---------------------------------------------------------------------------------------
-# Subprocess sides: started by `Child`, they print "ready", wait for "go" on stdin, print
-# "started <time.time()>" just before starting, and run until SIGTERM.
-# ---------------------------------------------------------------------------------------
-def serve_jobrun(store: str, concurrency: int) -> int:
-    import logging
-
-    import jobrun
-    from jobrun.service import Service
-
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    jobrun_tasks(jobrun.App(store, settings=jobrun_settings(concurrency)))
-    service = Service(store, jobrun_settings(concurrency))
-    stops = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # inherited by the service's threads
-    print("ready", flush=True)
-    sys.stdin.readline()
-    print(f"started {time.time()!r}", flush=True)
-    service.start()
-    signal.sigwait(stops)  # no wake-ups of our own while idle
-    service.stop(10.0)
-    return 0
-
-
-def serve_huey(path: str, workers: int, poll: dict[str, float]) -> int:
-    import logging
-
-    from huey.consumer import Consumer
-
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    huey, _, _ = make_huey(path)
-    consumer = Consumer(huey, workers=workers, periodic=False, check_worker_health=False,
-                        worker_type="thread", **poll)
-    print("ready", flush=True)
-    sys.stdin.readline()
-    print(f"started {time.time()!r}", flush=True)
-    consumer.run()  # exits on SIGTERM/SIGINT
-    return 0
-
-
-class Child(Subprocess):
-    """A service subprocess of this script (`script`: of another that dispatches the same
-    sub-commands, so that Huey's task names, prefixed by their module, match its producer's)."""
-
-    script = os.path.abspath(__file__)
-
-    def __init__(self, args: list[str], log_path: str) -> None:
-        super().__init__([sys.executable, self.script, *args], log_path,
-                         stop_wait=20, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._expect("ready")
-
-    def _expect(self, word: str) -> str:
-        assert self.proc.stdout is not None
-        line: str = self.proc.stdout.readline()
-        if not line.startswith(word):
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError(f"service subprocess said {line!r}, not {word!r}:\n{self.errors()}")
-        return line
-
-    def go(self) -> float:
-        """Start serving; returns the wall time the child took just before starting."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        return float(self._expect("started").split()[1])
-
-
-# ---------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------
-@dataclass
-class Row(_Row):
-    """A row whose `other` is Huey; ms and % rows are better lower."""
-
-    higher_is_better: bool = True
-
-
-def connect(db: str, side: str) -> Any:
-    """A reader connection through the side's own SQLite library: apsw for jobrun, the
-    stdlib's for Huey. Two SQLite copies on one file in one process break each other's
-    POSIX locks (a close in one drops the other's), which ends in SIGBUS on the -shm map."""
-    if side == "jobrun":
-        return open_apsw(db)
-    return sqlite3.connect(db, timeout=30)
-
-
-def wait_count(db: str, side: str, sql: str, params: tuple[Any, ...], n: int, timeout: float,
-               interval: float = 0.02) -> tuple[float, int]:
-    """Poll `sql` (a count) from a separate connection until it reaches n: (wall time, count)."""
-    conn = connect(db, side)
-    try:
-        return poll_count(conn, sql, params, n, timeout, interval=interval)
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,53 +125,6 @@ def bench_enqueue_many(tmp: str, n: int, huey_single: float | None, report: Repo
 # ---------------------------------------------------------------------------------------
 # 3. no-op end to end
 # ---------------------------------------------------------------------------------------
-JOBRUN_DONE = "SELECT count(*) FROM jobs WHERE state = 'succeeded'"
-HUEY_DONE = "SELECT count(*) FROM kv WHERE queue = ?"
-
-
-def jobrun_template(tmp: str, n: int, folder: str = "e2e-template",
-                    settings: Any = None) -> str:
-    """A store holding n queued no-op jobs, copied for each run (`settings` None: defaults)."""
-    import jobrun
-
-    path = os.path.join(tmp, folder, "jobs.db")
-    app = jobrun.App(path, settings=settings)
-    noop, _ = jobrun_tasks(app)
-    app.enqueue_many([noop.call(i) for i in range(n)])
-    app.store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    app.close()
-    return path
-
-
-def huey_template(tmp: str, n: int, folder: str = "e2e-huey-template",
-                  task: str = "noop") -> str:
-    """Huey's store holding n jobs of `task` (bench_none: returns None, no result stored)."""
-    os.makedirs(os.path.join(tmp, folder))
-    path = os.path.join(tmp, folder, "huey.db")
-    huey, noop, _ = make_huey(path, fsync=False)  # faster to build; the file is the same
-    enqueue = noop if task == "noop" else getattr(huey, task)
-    for i in range(n):
-        enqueue(i)
-    huey.storage.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    huey.storage.close()
-    return path
-
-
-def fresh_copy(template: str, folder: str) -> str:
-    os.makedirs(folder)
-    dest = os.path.join(folder, os.path.basename(template))
-    shutil.copyfile(template, dest)
-    return dest
-
-
-def jobrun_states(db: str) -> dict[str, int]:
-    conn = connect(db, "jobrun")
-    try:
-        return job_states(conn)
-    finally:
-        conn.close()
-
-
 def e2e_jobrun_subprocess(template: str, folder: str, n: int, c: int, timeout: float,
                           report: Report, profiler: str | None = None) -> float | None:
     db = fresh_copy(template, folder)
@@ -536,75 +339,21 @@ def bench_latency(tmp: str, samples: int, huey_default_samples: int, idle_s: flo
 
 
 # ---------------------------------------------------------------------------------------
-# Profile (optional): py-spy on the service subprocess during the no-op run
-# ---------------------------------------------------------------------------------------
-_WAITING = re.compile(r"select\.select\(|\bget\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
-                      r"\.acquire\(")
-
-
-def summarize_py_spy(path: str, top: int = 15) -> dict[str, Any]:
-    """Shares of busy samples per thread and per function (self and inclusive) from py-spy's
-    raw (collapsed) output. Samples whose innermost Python line is a blocking wait (select,
-    queue get, Event.wait, sleep) count as idle and are left out."""
-    threads: dict[str, int] = {}
-    self_s: dict[str, int] = {}
-    lines_s: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    try:
-        busy = busy_samples(path, lambda stack: ("", stack.split(";")),
-                            lambda _, src: bool(_WAITING.search(src)))
-    except OSError as exc:
-        return {"error": str(exc)}
-    total, idle = busy.total, busy.idle
-    for _, frames, n in busy.samples:
-        count(threads, frames[0], n)
-        names = [function_of(fr) for fr in frames[1:]]
-        count(self_s, names[-1], n)
-        count(lines_s, frames[-1], n)
-        for name in set(names):
-            count(incl, name, n)
-    return {"samples": total, "idle_samples": idle, "threads": shares(threads, total, top),
-            "self": shares(self_s, total, top), "self by line": shares(lines_s, total, top),
-            "inclusive": shares(incl, total, top)}
-
-
-# ---------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------
-def print_profile(prof: dict[str, Any], rate_: float | None) -> None:
-    if "error" in prof:
-        log(f"py-spy profile unavailable: {prof['error']}")
-        return
-    log(f"\n### Where the jobrun service spends its time (no-op e2e, C=8, py-spy at 500 Hz, "
-        f"{prof['samples']} busy samples, {prof['idle_samples']} waiting ones left out; "
-        f"that run: {fmt(rate_, 'jobs/s')} jobs/s)")
-    for title in ("threads", "self", "self by line", "inclusive"):
-        print_shares(f"{title} (% of busy samples)", prof[title])
-
-
-def machine_notes(tmp: str) -> list[str]:
-    import apsw
-    import huey
-
-    import jobrun
-
-    return [
-        machine_line(f"{apsw.sqlite_lib_version()} (apsw, jobrun) "
-                     f"and {sqlite3.sqlite_version} (stdlib sqlite3, huey)"),
-        f"jobrun {jobrun.__version__} at {tree_state()}, huey {huey.__version__}; temp dir {tmp}",
-        f"load average (1/5/15 min) at the start: {load_average()} (other work on this machine "
-        "adds noise: compare within one run)",
-        "jobrun store: WAL, synchronous=NORMAL (its default); SqliteHuey: WAL, "
-        "synchronous=FULL (its default, fsync=None)",
-        "services/consumers run in subprocesses with logging at WARNING (per-job INFO lines "
-        "would otherwise dominate the no-op runs)",
-        f"huey consumer: thread workers, periodic=False, check_worker_health=False, fast poll "
-        f"{HUEY_FAST_POLL} (default poll {HUEY_DEFAULT_POLL} only where said)",
-        "huey completions are counted as rows in its result store (the no-op returns 1), "
-        "jobrun's as state='succeeded' rows; both polled every 20 ms from another connection",
-        "latency: t0 = time.time() just before the enqueue call in this (producer) process, "
-        "t1 = time.time() at the start of the job in the service; 20 ms idle between samples",
-    ]
+# How it measures: the notes after machine_notes'.
+HOW = [
+    "jobrun store: WAL, synchronous=NORMAL (its default); SqliteHuey: WAL, "
+    "synchronous=FULL (its default, fsync=None)",
+    "services/consumers run in subprocesses with logging at WARNING (per-job INFO lines "
+    "would otherwise dominate the no-op runs)",
+    f"huey consumer: thread workers, periodic=False, check_worker_health=False, fast poll "
+    f"{HUEY_FAST_POLL} (default poll {HUEY_DEFAULT_POLL} only where said)",
+    "huey completions are counted as rows in its result store (the no-op returns 1), "
+    "jobrun's as state='succeeded' rows; both polled every 20 ms from another connection",
+    "latency: t0 = time.time() just before the enqueue call in this (producer) process, "
+    "t1 = time.time() at the start of the job in the service; 20 ms idle between samples",
+]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -618,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
     profiler = profiler_for(args.profile)
 
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-")
-    report = Report(notes=machine_notes(tmp))
+    report = Report(notes=machine_notes(tmp, huey=sqlite3.sqlite_version) + HOW)
     log("# jobrun vs huey (SqliteHuey): core benchmarks" + (" (--quick)" if q else ""))
     print_notes(report.notes)
     t_all = time.perf_counter()
@@ -640,26 +389,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         finish(tmp, args.keep, report)
     if "profile" in report.extra:
-        print_profile(report.extra["profile"], report.extra.get("profile_rate"))
-    print_problems(report.problems)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": [r.as_dict("huey") for r in report.rows],
-                       "notes": report.notes, "problems": report.problems,
-                       "extra": report.extra}, f, indent=2, default=str)
-    log(f"- {report.notes[-1]}")
-    log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / huey "
-        "(for ms and % rows, lower is better).\n")
-    log(markdown(report.rows, "huey"))
+        print_profile(report.extra["profile"], what="the jobrun service",
+                      how="no-op e2e, C=8, py-spy at 500 Hz",
+                      that_run=f"{fmt(report.extra.get('profile_rate'), 'jobs/s')} jobs/s")
+    close_report(report, "huey", args.json,
+                 f"Total time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / huey "
+                 "(for ms and % rows, lower is better).", extra=report.extra)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_jobrun-service":
-        return serve_jobrun(argv[1], int(argv[2]))
-    if argv and argv[0] == "_huey-consumer":
-        return serve_huey(argv[1], int(argv[2]), json.loads(argv[3]))
+    if (status := serve(argv)) is not None:
+        return status
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller N (about a minute)")
     p.add_argument("--n-single", type=int, metavar="N", help="single enqueues per side")
@@ -672,8 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="py-spy the jobrun service during one extra no-op run (C=8)")
     p.add_argument("--only", metavar="LIST", help=f"comma-separated subset of {','.join(METRICS)}")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    output_options(p)
     return run(p.parse_args(argv))
 
 

@@ -43,17 +43,16 @@ from _common import (  # noqa: E402 (after the sys.path line above)
     Report,
     Row,
     Subprocess,
+    child_env,
     finish,
-    load_average,
     log,
-    machine_line,
+    machine_notes,
     markdown,
     open_apsw,
     pct,
     poll_count,
     print_notes,
     print_problems,
-    tree_state,
 )
 
 P99_TARGET, MAX_TARGET = 2.0, 10.0  # ms
@@ -149,8 +148,7 @@ def one(tmp: str, name: str, setup: str, burst: int, n: int, report: Report
     db = a.store.path
     task = a.task(name=TASK)(work)  # this set-up's store
     task.enqueue(-1)  # catalog, connections and pages warm before the clock
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (HERE, os.environ.get("PYTHONPATH")) if p))
+    env = child_env(here=True)
     stop_file = os.path.join(folder, "stop")
     procs: list[Subprocess] = []
     reader = open_apsw(db)
@@ -205,16 +203,11 @@ def summary(xs: list[float]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import apsw
-
     logging.getLogger("jobrun").setLevel(logging.ERROR)  # a drain's hand-backs, per job
     rounds = args.rounds or (1 if args.quick else 3)
     n, burst = args.samples, args.burst
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-embedded-")
-    report = Report(notes=[
-        machine_line(f"{apsw.sqlite_lib_version()} (apsw)"),
-        f"jobrun {jobrun.__version__} at {tree_state()}",
-        f"load average at the start: {load_average()} (other work adds noise)",
+    report = Report(notes=machine_notes(None, remark="other work adds noise") + [
         (f"load: {burst} jobs of {WORK * 1e3:.0f} ms (sleep) every {EVERY * 1e3:.0f} ms, one "
          f"enqueue_many each, from a producer process; {n} timed request enqueues per round, "
          f"one every {EVERY * 1e3:.0f} ms; {rounds} round(s), set-ups interleaved; store "

@@ -11,8 +11,8 @@ Rows (each side in a fresh temp dir on the disk, both at their default settings)
   2. no-op backlog at default settings (concurrency 8): jobs/s and the service's CPU per job
      (utime+stime / jobs), beside Huey at its best (2 thread workers, no result stored)
 
-The services and consumers are bench_core.py's subprocesses; the producers are this script's
-(hidden sub-commands `_jobrun-producer` and `_huey-producer`).
+The services and consumers are bench_core.py's subprocesses (_sides.py); the producers are this
+script's (hidden sub-commands `_jobrun-producer` and `_huey-producer`).
 """
 
 from __future__ import annotations
@@ -27,44 +27,34 @@ import tempfile
 import time
 from typing import Any
 
-import bench_core
 from _common import (
     Report,
+    close_report,
     cpu_seconds,
     delta,
     finish,
-    load_average,
     log,
-    machine_line,
-    markdown,
-    open_apsw,
+    machine_notes,
+    output_options,
     poll_count,
     print_notes,
-    print_problems,
-    tree_state,
 )
-from bench_core import (
+from _sides import (
     HUEY_DEFAULT_POLL,
+    HUEY_FAST_POLL,
     HUEY_NAME,
     JOBRUN_DONE,
+    Child,
     Row,
+    connect,
     fresh_copy,
     huey_template,
     jobrun_tasks,
     jobrun_template,
     make_huey,
-    serve_huey,
-    serve_jobrun,
 )
 
 METRICS = ("bytes", "throughput")
-
-
-class Child(bench_core.Child):
-    """bench_core's service subprocesses, started through this script: Huey names a task by
-    its module, which must be bench_core here as in this script's producers."""
-
-    script = os.path.abspath(__file__)
 HUEY_BEST_WORKERS = 2  # Huey's best no-op rate on this machine: 2 thread workers
 
 
@@ -155,6 +145,7 @@ def bytes_run(side: str, folder: str, rate_: float, seconds: float, idle_s: floa
     """One side's paced run: bytes per job (producer, service), service CPU per job, and
     the idle service's bytes afterwards."""
     os.makedirs(folder)
+    params: tuple[Any, ...]
     if side == "jobrun":
         db = os.path.join(folder, "jobs.db")
         import jobrun
@@ -165,7 +156,6 @@ def bytes_run(side: str, folder: str, rate_: float, seconds: float, idle_s: floa
         app.close()
         service = Child(["_jobrun-service", db, "8"], os.path.join(folder, "service.log"))
         done_sql, params = JOBRUN_DONE, ()
-        conn: Any = open_apsw(db)
     else:
         db = os.path.join(folder, "huey.db")
         huey, _, _ = make_huey(db)
@@ -173,7 +163,7 @@ def bytes_run(side: str, folder: str, rate_: float, seconds: float, idle_s: floa
         service = Child(["_huey-consumer", db, "1", json.dumps(HUEY_DEFAULT_POLL)],
                         os.path.join(folder, "consumer.log"))
         done_sql, params = HUEY_RESULTS, (HUEY_NAME,)
-        conn = sqlite3.connect(db, timeout=30)
+    conn = connect(db, side)
     producer = Producer(side, db, rate_, seconds)
     service.go()
     time.sleep(1.0)  # the service's start-up writes are not a job's
@@ -230,17 +220,17 @@ def backlog_run(side: str, template: str, folder: str, n: int, timeout: float,
                 report: Report) -> tuple[float, float] | None:
     """(jobs/s, service CPU us per job) working through the backlog of n."""
     db = fresh_copy(template, folder)
+    params: tuple[Any, ...]
     if side == "jobrun":
         child = Child(["_jobrun-service", db, "8"], os.path.join(folder, "service.log"))
-        conn: Any = open_apsw(db)
         sql, params, target = JOBRUN_DONE, (), n
     else:
         child = Child(["_huey-consumer", db, str(HUEY_BEST_WORKERS),
-                       json.dumps({"initial_delay": 0.001, "backoff": 1.0, "max_delay": 0.01})],
+                       json.dumps(HUEY_FAST_POLL)],
                       os.path.join(folder, "consumer.log"))
-        conn = sqlite3.connect(db, timeout=30)
         # Huey stores no result for None: count the jobs taken off its queue.
         sql, params, target = f"SELECT {n} - count(*) FROM task WHERE queue = ?", (HUEY_NAME,), n
+    conn = connect(db, side)
     c0 = cpu_seconds(child.pid)
     start = child.go()
     end, done = poll_count(conn, sql, params, target, timeout, child.alive)
@@ -283,16 +273,7 @@ def run(args: argparse.Namespace) -> int:
     repeat = args.repeat or (1 if q else 3)
     idle_s = args.idle or (3.0 if q else 10.0)
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-io-", dir=args.dir)
-    import apsw
-    import huey
-
-    import jobrun
-
-    report = Report(notes=[
-        machine_line(f"{apsw.sqlite_lib_version()} (apsw, jobrun) and "
-                     f"{sqlite3.sqlite_version} (stdlib sqlite3, huey)"),
-        f"jobrun {jobrun.__version__} at {tree_state()}, huey {huey.__version__}; temp dir {tmp}",
-        f"load average (1/5/15 min) at the start: {load_average()}",
+    report = Report(notes=machine_notes(tmp, huey=sqlite3.sqlite_version, remark=None) + [
         "both sides at their defaults: jobrun WAL + synchronous=NORMAL, concurrency 8; "
         "SqliteHuey WAL + synchronous=FULL, one worker, default polling (bytes row)",
         "write_bytes counts the pages a process dirtied (in the file cache, sent to the disk "
@@ -310,23 +291,12 @@ def run(args: argparse.Namespace) -> int:
             bench_throughput(tmp, n, repeat, report)
     finally:
         finish(tmp, args.keep, report)
-    print_problems(report.problems)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": [r.as_dict("huey") for r in report.rows], "notes": report.notes,
-                       "problems": report.problems, "extra": report.extra}, f, indent=2,
-                      default=str)
-    log(f"- {report.notes[-1]}\n")
-    log(markdown(report.rows, "huey"))
+    close_report(report, "huey", args.json, extra=report.extra)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_jobrun-service":
-        return serve_jobrun(argv[1], int(argv[2]))
-    if argv and argv[0] == "_huey-consumer":
-        return serve_huey(argv[1], int(argv[2]), json.loads(argv[3]))
     if argv and argv[0] in ("_jobrun-producer", "_huey-producer"):
         produce_ = produce_jobrun if argv[0] == "_jobrun-producer" else produce_huey
         return produce_(argv[1], float(argv[2]), float(argv[3]))
@@ -339,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, help="backlog runs per side, best kept (3)")
     p.add_argument("--only", metavar="LIST", help=f"comma-separated subset of {','.join(METRICS)}")
     p.add_argument("--dir", help="where the temp dir goes (a disk, not tmpfs: write_bytes)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    output_options(p)
     return run(p.parse_args(argv))
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from _common import Row, Subprocess, load_average, log, markdown
+from _common import Row, Subprocess, child_env, console_script, load_average, log, markdown
 
 PY = sys.executable
 TASKS = "def noop():\n    return 1\n"
@@ -51,11 +51,9 @@ def status(pid: int) -> dict[str, int]:
 
 
 def script(name: str) -> list[str]:
-    """A console script beside this interpreter, run by it."""
-    path = os.path.join(os.path.dirname(PY), name)
-    if not os.path.exists(path):
-        sys.exit(f"{path} is missing: pip install -e '.[bench]'")
-    return [PY, path]
+    """A console script beside this interpreter, run by it; the bench ends without it."""
+    return console_script(name) or sys.exit(f"{name} is not installed beside {PY}: "
+                                            "pip install -e '.[bench]'")
 
 
 def settle(proc: Subprocess, ready: str, idle: float) -> dict[str, int]:
@@ -76,9 +74,8 @@ def jobrun_once(tmp: str, idle: float) -> dict[str, int]:
     cfg = os.path.join(tmp, "jobrun.toml")
     with open(cfg, "w") as f:
         f.write('[jobrun]\nstore = "jobs.db"\nimport = ["benchtasks"]\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBRUN_")}
     proc = Subprocess([*script("jobrun"), "start", "--config", cfg], os.path.join(tmp, "log"),
-                      stop_wait=30, cwd=tmp, env=env)
+                      stop_wait=30, cwd=tmp, env=child_env())
     try:
         return settle(proc, "serving", idle)
     finally:
@@ -89,7 +86,7 @@ def huey_once(tmp: str, idle: float, bare: bool) -> dict[str, int]:
     os.makedirs(tmp)
     with open(os.path.join(tmp, "hueyapp.py"), "w") as f:
         f.write(HUEY_APP.format(db=os.path.join(tmp, "huey.db")))
-    env = dict(os.environ, PYTHONPATH=tmp)
+    env = child_env(PYTHONPATH=tmp)
     argv = [PY, "-c", HUEY_BARE] if bare else script("huey_consumer")
     proc = Subprocess([*argv, "hueyapp.huey"], os.path.join(tmp, "log"), stop_wait=30, cwd=tmp,
                       env=env)

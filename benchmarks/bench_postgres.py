@@ -28,7 +28,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _common import HERE, Report, Row, Subprocess, load_average, log, markdown, pct, tree_state
+from _common import (
+    HERE,
+    Report,
+    Row,
+    Subprocess,
+    child_env,
+    load_average,
+    log,
+    markdown,
+    pct,
+    poll_count,
+    print_notes,
+    rate,
+    tree_state,
+    write_json,
+)
 
 SERVER = os.environ.get("JOBRUN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PEER = "procrastinate"
@@ -51,7 +66,7 @@ def schema() -> Iterator[str]:
 
 
 def env_for(url: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": HERE, "BENCH_PG_PEER": url, "JOBRUN_STORE": url}
+    return child_env(here=True, BENCH_PG_PEER=url, JOBRUN_STORE=url)
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -69,9 +84,6 @@ class Side:
     def enqueue_bulk(self, n: int) -> None: ...
     def service(self, k: int) -> Subprocess: ...
     def close(self) -> None: ...
-
-    def done(self, conn: Any) -> int:
-        return int(conn.execute(self.DONE).fetchone()[0])
 
     def span(self, conn: Any) -> float:
         return float(conn.execute(self.SPAN).fetchone()[0])
@@ -157,12 +169,9 @@ SIDES: list[type[Side]] = [Jobrun, Procrastinate]
 
 # -- the measurements ----------------------------------------------------------------------
 def wait_done(side: Side, conn: Any, n: int, procs: list[Subprocess], timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = side.done(conn)
-        if got >= n or time.monotonic() > deadline or not all(p.alive() for p in procs):
-            return got
-        time.sleep(0.02)
+    """Jobs done once n are, the deadline passes or a service dies."""
+    return int(poll_count(conn, side.DONE, (), n, timeout,
+                          lambda: all(p.alive() for p in procs))[1])
 
 
 def run_side(kind: type[Side], tmp: str, q: bool, problems: list[str]) -> dict[str, float]:
@@ -172,10 +181,7 @@ def run_side(kind: type[Side], tmp: str, q: bool, problems: list[str]) -> dict[s
     n1, n2, m = (300, 3000, 40) if q else (1000, 10000, 100)
     with schema() as url:
         side = kind(url, tmp)
-        t = time.perf_counter()
-        for i in range(n1):
-            side.enqueue_one(i)
-        out["enqueue"] = n1 / (time.perf_counter() - t)
+        out["enqueue"] = rate(n1, lambda: list(map(side.enqueue_one, range(n1))))
         side.close()
     for k in (1, 2, 4):
         with schema() as url, psycopg.connect(url, autocommit=True) as conn:
@@ -236,14 +242,10 @@ def main() -> None:
                         "shared with the server)")
     report.notes.append(f"load average at the end: {load_average()}")
     log("\n" + markdown(report.rows, PEER))
-    for note in report.notes:
-        log(f"- {note}")
+    print_notes(report.notes)
     for prob in report.problems:
         log(f"- problem: {prob}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": [r.as_dict(PEER) for r in report.rows], "notes": report.notes,
-                       "problems": report.problems}, f, indent=2)
+    write_json(args.json, report, PEER)
     subprocess.run(["rm", "-rf", tmp], check=False)
 
 

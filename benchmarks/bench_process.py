@@ -42,29 +42,28 @@ from _common import (  # noqa: E402 (after the sys.path line above)
     Report,
     Row,
     Subprocess,
-    busy_samples,
-    count,
+    child_env,
+    close_report,
     cpu_of,
     cpu_seconds,
     delta,
     finish,
-    function_of,
-    load_average,
     log,
-    machine_line,
-    markdown,
+    machine_notes,
     open_apsw,
+    output_options,
     poll_count,
     print_notes,
-    print_problems,
-    print_shares,
-    profiler_for,
-    shares,
-    start_py_spy,
-    stop_py_spy,
-    tree_state,
 )
 from _common import job_states as states  # noqa: E402
+from _profile import (  # noqa: E402
+    WAITING,
+    print_profile,
+    profiler_for,
+    start_py_spy,
+    stop_py_spy,
+    summarize_py_spy,
+)
 
 TARGET = 0.60             # jobrun >= 60 % of the bare pool's per-call rate
 MAIN_C = 2                # the machine's cores
@@ -139,13 +138,10 @@ class JobrunService(Subprocess):
     PYTHONPATH so the service, its forkserver and its children import proc_tasks."""
 
     def __init__(self, config: str, folder: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, env.get("PYTHONPATH")) if p)
-        env.pop("JOBRUN_STORE", None)
-        env.pop("JOBRUN_CONFIG", None)
         super().__init__([sys.executable, "-m", "jobrun.cli", "start", "--config", config,
                           "--log-level", "WARNING"], os.path.join(folder, "service.log"),
-                         stop_wait=30, stdin=subprocess.DEVNULL, cwd=folder, env=env)
+                         stop_wait=30, stdin=subprocess.DEVNULL, cwd=folder,
+                         env=child_env(here=True))
 
 
 def wait_succeeded(conn: Any, first: int, last: int, timeout: float,
@@ -295,9 +291,6 @@ def run_pool(n: int, workers: int, mode: str, chunksize: int = 1) -> Run:
 # ---------------------------------------------------------------------------------------
 # Profile (optional): py-spy on the service and, with --subprocesses, its children
 # ---------------------------------------------------------------------------------------
-# A sample whose innermost line is one of these is a thread waiting, not working.
-_WAITING = re.compile(r"select\.select\(|\._q\.get\(\)|\.wait\(|sigwait|sleep\(|readline\(|"
-                      r"\.acquire\(|_selector\.poll\(|conn\.recv_bytes\(\)|stop\.wait\(")
 _PROCS = re.compile(r'process (\d+):"(.*?)";(?=process |thread )')
 
 
@@ -314,68 +307,21 @@ def _role_and_frames(stack: str) -> tuple[str, list[str]]:
 def _waits(role: str, src: str) -> bool:
     # A child blocked reading its pipe waits for its next job; the service's slot
     # threads read only after poll() said there is data.
-    return bool(_WAITING.search(src) or (role == "child" and "read(handle" in src))
+    return bool(WAITING.search(src) or (role == "child" and "read(handle" in src))
 
 
-def summarize_py_spy(path: str, service_pid: int | None = None, top: int = 12
-                     ) -> dict[str, Any]:
-    """Busy samples per process role (service / child), per thread, and per function (self
-    and inclusive), from py-spy's raw output. Waiting samples are left out."""
-    roles: dict[str, int] = {}
-    threads: dict[str, int] = {}
-    per_role: dict[str, dict[str, dict[str, int]]] = {}
-    try:
-        busy = busy_samples(path, _role_and_frames, _waits)
-    except OSError as exc:
-        return {"error": str(exc)}
-    total, idle = busy.total, busy.idle
-    for role, frames, n in busy.samples:
-        count(roles, role, n)
-        tname = f"{role}: {frames[0].split(': ', 1)[-1]}"
-        if role == "service" and "proc" in tname:
-            tname = re.sub(r"proc\d+$", "procN", tname)  # the slot threads together
-        count(threads, tname, n)
-        names = [function_of(fr) for fr in frames[1:]]
-        d = per_role.setdefault(role, {"self": {}, "self by line": {}, "inclusive": {}})
-        count(d["self"], names[-1], n)
-        count(d["self by line"], frames[-1], n)
-        for name in set(names):
-            count(d["inclusive"], name, n)
-    return {"samples": total, "idle_samples": idle, "roles": shares(roles, total, top),
-            "threads": shares(threads, total, top),
-            "by role": {r: {k: shares(v, roles[r], top) for k, v in d.items()}
-                        for r, d in per_role.items()}}
-
-
-def print_profile(prof: dict[str, Any], run: Run | None) -> None:
-    if "error" in prof:
-        log(f"py-spy profile unavailable: {prof['error']}")
-        return
-    log(f"\n### Where jobrun's process path spends its time (C={MAIN_C}, py-spy at 250 Hz with "
-        f"--subprocesses, {prof['samples']} busy samples, {prof['idle_samples']} waiting ones "
-        f"left out; that run: {run.line() if run else '-'})")
-    print_shares("processes (% of busy samples)", prof["roles"])
-    print_shares("threads (% of busy samples)", prof["threads"])
-    for role, tables in prof["by role"].items():
-        for title in ("self", "self by line", "inclusive"):
-            print_shares(f"{role}, {title} (% of that process kind's busy samples)",
-                         tables[title])
+def _thread(role: str, first: str) -> str:
+    """`role: thread name`, the service's slot threads (procN) together."""
+    name = f"{role}: {first.split(': ', 1)[-1]}"
+    return re.sub(r"proc\d+$", "procN", name) if role == "service" and "proc" in name else name
 
 
 # ---------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------
-def machine_notes(tmp: str, n: int, repeat: int, chunk: int) -> list[str]:
-    import apsw
-
-    import jobrun
-
-    start_load = load_average()
-    return [
-        machine_line(f"{apsw.sqlite_lib_version()} (apsw)"),
-        f"jobrun {jobrun.__version__} at {tree_state()}; temp dir {tmp}",
-        (f"load average (1/5/15 min) at the start: {start_load} (other work on this machine "
-         "adds noise: compare within one run)"),
+def notes(tmp: str, n: int, repeat: int, chunk: int) -> list[str]:
+    """The report's notes: machine_notes', then how this benchmark measures."""
+    return machine_notes(tmp) + [
         (f"N = {n:,} no-op calls per timed batch, best of {repeat} run(s) per row, runs "
          "interleaved; the no-op is proc_tasks.noop for both sides"),
         ("jobrun: `python -m jobrun.cli start --config CFG --log-level WARNING`, "
@@ -402,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
         else CONCURRENCIES
     tmp = tempfile.mkdtemp(prefix="jobrun-bench-proc-")
     chunk = args.chunksize or pool_chunksize(n, MAIN_C)
-    report = Runs(notes=machine_notes(tmp, n, repeat, chunk))
+    report = Runs(notes=notes(tmp, n, repeat, chunk))
     log("# jobrun process executor vs bare ProcessPoolExecutor" + (" (--quick)" if q else ""))
     print_notes(report.notes)
     t_all = time.perf_counter()
@@ -425,27 +371,25 @@ def run(args: argparse.Namespace) -> int:
             log("\nprofile run (py-spy attached; its rate is lower)")
             folder = f"jobrun-c{MAIN_C}-profile"
             j = run_jobrun(tmp, folder, n, MAIN_C, timeout, report, profiler=profiler)
-            report.extra["profile"] = summarize_py_spy(os.path.join(tmp, folder, "py-spy.txt"))
+            report.extra["profile"] = summarize_py_spy(
+                os.path.join(tmp, folder, "py-spy.txt"), top=12, split=_role_and_frames,
+                waits=_waits, thread=_thread, by_role=True)
             report.extra["profile_run"] = j
     finally:
         finish(tmp, args.keep, report)
 
     add_rows(report, concs)
     if "profile" in report.extra:
-        print_profile(report.extra["profile"], report.extra.get("profile_run"))
-    print_problems(report.problems)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": [r.as_dict("pool") for r in report.rows],
-                       "runs": {k: [dict(vars(x), rate=x.rate) for x in v]
-                                for k, v in report.runs.items()},
-                       "notes": report.notes, "problems": report.problems,
-                       "profile": report.extra.get("profile")}, f, indent=2, default=str)
-    log(f"- {report.notes[-1]}")
-    log(f"\nTotal time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / bare pool; rows "
-        "are the best of the runs above. The target row compares against one submit per "
-        "call, since jobrun dispatches one job per pipe message.\n")
-    log(markdown(report.rows, "bare pool"))
+        j = report.extra.get("profile_run")
+        print_profile(report.extra["profile"], what="jobrun's process path",
+                      how=f"C={MAIN_C}, py-spy at 250 Hz with --subprocesses",
+                      that_run=j.line() if j else "-")
+    close_report(report, "bare pool", args.json,
+                 f"Total time {time.perf_counter() - t_all:.0f} s. Ratio = jobrun / bare pool; "
+                 "rows are the best of the runs above. The target row compares against one "
+                 "submit per call, since jobrun dispatches one job per pipe message.",
+                 runs={k: [dict(vars(x), rate=x.rate) for x in v] for k, v in report.runs.items()},
+                 profile=report.extra.get("profile"))
     return 0
 
 
@@ -498,8 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, metavar="S", help="give up on a batch after S s")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the service and its children during one extra C=2 run")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, py-spy)")
+    output_options(p, keep="keep the temp dir (logs, py-spy)")
     return run(p.parse_args(argv))
 
 

@@ -20,17 +20,9 @@ import sys
 import tempfile
 import time
 
-from _common import Row, fmt, load_average, log, markdown
+from _common import Row, child_env, console_script, fmt, load_average, log, markdown
 
 PY = sys.executable
-
-
-def console_script() -> list[str]:
-    """The installed `jobrun` script beside this interpreter (what a user runs), else -c."""
-    script = os.path.join(os.path.dirname(PY), "jobrun")
-    if os.path.exists(script):
-        return [PY, script]
-    return [PY, "-c", "from jobrun.cli import main; main()"]
 
 
 def make_store(path: str) -> None:
@@ -57,9 +49,8 @@ def main() -> None:
     try:
         store = os.path.join(tmp, "jobs.db")
         make_store(store)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("JOBRUN_") and k != "PYTHONDONTWRITEBYTECODE"}
-        env["JOBRUN_STORE"] = store  # no user data dir, no config looked up
+        env = child_env(JOBRUN_STORE=store)  # no user data dir, no config looked up
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if not a.no_bytecode:
             # As after `pip install` (which compiles every module): bytecode cached, here
             # in a folder of its own, written by the warm-up runs. Without it every start
@@ -67,7 +58,8 @@ def main() -> None:
             env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
         else:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-        jr = console_script()
+        # The installed `jobrun` script (what a user runs), else the same through -c.
+        jr = console_script("jobrun") or [PY, "-c", "from jobrun.cli import main; main()"]
         cmds = {
             "python -c pass": [PY, "-c", "pass"],
             "import jobrun": [PY, "-c", "import jobrun"],
