@@ -3,6 +3,7 @@
 In flight at the signal: a job that finishes within `shutdown_timeout` is recorded
 `succeeded`; one that does not is handed back `queued` with its attempt not counted, and a
 later service runs it. The process exits 0 after the drain. A second SIGINT exits at once.
+Each test runs on both stores (a SQLite file, a PostgreSQL schema of its own).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,16 @@ from crashapp.harness import (
     wait_serving,
     write_config,
 )
+from support.postgres import any_store
 
 SHUTDOWN_TIMEOUT = 2.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both stores: a SQLite file in tmp_path, a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
 
 
 def _job(db: Reader, job_id: int) -> dict[str, Any]:
@@ -41,9 +51,9 @@ def _job(db: Reader, job_id: int) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
-    cfg = write_config(tmp_path, jobrun=f"shutdown_timeout = {SHUTDOWN_TIMEOUT:g}")
-    store = str(tmp_path / "jobs.db")
+def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int, location: str) -> None:
+    store = location
+    cfg = write_config(tmp_path, jobrun=f"shutdown_timeout = {SHUTDOWN_TIMEOUT:g}", store=store)
     folder = str(tmp_path)
     app = jobrun.App.from_config(cfg)
     procs: list[ServiceProc] = []
@@ -98,9 +108,9 @@ def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
 
 
 @pytest.mark.slow
-def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 60")
-    store = str(tmp_path / "jobs.db")
+def test_second_sigint_exits_at_once(tmp_path: Path, location: str) -> None:
+    store = location
+    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 60", store=store)
     app = jobrun.App.from_config(cfg)
     procs: list[ServiceProc] = []
     try:
@@ -142,7 +152,8 @@ def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("metrics", [False, True], ids=["plain", "metrics"])
-def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bool) -> None:
+def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bool,
+                                                     location: str) -> None:
     """A job that sees the stop flag and returns, or raises, did not finish its work: the
     drain hands it back (queued, attempt uncounted), whatever it did with the flag, and with
     or without [metrics] (the outcome used to depend on a race)."""
@@ -154,10 +165,10 @@ def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bo
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         extra = f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
-    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 1")
+    store = location
+    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 1", store=store)
     with open(cfg, "a", encoding="utf-8") as f:
         f.write(extra)
-    store = str(tmp_path / "jobs.db")
     folder = str(tmp_path)
     app = jobrun.App.from_config(cfg)
     procs: list[ServiceProc] = []
