@@ -2,7 +2,7 @@
 
 In flight at the signal: a job that finishes within `shutdown_timeout` is recorded
 `succeeded`; one that does not is handed back `queued` with its attempt not counted, and a
-later service runs it. The process exits 0 after the drain. A second SIGINT exits at once.
+later service runs it. A draining service claims nothing new. The process exits 0 after the drain. A second SIGINT exits at once.
 Each test runs on both stores (a SQLite file, a PostgreSQL schema of its own).
 """
 
@@ -23,6 +23,7 @@ import jobrun
 from crashapp.harness import (
     Reader,
     ServiceProc,
+    leader_lock_holders,
     task,
     wait_for,
     wait_serving,
@@ -71,9 +72,17 @@ def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int, location: st
         assert _job(db, long.id)["state"] == "running"
         assert _job(db, long.id)["attempts"] == 1
 
-        # When: the signal arrives, then the short job is let go (so it was in flight).
+        # When: the signal arrives; once the drain began (the service let go of the cron
+        # leader lock), a job is enqueued; then the short job is let go (it was in flight).
+        assert wait_for(lambda: leader_lock_holders(store, [svc]) != [], 10, "it leads")
+        late_dir = tmp_path / "late"
+        late_dir.mkdir()
+        (late_dir / "go").touch()
         t0 = time.monotonic()
         svc.send(signum)
+        wait_for(lambda: leader_lock_holders(store, [svc]) == [], 5, "the drain to begin")
+        late = app.enqueue(task("short"), args=[str(late_dir)])
+        assert svc.alive(), "the drain ended before the late job was enqueued"
         (tmp_path / "go").touch()
         rc = svc.wait(SHUTDOWN_TIMEOUT + 5)
         elapsed = time.monotonic() - t0
@@ -91,13 +100,20 @@ def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int, location: st
         assert lj["attempts"] == 0, lj
         assert lj["holder"] is None and lj["token"] is None, lj
         assert lj["errors"] == [], lj
+        # The draining service claimed nothing: the job enqueued during the drain (its
+        # doorbell rung) never started there and waits, queued, for another service.
+        lt = _job(db, late.id)
+        assert (lt["state"], lt["attempts"]) == ("queued", 0), lt
+        assert not (late_dir / "short-started").exists(), "the draining service ran a job"
 
-        # And: a new service runs the long job again (the marker makes the rerun fast).
+        # And: a new service runs the long job again (the marker makes the rerun fast), and
+        # the job enqueued during the drain.
         again = ServiceProc(cfg, tmp_path / "second.log")
         procs.append(again)
         wait_for(lambda: _job(db, long.id)["state"] == "succeeded", 20, "the long job's rerun")
         lj = _job(db, long.id)
         assert (lj["result"], lj["attempts"]) == ("second run", 1), lj
+        wait_for(lambda: _job(db, late.id)["state"] == "succeeded", 20, "the late job")
         again.send(signal.SIGTERM)
         assert again.wait(SHUTDOWN_TIMEOUT + 5) == 0, again.log_text()[-3000:]
         db.close()

@@ -30,15 +30,14 @@ from conftest import run_cli
 from crashapp.harness import (
     Reader,
     ServiceProc,
+    leader_lock_holders,
     proc_state,
     sigstop_outside_write,
     wait_for,
     wait_serving,
 )
-from jobrun.location import is_postgres
 from support.config import write_config as _write_config
-from support.postgres import any_store, client_ports
-from support.storedb import StoreDB
+from support.postgres import any_store
 
 TICK = "cronapp.tasks:tick"
 TAKEOVER = 2.0  # seconds from a leader's death to the next fire, by another process
@@ -66,53 +65,13 @@ def every_entry(name: str, every: str, misfire: str = "skip") -> str:
 
 
 # -- who leads? --------------------------------------------------------------------------------
-def lock_holders(path: str) -> list[int]:
-    """Pids holding a flock on `path`, read from /proc/locks (matched by inode)."""
-    try:
-        ino = os.stat(path).st_ino
-    except FileNotFoundError:
-        return []
-    pids = []
-    with open("/proc/locks", encoding="ascii") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 6 or parts[1] != "FLOCK":  # "->" lines are blocked waiters
-                continue
-            if parts[5].rsplit(":", 1)[-1] == str(ino):
-                pids.append(int(parts[4]))
-    return pids
-
-
-def pg_lock_holders(store: str, procs: list[ServiceProc]) -> list[ServiceProc]:
-    """Of `procs`, those with a session holding the store's cron leadership advisory lock,
-    as the server's pg_locks says (matched by the sessions' client ports)."""
-    db = StoreDB(store)
-    try:
-        ports = db.lock_ports("leader", "cron")
-    finally:
-        db.close()
-    found = []
-    for p in procs:
-        try:
-            if client_ports(p.pid) & ports:
-                found.append(p)
-        except FileNotFoundError:  # it just died
-            pass
-    return found
-
-
 def leader_of(store: str, procs: list[ServiceProc]) -> ServiceProc | None:
     """The live service holding the leader lock (flock or advisory lock); cross-checked with
     the logs: leadership is only ever given up by dying or stopping, so the live leader is
     the one live process whose log says it leads."""
-    lock = os.path.realpath(store) + ".jobrun/leader.lock"
     live = [p for p in procs if p.alive()]
-    if is_postgres(store):
-        found = pg_lock_holders(store, live)
-    elif os.path.exists("/proc/locks"):
-        holders = set(lock_holders(lock))
-        found = [p for p in live if p.pid in holders]
-    else:  # no /proc/locks: fall back on the logs alone
+    found = leader_lock_holders(store, live)
+    if found is None:  # no /proc/locks: fall back on the logs alone
         found = [p for p in live if "now leads the scheduler" in p.log_text()]
     if len(found) > 1:
         raise AssertionError(f"two leaders at once: {[p.pid for p in found]}")

@@ -131,6 +131,48 @@ def wait_serving(store: str, svc: ServiceProc, timeout: float = 20.0) -> None:
     wait_for(ok, timeout, f"service {svc.pid} to start")
 
 
+def flock_holders(path: str) -> list[int]:
+    """Pids holding a flock on `path`, read from /proc/locks (matched by inode)."""
+    try:
+        ino = os.stat(path).st_ino
+    except FileNotFoundError:
+        return []
+    pids = []
+    with open("/proc/locks", encoding="ascii") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 6 or parts[1] != "FLOCK":  # "->" lines are blocked waiters
+                continue
+            if parts[5].rsplit(":", 1)[-1] == str(ino):
+                pids.append(int(parts[4]))
+    return pids
+
+
+def leader_lock_holders(store: str, procs: list[ServiceProc]) -> list[ServiceProc] | None:
+    """Of `procs`, those holding the store's cron leader lock: the flock on
+    `<store>.jobrun/leader.lock` (from /proc/locks), or on PostgreSQL the advisory lock
+    leader/cron (from pg_locks, matched by the sessions' client ports). None: cannot tell
+    (no /proc/locks)."""
+    if is_postgres(store):
+        db = StoreDB(store)
+        try:
+            ports = db.lock_ports("leader", "cron")
+        finally:
+            db.close()
+        found = []
+        for p in procs:
+            try:
+                if client_ports(p.pid) & ports:
+                    found.append(p)
+            except FileNotFoundError:  # it just died
+                pass
+        return found
+    if not os.path.exists("/proc/locks"):
+        return None
+    holders = set(flock_holders(os.path.realpath(store) + ".jobrun/leader.lock"))
+    return [p for p in procs if p.pid in holders]
+
+
 class Reader(StoreDB):
     """The test's own connection to the store (a SQLite file or a PostgreSQL URL)."""
 
