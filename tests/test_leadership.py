@@ -366,6 +366,7 @@ def _misfire_skip_and_once(tmp_path: Path, kind: str, stores: contextlib.ExitSta
 
 # -- jobrun cron ls across DST ---------------------------------------------------------------
 def test_cron_ls_across_dst_changes(tmp_path: Path) -> None:
+    """Listing opens no store at all: one run, on neither store."""
     cfg = tmp_path / "jobrun.toml"
     cfg.write_text('[jobrun]\nstore = "jobs.db"\n\n'
                    '[[cron]]\nname = "ny-0230"\nschedule = "30 2 * * *"\n'
