@@ -2,7 +2,8 @@
 
 In flight at the signal: a job that finishes within `shutdown_timeout` is recorded
 `succeeded`; one that does not is handed back `queued` with its attempt not counted, and a
-later service runs it. The process exits 0 after the drain. A second SIGINT exits at once.
+later service runs it. A draining service claims nothing new. The process exits 0 after the drain. A second SIGINT exits at once.
+Each test runs on both stores (a SQLite file, a PostgreSQL schema of its own).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,22 @@ import jobrun
 from crashapp.harness import (
     Reader,
     ServiceProc,
+    leader_lock_holders,
     task,
     wait_for,
     wait_serving,
     write_config,
 )
+from support.postgres import any_store
 
 SHUTDOWN_TIMEOUT = 2.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both stores: a SQLite file in tmp_path, a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
 
 
 def _job(db: Reader, job_id: int) -> dict[str, Any]:
@@ -41,9 +52,9 @@ def _job(db: Reader, job_id: int) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
-    cfg = write_config(tmp_path, jobrun=f"shutdown_timeout = {SHUTDOWN_TIMEOUT:g}")
-    store = str(tmp_path / "jobs.db")
+def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int, location: str) -> None:
+    store = location
+    cfg = write_config(tmp_path, jobrun=f"shutdown_timeout = {SHUTDOWN_TIMEOUT:g}", store=store)
     folder = str(tmp_path)
     app = jobrun.App.from_config(cfg)
     procs: list[ServiceProc] = []
@@ -61,9 +72,17 @@ def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
         assert _job(db, long.id)["state"] == "running"
         assert _job(db, long.id)["attempts"] == 1
 
-        # When: the signal arrives, then the short job is let go (so it was in flight).
+        # When: the signal arrives; once the drain began (the service let go of the cron
+        # leader lock), a job is enqueued; then the short job is let go (it was in flight).
+        assert wait_for(lambda: leader_lock_holders(store, [svc]) != [], 10, "it leads")
+        late_dir = tmp_path / "late"
+        late_dir.mkdir()
+        (late_dir / "go").touch()
         t0 = time.monotonic()
         svc.send(signum)
+        wait_for(lambda: leader_lock_holders(store, [svc]) == [], 5, "the drain to begin")
+        late = app.enqueue(task("short"), args=[str(late_dir)])
+        assert svc.alive(), "the drain ended before the late job was enqueued"
         (tmp_path / "go").touch()
         rc = svc.wait(SHUTDOWN_TIMEOUT + 5)
         elapsed = time.monotonic() - t0
@@ -81,13 +100,20 @@ def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
         assert lj["attempts"] == 0, lj
         assert lj["holder"] is None and lj["token"] is None, lj
         assert lj["errors"] == [], lj
+        # The draining service claimed nothing: the job enqueued during the drain (its
+        # doorbell rung) never started there and waits, queued, for another service.
+        lt = _job(db, late.id)
+        assert (lt["state"], lt["attempts"]) == ("queued", 0), lt
+        assert not (late_dir / "short-started").exists(), "the draining service ran a job"
 
-        # And: a new service runs the long job again (the marker makes the rerun fast).
+        # And: a new service runs the long job again (the marker makes the rerun fast), and
+        # the job enqueued during the drain.
         again = ServiceProc(cfg, tmp_path / "second.log")
         procs.append(again)
         wait_for(lambda: _job(db, long.id)["state"] == "succeeded", 20, "the long job's rerun")
         lj = _job(db, long.id)
         assert (lj["result"], lj["attempts"]) == ("second run", 1), lj
+        wait_for(lambda: _job(db, late.id)["state"] == "succeeded", 20, "the late job")
         again.send(signal.SIGTERM)
         assert again.wait(SHUTDOWN_TIMEOUT + 5) == 0, again.log_text()[-3000:]
         db.close()
@@ -98,9 +124,9 @@ def test_signal_drains_then_exits_zero(tmp_path: Path, signum: int) -> None:
 
 
 @pytest.mark.slow
-def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 60")
-    store = str(tmp_path / "jobs.db")
+def test_second_sigint_exits_at_once(tmp_path: Path, location: str) -> None:
+    store = location
+    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 60", store=store)
     app = jobrun.App.from_config(cfg)
     procs: list[ServiceProc] = []
     try:
@@ -142,7 +168,8 @@ def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("metrics", [False, True], ids=["plain", "metrics"])
-def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bool) -> None:
+def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bool,
+                                                     location: str) -> None:
     """A job that sees the stop flag and returns, or raises, did not finish its work: the
     drain hands it back (queued, attempt uncounted), whatever it did with the flag, and with
     or without [metrics] (the outcome used to depend on a race)."""
@@ -154,10 +181,10 @@ def test_cooperative_jobs_are_handed_back_every_time(tmp_path: Path, metrics: bo
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         extra = f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
-    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 1")
+    store = location
+    cfg = write_config(tmp_path, jobrun="shutdown_timeout = 1", store=store)
     with open(cfg, "a", encoding="utf-8") as f:
         f.write(extra)
-    store = str(tmp_path / "jobs.db")
     folder = str(tmp_path)
     app = jobrun.App.from_config(cfg)
     procs: list[ServiceProc] = []

@@ -1,14 +1,18 @@
 """Cron leadership with real processes: three `jobrun start` services share one store and a
-per-second cron entry. The leader (the holder of the flock on `<store>.jobrun/leader.lock`)
-is SIGKILLed again and again, or SIGSTOPped; the `cron_fires` and `jobs` tables must show
-every due second fired exactly once, with no gap, and the next leader taking over within 2 s.
-Also: the misfire policy after downtime (`skip` / `once`), with real restarts.
+per-second cron entry. The leader (the holder of the flock on `<store>.jobrun/leader.lock`,
+or on PostgreSQL of the advisory lock leader/cron) is SIGKILLed again and again, or
+SIGSTOPped; the `cron_fires` and `jobs` tables must show every due second fired exactly
+once (the unique fire row), with no gap, and the next leader taking over within 2 s.
+Also: the misfire policy after downtime (`skip` / `once`), with real restarts, and a
+draining leader firing nothing. Each runs on both stores (a SQLite file, a PostgreSQL schema
+of its own).
 
-Default run about 35 s; `pytest --long` makes the SIGKILL run last 60 s instead of 20 s.
+Default run about 35 s a store; `pytest --long` makes the SIGKILL run last 60 s, not 20 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +20,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +30,33 @@ from conftest import run_cli
 from crashapp.harness import (
     Reader,
     ServiceProc,
+    leader_lock_holders,
     proc_state,
     sigstop_outside_write,
     wait_for,
     wait_serving,
 )
 from support.config import write_config as _write_config
+from support.postgres import any_store
 
 TICK = "cronapp.tasks:tick"
 TAKEOVER = 2.0  # seconds from a leader's death to the next fire, by another process
 
 
-def write_config(folder: Path, *, cron: str, jobrun: str = "",
-                 name: str = "jobrun.toml") -> str:
-    """A config beside `jobs.db` in `folder`, importing cronapp.tasks, with `cron` entries."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both stores: a SQLite file in tmp_path, a PostgreSQL schema of its own."""
+    with any_store(request.param, str(tmp_path)) as where:
+        yield where
+
+
+def write_config(folder: Path, *, cron: str, jobrun: str = "", name: str = "jobrun.toml",
+                 store: str = "jobs.db") -> str:
+    """A config on `store` (default: `jobs.db` in `folder`), importing cronapp.tasks, with
+    `cron` entries."""
     return _write_config(folder, imports=["cronapp.tasks"], name=name, shutdown_timeout=5,
-                         jobrun=jobrun, default_queue={"concurrency": 4}, body=cron)
+                         store=store, jobrun=jobrun, default_queue={"concurrency": 4},
+                         body=cron)
 
 
 def every_entry(name: str, every: str, misfire: str = "skip") -> str:
@@ -49,33 +65,13 @@ def every_entry(name: str, every: str, misfire: str = "skip") -> str:
 
 
 # -- who leads? --------------------------------------------------------------------------------
-def lock_holders(path: str) -> list[int]:
-    """Pids holding a flock on `path`, read from /proc/locks (matched by inode)."""
-    try:
-        ino = os.stat(path).st_ino
-    except FileNotFoundError:
-        return []
-    pids = []
-    with open("/proc/locks", encoding="ascii") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 6 or parts[1] != "FLOCK":  # "->" lines are blocked waiters
-                continue
-            if parts[5].rsplit(":", 1)[-1] == str(ino):
-                pids.append(int(parts[4]))
-    return pids
-
-
 def leader_of(store: str, procs: list[ServiceProc]) -> ServiceProc | None:
-    """The live service holding the leader flock; cross-checked with the logs: leadership is
-    only ever given up by dying or stopping, so the live leader is the one live process
-    whose log says it leads."""
-    lock = os.path.realpath(store) + ".jobrun/leader.lock"
+    """The live service holding the leader lock (flock or advisory lock); cross-checked with
+    the logs: leadership is only ever given up by dying or stopping, so the live leader is
+    the one live process whose log says it leads."""
     live = [p for p in procs if p.alive()]
-    if os.path.exists("/proc/locks"):
-        holders = set(lock_holders(lock))
-        found = [p for p in live if p.pid in holders]
-    else:  # no /proc/locks: fall back on the logs alone
+    found = leader_lock_holders(store, live)
+    if found is None:  # no /proc/locks: fall back on the logs alone
         found = [p for p in live if "now leads the scheduler" in p.log_text()]
     if len(found) > 1:
         raise AssertionError(f"two leaders at once: {[p.pid for p in found]}")
@@ -172,13 +168,14 @@ def stop_all(procs: list[ServiceProc]) -> None:
 @pytest.mark.slow
 @pytest.mark.torture
 def test_leader_sigkilled_again_and_again_costs_no_fire(tmp_path: Path,
-                                                        pytestconfig: pytest.Config) -> None:
+                                                        pytestconfig: pytest.Config,
+                                                        location: str) -> None:
     run_for = 60.0 if pytestconfig.getoption("--long") else 20.0
     seed = int(os.environ.get("JOBRUN_LEADER_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     print(f"leadership test seed: {seed} (JOBRUN_LEADER_SEED={seed} to replay)")
-    cfg = write_config(tmp_path, cron=every_entry("tick", "1s"))
-    store = str(tmp_path / "jobs.db")
+    store = location
+    cfg = write_config(tmp_path, cron=every_entry("tick", "1s"), store=store)
     spawn = Spawner(cfg, tmp_path)
     procs = [spawn() for _ in range(3)]
     everyone = spawn.everyone
@@ -218,7 +215,7 @@ def test_leader_sigkilled_again_and_again_costs_no_fire(tmp_path: Path,
         rows = assert_every_second_once(db)
         late = [r[3] - r[0] for r in rows]
         print(f"{len(takeovers)} kills; {len(rows)} fires over {rows[-1][0] - rows[0][0]:.0f}s; "
-              f"flock moved in max {max(lock_moves):.2f}s; next fire by the new leader in "
+              f"leader lock moved in max {max(lock_moves):.2f}s; next fire by the new leader in "
               f"max {max(takeovers):.2f}s (mean {sum(takeovers) / len(takeovers):.2f}s); "
               f"latest fire {max(late):.2f}s after its due time")
         assert len(takeovers) >= (4 if run_for < 30 else 12)
@@ -234,11 +231,13 @@ def test_leader_sigkilled_again_and_again_costs_no_fire(tmp_path: Path,
 
 @pytest.mark.slow
 @pytest.mark.torture
-def test_sigstopped_leader_stalls_cron_then_fills_the_gap(tmp_path: Path) -> None:
-    """A stopped leader keeps its flock (the kernel does not drop it), so nobody fires while
-    it is stopped; after SIGCONT it makes every fire it owes, late, exactly once."""
-    cfg = write_config(tmp_path, cron=every_entry("tick", "1s"))
-    store = str(tmp_path / "jobs.db")
+def test_sigstopped_leader_stalls_cron_then_fills_the_gap(tmp_path: Path,
+                                                          location: str) -> None:
+    """A stopped leader keeps its flock (the kernel does not drop it), or on PostgreSQL its
+    session and so its advisory lock, so nobody fires while it is stopped; after SIGCONT it
+    makes every fire it owes, late, exactly once."""
+    store = location
+    cfg = write_config(tmp_path, cron=every_entry("tick", "1s"), store=store)
     procs = [ServiceProc(cfg, tmp_path / f"svc-{i}.log") for i in range(3)]
     db: Reader | None = None
     try:
@@ -269,7 +268,7 @@ def test_sigstopped_leader_stalls_cron_then_fills_the_gap(tmp_path: Path) -> Non
         rows = assert_every_second_once(db)
         after = [r for r in rows if int(r[0]) in owed]
         print(f"stopped {cont_wall - stop_wall:.1f}s: {len(during)} fire(s) made meanwhile by "
-              f"anyone (the stopped leader keeps the flock; leader then: pid "
+              f"anyone (the stopped leader keeps its lock; leader then: pid "
               f"{still.pid if still else None}, stopped one {leader.pid}); {len(owed)} owed "
               f"fire(s) made within {catch_up:.2f}s of SIGCONT, by the same leader")
         assert len(after) == len(owed)
@@ -282,22 +281,29 @@ def test_sigstopped_leader_stalls_cron_then_fills_the_gap(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_misfire_skip_and_once_after_downtime(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_misfire_skip_and_once_after_downtime(tmp_path: Path, kind: str) -> None:
     """A service is stopped; its last fire is moved 100 s back (the store now says: nothing ran
     for 100 s); restarted, `skip` makes no catch-up fire and `once` exactly one: the latest
-    missed due time. Both stores run side by side, restarted at the same moment."""
+    missed due time. The two stores (of `kind`) run side by side, restarted at once."""
+    with contextlib.ExitStack() as stores:
+        _misfire_skip_and_once(tmp_path, kind, stores)
+
+
+def _misfire_skip_and_once(tmp_path: Path, kind: str, stores: contextlib.ExitStack) -> None:
     grace = 1.0
     period = 10
     cases: dict[str, dict[str, Any]] = {}
     for policy in ("skip", "once"):
         folder = tmp_path / policy
         folder.mkdir()
+        store = stores.enter_context(any_store(kind, str(folder)))
         # `beat` (after `ten`) fires first in the round after the leader's first: once it
         # has fired, the first round (where `ten`'s missed fires were judged) is over.
-        cfg = write_config(folder, jobrun=f'misfire_grace = "{grace:g}s"',
+        cfg = write_config(folder, jobrun=f'misfire_grace = "{grace:g}s"', store=store,
                            cron=every_entry("ten", f"{period}s", misfire=policy)
                            + every_entry("beat", "1s"))
-        cases[policy] = {"cfg": cfg, "store": str(folder / "jobs.db"), "folder": folder}
+        cases[policy] = {"cfg": cfg, "store": store, "folder": folder}
     procs: list[ServiceProc] = []
     try:
         for c in cases.values():
@@ -320,11 +326,8 @@ def test_misfire_skip_and_once_after_downtime(tmp_path: Path) -> None:
         seed = d0 - 100
         for c in cases.values():
             db = Reader(c["store"])
-            db.conn.execute("BEGIN IMMEDIATE")
-            db.conn.execute("DELETE FROM cron_fires")
-            db.conn.execute("DELETE FROM jobs")
-            db.conn.execute("INSERT INTO cron_fires (entry, fire_at) VALUES ('ten', ?)", (seed,))
-            db.conn.execute("COMMIT")
+            db.write([("DELETE FROM cron_fires", None), ("DELETE FROM jobs", None),
+                      ("INSERT INTO cron_fires (entry, fire_at) VALUES ('ten', ?)", (seed,))])
             db.close()
         restart_wall = time.time()
         for c in cases.values():
@@ -363,6 +366,7 @@ def test_misfire_skip_and_once_after_downtime(tmp_path: Path) -> None:
 
 # -- jobrun cron ls across DST ---------------------------------------------------------------
 def test_cron_ls_across_dst_changes(tmp_path: Path) -> None:
+    """Listing opens no store at all: one run, on neither store."""
     cfg = tmp_path / "jobrun.toml"
     cfg.write_text('[jobrun]\nstore = "jobs.db"\n\n'
                    '[[cron]]\nname = "ny-0230"\nschedule = "30 2 * * *"\n'
@@ -392,12 +396,12 @@ def test_cron_ls_across_dst_changes(tmp_path: Path) -> None:
 
 
 # -- a draining leader lets go ------------------------------------------------------------
-def test_a_draining_leader_fires_no_cron(tmp_path: Path) -> None:
+def test_a_draining_leader_fires_no_cron(tmp_path: Path, location: str) -> None:
     """SIGTERM while a job holds the drain open: no due second after the signal is fired by
     the draining service (issue 16: a tick fired 2.5 s into the drain)."""
+    store = location
     cfg = write_config(tmp_path, cron=every_entry("tick", "1s")
-                       + "[queues.gated]\nconcurrency = 1\n")
-    store = str(tmp_path / "jobs.db")
+                       + "[queues.gated]\nconcurrency = 1\n", store=store)
     import jobrun
     app = jobrun.App.from_config(cfg)
     svc = ServiceProc(cfg, tmp_path / "svc.log")

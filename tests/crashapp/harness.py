@@ -2,7 +2,8 @@
 
 No mocks: a service is `python -m jobrun.cli start --config FILE`, with tests/ on its
 PYTHONPATH so that `import = ["crashapp.tasks"]` resolves. Output goes to a file (a pipe
-nobody reads would fill up and block the service).
+nobody reads would fill up and block the service). The store is a SQLite file or a
+PostgreSQL URL: `Reader`, `serving` and `sigstop_outside_write` work on both.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any
 
 import apsw
 
+from jobrun.location import is_postgres
 from support.config import write_config as _write_config
+from support.postgres import client_ports
+from support.storedb import StoreDB
 from support.wait import wait_for as _wait_for
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -32,9 +36,10 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "con
 
 
 def write_config(folder: Path, name: str = "jobrun.toml", *, jobrun: str = "",
-                 concurrency: int = 8, max_attempts: int = 5) -> str:
-    """A config next to the store `jobs.db` in `folder`, importing crashapp.tasks."""
+                 concurrency: int = 8, max_attempts: int = 5, store: str = "jobs.db") -> str:
+    """A config importing crashapp.tasks, on `store` (default: `jobs.db` in `folder`)."""
     return _write_config(folder, imports=["crashapp.tasks"], name=name, jobrun=jobrun,
+                         store=store,
                          default_queue={"concurrency": concurrency,
                                         "max_attempts": max_attempts})
 
@@ -97,7 +102,19 @@ def holders_dir(store: str) -> str:
 
 
 def serving(store: str, svc: ServiceProc) -> bool:
-    """Whether the service holds its liveness lock (its `start()` ran)."""
+    """Whether the service holds its liveness lock (its `start()` ran): its lock file, or
+    on PostgreSQL what it publishes once it holds its advisory lock."""
+    if is_postgres(store):
+        import psycopg
+
+        db = StoreDB(store)
+        try:
+            return bool(db.one("SELECT count(*) FROM meta WHERE name LIKE ?",
+                               (f"holder:{svc.holder_prefix()}%",)))
+        except psycopg.errors.UndefinedTable:  # no tables made yet: nobody serves
+            return False
+        finally:
+            db.close()
     try:
         names = os.listdir(holders_dir(store))
     except FileNotFoundError:
@@ -114,22 +131,50 @@ def wait_serving(store: str, svc: ServiceProc, timeout: float = 20.0) -> None:
     wait_for(ok, timeout, f"service {svc.pid} to start")
 
 
-class Reader:
-    """The test's own read connection to the store file."""
+def flock_holders(path: str) -> list[int]:
+    """Pids holding a flock on `path`, read from /proc/locks (matched by inode)."""
+    try:
+        ino = os.stat(path).st_ino
+    except FileNotFoundError:
+        return []
+    pids = []
+    with open("/proc/locks", encoding="ascii") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 6 or parts[1] != "FLOCK":  # "->" lines are blocked waiters
+                continue
+            if parts[5].rsplit(":", 1)[-1] == str(ino):
+                pids.append(int(parts[4]))
+    return pids
 
-    def __init__(self, store: str) -> None:
-        self.conn = apsw.Connection(store)
-        self.conn.set_busy_timeout(30_000)
 
-    def all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(sql, params))
+def leader_lock_holders(store: str, procs: list[ServiceProc]) -> list[ServiceProc] | None:
+    """Of `procs`, those holding the store's cron leader lock: the flock on
+    `<store>.jobrun/leader.lock` (from /proc/locks), or on PostgreSQL the advisory lock
+    leader/cron (from pg_locks, matched by the sessions' client ports). None: cannot tell
+    (no /proc/locks)."""
+    if is_postgres(store):
+        db = StoreDB(store)
+        try:
+            ports = db.lock_ports("leader", "cron")
+        finally:
+            db.close()
+        found = []
+        for p in procs:
+            try:
+                if client_ports(p.pid) & ports:
+                    found.append(p)
+            except FileNotFoundError:  # it just died
+                pass
+        return found
+    if not os.path.exists("/proc/locks"):
+        return None
+    holders = set(flock_holders(os.path.realpath(store) + ".jobrun/leader.lock"))
+    return [p for p in procs if p.pid in holders]
 
-    def one(self, sql: str, params: Any = None) -> Any:
-        rows = self.all(sql, params)
-        return rows[0][0] if rows else None
 
-    def close(self) -> None:
-        self.conn.close()
+class Reader(StoreDB):
+    """The test's own connection to the store (a SQLite file or a PostgreSQL URL)."""
 
 
 def proc_state(pid: int) -> str:
@@ -139,11 +184,15 @@ def proc_state(pid: int) -> str:
 
 
 def sigstop_outside_write(store: str, svc: ServiceProc, tries: int = 50) -> None:
-    """SIGSTOP a service at a moment it holds no SQLite write lock.
+    """SIGSTOP a service at a moment it holds no SQLite write lock (on PostgreSQL: none of
+    its sessions is inside a transaction).
 
     A stopped process keeps its locks: stopped inside a `BEGIN IMMEDIATE`, it would block
-    every other writer of the store (SQLite's, not jobrun's, behaviour). So: stop, check that
-    the write lock can be taken, else continue it and try again."""
+    every other writer of the store (SQLite's, not jobrun's, behaviour); on PostgreSQL the
+    rows its open transaction locked. So: stop, check, else continue it and try again."""
+    if is_postgres(store):
+        _sigstop_outside_transaction(store, svc, tries)
+        return
     probe = apsw.Connection(store)
     probe.set_busy_timeout(300)
     try:
@@ -160,3 +209,18 @@ def sigstop_outside_write(store: str, svc: ServiceProc, tries: int = 50) -> None
         raise AssertionError("could not stop the service outside a write transaction")
     finally:
         probe.close()
+
+
+def _sigstop_outside_transaction(store: str, svc: ServiceProc, tries: int) -> None:
+    db = StoreDB(store)
+    try:
+        for _ in range(tries):
+            os.kill(svc.pid, signal.SIGSTOP)
+            wait_for(lambda: proc_state(svc.pid) == "T", 5, "the process to stop")
+            if not db.in_transaction(client_ports(svc.pid)):
+                return
+            os.kill(svc.pid, signal.SIGCONT)
+            time.sleep(0.05)  # let it finish its transaction before the next try
+        raise AssertionError("could not stop the service outside a transaction")
+    finally:
+        db.close()

@@ -1,7 +1,7 @@
 """Tasks run by real `jobrun start` subprocesses in the crash, drain and fencing tests.
 
-Side effects go to files or to a `ledger` table in the store file itself, so the test can
-tell which process ran which attempt, and how many times.
+Side effects go to files or to a `ledger` table in the store itself (a SQLite file or a
+PostgreSQL schema), so the test can tell which process ran which attempt, and how many times.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import jobrun
 from support.files import touch as _touch
 from support.files import wait_file as _wait_file
-from support.ledger import ledger_conn as _ledger_conn
+from support.ledger import ledger_record as _ledger_record
 
 app = jobrun.App()
 
@@ -27,21 +27,9 @@ def record() -> int:
 
     Returns the pid, so the stored result names the process whose run was recorded."""
     ctx = jobrun.context()
-    conn = _ledger_conn()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("INSERT INTO ledger (job_id, attempt, pid) VALUES (?, ?, ?)",
-                     (ctx.job_id, ctx.attempt, os.getpid()))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    _ledger_record(ctx.job_id, ctx.attempt, os.getpid())
     time.sleep(random.uniform(0.002, 0.010))
     return os.getpid()
-
-
-
-
 
 
 @app.task

@@ -1,6 +1,7 @@
-"""A task's own connection to the store file (not jobrun's), one per worker thread, for the
+"""A task's own connection to the store (not jobrun's), one per worker thread, for the
 `ledger` tables the crash and storm tests count executions in; and the check of those
-tables after a kill test."""
+tables after a kill test. `ledger_conn` is SQLite's; `make_ledger` and `ledger_record` serve
+the (job_id, attempt, pid) ledger on both stores."""
 
 from __future__ import annotations
 
@@ -16,7 +17,53 @@ from typing import Any
 
 import apsw
 
+from jobrun.location import is_postgres
+
 _local = threading.local()
+
+
+#: The (job_id, attempt, pid) ledger of a kill test: one row per run of a job.
+LEDGER = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, "
+              "job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL)",
+    "postgres": "CREATE TABLE IF NOT EXISTS ledger (id BIGINT GENERATED ALWAYS AS IDENTITY "
+                "PRIMARY KEY, job_id BIGINT NOT NULL, attempt INTEGER NOT NULL, "
+                "pid INTEGER NOT NULL)",
+}
+
+
+def make_ledger(store: str) -> None:
+    """Create the (job_id, attempt, pid) ledger in `store` (a file or a PostgreSQL URL)."""
+    from support.storedb import StoreDB
+
+    db = StoreDB(store)
+    try:
+        db.write([(LEDGER["postgres" if db.postgres else "sqlite"], None)])
+    finally:
+        db.close()
+
+
+def ledger_record(job_id: int, attempt: int, pid: int) -> None:
+    """One run, in a transaction of its own, on the store of this service ($JOBRUN_STORE)."""
+    store = os.environ["JOBRUN_STORE"]
+    if is_postgres(store):
+        pg = getattr(_local, "pg", None)
+        if pg is None:
+            import psycopg
+            pg = _local.pg = psycopg.connect(store, autocommit=True,
+                                             application_name="jobrun test ledger")
+        pg.execute("INSERT INTO ledger (job_id, attempt, pid) VALUES (%s, %s, %s)",
+                   (job_id, attempt, pid))
+        return
+    conn = ledger_conn()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT INTO ledger (job_id, attempt, pid) VALUES (?, ?, ?)",
+                     (job_id, attempt, pid))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def ledger_conn() -> apsw.Connection:
