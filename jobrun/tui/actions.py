@@ -20,13 +20,26 @@ def act(store: Store, action: str, job_id: int, *, now: float) -> tuple[str, boo
         return (f"job {job_id} queued again" if ok else
                 f"retry: job {job_id} no longer retryable (or its key is taken)"), not ok
     if action == "cancel":
-        was = store.cancel(job_id, now=now)
-        return (f"job {job_id} cancelled (was {was})" if was else
-                f"cancel: job {job_id} no longer exists"), not was
+        return cancelled(job_id, store.cancel(job_id, now=now))
     ok = store.prune_job(job_id)
     return (f"job {job_id} deleted" if ok else
             f"delete: job {job_id} not deleted (unfinished, gone, or the newest job, "
             "kept so its id is never given again)"), not ok
+
+
+FINISHED = {"succeeded": "succeeded", "dead": "died", "cancelled": "was cancelled"}
+
+
+def cancelled(job_id: int, was: str | None) -> tuple[str, bool]:
+    """The store's answer to a cancel, in words: a job that finished while the question was
+    open was not cancelled (the store left it as it was), and the line says so."""
+    if was is None:
+        return f"cancel: job {job_id} no longer exists", True
+    if was in FINISHED:
+        return f"job {job_id} not cancelled: it {FINISHED[was]} meanwhile", True
+    if was == "running":
+        return f"job {job_id} cancelled (it was running: its service is asked to stop it)", False
+    return f"job {job_id} cancelled (was {was})", False
 
 
 def bulk(reader: Store, store: Store, action: str, state: str, *,
