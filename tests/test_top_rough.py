@@ -6,15 +6,20 @@ it waits, and wide characters in the jobs table."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Static
+import pytest
+from textual.widgets import DataTable, Static
 
 import jobrun
 import jobrun.testing
+from conftest import wait_for
 from jobrun import clock
+from jobrun.service import Service
+from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.screens import Confirm
@@ -84,3 +89,41 @@ def test_a_cancel_of_a_waiting_job_still_says_cancelled(tmp_path: Path) -> None:
         assert f"job {one} cancelled (was queued)" in text_of(c, "#status")
 
     drive(Console(path), body)
+
+
+def test_equals_names_the_concurrency_the_services_go_back_to(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A service started while a live 7 was set serves 7 and its config says 3: `=` says
+    back to 3 (not the 7 it serves now), and the service's log line names the 3 it took."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job("t:nobody")], now=clock.now())
+    s.set_concurrency("default", 7)
+    s.close()
+    svc = Service(path, Settings(queues={"default": QueueConfig("default", concurrency=3)}))
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await until(pilot, lambda: c.snap is not None and c.snap.services, "the service")
+        c.query_one("#queues", DataTable).focus()
+        await pilot.press("down")
+        assert c.queue == "default"
+        await pilot.press("equals_sign")
+        assert isinstance(c.screen, Confirm) and "from 7 to the configured 3?" in \
+            c.screen.question, c.screen.question
+        await pilot.press("y")
+        await until(pilot, lambda: "back to the configured" in text_of(c, "#status"), "reset")
+        said = text_of(c, "#status")
+        assert "back to the configured 3 (was 7)" in said, said
+
+    with caplog.at_level(logging.INFO, logger="jobrun"):
+        svc.start()
+        try:
+            drive(Console(path), body)
+            wait_for(lambda: any("live concurrency applied" in r.getMessage()
+                                 for r in caplog.records), 10, "the service to apply it")
+        finally:
+            svc.stop(2)
+    (line,) = [r.getMessage() for r in caplog.records
+               if "live concurrency applied" in r.getMessage()]
+    assert "default 3 (the config's)" in line, line
