@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from jobrun.service import Service
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
-from jobrun.tui.screens import Confirm
+from jobrun.tui.keys import Parser
+from jobrun.tui.screens import Confirm, Help, JobScreen
 from store.test_contract import job
+from test_console import in_a_pty, read_until, run_dead
 
 
 def text_of(app: Console, selector: str) -> str:
@@ -127,3 +130,82 @@ def test_equals_names_the_concurrency_the_services_go_back_to(
     (line,) = [r.getMessage() for r in caplog.records
                if "live concurrency applied" in r.getMessage()]
     assert "default 3 (the config's)" in line, line
+
+
+def typed(pilot: Any, data: str) -> None:
+    """Bytes as the terminal sends them, read by the console's parser and posted in order
+    (one read: Escape and the key came together, as when pressed at once)."""
+    for event in Parser().feed(data):
+        pilot.app.post_message(event)
+
+
+def test_escape_then_a_key_at_once_does_both(app: jobrun.App, store_path: str) -> None:
+    """ESC s in one read closes the job and moves to the next state (Textual read Alt+s and
+    did neither); ESC ? closes it and shows the keys (Textual lost the Escape)."""
+    @app.task
+    def report(n: int) -> int:
+        return n
+
+    report.enqueue(1)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued" and c.rows
+        await pilot.press("enter")
+        assert isinstance(c.screen, JobScreen)
+        typed(pilot, "\x1bs")
+        await until(pilot, lambda: c.state == "scheduled", "the next state")
+        assert not isinstance(c.screen, JobScreen)
+        await pilot.press("S", "enter")
+        assert isinstance(c.screen, JobScreen)
+        typed(pilot, "\x1b?")
+        await until(pilot, lambda: isinstance(c.screen, Help), "the keys")
+        assert c.screen_stack[-2] is c.screen_stack[0]  # the job was closed first
+
+    drive(Console(store_path), body)
+
+
+def test_the_parser_keeps_sequences_and_honours_the_delay() -> None:
+    """Arrows, Alt+Backspace and a paste read as before; an Escape whose delay ran out while
+    no byte came is a key even when the next byte is read before Textual's 0.1 s tick."""
+    def keys(*chunks: str) -> list[str]:
+        p, out = Parser(), []
+        for chunk in chunks:
+            out += [getattr(e, "key", type(e).__name__) for e in p.feed(chunk)]
+        return out
+
+    assert keys("\x1bs") == keys("\x1b", "s") == ["escape", "s"]
+    assert keys("\x1b[A", "\x1bOB") == ["up", "down"]
+    assert keys("\x1b\x7f") == ["ctrl+w"]  # Alt+Backspace: a word deleted in the filter
+    pasted = keys("\x1b[200~a\x1bb\x1b[201~")  # an Escape inside a paste is no key
+    assert "Paste" in pasted and "escape" not in pasted
+    assert keys("\x1b", "\x1b[B") == ["escape", "down"]
+    p = Parser()
+    assert list(p.feed("\x1b")) == []
+    p._timeout_time = 0.0  # its delay ran out before the next byte was read
+    assert [getattr(e, "key", "") for e in p.feed("[")] == ["escape", "left_square_bracket"]
+
+
+@pytest.mark.slow
+def test_the_real_console_reads_escape_then_a_key_as_both(
+        app: jobrun.App, store_path: str, tmp_path: Path) -> None:
+    """`jobrun top` in a pseudo-terminal: enter opens the dead job, ESC s in one write
+    closes it and shows the next state's list."""
+    run_dead(app, store_path)
+    proc, master = in_a_pty(tmp_path, store_path)
+    out = bytearray()
+    try:
+        read_until(master, out, lambda b: b"jobs dead" in b, "a frame")
+        os.write(master, b"\r")
+        read_until(master, out, lambda b: b"Traceback" in b, "the job")
+        os.write(master, b"\x1bs")
+        read_until(master, out, lambda b: b"jobs retrying" in b, "the next state's list")
+        os.write(master, b"q")
+        read_until(master, out, lambda b: b"\x1b[?1049l" in b, "the screen restored")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

@@ -37,7 +37,7 @@ from .browse import (
 )
 from .charts import overview
 from .commands import Commands
-from .keys import current, in_order, no_colour, on_sigterm
+from .keys import current, driver_class, in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
@@ -122,6 +122,9 @@ class Console(Commands):
         self.jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
         self.box = Input(placeholder="/ filters: task name or argument text", id="filter")
         self.status = Static(id="status")
+
+    def get_driver_class(self) -> Any:
+        return driver_class(self)  # Escape then a key at once: both (keys.py)
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
