@@ -6,6 +6,7 @@ it waits, and wide characters in the jobs table."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
+from rich.console import Console as RichConsole
 from textual.widgets import DataTable, Static
 
 import jobrun
@@ -23,8 +26,9 @@ from jobrun.service import Service
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
+from jobrun.tui.browse import BUDGET
 from jobrun.tui.keys import Parser
-from jobrun.tui.screens import Confirm, Help, JobScreen
+from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
 from store.test_contract import job
 from test_console import in_a_pty, read_until, run_dead
 
@@ -209,3 +213,56 @@ def test_the_real_console_reads_escape_then_a_key_as_both(
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def screen_lines(app: Console) -> list[str]:
+    """What the terminal shows, line by line, as text."""
+    out = RichConsole(width=app.size.width, height=app.size.height, file=io.StringIO(),
+                      record=True, force_terminal=True)
+    out.print(app.screen._compositor.render_update(full=True,
+                                                   screen_stack=app._background_screens))
+    return out.export_text().splitlines()
+
+
+def shows(app: Console, *words: str) -> str:
+    """The screen, with every word asserted whole on one of its lines (none cut off)."""
+    lines = screen_lines(app)
+    assert len(lines) <= 24 and all(cell_len(ln) <= 80 for ln in lines)
+    text = "\n".join(lines)
+    for word in words:
+        assert any(word in ln for ln in lines), f"{word!r} not shown whole:\n{text}"
+    return text
+
+
+def test_every_hint_fits_80x24(tmp_path: Path) -> None:
+    """At 80x24: the list's title with a search cut short keeps "n searches on"; the keys'
+    box shows its last key and its bottom border; the overview's footer keeps its keys;
+    a store removed under a long path says so whole."""
+    path = tmp_path / ("a-rather-long-directory-name-for-the-store" * 2) / "jobs.db"
+    path.parent.mkdir()
+    s = SqliteStore(str(path))
+    s.enqueue([job("t:needle")], now=clock.now())
+    s.enqueue([job("t:hay") for _ in range(BUDGET + 10)], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        shows(c, "jobrun top", "q quit", "o charts", "jobs.db")
+        await pilot.press("s", "s", "s", "slash", *"needle-in-the-haystack", "enter")
+        await until(pilot, lambda: c.short, "the bounded search")
+        shows(c, "jobs queued", "needle", f"searched {BUDGET:,} of {BUDGET + 11:,}",
+              "none yet; n searches on")
+        await pilot.press("question_mark")
+        box = shows(c, "jobrun top: keys", "  o ", "  n ", "  =  ", "R C D")
+        assert "┗" in box and "┛" in box, box  # the bottom border shows: nothing scrolled off
+        await pilot.press("x", "o")
+        assert isinstance(c.screen, Overview)
+        shows(c, "esc back", "q quit", "r retry", "p pause")
+        await pilot.press("escape")
+        path.unlink()
+        c.refresh_data()
+        await pilot.pause()
+        shows(c, "store unreadable", "removed while jobrun top watched it",
+              "the last frame read", "jobs.db)")
+
+    drive(Console(str(path)), body, size=(80, 24))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
 from ..model import JobRecord
@@ -146,9 +147,23 @@ def _args(args: str, kwargs: str) -> str:
 
 
 def clip(text: str, n: int) -> str:
-    """One line of at most `n` characters, escaped."""
+    """One line of at most `n` terminal cells, escaped (a wide CJK character takes two
+    cells: cutting by characters made its column twice as wide)."""
     flat = shown(text).replace("\n", "\\n").replace("\t", " ")
-    return flat if len(flat) <= n else flat[: n - 1] + "…"
+    if len(flat) <= n // 2 or cell_len(flat) <= n:
+        return flat
+    return set_cell_size(flat[:n], n - 1).rstrip(" ") + "…"
+
+
+def clip_left(text: str, n: int) -> str:
+    """One line of at most `n` cells, escaped, cut from the left: a path keeps its end."""
+    flat = shown(text).replace("\n", "\\n").replace("\t", " ")
+    if cell_len(flat) <= n:
+        return flat
+    flat = flat[-(n - 1):] if n > 1 else ""
+    while flat and cell_len(flat) > n - 1:
+        flat = flat[1:]
+    return "…" + flat
 
 
 def refusal(action: str, state: str | None, read_only: bool) -> str | None:
