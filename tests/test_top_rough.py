@@ -266,3 +266,25 @@ def test_every_hint_fits_80x24(tmp_path: Path) -> None:
               "the last frame read", "jobs.db)")
 
     drive(Console(str(path)), body, size=(80, 24))
+
+
+def test_wide_characters_are_cut_by_their_cells(app: jobrun.App, store_path: str) -> None:
+    """A CJK task name and argument (two cells a character) are cut to the columns' cells,
+    not their characters: the row fits 80 columns and the arguments column starts where
+    it does for a row of ASCII."""
+    wide = app.enqueue("報告:" + "漢字" * 20, args=["東京" * 40], allow_unknown=True)
+    app.enqueue("report:" + "ab" * 20, args=["x" * 80], allow_unknown=True)
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert [r.id for r in c.rows][-1] == wide.id
+        task, args = str(c.jobs.get_row_at(1)[2]), str(c.jobs.get_row_at(1)[6])
+        assert cell_len(task) <= 28 and task.endswith("…") and task.startswith("報告:漢字")
+        assert cell_len(args) <= 60 and args.endswith("…")
+        lines = shows(c, "報告:漢字")
+        row = next(ln for ln in lines.splitlines() if "報告" in ln)
+        ascii_row = next(ln for ln in lines.splitlines() if "report:" in ln)
+        assert cell_len(row[:row.index("東京")]) == cell_len(ascii_row[:ascii_row.index("xxx")])
+
+    drive(Console(store_path), body, size=(80, 24))
