@@ -288,3 +288,35 @@ def test_wide_characters_are_cut_by_their_cells(app: jobrun.App, store_path: str
         assert cell_len(row[:row.index("東京")]) == cell_len(ascii_row[:ascii_row.index("xxx")])
 
     drive(Console(store_path), body, size=(80, 24))
+
+
+def test_w_says_why_a_queued_job_waits(tmp_path: Path) -> None:
+    """w on a queued job gives `jobrun explain`'s reasons (no service serves its queue), in
+    the list and in the job; R on the queued list points to w; a scheduled job waits for
+    its time."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    (queued,) = s.enqueue([job("t:\u202ereport")], now=clock.now())
+    (later,) = s.enqueue([job(delay=3600)], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.press("s", "s", "s")
+        assert c.state == "queued" and [r.id for r in c.rows] == [queued]
+        await pilot.press("w")
+        said = text_of(c, "#status")
+        assert said.startswith(f"job {queued} is queued; no live service serves queue "
+                               "'default' (start one: jobrun start)"), said
+        assert "searched" not in said and "found" not in said
+        await pilot.press("R")
+        assert "w says why it waits" in text_of(c, "#status")
+        await pilot.press("enter", "w")
+        assert isinstance(c.screen, JobScreen)
+        assert f"job {queued} is queued" in text_of(c, "#status")
+        await pilot.press("escape", "s")
+        assert c.state == "scheduled" and [r.id for r in c.rows] == [later]
+        await pilot.press("w")
+        assert f"job {later} is waiting for its time" in text_of(c, "#status")
+
+    drive(Console(path), body)

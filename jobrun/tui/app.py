@@ -34,6 +34,7 @@ from .browse import (
     in_state,
     page,
     search_note,
+    why,
 )
 from .charts import overview
 from .commands import Commands
@@ -43,7 +44,7 @@ from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 from .source import open_reader
 
-OVERVIEW_OFF = ("filter", "state", "overview", "search_all")
+OVERVIEW_OFF = ("filter", "state", "overview", "search_all", "why")
 LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "reset", "overview", "search_all")
 MARK = "▶"  # the selected row's first cell
 STEP = 50_000    # index entries `n` looks at per step: the screen stays live between steps
@@ -86,6 +87,7 @@ class Console(Commands):
         Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
         Binding("o", "overview", "charts"),
+        Binding("w", "why", "why", show=False),
         Binding("n", "search_all", "search on", show=False),
         Binding("plus", "scale(1)", "more", key_display="+", show=False),
         Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
@@ -377,6 +379,10 @@ class Console(Commands):
             return
         self.state = STATES[(STATES.index(self.state) + step) % len(STATES)]
         self._restart()
+
+    def action_why(self) -> None:
+        """w: why the selected job waits (or what it does), as `jobrun explain` says."""
+        self.say(*why(self.reader, self.selected_id(), self.settings, clock.now()))
 
     def action_search_all(self) -> None:
         """n: search on past the bound, `STEP` entries at a time (the screen stays live and

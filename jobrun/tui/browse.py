@@ -16,8 +16,11 @@ from typing import Any
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
+from ..errors import JobrunError
 from ..model import JobRecord
+from ..ops.explain import gather, reasons
 from ..ops.logs import shown
+from ..settings import Settings
 from ..store.contract import StepRecord, Store
 from .views import clock_utc, dur
 
@@ -166,6 +169,22 @@ def clip_left(text: str, n: int) -> str:
     return "…" + flat
 
 
+def why(store: Store, job_id: int | None, settings: Settings | None,
+        now: float) -> tuple[str, bool]:
+    """`w`: what holds the job back (or what it does) as `jobrun explain` says it, escaped,
+    in one paragraph; and whether that is an error."""
+    try:
+        rec = store.get(job_id) if job_id is not None else None
+        if rec is None:
+            return "w: no job selected (or it no longer exists)", True
+        said = reasons(rec, gather(store, rec, settings or Settings(), now), now)
+    except JobrunError as exc:
+        said, failed = [f"w failed: {exc}"], True
+    else:
+        failed = False
+    return shown("; ".join(said)).replace("\n", "\\n"), failed
+
+
 def refusal(action: str, state: str | None, read_only: bool) -> str | None:
     """Why `action` does not apply to a job in `state`, in one line; None when it does."""
     if read_only:
@@ -173,7 +192,8 @@ def refusal(action: str, state: str | None, read_only: bool) -> str | None:
     if state is None:
         return f"{action}: no job selected (or it no longer exists)"
     if action == "retry" and state not in RETRYABLE:
-        return f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
+        return (f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
+                + ("; w says why it waits" if state in ("queued", "scheduled") else ""))
     if action == "cancel" and state not in CANCELLABLE:
         return f"cancel: the job is {state} (finished); only an unfinished job is cancelled"
     if action == "delete" and state not in DELETABLE:

@@ -22,6 +22,7 @@ HELP = """jobrun top: keys (any key closes this)
   enter    open the selected job: arguments, result, errors, output
   escape   back
   a        in a job: payloads in full ([ ] page through a huge one)
+  w        why the selected job waits (or what it does): jobrun explain
   r        retry the selected job (y confirms)
   c        cancel the selected job (y confirms)
   d        delete (prune) the selected finished job (y confirms)
