@@ -3,9 +3,11 @@ command: `explain` escapes what a job holds, `ls | head -1` ends quietly."""
 
 from __future__ import annotations
 
+import subprocess
+
 import jobrun
 import jobrun.testing
-from conftest import run_cli
+from conftest import JOBRUN, run_cli
 
 
 def test_explain_escapes_control_and_bidi_characters(app: jobrun.App, store_path: str) -> None:
@@ -24,3 +26,27 @@ def test_explain_escapes_control_and_bidi_characters(app: jobrun.App, store_path
     assert "report\\u202etxt.exe" in r.stdout and "\\x1b[2J" in r.stdout, r.stdout
     (last,) = [ln for ln in r.stdout.splitlines() if ln.startswith("last error:")]
     assert last.endswith("\\nsecond line"), last
+
+
+def closed_early(*args: str) -> tuple[int, str]:
+    """The real command writing to a pipe whose reader is gone before it writes (as `| head
+    -1` leaves it, without the race): its exit code and stderr."""
+    proc = subprocess.Popen([*JOBRUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=60), err
+
+
+def test_a_closed_stdout_ends_the_command_quietly(app: jobrun.App, store_path: str) -> None:
+    """`jobrun ls | head -1`: the plain table, rich's table (a name rich draws), --json and
+    a typer command each end with 141 (a tool ended by SIGPIPE) or 0, and say nothing."""
+    for n in range(200):
+        app.enqueue("report:make", args=[n], allow_unknown=True)
+    for args in (["ls", "--limit", "100"], ["ls", "--limit", "300", "--json"]):
+        code, err = closed_early(*args, "--store", store_path)  # the plain table, JSON
+        assert code in (0, 141) and err == "", (args, code, err)
+    app.enqueue("rapport:été", allow_unknown=True)  # not plain ASCII: rich draws the table
+    for args in (["ls", "--limit", "300"], ["stats"], ["show", "1"]):
+        code, err = closed_early(*args, "--store", store_path)  # rich; typer's commands
+        assert code in (0, 141) and err == "", (args, code, err)
