@@ -14,6 +14,7 @@ from .views import clean, dur, num, percent, rate
 QUEUE_COLUMNS = ("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest", "done/s",
                  "fail%", "")
 JOB_COLUMNS = ("id", "task", "queue", "att", "age", "arguments")
+PATH = 40  # cells of a store's path in a message
 
 
 def head_line(s: Snapshot, read_only: bool, width: int = 200) -> str:
@@ -72,6 +73,3 @@ def broke(what: str, exc: Exception, path: str = "") -> str:
     if path and len(path) > PATH:
         said = said.replace(clean(path), clip_left(path, PATH))
     return f"{what}: {said}"
-
-
-PATH = 40  # cells of a store's path in a message
