@@ -117,10 +117,18 @@ class Service:
             if scaled != self._scaled:
                 self._scaled = scaled
                 self.apply(self._configured)
-                log.info("live concurrency applied: %s", ", ".join(
-                    f"{q}({c})" for q, c in sorted(scaled.items())) or "the config's")
+                log.info("live concurrency applied: %s", self._concurrency_line())
             if self.wait(max(1.0, self.settings.poll)):
                 return
+
+    def _concurrency_line(self) -> str:
+        """Every served queue's concurrency now and where it comes from: `default 7 (live),
+        mail 3 (the config's)`, so a reset says the number the service went back to."""
+        said = []
+        for q in sorted(self.queue_names(self._configured)):
+            where = "live" if q in self._scaled else "the config's"
+            said.append(f"{q} {self.settings.queue(q).concurrency} ({where})")
+        return ", ".join(said)
 
     def start(self) -> None:
         try:
@@ -130,7 +138,9 @@ class Service:
         self.settings = self._effective(self._configured)
         self._liveness = self.presence.liveness(self.holder, {
             "host": socket.gethostname(),
-            "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()}})
+            "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()},
+            "configured": {q: self._configured.queue(q).concurrency
+                           for q in self.queue_names()}})
         self._maint.view.liveness = self._liveness
         if not self._liveness.acquire():
             raise StoreError(f"store {self.path}: holder {self.holder}'s liveness is taken")
@@ -289,7 +299,8 @@ class Service:
             self.scheduler.settings_changed(clock.now())
         info = {"holder": self.holder, "pid": os.getpid(),  # a reload keeps the uptime
                 "started": self.presence.info(self.holder).get("started", clock.now()),
-                "host": socket.gethostname(), "queues": dict(plan.caps)}
+                "host": socket.gethostname(), "queues": dict(plan.caps),
+                "configured": {q: self._configured.queue(q).concurrency for q in plan.caps}}
         self._liveness.publish(info)
         self._wake()
 

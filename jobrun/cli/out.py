@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..store.contract import Store
 
 EX_OK, EX_REFUSED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+EX_PIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE (`jobrun ls | head`)
 DEBUG = {"on": False}
 
 
@@ -170,9 +172,17 @@ def argv() -> list[str]:
 
 
 def guarded(command: Callable[[], None]) -> NoReturn:
-    """Run a whole command: its errors become one line and an exit code (78 for config)."""
+    """Run a whole command: its errors become one line and an exit code (78 for config);
+    output whose reader went away (`| head -1`) ends it quietly, as it does other tools."""
     try:
         command()
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+    except BrokenPipeError:
+        _reader_gone()
+    except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):
+            _reader_gone()  # rich's own answer to it (Console.on_broken_pipe): exit 1
+        raise
     except ConfigError as exc:
         _report(exc, EX_CONFIG)
     except (StoreError, JobrunError) as exc:  # InvalidJob included: a refused payload
@@ -180,6 +190,14 @@ def guarded(command: Callable[[], None]) -> NoReturn:
     except Exception as exc:
         _report(exc, EX_REFUSED, bug=True)
     sys.exit(EX_OK)
+
+
+def _reader_gone() -> NoReturn:
+    """stdout's reader closed it: nothing more to say to anyone. stdout is pointed at
+    /dev/null so the interpreter's last flush of what is still buffered does not fail."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(EX_PIPE)
 
 
 def _report(exc: BaseException, code: int, *, bug: bool = False) -> NoReturn:

@@ -16,6 +16,7 @@ from ..model import JobRecord
 from ..presence import presence_for
 from ..registry import REGISTRY
 from ..store.contract import Store
+from .logs import escape
 
 
 @dataclass
@@ -45,7 +46,13 @@ def _ago(seconds: float) -> str:
 
 
 def reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
-    """What holds the job back (or what it is doing), most important first."""
+    """What holds the job back (or what it is doing), most important first, each one line
+    with control, invisible and bidi characters escaped (as `ls` and the logs show them): a
+    task name, key or error holding U+202E must not reverse what the operator reads."""
+    return [escape(line) for line in _reasons(rec, facts, now)]
+
+
+def _reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
     s = rec.state.value
     if s in ("succeeded", "dead", "cancelled"):
         out = [f"job {rec.id} is finished: {s} {_ago(now - (rec.finished_at or now))} ago"]

@@ -20,13 +20,26 @@ def act(store: Store, action: str, job_id: int, *, now: float) -> tuple[str, boo
         return (f"job {job_id} queued again" if ok else
                 f"retry: job {job_id} no longer retryable (or its key is taken)"), not ok
     if action == "cancel":
-        was = store.cancel(job_id, now=now)
-        return (f"job {job_id} cancelled (was {was})" if was else
-                f"cancel: job {job_id} no longer exists"), not was
+        return cancelled(job_id, store.cancel(job_id, now=now))
     ok = store.prune_job(job_id)
     return (f"job {job_id} deleted" if ok else
             f"delete: job {job_id} not deleted (unfinished, gone, or the newest job, "
             "kept so its id is never given again)"), not ok
+
+
+FINISHED = {"succeeded": "succeeded", "dead": "died", "cancelled": "was cancelled"}
+
+
+def cancelled(job_id: int, was: str | None) -> tuple[str, bool]:
+    """The store's answer to a cancel, in words: a job that finished while the question was
+    open was not cancelled (the store left it as it was), and the line says so."""
+    if was is None:
+        return f"cancel: job {job_id} no longer exists", True
+    if was in FINISHED:
+        return f"job {job_id} not cancelled: it {FINISHED[was]} meanwhile", True
+    if was == "running":
+        return f"job {job_id} cancelled (it was running: its service is asked to stop it)", False
+    return f"job {job_id} cancelled (was {was})", False
 
 
 def bulk(reader: Store, store: Store, action: str, state: str, *,
@@ -50,7 +63,9 @@ def scale(store: Store, queue: str, step: int, snap: Snapshot | None,
           settings: Settings | None) -> tuple[str, bool]:
     """A queue's concurrency one step up or down, for every service (at least 1): from the
     live value set before, else what a service serves, else the config's."""
-    was = store.concurrency().get(queue) or configured(queue, snap, settings)
+    was = store.concurrency().get(queue) or max(
+        (c for s in (snap.services if snap else ()) for q, c in s.queues if q == queue),
+        default=None) or configured(queue, snap, settings)
     n = max(1, was + step)
     if n == was:
         return f"queue {queue}: concurrency stays {n} (at least 1)", True
@@ -60,11 +75,27 @@ def scale(store: Store, queue: str, step: int, snap: Snapshot | None,
 
 
 def configured(queue: str, snap: Snapshot | None, settings: Settings | None) -> int:
-    """The concurrency a queue runs at without a live change: what a service serves (from
-    its config), else this config's."""
-    served = max((c for s in (snap.services if snap else ()) for q, c in s.queues
-                  if q == queue), default=None)
-    return served or (settings or Settings()).queue(queue).concurrency
+    """The concurrency a queue runs at without a live change: the largest its services'
+    configs give it (what they publish as configured, not what they serve now: that is the
+    live value while one is set), else this console's config's."""
+    return max(configured_by(queue, snap), default=None) \
+        or (settings or Settings()).queue(queue).concurrency
+
+
+def configured_by(queue: str, snap: Snapshot | None) -> list[int]:
+    """The queue's cap in each live service's own config (a service's cap is its own, so
+    they may differ; an older service that does not publish one is left out)."""
+    return sorted({c for s in (snap.services if snap else ()) for q, c in s.configured
+                   if q == queue})
+
+
+def configured_words(queue: str, snap: Snapshot | None, settings: Settings | None) -> str:
+    """The configured value in words: one number, or each service's when they differ."""
+    each = configured_by(queue, snap)
+    if len(each) > 1:
+        return "its services' configs (" + ", ".join(map(str, each)) + ")"
+    return str(configured(queue, snap, settings)) if each else \
+        f"{configured(queue, snap, settings)} (this console's config: no service serves it)"
 
 
 def reset(store: Store, queue: str, snap: Snapshot | None,
@@ -76,7 +107,7 @@ def reset(store: Store, queue: str, snap: Snapshot | None,
         return f"reset: queue {queue} already runs at its configured concurrency", True
     store.set_concurrency(queue, None)
     return (f"queue {queue}: concurrency back to the configured "
-            f"{configured(queue, snap, settings)}, one cap for all its services (was {was}); running services "
+            f"{configured_words(queue, snap, settings)} (was {was}); running services "
             "take it within a poll"), False
 
 

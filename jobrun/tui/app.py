@@ -34,15 +34,17 @@ from .browse import (
     in_state,
     page,
     search_note,
+    why,
 )
 from .charts import overview
 from .commands import Commands
-from .keys import current, in_order, no_colour, on_sigterm
+from .keys import current, driver_class, in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 from .source import open_reader
 
+OVERVIEW_OFF = ("filter", "state", "overview", "search_all", "why")
 LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "reset", "overview", "search_all")
 MARK = "▶"  # the selected row's first cell
 STEP = 50_000    # index entries `n` looks at per step: the screen stays live between steps
@@ -56,7 +58,7 @@ class Console(Commands):
     ENABLE_COMMAND_PALETTE = False
 
     CSS = """
-    #head { height: 1; }
+    #head { height: auto; max-height: 3; }
     #queues { height: auto; max-height: 8; }
     #title { height: 1; background: $boost; }
     #jobs { height: 1fr; }
@@ -65,7 +67,7 @@ class Console(Commands):
     DataTable { border-left: blank; }
     DataTable:focus { border-left: thick $accent; }
     DataTable > .datatable--cursor { text-style: bold reverse; }
-    #status { height: 1; }
+    #status { height: auto; max-height: 3; }
     Confirm, Help { align: center middle; }
     #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
     #help { width: auto; max-width: 100%; border: heavy $accent; padding: 0 1; }
@@ -85,6 +87,7 @@ class Console(Commands):
         Binding("D", "bulk('delete')", "delete all", show=False),
         Binding("p", "pause", "pause"),
         Binding("o", "overview", "charts"),
+        Binding("w", "why", "why", show=False),
         Binding("n", "search_all", "search on", show=False),
         Binding("plus", "scale(1)", "more", key_display="+", show=False),
         Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
@@ -122,6 +125,9 @@ class Console(Commands):
         self.jobs: DataTable[Any] = DataTable(id="jobs", cursor_type="row")
         self.box = Input(placeholder="/ filters: task name or argument text", id="filter")
         self.status = Static(id="status")
+
+    def get_driver_class(self) -> Any:
+        return driver_class(self)  # Escape then a key at once: both (keys.py)
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -172,13 +178,14 @@ class Console(Commands):
                 self.draw_overview(self.screen)
             lost = ""
         except JobrunError as exc:
-            lost = broke("store unreadable", exc)
+            lost = broke("store unreadable", exc, self.reader.path)
         self._draw_head(lost)
 
     def _draw_head(self, lost: str) -> None:
         s = self.snap
         self.head.update(Text(lost, style="bold red") if lost else
-                         Text(head_line(s, self.read_only) if s is not None else ""))
+                         Text(head_line(s, self.read_only, self.size.width)
+                              if s is not None else ""))
 
     def _draw_queues(self) -> None:
         assert self.snap is not None
@@ -201,7 +208,7 @@ class Console(Commands):
         except JobrunError as exc:
             if reset and limit != PAGE:
                 raise  # a refresh: refresh_data shows it
-            self._draw_head(broke("store unreadable", exc))
+            self._draw_head(broke("store unreadable", exc, self.reader.path))
             return
         self.rows = list(got.rows) if reset else self.rows + list(got.rows)
         self.after = got.after
@@ -237,7 +244,7 @@ class Console(Commands):
         elif ids:
             t.move_cursor(row=min(row, len(ids) - 1), animate=False)
         title = jobs_title(self.state, self.queue, self.text, self.rows, more=self.more,
-                           note=self._note())
+                           note=self._note(), width=self.size.width)
         self.title_line.update(Text(title))
 
     def draw_overview(self, screen: Overview) -> None:
@@ -249,7 +256,7 @@ class Console(Commands):
             self._draw_job(screen)
         except JobrunError as exc:
             screen.query_one("#status", Static).update(
-                Text(broke("store unreadable", exc), style="bold red"))
+                Text(broke("store unreadable", exc, self.reader.path), style="bold red"))
 
     def _draw_job(self, screen: JobScreen) -> None:
         if not screen.query("#job"):
@@ -278,8 +285,17 @@ class Console(Commands):
 
     # -- events -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """A job's screen leaves out the list's and the queues' keys: its footer fits 80."""
+        """A job's screen leaves out the list's and the queues' keys, the overview those of
+        the list (its r, c, d, p say to go back): each footer fits 80 columns."""
+        if isinstance(self.screen, Overview):
+            return action not in OVERVIEW_OFF
         return not (isinstance(self.screen, JobScreen) and action in LIST_ONLY)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The head and the title are fitted to the width: fitted again."""
+        if self.jobs.is_attached:
+            self._draw_head("")
+            self._draw_jobs()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and await in_order(self, self.box, event, self._apply):
@@ -363,6 +379,10 @@ class Console(Commands):
             return
         self.state = STATES[(STATES.index(self.state) + step) % len(STATES)]
         self._restart()
+
+    def action_why(self) -> None:
+        """w: why the selected job waits (or what it does), as `jobrun explain` says."""
+        self.say(*why(self.reader, self.selected_id(), self.settings, clock.now()))
 
     def action_search_all(self) -> None:
         """n: search on past the bound, `STEP` entries at a time (the screen stays live and

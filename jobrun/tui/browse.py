@@ -13,10 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
+from ..errors import JobrunError
 from ..model import JobRecord
+from ..ops.explain import gather, reasons
 from ..ops.logs import shown
+from ..settings import Settings
 from ..store.contract import StepRecord, Store
 from .views import clock_utc, dur
 
@@ -146,9 +150,39 @@ def _args(args: str, kwargs: str) -> str:
 
 
 def clip(text: str, n: int) -> str:
-    """One line of at most `n` characters, escaped."""
+    """One line of at most `n` terminal cells, escaped (a wide CJK character takes two
+    cells: cutting by characters made its column twice as wide)."""
     flat = shown(text).replace("\n", "\\n").replace("\t", " ")
-    return flat if len(flat) <= n else flat[: n - 1] + "…"
+    if len(flat) <= n // 2 or cell_len(flat) <= n:
+        return flat
+    return set_cell_size(flat[:n], n - 1).rstrip(" ") + "…"
+
+
+def clip_left(text: str, n: int) -> str:
+    """One line of at most `n` cells, escaped, cut from the left: a path keeps its end."""
+    flat = shown(text).replace("\n", "\\n").replace("\t", " ")
+    if cell_len(flat) <= n:
+        return flat
+    flat = flat[-(n - 1):] if n > 1 else ""
+    while flat and cell_len(flat) > n - 1:
+        flat = flat[1:]
+    return "…" + flat
+
+
+def why(store: Store, job_id: int | None, settings: Settings | None,
+        now: float) -> tuple[str, bool]:
+    """`w`: what holds the job back (or what it does) as `jobrun explain` says it, escaped,
+    in one paragraph; and whether that is an error."""
+    try:
+        rec = store.get(job_id) if job_id is not None else None
+        if rec is None:
+            return "w: no job selected (or it no longer exists)", True
+        said = reasons(rec, gather(store, rec, settings or Settings(), now), now)
+    except JobrunError as exc:
+        said, failed = [f"w failed: {exc}"], True
+    else:
+        failed = False
+    return shown("; ".join(said)).replace("\n", "\\n"), failed
 
 
 def refusal(action: str, state: str | None, read_only: bool) -> str | None:
@@ -158,7 +192,8 @@ def refusal(action: str, state: str | None, read_only: bool) -> str | None:
     if state is None:
         return f"{action}: no job selected (or it no longer exists)"
     if action == "retry" and state not in RETRYABLE:
-        return f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
+        return (f"retry: the job is {state}; only a dead, cancelled or retrying job is retried"
+                + ("; w says why it waits" if state in ("queued", "scheduled") else ""))
     if action == "cancel" and state not in CANCELLABLE:
         return f"cancel: the job is {state} (finished); only an unfinished job is cancelled"
     if action == "delete" and state not in DELETABLE:

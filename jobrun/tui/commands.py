@@ -12,7 +12,17 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
-from .actions import act, bulk, done_line, how_many, queue_refusal, reset, scale, toggle
+from .actions import (
+    act,
+    bulk,
+    configured_words,
+    done_line,
+    how_many,
+    queue_refusal,
+    reset,
+    scale,
+    toggle,
+)
 from .browse import JobRow, clip, refusal
 from .rows import broke
 from .screens import Confirm, JobScreen, Overview
@@ -172,5 +182,6 @@ class Commands(App[None]):
             self.say(said, error=failed)
             self.refresh_data()
 
-        self.push_screen(Confirm(f"reset queue {queue}'s concurrency from {live} "
-                                 "to the configured value?"), done)
+        self.push_screen(Confirm(f"reset queue {queue}'s concurrency from {live} to the "
+                                 f"configured {configured_words(queue, self.snap, self.settings)}?"),
+                         done)

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .browse import ORDER, JobRow, clip
+from rich.cells import cell_len
+
+from .browse import ORDER, JobRow, clip, clip_left
 from .snapshot import QueueRow, Snapshot
 from .views import clean, dur, num, percent, rate
 
 QUEUE_COLUMNS = ("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest", "done/s",
                  "fail%", "")
 JOB_COLUMNS = ("id", "task", "queue", "att", "age", "arguments")
+PATH = 40  # cells of a store's path in a message
 
 
-def head_line(s: Snapshot, read_only: bool) -> str:
-    return (f"jobrun top  running {num(s.running_total)}  dead {num(s.dead_total)}  "
+def head_line(s: Snapshot, read_only: bool, width: int = 200) -> str:
+    """The top line; the store's path is cut from the left (its file name kept) to fit."""
+    line = (f"jobrun top  running {num(s.running_total)}  dead {num(s.dead_total)}  "
             f"{rate(s.throughput)}/s  services {len(s.services)}"
-            f"{'  read-only' if read_only else ''}  {clip(s.store, 200)}")
+            f"{'  read-only' if read_only else ''}  ")
+    return line + clip_left(s.store, max(12, width - cell_len(line)))
 
 
 def queue_cells(q: QueueRow) -> tuple[str, ...]:
@@ -33,18 +38,38 @@ def job_cells(r: JobRow, now: float) -> tuple[str, ...]:
 
 
 def jobs_title(state: str, queue: str | None, text: str, rows: Sequence[JobRow], *,
-               more: bool, note: str = "") -> str:
-    title = f"jobs {state}, {ORDER[state]}  queue {clip(queue or 'all', 24)}"
-    if text:
-        title += f"  filter {clip(text, 20)!r}"
-    title += f"  {len(rows)} shown{'+' if more else ''}"
+               more: bool, note: str = "", width: int = 200) -> str:
+    """The list's title line, made to fit `width`: the order, `queue all` and the count
+    (when the note says what was found) go first, then the filter is cut; the state and
+    the note ("...; n searches on") stay whole."""
+    found = f"  {len(rows)} shown{'+' if more else ''}"
     if not rows and not note:  # a search cut short has not found nothing yet
-        title += "  (no job matches)" if text else "  (none)"
-    if note:
-        title += f"  {note}"
+        found += "  (no job matches)" if text else "  (none)"
+    parts = {"order": f", {ORDER[state]}", "queue": f"  queue {clip(queue or 'all', 24)}",
+             "found": found}
+    droppable = ["order"] + (["queue"] if queue is None else []) + (["found"] if note else [])
+
+    def line(filter_len: int) -> str:
+        shown = f"  filter {clip(text, filter_len)!r}" if text else ""
+        return (f"jobs {state}{parts['order']}{parts['queue']}{shown}{parts['found']}"
+                + (f"  {note}" if note else ""))
+
+    title = line(20)
+    for name in droppable:
+        if cell_len(title) <= width:
+            break
+        parts[name] = ""
+        title = line(20)
+    over = cell_len(title) - width
+    if over > 0 and text:
+        title = line(max(6, 20 - over))
     return title
 
 
-def broke(what: str, exc: Exception) -> str:
-    """A store's error as one line of the status."""
-    return f"{what}: {clean(str(exc))}"
+def broke(what: str, exc: Exception, path: str = "") -> str:
+    """A store's error as one line of the status; the store's `path` in it cut to its end
+    (a long path wrapped the words that say what happened off the screen)."""
+    said = clean(str(exc))
+    if path and len(path) > PATH:
+        said = said.replace(clean(path), clip_left(path, PATH))
+    return f"{what}: {said}"

@@ -13,28 +13,24 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
 WINDOW = 65_536  # characters of a job drawn at once; ] and [ page through the rest
-HELP = """jobrun top: keys
-
+HELP = """jobrun top: keys (any key closes this)
   q        quit (ctrl+c too)
-  ?        this help (any key closes it)
-  /        filter jobs: task name or argument text
-           (enter applies, escape clears)
+  ?        this help
+  /        filter jobs by task name or argument text (escape clears)
   s / S    next / previous job state (dead, retrying, running, ...)
-  tab      switch between the jobs and the queues (marked ▶ and
-           by a bar on the left); a selected queue filters the jobs
+  tab      jobs or queues (▶ marks the row); a queue narrows the jobs
   enter    open the selected job: arguments, result, errors, output
   escape   back
-  a        in a job: show payloads in full ([ ] page through a huge one)
+  a        in a job: payloads in full ([ ] page through a huge one)
+  w        why the selected job waits (or what it does): jobrun explain
   r        retry the selected job (y confirms)
   c        cancel the selected job (y confirms)
   d        delete (prune) the selected finished job (y confirms)
-  R C D    retry, cancel, delete every job the list matches
+  R C D    retry, cancel, delete every job the list matches (y)
   p        pause or resume the selected queue (in the queues)
   + / -    the selected queue's concurrency up / down, live
-  =        the selected queue's concurrency back to its configured
-           value (y confirms)
-  n        search on: a filter searches the newest jobs first and
-           says "searched N of M"; n searches the rest
+  =        the queue's concurrency back to its configured value (y)
+  n        search on past "searched N of M" (filters read newest first)
   o        overview: per-queue charts (the hour), services, cron
 """
 

@@ -104,6 +104,7 @@ class ServiceRow:
     leader: bool
     beat: float | None = None         # its last heartbeat: a claim or lease renewal; None
     #                                   while it runs nothing (alive by its lock alone)
+    configured: tuple[tuple[str, int], ...] = ()  # its config's caps, before a live change
 
 
 @dataclass(frozen=True)
@@ -282,15 +283,20 @@ def _services(presence: Presence, beats: dict[str, float]
         if not presence.alive(h):
             continue
         info = presence.info(h)
-        queues = info.get("queues")
-        caps = tuple(sorted((str(k), int(v)) for k, v in queues.items()
-                            if isinstance(v, int))) if isinstance(queues, dict) else ()
         pid, started = info.get("pid"), info.get("started")
         rows.append(ServiceRow(h, pid if isinstance(pid, int) else None,
                                str(info.get("host") or "?"),
                                float(started) if isinstance(started, (int, float)) else None,
-                               caps, h == leader, beats.get(h)))
+                               _caps_of(info.get("queues")), h == leader, beats.get(h),
+                               _caps_of(info.get("configured"))))
     return tuple(rows), leader
+
+
+def _caps_of(published: object) -> tuple[tuple[str, int], ...]:
+    """A published {queue: cap} as sorted pairs; anything else (an older service) as none."""
+    if not isinstance(published, dict):
+        return ()
+    return tuple(sorted((str(k), v) for k, v in published.items() if isinstance(v, int)))
 
 
 def _cron(settings: Settings | None, now: float, read: DashboardRead) -> tuple[CronRow, ...]:

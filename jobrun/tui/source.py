@@ -64,11 +64,11 @@ class FileWatch:
         try:
             st = os.stat(store.path)
         except FileNotFoundError:
-            raise StoreError(f"store {store.path} was removed while jobrun top watched it; "
-                             "the last frame read is shown") from None
+            raise StoreError("store removed while jobrun top watched it; the last frame read "
+                             f"is shown ({store.path})") from None
         if st.st_size == 0:
-            raise StoreError(f"store {store.path} was truncated to 0 bytes while jobrun top "
-                             "watched it; the last frame read is shown")
+            raise StoreError("store truncated to 0 bytes while jobrun top watched it; the last "
+                             f"frame read is shown ({store.path})")
         ident = (st.st_dev, st.st_ino)
         if self.seen is None or self.seen == ident:
             self.seen = ident

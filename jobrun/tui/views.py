@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -160,7 +161,7 @@ def queue_columns(rows: Sequence[QueueRow], width: int) -> list[str]:
     """The queue table's columns (`>`: right-aligned) that fit `width` beside the names."""
     cols = ["queue", ">queued", ">sched", ">running", ">retry", ">dead", ">oldest", ">done/s",
             ">fail/1h"] + ([">ok/1h", ">dead/1h"] if width >= WIDE else []) + ["paused"]
-    name = max(5, min(NAME_ROOM, max((len(q.name) for q in rows), default=5)))
+    name = max(5, min(NAME_ROOM, max((cell_len(q.name) for q in rows), default=5)))
 
     def need(cs: list[str]) -> int:
         return name + sum(len(c.lstrip(">")) for c in cs[1:]) + 2 * (len(cs) - 1)
