@@ -235,3 +235,26 @@ def test_highlights_posted_before_a_redraw_are_ignored(tmp_path: Path) -> None:
         await until(pilot, lambda: c.queue is None, "(all) selected")
 
     drive(Console(path, Settings()), body)
+
+
+def test_a_refresh_between_a_move_and_its_highlight_keeps_the_move(tmp_path: Path) -> None:
+    """Down moves the cursor at once and posts its highlight; a refresh that redraws the
+    queues before the highlight is handled kept the queue selected before and put the cursor
+    back there, so the Down was lost. The redraw keeps the row the cursor is on."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job(), job(queue="other")], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        t = c.query_one("#queues", DataTable)
+        t.focus()
+        await pilot.pause()
+        assert c.queue is None
+        t.action_cursor_down()  # the key's effect, its highlight not handled yet
+        c.refresh_data()
+        await until(pilot, lambda: c.queue is not None, "the moved-to queue selected")
+        assert c.queue == "default" and t.cursor_row == 1
+
+    drive(Console(path, Settings()), body)

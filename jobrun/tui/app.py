@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -22,6 +22,7 @@ from .. import clock
 from ..config import Settings
 from ..errors import JobrunError
 from ..store.contract import Store
+from .bindings import BINDINGS, CSS
 from .browse import (
     BUDGET,
     PAGE,
@@ -38,7 +39,7 @@ from .browse import (
 )
 from .charts import overview
 from .commands import Commands
-from .keys import current, driver_class, in_order, no_colour, on_sigterm
+from .keys import cursor_at, driver_class, in_order, no_colour, on_sigterm
 from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
 from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
@@ -57,43 +58,8 @@ class Console(Commands):
 
     ENABLE_COMMAND_PALETTE = False
 
-    CSS = """
-    #head { height: auto; max-height: 3; }
-    #queues { height: auto; max-height: 8; }
-    #title { height: 1; background: $boost; }
-    #jobs { height: 1fr; }
-    #filter { height: 1; border: none; padding: 0 1; display: none; }
-    #filter.open { display: block; }
-    DataTable { border-left: blank; }
-    DataTable:focus { border-left: thick $accent; }
-    DataTable > .datatable--cursor { text-style: bold reverse; }
-    #status { height: auto; max-height: 3; }
-    Confirm, Help { align: center middle; }
-    #question { width: auto; max-width: 90%; border: heavy $warning; padding: 0 1; }
-    #help { width: auto; max-width: 100%; border: heavy $accent; padding: 0 1; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "quit"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("slash", "filter", "filter", key_display="/"),
-        Binding("s", "state(1)", "state"),
-        Binding("S", "state(-1)", "state", show=False),
-        Binding("r", "ask('retry')", "retry"),
-        Binding("c", "ask('cancel')", "cancel"),
-        Binding("d", "ask('delete')", "delete"),
-        Binding("R", "bulk('retry')", "retry all", show=False),
-        Binding("C", "bulk('cancel')", "cancel all", show=False),
-        Binding("D", "bulk('delete')", "delete all", show=False),
-        Binding("p", "pause", "pause"),
-        Binding("o", "overview", "charts"),
-        Binding("w", "why", "why", show=False),
-        Binding("n", "search_all", "search on", show=False),
-        Binding("plus", "scale(1)", "more", key_display="+", show=False),
-        Binding("minus", "scale(-1)", "fewer", key_display="-", show=False),
-        Binding("equals_sign", "reset", "reset", key_display="=", show=False),
-        Binding("escape", "clear", "back", show=False),
-    ]
+    CSS = CSS
+    BINDINGS: ClassVar[list[BindingType]] = BINDINGS
 
     def __init__(self, store_path: str, settings: Settings | None = None, *,
                  read_only: bool = False, refresh: float = 1.0) -> None:
@@ -190,13 +156,15 @@ class Console(Commands):
     def _draw_queues(self) -> None:
         assert self.snap is not None
         t = self.queues
-        keep = self.queue
+        at = cursor_at(t)  # the row the user is on, even if its highlight is not handled yet
+        keep = str(at[1].value or "") or None if at is not None else self.queue
         t.clear()
         t.add_row(" ", "(all)", "", "", "", "", "", "", "", "", "", key="")
         for q in self.snap.queues:
             t.add_row(" ", *queue_cells(q), key=q.name)
         names = [""] + [q.name for q in self.snap.queues]
-        t.move_cursor(row=names.index(keep) if keep in names else 0, animate=False)
+        t.move_cursor(row=names.index(keep or "") if (keep or "") in names else 0,
+                      animate=False)
 
     def _load(self, *, reset: bool, limit: int = PAGE, budget: int | None = None) -> None:
         """A page from the top (`reset`) or the next one; a refresh searches as far from the
@@ -306,19 +274,20 @@ class Console(Commands):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         t, was = event.data_table, self.marked.get(str(event.data_table.id))
-        if not current(t, event):
-            return  # posted before a redraw moved the cursor or cleared the rows: stale
-        if was is not None and was != event.cursor_row and was < t.row_count:
+        at = cursor_at(t)  # where the cursor is now, not where the message says it was
+        if at is None:
+            return
+        row, key = at
+        if was is not None and was != row and was < t.row_count:
             t.update_cell_at(Coordinate(was, 0), " ")
-        t.update_cell_at(Coordinate(event.cursor_row, 0), MARK)  # seen without colour too
-        self.marked[str(t.id)] = event.cursor_row
-        if event.data_table.id == "queues":
-            name = str(event.row_key.value or "") or None
+        t.update_cell_at(Coordinate(row, 0), MARK)  # seen without colour too
+        self.marked[str(t.id)] = row
+        if t.id == "queues":
+            name = str(key.value or "") or None
             if name != self.queue:
                 self.queue = name
                 self._restart()
-        elif event.data_table.id == "jobs" and self.more \
-                and event.cursor_row >= len(self.rows) - 3:
+        elif t.id == "jobs" and self.more and row >= len(self.rows) - 3:
             self._load(reset=False)  # the next page, only when the cursor nears the end
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

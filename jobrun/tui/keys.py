@@ -34,6 +34,7 @@ from textual.filter import Monochrome, NoColor
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input
+from textual.widgets.data_table import RowKey
 
 try:
     from textual.drivers.linux_driver import LinuxDriver
@@ -156,12 +157,14 @@ def on_sigterm(app: App[Any], then: Callable[[], object] | None) -> None:
             loop.add_signal_handler(signal.SIGTERM, then)
 
 
-def current(table: DataTable[Any], event: DataTable.RowHighlighted) -> bool:
-    """Whether a highlight still says where the cursor is: a redraw (clear, rows, cursor
-    moved back) posts highlights that are handled after it, for rows that may be gone."""
-    if event.cursor_row != table.cursor_row or event.cursor_row >= table.row_count:
-        return False
-    return table.coordinate_to_cell_key(Coordinate(event.cursor_row, 0)).row_key == event.row_key
+def cursor_at(table: DataTable[Any]) -> tuple[int, RowKey] | None:
+    """The row the cursor is on now, and its key; None in an empty table. A highlight
+    message is handled after it was posted, maybe after a redraw cleared the rows or put the
+    cursor elsewhere: it says only that the cursor moved, the table says where to."""
+    row = table.cursor_row
+    if not 0 <= row < table.row_count:
+        return None
+    return row, table.coordinate_to_cell_key(Coordinate(row, 0)).row_key
 
 
 def driver_class(app: App[Any]) -> Any:
