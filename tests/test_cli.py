@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import JOBRUN, run_cli, wait_for
+from jobrun import clock
+from jobrun.store import open_store
 from support.postgres import any_store
 
 
@@ -86,6 +88,25 @@ def test_retry_cancel_prune_pause_stats(tmp_path: Path, location: str) -> None:
     r = run_cli("prune", "--id", "3", env=env)  # queued, and the newest: refused
     assert r.returncode == 1 and "not pruned" in r.stderr
     assert run_cli("show", "2", env=env).returncode == 1
+
+
+def test_retry_of_a_job_cancelled_while_it_ran_says_when_it_runs(location: str) -> None:
+    """The cancelled attempt may still run (cancel only asks it to stop): the retried job
+    waits for that attempt's lease, and `retry` says so instead of "queued again"."""
+    env = {"JOBRUN_STORE": location}
+    assert run_cli("enqueue", "nobody:home", env=env).returncode == 0
+    store = open_store(location)
+    try:
+        (claim,) = store.acquire_round([], {"default": 1}, "elsewhere", now=clock.now(),
+                                       lease=60).claims
+    finally:
+        store.close()
+    assert run_cli("cancel", str(claim.id), env=env).returncode == 0
+    r = run_cli("retry", str(claim.id), env=env)
+    assert r.returncode == 0 and "its cancelled attempt may still run" in r.stdout, r.stdout
+    shown = json.loads(run_cli("show", str(claim.id), "--json", env=env).stdout)
+    assert shown["state"] == "scheduled", shown
+    assert 50 <= int(r.stdout.split(" from ")[1].split("s on")[0]) <= 60, r.stdout
 
 
 def test_enqueue_file_is_one_transaction(tmp_path: Path, location: str) -> None:

@@ -372,16 +372,19 @@ UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token
 RETURNING id;
 
 -- cancel_running --
--- Cancel a running job: its holder sees the token gone and stops it.
-UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token = NULL,
-       lease_until = NULL
+-- Cancel a running job: its holder sees the token gone and stops it. Its lease is kept: a
+-- retry waits for it to run out (or the attempt may still run, beside the retried one).
+UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token = NULL
  WHERE id = %(id)s AND state = 'running'
 RETURNING id;
 
 -- retry_job --
--- A dead, cancelled or retrying job back to queued, unless its key is held again.
+-- A dead, cancelled or retrying job back to queued, unless its key is held again. A job
+-- cancelled while it ran waits, scheduled, for that attempt's lease to run out.
 UPDATE jobs
-   SET state = 'queued', run_at = %(now)s, finished_at = NULL, holder = NULL, token = NULL,
+   SET state = CASE WHEN lease_until > %(now)s THEN 'scheduled' ELSE 'queued' END,
+       run_at = greatest(%(now)s, coalesce(lease_until, %(now)s)), lease_until = NULL,
+       finished_at = NULL, holder = NULL, token = NULL,
        attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
  WHERE id = %(id)s AND state IN ('dead', 'cancelled', 'retrying')
    AND (key IS NULL OR NOT EXISTS (

@@ -127,16 +127,19 @@ UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = 
 RETURNING id;
 
 -- cancel_running --
--- Cancel a running job: its holder sees the token gone and stops it.
-UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL,
-       lease_until = NULL
+-- Cancel a running job: its holder sees the token gone and stops it. Its lease is kept: a
+-- retry waits for it to run out (or the attempt may still run, beside the retried one).
+UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL
  WHERE id = :id AND state = 'running'
 RETURNING id;
 
 -- retry_job --
--- Not while another unfinished job of its task holds its key (it would be a second one).
+-- Not while another unfinished job of its task holds its key (it would be a second one). A
+-- job cancelled while it ran waits, scheduled, for that attempt's lease to run out.
 UPDATE jobs
-   SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
+   SET state = CASE WHEN lease_until > :now THEN 'scheduled' ELSE 'queued' END,
+       run_at = max(:now, coalesce(lease_until, :now)), lease_until = NULL,
+       finished_at = NULL, holder = NULL, token = NULL,
        attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
  WHERE id = :id AND state IN ('dead', 'cancelled', 'retrying')
    AND (key IS NULL OR NOT EXISTS (

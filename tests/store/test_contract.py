@@ -312,6 +312,30 @@ def test_cancelling_a_workflow_cancels_its_children_and_pruning_takes_its_steps(
     assert store.steps(p.id) == []
 
 
+def test_a_job_cancelled_while_it_ran_is_retried_after_its_attempts_lease(store: Store) -> None:
+    """Cancel only asks a running attempt to stop; it may run on. Retried at once, the job
+    was queued, and a second service ran it beside the first attempt. It now waits,
+    scheduled, until that attempt's lease runs out (the renewal stopped with the cancel); a
+    job cancelled while it waited is retried at once, as before."""
+    (running, waiting) = store.enqueue([job(), job()], now=T0)
+    (c,) = acquire(store, n=1).claims  # leased until T0 + 61
+    assert c.id == running
+    assert store.cancel(running, now=T0 + 2) == "running"
+    assert not store.extend_lease(c.id, c.token, now=T0 + 3, lease=60)  # told to stop
+    assert store.cancel(waiting, now=T0 + 2) == "queued"
+    assert store.retry(running, now=T0 + 5) == [running]
+    assert store.retry(waiting, now=T0 + 5) == [waiting]
+    rec = store.get(running)
+    assert rec is not None and rec.state == "scheduled" and rec.run_at == T0 + 61
+    rec = store.get(waiting)
+    assert rec is not None and rec.state == "queued" and rec.run_at == T0 + 5
+    assert [x.id for x in acquire(store, holder="h2", now=T0 + 30).claims] == [waiting]
+    assert store.record([Outcome(c.id, c.token, "succeeded", result="1")], now=T0 + 40) == 0
+    assert acquire(store, holder="h2", now=T0 + 60).claims == []
+    (again,) = acquire(store, holder="h2", now=T0 + 62).claims
+    assert again.id == running and again.attempt == 1
+
+
 def test_prune_job_deletes_one_finished_job_never_the_newest(store: Store) -> None:
     store.enqueue([job(), job(), job(), job()], now=T0)
     assert store.cancel(1, now=T0) == "queued" and store.cancel(4, now=T0) == "queued"

@@ -48,6 +48,7 @@ class MJob:
     holder: str | None = None
     token: int | None = None
     finished_at: float | None = None
+    lease_until: float | None = None  # kept by a cancel of a running job: a retry waits for it
 
 
 @dataclass
@@ -126,6 +127,7 @@ class StoreModel(RuleBasedStateMachine):
         assert [c.id for c in r.claims] == [j.id for j in expected], "claim order"
         for c, j in zip(r.claims, expected):
             j.state, j.holder, j.token = "running", holder, c.token
+            j.lease_until = self.now + 600
             j.attempts += 1
             assert c.attempt == j.attempts
 
@@ -141,7 +143,7 @@ class StoreModel(RuleBasedStateMachine):
                     run_at=self.now + 3 if what == "retrying" else None,
                     error=err)  # type: ignore[arg-type]
         assert self.store.record([o], now=self.now) == 1, "a fresh token records"
-        j.holder, j.token = None, None
+        j.holder, j.token, j.lease_until = None, None, None
         if what == "released":
             j.state, j.attempts = "queued", j.attempts - 1
         elif what == "retrying":
@@ -168,7 +170,7 @@ class StoreModel(RuleBasedStateMachine):
             dead = j.attempts >= j.max_attempts
             j.state = "dead" if dead else "queued"
             j.finished_at = self.now if dead else None
-            j.holder, j.token = None, None
+            j.holder, j.token, j.lease_until = None, None, None
 
     # -- operators -------------------------------------------------------------------------
     @precondition(lambda self: bool(self.model.jobs))
@@ -180,6 +182,8 @@ class StoreModel(RuleBasedStateMachine):
         if j.state in ACTIVE:
             if j.state == "running" and j.token is not None:
                 self.stale.append((j.id, j.token))
+            else:
+                j.lease_until = None
             j.state, j.holder, j.token, j.finished_at = "cancelled", None, None, self.now
 
     @precondition(lambda self: bool(self.model.jobs))
@@ -193,7 +197,10 @@ class StoreModel(RuleBasedStateMachine):
         if ok:
             if j.state != "retrying":
                 j.attempts = 0
-            j.state, j.run_at, j.finished_at = "queued", self.now, None
+            lease = j.lease_until if j.lease_until is not None and j.lease_until > self.now \
+                else None  # cancelled while it ran: its attempt's lease is waited out
+            j.state = "scheduled" if lease is not None else "queued"
+            j.run_at, j.finished_at, j.lease_until = lease or self.now, None, None
 
     @rule(paused=st.booleans())
     def pause(self, paused: bool) -> None:
