@@ -28,7 +28,9 @@ from .errors import InvalidJob
 NAME_LIMIT = 200
 KEY_LIMIT = 1000
 
-_INT64 = 2 ** 63
+#: Priorities and counts fit a 32-bit int: the PostgreSQL columns are INTEGER, and a store
+#: must not take on SQLite what the other refuses (out of range, mid-transaction).
+_INT32 = 2 ** 31
 
 
 # -- arguments ---------------------------------------------------------------------------------
@@ -149,8 +151,8 @@ def bind(fn: Callable[..., Any], task: str, args: Any, kwargs: Any) -> None:
 
 
 # -- numbers -------------------------------------------------------------------------------------
-def integer(value: Any, what: str, low: int = -_INT64, high: int = _INT64 - 1,
-            kind: str = "a 64-bit int") -> int:
+def integer(value: Any, what: str, low: int = -_INT32, high: int = _INT32 - 1,
+            kind: str = "a 32-bit int") -> int:
     """An int in [low, high]; not a bool, a float or a numeric string."""
     if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
         raise InvalidJob(f"{what} must be {kind}, not {type(value).__name__} {reprlib.repr(value)}")
@@ -160,8 +162,8 @@ def integer(value: Any, what: str, low: int = -_INT64, high: int = _INT64 - 1,
 
 
 def positive(value: Any, what: str) -> int:
-    """A count such as max_attempts: 1 up to 2**63 - 1."""
-    return integer(value, what, 1, _INT64 - 1, "a positive int")
+    """A count such as max_attempts: 1 up to 2**31 - 1."""
+    return integer(value, what, 1, _INT32 - 1, "a positive 32-bit int")
 
 
 def seconds(value: Any, what: str, low: float = 0.0, high: float = math.inf, *,

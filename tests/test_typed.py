@@ -216,8 +216,8 @@ def test_enqueue_refuses_non_numbers_for_numeric_options(app: jobrun.App, add: A
 
 
 @pytest.mark.parametrize("option, bad", [
-    ("max_attempts", [True, 0, -1, 1.5, "3"]),
-    ("priority", [True, 1.5, "1", 2 ** 63]),
+    ("max_attempts", [True, 0, -1, 1.5, "3", 2 ** 31]),
+    ("priority", [True, 1.5, "1", 2 ** 63, 2 ** 40, -(2 ** 31) - 1]),  # 32 bits: both stores
     ("timeout", [True, 0, -1, float("inf"), float("nan"), "60", 2 ** 2000]),
     ("retry_base", [True, -1, float("inf"), "1s"]),
     ("retry_cap", [False, -1, float("nan"), "1s"]),
