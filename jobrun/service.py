@@ -140,7 +140,8 @@ class Service:
             "host": socket.gethostname(),
             "queues": {q: self.settings.queue(q).concurrency for q in self.queue_names()},
             "configured": {q: self._configured.queue(q).concurrency
-                           for q in self.queue_names()}})
+                           for q in self.queue_names()},
+            "lease": self.settings.lease})  # a console without this config times beats by it
         self._maint.view.liveness = self._liveness
         if not self._liveness.acquire():
             raise StoreError(f"store {self.path}: holder {self.holder}'s liveness is taken")
@@ -300,7 +301,8 @@ class Service:
         info = {"holder": self.holder, "pid": os.getpid(),  # a reload keeps the uptime
                 "started": self.presence.info(self.holder).get("started", clock.now()),
                 "host": socket.gethostname(), "queues": dict(plan.caps),
-                "configured": {q: self._configured.queue(q).concurrency for q in plan.caps}}
+                "configured": {q: self._configured.queue(q).concurrency for q in plan.caps},
+                "lease": self.settings.lease}
         self._liveness.publish(info)
         self._wake()
 

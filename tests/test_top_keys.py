@@ -19,7 +19,7 @@ from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
 from jobrun.tui.browse import BUDGET, detail
 from jobrun.tui.screens import Confirm, Help
-from jobrun.tui.snapshot import ServiceRow, _caps
+from jobrun.tui.snapshot import ServiceRow, _caps, take
 from jobrun.tui.views import services_table
 from store.test_contract import job
 
@@ -258,3 +258,37 @@ def test_a_refresh_between_a_move_and_its_highlight_keeps_the_move(tmp_path: Pat
         assert c.queue == "default" and t.cursor_row == 1
 
     drive(Console(path, Settings()), body)
+
+
+class _Published:
+    """A presence with one live service that published its lease (10 s)."""
+
+    def holders(self) -> list[str]:
+        return ["h"]
+
+    def alive(self, holder: str) -> bool:
+        return True
+
+    def leader(self) -> str | None:
+        return None
+
+    def info(self, holder: str) -> dict[str, Any]:
+        return {"pid": 1, "host": "x", "started": 0.0, "queues": {"default": 1}, "lease": 10}
+
+
+def test_a_heartbeat_is_timed_by_the_lease_its_service_published(tmp_path: Path) -> None:
+    """`jobrun top` run with only --store (no config) took the default 60 s lease, so a
+    service with lease = "10s" renewing now showed "beat 50s ago"."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job()], now=clock.now())
+    now = clock.now()
+    s.acquire_round([], {"default": 1}, "h", now=now, lease=10)
+    s.close()
+    reader = SqliteStore(path, readonly=True)
+    try:
+        snap = take(reader, now=now + 1, presence=_Published())  # type: ignore[arg-type]
+    finally:
+        reader.close()
+    (svc,) = snap.services
+    assert svc.beat is not None and abs(svc.beat - now) < 0.01, (svc.beat, now)

@@ -273,21 +273,25 @@ def _failure(r: dict[str, Any]) -> Failure:
                    str(err.get("type") or "?"), str(err.get("message") or ""))
 
 
-def _services(presence: Presence, beats: dict[str, float]
+def _services(presence: Presence, untils: dict[str, float], lease: float
               ) -> tuple[tuple[ServiceRow, ...], str | None]:
     """Live services as their presence tells (dead ones skipped), their last heartbeats,
-    and the leader's id."""
+    and the leader's id. A lease runs out its service's `lease` after each renewal: the one
+    it published, else this config's (a console run without the service's config)."""
     leader = presence.leader()
     rows = []
     for h in sorted(presence.holders()):
         if not presence.alive(h):
             continue
         info = presence.info(h)
-        pid, started = info.get("pid"), info.get("started")
+        pid, started, own = info.get("pid"), info.get("started"), info.get("lease")
+        until = untils.get(h)
+        beat = None if until is None else \
+            until - (float(own) if isinstance(own, (int, float)) else lease)
         rows.append(ServiceRow(h, pid if isinstance(pid, int) else None,
                                str(info.get("host") or "?"),
                                float(started) if isinstance(started, (int, float)) else None,
-                               _caps_of(info.get("queues")), h == leader, beats.get(h),
+                               _caps_of(info.get("queues")), h == leader, beat,
                                _caps_of(info.get("configured"))))
     return tuple(rows), leader
 
@@ -354,9 +358,8 @@ def take(store: Store, *, now: float, settings: Settings | None = None,
         paused = {str(r["name"]) for r in read("top_queues", {}) if r["paused"]}
         window.update(read, now)
         running_rows = read("top_running", {"limit": RUNNING})
-        lease = (settings or Settings()).lease  # a lease runs out `lease` after its renewal
-        beats = {str(r["holder"]): float(r["until"]) - lease
-                 for r in read("top_beats", {}) if r["until"] is not None}
+        untils = {str(r["holder"]): float(r["until"])
+                  for r in read("top_beats", {}) if r["until"] is not None}
         dead_queues = [q for q, c in counts.items() if c.get("dead")] if failures else []
         fails = [_failure(r) for q in dead_queues
                  for r in read("top_dead_recent", {"queue": q, "limit": FAILURES})]
@@ -378,7 +381,7 @@ def take(store: Store, *, now: float, settings: Settings | None = None,
                    alive.setdefault(str(r["holder"]), presence.alive(str(r["holder"])))
                    if r["holder"] else False)
         for r in running_rows)
-    services, leader = _services(presence, beats)
+    services, leader = _services(presence, untils, (settings or Settings()).lease)
     caps = _caps(settings, services, store.concurrency())
     hour = window.per_queue(now - HOUR)
     minute_from = math.ceil((now - MINUTE) / BUCKET) * BUCKET

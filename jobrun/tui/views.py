@@ -276,7 +276,7 @@ def services_table(rows: Sequence[ServiceRow], now: float, limit: int) -> Render
 
 def cron_title(snap: Snapshot) -> Text:
     if not snap.cron:
-        return line(("cron", "bold"), ("  no entries", "dim"))
+        return line(("cron", "bold"), ("  no entries (or no config read)", "dim"))
     return line(("cron ", "bold"), str(len(snap.cron)))
 
 
