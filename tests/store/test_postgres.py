@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,145 @@ def test_an_event_sent_while_its_workflow_suspends_still_wakes_it(store: Store,
     t.join(10)
     rec = store.get(w.id)
     assert rec is not None and rec.state == "scheduled" and rec.run_at <= T0 + 2, rec
+
+
+def test_a_round_recording_mixed_outcomes_never_deadlocks_with_a_renewal(url: str) -> None:
+    """Found after connection cuts ("deadlock detected"): record() wrote successes, then
+    failures, so a round holding row 9 waited for row 3 while the holder's renewal (or a
+    rescue), locking in id order, held 3 and waited for 9. The rows are now locked in id
+    order first. The interleaving is forced: a blocker holds row 3 while the renewal queues
+    on it, then the round queues; the blocker lets go."""
+    import psycopg
+
+    from jobrun.store.postgres import PostgresStore
+    name = "jobrun_dl_" + uuid.uuid4().hex[:8]
+    store = PostgresStore(f"{url}&application_name={name}")
+    try:
+        store.enqueue([_job(), _job()], now=T0)  # type: ignore[list-item]
+        low, high = sorted(store.acquire_round([], {"default": 2}, "h", now=T0, lease=60).claims,
+                           key=lambda c: c.id)
+        outcomes = [Outcome(high.id, high.token, "succeeded", result="1"),
+                    Outcome(low.id, low.token, "retrying", run_at=T0 + 9, error={"m": "x"})]
+        done: dict[str, object] = {}
+
+        def run(what: str, call: Callable[[], object]) -> threading.Thread:
+            def target() -> None:
+                try:
+                    done[what] = call()
+                except StoreError as exc:
+                    done[what] = exc
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            return t
+
+        with psycopg.connect(url) as blocker:
+            blocker.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (low.id,))
+            renew = run("renew", lambda: store.extend_leases("h", now=T0 + 1, lease=60))
+            _wait_for_lock_waiters(url, name, 1)
+            rec = run("record", lambda: store.record(outcomes, now=T0 + 1))
+            _wait_for_lock_waiters(url, name, 2)
+            blocker.commit()
+        renew.join(30)
+        rec.join(30)
+        assert done == {"renew": 2, "record": 2}, done
+        assert store.counts() == {"succeeded": 1, "retrying": 1}
+    finally:
+        store.close()
+
+
+def _wait_for_lock_waiters(url: str, app: str, n: int) -> None:
+    import psycopg
+    deadline = time.monotonic() + 20
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                               " AND wait_event_type = 'Lock'", (app,)).fetchone()
+            if row is not None and row[0] >= n:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{n} of the store's transactions never waited on a row lock")
+
+
+@pytest.fixture
+def own_database() -> Iterator[tuple[str, str]]:
+    """A database of this test's own: its backends are the only ones a cutter may end."""
+    from support.postgres import SERVER, require_server
+    require_server()
+    import psycopg
+    name = "jobrun_cut_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield SERVER.rsplit("/", 1)[0] + "/" + name, name
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_after_repeated_connection_cuts_the_store_serves_at_once(
+        own_database: tuple[str, str]) -> None:
+    """Issue 16: after ~10 s of backends terminated again and again, every service stalled
+    ~30 s ("couldn't get a connection after 30 sec"): psycopg_pool's reconnection backed off
+    1, 2, 4, 8 ... s while the callers waited. Cut this database's backends every 50 ms while
+    threads enqueue, claim, renew and keep a liveness lock; each call ends soon (an error is
+    fine while cutting), and once the cuts stop an enqueue and its claim are served."""
+    import psycopg
+
+    from jobrun.presence import presence_for
+    from support.postgres import SERVER
+    url, name = own_database
+    store = open_store(url)
+    stop_cutting, stop_work = threading.Event(), threading.Event()
+    cuts = [0]
+
+    def cutter() -> None:
+        with psycopg.connect(SERVER, autocommit=True) as admin:  # not of the database cut
+            while not stop_cutting.wait(0.05):
+                cuts[0] += len(admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall())
+
+    def worker(i: int) -> None:
+        mine: list[Outcome] = []
+        alive = presence_for(store).liveness(f"h{i}")
+        while not stop_work.is_set():
+            try:
+                if i == 0:
+                    alive.keep()
+                store.enqueue([_job(), _job()], now=T0)  # type: ignore[list-item]
+                store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+                store.enqueue([_job(key=f"k{i}")], now=T0)  # type: ignore[list-item]
+                r = store.acquire_round(mine, {"default": 3}, f"h{i}", now=T0 + 1, lease=60)
+                mine = [Outcome(c.id, c.token, "succeeded", result="1") for c in r.claims]
+                store.extend_leases(f"h{i}", now=T0 + 1, lease=60)
+            except StoreError:
+                mine = []
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(4)]
+    cutting = threading.Thread(target=cutter, daemon=True)
+    try:
+        for t in [cutting, *workers]:
+            t.start()
+        stop_cutting.wait(4)  # a few seconds of cuts (the stimulus, not a wait for a state)
+        stop_cutting.set()
+        cutting.join(10)
+        assert cuts[0] >= 20, cuts  # backends were made and ended again and again
+        stop_work.set()
+        for t in workers:
+            t.join(10)
+        assert not any(t.is_alive() for t in workers), "a call still waits for a connection"
+
+        served: list[bool] = []
+
+        def serve() -> None:
+            (job_id,) = store.enqueue([_job("t:after")], now=T0 + 2)  # type: ignore[list-item]
+            r = store.acquire_round([], {"default": 10_000}, "late", now=T0 + 3, lease=60)
+            served.append(job_id in {c.id for c in r.claims})
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        t.join(5)
+        assert served == [True]
+    finally:
+        stop_cutting.set()
+        stop_work.set()
+        store.close()
