@@ -206,11 +206,39 @@ def run_side(kind: type[Side], tmp: str, q: bool, problems: list[str]) -> dict[s
     return out
 
 
+def enqueue_only(n: int, rounds: int = 3) -> None:
+    """Metric 1 alone, the sides taking turns `rounds` times (the machine is noisy)."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="bench-pg-")
+    got: dict[str, list[float]] = {k.name: [] for k in SIDES}
+    for _ in range(rounds):
+        for kind in SIDES:
+            with schema() as url:
+                side = kind(url, tmp)
+                side.enqueue_one(-1)  # connected and prepared before the clock starts
+                t = time.perf_counter()
+                for i in range(n):
+                    side.enqueue_one(i)
+                got[kind.name].append(n / (time.perf_counter() - t))
+                side.close()
+    j, p = sorted(got["jobrun"]), sorted(got[PEER])
+    log(f"single enqueue, {n} per round, median of {rounds}: jobrun {j[rounds // 2]:,.0f}/s, "
+        f"{PEER} {p[rounds // 2]:,.0f}/s, ratio {j[rounds // 2] / p[rounds // 2]:.2f}x "
+        f"(jobrun {', '.join(f'{x:,.0f}' for x in j)}; {PEER} {', '.join(f'{x:,.0f}' for x in p)}"
+        f"; load {load_average()})")
+    subprocess.run(["rm", "-rf", tmp], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--only", choices=["enqueue"],
+                        help="measure the single enqueue alone, both sides, 3 rounds each")
     args = parser.parse_args()
+    if args.only == "enqueue":
+        return enqueue_only(300 if args.quick else 2000)
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="bench-pg-")

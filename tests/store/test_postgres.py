@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,6 +22,9 @@ from jobrun.model import Outcome
 from jobrun.store import open_store
 from jobrun.store.contract import Store
 from support.postgres import fresh_store_url
+
+if TYPE_CHECKING:
+    import psycopg
 
 T0 = 1_000_000.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -405,3 +409,75 @@ def test_after_repeated_connection_cuts_the_store_serves_at_once(
         stop_cutting.set()
         stop_work.set()
         store.close()
+
+
+def test_a_single_enqueue_is_one_round_trip(store: Store, tmp_path: Path) -> None:
+    """The pool lends an idle connection whose socket is quiet without asking the server
+    (psycopg_pool's check was a round trip of its own); the insert and its NOTIFY are one
+    statement without BEGIN and COMMIT. libpq's trace of the pooled connection shows one
+    Sync (one exchange) per enqueue and no other message sent."""
+    from jobrun.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
+    trace = tmp_path / "trace.txt"
+    for _ in range(6):  # psycopg prepares the statement at its 6th run (once: a round trip)
+        store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+    with open(trace, "w") as f:
+        with store.pool.connection() as conn:  # its only connection, given back traced
+            conn.pgconn.trace(f.fileno())
+        for _ in range(6):
+            store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+        with store.pool.connection() as again:
+            assert again is conn
+            conn.pgconn.untrace()
+    lines = [line.split("\t") for line in trace.read_text().splitlines()]
+    sent = [f[f.index("F") + 2] for f in lines if "F" in f[:2]]  # (time,) F, length, message
+    assert sent == ["Bind", "Describe", "Execute", "Sync"] * 6, sent
+    assert store.counts() == {"queued": 12}
+
+
+def _terminate_when_running(url: str, marker: str) -> threading.Thread:
+    """End the backend that runs a statement containing `marker`, once it does."""
+    import psycopg
+
+    def cut() -> None:
+        deadline = time.monotonic() + 20
+        with psycopg.connect(url, autocommit=True) as admin:
+            while time.monotonic() < deadline:
+                row = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                    "query LIKE %s AND pid <> pg_backend_pid() AND state = 'active'",
+                    (f"%{marker}%",)).fetchone()
+                if row is not None and row[0]:
+                    return
+                time.sleep(0.01)
+    t = threading.Thread(target=cut, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("way", ["transaction", "autocommit write", "read"])
+def test_a_statement_whose_backend_is_ended_runs_once_more_and_writes_once(
+        store: Store, url: str, way: str) -> None:
+    """A backend terminated mid-statement rolled it back (the server ends a session at an
+    interrupt point): a transaction that never sent its COMMIT, a read, and an autocommit
+    write told 57P01 run once more on another connection, and write once."""
+    from jobrun.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
+    with store.write() as conn:
+        conn.execute("CREATE TABLE cut_probe (way text)")
+    marker = f"cut_probe_{uuid.uuid4().hex[:8]}"
+    slow = f"SELECT pg_sleep(0.3) AS {marker}"  # run again, it is not cut: the cutter is done
+    cutter = _terminate_when_running(url, marker)
+    if way == "transaction":
+        def run(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("INSERT INTO cut_probe VALUES ('transaction')")
+            conn.execute(slow)
+        store.transact(run)
+    elif way == "autocommit write":
+        store.alone(lambda conn: conn.execute(
+            f"INSERT INTO cut_probe SELECT 'autocommit write' FROM ({slow}) AS s"), writes=True)
+    else:
+        assert store.read(f"SELECT 1 FROM ({slow}) AS s") == [(1,)]
+    cutter.join(20)
+    assert not cutter.is_alive()  # it did cut the first run
+    assert store.read("SELECT way FROM cut_probe") == ([] if way == "read" else [(way,)])
