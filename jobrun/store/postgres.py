@@ -219,8 +219,13 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                       paused: frozenset[str] = frozenset(), next_due: float | None = None,
                       limits: Limits | None = None, limited: frozenset[str] = frozenset(),
                       tasks: frozenset[str] | None = None) -> Round:
+        queues = sorted(q for q, n in wants.items() if n > 0 and limits is not None
+                        and (q in limits.caps or q in limited))
+
         def body(conn: Conn) -> Round:
-            lock_in_order(conn, outcomes)
+            lock_in_order(conn, outcomes, always=len(queues) > 1)
+            if len(queues) > 1:  # rows first, then queues: the order of any other round
+                conn.execute(sql(PQ["queue_locks"]), {"queues": queues})
             return acquire_round(conn, outcomes, wants, holder, now=now, lease=lease,
                                  full=full, paused=paused, next_due=next_due, limits=limits,
                                  limited=limited, tasks=tasks)
@@ -299,12 +304,12 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         return bool(found[0][0])
 
 
-def lock_in_order(conn: Conn, outcomes: list[Outcome]) -> None:
+def lock_in_order(conn: Conn, outcomes: list[Outcome], *, always: bool = False) -> None:
     """Lock the rows of outcomes of more than one kind in id order before writing any:
     record() writes kind by kind (successes, then failures ...), and a round that locked 9
     then 3 deadlocked with a renewal or a rescue locking 3 then 9 (issue 16). One kind alone
-    is written in id order already."""
-    if len({KIND.get(o.state, "failed") for o in outcomes}) > 1:
+    is written in id order already (unless `always`: a round locking its queues first)."""
+    if outcomes and (always or len({KIND.get(o.state, "failed") for o in outcomes}) > 1):
         conn.execute(sql(PQ["lock_ids"]), {"ids": sorted({o.id for o in outcomes})})
 
 

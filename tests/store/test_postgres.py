@@ -43,10 +43,10 @@ def store(url: str) -> Iterator[Store]:
     s.close()
 
 
-def _job(task: str = "t:a", key: str | None = None) -> object:
+def _job(task: str = "t:a", key: str | None = None, queue: str = "default") -> object:
     from jobrun import catalog, enqueue
     from jobrun.config import Settings
-    d = catalog.resolve(None, None, None, Settings(), "default")
+    d = catalog.resolve(None, None, None, Settings(), queue)
     return enqueue.new_job(task, [1], {}, {"key": key}, T0, d)
 
 
@@ -287,22 +287,11 @@ def test_a_round_recording_mixed_outcomes_never_deadlocks_with_a_renewal(url: st
         outcomes = [Outcome(high.id, high.token, "succeeded", result="1"),
                     Outcome(low.id, low.token, "retrying", run_at=T0 + 9, error={"m": "x"})]
         done: dict[str, object] = {}
-
-        def run(what: str, call: Callable[[], object]) -> threading.Thread:
-            def target() -> None:
-                try:
-                    done[what] = call()
-                except StoreError as exc:
-                    done[what] = exc
-            t = threading.Thread(target=target, daemon=True)
-            t.start()
-            return t
-
         with psycopg.connect(url) as blocker:
             blocker.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (low.id,))
-            renew = run("renew", lambda: store.extend_leases("h", now=T0 + 1, lease=60))
+            renew = _run(done, "renew", lambda: store.extend_leases("h", now=T0 + 1, lease=60))
             _wait_for_lock_waiters(url, name, 1)
-            rec = run("record", lambda: store.record(outcomes, now=T0 + 1))
+            rec = _run(done, "record", lambda: store.record(outcomes, now=T0 + 1))
             _wait_for_lock_waiters(url, name, 2)
             blocker.commit()
         renew.join(30)
@@ -311,6 +300,53 @@ def test_a_round_recording_mixed_outcomes_never_deadlocks_with_a_renewal(url: st
         assert store.counts() == {"succeeded": 1, "retrying": 1}
     finally:
         store.close()
+
+
+def test_rounds_taking_two_queue_locks_in_other_orders_never_deadlock(url: str) -> None:
+    """Two services listing rate-limited queues in other orders: one took a's lock, read (and
+    locked) a's bucket, then waited for b's lock, held by the other, waiting for a's. A
+    round needing several queue locks now takes them first, in name order. Forced: a
+    blocker holds a's bucket row while the first round has a's lock, the second b's."""
+    import psycopg
+
+    from jobrun.limits import Limits, Rate
+    from jobrun.store.postgres import PostgresStore
+    name = "jobrun_dl_" + uuid.uuid4().hex[:8]
+    store = PostgresStore(f"{url}&application_name={name}")
+    try:
+        store.enqueue([_job(queue=q) for q in "aabbaabb"], now=T0)  # type: ignore[misc]
+        limits = Limits(queue_rates={"a": Rate(1000, 1), "b": Rate(1000, 1)})
+        limited = frozenset({"a", "b"})
+
+        def round_(wants: dict[str, int], holder: str) -> Callable[[], object]:
+            return lambda: len(store.acquire_round([], wants, holder, now=T0, lease=60,
+                                                   limits=limits, limited=limited).claims)
+        assert round_({"a": 1, "b": 1}, "h0")() == 2  # the buckets' rows are made
+        done: dict[str, object] = {}
+        with psycopg.connect(url) as blocker:
+            blocker.execute("SELECT * FROM rate_buckets WHERE name = 'queue:a' FOR UPDATE")
+            first = _run(done, "a then b", round_({"a": 1, "b": 1}, "h1"))
+            _wait_for_lock_waiters(url, name, 1)
+            second = _run(done, "b then a", round_({"b": 1, "a": 1}, "h2"))
+            _wait_for_lock_waiters(url, name, 2)
+            blocker.commit()
+        first.join(30)
+        second.join(30)
+        assert done == {"a then b": 2, "b then a": 2}, done
+    finally:
+        store.close()
+
+
+def _run(done: dict[str, object], what: str, call: Callable[[], object]) -> threading.Thread:
+    """`call` in a thread; what it returned (or the StoreError it raised) in done[what]."""
+    def target() -> None:
+        try:
+            done[what] = call()
+        except StoreError as exc:
+            done[what] = exc
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t
 
 
 def _wait_for_lock_waiters(url: str, app: str, n: int) -> None:
