@@ -136,7 +136,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         sent (its backend terminated, the server restarted) committed nothing: the body runs
         once more on a connection checked with a round trip."""
         for again in (False, True):
-            conn, sent = self.pool.getconn(checked=again), False
+            conn, sent = self._lend(again), False
             try:
                 with conn.transaction():
                     out = body(conn)
@@ -156,7 +156,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         more; a write only if the server said it ended the session (ENDED): it does so at an
         interrupt point, never between a commit and its reply, so nothing was written."""
         for again in (False, True):
-            conn = self.pool.getconn(checked=again)
+            conn = self._lend(again)
             try:
                 return run(conn)
             except psycopg.OperationalError as exc:
@@ -167,6 +167,12 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             finally:
                 self.pool.putconn(conn)
         raise AssertionError("unreachable")
+
+    def _lend(self, checked: bool) -> Conn:
+        try:
+            return self.pool.getconn(checked=checked)
+        except psycopg.Error as exc:  # a new connection refused
+            raise wrap(exc, self.shown) from exc
 
     def read(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         return self.alone(lambda conn: conn.execute(

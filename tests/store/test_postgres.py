@@ -517,3 +517,29 @@ def test_a_statement_whose_backend_is_ended_runs_once_more_and_writes_once(
     cutter.join(20)
     assert not cutter.is_alive()  # it did cut the first run
     assert store.read("SELECT way FROM cut_probe") == ([] if way == "read" else [(way,)])
+
+
+def test_while_the_database_refuses_connections_calls_fail_in_a_line_then_serve_at_once(
+        own_database: tuple[str, str]) -> None:
+    """Its backends ended while the database accepts no new connection: each call is a
+    StoreError at once (not psycopg's own error, not a wait); allowed again, the next call
+    is served, with no reconnection backoff to wait out."""
+    import psycopg
+
+    from support.postgres import SERVER
+    url, name = own_database
+    store = open_store(url)
+    try:
+        store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+        with psycopg.connect(SERVER, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s", (name,))
+            for _ in range(3):
+                with pytest.raises(StoreError, match="not currently accepting connections"):
+                    store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+        assert store.counts() == {"queued": 2}
+    finally:
+        store.close()
