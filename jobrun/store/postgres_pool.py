@@ -89,14 +89,17 @@ class Pool:
 
     def putconn(self, conn: Conn) -> None:
         """Given back: kept if it is idle and sound, else closed and its slot freed."""
+        with self._cond:
+            self._after_fork()
+            if conn not in self._born:  # made by the parent process: not ours to touch
+                return
         if conn.pgconn.transaction_status in (TransactionStatus.INTRANS,
                                               TransactionStatus.INERROR):
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
         now = clock.monotonic()
         if (conn.closed or conn.pgconn.transaction_status != TransactionStatus.IDLE
-                or self._closed or now - self._born.get(conn, now) > MAX_LIFETIME
-                or os.getpid() != self._pid):
+                or self._closed or now - self._born.get(conn, now) > MAX_LIFETIME):
             self._discard(conn)
             return
         stale: list[Conn] = []
@@ -118,6 +121,7 @@ class Pool:
 
     def close(self) -> None:
         with self._cond:
+            self._after_fork()
             self._closed = True
             idle = [c for c, _ in self._idle]
             self._idle.clear()
@@ -129,10 +133,7 @@ class Pool:
     def _take(self, deadline: float) -> Conn | None:
         """Under the lock: an idle connection (the most recently used), or None when a slot
         was reserved for the caller to fill."""
-        if self._pid != os.getpid():  # a forked child: the parent's sockets are not ours
-            self._idle.clear()
-            self._born.clear()
-            self._size, self._pid = 0, os.getpid()
+        self._after_fork()
         while True:
             if self._closed:
                 raise StoreError(f"store {self.shown}: the store is closed")
@@ -146,6 +147,14 @@ class Pool:
                 raise StoreError(f"store {self.shown}: no connection to the server came free "
                                  f"within {self.wait:g} s (all {self.max_size} in use)")
             self._cond.wait(left)
+
+    def _after_fork(self) -> None:
+        """Under the lock: in a forked child, forget the parent's connections unclosed (a
+        close would end the parent's sessions: their sockets are shared)."""
+        if self._pid != os.getpid():
+            self._idle.clear()
+            self._born.clear()
+            self._size, self._pid = 0, os.getpid()
 
     def _new(self) -> Conn:
         """Fill the slot reserved by _take; a failure frees it and is the caller's error."""
@@ -172,9 +181,12 @@ class Pool:
         return conn.pgconn.transaction_status == TransactionStatus.IDLE
 
     def _discard(self, conn: Conn) -> None:
-        with contextlib.suppress(Exception):
-            conn.close()
         with self._cond:
-            if self._born.pop(conn, None) is not None:
+            self._after_fork()
+            ours = self._born.pop(conn, None) is not None
+            if ours:
                 self._size -= 1
                 self._cond.notify()
+        if ours:
+            with contextlib.suppress(Exception):
+                conn.close()

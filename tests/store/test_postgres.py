@@ -543,3 +543,29 @@ def test_while_the_database_refuses_connections_calls_fail_in_a_line_then_serve_
         assert store.counts() == {"queued": 2}
     finally:
         store.close()
+
+
+def test_a_forked_child_uses_connections_of_its_own_and_leaves_the_parents_alone(
+        store: Store) -> None:
+    """A task's os.fork() copies the pool: the child must neither speak on the parent's
+    sockets (two processes on one session) nor close them (that ends the parent's
+    session). It connects anew; the parent's connection goes on with its backend."""
+    from jobrun.store.postgres import PostgresStore
+    assert isinstance(store, PostgresStore)
+    with store.pool.connection() as conn:  # forked while lent: the child gives it back
+        backend = conn.info.backend_pid
+        pid = os.fork()
+    if pid == 0:  # the child: serve, close the store, and say how it went in the exit code
+        code = 1
+        try:
+            store.enqueue([_job()], now=T0)  # type: ignore[list-item]
+            with store.pool.connection() as mine:
+                code = 0 if mine.info.backend_pid != backend else 2
+            store.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with store.pool.connection() as conn:
+        assert conn.info.backend_pid == backend  # the same session, alive
+    assert store.counts() == {"queued": 1}
