@@ -92,6 +92,7 @@ class Jobrun(Side):
         import pg_tasks  # noqa: F401 - the task registered here too
 
         self.app = jobrun.App(url)
+        self.app.store  # noqa: B018 - opened (its schema made) now, as the peer's apply_schema
         self.cfg = os.path.join(tmp, f"jobrun-{uuid.uuid4().hex[:6]}.toml")
         with open(self.cfg, "w") as f:
             f.write(f'[jobrun]\nstore = {json.dumps(url)}\nimport = ["pg_tasks"]\n'
