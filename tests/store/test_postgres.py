@@ -203,7 +203,7 @@ def test_a_holders_liveness_lock_is_seen_from_another_store_and_freed_with_its_b
         assert b.holder_alive("h1") and not b.holder_alive("h2")
         pid = a.locks._held[("holder", "h1")].info.backend_pid
         with psycopg.connect(url, autocommit=True) as admin:  # a's host is cut off
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # and gone
         assert not b.holder_alive("h1")  # seen at once, no lease to wait out
         assert not a.locks.still_held("holder", "h1")
         assert b.locks.take("holder", "h1")
