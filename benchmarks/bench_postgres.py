@@ -104,6 +104,7 @@ class Jobrun(Side):
         import pg_tasks  # noqa: F401 - the task registered here too
 
         self.app = jobrun.App(url)
+        self.app.store  # noqa: B018 - opened (its schema made) now, as the peer's apply_schema
         self.cfg = os.path.join(tmp, f"jobrun-{uuid.uuid4().hex[:6]}.toml")
         with open(self.cfg, "w") as f:
             f.write(f'[jobrun]\nstore = {json.dumps(url)}\nimport = ["pg_tasks"]\n'
@@ -212,11 +213,40 @@ def run_side(kind: type[Side], tmp: str, q: bool, problems: list[str]) -> dict[s
     return out
 
 
+def enqueue_only(n: int, chunk: int = 50) -> None:
+    """Metric 1 alone, the sides taking turns every `chunk` enqueues on one schema each: on
+    a shared machine the server's commit latency drifts, and both sides see the same drift."""
+    import contextlib
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="bench-pg-")
+    spent = {k.name: 0.0 for k in SIDES}
+    with contextlib.ExitStack() as stack:
+        sides = [kind(stack.enter_context(schema()), tmp) for kind in SIDES]
+        for side in sides:
+            stack.callback(side.close)
+            side.enqueue_one(-1)  # connected and prepared before the clock starts
+        for start in range(0, n, chunk):
+            for side in sides:
+                t = time.perf_counter()
+                for i in range(start, start + chunk):
+                    side.enqueue_one(i)
+                spent[side.name] += time.perf_counter() - t
+    j, p = n / spent["jobrun"], n / spent[PEER]
+    log(f"single enqueue, {n} each, taking turns every {chunk}: jobrun {j:,.0f}/s, {PEER} "
+        f"{p:,.0f}/s, ratio {j / p:.2f}x (load {load_average()})")
+    subprocess.run(["rm", "-rf", tmp], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--only", choices=["enqueue"],
+                        help="measure the single enqueue alone, the sides taking turns")
     args = parser.parse_args()
+    if args.only == "enqueue":
+        return enqueue_only(600 if args.quick else 4000)
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="bench-pg-")

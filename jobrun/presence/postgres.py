@@ -22,7 +22,7 @@ from .. import clock
 from ..errors import StoreError
 from ..store.contract import Store
 from ..store.postgres import PostgresStore
-from ..store.postgres_locks import close_in_child, is_held
+from ..store.postgres_locks import close_in_child
 from ..store.postgres_sql import PQ, sql
 from .contract import Doorbell, Leadership, Liveness, Presence
 
@@ -212,9 +212,8 @@ class PgPresence(Presence):
         return PgLeadership(self.store)
 
     def leader(self) -> str | None:
-        with self.store.pool.connection() as conn:
-            if not is_held(conn, LEADER, "cron", self.store.shown):
-                return None
+        if not self.store.lock_is_held(LEADER, "cron"):
+            return None
         found = self.store.read(PQ["leader_get"], {})
         return str(found[0][0]) if found and found[0][0] else "?"
 

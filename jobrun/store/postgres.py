@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-import psycopg_pool
 from psycopg.rows import dict_row
 
 from ..errors import StoreError
@@ -24,8 +23,9 @@ from ..limits import Limits
 from ..model import Claim, NewJob, Outcome, error_entry
 from . import rows
 from .contract import AttemptState, DashboardRead, Expired, Rescued, Round, Store
-from .postgres_locks import AdvisoryLocks, is_held
+from .postgres_locks import AdvisoryLocks
 from .postgres_ops import PgCatalog, PgOperator
+from .postgres_pool import Conn, Pool
 from .postgres_rounds import acquire_round, record
 from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, insert, redact, sql, wrap
 from .postgres_workflows import PgWorkflows
@@ -37,6 +37,13 @@ DASHBOARD = parse(read_sql("postgres_dashboard.sql"))
 #: Seconds a connection attempt may take (unless the URL sets connect_timeout): an operator
 #: command against a server that is down or unreachable fails in one line, soon.
 CONNECT_TIMEOUT = 5
+
+#: What the server says as it ends a session at an interrupt point or while idle
+#: (admin_shutdown: pg_terminate_backend or a shutdown; idle_session_timeout): the statement
+#: it ran rolled back or never ran. A crash (57P02) may come after a commit: not here.
+ENDED = frozenset({"57P01", "57P05"})
+
+T = TypeVar("T")
 
 
 class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
@@ -67,31 +74,22 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             kwargs["application_name"] = "jobrun"  # what pg_stat_activity shows
         if "connect_timeout" not in given:
             kwargs["connect_timeout"] = CONNECT_TIMEOUT
-        try:  # one try first: a server down is one line at once, not the pool's retries
-            psycopg.connect(location, **kwargs).close()
+        self.pool = Pool(location, self.shown, max_size=pool_size, kwargs=kwargs,
+                         configure=configure)
+        try:  # one connection first: a server down is one line at once
+            self.pool.open()
         except psycopg.Error as exc:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreError(f"store {self.shown}: could not connect to the PostgreSQL server ({why})"
                              ) from exc
-        try:
-            self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = \
-                psycopg_pool.ConnectionPool(location, min_size=1, max_size=pool_size,
-                                            kwargs=kwargs, configure=configure,
-                                            check=psycopg_pool.ConnectionPool.check_connection,
-                                            open=False, name="jobrun")
-            self.pool.open(wait=True, timeout=10)
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            with contextlib.suppress(Exception):
-                self.pool.close()
-            raise StoreError(f"store {self.shown}: could not connect to the PostgreSQL server "
-                             f"({exc})") from exc
         try:
             self.migrate()
         except BaseException:
             self.pool.close()
             raise
         #: Session-level advisory locks this process holds (holder liveness, cron leadership).
-        self.locks = AdvisoryLocks(location, self.shown)
+        self.locks = AdvisoryLocks(location, self.shown,
+                                   {k: v for k, v in kwargs.items() if k == "connect_timeout"})
 
     # -- connections and transactions -----------------------------------------------------
     def migrate(self) -> int:
@@ -124,24 +122,61 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                 f"knows ({SCHEMA_VERSION}): upgrade jobrun; the database was not touched")
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[psycopg.Connection[Any]]:
-        """One transaction on a pooled connection; psycopg errors come out as StoreError."""
+    def write(self) -> Iterator[Conn]:
+        """One transaction on a pooled connection; psycopg errors come out as StoreError.
+        The verbs of this class use `transact` instead: it can run its body once more."""
         try:
             with self.pool.connection() as conn, conn.transaction():
                 yield conn
         except psycopg.Error as exc:
             raise wrap(exc, self.shown) from exc
-        except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+
+    def transact(self, body: Callable[[Conn], T]) -> T:
+        """`body(conn)` in one transaction. A connection that broke before the COMMIT was
+        sent (its backend terminated, the server restarted) committed nothing: the body runs
+        once more on a connection checked with a round trip."""
+        for again in (False, True):
+            conn, sent = self._lend(again), False
+            try:
+                with conn.transaction():
+                    out = body(conn)
+                    sent = True  # leaving the block sends the COMMIT
+                return out
+            except psycopg.OperationalError as exc:
+                if again or sent or not conn.closed:
+                    raise wrap(exc, self.shown) from exc
+            except psycopg.Error as exc:
+                raise wrap(exc, self.shown) from exc
+            finally:
+                self.pool.putconn(conn)
+        raise AssertionError("unreachable")
+
+    def alone(self, run: Callable[[Conn], T], *, writes: bool) -> T:
+        """`run(conn)`: one statement in autocommit. A read whose connection broke runs once
+        more; a write only if the server said it ended the session (ENDED): it does so at an
+        interrupt point, never between a commit and its reply, so nothing was written."""
+        for again in (False, True):
+            conn = self._lend(again)
+            try:
+                return run(conn)
+            except psycopg.OperationalError as exc:
+                if again or not conn.closed or (writes and exc.sqlstate not in ENDED):
+                    raise wrap(exc, self.shown) from exc
+            except psycopg.Error as exc:
+                raise wrap(exc, self.shown) from exc
+            finally:
+                self.pool.putconn(conn)
+        raise AssertionError("unreachable")
+
+    def _lend(self, checked: bool) -> Conn:
+        try:
+            return self.pool.getconn(checked=checked)
+        except psycopg.Error as exc:  # a new connection refused
+            raise wrap(exc, self.shown) from exc
 
     def read(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        try:
-            with self.pool.connection() as conn:
-                return conn.execute(sql(query), params if params is not None else {}).fetchall()
-        except psycopg.Error as exc:
-            raise wrap(exc, self.shown) from exc
-        except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+        return self.alone(lambda conn: conn.execute(
+            sql(query), params if params is not None else {}).fetchall(), writes=False)
 
     @contextlib.contextmanager
     def dashboard(self) -> Iterator[DashboardRead]:
@@ -155,8 +190,6 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                 yield read
         except psycopg.Error as exc:
             raise wrap(exc, self.shown) from exc
-        except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
 
     def schema(self) -> tuple[int, int]:
         return int(self.read(PQ["schema_get"])[0][0] or 0), SCHEMA_VERSION
@@ -169,11 +202,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
     def holder_alive(self, holder: str) -> bool:
         """Whether the service `holder` still holds its liveness lock, on any host."""
-        try:
-            with self.pool.connection() as conn:
-                return is_held(conn, "holder", holder, self.shown)
-        except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+        return self.lock_is_held("holder", holder)
 
     # -- enqueue ------------------------------------------------------------------------------
     def enqueue(self, jobs: list[NewJob], *, connection: Any = None, now: float) -> list[int]:
@@ -184,21 +213,11 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                 return insert(self.caller(connection), jobs, now)
             except psycopg.Error as exc:
                 raise wrap(exc, self.shown) from exc
-        if all(j.key is None for j in jobs):  # insert() makes them one statement
-            return self._insert_alone(jobs, now)
-        with self.write() as conn:
-            return insert(conn, jobs, now)
-
-    def _insert_alone(self, jobs: list[NewJob], now: float) -> list[int]:
-        """Jobs without keys are one INSERT statement: atomic by itself, so it runs without
-        BEGIN and COMMIT (two round trips fewer per enqueue)."""
-        try:
-            with self.pool.connection() as conn:
-                return insert(conn, jobs, now)
-        except psycopg.Error as exc:
-            raise wrap(exc, self.shown) from exc
-        except psycopg_pool.PoolTimeout as exc:
-            raise StoreError(f"store {self.shown}: no connection to the server ({exc})") from exc
+        if all(j.key is None for j in jobs):
+            # One INSERT statement (insert_job, insert_jobs) and its NOTIFY: atomic by itself,
+            # so it runs without BEGIN and COMMIT, in one round trip.
+            return self.alone(lambda conn: insert(conn, jobs, now), writes=True)
+        return self.transact(lambda conn: insert(conn, jobs, now))
 
     # -- the worker's round ---------------------------------------------------------------
     def acquire_round(self, outcomes: list[Outcome], wants: dict[str, int], holder: str, *,
@@ -206,10 +225,17 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                       paused: frozenset[str] = frozenset(), next_due: float | None = None,
                       limits: Limits | None = None, limited: frozenset[str] = frozenset(),
                       tasks: frozenset[str] | None = None) -> Round:
-        with self.write() as conn:
+        queues = sorted(q for q, n in wants.items() if n > 0 and limits is not None
+                        and (q in limits.caps or q in limited))
+
+        def body(conn: Conn) -> Round:
+            lock_in_order(conn, outcomes, always=len(queues) > 1)
+            if len(queues) > 1:  # rows first, then queues: the order of any other round
+                conn.execute(sql(PQ["queue_locks"]), {"queues": queues})
             return acquire_round(conn, outcomes, wants, holder, now=now, lease=lease,
                                  full=full, paused=paused, next_due=next_due, limits=limits,
                                  limited=limited, tasks=tasks)
+        return self.transact(body)
 
     def record(self, outcomes: list[Outcome], *, now: float) -> int:
         return len(self.record_outcomes(outcomes, now=now))
@@ -217,8 +243,11 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
     def record_outcomes(self, outcomes: list[Outcome], *, now: float) -> frozenset[int]:
         if not outcomes:
             return frozenset()
-        with self.write() as conn:
+
+        def body(conn: Conn) -> frozenset[int]:
+            lock_in_order(conn, outcomes)
             return record(conn, outcomes, now)
+        return self.transact(body)
 
     def attempt_states(self, ids: list[int]) -> dict[int, AttemptState]:
         return {r[0]: AttemptState(r[1], r[2])
@@ -231,7 +260,7 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
     def fire(self, entry: str, fire_at: float, job: Callable[[], NewJob], *, now: float
              ) -> int | None:
-        with self.write() as conn:
+        def body(conn: Conn) -> int | None:
             row = conn.execute(sql(PQ["insert_fire"]),
                                {"entry": entry, "fire_at": fire_at}).fetchone()
             if row is None:
@@ -239,20 +268,17 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
             (job_id,) = insert(conn, [job()], now)
             conn.execute(sql(PQ["set_fire_job"]),
                          {"entry": entry, "fire_at": fire_at, "job_id": job_id})
-        return job_id
+            return job_id
+        return self.transact(body)
 
     # -- leases ---------------------------------------------------------------------------
     def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
-        with self.write() as conn:
-            cur = conn.execute(sql(PQ["extend_holder"]),
-                               {"holder": holder, "lease_until": now + lease})
-            return int(cur.rowcount)
+        return self.transact(lambda conn: int(conn.execute(
+            sql(PQ["extend_holder"]), {"holder": holder, "lease_until": now + lease}).rowcount))
 
     def extend_lease(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
-        with self.write() as conn:
-            row = conn.execute(sql(PQ["extend_job"]), {"id": job_id, "token": token,
-                                                       "lease_until": now + lease}).fetchone()
-        return row is not None
+        return self.transact(lambda conn: conn.execute(sql(PQ["extend_job"]), {
+            "id": job_id, "token": token, "lease_until": now + lease}).fetchone() is not None)
 
     def running_holders(self) -> list[str]:
         return [r[0] for r in self.read(PQ["running_holders"]) if r[0] is not None]
@@ -262,23 +288,39 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
     def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("WorkerLost", reason, now)
-        with self.write() as conn:
-            return [Rescued(*r) for r in conn.execute(
-                sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head})]
+        return self.transact(lambda conn: [Rescued(*r) for r in conn.execute(
+            sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head})])
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("LeaseExpired", reason, now)
-        with self.write() as conn:
-            return [Rescued(*r) for r in conn.execute(
-                sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})]
+        return self.transact(lambda conn: [Rescued(*r) for r in conn.execute(
+            sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})])
 
     def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float
                     ) -> Claim | None:
-        with self.write() as conn:
-            r = conn.execute(sql(PQ["acquire_id"]), {"id": job_id, "holder": holder,
-                                                     "now": now, "lease_until": now + lease}
-                             ).fetchone()
+        r = self.transact(lambda conn: conn.execute(sql(PQ["acquire_id"]), {
+            "id": job_id, "holder": holder, "now": now, "lease_until": now + lease}).fetchone())
         return None if r is None else rows.claim(r)
+
+    def lock_is_held(self, kind: str, name: str) -> bool:
+        """Whether any session (any host) holds the advisory lock `kind`/`name`."""
+        found = self.read(PQ["lock_held"], {"kind": kind, "name": name})
+        if not found:
+            raise StoreError(f"store {self.shown}: no answer about lock {kind}/{name}")
+        return bool(found[0][0])
+
+
+def lock_in_order(conn: Conn, outcomes: list[Outcome], *, always: bool = False) -> None:
+    """Lock the rows of outcomes of more than one kind in id order before writing any:
+    record() writes kind by kind (successes, then failures ...), and a round that locked 9
+    then 3 deadlocked with a renewal or a rescue locking 3 then 9 (issue 16). One kind alone
+    is written in id order already (unless `always`: a round locking its queues first)."""
+    if outcomes and (always or len({KIND.get(o.state, "failed") for o in outcomes}) > 1):
+        conn.execute(sql(PQ["lock_ids"]), {"ids": sorted({o.id for o in outcomes})})
+
+
+#: How record() groups outcomes (rows.outcome_params): each group is written in id order.
+KIND = {"succeeded": "done", "released": "released", "suspended": "suspended"}
 
 
 def _error_head(kind: str, reason: str, now: float) -> str:

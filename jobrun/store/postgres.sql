@@ -99,6 +99,12 @@ SELECT count(pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':k
 -- and buckets hold across services and hosts).
 SELECT pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':queue:' || %(queue)s));
 
+-- queue_locks --
+-- A round needing several queue locks takes them first, in name order: one taking a then b
+-- and one taking b then a (or holding a's rate bucket while waiting for b) deadlocked.
+SELECT count(pg_advisory_xact_lock(hashtext('jobrun:' || current_schema() || ':queue:' || q)))
+  FROM (SELECT unnest(%(queues)s::text[]) AS q ORDER BY q) AS queues;
+
 -- promote_due --
 -- Scheduled and retrying jobs whose run_at has come become queued (jobs_waiting).
 UPDATE jobs SET state = 'queued'

@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 
-from ..errors import StoreError
 from .postgres_sql import PQ, sql, wrap
 
 # Connections whose socket a forked child must not keep (lock holders, doorbells).
@@ -44,8 +43,10 @@ class AdvisoryLocks:
     """The locks one process holds, each on a connection of its own (not pooled: giving a
     pooled connection back would keep or lose the lock by accident)."""
 
-    def __init__(self, location: str, shown: str) -> None:
+    def __init__(self, location: str, shown: str, timeout: dict[str, Any] | None = None
+                 ) -> None:
         self.location, self.shown = location, shown
+        self._timeout = timeout or {}  # connect_timeout, unless the URL says
         self._held: dict[tuple[str, str], psycopg.Connection[Any]] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +58,7 @@ class AdvisoryLocks:
                 return True
             try:
                 conn = psycopg.connect(self.location, autocommit=True,
-                                       application_name=f"jobrun {kind}")
+                                       application_name=f"jobrun {kind}", **self._timeout)
                 row = conn.execute(sql(PQ["lock_try"]), {"kind": kind, "name": name}
                                    ).fetchone()
             except psycopg.Error as exc:
@@ -92,14 +93,3 @@ class AdvisoryLocks:
     def close(self) -> None:
         for kind, name in list(self._held):
             self.let_go(kind, name)
-
-
-def is_held(conn: psycopg.Connection[Any], kind: str, name: str, shown: str) -> bool:
-    """Whether any session (any host) holds the lock `kind`/`name`."""
-    try:
-        row = conn.execute(sql(PQ["lock_held"]), {"kind": kind, "name": name}).fetchone()
-    except psycopg.Error as exc:
-        raise wrap(exc, shown) from exc
-    if row is None:
-        raise StoreError(f"store {shown}: no answer about lock {kind}/{name}")
-    return bool(row[0])
