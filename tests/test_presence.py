@@ -160,7 +160,7 @@ def test_postgres_a_forked_child_does_not_keep_a_dead_services_locks(pg: str) ->
         proc.wait(10)
         os.kill(child, 0)  # still running
         wait_for(lambda: not presence.alive("h-1"), 10, "the dead service's liveness to go")
-        assert presence.leader() is None
+        wait_for(lambda: presence.leader() is None, 10, "the dead service's leader lock to go")
     finally:
         os.kill(child, 9)
         store.close()

@@ -30,8 +30,10 @@ def sql(text: str) -> LiteralString:
 
 
 def redact(location: str) -> str:
-    """The location without its password, for messages."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", location)
+    """The location without its password (before the @, or a `password=` parameter), for
+    messages."""
+    hidden = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", location)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", hidden, flags=re.IGNORECASE)
 
 
 def wrap(exc: psycopg.Error, where: str) -> StoreError:

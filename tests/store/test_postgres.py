@@ -60,6 +60,16 @@ def test_import_jobrun_leaves_psycopg_out() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_messages_never_show_a_password() -> None:
+    """Written before the @ or as a URL parameter (libpq takes both)."""
+    from jobrun.store.postgres_sql import redact
+
+    assert redact("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("postgresql://u@h/db?password=s3cret&sslmode=require") == \
+        "postgresql://u@h/db?password=***&sslmode=require"
+    assert "s3cret" not in redact("postgresql://h/db?sslmode=prefer&PASSWORD=s3cret")
+
+
 def test_the_schema_is_versioned_and_a_newer_one_refused(url: str) -> None:
     import psycopg
     s = open_store(url)
