@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
@@ -292,3 +293,27 @@ def test_a_heartbeat_is_timed_by_the_lease_its_service_published(tmp_path: Path)
         reader.close()
     (svc,) = snap.services
     assert svc.beat is not None and abs(svc.beat - now) < 0.01, (svc.beat, now)
+
+
+def test_keys_that_come_with_a_boxs_answer_are_keys_of_the_screen_below(
+        tmp_path: Path) -> None:
+    """`r n n` (or `? x x`) arriving together: the first `n` declines, and the second went to
+    the closing box too and dismissed it twice (ScreenStackError: the console died, exit 0).
+    Now it is a key of the jobs list again."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job()], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        await pilot.pause()
+        for keys in (("r", "n", "n"), ("question_mark", "x", "x"), ("r", "y", "s")):
+            for k in keys:
+                c.post_message(events.Key(k, k if len(k) == 1 else None))
+            await until(pilot, lambda: not isinstance(c.screen, (Confirm, Help)),
+                        f"the box of {keys} closed")
+            assert c.is_running
+        await until(pilot, lambda: c.state != "dead", "the `s` after `r y` stepped the state")
+
+    drive(Console(path, Settings()), body)

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+T = TypeVar("T")
 WINDOW = 65_536  # characters of a job drawn at once; ] and [ page through the rest
 HELP = """jobrun top: keys (any key closes this)
   q        quit (ctrl+c too)
@@ -35,7 +37,27 @@ HELP = """jobrun top: keys (any key closes this)
 """
 
 
-class Confirm(ModalScreen[bool]):
+class OneKey(ModalScreen[T]):
+    """A box that one key answers and closes. Keys that came with it (`r n n`, a paste) were
+    sent here too before it closed, and dismissing twice ended the console: each key after
+    the answer goes back to the app, after the ones before it, as if the box had not been."""
+
+    answered = False
+
+    def answer(self, key: str) -> T:
+        raise NotImplementedError
+
+    def on_key(self, event: events.Key) -> None:
+        event.stop()
+        event.prevent_default()
+        if self.answered:
+            self.app.post_message(events.Key(event.key, event.character))
+            return
+        self.answered = True
+        self.dismiss(self.answer(event.key))
+
+
+class Confirm(OneKey[bool]):
     """One question; `y` confirms, any other key declines."""
 
     def __init__(self, question: str) -> None:
@@ -46,20 +68,16 @@ class Confirm(ModalScreen[bool]):
         yield Static(Text(f"{self.question}  y confirms, any other key cancels"),
                      id="question")
 
-    def on_key(self, event: Any) -> None:
-        event.stop()
-        event.prevent_default()
-        self.dismiss(event.key == "y")
+    def answer(self, key: str) -> bool:
+        return key == "y"
 
 
-class Help(ModalScreen[None]):
+class Help(OneKey[None]):
     def compose(self) -> ComposeResult:
         yield VerticalScroll(Static(Text(HELP), id="help"))
 
-    def on_key(self, event: Any) -> None:
-        event.stop()
-        event.prevent_default()
-        self.dismiss(None)
+    def answer(self, key: str) -> None:
+        return None
 
 
 class JobScreen(Screen[None]):
