@@ -15,10 +15,11 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from jobrun import clock
+from jobrun.model import Outcome
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.app import Console
-from jobrun.tui.browse import BUDGET, detail
+from jobrun.tui.browse import BUDGET, detail, page
 from jobrun.tui.screens import Confirm, Help
 from jobrun.tui.snapshot import ServiceRow, _caps, take
 from jobrun.tui.views import services_table
@@ -317,3 +318,25 @@ def test_keys_that_come_with_a_boxs_answer_are_keys_of_the_screen_below(
         await until(pilot, lambda: c.state != "dead", "the `s` after `r y` stepped the state")
 
     drive(Console(path, Settings()), body)
+
+
+def test_cancelled_jobs_are_listed_under_many_newer_succeeded_ones(tmp_path: Path) -> None:
+    """The cancelled list read a span of every finished job, newest first: under 5,000
+    newer succeeded jobs it said "none yet" on a store of cancelled ones. It reads an index
+    of the cancelled now, as the dead list does."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    old = s.enqueue([job(), job()], now=clock.now())
+    for i in old:
+        s.cancel(i, now=clock.now())
+    s.enqueue([job() for _ in range(BUDGET + 100)], now=clock.now())
+    r = s.acquire_round([], {"default": BUDGET + 100}, "h", now=clock.now(), lease=60)
+    s.record([Outcome(c.id, c.token, "succeeded", result="1") for c in r.claims],
+             now=clock.now() + 1)
+    s.close()
+    reader = SqliteStore(path, readonly=True)
+    try:
+        got = page(reader, "cancelled")
+    finally:
+        reader.close()
+    assert sorted(row.id for row in got.rows) == sorted(old) and not got.stopped

@@ -99,8 +99,30 @@ SELECT * FROM (
   SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
    ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
 
+-- top_jobs_cancelled --
+-- cancelled: newest finished first, from jobs_cancelled (queue, finished_at), as the dead
+-- list: a span of jobs_finished shows none where succeeded jobs are the newest.
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs INDEXED BY jobs_cancelled
+   WHERE state = 'cancelled' AND (:queue IS NULL OR queue = :queue)
+     AND finished_at <= :k AND (finished_at < :k OR id < :id)
+   ORDER BY k DESC, id DESC LIMIT :scan)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = :state
+     AND (:text IS NULL OR instr(lower(j.task), :text) > 0 OR (:args AND (
+          instr(lower(j.args), :text) > 0 OR instr(lower(j.kwargs), :text) > 0)))
+   ORDER BY span.k DESC, span.id DESC LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET :scan - 1);
+
 -- top_jobs_finished --
--- succeeded, cancelled: newest finished first, a range of jobs_finished (covering).
+-- succeeded: newest finished first, a range of jobs_finished (covering).
 WITH span AS (
   SELECT id, finished_at AS k FROM jobs
    WHERE finished_at IS NOT NULL AND finished_at <= :k AND (finished_at < :k OR id < :id)

@@ -102,8 +102,31 @@ SELECT * FROM (
          NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
    ORDER BY k DESC, id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
+-- top_jobs_cancelled --
+-- cancelled: newest finished first, from jobs_cancelled (queue, finished_at), as the dead
+-- list: a span of jobs_finished shows none where succeeded jobs are the newest.
+WITH span AS (
+  SELECT id, finished_at AS k FROM jobs
+   WHERE state = 'cancelled' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+     AND finished_at <= %(k)s::float8 AND (finished_at < %(k)s::float8 OR id < %(id)s::bigint)
+   ORDER BY k DESC, id DESC LIMIT %(scan)s::int)
+SELECT * FROM (
+  SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,
+         j.enqueued_at, j.started_at, j.finished_at, substr(j.args, 1, 300) AS args,
+         substr(j.kwargs, 1, 300) AS kwargs, span.k
+    FROM span JOIN jobs j ON j.id = span.id
+   WHERE j.state = %(state)s::text
+     AND (%(text)s::text IS NULL OR strpos(lower(j.task), %(text)s::text) > 0 OR (%(args)s::int = 1 AND (
+          strpos(lower(j.args), %(text)s::text) > 0 OR strpos(lower(j.kwargs), %(text)s::text) > 0)))
+   ORDER BY span.k DESC, span.id DESC LIMIT %(limit)s::int) AS page
+UNION ALL
+SELECT * FROM (
+  SELECT 1, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::int, NULL::float8,
+         NULL::float8, NULL::float8, NULL::text, NULL::text, k FROM span
+   ORDER BY k DESC, id DESC LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
+
 -- top_jobs_finished --
--- succeeded, cancelled: newest finished first, a range of jobs_finished (covering).
+-- succeeded: newest finished first, a range of jobs_finished (covering).
 WITH span AS (
   SELECT id, finished_at AS k FROM jobs
    WHERE finished_at IS NOT NULL AND finished_at <= %(k)s::float8 AND (finished_at < %(k)s::float8 OR id < %(id)s::bigint)

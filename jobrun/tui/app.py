@@ -383,5 +383,8 @@ class Console(Commands):
 
 
 def run_console(store_path: str, settings: Settings | None, *, read_only: bool) -> None:
-    """The console until `q`."""
-    Console(store_path, settings, read_only=read_only).run()
+    """The console until `q`; a crash (Textual shows its traceback) exits non-zero."""
+    app = Console(store_path, settings, read_only=read_only)
+    app.run()
+    if app.return_code:
+        raise SystemExit(app.return_code)

@@ -30,7 +30,7 @@ _FIRST_DESC, _FIRST_ASC = (1e300, 2 ** 62), (-1e300, -1)
 READS: dict[str, tuple[str, tuple[float, int]]] = {  # the store's dashboard block names
     "dead": ("top_jobs_dead", _FIRST_DESC),
     "succeeded": ("top_jobs_finished", _FIRST_DESC),
-    "cancelled": ("top_jobs_finished", _FIRST_DESC),
+    "cancelled": ("top_jobs_cancelled", _FIRST_DESC),
     "scheduled": ("top_jobs_waiting", _FIRST_ASC),
     "retrying": ("top_jobs_waiting", _FIRST_ASC),
     "running": ("top_jobs_running", _FIRST_ASC),
