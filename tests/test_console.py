@@ -586,3 +586,28 @@ def test_a_huge_payload_is_shown_a_window_at_a_time(app: jobrun.App, store_path:
         assert "characters 1-65,536 of" in again and again[-3000:] == first[-3000:]
 
     drive(Console(store_path), body)
+
+
+def test_stderr_sent_away_says_why_the_keys_are_missing(app: jobrun.App, store_path: str,
+                                                        tmp_path: Path) -> None:
+    """`jobrun top 2> file`: Textual draws on stderr, so the read-only dashboard runs on
+    stdout, where `?` and `s` did nothing and nothing said why. Its header says it now."""
+    run_dead(app, store_path)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with open(tmp_path / "err.log", "wb") as err:
+        proc = subprocess.Popen([*JOBRUN, "top", "--store", store_path], stdin=slave,
+                                stdout=slave, stderr=err, cwd=tmp_path,
+                                env={**os.environ, "TERM": "xterm-256color"},
+                                start_new_session=True)
+    os.close(slave)
+    out = bytearray()
+    try:
+        read_until(master, out, lambda b: b"stderr is not a terminal" in b, "the reason shown")
+        os.write(master, b"q")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

@@ -93,7 +93,7 @@ def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
 
 
 def _loop(store: Store, settings: Settings | None, refresh: float,
-          console: Console) -> None:
+          console: Console, why: str = "") -> None:
     stop = threading.Event()
     window = Window()
     snap = None
@@ -102,7 +102,7 @@ def _loop(store: Store, settings: Settings | None, refresh: float,
             Live(console=console, screen=True, auto_refresh=False) as live:
         while not stop.is_set():
             started = clock.monotonic()
-            notice = ""
+            notice = why
             try:
                 snap = take(store, now=clock.now(), settings=settings, window=window)
             except StoreError as exc:
@@ -119,7 +119,7 @@ def _loop(store: Store, settings: Settings | None, refresh: float,
 
 
 def run(store_path: str, settings: Settings | None, *, once: bool, refresh: float = 0.25,
-        console: Console | None = None) -> None:
+        console: Console | None = None, why: str = "") -> None:
     """The dashboard until `q` (or Ctrl-C, SIGTERM). With `once`, or when the output is not
     a terminal (a pipe, a file), one frame is printed instead: a live screen needs a screen."""
     console = console or Console()
@@ -130,7 +130,7 @@ def run(store_path: str, settings: Settings | None, *, once: bool, refresh: floa
             console.print(dashboard(snap, console.width, console.height, live=False))
             return
         with contextlib.suppress(KeyboardInterrupt):
-            _loop(store, settings, refresh, console)
+            _loop(store, settings, refresh, console, why)
     finally:
         store.close()
 
@@ -152,4 +152,7 @@ def top_command(config: str | None, store: str | None, once: bool, *,
         open_reader(rt.store).close()  # a missing store: one line, not a screen
         run_console(rt.store, rt.settings, read_only=read_only)
         return
-    run(rt.store, rt.settings, once=once)
+    # Said in the frame: the console's keys are missing for a reason the user can change.
+    why = "keys: stderr is not a terminal" if not once and sys.stdin.isatty() \
+        and sys.stdout.isatty() and not sys.stderr.isatty() else ""
+    run(rt.store, rt.settings, once=once, why=why)
