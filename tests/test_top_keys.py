@@ -14,7 +14,7 @@ from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
-from jobrun import clock
+from jobrun import catalog, clock, enqueue
 from jobrun.model import Outcome
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
@@ -340,3 +340,28 @@ def test_cancelled_jobs_are_listed_under_many_newer_succeeded_ones(tmp_path: Pat
     finally:
         reader.close()
     assert sorted(row.id for row in got.rows) == sorted(old) and not got.stopped
+
+
+def test_arguments_are_cut_with_a_mark_to_the_room_left(tmp_path: Path) -> None:
+    """At 80 columns the table cut the arguments at its edge with no `…`; they are cut to
+    the room the other columns leave, marked, and the row fits."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    d = catalog.resolve(None, None, None, Settings(), "default")
+    s.enqueue([enqueue.new_job("mail:send", ["bounce-2@example.org", "reminder " * 8], {},
+                               {}, clock.now(), d)], now=clock.now())
+    s.close()
+
+    async def body(pilot: Any) -> None:
+        c: Console = pilot.app
+        c.state = "queued"
+        c._restart()
+        await pilot.pause()
+        t = c.query_one("#jobs", DataTable)
+        cells = [str(x) for x in t.get_row_at(0)]
+        assert cells[-1].endswith("…") and cells[-1].startswith('"bounce-2@example.org"'), cells
+        widths = sum(max(len(str(col.label)), len(v)) + 2 for col, v in
+                     zip(t.columns.values(), cells))
+        assert widths <= 80, (widths, cells)
+
+    drive(Console(path, Settings()), body, size=(80, 24))

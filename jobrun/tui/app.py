@@ -40,7 +40,16 @@ from .browse import (
 from .charts import overview
 from .commands import Commands
 from .keys import cursor_at, driver_class, in_order, no_colour, on_sigterm
-from .rows import JOB_COLUMNS, QUEUE_COLUMNS, broke, head_line, job_cells, jobs_title, queue_cells
+from .rows import (
+    JOB_COLUMNS,
+    QUEUE_COLUMNS,
+    broke,
+    fit_arguments,
+    head_line,
+    job_cells,
+    jobs_title,
+    queue_cells,
+)
 from .screens import Help, JobScreen, Overview
 from .snapshot import Snapshot, Window, take
 from .source import open_reader
@@ -204,8 +213,10 @@ class Console(Commands):
         row = t.cursor_row
         now = clock.now()
         t.clear()
-        for r in self.rows:
-            t.add_row(" ", *job_cells(r, now), key=str(r.id))
+        cells = fit_arguments(self.rows, [job_cells(r, now) for r in self.rows],
+                              self.size.width)
+        for r, c in zip(self.rows, cells):
+            t.add_row(" ", *c, key=str(r.id))
         ids = [r.id for r in self.rows]
         if selected in ids:
             t.move_cursor(row=ids.index(selected), animate=False)

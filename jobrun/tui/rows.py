@@ -37,6 +37,19 @@ def job_cells(r: JobRow, now: float) -> tuple[str, ...]:
             dur(max(0.0, now - (r.since() or now))), clip(r.args, 60))
 
 
+def fit_arguments(rows: list[JobRow], cells: list[tuple[str, ...]], width: int
+                  ) -> list[tuple[str, ...]]:
+    """The arguments cut (with `…`) to the room the other columns leave in `width`: the
+    table cut them at its edge with no mark that more follows."""
+    if not cells:
+        return cells
+    used = 3 + 1  # the mark column with its padding, the focus bar
+    for i, name in enumerate(JOB_COLUMNS[:-1]):
+        used += max(cell_len(name), *(cell_len(c[i]) for c in cells)) + 2
+    room = max(8, width - used - 2)
+    return [(*c[:-1], clip(r.args, room)) for r, c in zip(rows, cells)]
+
+
 def jobs_title(state: str, queue: str | None, text: str, rows: Sequence[JobRow], *,
                more: bool, note: str = "", width: int = 200) -> str:
     """The list's title line, made to fit `width`: the order, `queue all` and the count
