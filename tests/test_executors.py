@@ -28,6 +28,7 @@ import jobrun.testing
 from conftest import run_cli
 from crashapp.harness import Reader, ServiceProc, proc_state, wait_for, wait_serving
 from execapp import tasks as t
+from jobrun import clock
 from support.apps import close_apps, open_app, served
 from support.config import write_config as _write_config
 from support.spans import max_overlap
@@ -539,6 +540,27 @@ def test_cancel_running_thread_job_sets_context_cancelled(tmp_path: Path) -> Non
         assert float(saw.read_text()) - t0 < 1.2
         r = rec(app, job.id)
     assert (r.state.value, r.attempts, r.result) == ("cancelled", 1, None), r
+
+
+def test_a_cancelled_attempt_that_runs_on_keeps_its_job_until_it_ends(tmp_path: Path) -> None:
+    """A thread job that ignores the cancel runs on (threads cannot be killed): its service
+    keeps holding the job, renewing its lease, so a retry is refused until the attempt ends,
+    then lets go when it does; a retry then runs it again. Two services ran it at once."""
+    cfg = write_config(tmp_path, "[queues.threads]\nconcurrency = 2\n")
+    app = open_app(cfg)
+    job = app.enqueue(t.ignores_cancel.name, args=[str(tmp_path)])
+    runs = tmp_path / "ignored-runs"
+    with served(app):
+        wait_for(runs.exists, 10, "the thread job to start")
+        assert job.cancel() is True
+        r = rec(app, job.id)
+        assert r.state.value == "cancelled" and r.holder is not None, r
+        assert app.store.retry(job.id, now=clock.now()) == []  # it still runs
+        (tmp_path / "gate-ignore").write_text("")
+        wait_for(lambda: rec(app, job.id).holder is None, 10, "the ended attempt let go")
+        assert app.store.retry(job.id, now=clock.now()) == [job.id]
+        wait_for(lambda: rec(app, job.id).state.value == "succeeded", 10, "the retried run")
+    assert runs.read_text() == "2"
 
 
 # -- crash containment ---------------------------------------------------------------------

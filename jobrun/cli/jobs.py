@@ -172,19 +172,15 @@ def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
         rec = app.store.get(job_id) if job_id is not None else None
         if rec is None:
             fail(f"no job {job_id}")
+        if rec.state.value == "cancelled" and rec.holder is not None:
+            fail(f"job {job_id} not retried yet: its cancelled attempt still runs on {rec.holder} "
+                 "(asked to stop; retry once it has ended, so it never runs twice at once)")
         if rec.state.value in ("dead", "cancelled", "retrying"):
             fail(f"job {job_id} not retried: its key {rec.key!r} is held by another "
                  f"unfinished job of {rec.task} (retrying it would run the task twice)")
         fail(f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry")
     if ids:
         app.ring()
-    later = None if dead or job_id is None else app.store.get(job_id)
-    if later is not None and later.state.value == "scheduled":  # cancelled while it ran
-        wait = max(0.0, later.run_at - clock.now())
-        say(as_json, {"ids": ids, "run_at": later.run_at},
-            f"job {job_id} queued again from {wait:.0f}s on: its cancelled attempt may still "
-            "run until its lease runs out (never two attempts at once)")
-        return
     say(as_json, {"ids": ids}, f"{len(ids)} job(s) queued again")
 
 

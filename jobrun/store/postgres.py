@@ -273,8 +273,12 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
     # -- leases ---------------------------------------------------------------------------
     def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
-        return self.transact(lambda conn: int(conn.execute(
-            sql(PQ["extend_holder"]), {"holder": holder, "lease_until": now + lease}).rowcount))
+        def body(conn: Any) -> int:
+            params = {"holder": holder, "lease_until": now + lease}
+            renewed = int(conn.execute(sql(PQ["extend_holder"]), params).rowcount)
+            conn.execute(sql(PQ["extend_letting_go"]), params)  # cancelled, still running
+            return renewed
+        return self.transact(body)
 
     def extend_lease(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
         return self.transact(lambda conn: conn.execute(sql(PQ["extend_job"]), {
@@ -288,13 +292,21 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
 
     def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("WorkerLost", reason, now)
-        return self.transact(lambda conn: [Rescued(*r) for r in conn.execute(
-            sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head})])
+        def body(conn: Any) -> list[Rescued]:
+            rescued = [Rescued(*r) for r in conn.execute(sql(PQ["rescue_holder"]), {
+                "holder": holder, "now": now, "error_head": head})]
+            conn.execute(sql(PQ["let_go_holder"]), {"holder": holder})  # its cancelled ones
+            return rescued
+        return self.transact(body)
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("LeaseExpired", reason, now)
-        return self.transact(lambda conn: [Rescued(*r) for r in conn.execute(
-            sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})])
+        def body(conn: Any) -> list[Rescued]:
+            rescued = [Rescued(*r) for r in conn.execute(sql(PQ["rescue_job"]), {
+                "id": job_id, "now": now, "error_head": head})]
+            conn.execute(sql(PQ["let_go_expired"]), {"id": job_id, "now": now})
+            return rescued
+        return self.transact(body)
 
     def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float
                     ) -> Claim | None:

@@ -245,6 +245,30 @@ UPDATE jobs SET lease_until = %(lease_until)s
                ORDER BY id FOR UPDATE)
    AND holder = %(holder)s AND state = 'running';
 
+-- extend_letting_go --
+-- Renew the leases of a live holder's cancelled attempts still running (jobs_letting_go).
+UPDATE jobs SET lease_until = %(lease_until)s
+ WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'cancelled'
+               ORDER BY id FOR UPDATE)
+   AND holder = %(holder)s AND state = 'cancelled';
+
+-- let_go --
+-- A cancelled attempt ended (its outcome fenced off): the job is its own again, retryable.
+UPDATE jobs SET holder = NULL, token = NULL, lease_until = NULL
+ WHERE id = %(id)s AND token = %(token)s AND state = 'cancelled' AND holder IS NOT NULL;
+
+-- let_go_holder --
+-- A dead holder's cancelled attempts ended with it.
+UPDATE jobs SET holder = NULL, token = NULL, lease_until = NULL
+ WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'cancelled'
+               ORDER BY id FOR UPDATE)
+   AND holder = %(holder)s AND state = 'cancelled';
+
+-- let_go_expired --
+-- A cancelled attempt whose holder stopped renewing it (stuck): let go, as a lease rescue.
+UPDATE jobs SET holder = NULL, token = NULL, lease_until = NULL
+ WHERE id = %(id)s AND state = 'cancelled' AND holder IS NOT NULL AND lease_until < %(now)s;
+
 -- extend_job --
 -- Renew one attempt's lease (its heartbeat); nothing if the job is no longer its own.
 UPDATE jobs SET lease_until = %(lease_until)s
@@ -252,12 +276,19 @@ UPDATE jobs SET lease_until = %(lease_until)s
 RETURNING id;
 
 -- running_holders --
--- The holders with running jobs (their liveness locks say which are dead).
-SELECT DISTINCT holder FROM jobs WHERE state = 'running';
+-- The holders with running jobs, or cancelled attempts still running (their liveness locks
+-- say which are dead).
+SELECT DISTINCT holder FROM jobs WHERE state = 'running'
+UNION SELECT holder FROM jobs WHERE state = 'cancelled' AND holder IS NOT NULL;
 
 -- expired_leases --
--- Running jobs whose lease ran out: a holder alive but stuck.
-SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < %(now)s ORDER BY id;
+-- Running jobs (and cancelled attempts still running) whose lease ran out: a holder alive
+-- but stuck.
+SELECT id, holder FROM (
+  SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < %(now)s
+  UNION ALL SELECT id, holder FROM jobs
+   WHERE state = 'cancelled' AND holder IS NOT NULL AND lease_until < %(now)s) AS e
+ ORDER BY id;
 
 -- rescue_holder --
 -- A dead holder's running jobs: queued again (attempt counted) or dead if spent.
@@ -378,21 +409,20 @@ UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token
 RETURNING id;
 
 -- cancel_running --
--- Cancel a running job: its holder sees the token gone and stops it. Its lease is kept: a
--- retry waits for it to run out (or the attempt may still run, beside the retried one).
-UPDATE jobs SET state = 'cancelled', finished_at = %(now)s, holder = NULL, token = NULL
+-- Cancel a running job: its holder sees it no longer running and asks the attempt to stop.
+-- Holder, token and lease stay ("letting go") until that attempt ends, its holder dies or
+-- its lease runs out: a retry is refused meanwhile (the attempt may still run).
+UPDATE jobs SET state = 'cancelled', finished_at = %(now)s
  WHERE id = %(id)s AND state = 'running'
 RETURNING id;
 
 -- retry_job --
--- A dead, cancelled or retrying job back to queued, unless its key is held again. A job
--- cancelled while it ran waits, scheduled, for that attempt's lease to run out.
+-- A dead, cancelled or retrying job back to queued, unless its key is held again, or a
+-- cancelled attempt of it still runs (its holder letting go).
 UPDATE jobs
-   SET state = CASE WHEN lease_until > %(now)s THEN 'scheduled' ELSE 'queued' END,
-       run_at = greatest(%(now)s, coalesce(lease_until, %(now)s)), lease_until = NULL,
-       finished_at = NULL, holder = NULL, token = NULL,
-       attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
- WHERE id = %(id)s AND state IN ('dead', 'cancelled', 'retrying')
+   SET state = 'queued', run_at = %(now)s, finished_at = NULL, holder = NULL, token = NULL,
+       lease_until = NULL, attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
+ WHERE id = %(id)s AND state IN ('dead', 'cancelled', 'retrying') AND holder IS NULL
    AND (key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
            AND o.id <> jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))

@@ -10,3 +10,5 @@ ALTER TABLE queues ADD COLUMN concurrency INTEGER;
 -- cancelled jobs are rare among the finished, and a span of jobs_finished (the newest
 -- succeeded) showed none. One more page only when a job is cancelled.
 CREATE INDEX jobs_cancelled ON jobs (queue, finished_at) WHERE state = 'cancelled';
+-- Cancelled attempts still running ("letting go"): their holder renews, ends or is rescued.
+CREATE INDEX jobs_letting_go ON jobs (holder) WHERE state = 'cancelled' AND holder IS NOT NULL;

@@ -126,4 +126,8 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
             ids.update(r[0] for r in cur.fetchall())
             if not cur.nextset():
                 break
+    missed = sorted(({"id": o.id, "token": o.token} for o in outcomes if o.id not in ids),
+                    key=lambda p: int(p["id"]))
+    if missed:  # cancelled attempts that ended: their jobs may be retried now
+        cur.executemany(sql(PQ["let_go"]), missed)
     return frozenset(o.token for o in outcomes if o.id in ids)

@@ -66,6 +66,26 @@ RETURNING id;
 -- Renew every lease a live holder has.
 UPDATE jobs SET lease_until = :lease_until WHERE holder = :holder AND state = 'running';
 
+-- extend_letting_go --
+-- Renew the leases of a live holder's cancelled attempts still running (jobs_letting_go).
+UPDATE jobs SET lease_until = :lease_until
+ WHERE holder = :holder AND state = 'cancelled' AND holder IS NOT NULL;
+
+-- let_go --
+-- A cancelled attempt ended (its outcome fenced off): the job is its own again, retryable.
+UPDATE jobs SET holder = NULL, token = NULL, lease_until = NULL
+ WHERE id = :id AND token = :token AND state = 'cancelled' AND holder IS NOT NULL;
+
+-- let_go_holder --
+-- A dead holder's cancelled attempts ended with it.
+UPDATE jobs SET holder = NULL, token = NULL, lease_until = NULL
+ WHERE holder = :holder AND state = 'cancelled' AND holder IS NOT NULL;
+
+-- let_go_expired --
+-- A cancelled attempt whose holder stopped renewing it (stuck): let go, as a lease rescue.
+UPDATE jobs SET holder = NULL, token = NULL, lease_until = NULL
+ WHERE id = :id AND state = 'cancelled' AND holder IS NOT NULL AND lease_until < :now;
+
 -- extend_job --
 -- Renew one attempt's lease (its heartbeat); nothing if the job is no longer its own.
 UPDATE jobs SET lease_until = :lease_until
@@ -73,12 +93,17 @@ UPDATE jobs SET lease_until = :lease_until
 RETURNING id;
 
 -- running_holders --
--- The holders with running jobs (their liveness locks say which are dead).
-SELECT DISTINCT holder FROM jobs WHERE state = 'running';
+-- The holders with running jobs, or cancelled attempts still running (their liveness locks
+-- say which are dead).
+SELECT DISTINCT holder FROM jobs WHERE state = 'running'
+UNION SELECT holder FROM jobs WHERE state = 'cancelled' AND holder IS NOT NULL;
 
 -- expired_leases --
--- Running jobs whose lease ran out: a holder alive but stuck.
-SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < :now;
+-- Running jobs (and cancelled attempts still running) whose lease ran out: a holder alive
+-- but stuck.
+SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < :now
+UNION ALL SELECT id, holder FROM jobs
+ WHERE state = 'cancelled' AND holder IS NOT NULL AND lease_until < :now;
 
 -- rescue_holder --
 -- A dead holder's running jobs: queued again (attempt counted) or dead if spent.
@@ -127,21 +152,20 @@ UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = 
 RETURNING id;
 
 -- cancel_running --
--- Cancel a running job: its holder sees the token gone and stops it. Its lease is kept: a
--- retry waits for it to run out (or the attempt may still run, beside the retried one).
-UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL
+-- Cancel a running job: its holder sees it no longer running and asks the attempt to stop.
+-- Holder, token and lease stay ("letting go") until that attempt ends, its holder dies or
+-- its lease runs out: a retry is refused meanwhile (the attempt may still run).
+UPDATE jobs SET state = 'cancelled', finished_at = :now
  WHERE id = :id AND state = 'running'
 RETURNING id;
 
 -- retry_job --
--- Not while another unfinished job of its task holds its key (it would be a second one). A
--- job cancelled while it ran waits, scheduled, for that attempt's lease to run out.
+-- Not while another unfinished job of its task holds its key (it would be a second one),
+-- nor while a cancelled attempt of it still runs (its holder letting go).
 UPDATE jobs
-   SET state = CASE WHEN lease_until > :now THEN 'scheduled' ELSE 'queued' END,
-       run_at = max(:now, coalesce(lease_until, :now)), lease_until = NULL,
-       finished_at = NULL, holder = NULL, token = NULL,
-       attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
- WHERE id = :id AND state IN ('dead', 'cancelled', 'retrying')
+   SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
+       lease_until = NULL, attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
+ WHERE id = :id AND state IN ('dead', 'cancelled', 'retrying') AND holder IS NULL
    AND (key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
            AND o.id != jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))

@@ -150,5 +150,8 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
                         (Q["release"], released), (WQ["suspend"], suspended)):
         if params:
             ids.update(r[0] for r in conn.executemany(sql, params))
+    missed = [{"id": o.id, "token": o.token} for o in outcomes if o.id not in ids]
+    if missed:  # cancelled attempts that ended: their jobs may be retried now
+        conn.executemany(Q["let_go"], missed)
     return frozenset(o.token for o in outcomes if o.id in ids)
 

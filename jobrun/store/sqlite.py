@@ -306,7 +306,9 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
     def extend_leases(self, holder: str, *, now: float, lease: float) -> int:
         with self.write() as conn:
             conn.execute(Q["extend_holder"], {"holder": holder, "lease_until": now + lease})
-            return int(conn.changes())
+            renewed = int(conn.changes())
+            conn.execute(Q["extend_letting_go"], {"holder": holder, "lease_until": now + lease})
+            return renewed
 
     def extend_lease(self, job_id: int, token: int, *, now: float, lease: float) -> bool:
         with self.write() as conn:
@@ -324,14 +326,18 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
         """Put a dead holder's running jobs back (attempt counted), or dead if exhausted."""
         error = json.dumps(error_entry("WorkerLost", reason, None, now))
         with self.write() as conn:
-            return [Rescued(*r) for r in conn.execute(
+            rescued = [Rescued(*r) for r in conn.execute(
                 Q["rescue_holder"], {"holder": holder, "now": now, "error": error})]
+            conn.execute(Q["let_go_holder"], {"holder": holder})  # its cancelled attempts
+            return rescued
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         error = json.dumps(error_entry("LeaseExpired", reason, None, now))
         with self.write() as conn:
-            return [Rescued(*r) for r in conn.execute(
+            rescued = [Rescued(*r) for r in conn.execute(
                 Q["rescue_job"], {"id": job_id, "now": now, "error": error})]
+            conn.execute(Q["let_go_expired"], {"id": job_id, "now": now})  # a cancelled one
+            return rescued
 
     def acquire_job(self, job_id: int, holder: str, *, now: float, lease: float) -> Claim | None:
         """Claim one given job (inline mode), whatever its run_at."""

@@ -108,25 +108,26 @@ SELECT id, parent FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
 WITH RECURSIVE tree(id) AS (
     SELECT id FROM jobs WHERE parent = :id
     UNION SELECT j.id FROM jobs j JOIN tree t ON j.parent = t.id)
-UPDATE jobs SET state = 'cancelled', finished_at = :now, holder = NULL, token = NULL
+UPDATE jobs SET state = 'cancelled', finished_at = :now,
+       holder = CASE WHEN state = 'running' THEN holder END,
+       token = CASE WHEN state = 'running' THEN token END
  WHERE id IN (SELECT id FROM tree)
    AND state IN ('scheduled', 'queued', 'running', 'retrying')
 RETURNING id;
 
 -- retry_children --
 -- A retried workflow's gathered children that ended dead or cancelled (and theirs) are
--- retried with it, so its gathers wait on them again (succeeded children stay done); one
--- cancelled while it ran waits for that attempt's lease, as retry_job.
+-- retried with it, so its gathers wait on them again (succeeded children stay done); not
+-- one whose cancelled attempt still runs (retry_job).
 WITH RECURSIVE tree(id) AS (
     SELECT id FROM jobs WHERE parent IN (SELECT value FROM json_each(:ids)) AND fanin = 1
        AND state IN ('dead', 'cancelled')
     UNION SELECT j.id FROM jobs j JOIN tree t ON j.parent = t.id
      WHERE j.fanin = 1 AND j.state IN ('dead', 'cancelled'))
 UPDATE jobs
-   SET state = CASE WHEN lease_until > :now THEN 'scheduled' ELSE 'queued' END,
-       run_at = max(:now, coalesce(lease_until, :now)), lease_until = NULL,
-       finished_at = NULL, holder = NULL, token = NULL, attempts = 0
- WHERE id IN (SELECT id FROM tree)
+   SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
+       lease_until = NULL, attempts = 0
+ WHERE id IN (SELECT id FROM tree) AND holder IS NULL
    AND (key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
            AND o.id != jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))

@@ -17,8 +17,13 @@ def act(store: Store, action: str, job_id: int, *, now: float) -> tuple[str, boo
     """Do `action` to one job: (the line to show, whether it failed)."""
     if action == "retry":
         ok = bool(store.retry(job_id, now=now))
-        return (f"job {job_id} queued again" if ok else
-                f"retry: job {job_id} no longer retryable (or its key is taken)"), not ok
+        if ok:
+            return f"job {job_id} queued again", False
+        rec = store.get(job_id)
+        if rec is not None and rec.state.value == "cancelled" and rec.holder is not None:
+            return (f"retry: job {job_id}'s cancelled attempt still runs on {rec.holder}; "
+                    "retry once it has ended"), True
+        return f"retry: job {job_id} no longer retryable (or its key is taken)", True
     if action == "cancel":
         return cancelled(job_id, store.cancel(job_id, now=now))
     ok = store.prune_job(job_id)

@@ -156,6 +156,18 @@ def until_cancelled(folder: str) -> str:
     return "stopped on my own"
 
 
+@app.task(queue="threads")
+def ignores_cancel(folder: str) -> int:
+    """Counts its runs in `ignored-runs`, then waits for `gate-ignore`, never looking at
+    `jobrun.context().cancelled`."""
+    runs = os.path.join(folder, "ignored-runs")
+    n = int(open(runs).read()) + 1 if os.path.exists(runs) else 1
+    touch(runs, str(n))
+    if not wait_file(os.path.join(folder, "gate-ignore"), 60):
+        raise RuntimeError("gate-ignore never opened")
+    return n
+
+
 # -- limits --------------------------------------------------------------------------------
 
 

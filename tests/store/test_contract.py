@@ -312,28 +312,45 @@ def test_cancelling_a_workflow_cancels_its_children_and_pruning_takes_its_steps(
     assert store.steps(p.id) == []
 
 
-def test_a_job_cancelled_while_it_ran_is_retried_after_its_attempts_lease(store: Store) -> None:
-    """Cancel only asks a running attempt to stop; it may run on. Retried at once, the job
-    was queued, and a second service ran it beside the first attempt. It now waits,
-    scheduled, until that attempt's lease runs out (the renewal stopped with the cancel); a
-    job cancelled while it waited is retried at once, as before."""
-    (running, waiting) = store.enqueue([job(), job()], now=T0)
-    (c,) = acquire(store, n=1).claims  # leased until T0 + 61
-    assert c.id == running
-    assert store.cancel(running, now=T0 + 2) == "running"
-    assert not store.extend_lease(c.id, c.token, now=T0 + 3, lease=60)  # told to stop
-    assert store.cancel(waiting, now=T0 + 2) == "queued"
-    assert store.retry(running, now=T0 + 5) == [running]
-    assert store.retry(waiting, now=T0 + 5) == [waiting]
-    rec = store.get(running)
-    assert rec is not None and rec.state == "scheduled" and rec.run_at == T0 + 61
-    rec = store.get(waiting)
-    assert rec is not None and rec.state == "queued" and rec.run_at == T0 + 5
-    assert [x.id for x in acquire(store, holder="h2", now=T0 + 30).claims] == [waiting]
-    assert store.record([Outcome(c.id, c.token, "succeeded", result="1")], now=T0 + 40) == 0
-    assert acquire(store, holder="h2", now=T0 + 60).claims == []
-    (again,) = acquire(store, holder="h2", now=T0 + 62).claims
-    assert again.id == running and again.attempt == 1
+def test_a_job_cancelled_while_it_ran_is_not_retried_until_that_attempt_ends(
+        store: Store) -> None:
+    """Cancel only asks a running attempt to stop; it may run on, past its lease too. A
+    retry made at once queued it and a second service ran it beside the first attempt. Now
+    the holder keeps it ("letting go", its lease renewed) until the attempt ends, the holder
+    dies or stops renewing; a retry is refused meanwhile."""
+    (a, b, c) = store.enqueue([job(), job(), job()], now=T0)
+    claims = {x.id: x for x in acquire(store, n=2).claims}  # h1 runs a and b
+    assert set(claims) == {a, b}
+    for i in (a, b):
+        assert store.cancel(i, now=T0 + 2) == "running"
+    assert not store.extend_lease(a, claims[a].token, now=T0 + 3, lease=60)  # told to stop
+    assert store.retry(a, now=T0 + 5) == []  # its attempt may still run
+    rec = store.get(a)
+    assert rec is not None and rec.state == "cancelled" and rec.holder == "h1"
+    store.extend_leases("h1", now=T0 + 50, lease=60)  # a long attempt: its lease goes on
+    assert [e.id for e in store.expired_leases(now=T0 + 100)] == []
+    # The attempt ends: its outcome is fenced off and the job let go.
+    assert store.record([Outcome(a, claims[a].token, "succeeded", result="1")], now=T0 + 120) == 0
+    assert store.retry(a, now=T0 + 121) == [a]
+    (again,) = acquire(store, n=1, holder="h2", now=T0 + 122).claims
+    assert again.id in (a, c)
+    # b's holder dies with its cancelled attempt: let go with it, then retried.
+    assert store.retry(b, now=T0 + 130) == []
+    assert store.running_holders().count("h1") == 1  # still held: the rescuer looks at h1
+    store.rescue_holder("h1", "worker lost", now=T0 + 131)
+    assert store.retry(b, now=T0 + 132) == [b]
+
+
+def test_a_stuck_holders_cancelled_attempt_is_let_go_when_its_lease_runs_out(
+        store: Store) -> None:
+    (a,) = store.enqueue([job()], now=T0)
+    (cl,) = acquire(store, n=1).claims  # leased until T0 + 61, never renewed
+    assert store.cancel(a, now=T0 + 2) == "running"
+    assert [(e.id, e.holder) for e in store.expired_leases(now=T0 + 70)] == [(a, "h1")]
+    assert store.rescue_expired(a, "stuck", now=T0 + 70) == []  # not a rescue: a let-go
+    assert store.retry(a, now=T0 + 71) == [a]
+    rec = store.get(a)
+    assert rec is not None and rec.state == "queued" and rec.holder is None and cl.attempt == 1
 
 
 def test_prune_job_deletes_one_finished_job_never_the_newest(store: Store) -> None:

@@ -48,7 +48,6 @@ class MJob:
     holder: str | None = None
     token: int | None = None
     finished_at: float | None = None
-    lease_until: float | None = None  # kept by a cancel of a running job: a retry waits for it
 
 
 @dataclass
@@ -127,7 +126,6 @@ class StoreModel(RuleBasedStateMachine):
         assert [c.id for c in r.claims] == [j.id for j in expected], "claim order"
         for c, j in zip(r.claims, expected):
             j.state, j.holder, j.token = "running", holder, c.token
-            j.lease_until = self.now + 600
             j.attempts += 1
             assert c.attempt == j.attempts
 
@@ -143,7 +141,7 @@ class StoreModel(RuleBasedStateMachine):
                     run_at=self.now + 3 if what == "retrying" else None,
                     error=err)  # type: ignore[arg-type]
         assert self.store.record([o], now=self.now) == 1, "a fresh token records"
-        j.holder, j.token, j.lease_until = None, None, None
+        j.holder, j.token = None, None
         if what == "released":
             j.state, j.attempts = "queued", j.attempts - 1
         elif what == "retrying":
@@ -158,6 +156,9 @@ class StoreModel(RuleBasedStateMachine):
         o = Outcome(job_id, token, "succeeded", result="666")
         assert self.store.record([o], now=self.now) == 0, "a stale token records nothing"
         assert not self.store.extend_lease(job_id, token, now=self.now, lease=600)
+        j = self.model.jobs.get(job_id)
+        if j is not None and j.state == "cancelled" and j.token == token:
+            j.holder, j.token = None, None  # a cancelled attempt ended: its job let go
 
     @rule(holder=st.sampled_from(HOLDERS))
     def rescue(self, holder: str) -> None:
@@ -170,7 +171,10 @@ class StoreModel(RuleBasedStateMachine):
             dead = j.attempts >= j.max_attempts
             j.state = "dead" if dead else "queued"
             j.finished_at = self.now if dead else None
-            j.holder, j.token, j.lease_until = None, None, None
+            j.holder, j.token = None, None
+        for j in self.model.jobs.values():  # its cancelled attempts ended with it
+            if j.state == "cancelled" and j.holder == holder:
+                j.holder, j.token = None, None
 
     # -- operators -------------------------------------------------------------------------
     @precondition(lambda self: bool(self.model.jobs))
@@ -181,10 +185,10 @@ class StoreModel(RuleBasedStateMachine):
         assert before == j.state
         if j.state in ACTIVE:
             if j.state == "running" and j.token is not None:
-                self.stale.append((j.id, j.token))
+                self.stale.append((j.id, j.token))  # the holder lets go when it ends
+                j.state, j.finished_at = "cancelled", self.now
             else:
-                j.lease_until = None
-            j.state, j.holder, j.token, j.finished_at = "cancelled", None, None, self.now
+                j.state, j.holder, j.token, j.finished_at = "cancelled", None, None, self.now
 
     @precondition(lambda self: bool(self.model.jobs))
     @rule(data=st.data())
@@ -192,15 +196,13 @@ class StoreModel(RuleBasedStateMachine):
         j = self.model.jobs[data.draw(st.sampled_from(sorted(self.model.jobs)))]
         got = self.store.retry(j.id, now=self.now)
         holder = self.model.active_key(j.task, j.key) if j.key is not None else None
-        ok = j.state in ("dead", "cancelled", "retrying") and (holder is None or holder is j)
+        ok = j.state in ("dead", "cancelled", "retrying") and (holder is None or holder is j) \
+            and j.holder is None  # not while a cancelled attempt of it still runs
         assert got == ([j.id] if ok else [])
         if ok:
             if j.state != "retrying":
                 j.attempts = 0
-            lease = j.lease_until if j.lease_until is not None and j.lease_until > self.now \
-                else None  # cancelled while it ran: its attempt's lease is waited out
-            j.state = "scheduled" if lease is not None else "queued"
-            j.run_at, j.finished_at, j.lease_until = lease or self.now, None, None
+            j.state, j.run_at, j.finished_at = "queued", self.now, None
 
     @rule(paused=st.booleans())
     def pause(self, paused: bool) -> None:
