@@ -175,6 +175,12 @@ def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
         if rec.state.value == "cancelled" and rec.holder is not None:
             fail(f"job {job_id} not retried yet: its cancelled attempt still runs on {rec.holder} "
                  "(asked to stop; retry once it has ended, so it never runs twice at once)")
+        running = [c for c in (app.store.get(i) for i in app.store.children(rec.id))
+                   if c is not None and c.state.value == "cancelled" and c.holder is not None]
+        if running:
+            fail(f"job {job_id} not retried yet: its child job {running[0].id}'s cancelled "
+                 f"attempt still runs on {running[0].holder} (retry once it has ended: the "
+                 "replay would find it cancelled)")
         if rec.state.value in ("dead", "cancelled", "retrying"):
             fail(f"job {job_id} not retried: its key {rec.key!r} is held by another "
                  f"unfinished job of {rec.task} (retrying it would run the task twice)")

@@ -161,11 +161,14 @@ RETURNING id;
 
 -- retry_job --
 -- Not while another unfinished job of its task holds its key (it would be a second one),
--- nor while a cancelled attempt of it still runs (its holder letting go).
+-- nor while a cancelled attempt of it, or of a workflow's child, still runs (its holder
+-- letting go: the replay would find that child cancelled and fail).
 UPDATE jobs
    SET state = 'queued', run_at = :now, finished_at = NULL, holder = NULL, token = NULL,
        lease_until = NULL, attempts = CASE WHEN state = 'retrying' THEN attempts ELSE 0 END
  WHERE id = :id AND state IN ('dead', 'cancelled', 'retrying') AND holder IS NULL
+   AND NOT EXISTS (SELECT 1 FROM jobs AS c WHERE c.parent = jobs.id
+                    AND c.state = 'cancelled' AND c.holder IS NOT NULL)
    AND (key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs AS o WHERE o.task = jobs.task AND o.key = jobs.key
            AND o.id != jobs.id AND o.state IN ('scheduled', 'queued', 'running', 'retrying')))

@@ -341,6 +341,24 @@ def test_a_job_cancelled_while_it_ran_is_not_retried_until_that_attempt_ends(
     assert store.retry(b, now=T0 + 132) == [b]
 
 
+def test_a_cancelled_workflow_is_not_retried_while_a_child_attempt_still_runs(
+        store: Store) -> None:
+    """Retried at once, the workflow replayed against a child still cancelled (its attempt
+    running on, so not retried with it) and failed attempt after attempt."""
+    store.enqueue([job("t:flow")], now=T0)
+    (p,) = acquire(store).claims
+    kids = store.start_children(p.id, p.token, _step(1, "enqueue"), [job("t:kid")],  # type: ignore[arg-type]
+                                fanin=True, now=T0 + 1)
+    assert kids is not None
+    store.record([Outcome(p.id, p.token, "suspended", run_at=T0 + 900)], now=T0 + 1)
+    (kid,) = acquire(store, holder="h2", now=T0 + 2).claims
+    assert kid.id == kids[0]
+    assert store.cancel(p.id, now=T0 + 3) == "scheduled"
+    assert store.retry(p.id, now=T0 + 4) == []  # the child's attempt runs on
+    store.record([Outcome(kid.id, kid.token, "succeeded", result="1")], now=T0 + 5)
+    assert sorted(store.retry(p.id, now=T0 + 6)) == sorted([p.id, kid.id])
+
+
 def test_a_stuck_holders_cancelled_attempt_is_let_go_when_its_lease_runs_out(
         store: Store) -> None:
     (a,) = store.enqueue([job()], now=T0)
