@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import Settings
 from ..errors import StoreError
@@ -144,6 +144,8 @@ class Window:
         self.seconds: dict[int, dict[tuple[str, str], int]] = {}  # (queue, state) counts
         self.runs: dict[int, dict[tuple[str, int], int]] = {}  # (queue, run-time ms bin)
         self.seen: dict[int, int] = {}  # every finished row per second, as last counted
+        self.buckets: dict[int, dict[tuple[str, str], int]] = {}  # seconds per BUCKET, folded
+        self.bucket_runs: dict[int, dict[tuple[str, int], int]] = {}  # once per update
         self.read_to: float | None = None
         self.watch = FileWatch()  # the store file's identity: a replaced file is reread
 
@@ -170,6 +172,7 @@ class Window:
         for since, until in spans:
             self._add(read("top_finished", {"width": 1.0, "since": since, "until": until}))
         self.read_to = now
+        self.buckets, self.bucket_runs = _fold(self.seconds), _fold(self.runs)
 
     def _add(self, rows: list[dict[str, Any]]) -> None:
         for r in rows:
@@ -181,21 +184,12 @@ class Window:
             runs = self.runs.setdefault(t, {})
             runs[(queue, ms)] = runs.get((queue, ms), 0) + n
 
-    def _buckets(self) -> dict[int, dict[tuple[str, str], int]]:
-        """The kept seconds folded into `BUCKET`-second buckets."""
-        out: dict[int, dict[tuple[str, str], int]] = {}
-        for t, counts in self.seconds.items():
-            into = out.setdefault(math.floor(t / BUCKET), {})
-            for k, n in counts.items():
-                into[k] = into.get(k, 0) + n
-        return out
-
     def minutes(self, now: float, queue: str, state: str, count: int = 60) -> tuple[int, ...]:
         """`queue`'s jobs finished in `state` per minute, the last `count` minutes."""
         cur = math.floor(now / BUCKET)
         per = round(MINUTE / BUCKET)
         out = [0] * count
-        for b, counts in self._buckets().items():
+        for b, counts in self.buckets.items():
             i = (cur - b) // per
             if 0 <= i < count:
                 out[i] += counts.get((queue, state), 0)
@@ -206,8 +200,8 @@ class Window:
         """Run-time percentiles (seconds, to two significant digits) of `queue`'s jobs
         finished since `since`; None when none finished."""
         hist: dict[int, int] = {}
-        for t, runs in self.runs.items():
-            if math.floor(t / BUCKET) * BUCKET >= since:
+        for b, runs in self.bucket_runs.items():
+            if b * BUCKET >= since:
                 for (q, ms), n in runs.items():
                     if q == queue:
                         hist[ms] = hist.get(ms, 0) + n
@@ -215,8 +209,8 @@ class Window:
 
     def per_queue(self, since: float) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
-        for t, counts in self.seconds.items():
-            if math.floor(t / BUCKET) * BUCKET >= since:
+        for b, counts in self.buckets.items():
+            if b * BUCKET >= since:
                 for k, n in counts.items():
                     out[k] = out.get(k, 0) + n
         return out
@@ -226,11 +220,24 @@ class Window:
         """Jobs per `width` buckets, the last `count` groups ending with the current bucket."""
         cur = math.floor(now / BUCKET)
         out = [0] * count
-        for b, counts in self._buckets().items():
+        for b, counts in self.buckets.items():
             i = (cur - b) // width
             if 0 <= i < count:
                 out[i] += sum(n for (_, s), n in counts.items() if state is None or s == state)
         return tuple(reversed(out))
+
+
+K = TypeVar("K")
+
+
+def _fold(per_second: dict[int, dict[K, int]]) -> dict[int, dict[K, int]]:
+    """Per-second counts folded into `BUCKET`-second buckets (what the charts read)."""
+    out: dict[int, dict[K, int]] = {}
+    for t, counts in per_second.items():
+        into = out.setdefault(math.floor(t / BUCKET), {})
+        for k, n in counts.items():
+            into[k] = into.get(k, 0) + n
+    return out
 
 
 def _spans(changed: list[int], now: float, most: int = 4) -> list[tuple[float, float]]:
