@@ -4,8 +4,6 @@ running jobs aged from their start, a job's errors newest first, services' heart
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +22,7 @@ from jobrun.tui.screens import Confirm, Help
 from jobrun.tui.snapshot import ServiceRow, _caps, take
 from jobrun.tui.views import services_table
 from store.test_contract import job
-
-
-def text_of(app: Console, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
-
-
-def drive(app: Console, body: Callable[[Any], Awaitable[None]],
-          size: tuple[int, int] = (100, 30)) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            await body(pilot)
-    asyncio.run(main())
-
-
-async def until(pilot: Any, cond: Callable[[], object], what: str, tries: int = 200) -> None:
-    for _ in range(tries):
-        await pilot.pause(0.05)
-        if cond():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
+from support.pilot import drive, text_of, until
 
 
 def test_n_searches_past_the_bound_and_the_title_says_how_far(tmp_path: Path) -> None:

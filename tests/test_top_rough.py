@@ -5,18 +5,16 @@ it waits, and wide characters in the jobs table."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.cells import cell_len
 from rich.console import Console as RichConsole
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 import jobrun
 import jobrun.testing
@@ -31,28 +29,8 @@ from jobrun.tui.browse import BUDGET
 from jobrun.tui.keys import Parser
 from jobrun.tui.screens import Confirm, Help, JobScreen, Overview
 from store.test_contract import job
+from support.pilot import drive, text_of, until
 from test_console import in_a_pty, read_until, run_dead
-
-
-def text_of(app: Console, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
-
-
-def drive(app: Console, body: Callable[[Any], Awaitable[None]],
-          size: tuple[int, int] = (100, 30)) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            await body(pilot)
-    asyncio.run(main())
-
-
-async def until(pilot: Any, cond: Callable[[], object], what: str, tries: int = 200) -> None:
-    for _ in range(tries):
-        await pilot.pause(0.05)
-        if cond():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_cancel_after_the_job_finished_says_it_was_not_cancelled(
