@@ -28,7 +28,8 @@ from _common import Subprocess, child_env
 from jobrun import clock
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui import browse, snapshot
-from jobrun.tui.snapshot import Window, take
+from jobrun.tui.snapshot import take
+from jobrun.tui.window import Window
 
 TARGET_MS = 50.0  # the bound on one refresh's queries
 

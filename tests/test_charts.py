@@ -13,7 +13,8 @@ from rich.console import Console
 from jobrun.config import CronEntry, Settings
 from jobrun.store.sqlite import SqliteStore
 from jobrun.tui.charts import overview, runtime
-from jobrun.tui.snapshot import Window, take
+from jobrun.tui.snapshot import take
+from jobrun.tui.window import Window
 
 NOW = 1_800_000_000.0
 

@@ -33,10 +33,10 @@ from jobrun.tui.snapshot import (
     RunningJob,
     ServiceRow,
     Snapshot,
-    Window,
     take,
 )
 from jobrun.tui.views import dashboard, dur, num, sparkline
+from jobrun.tui.window import Window
 
 NOW = 1_800_000_000.0
 

@@ -16,8 +16,9 @@ from jobrun.presence import presence_for
 from jobrun.presence.upgrade import held_back
 from jobrun.store.migrations import SCHEMA_VERSION
 from jobrun.store.sqlite import SqliteStore
-from jobrun.tui.snapshot import Window, take
+from jobrun.tui.snapshot import take
 from jobrun.tui.source import open_reader, open_writer
+from jobrun.tui.window import Window
 from store.test_contract import job
 
 

@@ -51,8 +51,9 @@ from .rows import (
     queue_cells,
 )
 from .screens import Help, JobScreen, Overview
-from .snapshot import Snapshot, Window, take
+from .snapshot import Snapshot, take
 from .source import open_reader
+from .window import Window
 
 OVERVIEW_OFF = ("filter", "state", "overview", "search_all", "why")
 LIST_ONLY = ("filter", "state", "bulk", "pause", "scale", "reset", "overview", "search_all")

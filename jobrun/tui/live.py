@@ -24,9 +24,10 @@ from .. import clock
 from ..config import Settings
 from ..errors import StoreError
 from ..store.contract import Store
-from .snapshot import Window, take
+from .snapshot import take
 from .source import open_reader
 from .views import dashboard
+from .window import Window
 
 BACKOFF = 10.0     # refresh no more often than every BACKOFF times what a read cost
 SLOWEST = 5.0      # but at least this often: a dashboard must still move

@@ -18,7 +18,6 @@ from rich.text import Text
 
 from ..ops.logs import escape
 from .snapshot import (
-    BUCKET,
     CronRow,
     Failure,
     QueueRow,
@@ -26,6 +25,7 @@ from .snapshot import (
     ServiceRow,
     Snapshot,
 )
+from .window import BUCKET
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 WIDE = 110  # from this width the queue table also shows the hour's counts
