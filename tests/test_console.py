@@ -452,13 +452,16 @@ def test_keys_arriving_together_keep_their_order(app: jobrun.App, store_path: st
     drive(Console(store_path), body)
 
 
-def in_a_pty(tmp_path: Path, store_path: str) -> tuple[subprocess.Popen[bytes], int]:
-    """The real `jobrun top` in a pseudo-terminal of 80x24 (stdin, stdout, stderr)."""
+def in_a_pty(tmp_path: Path, store_path: str, stderr: Any = None
+             ) -> tuple[subprocess.Popen[bytes], int]:
+    """The real `jobrun top` in a pseudo-terminal of 80x24 (stdin, stdout, and stderr unless
+    another is given)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color"}
     proc = subprocess.Popen([*JOBRUN, "top", "--store", store_path], stdin=slave, stdout=slave,
-                            stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
+                            stderr=slave if stderr is None else stderr, cwd=tmp_path, env=env,
+                            start_new_session=True)
     os.close(slave)
     return proc, master
 
@@ -593,14 +596,8 @@ def test_stderr_sent_away_says_why_the_keys_are_missing(app: jobrun.App, store_p
     """`jobrun top 2> file`: Textual draws on stderr, so the read-only dashboard runs on
     stdout, where `?` and `s` did nothing and nothing said why. Its header says it now."""
     run_dead(app, store_path)
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     with open(tmp_path / "err.log", "wb") as err:
-        proc = subprocess.Popen([*JOBRUN, "top", "--store", store_path], stdin=slave,
-                                stdout=slave, stderr=err, cwd=tmp_path,
-                                env={**os.environ, "TERM": "xterm-256color"},
-                                start_new_session=True)
-    os.close(slave)
+        proc, master = in_a_pty(tmp_path, store_path, stderr=err)
     out = bytearray()
     try:
         read_until(master, out, lambda b: b"stderr is not a terminal" in b, "the reason shown")

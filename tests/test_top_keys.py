@@ -25,6 +25,15 @@ from store.test_contract import job
 from support.pilot import drive, text_of, until
 
 
+def one_job(tmp_path: Path) -> str:
+    """A store holding one queued job; its path."""
+    path = str(tmp_path / "jobs.db")
+    s = SqliteStore(path)
+    s.enqueue([job()], now=clock.now())
+    s.close()
+    return path
+
+
 def test_n_searches_past_the_bound_and_the_title_says_how_far(tmp_path: Path) -> None:
     """One old match under more newer jobs than a read looks at: the list says it searched
     BUDGET of them and that n searches on; n finds it; a refresh keeps it."""
@@ -194,10 +203,7 @@ def test_highlights_posted_before_a_redraw_are_ignored(tmp_path: Path) -> None:
     """A redraw clears the queues and puts the cursor back; the highlights it posted on the
     way arrive later. Handled, they selected "(all)" for a moment (a `=` then was refused as
     "(all) is not a queue") or named a row gone since (CellDoesNotExist: the console died)."""
-    path = str(tmp_path / "jobs.db")
-    s = SqliteStore(path)
-    s.enqueue([job()], now=clock.now())
-    s.close()
+    path = one_job(tmp_path)
 
     async def body(pilot: Any) -> None:
         c: Console = pilot.app
@@ -279,10 +285,7 @@ def test_keys_that_come_with_a_boxs_answer_are_keys_of_the_screen_below(
     """`r n n` (or `? x x`) arriving together: the first `n` declines, and the second went to
     the closing box too and dismissed it twice (ScreenStackError: the console died, exit 0).
     Now it is a key of the jobs list again."""
-    path = str(tmp_path / "jobs.db")
-    s = SqliteStore(path)
-    s.enqueue([job()], now=clock.now())
-    s.close()
+    path = one_job(tmp_path)
 
     async def body(pilot: Any) -> None:
         c: Console = pilot.app
