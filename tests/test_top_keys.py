@@ -16,6 +16,7 @@ from jobrun import catalog, clock, enqueue
 from jobrun.model import Outcome
 from jobrun.settings import QueueConfig, Settings
 from jobrun.store.sqlite import SqliteStore
+from jobrun.tui.actions import act
 from jobrun.tui.app import Console
 from jobrun.tui.browse import BUDGET, detail, page
 from jobrun.tui.screens import Confirm, Help
@@ -346,3 +347,17 @@ def test_arguments_are_cut_with_a_mark_to_the_room_left(tmp_path: Path) -> None:
         assert widths <= 80, (widths, cells)
 
     drive(Console(path, Settings()), body, size=(80, 24))
+
+
+def test_r_on_a_cancelled_attempt_still_running_says_where_it_runs(tmp_path: Path) -> None:
+    """The console's `r` gives the CLI's reason (ops/explain.not_retried), not "no longer
+    retryable"."""
+    path = one_job(tmp_path)
+    s = SqliteStore(path)
+    try:
+        (c,) = s.acquire_round([], {"default": 1}, "h9", now=clock.now(), lease=60).claims
+        s.cancel(c.id, now=clock.now())
+        said, failed = act(s, "retry", c.id, now=clock.now())
+    finally:
+        s.close()
+    assert failed and "still runs on h9" in said, said

@@ -168,23 +168,9 @@ def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
         fail("give a job ID or --dead", EX_USAGE)
     app = open_store(config, store)
     ids = app.store.retry(None if dead else job_id, now=clock.now())
-    if not dead and not ids:
-        rec = app.store.get(job_id) if job_id is not None else None
-        if rec is None:
-            fail(f"no job {job_id}")
-        if rec.state.value == "cancelled" and rec.holder is not None:
-            fail(f"job {job_id} not retried yet: its cancelled attempt still runs on {rec.holder} "
-                 "(asked to stop; retry once it has ended, so it never runs twice at once)")
-        running = [c for c in (app.store.get(i) for i in app.store.children(rec.id))
-                   if c is not None and c.state.value == "cancelled" and c.holder is not None]
-        if running:
-            fail(f"job {job_id} not retried yet: its child job {running[0].id}'s cancelled "
-                 f"attempt still runs on {running[0].holder} (retry once it has ended: the "
-                 "replay would find it cancelled)")
-        if rec.state.value in ("dead", "cancelled", "retrying"):
-            fail(f"job {job_id} not retried: its key {rec.key!r} is held by another "
-                 f"unfinished job of {rec.task} (retrying it would run the task twice)")
-        fail(f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry")
+    if not dead and not ids and job_id is not None:
+        from ..ops.explain import not_retried
+        fail(not_retried(app.store, job_id))
     if ids:
         app.ring()
     say(as_json, {"ids": ids}, f"{len(ids)} job(s) queued again")

@@ -174,3 +174,25 @@ def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Fact
 def explain_json(rec: JobRecord, facts: Facts, now: float) -> dict[str, Any]:
     return {"id": rec.id, "state": rec.state.value, "reasons": reasons(rec, facts, now),
             "facts": json.loads(json.dumps(facts.__dict__))}
+
+
+def not_retried(store: Store, job_id: int) -> str:
+    """Why `store.retry(job_id)` queued nothing, in one line (the CLI's and the console's
+    words): gone, a cancelled attempt (its own or a child's) still running, its key held,
+    or a state that does not retry."""
+    rec = store.get(job_id)
+    if rec is None:
+        return f"no job {job_id}"
+    if rec.state.value == "cancelled" and rec.holder is not None:
+        return (f"job {job_id} not retried yet: its cancelled attempt still runs on "
+                f"{rec.holder} (asked to stop; retry once it has ended, so it never runs "
+                "twice at once)")
+    for child in (store.get(i) for i in store.children(job_id)):
+        if child is not None and child.state.value == "cancelled" and child.holder is not None:
+            return (f"job {job_id} not retried yet: its child job {child.id}'s cancelled "
+                    f"attempt still runs on {child.holder} (retry once it has ended: the "
+                    "replay would find it cancelled)")
+    if rec.state.value in ("dead", "cancelled", "retrying"):
+        return (f"job {job_id} not retried: its key {rec.key!r} is held by another "
+                f"unfinished job of {rec.task} (retrying it would run the task twice)")
+    return f"job {job_id} is {rec.state.value}: only dead, cancelled or retrying jobs retry"

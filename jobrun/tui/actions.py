@@ -5,6 +5,7 @@ only asks and shows."""
 
 from __future__ import annotations
 
+from ..ops.explain import not_retried
 from ..settings import Settings
 from ..store.contract import Store
 from .browse import PAGE, page
@@ -19,11 +20,7 @@ def act(store: Store, action: str, job_id: int, *, now: float) -> tuple[str, boo
         ok = bool(store.retry(job_id, now=now))
         if ok:
             return f"job {job_id} queued again", False
-        rec = store.get(job_id)
-        if rec is not None and rec.state.value == "cancelled" and rec.holder is not None:
-            return (f"retry: job {job_id}'s cancelled attempt still runs on {rec.holder}; "
-                    "retry once it has ended"), True
-        return f"retry: job {job_id} no longer retryable (or its key is taken)", True
+        return f"retry: {not_retried(store, job_id)}", True
     if action == "cancel":
         return cancelled(job_id, store.cancel(job_id, now=now))
     ok = store.prune_job(job_id)
