@@ -87,6 +87,7 @@ class Claim:
     trace_id: str | None
     timeout: float | None
     options: dict[str, Any]
+    held: bool = False  # claimed ahead of a free worker: its attempt counts once it starts
 
 
 class Declaration(NamedTuple):

@@ -100,13 +100,22 @@ class LeaseStore(abc.ABC):
                       now: float, lease: float, full: bool = True,
                       paused: frozenset[str] = frozenset(), next_due: float | None = None,
                       limits: Limits | None = None, limited: frozenset[str] = frozenset(),
-                      tasks: frozenset[str] | None = None) -> Round:
+                      tasks: frozenset[str] | None = None, ahead: dict[str, int] | None = None,
+                      began: list[tuple[int, int, float]] | None = None) -> Round:
         """Record `outcomes` (fenced), then acquire up to `wants[queue]` queued jobs per
         queue for `holder`, only of `tasks` (None: any), highest priority then oldest first,
         within the host-wide caps, key limits and rate limits of `limits` (for the queues in
         `limited`), skipping paused queues. A full round also promotes due scheduled and
         retrying jobs and reads the paused queues and the next due time; a light one trusts
-        the caller's. A stored row that cannot be read goes dead alone (BadPayload)."""
+        the caller's. A stored row that cannot be read goes dead alone (BadPayload).
+
+        Held claims: `ahead[queue]` more jobs are then claimed *held* (Claim.held), for a
+        service that serves the queue alone and claims ahead of its free workers (not in
+        `limited` queues, and beyond the host-wide cap, which counts them as running). A
+        held row is `running` with `started_at` NULL and its attempt not counted; `began`
+        lists (id, token, started at) of held attempts that started since: from then on they
+        count. An outcome of a held attempt counts it; a release, a suspend or a rescue of one
+        that never began puts it back as it was (no attempt, no error entry)."""
 
     @abc.abstractmethod
     def record(self, outcomes: list[Outcome], *, now: float) -> int:

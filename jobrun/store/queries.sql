@@ -30,9 +30,12 @@ SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying');
 
 -- acquire --
 -- Claim the best `limit` queued jobs of one task in one queue (jobs_ready, in order).
+-- Held (:held = 1, claimed ahead of a free worker): the attempt is not counted and
+-- started_at stays NULL until it starts (`began`), or until its outcome is recorded.
 UPDATE jobs
-   SET state = 'running', attempts = attempts + 1, holder = :holder,
-       token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
+   SET state = 'running', attempts = attempts + 1 - :held, holder = :holder,
+       token = (random() & 9007199254740991),
+       started_at = CASE WHEN :held THEN NULL ELSE :now END, lease_until = :lease_until
  WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = :queue AND task = :task
                ORDER BY priority DESC, id LIMIT :limit)
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options,
@@ -40,9 +43,12 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
 
 -- complete --
 -- An attempt succeeded: recorded only while it still holds the job (its token).
+-- A held attempt (started_at NULL) that ran and ended before `began` reached the store is
+-- counted here.
 UPDATE jobs
    SET state = 'succeeded', result = :result, finished_at = :now, holder = NULL,
-       lease_until = NULL
+       lease_until = NULL, attempts = attempts + (started_at IS NULL),
+       started_at = coalesce(started_at, :now)
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
 
@@ -50,14 +56,17 @@ RETURNING id;
 -- An attempt failed: retrying with its next run_at, or dead; fenced by the token.
 UPDATE jobs
    SET state = :state, run_at = :run_at, finished_at = :finished_at, holder = NULL,
-       lease_until = NULL, errors = json_insert(errors, '$[#]', json(:error))
+       lease_until = NULL, errors = json_insert(errors, '$[#]', json(:error)),
+       attempts = attempts + (started_at IS NULL), started_at = coalesce(started_at, :now)
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
 
 -- release --
--- An attempt handed back unfinished (a drain): queued again, the attempt not counted.
+-- An attempt handed back unfinished (a drain): queued again, the attempt not counted (a
+-- held one never was).
 UPDATE jobs
-   SET state = 'queued', attempts = max(attempts - 1, 0), holder = NULL, token = NULL,
+   SET state = 'queued', holder = NULL, token = NULL,
+       attempts = CASE WHEN started_at IS NULL THEN attempts ELSE max(attempts - 1, 0) END,
        lease_until = NULL, started_at = NULL
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
@@ -92,6 +101,11 @@ UPDATE jobs SET lease_until = :lease_until
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
 
+-- began --
+-- A held attempt started: from now on it counts (an outcome recorded first counts it itself).
+UPDATE jobs SET attempts = attempts + 1, started_at = :at
+ WHERE id = :id AND token = :token AND state = 'running' AND started_at IS NULL;
+
 -- running_holders --
 -- The holders with running jobs, or cancelled attempts still running (their liveness locks
 -- say which are dead).
@@ -106,22 +120,31 @@ UNION ALL SELECT id, holder FROM jobs
  WHERE state = 'cancelled' AND holder IS NOT NULL AND lease_until < :now;
 
 -- rescue_holder --
--- A dead holder's running jobs: queued again (attempt counted) or dead if spent.
+-- A dead holder's running jobs: queued again (attempt counted) or dead if spent. A held job
+-- that never started (started_at NULL) goes back as it was: no attempt, no error.
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
+   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+                    ELSE 'queued' END,
+       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN :now
+                          ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = json_insert(errors, '$[#]', json_set(json(:error), '$.attempt', attempts))
+       errors = CASE WHEN started_at IS NULL THEN errors
+                     ELSE json_insert(errors, '$[#]', json_set(json(:error), '$.attempt',
+                                                                attempts)) END
  WHERE holder = :holder AND state = 'running'
 RETURNING id, task, queue, attempts, state;
 
 -- rescue_job --
 -- One job whose lease expired, taken back as rescue_holder does.
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
+   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+                    ELSE 'queued' END,
+       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN :now
+                          ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = json_insert(errors, '$[#]', json_set(json(:error), '$.attempt', attempts))
+       errors = CASE WHEN started_at IS NULL THEN errors
+                     ELSE json_insert(errors, '$[#]', json_set(json(:error), '$.attempt',
+                                                                attempts)) END
  WHERE id = :id AND state = 'running' AND lease_until < :now
 RETURNING id, task, queue, attempts, state;
 
@@ -287,10 +310,12 @@ SELECT id, task, priority, ckey FROM jobs
  ORDER BY priority DESC, id LIMIT :limit;
 
 -- acquire_ids --
--- Acquire one chosen queued job (the limited and merged rounds pick them first).
+-- Acquire one chosen queued job (the limited and merged rounds pick them first); :held as
+-- in acquire.
 UPDATE jobs
-   SET state = 'running', attempts = attempts + 1, holder = :holder,
-       token = (random() & 9007199254740991), started_at = :now, lease_until = :lease_until
+   SET state = 'running', attempts = attempts + 1 - :held, holder = :holder,
+       token = (random() & 9007199254740991),
+       started_at = CASE WHEN :held THEN NULL ELSE :now END, lease_until = :lease_until
  WHERE id = :id AND state = 'queued'
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout, options,
           priority;

@@ -22,9 +22,12 @@ from .sqlite_workflows import WQ
 def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[str, int],
                   holder: str, *, now: float, lease: float, full: bool,
                   paused: frozenset[str], next_due: float | None, limits: Limits | None,
-                  limited: frozenset[str], tasks: frozenset[str] | None) -> Round:
-    """One round in one transaction: record outcomes, then claim up to `wants`, only jobs
-    of `tasks` (the tasks this service runs; None: any).
+                  limited: frozenset[str], tasks: frozenset[str] | None,
+                  ahead: dict[str, int] | None = None,
+                  began: list[tuple[int, int, float]] | None = None) -> Round:
+    """One round in one transaction: record outcomes and held attempts that began, then
+    claim up to `wants`, and `ahead` more held, only jobs of `tasks` (the tasks this service
+    runs; None: any).
 
     A full round also promotes due jobs and reads paused queues and the next due time;
     a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
@@ -32,50 +35,70 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
     applied: frozenset[int] = frozenset()
     if outcomes:
         applied = record(conn, outcomes, now)
+    if began:
+        conn.executemany(Q["began"], [{"id": i, "token": t, "at": at} for i, t, at in began])
     if full:
         conn.execute(Q["promote_due"], {"now": now})
         paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))
-    acquire = Q["acquire"]
     retry_in: float | None = None
-    for queue, limit in wants.items():
-        if limit <= 0 or queue in paused:
+    ahead = ahead or {}
+    for queue in (wants.keys() | ahead.keys()) if ahead else wants:
+        if queue in paused:
             continue
-        if limits is not None and queue in limits.caps:
+        limit, more = wants.get(queue, 0), ahead.get(queue, 0)
+        if limits is not None and queue in limited:
+            more = 0  # limits count what runs: nothing is claimed ahead of them
+        if limit > 0 and limits is not None and queue in limits.caps:
             # The cap holds across every service on the host: count all holders.
             running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
             limit = min(limit, limits.caps[queue] - running)
-            if limit <= 0:
-                continue
-        args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
-                "lease_until": now + lease}
+        if limit <= 0 and more <= 0:
+            continue
         present = _queued_tasks(conn, queue, tasks)
         if not present:
             continue
-        if limits is not None and queue in limited:
-            got, wait = _acquire_limited(conn, args, limits, present)
-            if wait is not None:
-                retry_in = wait if retry_in is None else min(retry_in, wait)
-        elif len(present) == 1:
-            got = list(conn.execute(acquire, {**args, "task": present[0]}))
-        else:
-            got = _acquire_merged(conn, args, present)
-        if len(got) > 1:
-            got.sort(key=rows.claim_order)
-        for row in got:
-            try:
-                claims.append(rows.claim(row))
-            except (ValueError, TypeError, RecursionError) as exc:
-                # A row no enqueue could write (edited by hand, a bug): it goes dead
-                # alone instead of failing every round of its queue.
-                bad = rows.named(row)
-                conn.execute(Q["fail"], {
-                    "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
-                    "finished_at": now, "error": json.dumps(error_entry(
-                        "BadPayload", f"unreadable stored payload: {exc}"[:500],
-                        bad["attempts"], now))})
+        args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
+                "lease_until": now + lease, "held": 0}
+        got: list[tuple[Any, ...]] = []
+        if limit > 0:
+            if limits is not None and queue in limited:
+                got, wait = _acquire_limited(conn, args, limits, present)
+                if wait is not None:
+                    retry_in = wait if retry_in is None else min(retry_in, wait)
+            else:
+                got = _acquire(conn, args, present)
+        claims.extend(_claims(conn, got, now, held=False))
+        if more > 0:  # held: claimed ahead of a free worker, not counted until they start
+            held = _acquire(conn, {**args, "limit": more, "held": 1}, present)
+            claims.extend(_claims(conn, held, now, held=True))
     if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
         next_due = conn.execute(Q["next_due"]).get
     return Round(claims, next_due, len(applied), paused, retry_in, applied)
+
+def _acquire(conn: apsw.Connection, args: dict[str, Any], present: list[str]
+             ) -> list[tuple[Any, ...]]:
+    if len(present) == 1:
+        return list(conn.execute(Q["acquire"], {**args, "task": present[0]}))
+    return _acquire_merged(conn, args, present)
+
+def _claims(conn: apsw.Connection, got: list[tuple[Any, ...]], now: float, *, held: bool
+            ) -> list[Claim]:
+    """Claimed rows as attempts, in claim order. A row no enqueue could write (edited by
+    hand, a bug) goes dead alone instead of failing every round of its queue."""
+    if len(got) > 1:
+        got.sort(key=rows.claim_order)
+    out: list[Claim] = []
+    for row in got:
+        try:
+            out.append(rows.claim(row, held=held))
+        except (ValueError, TypeError, RecursionError) as exc:
+            bad = rows.named(row)
+            conn.execute(Q["fail"], {
+                "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
+                "finished_at": now, "now": now, "error": json.dumps(error_entry(
+                    "BadPayload", f"unreadable stored payload: {exc}"[:500],
+                    bad["attempts"], now))})
+    return out
 
 def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None
                   ) -> list[str]:

@@ -36,15 +36,16 @@ def _dict(text: str) -> Any:
     return value
 
 
-def claim(row: tuple[Any, ...]) -> Claim:
+def claim(row: tuple[Any, ...], *, held: bool = False) -> Claim:
     """A claimed row as the attempt it hands out; ValueError/TypeError if its payload is not
     what any enqueue writes (edited by hand, a bug). Unpacked by position (the hot path of
-    every round), in CLAIM_COLUMNS' order."""
+    every round), in CLAIM_COLUMNS' order. A held row's attempt is the one it will be when
+    it starts (its `attempts` are not counted yet)."""
     (id_, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout,
      options, _) = row
     return Claim(id=id_, task=task, queue=queue, args=_list(args), kwargs=_dict(kwargs),
-                 attempt=attempts, max_attempts=max_attempts, token=token, trace_id=trace_id,
-                 timeout=timeout, options=_dict(options))
+                 attempt=attempts + held, max_attempts=max_attempts, token=token,
+                 trace_id=trace_id, timeout=timeout, options=_dict(options), held=held)
 
 
 _ID, _PRIORITY = CLAIM_COLUMNS.index("id"), CLAIM_COLUMNS.index("priority")
@@ -105,7 +106,7 @@ def outcome_params(outcomes: list[Outcome], now: float) -> tuple[Params, Params,
                               "run_at": o.run_at if o.run_at is not None else now})
         else:
             finished = now if o.state in ("dead", "cancelled") else None
-            failed.append({"id": o.id, "token": o.token, "state": o.state,
+            failed.append({"id": o.id, "token": o.token, "state": o.state, "now": now,
                            "run_at": o.run_at if o.run_at is not None else now,
                            "finished_at": finished, "error": json.dumps(o.error or {})})
     return done, failed, released, suspended

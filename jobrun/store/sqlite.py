@@ -265,11 +265,13 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
                       now: float, lease: float, full: bool = True,
                       paused: frozenset[str] = frozenset(), next_due: float | None = None,
                       limits: Limits | None = None, limited: frozenset[str] = frozenset(),
-                      tasks: frozenset[str] | None = None) -> Round:
+                      tasks: frozenset[str] | None = None, ahead: dict[str, int] | None = None,
+                      began: list[tuple[int, int, float]] | None = None) -> Round:
         with self.write() as conn:
             return rounds.acquire_round(conn, outcomes, wants, holder, now=now, lease=lease,
                                         full=full, paused=paused, next_due=next_due,
-                                        limits=limits, limited=limited, tasks=tasks)
+                                        limits=limits, limited=limited, tasks=tasks,
+                                        ahead=ahead, began=began)
 
     def record(self, outcomes: list[Outcome], *, now: float) -> int:
         """Record outcomes alone (a drain, or a result arriving after claims stopped);

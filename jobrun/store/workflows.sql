@@ -69,7 +69,8 @@ UPDATE jobs SET parent = :parent, fanin = :fanin
 -- A workflow gives its slot back and waits (not an attempt): until `run_at`, or now if what
 -- it waits for came meanwhile (an event sent, its children finished, before this commit).
 UPDATE jobs
-   SET state = 'scheduled', attempts = max(attempts - 1, 0), holder = NULL, token = NULL,
+   SET state = 'scheduled', holder = NULL, token = NULL,
+       attempts = CASE WHEN started_at IS NULL THEN attempts ELSE max(attempts - 1, 0) END,
        lease_until = NULL,
        run_at = CASE
          WHEN EXISTS (SELECT 1 FROM steps s JOIN events e ON e.name = s.waits

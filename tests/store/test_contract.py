@@ -98,6 +98,68 @@ def test_release_does_not_count_the_attempt(store: Store) -> None:
     assert rec is not None and (rec.state, rec.attempts) == ("queued", 0)
 
 
+def test_held_claims_count_their_attempt_once_they_start(store: Store) -> None:
+    ids = store.enqueue([job() for _ in range(5)], now=T0)
+    r = acquire(store, 1, ahead={"default": 4})
+    assert [c.id for c in r.claims] == ids and [c.held for c in r.claims] == [False] + [True] * 4
+    assert all(c.attempt == 1 for c in r.claims)
+    counted, began, ran, back, left = r.claims
+    for c in r.claims[1:]:
+        rec = store.get(c.id)
+        assert rec is not None and (rec.state, rec.attempts, rec.started_at) == ("running", 0, None)
+    r2 = store.acquire_round([Outcome(ran.id, ran.token, "succeeded", result="1"),
+                              Outcome(back.id, back.token, "released")], {}, "h1",
+                             now=T0 + 2, lease=60, began=[(began.id, began.token, T0 + 1.5)])
+    assert r2.recorded == 2
+    got = {i: store.get(i) for i in ids}
+    assert [(got[c.id].state, got[c.id].attempts) for c in r.claims] == [  # type: ignore[union-attr]
+        ("running", 1), ("running", 1), ("succeeded", 1), ("queued", 0), ("running", 0)]
+    assert got[began.id].started_at == T0 + 1.5  # type: ignore[union-attr]
+    assert got[ran.id].started_at is not None  # type: ignore[union-attr]
+    # A late `began` for an attempt already recorded changes nothing.
+    store.acquire_round([], {}, "h1", now=T0 + 3, lease=60, began=[(ran.id, ran.token, T0)])
+    rec = store.get(ran.id)
+    assert rec is not None and rec.attempts == 1
+    err = {"at": T0, "type": "E", "message": "x", "attempt": 1}
+    store.record([Outcome(left.id, left.token, "retrying", run_at=T0 + 50, error=err)],  # type: ignore[arg-type]
+                 now=T0 + 4)
+    rec = store.get(left.id)
+    assert rec is not None and (rec.state, rec.attempts) == ("retrying", 1)
+
+
+def test_held_jobs_that_never_began_go_back_unspent_when_their_holder_dies(store: Store
+                                                                            ) -> None:
+    ids = store.enqueue([job(max_attempts=1) for _ in range(4)], now=T0)
+    r = acquire(store, 1, ahead={"default": 3})
+    counted, began = r.claims[0], r.claims[1]
+    store.acquire_round([], {}, "h1", now=T0 + 2, lease=60, began=[(began.id, began.token, T0)])
+    store.rescue_holder("h1", "worker lost", now=T0 + 3)
+    got = [store.get(i) for i in ids]
+    assert [(g.state, g.attempts, len(g.errors)) for g in got] == [  # type: ignore[union-attr]
+        ("dead", 1, 1), ("dead", 1, 1), ("queued", 0, 0), ("queued", 0, 0)]
+    r3 = acquire(store, 0, holder="h3", now=T0 + 6, ahead={"default": 2})
+    assert [c.held for c in r3.claims] == [True, True]
+    for c in r3.claims:  # a stuck holder's held jobs, taken back at their lease's end
+        assert store.rescue_expired(c.id, "stuck", now=T0 + 70)
+    assert [(g.state, g.attempts, len(g.errors)) for g in  # type: ignore[union-attr]
+            (store.get(i) for i in ids[2:])] == [("queued", 0, 0), ("queued", 0, 0)]
+    again = acquire(store, 5, holder="h2", now=T0 + 71)
+    assert [c.id for c in again.claims] == ids[2:] and all(c.attempt == 1 for c in again.claims)
+
+
+def test_held_jobs_hold_the_host_wide_cap(store: Store) -> None:
+    from jobrun.limits import Limits
+    store.enqueue([job() for _ in range(4)], now=T0)
+    caps = Limits(caps={"default": 2})
+    r = acquire(store, 1, limits=caps, ahead={"default": 2})
+    assert len(r.claims) == 3  # claimed ahead beyond the cap: the caller serves it alone
+    assert acquire(store, 2, holder="h2", limits=caps).claims == []  # they count as running
+    keyed = Limits(key_concurrency={"t:a": 1})
+    r = acquire(store, 2, holder="h3", limits=keyed, limited=frozenset({"default"}),
+                ahead={"default": 3})
+    assert [c.held for c in r.claims] == [False]  # nothing is held ahead of limits
+
+
 def test_retrying_waits_for_its_time_and_dead_when_spent(store: Store) -> None:
     store.enqueue([job(max_attempts=2)], now=T0)
     (c,) = acquire(store).claims
