@@ -162,18 +162,17 @@ def _queues(r: Reader, table: Any) -> dict[str, QueueConfig]:
         mtpc = r.take(q, p, "max_tasks_per_child", int)
         if mtpc is not None and mtpc < 1:
             r.bad(p + ("max_tasks_per_child",), f"must be at least 1, not {mtpc}")
-        prefetch = r.take(q, p, "prefetch", int, 0)
-        if prefetch < 0:
+        prefetch = r.take(q, p, "prefetch", int)
+        if prefetch is not None and prefetch < 0:
             r.bad(p + ("prefetch",), f"must be 0 or more, not {prefetch}")
-        elif prefetch and ex != "process":
-            r.bad(p + ("prefetch",), "only process queues prefetch (executor = \"process\")")
+            prefetch = None
         base, cap = r.dur(q, p, "retry_base", None), r.dur(q, p, "retry_cap", None)
         if base is not None and cap is not None and cap < base:
             r.bad(p + ("retry_cap",), f"retry_cap ({human(cap)}) must be at least "
                                       f"retry_base ({human(base)})")
             cap = None
         out[name] = QueueConfig(name, conc, ex, ma, base, cap, r.dur(q, p, "timeout", None),
-                                extra, max(0, prefetch))
+                                extra, prefetch)
     return out
 
 

@@ -51,6 +51,14 @@ class Limits:
     key_concurrency: dict[str, int] = field(default_factory=dict)  # task -> per-key cap
     key_rates: dict[str, Rate] = field(default_factory=dict)      # task -> per-key rate
 
+    def free_tasks(self, queue: str, tasks: list[str]) -> list[str]:
+        """The tasks of `tasks` whose jobs in `queue` no rate or key limit counts: only they
+        may be held ahead of a free worker (a limit counts what runs)."""
+        if queue in self.queue_rates:
+            return []
+        return [t for t in tasks if t not in self.task_rates and
+                t not in self.key_concurrency and t not in self.key_rates]
+
     def limited(self, queue: str, tasks_by_queue: dict[str, set[str]]) -> bool:
         """Whether claiming from `queue` needs the careful path (keys or rates)."""
         if queue in self.queue_rates:

@@ -62,12 +62,13 @@ class Service:
         self.presence = presence_for(self.store)
         self._liveness = self.presence.liveness(self.holder)
         self._inflight = InFlight()
-        self._pools = Pools(registry, self._done, lambda: self.settings, self.path)
+        self._pools = Pools(registry, self._done, lambda: self.settings, self.path,
+                            self._inflight.began)
         self._loop: Loop | None = None
         self._maint = Maintenance(ServiceView(
             self.store, self.path, self.holder, self._inflight, lambda: self.settings,
             lambda: self.tasks, self._wake, self._pools.cancel, self._leads,
-            self.presence, self._liveness))
+            self.presence, self._liveness, self._served_alone))
         self._status: Store | None = None
         self.metrics: Metrics | None = None
         self._threads: list[threading.Thread] = []
@@ -184,6 +185,8 @@ class Service:
             return 0
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         loop.draining = True
+        for a in self._inflight.waiting():  # held, not begun: back now, not after a wait
+            a.ctx.cancel(hand_back=True)
         self._wake()
         if self.scheduler is not None:  # a draining service fires no cron: another leads now
             self.scheduler.stop()
@@ -252,13 +255,10 @@ class Service:
                                    now=clock.now())
 
     def _plan(self, settings: Settings) -> ClaimPlan:
-        """What the loop claims: caps (concurrency plus prefetch), chunks, limits, tasks."""
-        caps = {q: settings.queue(q).claim_cap for q in self.queue_names()}
-        chunks = {}
-        for q in caps:
-            qc = settings.queue(q)
-            if qc.claim_cap > qc.concurrency:  # claim in chunks while every child is busy
-                chunks[q] = (qc.concurrency, max(1, (qc.claim_cap - qc.concurrency) // 2))
+        """What the loop claims: caps (concurrency), how far ahead, limits, tasks."""
+        caps = {q: settings.queue(q).concurrency for q in self.queue_names()}
+        ahead = {q: (qc.ahead, qc.prefetch is not None)
+                 for q in caps if (qc := settings.queue(q)).ahead > 0}
         queue_rates = {q: parse_rate(qc.extra["rate_limit"])
                        for q, qc in settings.queues.items() if qc.extra.get("rate_limit")}
         task_rates, key_conc, key_rates = {}, {}, {}
@@ -279,7 +279,8 @@ class Service:
             limited = frozenset(caps)  # a job may be sent to any queue, with its task's limits
         else:
             limited = frozenset(q for q in caps if limits.limited(q, by_queue))
-        return ClaimPlan(caps, chunks, limits, limited, self.tasks)
+        return ClaimPlan(caps, {q: a for q, a in ahead.items() if q not in queue_rates},
+                         limits, limited, self.tasks)
 
     def apply(self, settings: Settings) -> None:
         """Switch to new settings at once: caps and new queues; the scheduler reads them on
@@ -311,6 +312,10 @@ class Service:
         """Executors hand outcomes in here, from their threads."""
         if self._loop is not None:
             self._loop.done(claim, outcome)
+
+    def _served_alone(self, queues: frozenset[str]) -> None:
+        if self._loop is not None:
+            self._loop.alone = queues
 
     def _wake(self) -> None:
         if self._loop is not None:

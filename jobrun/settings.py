@@ -12,6 +12,7 @@ from typing import Any
 from .cron import parse_duration
 
 DEFAULT_QUEUE = "default"
+AHEAD_PER_SLOT = 4  # held claims per worker slot at most, prefetch unset
 DEFAULT_CONCURRENCY = 8
 EXECUTORS = ("thread", "process", "async")
 
@@ -80,12 +81,16 @@ class QueueConfig:
     retry_cap: float | None = None
     timeout: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    prefetch: int = 0  # process queues: jobs claimed ahead of free children
+    prefetch: int | None = None  # jobs held ahead of free workers; None: as the load asks
 
     @property
-    def claim_cap(self) -> int:
-        """How many jobs of this queue a service may hold: its children plus the prefetch."""
-        return self.concurrency + (self.prefetch if self.executor == "process" else 0)
+    def ahead(self) -> int:
+        """The most jobs a service serving this queue alone holds ahead of its free workers:
+        the `prefetch` given, else AHEAD_PER_SLOT per slot (an unset prefetch holds only
+        about what the queue finishes per round, so slow jobs are hardly held at all)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return AHEAD_PER_SLOT * self.concurrency
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..context import Context
 from ..errors import JobrunError, TaskTimeout
 from ..model import Claim, Outcome, error_entry
 from ..registry import Registry, TaskSpec
-from . import Done, groups
+from . import Began, Done, groups, never_began
 from .slots import Slots
 
 TAIL = 64 * 1024
@@ -148,9 +148,10 @@ class CommandExecutor(Slots):
 
     tag = "cmd"
 
-    def __init__(self, name: str, workers: int, registry: Registry, done: Done) -> None:
+    def __init__(self, name: str, workers: int, registry: Registry, done: Done,
+                 began: Began = never_began) -> None:
         self._registry = registry
-        super().__init__(name, workers, done)
+        super().__init__(name, workers, done, began)
 
     def _slot(self) -> None:
         while True:
@@ -158,6 +159,8 @@ class CommandExecutor(Slots):
             if item is None:
                 return
             claim, ctx = item
+            if not self._begin(claim, ctx):
+                continue
             started = clock.timer()
             outcome = run_command(claim, self._registry.get(claim.task), ctx)
             outcome.extra["duration"] = clock.timer() - started

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..context import Context
 from ..model import Claim
 from ..registry import Registry, TaskSpec
-from . import Done, Executor
+from . import Began, Done, Executor, never_began
 from .thread import ThreadExecutor
 
 if TYPE_CHECKING:  # imported when first made: an idle service loads no asyncio, no multiprocessing
@@ -52,10 +52,11 @@ def task_modules(registry: Registry, settings: Settings) -> list[str]:
 
 class Pools:
     def __init__(self, registry: Registry, done: Done, settings: Callable[[], Settings],
-                 store_path: str = "") -> None:
+                 store_path: str = "", began: Began = never_began) -> None:
         self._store_path = store_path
         self._registry = registry
         self._done = done
+        self._began = began
         self._settings = settings
         self._lock = threading.Lock()
         self._threads: dict[str, ThreadExecutor] = {}
@@ -99,18 +100,18 @@ class Pools:
                         imports=task_modules(self._registry, self._settings()),
                         max_tasks_per_child=q.extra.get("max_tasks_per_child"),
                         store_path=self._store_path,
-                        batch=1 + q.prefetch // max(1, q.concurrency))
+                        batch=1 + q.ahead // max(1, q.concurrency), began=self._began)
                 return self._procs[queue]
             if kind == "command":
                 if queue not in self._cmds:
                     from .command import CommandExecutor
 
                     self._cmds[queue] = CommandExecutor(queue, q.concurrency, self._registry,
-                                                        self._done)
+                                                        self._done, self._began)
                 return self._cmds[queue]
             if queue not in self._threads:
                 self._threads[queue] = ThreadExecutor(queue, q.concurrency, self._registry,
-                                                      self._done)
+                                                      self._done, self._began)
             return self._threads[queue]
 
     def resize(self, caps: dict[str, int]) -> None:

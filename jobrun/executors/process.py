@@ -31,8 +31,8 @@ from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
 from ..model import Claim, Outcome, error_entry
 from ..registry import Registry
-from . import Done, groups
-from .slots import Slots
+from . import Began, Done, groups, never_began
+from .slots import Slots, unstarted
 
 log = logging.getLogger("jobrun.process")
 KILL_GRACE = 2.0
@@ -172,7 +172,8 @@ class ProcessExecutor(Slots):
 
     def __init__(self, name: str, workers: int, registry: Registry, done: Done, *,
                  imports: list[str], max_tasks_per_child: int | None = None,
-                 kill_grace: float = KILL_GRACE, store_path: str = "", batch: int = 1) -> None:
+                 kill_grace: float = KILL_GRACE, store_path: str = "", batch: int = 1,
+                 began: Began = never_began) -> None:
         self._store_path = store_path
         self._batch = max(1, batch)
         self._registry = registry
@@ -190,7 +191,7 @@ class ProcessExecutor(Slots):
         self._generation = 0  # bumped when the task modules change
         self._lock = threading.Lock()
         self.replaced = 0
-        super().__init__(name, workers, done)
+        super().__init__(name, workers, done, began)
 
     def children(self) -> list[int]:
         with self._lock:
@@ -234,10 +235,12 @@ class ProcessExecutor(Slots):
     def _take(self) -> list[tuple[Claim, Context]] | None:
         """The next batch: one claim (waiting for it), plus what else is queued, up to the
         batch size. None when the executor shuts down."""
-        item = self._q.get()
-        if item is None:
-            return None
-        batch = [item]
+        batch: list[tuple[Claim, Context]] = []
+        while not batch:  # held claims cancelled or handed back while they waited: dropped
+            item = self._q.get()
+            if item is None:
+                return None
+            batch = self._keep([item])
         while len(batch) < self._batch:
             try:
                 more = self._q.get_nowait()
@@ -246,8 +249,17 @@ class ProcessExecutor(Slots):
             if more is None:
                 self._q.put(None)  # this slot's stop marker: after this batch
                 break
-            batch.append(more)
+            batch.extend(self._keep([more]))
         return batch
+
+    def _keep(self, items: list[tuple[Claim, Context]]) -> list[tuple[Claim, Context]]:
+        kept = []
+        for claim, ctx in items:
+            if claim.held and ctx.cancelled:
+                self._done(claim, unstarted(claim, ctx))
+            else:
+                kept.append((claim, ctx))
+        return kept
 
     def _slot(self) -> None:
         child: _Child | None = None
@@ -323,12 +335,17 @@ class ProcessExecutor(Slots):
                     now_m = clock.monotonic()
                     if raw == ACK:
                         acked, started = True, now_m
+                        if claim.held:  # the child starts the batch with it
+                            self._began(claim.token)
                         continue
-                    results.append((claim, self._outcome(claim, json.loads(raw),
-                                                         now_m - started)))
+                    d = json.loads(raw)
+                    results.append((claim, unstarted(claim, ctx) if d["state"] == "skipped"
+                                    else self._outcome(claim, d, now_m - started)))
                     i, started = i + 1, now_m
                     if i == len(batch):
                         return results, [], True
+                    if batch[i][0].held:  # the child goes on to the next one
+                        self._began(batch[i][0].token)
                     continue
             except (EOFError, OSError):
                 return self._lost(child, batch, results, i, acked)
@@ -376,9 +393,5 @@ class ProcessExecutor(Slots):
 
     @staticmethod
     def _outcome(claim: Claim, d: dict[str, Any], duration: float) -> Outcome:
-        if d["state"] == "skipped":
-            return Outcome(claim.id, claim.token, "cancelled", error=error_entry(
-                "Cancelled", "cancelled before it started", claim.attempt, clock.now()),
-                extra={"duration": 0.0})
         return Outcome(claim.id, claim.token, d["state"], result=d["result"], run_at=d["run_at"],
                        error=d["error"], extra={"duration": duration})

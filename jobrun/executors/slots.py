@@ -5,9 +5,10 @@ from __future__ import annotations
 import queue
 import threading
 
+from .. import clock
 from ..context import Context
-from ..model import Claim
-from . import Done
+from ..model import Claim, Outcome, error_entry
+from . import Began, Done, never_began
 
 
 class Slots:
@@ -17,9 +18,10 @@ class Slots:
 
     tag = ""
 
-    def __init__(self, name: str, workers: int, done: Done) -> None:
+    def __init__(self, name: str, workers: int, done: Done, began: Began = never_began) -> None:
         self.name = name
         self._done = done
+        self._began = began
         self._q: queue.SimpleQueue[tuple[Claim, Context] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self.resize(workers)
@@ -42,3 +44,24 @@ class Slots:
 
     def _slot(self) -> None:
         raise NotImplementedError
+
+    def _begin(self, claim: Claim, ctx: Context) -> bool:
+        """Whether to run a claim taken from the queue. A held one (claimed ahead) begins
+        now, unless it was cancelled or handed back (a drain) while it waited: then it
+        comes back without running."""
+        if not claim.held:
+            return True
+        if ctx.cancelled:
+            self._done(claim, unstarted(claim, ctx))
+            return False
+        self._began(claim.token)
+        return True
+
+
+def unstarted(claim: Claim, ctx: Context) -> Outcome:
+    """The outcome of a held claim that never began: handed back (a drain), or cancelled."""
+    if ctx.handed_back:
+        return Outcome(claim.id, claim.token, "released")
+    return Outcome(claim.id, claim.token, "cancelled", error=error_entry(
+        "Cancelled", "cancelled before it started", claim.attempt, clock.now()),
+        extra={"duration": 0.0})

@@ -110,8 +110,9 @@ class LeaseStore(abc.ABC):
         the caller's. A stored row that cannot be read goes dead alone (BadPayload).
 
         Held claims: `ahead[queue]` more jobs are then claimed *held* (Claim.held), for a
-        service that serves the queue alone and claims ahead of its free workers (not in
-        `limited` queues, and beyond the host-wide cap, which counts them as running). A
+        service that serves the queue alone and claims ahead of its free workers (in a
+        `limited` queue only jobs of tasks no rate or key limit counts: Limits.free_tasks;
+        beyond the host-wide cap, which counts them as running). A
         held row is `running` with `started_at` NULL and its attempt not counted; `began`
         lists (id, token, started at) of held attempts that started since: from then on they
         count. An outcome of a held attempt counts it; a release, a suspend or a rescue of one

@@ -46,8 +46,6 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
         if queue in paused:
             continue
         limit, more = wants.get(queue, 0), ahead.get(queue, 0)
-        if limits is not None and queue in limited:
-            more = 0  # limits count what runs: nothing is claimed ahead of them
         if limit > 0 and limits is not None and queue in limits.caps:
             # The cap holds across every service on the host: count all holders.
             running = conn.execute(Q["running_in_queue"], {"queue": queue}).get
@@ -68,7 +66,9 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
             else:
                 got = _acquire(conn, args, present)
         claims.extend(_claims(conn, got, now, held=False))
-        if more > 0:  # held: claimed ahead of a free worker, not counted until they start
+        if more > 0 and limits is not None and queue in limited:
+            present = limits.free_tasks(queue, present)  # a limit counts what runs
+        if more > 0 and present:  # held: ahead of a free worker, uncounted until they start
             held = _acquire(conn, {**args, "limit": more, "held": 1}, present)
             claims.extend(_claims(conn, held, now, held=True))
     if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)

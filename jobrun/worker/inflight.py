@@ -18,19 +18,58 @@ class Attempt:
     claim: Claim
     ctx: Context
     kind: str        # thread | process | command | async
-    started: float   # monotonic
+    started: float   # monotonic: when it was handed out, or when a held attempt began
+    waiting: bool = False  # held and not begun: it waits for a free worker here
 
 
 class InFlight:
     def __init__(self) -> None:
         self._attempts: dict[int, Attempt] = {}
-        self.busy: dict[str, int] = {}
+        self.busy: dict[str, int] = {}     # per queue: attempts here, held ones included
+        self.held: dict[str, int] = {}     # per queue: held attempts not begun yet
         self._timed_out: set[int] = set()
         self._taken_back: set[int] = set()  # after a liveness loss: taken back, still running
+        self._began: list[tuple[int, float]] = []  # (token, when): appended by any thread
 
     def add(self, claim: Claim, ctx: Context, kind: str) -> None:
-        self._attempts[claim.token] = Attempt(claim, ctx, kind, clock.monotonic())
+        self._attempts[claim.token] = Attempt(claim, ctx, kind, clock.monotonic(), claim.held)
         self.busy[claim.queue] = self.busy.get(claim.queue, 0) + 1
+        if claim.held:
+            self.held[claim.queue] = self.held.get(claim.queue, 0) + 1
+
+    def began(self, token: int) -> None:
+        """A held attempt starts now (an executor's thread): its timeout counts from here,
+        and the loop's next round records it (its attempt counts from then on)."""
+        a = self._attempts.get(token)
+        if a is not None:
+            a.started = clock.monotonic()
+        self._began.append((token, clock.now()))
+
+    def take_began(self) -> list[tuple[int, int, float]]:
+        """(job id, token, when) of the held attempts that began since (the loop's thread)."""
+        if not self._began:
+            return []
+        out: list[tuple[int, int, float]] = []
+        began, self._began = self._began, []
+        for token, at in began:
+            a = self._attempts.get(token)
+            if a is not None and a.waiting:
+                a.waiting = False
+                self.held[a.claim.queue] -= 1
+                out.append((a.claim.id, token, at))
+        return out
+
+    def has_began(self) -> bool:
+        return bool(self._began)
+
+    def began_again(self, began: list[tuple[int, int, float]]) -> None:
+        """A round that failed: its starts go with the next one."""
+        for _, token, at in began:
+            a = self._attempts.get(token)
+            if a is not None:
+                a.waiting = True
+                self.held[a.claim.queue] += 1
+            self._began.append((token, at))
 
     def finish(self, token: int) -> Attempt | None:
         """The attempt came back: its slot is free again."""
@@ -38,7 +77,14 @@ class InFlight:
         self._taken_back.discard(token)
         if a is not None:
             self.busy[a.claim.queue] -= 1
+            if a.waiting:
+                a.waiting = False
+                self.held[a.claim.queue] -= 1
         return a
+
+    def waiting(self) -> list[Attempt]:
+        """Held attempts not begun: a drain hands them back at once."""
+        return [a for a in list(self._attempts.values()) if a.waiting]
 
     def get(self, token: int) -> Attempt | None:
         return self._attempts.get(token)
@@ -80,6 +126,9 @@ class InFlight:
     def clear(self) -> None:
         self._attempts.clear()
         self._taken_back.clear()
+        self._began.clear()
+        self.busy.clear()
+        self.held.clear()
 
     def __contains__(self, token: object) -> bool:
         return token in self._attempts

@@ -2,7 +2,10 @@
 
 One thread talks to the store for claims: each round records the outcomes that came in,
 promotes due jobs and claims as many jobs as there are free slots, all in one transaction
-(batching is the lever). Claims go to the executors; their outcomes come back through
+(batching is the lever). In a queue this service serves alone it also holds jobs ahead of
+its free workers, about twice what the queue finished since the last round (up to the
+queue's `prefetch`), so that jobs of microseconds are claimed many to a round: a held job
+counts no attempt until a worker starts it, and the next round records that start. Claims go to the executors; their outcomes come back through
 `done`, from any thread, and wake the loop if it sleeps. Idle, it sleeps on the doorbell
 (producers ring it) until the next due time or the fallback poll.
 """
@@ -36,10 +39,11 @@ jlog = logging.getLogger("jobrun.job")
 @dataclass(frozen=True)
 class ClaimPlan:
     """What the loop claims, swapped whole on a reload: per queue the jobs this service may
-    hold, the chunking of prefetching queues, the limits, and the tasks it runs."""
+    run, how many it may hold ahead (and whether that is a fixed `prefetch`), the limits,
+    and the tasks it runs."""
 
     caps: dict[str, int]
-    chunks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ahead: dict[str, tuple[int, bool]] = field(default_factory=dict)
     limits: Limits | None = None
     limited: frozenset[str] = frozenset()
     tasks: frozenset[str] | None = None
@@ -83,6 +87,7 @@ class Loop:
         self._ringer: Ringer | None = None
         self._dry = False       # the last round found no more jobs for any free slot
         self._hold_until: float | None = None  # outcomes held for the next claiming round
+        self.alone: frozenset[str] = frozenset()  # queues no other live service serves
 
     # -- from other threads ------------------------------------------------------------------
     def done(self, claim: Claim, outcome: Outcome) -> None:
@@ -102,8 +107,8 @@ class Loop:
             pending.extend(self.outcomes.take())
             halting = self.halting
             plan = self.plan
-            wants = {} if self.draining or self.inflight.holds_taken_back() \
-                else self._wants(plan)
+            stopped = self.draining or self.inflight.holds_taken_back()
+            wants = {} if stopped else self._wants(plan)
             now_m, now = clock.monotonic(), clock.now()
             self._note_retries(pending)
             due = self._next_due is not None and self._next_due <= now
@@ -111,7 +116,8 @@ class Loop:
             if pending and not (full or halting or self.draining) and self._hold(pending, now_m):
                 pass  # quiet: they go with the round that claims the next job
             elif pending or (wants and full):
-                r = self._round(pending, wants, plan, full, now)
+                ahead = {} if stopped else self._ahead(plan, pending)
+                r = self._round(pending, wants, plan, full, now, ahead)
                 if r is None:
                     if halting:
                         return
@@ -138,7 +144,8 @@ class Loop:
         written to the WAL once more: successes wait up to `record_delay` for the round that
         claims the next job (a doorbell, a due job), and go in its commit. Anything else
         (a failure, a workflow's wait, a handed-back job) is recorded at once."""
-        if not self._dry or any(o.state != "succeeded" for _, o in pending):
+        if not self._dry or self.inflight.has_began() or \
+                any(o.state != "succeeded" for _, o in pending):
             return False
         if self._hold_until is None:
             delay = self._settings().record_delay
@@ -148,19 +155,32 @@ class Loop:
         return now_m < self._hold_until
 
     def _wants(self, plan: ClaimPlan) -> dict[str, int]:
-        """Free slots per queue; a prefetching queue whose children are all busy waits for a
-        chunk's worth rather than claiming job by job."""
+        """Free slots per queue (held jobs waiting here fill slots first)."""
         wants: dict[str, int] = {}
         busy = self.inflight.busy
         for q, cap in plan.caps.items():
-            n = busy.get(q, 0)
-            free = cap - n
+            free = cap - busy.get(q, 0)
             if free > 0:
-                chunk = plan.chunks.get(q)
-                if chunk is not None and n >= chunk[0] and free < chunk[1]:
-                    continue
                 wants[q] = free
         return wants
+
+    def _ahead(self, plan: ClaimPlan, pending: outcomes_mod.Taken) -> dict[str, int]:
+        """Jobs to hold ahead per queue served alone: a fixed `prefetch` keeps that many;
+        otherwise twice what finished since the last round, up to the most it may hold."""
+        if not plan.ahead or not self.alone:
+            return {}
+        finished: dict[str, int] = {}
+        for c, _ in pending:
+            finished[c.queue] = finished.get(c.queue, 0) + 1
+        held = self.inflight.held
+        out: dict[str, int] = {}
+        for q, (most, fixed) in plan.ahead.items():
+            if q not in self.alone:
+                continue
+            want = (most if fixed else min(most, 2 * finished.get(q, 0))) - held.get(q, 0)
+            if want > 0:
+                out[q] = want
+        return out
 
     def _note_retries(self, pending: outcomes_mod.Taken) -> None:
         for _, o in pending:
@@ -169,15 +189,17 @@ class Loop:
                 self._next_due = o.run_at
 
     def _round(self, pending: outcomes_mod.Taken, wants: dict[str, int], plan: ClaimPlan,
-               full: bool, now: float) -> Round | None:
+               full: bool, now: float, ahead: dict[str, int]) -> Round | None:
         """One store round; None if it failed (the loop must outlive any one bad round)."""
+        began = self.inflight.take_began()
         try:
             r = self.store.acquire_round(
                 [o for _, o in pending], wants, self.holder, now=now,
                 lease=self._settings().lease, full=full, paused=self._paused,
                 next_due=self._next_due, limits=plan.limits, limited=plan.limited,
-                tasks=plan.tasks)
+                tasks=plan.tasks, ahead=ahead, began=began)
         except Exception as exc:
+            self.inflight.began_again(began)  # recorded by the next round that works
             self._failures += 1
             if clock.monotonic() - self._reported >= 10 or self._failures == 1:
                 self._reported = clock.monotonic()  # once per 10 s while it lasts
@@ -220,6 +242,12 @@ class Loop:
                       claim.token, self._heartbeat(claim), self.path)
         kind = self.pools.kind(claim)
         self.inflight.add(claim, ctx, kind)
+        if claim.held:
+            if self.draining:  # claimed in the round that met the drain: back at once
+                self.done(claim, Outcome(claim.id, claim.token, "released"))
+                return
+            if kind == "async":  # no queue of its own to wait in: it starts now
+                self.inflight.began(claim.token)
         if jlog.isEnabledFor(logging.INFO):
             self._log_started(claim)
         try:

@@ -103,7 +103,7 @@ def test_held_claims_count_their_attempt_once_they_start(store: Store) -> None:
     r = acquire(store, 1, ahead={"default": 4})
     assert [c.id for c in r.claims] == ids and [c.held for c in r.claims] == [False] + [True] * 4
     assert all(c.attempt == 1 for c in r.claims)
-    counted, began, ran, back, left = r.claims
+    _counted, began, ran, back, left = r.claims
     for c in r.claims[1:]:
         rec = store.get(c.id)
         assert rec is not None and (rec.state, rec.attempts, rec.started_at) == ("running", 0, None)
@@ -131,7 +131,7 @@ def test_held_jobs_that_never_began_go_back_unspent_when_their_holder_dies(store
                                                                             ) -> None:
     ids = store.enqueue([job(max_attempts=1) for _ in range(4)], now=T0)
     r = acquire(store, 1, ahead={"default": 3})
-    counted, began = r.claims[0], r.claims[1]
+    began = r.claims[1]
     store.acquire_round([], {}, "h1", now=T0 + 2, lease=60, began=[(began.id, began.token, T0)])
     store.rescue_holder("h1", "worker lost", now=T0 + 3)
     got = [store.get(i) for i in ids]
@@ -154,10 +154,11 @@ def test_held_jobs_hold_the_host_wide_cap(store: Store) -> None:
     r = acquire(store, 1, limits=caps, ahead={"default": 2})
     assert len(r.claims) == 3  # claimed ahead beyond the cap: the caller serves it alone
     assert acquire(store, 2, holder="h2", limits=caps).claims == []  # they count as running
-    keyed = Limits(key_concurrency={"t:a": 1})
-    r = acquire(store, 2, holder="h3", limits=keyed, limited=frozenset({"default"}),
-                ahead={"default": 3})
-    assert [c.held for c in r.claims] == [False]  # nothing is held ahead of limits
+    store.enqueue([job("t:k"), job("t:k")], now=T0)
+    keyed = Limits(key_concurrency={"t:k": 1})
+    r = acquire(store, 0, holder="h3", limits=keyed, limited=frozenset({"default"}),
+                ahead={"default": 5})
+    assert [c.task for c in r.claims] == ["t:a"]  # a limit counts what runs: none held of it
 
 
 def test_retrying_waits_for_its_time_and_dead_when_spent(store: Store) -> None:

@@ -7,6 +7,7 @@ module, each given what it needs (a `ServiceView`) rather than the service itsel
     timeouts.py  record thread jobs past their timeout (a thread cannot be stopped)
     unknown.py   jobs of tasks no live or recent service declares go dead
     holders.py   keep this service's liveness, forget what dead holders published
+    alone.py     the queues no other live service serves (where jobs may be held ahead)
     prune.py     delete finished jobs past their retention
     alerting.py  alert thresholds (on the leader only)
 
@@ -26,7 +27,7 @@ from ...errors import StoreError
 from ...presence.contract import Liveness, Presence
 from ...store.contract import Store
 from ..inflight import InFlight
-from . import alerting, fencing, holders, leases, prune, rescue, timeouts, unknown
+from . import alerting, alone, fencing, holders, leases, prune, rescue, timeouts, unknown
 
 log = logging.getLogger("jobrun.service")
 
@@ -46,6 +47,7 @@ class ServiceView:
     leader: Callable[[], bool]
     presence: Presence                    # who is alive, who leads (files or advisory locks)
     liveness: Liveness                    # this service's own
+    alone: Callable[[frozenset[str]], None] = lambda queues: None  # queues served alone
 
 
 class Maintenance:
@@ -97,6 +99,8 @@ class Maintenance:
             timeouts.time_out_threads(v)
         if self._due("unknown", unknown.EVERY, now_m, first):
             unknown.sweep(v, now)
+        if self._due("alone", alone.EVERY, now_m, first):
+            alone.look(v)
         if self._due("holders", 10.0, now_m, first):
             holders.sweep(v)
         if settings.alerts and v.leader() and self._due("alerts", 10.0, now_m, False):
