@@ -103,7 +103,7 @@ def test_held_claims_count_their_attempt_once_they_start(store: Store) -> None:
     r = acquire(store, 1, ahead={"default": 4})
     assert [c.id for c in r.claims] == ids and [c.held for c in r.claims] == [False] + [True] * 4
     assert all(c.attempt == 1 for c in r.claims)
-    counted, began, ran, back, left = r.claims
+    _counted, began, ran, back, left = r.claims
     for c in r.claims[1:]:
         rec = store.get(c.id)
         assert rec is not None and (rec.state, rec.attempts, rec.started_at) == ("running", 0, None)
@@ -131,7 +131,7 @@ def test_held_jobs_that_never_began_go_back_unspent_when_their_holder_dies(store
                                                                             ) -> None:
     ids = store.enqueue([job(max_attempts=1) for _ in range(4)], now=T0)
     r = acquire(store, 1, ahead={"default": 3})
-    counted, began = r.claims[0], r.claims[1]
+    began = r.claims[1]
     store.acquire_round([], {}, "h1", now=T0 + 2, lease=60, began=[(began.id, began.token, T0)])
     store.rescue_holder("h1", "worker lost", now=T0 + 3)
     got = [store.get(i) for i in ids]
