@@ -26,7 +26,7 @@ from .contract import AttemptState, DashboardRead, Expired, Rescued, Round, Stor
 from .postgres_locks import AdvisoryLocks
 from .postgres_ops import PgCatalog, PgOperator
 from .postgres_pool import Conn, Pool
-from .postgres_rounds import acquire_round, record
+from .postgres_rounds import acquire_round, queue_locks, record
 from .postgres_sql import PQ, SCHEMA_VERSION, STEPS, insert, redact, sql, wrap
 from .postgres_workflows import PgWorkflows
 from .queries import parse, read_sql
@@ -224,17 +224,18 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
                       now: float, lease: float, full: bool = True,
                       paused: frozenset[str] = frozenset(), next_due: float | None = None,
                       limits: Limits | None = None, limited: frozenset[str] = frozenset(),
-                      tasks: frozenset[str] | None = None) -> Round:
-        queues = sorted(q for q, n in wants.items() if n > 0 and limits is not None
-                        and (q in limits.caps or q in limited))
+                      tasks: frozenset[str] | None = None, ahead: dict[str, int] | None = None,
+                      began: list[tuple[int, int, float]] | None = None) -> Round:
+        queues = queue_locks(wants, ahead, limits, limited)
 
         def body(conn: Conn) -> Round:
-            lock_in_order(conn, outcomes, always=len(queues) > 1)
+            lock_in_order(conn, outcomes, always=len(queues) > 1,
+                          began=[b[0] for b in began or ()])
             if len(queues) > 1:  # rows first, then queues: the order of any other round
                 conn.execute(sql(PQ["queue_locks"]), {"queues": queues})
             return acquire_round(conn, outcomes, wants, holder, now=now, lease=lease,
                                  full=full, paused=paused, next_due=next_due, limits=limits,
-                                 limited=limited, tasks=tasks)
+                                 limited=limited, tasks=tasks, ahead=ahead, began=began)
         return self.transact(body)
 
     def record(self, outcomes: list[Outcome], *, now: float) -> int:
@@ -322,13 +323,18 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
         return bool(found[0][0])
 
 
-def lock_in_order(conn: Conn, outcomes: list[Outcome], *, always: bool = False) -> None:
+def lock_in_order(conn: Conn, outcomes: list[Outcome], *, always: bool = False,
+                  began: list[int] | None = None) -> None:
     """Lock the rows of outcomes of more than one kind in id order before writing any:
     record() writes kind by kind (successes, then failures ...), and a round that locked 9
     then 3 deadlocked with a renewal or a rescue locking 3 then 9 (issue 16). One kind alone
-    is written in id order already (unless `always`: a round locking its queues first)."""
-    if outcomes and (always or len({KIND.get(o.state, "failed") for o in outcomes}) > 1):
-        conn.execute(sql(PQ["lock_ids"]), {"ids": sorted({o.id for o in outcomes})})
+    is written in id order already (unless `always`: a round locking its queues first).
+    Held attempts that `began` are written after the outcomes: their rows are locked with
+    theirs."""
+    ids = {o.id for o in outcomes} | set(began or ())
+    if ids and (always or (began and len(ids) > 1)
+                or len({KIND.get(o.state, "failed") for o in outcomes}) > 1):
+        conn.execute(sql(PQ["lock_ids"]), {"ids": sorted(ids)})
 
 
 #: How record() groups outcomes (rows.outcome_params): each group is written in id order.

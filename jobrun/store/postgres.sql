@@ -124,10 +124,13 @@ SELECT name FROM queues WHERE paused = 1;
 -- is claiming right now (SKIP LOCKED): rounds of many services never wait on each other.
 -- Every time stamp is jobrun's clock (the writer's clock.now(), never the server's now());
 -- a round's `now` can predate a job committed while the round waited on a lock, so a
--- start is never stamped before its job's enqueue (here and in acquire_ids, acquire_id).
+-- start is never stamped before its job's enqueue (here, in acquire_ids, acquire_id and
+-- began). Held (`held` true, claimed ahead of a free worker): the attempt is not counted
+-- and started_at stays NULL until it starts (began), or until its outcome is recorded.
 UPDATE jobs
-   SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
-       token = floor(random() * 9007199254740991)::bigint + 1, started_at = greatest(%(now)s, enqueued_at),
+   SET state = 'running', attempts = attempts + 1 - %(held)s::boolean::int, holder = %(holder)s,
+       token = floor(random() * 9007199254740991)::bigint + 1,
+       started_at = CASE WHEN %(held)s::boolean THEN NULL ELSE greatest(%(now)s, enqueued_at) END,
        lease_until = %(lease_until)s
  WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = %(queue)s
                  AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
@@ -136,7 +139,8 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
           options, priority;
 
 -- acquire_ids --
--- Acquire one chosen queued job (the limited and merged rounds pick them first).
+-- Acquire chosen queued jobs (the limited rounds pick them first). Never held: nothing is
+-- claimed ahead of limits.
 UPDATE jobs
    SET state = 'running', attempts = attempts + 1, holder = %(holder)s,
        token = floor(random() * 9007199254740991)::bigint + 1, started_at = greatest(%(now)s, enqueued_at),
@@ -198,9 +202,12 @@ INSERT INTO rate_buckets (name, tokens, at) VALUES (%(name)s, %(tokens)s, %(at)s
 
 -- complete --
 -- An attempt succeeded: recorded only while it still holds the job (its token).
+-- A held attempt (started_at NULL) that ran and ended before `began` reached the store is
+-- counted here (and in complete_many, fail).
 UPDATE jobs
    SET state = 'succeeded', result = %(result)s, finished_at = %(now)s, holder = NULL,
-       lease_until = NULL
+       lease_until = NULL, attempts = attempts + (started_at IS NULL)::int,
+       started_at = coalesce(started_at, %(now)s)
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
@@ -213,7 +220,8 @@ SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
 -- A round's successes in one statement (the hot path): each only while its token holds.
 UPDATE jobs AS j
    SET state = 'succeeded', result = o.result, finished_at = %(now)s, holder = NULL,
-       lease_until = NULL
+       lease_until = NULL, attempts = j.attempts + (j.started_at IS NULL)::int,
+       started_at = coalesce(j.started_at, %(now)s)
   FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(results)s::text[])
        AS o(id, token, result)
  WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
@@ -225,14 +233,18 @@ UPDATE jobs
    SET state = %(state)s, run_at = %(run_at)s, finished_at = %(finished_at)s, holder = NULL,
        lease_until = NULL,
        errors = CASE WHEN errors = '[]' THEN '[' || %(error)s || ']'
-                     ELSE left(errors, -1) || ', ' || %(error)s || ']' END
+                     ELSE left(errors, -1) || ', ' || %(error)s || ']' END,
+       attempts = attempts + (started_at IS NULL)::int,
+       started_at = coalesce(started_at, %(now)s)
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
 -- release --
--- An attempt handed back unfinished (a drain): queued again, the attempt not counted.
+-- An attempt handed back unfinished (a drain): queued again, the attempt not counted (a
+-- held one never was).
 UPDATE jobs
-   SET state = 'queued', attempts = greatest(attempts - 1, 0), holder = NULL, token = NULL,
+   SET state = 'queued', holder = NULL, token = NULL,
+       attempts = CASE WHEN started_at IS NULL THEN attempts ELSE greatest(attempts - 1, 0) END,
        lease_until = NULL, started_at = NULL
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
@@ -275,6 +287,13 @@ UPDATE jobs SET lease_until = %(lease_until)s
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
+-- began --
+-- Held attempts that started: from now on they count (an outcome recorded first counts it
+-- itself). The round locked their rows in id order first, with its outcomes' (lock_ids).
+UPDATE jobs AS j SET attempts = j.attempts + 1, started_at = greatest(b.at, j.enqueued_at)
+  FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(ats)s::float8[]) AS b(id, token, at)
+ WHERE j.id = b.id AND j.token = b.token AND j.state = 'running' AND j.started_at IS NULL;
+
 -- running_holders --
 -- The holders with running jobs, or cancelled attempts still running (their liveness locks
 -- say which are dead).
@@ -291,13 +310,17 @@ SELECT id, holder FROM (
  ORDER BY id;
 
 -- rescue_holder --
--- A dead holder's running jobs: queued again (attempt counted) or dead if spent.
+-- A dead holder's running jobs: queued again (attempt counted) or dead if spent. A held job
+-- that never started (started_at NULL) goes back as it was: no attempt, no error.
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts THEN %(now)s ELSE NULL END,
+   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+                    ELSE 'queued' END,
+       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN %(now)s
+                          ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
-                || %(error_head)s || ', "attempt": ' || attempts || '}]'
+       errors = CASE WHEN started_at IS NULL THEN errors
+                     ELSE CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
+                          || %(error_head)s || ', "attempt": ' || attempts || '}]' END
  WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'running'
                ORDER BY id FOR UPDATE)
    AND holder = %(holder)s AND state = 'running'
@@ -306,11 +329,14 @@ RETURNING id, task, queue, attempts, state;
 -- rescue_job --
 -- One job whose lease expired, taken back as rescue_holder does.
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts THEN %(now)s ELSE NULL END,
+   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+                    ELSE 'queued' END,
+       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN %(now)s
+                          ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
-                || %(error_head)s || ', "attempt": ' || attempts || '}]'
+       errors = CASE WHEN started_at IS NULL THEN errors
+                     ELSE CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
+                          || %(error_head)s || ', "attempt": ' || attempts || '}]' END
  WHERE id = %(id)s AND state = 'running' AND lease_until < %(now)s
 RETURNING id, task, queue, attempts, state;
 

@@ -21,52 +21,96 @@ from .postgres_sql import PQ, PWQ, sql
 def acquire_round(conn: psycopg.Connection[Any], outcomes: list[Outcome],
                   wants: dict[str, int], holder: str, *, now: float, lease: float, full: bool,
                   paused: frozenset[str], next_due: float | None, limits: Limits | None,
-                  limited: frozenset[str], tasks: frozenset[str] | None) -> Round:
-    """One round in the caller's transaction (see LeaseStore.acquire_round)."""
+                  limited: frozenset[str], tasks: frozenset[str] | None,
+                  ahead: dict[str, int] | None = None,
+                  began: list[tuple[int, int, float]] | None = None) -> Round:
+    """One round in the caller's transaction (see LeaseStore.acquire_round): record outcomes
+    and held attempts that began, then claim up to `wants`, and `ahead` more held."""
     claims: list[Claim] = []
     applied: frozenset[int] = frozenset()
     if outcomes:
         applied = record(conn, outcomes, now)
+    if began:
+        ordered = sorted(began)
+        conn.execute(sql(PQ["began"]), {"ids": [b[0] for b in ordered],
+                                        "tokens": [b[1] for b in ordered],
+                                        "ats": [b[2] for b in ordered]})
     if full:
         conn.execute(sql(PQ["promote_due"]), {"now": now})
         paused = frozenset(r[0] for r in conn.execute(sql(PQ["paused_queues"]), {}))
     retry_in: float | None = None
     names = sorted(tasks) if tasks is not None else None
-    for queue, limit in wants.items():
-        if limit <= 0 or queue in paused:
+    ahead = ahead or {}
+    locking = queue_locks(wants, ahead, limits, limited)
+    for queue in [*wants, *(q for q in ahead if q not in wants)]:
+        if queue in paused:
             continue
-        capped = limits is not None and queue in limits.caps
-        if limits is not None and (capped or queue in limited):
+        limit, more = wants.get(queue, 0), ahead.get(queue, 0)
+        if limits is not None and queue in limited:
+            more = 0  # limits count what runs: nothing is claimed ahead of them
+        if limit <= 0 and more <= 0:
+            continue
+        if queue in locking:
             conn.execute(sql(PQ["queue_lock"]), {"queue": queue})
-        if limits is not None and capped:
+        if limit > 0 and limits is not None and queue in limits.caps:
+            # The cap holds across every service on the host: count all holders (their
+            # held claims too).
             row = conn.execute(sql(PQ["running_in_queue"]), {"queue": queue}).fetchone()
             limit = min(limit, limits.caps[queue] - int(row[0] if row else 0))
-            if limit <= 0:
+            if limit <= 0 and more <= 0:
                 continue
         args = {"holder": holder, "now": now, "queue": queue, "limit": limit,
-                "lease_until": now + lease, "tasks": names}
-        if limits is not None and queue in limited:
-            got, wait = _acquire_limited(conn, args, limits)
-            if wait is not None:
-                retry_in = wait if retry_in is None else min(retry_in, wait)
-        else:
-            got = conn.execute(sql(PQ["acquire"]), args).fetchall()
-        got.sort(key=rows.claim_order)
-        for r in got:
-            try:
-                claims.append(rows.claim(r))
-            except (ValueError, TypeError, RecursionError) as exc:
-                # A row no enqueue could write goes dead alone (see rounds.py).
-                bad = rows.named(r)
-                conn.execute(sql(PQ["fail"]), {
-                    "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
-                    "finished_at": now, "error": json.dumps(error_entry(
-                        "BadPayload", f"unreadable stored payload: {exc}"[:500],
-                        bad["attempts"], now))})
+                "lease_until": now + lease, "tasks": names, "held": False}
+        got: list[tuple[Any, ...]] = []
+        if limit > 0:
+            if limits is not None and queue in limited:
+                got, wait = _acquire_limited(conn, args, limits)
+                if wait is not None:
+                    retry_in = wait if retry_in is None else min(retry_in, wait)
+            else:
+                got = conn.execute(sql(PQ["acquire"]), args).fetchall()
+        claims.extend(_claims(conn, got, now, held=False))
+        if more > 0:  # held: claimed ahead of a free worker, not counted until they start
+            got = conn.execute(sql(PQ["acquire"]), {**args, "limit": more, "held": True}
+                               ).fetchall()
+            claims.extend(_claims(conn, got, now, held=True))
     if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
         row = conn.execute(sql(PQ["next_due"]), {}).fetchone()
         next_due = row[0] if row else None
     return Round(claims, next_due, len(applied), paused, retry_in, applied)
+
+
+def queue_locks(wants: dict[str, int], ahead: dict[str, int] | None, limits: Limits | None,
+                limited: frozenset[str]) -> list[str]:
+    """The queues whose advisory lock a round takes, in name order: those it claims from
+    under a host-wide cap (held claims too: other rounds must count them) or within limits
+    (never held)."""
+    if limits is None:
+        return []
+    ahead = ahead or {}
+    return sorted(q for q in wants.keys() | ahead.keys()
+                  if (q in limits.caps and (wants.get(q, 0) > 0 or (
+                      ahead.get(q, 0) > 0 and q not in limited)))
+                  or (q in limited and wants.get(q, 0) > 0))
+
+
+def _claims(conn: psycopg.Connection[Any], got: list[tuple[Any, ...]], now: float, *,
+            held: bool) -> list[Claim]:
+    """Claimed rows as attempts, in claim order. A row no enqueue could write goes dead
+    alone (see rounds.py)."""
+    got.sort(key=rows.claim_order)
+    out: list[Claim] = []
+    for r in got:
+        try:
+            out.append(rows.claim(r, held=held))
+        except (ValueError, TypeError, RecursionError) as exc:
+            bad = rows.named(r)
+            conn.execute(sql(PQ["fail"]), {
+                "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
+                "finished_at": now, "now": now, "error": json.dumps(error_entry(
+                    "BadPayload", f"unreadable stored payload: {exc}"[:500],
+                    bad["attempts"], now))})
+    return out
 
 
 def _acquire_limited(conn: psycopg.Connection[Any], args: dict[str, Any], limits: Limits

@@ -62,9 +62,11 @@ RETURNING id;
 UPDATE jobs SET parent = %(parent)s, fanin = %(fanin)s WHERE id = ANY(%(ids)s::bigint[]);
 
 -- suspend --
--- A workflow waits: scheduled with run_at at its deadline, the attempt not counted.
+-- A workflow waits: scheduled with run_at at its deadline, the attempt not counted (a held
+-- one never was).
 UPDATE jobs
-   SET state = 'scheduled', attempts = greatest(attempts - 1, 0), holder = NULL, token = NULL,
+   SET state = 'scheduled', holder = NULL, token = NULL,
+       attempts = CASE WHEN started_at IS NULL THEN attempts ELSE greatest(attempts - 1, 0) END,
        lease_until = NULL,
        run_at = CASE
          WHEN EXISTS (SELECT 1 FROM steps s JOIN events e ON e.name = s.waits

@@ -312,6 +312,68 @@ def test_a_round_recording_mixed_outcomes_never_deadlocks_with_a_renewal(url: st
         store.close()
 
 
+def test_a_round_recording_an_outcome_and_a_start_never_deadlocks_with_a_renewal(url: str
+                                                                                ) -> None:
+    """As above, with held attempts: the round wrote its outcome (row 9), then the start of
+    a held attempt (row 3), after it. Their rows are locked together, in id order, first."""
+    import psycopg
+
+    from jobrun.store.postgres import PostgresStore
+    name = "jobrun_dl_" + uuid.uuid4().hex[:8]
+    store = PostgresStore(f"{url}&application_name={name}")
+    try:
+        store.enqueue([_job(), _job()], now=T0)  # type: ignore[list-item]
+        low, high = sorted(store.acquire_round([], {}, "h", now=T0, lease=60,
+                                               ahead={"default": 2}).claims,
+                           key=lambda c: c.id)
+        done: dict[str, object] = {}
+        with psycopg.connect(url) as blocker:
+            blocker.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (low.id,))
+            renew = _run(done, "renew", lambda: store.extend_leases("h", now=T0 + 1, lease=60))
+            _wait_for_lock_waiters(url, name, 1)
+            rec = _run(done, "round", lambda: store.acquire_round(
+                [Outcome(high.id, high.token, "succeeded", result="1")], {}, "h", now=T0 + 1,
+                lease=60, began=[(low.id, low.token, T0 + 0.5)]).recorded)
+            _wait_for_lock_waiters(url, name, 2)
+            blocker.commit()
+        renew.join(30)
+        rec.join(30)
+        assert done == {"renew": 2, "round": 1}, done
+        got = store.get(low.id)
+        assert got is not None and (got.state, got.attempts) == ("running", 1)
+    finally:
+        store.close()
+
+
+def test_held_claims_in_a_capped_queue_wait_for_its_lock(url: str) -> None:
+    """Claims ahead of a capped queue count as running for every other round: they are made
+    under the queue's lock, as counted ones, or a round counting concurrently would miss
+    them. Forced: a blocker holds the lock; a round wanting nothing counted waits on it."""
+    import psycopg
+
+    from jobrun.limits import Limits
+    from jobrun.store.postgres import PostgresStore
+    name = "jobrun_cap_" + uuid.uuid4().hex[:8]
+    store = PostgresStore(f"{url}&application_name={name}")
+    try:
+        store.enqueue([_job() for _ in range(3)], now=T0)  # type: ignore[misc]
+        caps = Limits(caps={"default": 1})
+        done: dict[str, object] = {}
+        with psycopg.connect(url) as blocker:
+            blocker.execute("SELECT pg_advisory_xact_lock(hashtext("
+                            "'jobrun:' || current_schema() || ':queue:default'))")
+            held = _run(done, "held", lambda: len(store.acquire_round(
+                [], {}, "h1", now=T0, lease=60, limits=caps, ahead={"default": 2}).claims))
+            _wait_for_lock_waiters(url, name, 1)
+            blocker.commit()
+        held.join(30)
+        assert done == {"held": 2}, done
+        assert store.acquire_round([], {"default": 1}, "h2", now=T0, lease=60,
+                                   limits=caps).claims == []
+    finally:
+        store.close()
+
+
 def test_rounds_taking_two_queue_locks_in_other_orders_never_deadlock(url: str) -> None:
     """Two services listing rate-limited queues in other orders: one took a's lock, read (and
     locked) a's bucket, then waited for b's lock, held by the other, waiting for a's. A
