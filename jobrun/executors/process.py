@@ -226,13 +226,16 @@ class ProcessExecutor(Slots):
                 self._idle[me] = child
         if stale is not None:
             stale.kill(self._grace)
-        batch = self._take()
+        size = self._batch
+        if self._max_tasks:  # a batch never takes a child past its max_tasks_per_child
+            size = max(1, min(size, self._max_tasks - (child.tasks if child else 0)))
+        batch = self._take(size)
         if child is None:
             return batch, None
         with self._lock:
             return batch, self._idle.pop(me, None)
 
-    def _take(self) -> list[tuple[Claim, Context]] | None:
+    def _take(self, size: int) -> list[tuple[Claim, Context]] | None:
         """The next batch: one claim (waiting for it), plus what else is queued, up to the
         batch size. None when the executor shuts down."""
         batch: list[tuple[Claim, Context]] = []
@@ -241,7 +244,7 @@ class ProcessExecutor(Slots):
             if item is None:
                 return None
             batch = self._keep([item])
-        while len(batch) < self._batch:
+        while len(batch) < size:
             try:
                 more = self._q.get_nowait()
             except queue.Empty:

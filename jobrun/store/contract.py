@@ -111,7 +111,7 @@ class LeaseStore(abc.ABC):
 
         Held claims: `ahead[queue]` more jobs are then claimed *held* (Claim.held), for a
         service that serves the queue alone and claims ahead of its free workers (in a
-        `limited` queue only jobs of tasks no rate or key limit counts: Limits.free_tasks;
+        `limited` queue only jobs of `tasks` (given) no rate or key limit counts: free_tasks;
         beyond the host-wide cap, which counts them as running). A
         held row is `running` with `started_at` NULL and its attempt not counted; `began`
         lists (id, token, started at) of held attempts that started since: from then on they

@@ -46,8 +46,11 @@ def acquire_round(conn: psycopg.Connection[Any], outcomes: list[Outcome],
         if queue in paused:
             continue
         limit, more = wants.get(queue, 0), ahead.get(queue, 0)
-        if limits is not None and queue in limited:
-            more = 0  # limits count what runs: nothing is claimed ahead of them
+        free = names
+        if more > 0 and limits is not None and queue in limited:
+            # A limit counts what runs: only jobs of tasks no limit counts are held.
+            free = limits.free_tasks(queue, names) if names is not None else []
+            more = more if free else 0
         if limit <= 0 and more <= 0:
             continue
         if queue in locking:
@@ -71,8 +74,8 @@ def acquire_round(conn: psycopg.Connection[Any], outcomes: list[Outcome],
                 got = conn.execute(sql(PQ["acquire"]), args).fetchall()
         claims.extend(_claims(conn, got, now, held=False))
         if more > 0:  # held: claimed ahead of a free worker, not counted until they start
-            got = conn.execute(sql(PQ["acquire"]), {**args, "limit": more, "held": True}
-                               ).fetchall()
+            got = conn.execute(sql(PQ["acquire"]), {**args, "limit": more, "held": True,
+                                                    "tasks": free}).fetchall()
             claims.extend(_claims(conn, got, now, held=True))
     if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
         row = conn.execute(sql(PQ["next_due"]), {}).fetchone()
@@ -83,14 +86,12 @@ def acquire_round(conn: psycopg.Connection[Any], outcomes: list[Outcome],
 def queue_locks(wants: dict[str, int], ahead: dict[str, int] | None, limits: Limits | None,
                 limited: frozenset[str]) -> list[str]:
     """The queues whose advisory lock a round takes, in name order: those it claims from
-    under a host-wide cap (held claims too: other rounds must count them) or within limits
-    (never held)."""
+    under a host-wide cap (held claims too: other rounds must count them) or within limits."""
     if limits is None:
         return []
     ahead = ahead or {}
     return sorted(q for q in wants.keys() | ahead.keys()
-                  if (q in limits.caps and (wants.get(q, 0) > 0 or (
-                      ahead.get(q, 0) > 0 and q not in limited)))
+                  if (q in limits.caps and (wants.get(q, 0) > 0 or ahead.get(q, 0) > 0))
                   or (q in limited and wants.get(q, 0) > 0))
 
 

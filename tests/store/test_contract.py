@@ -157,7 +157,7 @@ def test_held_jobs_hold_the_host_wide_cap(store: Store) -> None:
     store.enqueue([job("t:k"), job("t:k")], now=T0)
     keyed = Limits(key_concurrency={"t:k": 1})
     r = acquire(store, 0, holder="h3", limits=keyed, limited=frozenset({"default"}),
-                ahead={"default": 5})
+                ahead={"default": 5}, tasks=frozenset({"t:a", "t:k"}))
     assert [c.task for c in r.claims] == ["t:a"]  # a limit counts what runs: none held of it
 
 
