@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,27 @@ def test_the_postgres_dashboard_tells_held_jobs_apart() -> None:
             assert (stats["running"], stats["held"]) == (1, 3)
         finally:
             store.close()
+
+
+def test_the_real_top_shows_held_jobs_in_a_terminal_and_once(path: str, tmp_path: Path
+                                                             ) -> None:
+    """`jobrun top --once` at 80x24, and the console in a real pseudo-terminal."""
+    from test_console import in_a_pty, read_until
+
+    r = run_cli("top", "--once", "--store", path, env={"COLUMNS": "80", "LINES": "24"})
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) <= 24 and all(len(ln) <= 80 for ln in lines)
+    assert "running 1 (+3 held)" in r.stdout, r.stdout
+    assert any(ln.startswith("default") and "1+3h" in ln for ln in lines), r.stdout
+    assert sum(" held " in f"{ln} " for ln in lines) == 3, r.stdout
+    proc, master = in_a_pty(tmp_path, path)
+    out = bytearray()
+    try:
+        read_until(master, out, lambda b: b"(+3 held)" in b and b"1+3h/-" in b, "held counts")
+        os.write(master, b"q")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
