@@ -71,6 +71,12 @@ class JobRecord:
     timeout: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def held(self) -> bool:
+        """Claimed ahead of a free worker (`running`, not started): its attempt is not
+        counted until a worker of its holder starts it."""
+        return self.state is JobState.RUNNING and self.started_at is None
+
 
 @dataclass(frozen=True)
 class Claim:

@@ -122,6 +122,7 @@ def job_json(r: JobRecord, full: bool = False) -> dict[str, Any]:
         "key": r.key, "run_at": clock.iso(r.run_at), "enqueued_at": clock.iso(r.enqueued_at),
         "started_at": clock.iso(r.started_at), "finished_at": clock.iso(r.finished_at),
         "holder": r.holder, "trace_id": r.trace_id,
+        "held": r.held,  # running, claimed ahead of a free worker: not started, not counted
     }
     if full:
         d.update(args=r.args, kwargs=r.kwargs, result=r.result, timeout=r.timeout,

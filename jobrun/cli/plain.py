@@ -20,7 +20,8 @@ def jobs_lines(records: list[JobRecord]) -> list[str] | None:
     """The lines of `views.jobs_table(records)` as rich prints it, or None."""
     if _is_terminal():
         return None
-    rows = [(str(r.id), r.task, r.queue, r.state.value, f"{r.attempts}/{r.max_attempts}",
+    rows = [(str(r.id), r.task, r.queue, "running (held)" if r.held else r.state.value,
+             f"{r.attempts}/{r.max_attempts}",
              str(r.priority), clock.when(r.run_at)) for r in records]
     if not all(_plain(cell) for row in rows for cell in row[1:3]):
         return None

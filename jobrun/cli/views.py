@@ -17,6 +17,12 @@ STATE_STYLE = {"succeeded": "green", "dead": "red", "running": "cyan", "retrying
                "cancelled": "dim", "queued": "white", "scheduled": "blue"}
 
 
+def state_word(r: JobRecord) -> str:
+    """The state as `ls` and `show` print it: a held job (claimed ahead of a free worker, not
+    started) is "running (held)"; JSON keeps "running" and says `"held": true`."""
+    return "running (held)" if r.held else r.state.value
+
+
 def render(renderable: RenderableType, console: Console | None = None) -> None:
     (console or Console()).print(renderable)
 
@@ -27,7 +33,7 @@ def jobs_table(records: list[JobRecord]) -> Table:
         t.add_column(col, no_wrap=col != "task")
     for r in records:
         t.add_row(str(r.id), r.task, r.queue,
-                  Text(r.state.value, style=STATE_STYLE.get(r.state.value, "")),
+                  Text(state_word(r), style=STATE_STYLE.get(r.state.value, "")),
                   f"{r.attempts}/{r.max_attempts}", str(r.priority), clock.when(r.run_at))
     return t
 
@@ -38,11 +44,13 @@ def job_detail(r: JobRecord) -> Table:
     t.add_column()
     rows: list[tuple[str, Any]] = [
         ("id", r.id), ("task", r.task), ("queue", r.queue),
-        ("state", Text(r.state.value, style=STATE_STYLE.get(r.state.value, ""))),
+        ("state", Text(state_word(r), style=STATE_STYLE.get(r.state.value, ""))),
         ("attempts", f"{r.attempts}/{r.max_attempts}"), ("priority", r.priority),
         ("key", r.key), ("args", r.args), ("kwargs", r.kwargs), ("run_at", clock.when(r.run_at)),
         ("enqueued", clock.iso(r.enqueued_at)), ("started", clock.iso(r.started_at)),
-        ("finished", clock.iso(r.finished_at)), ("holder", r.holder), ("trace_id", r.trace_id),
+        ("finished", clock.iso(r.finished_at)),
+        ("holder", f"{r.holder} (held: waiting for a free worker there; attempt not counted "
+                   "yet)" if r.held else r.holder), ("trace_id", r.trace_id),
         ("result", r.result),
     ]
     for k, v in rows:
@@ -143,6 +151,8 @@ def stats_table(data: dict[str, dict[str, Any]], width: int | None = None) -> Ta
     cols = [Col("queue", [n for n, _ in rows]),
             col("queued", lambda v: str(v["queued"])),
             col("running", lambda v: str(v["running"])),
+            *([col("held", lambda v: str(v.get("held", 0)))]
+              if any(v.get("held") for _, v in rows) else []),
             col("sched", lambda v: str(v["scheduled"])),
             col("retry", lambda v: str(v["retrying"])),
             col("dead", lambda v: str(v["dead"])),
@@ -152,7 +162,7 @@ def stats_table(data: dict[str, dict[str, Any]], width: int | None = None) -> Ta
             col("fail%", lambda v: f"{v['failure_rate']:.1%}"),
             Col("paused", ["yes" if v["paused"] else "" for _, v in rows])]
     steps: list[Step] = [("drop", c, 0) for c in ("sched", "dead/1h", "ok/1h", "retry",
-                                                  "fail%", "oldest")]
+                                                  "fail%", "oldest", "held")]
     steps += [("shrink", "queue", 12), ("drop", "paused", 0), ("shrink", "queue", 5)]
     return fitted_table(cols, _width(width), steps, {"queue": "bold"})
 

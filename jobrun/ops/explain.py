@@ -23,7 +23,8 @@ from .logs import escape
 class Facts:
     paused: bool = False
     servers: list[str] = field(default_factory=list)   # live holders serving the queue
-    running_in_queue: int = 0
+    running_in_queue: int = 0                           # held ones included: they take the cap
+    held_in_queue: dict[str, int] = field(default_factory=dict)  # per holder: claimed ahead
     cap: int | None = None
     ahead: int = 0                                      # queued jobs that go first
     key_running: int = 0
@@ -62,6 +63,17 @@ def _reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
         if s != "succeeded":
             out.append(f"run it again with: jobrun retry {rec.id}")
         return out
+    if s == "running" and rec.held:
+        run = [f"job {rec.id} is held by service {rec.holder} (claimed ahead of a free worker "
+               f"there): it starts when a worker there is free; its attempt "
+               f"({rec.attempts + 1}/{rec.max_attempts}) is counted only then"]
+        if facts.holder_alive is False:
+            run.append(f"its holder {rec.holder} is dead: the job goes back to queued within a "
+                       "second, its attempt unspent")
+        elif rec.lease_until is not None and rec.lease_until < now:
+            run.append("its lease expired: another service will put it back, its attempt "
+                       "unspent")
+        return run
     if s == "running":
         run = [f"job {rec.id} is running: attempt {rec.attempts}/{rec.max_attempts} on "
                f"{rec.holder}, for {_ago(now - (rec.started_at or now))}"]
@@ -101,8 +113,7 @@ def _reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
                        f"{_ago(now - facts.task_seen)} ago: start it; after a week without "
                        "one the job goes dead)")
     if facts.cap is not None and facts.running_in_queue >= facts.cap:
-        out.append(f"queue {rec.queue!r} is at its concurrency cap "
-                   f"({facts.running_in_queue}/{facts.cap} running)")
+        out.append(_at_cap(rec.queue, facts))
     if facts.key_limit is not None and facts.key_running >= facts.key_limit:
         out.append(f"its concurrency key has {facts.key_running} running (limit "
                    f"{facts.key_limit})")
@@ -114,6 +125,19 @@ def _reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
     if not out:
         out.append("nothing holds it back: a service should claim it at once")
     return [f"job {rec.id} is queued"] + out
+
+
+def _at_cap(queue: str, facts: Facts) -> str:
+    """The host-wide cap taken: by running jobs, and by held ones (claimed ahead of a free
+    worker by a service serving the queue alone), said apart with who holds them."""
+    held = sum(facts.held_in_queue.values())
+    if not held:
+        return (f"queue {queue!r} is at its concurrency cap "
+                f"({facts.running_in_queue}/{facts.cap} running)")
+    by = ", ".join(f"{n} by {h}" for h, n in sorted(facts.held_in_queue.items()))
+    return (f"queue {queue!r} is at its concurrency cap ({facts.running_in_queue}/{facts.cap} "
+            f"taken: {facts.running_in_queue - held} running, {held} held: claimed ahead of "
+            f"a free worker ({by}), they start before it)")
 
 
 def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Facts:
@@ -147,6 +171,10 @@ def gather(store: Store, rec: JobRecord, settings: Settings, now: float) -> Fact
     facts = store.explain_facts(rec.id, rec.queue, rec.priority)
     f.running_in_queue, f.ahead, ckey = (facts["running_in_queue"], facts["ahead"],
                                          facts["ckey"])
+    if rec.state.value == "queued" and f.running_in_queue:
+        with store.dashboard() as read:
+            f.held_in_queue = {str(r["holder"]): int(r["n"])
+                               for r in read("explain_held", {"queue": rec.queue})}
     spec = REGISTRY.find(rec.task)
     extra: dict[str, Any] = spec.extra if spec else {}
     if ckey is not None and extra.get("key_concurrency"):

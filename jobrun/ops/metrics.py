@@ -41,7 +41,8 @@ class _QueueCollector(Collector):
         rate = GaugeMetricFamily("jobrun_failure_rate", "Dead / finished over the last hour",
                                  labels=["queue"])
         for q, v in sorted(data.items()):
-            for state in ("queued", "scheduled", "running", "retrying", "dead"):
+            # held: claimed ahead of a free worker, not started (not counted as running)
+            for state in ("queued", "scheduled", "running", "held", "retrying", "dead"):
                 depth.add_metric([q, state], v[state])
             age.add_metric([q], v["oldest_queued_age"])
             rate.add_metric([q], v["failure_rate"])

@@ -3,17 +3,32 @@
 -- Each is answered by a partial index of postgres_schema.sql or a short range of one.
 
 -- top_counts --
--- Per queue and state (queued also its oldest run_at): jobs_claim, jobs_running,
+-- Per queue and state (queued also its oldest run_at); 'held' counts the running jobs claimed
+-- ahead of a free worker (started_at NULL), which 'running' includes: jobs_claim, jobs_running,
 -- jobs_waiting and jobs_dead.
 SELECT queue, 'queued' AS state, count(*) AS n, min(run_at) AS oldest FROM jobs
  WHERE state = 'queued' GROUP BY queue
 UNION ALL
 SELECT queue, 'running', count(*), NULL FROM jobs WHERE state = 'running' GROUP BY queue
 UNION ALL
+SELECT queue, 'held', count(*), NULL FROM jobs WHERE state = 'running' AND started_at IS NULL
+ GROUP BY queue
+UNION ALL
 SELECT queue, state, count(*), NULL FROM jobs WHERE state IN ('scheduled', 'retrying')
  GROUP BY queue, state
 UNION ALL
 SELECT queue, 'dead', count(*), NULL FROM jobs WHERE state = 'dead' GROUP BY queue;
+
+-- top_held --
+-- Per queue, the running jobs held (claimed ahead of a free worker, not started): `jobrun
+-- stats` and the metrics tell them from the running ones. jobs_running, a row per job.
+SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' AND started_at IS NULL
+ GROUP BY queue;
+
+-- explain_held --
+-- One queue's held jobs per holder (they take its host-wide cap): jobs_running.
+SELECT holder, count(*) AS n FROM jobs
+ WHERE state = 'running' AND queue = %(queue)s::text AND started_at IS NULL GROUP BY holder;
 
 -- top_queues --
 -- Paused flags: a table of a few rows.
@@ -43,9 +58,10 @@ SELECT floor(finished_at)::bigint AS s, count(*) AS n FROM jobs
 SELECT max(fire_at) AS last FROM cron_fires WHERE entry = %(entry)s::text;
 
 -- top_running --
--- Running jobs, longest running first: jobs_running, at most the services' concurrency.
+-- Running jobs, longest running first, then the held ones (claimed ahead of a free worker,
+-- not started): jobs_running, at most the services' concurrency and what they claim ahead.
 SELECT id, task, queue, attempts, max_attempts, started_at, holder FROM jobs
- WHERE state = 'running' ORDER BY started_at, id LIMIT %(limit)s::int;
+ WHERE state = 'running' ORDER BY started_at NULLS LAST, id LIMIT %(limit)s::int;
 
 -- top_beats --
 -- Per service, when its running jobs' leases run out (each claim and renewal, its heartbeat,
@@ -168,11 +184,12 @@ SELECT * FROM (
    ORDER BY k, id LIMIT 1 OFFSET %(scan)s::int - 1) AS edge;
 
 -- top_jobs_running --
--- running: the longest running first, from jobs_running (at most the services' slots).
+-- running: the longest running first, then the held ones (not started: their key is past
+-- every start), from jobs_running (at most the services' slots and their claims ahead).
 WITH span AS (
-  SELECT id, coalesce(started_at, 0) AS k FROM jobs
+  SELECT id, coalesce(started_at, 1e300::float8) AS k FROM jobs
    WHERE state = 'running' AND state = %(state)s::text AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-     AND (coalesce(started_at, 0), id) > (%(k)s::float8, %(id)s::bigint)
+     AND (coalesce(started_at, 1e300::float8), id) > (%(k)s::float8, %(id)s::bigint)
    ORDER BY k, id LIMIT %(scan)s::int)
 SELECT * FROM (
   SELECT 0 AS edge, j.id, j.task, j.queue, j.state, j.attempts, j.max_attempts,

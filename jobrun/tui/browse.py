@@ -63,6 +63,11 @@ class JobRow:
     args: str         # the stored JSON of args and kwargs, cut, as text
     started_at: float | None = None  # the current (or last) attempt's start
 
+    @property
+    def held(self) -> bool:
+        """Claimed ahead of a free worker, not started (its attempt not counted yet)."""
+        return self.state == "running" and self.started_at is None
+
     def since(self) -> float | None:
         """When the age shown counts from: a finished job's end, a running job's start (the
         attempt running now, not the enqueue), else its enqueue."""
@@ -242,7 +247,10 @@ def detail(job: JobRecord | None, job_id: int, *, steps: Sequence[StepRecord] = 
              if t is not None]
     out.append("  ".join(f"{n} {clock_utc(t, True)} ({dur(abs(now - t))}"
                          f"{' ago' if t <= now else ' ahead'})" for n, t in times) + "\n")
-    if job.holder:
+    if job.held:
+        out.append(f"held by {shown(job.holder or '?')}, waiting for a free worker; attempt not "
+                   "counted yet\n", style="bold")
+    elif job.holder:
         out.append(f"holder {shown(job.holder)}\n")
     out.append("\n")
     if show_args:

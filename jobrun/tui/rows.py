@@ -9,7 +9,7 @@ from rich.cells import cell_len
 
 from .browse import ORDER, JobRow, clip, clip_left
 from .snapshot import QueueRow, Snapshot
-from .views import clean, dur, num, percent, rate
+from .views import clean, dur, held_words, num, percent, rate
 
 QUEUE_COLUMNS = ("queue", "queued", "run/cap", "sched", "retry", "dead", "oldest", "done/s",
                  "fail%", "")
@@ -19,14 +19,15 @@ PATH = 40  # cells of a store's path in a message
 
 def head_line(s: Snapshot, read_only: bool, width: int = 200) -> str:
     """The top line; the store's path is cut from the left (its file name kept) to fit."""
-    line = (f"jobrun top  running {num(s.running_total)}  dead {num(s.dead_total)}  "
+    line = (f"jobrun top  running {held_words(s.running_total, s.held_total)}  dead {num(s.dead_total)}  "
             f"{rate(s.throughput)}/s  services {len(s.services)}"
             f"{'  read-only' if read_only else ''}  ")
     return line + clip_left(s.store, max(12, width - cell_len(line)))
 
 
 def queue_cells(q: QueueRow) -> tuple[str, ...]:
-    return (clip(q.name, 24), num(q.queued), f"{q.running}/{q.cap if q.cap else '-'}",
+    run = f"{q.started}+{q.held}h" if q.held else str(q.running)  # held: they take the cap
+    return (clip(q.name, 24), num(q.queued), f"{run}/{q.cap if q.cap else '-'}",
             num(q.scheduled), num(q.retrying), num(q.dead),
             dur(q.oldest_age) if q.oldest_age is not None else "-",
             rate(q.throughput), percent(q.failure_rate), "paused" if q.paused else "")
@@ -34,7 +35,7 @@ def queue_cells(q: QueueRow) -> tuple[str, ...]:
 
 def job_cells(r: JobRow, now: float) -> tuple[str, ...]:
     return (str(r.id), clip(r.task, 28), clip(r.queue, 10), f"{r.attempts}/{r.max_attempts}",
-            dur(max(0.0, now - (r.since() or now))), clip(r.args, 60))
+            "held" if r.held else dur(max(0.0, now - (r.since() or now))), clip(r.args, 60))
 
 
 def fit_arguments(rows: list[JobRow], cells: list[tuple[str, ...]], width: int

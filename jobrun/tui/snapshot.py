@@ -34,7 +34,7 @@ class QueueRow:
     name: str
     queued: int = 0
     scheduled: int = 0
-    running: int = 0
+    running: int = 0                  # in state running: started, and held (below)
     retrying: int = 0
     dead: int = 0
     oldest_age: float | None = None   # seconds the oldest queued job has been ready
@@ -47,6 +47,12 @@ class QueueRow:
     dead_minutes: tuple[int, ...] = ()  # dead (failed for good) per minute, the same
     p50: float | None = None          # run time (seconds) of the hour's finished jobs
     p95: float | None = None
+    held: int = 0                     # of `running`, claimed ahead of a free worker, not started
+
+    @property
+    def started(self) -> int:
+        """Running jobs a worker runs now (held ones wait for one; both take the cap)."""
+        return self.running - self.held
 
     @property
     def failure_rate(self) -> float | None:
@@ -65,6 +71,7 @@ class RunningJob:
     elapsed: float
     holder: str
     holder_alive: bool = True         # False: its service is gone (the job awaits rescue)
+    held: bool = False                # claimed ahead of a free worker: not started, elapsed 0
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,12 @@ class Snapshot:
 
     @property
     def running_total(self) -> int:
+        """Jobs in state running, held ones included (the running list shows both)."""
         return sum(q.running for q in self.queues)
+
+    @property
+    def held_total(self) -> int:
+        return sum(q.held for q in self.queues)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -245,7 +257,7 @@ def take(store: Store, *, now: float, settings: Settings | None = None,
                    max(0.0, now - float(r["started_at"])) if r["started_at"] is not None
                    else 0.0, str(r["holder"] or "?"),
                    alive.setdefault(str(r["holder"]), presence.alive(str(r["holder"])))
-                   if r["holder"] else False)
+                   if r["holder"] else False, r["started_at"] is None)
         for r in running_rows)
     services, leader = _services(presence, untils, (settings or Settings()).lease)
     caps = _caps(settings, services, store.concurrency())
@@ -257,12 +269,13 @@ def take(store: Store, *, now: float, settings: Settings | None = None,
     for name in sorted(set(counts) | paused | {q for q, _ in hour} | set(caps)):
         c = counts.get(name, {})
         done = minute.get((name, "succeeded"), 0) + minute.get((name, "dead"), 0)
+        p50, p95 = window.percentiles(name, now - HOUR)
         rows.append(QueueRow(
             name, c.get("queued", 0), c.get("scheduled", 0), c.get("running", 0),
             c.get("retrying", 0), c.get("dead", 0), c.get("oldest"), done / span,
             hour.get((name, "succeeded"), 0), hour.get((name, "dead"), 0), caps.get(name),
             name in paused, window.minutes(now, name, "succeeded"),
-            window.minutes(now, name, "dead"), *window.percentiles(name, now - HOUR)))
+            window.minutes(now, name, "dead"), p50, p95, c.get("held", 0)))
     return Snapshot(
         now=now, store=getattr(store, "shown", store.path), queues=tuple(rows),
         running=running, failures=tuple(fails[:FAILURES]), dead_total=sum(r.dead for r in rows),

@@ -173,12 +173,24 @@ def queue_columns(rows: Sequence[QueueRow], width: int) -> list[str]:
     return cols
 
 
+def run_cap(q: QueueRow) -> str:
+    """A queue's running jobs and its cap: "8/32", or "8+24h/32" while 24 more are held
+    (claimed ahead of a free worker, not started): they take the cap too."""
+    run = f"{num(q.started)}+{num(q.held)}h" if q.held else num(q.running)
+    return f"{run}/{num(q.cap)}" if q.cap is not None else run
+
+
+def held_words(running: int, held: int) -> str:
+    """"8 (+24 held)": the jobs a worker runs, and those claimed ahead of one."""
+    return f"{num(running - held)} (+{num(held)} held)" if held else num(running)
+
+
 def queues_table(rows: Sequence[QueueRow], limit: int, width: int) -> RenderableType:
     cols = queue_columns(rows, width)
     t = _table(*cols, wide={"queue": 1})
     shown = rows if len(rows) <= limit else rows[:max(0, limit - 1)]
     for q in shown:
-        run = f"{num(q.running)}/{num(q.cap)}" if q.cap is not None else num(q.running)
+        run = run_cap(q)
         fr = q.failure_rate
         cells = {
             "queue": Text(clean(q.name), style="bold yellow" if q.paused and "paused" not in cols
@@ -199,7 +211,7 @@ def queues_table(rows: Sequence[QueueRow], limit: int, width: int) -> Renderable
 def running_title(snap: Snapshot) -> Text:
     parts: list[str | tuple[str, str] | Text] = (
         [("running", "bold"), ("  none", "dim")] if not snap.running_total
-        else [("running ", "bold"), (str(snap.running_total), "cyan")])
+        else [("running ", "bold"), (held_words(snap.running_total, snap.held_total), "cyan")])
     total = sum(n for _, n in snap.waiting)
     if total:  # durable workflows waiting in the store: no slot held
         kinds = ", ".join(f"{k} {num(n)}" for k, n in snap.waiting)
@@ -213,7 +225,8 @@ def running_table(jobs: Sequence[RunningJob], total: int, limit: int) -> Rendera
     shown = jobs if total <= limit else jobs[:max(0, limit - 1)]
     for j in shown:
         t.add_row(Text(str(j.id)), Text(clean(j.task)), Text(clean(j.queue)),
-                  Text(f"{j.attempt}/{j.max_attempts}"), Text(dur(j.elapsed)),
+                  Text(f"{j.attempt}/{j.max_attempts}"),
+                  Text("held", style="dim") if j.held else Text(dur(j.elapsed)),
                   Text(clean(j.holder)) if j.holder_alive  # else: its service died, rescue comes
                   else Text(f"{clean(j.holder)} DEAD", style="bold red"))
     return _with_more(t, total - len(shown), "running", limit)
