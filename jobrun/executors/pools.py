@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..config import Settings
+from ..config import QueueConfig, Settings
 from ..context import Context
 from ..model import Claim
 from ..registry import Registry, TaskSpec
@@ -48,6 +48,15 @@ def task_modules(registry: Registry, settings: Settings) -> list[str]:
             if mod and mod != "__main__" and mod not in mods:
                 mods.append(mod)
     return mods
+
+
+def batch_size(q: QueueConfig) -> int:
+    """Jobs sent to a child at once. Held jobs wait in the service, and a free child takes
+    the next one: none waits behind a long job in a busy child while another is free. A
+    `prefetch` given sends batches of it (one pipe round per batch), at that risk."""
+    if q.prefetch is None:
+        return 1
+    return 1 + q.prefetch // max(1, q.concurrency)
 
 
 class Pools:
@@ -100,7 +109,7 @@ class Pools:
                         imports=task_modules(self._registry, self._settings()),
                         max_tasks_per_child=q.extra.get("max_tasks_per_child"),
                         store_path=self._store_path,
-                        batch=1 + q.ahead // max(1, q.concurrency), began=self._began)
+                        batch=batch_size(q), began=self._began)
                 return self._procs[queue]
             if kind == "command":
                 if queue not in self._cmds:
