@@ -12,7 +12,7 @@ from typing import Any
 from .cron import parse_duration
 
 DEFAULT_QUEUE = "default"
-AHEAD_PER_SLOT = 4  # held claims per worker slot at most, prefetch unset
+AHEAD_PER_SLOT = 16  # held claims per worker slot at most, prefetch unset
 DEFAULT_CONCURRENCY = 8
 EXECUTORS = ("thread", "process", "async")
 

@@ -59,6 +59,11 @@ class InFlight:
                 out.append((a.claim.id, token, at))
         return out
 
+    def waiting_now(self) -> int:
+        """About how many held attempts still wait for a worker (those that began since the
+        loop last looked are taken off; any thread may have appended to `_began`)."""
+        return sum(self.held.values()) - len(self._began)
+
     def has_began(self) -> bool:
         return bool(self._began)
 

@@ -33,6 +33,7 @@ from . import outcomes as outcomes_mod
 from .inflight import InFlight
 
 log = logging.getLogger("jobrun.service")
+GATHER = 0.002  # s: the longest a busy loop lets outcomes gather while held jobs last
 jlog = logging.getLogger("jobrun.job")
 
 
@@ -88,6 +89,7 @@ class Loop:
         self._dry = False       # the last round found no more jobs for any free slot
         self._hold_until: float | None = None  # outcomes held for the next claiming round
         self.alone: frozenset[str] = frozenset()  # queues no other live service serves
+        self._gather_until: float | None = None  # outcomes gathered while held jobs last
 
     # -- from other threads ------------------------------------------------------------------
     def done(self, claim: Claim, outcome: Outcome) -> None:
@@ -115,6 +117,11 @@ class Loop:
             full = self._rung or due or now_m - self._last_full >= self._settings().poll
             if pending and not (full or halting or self.draining) and self._hold(pending, now_m):
                 pass  # quiet: they go with the round that claims the next job
+            elif pending and not (halting or self.draining) and self._gather(now_m):
+                until = self._gather_until or now_m  # looked at again every GATHER / 4
+                self._rung = self.bell.wait(min(GATHER / 4, max(0.0, until - now_m))) or \
+                    self._rung
+                continue  # busy: the workers have held jobs to go on with
             elif pending or (wants and full):
                 ahead = {} if stopped else self._ahead(plan, pending)
                 r = self._round(pending, wants, plan, full, now, ahead)
@@ -127,7 +134,7 @@ class Loop:
                 if outcomes_mod.ended_gathered(pending, r.applied):
                     self._ring_others()
                 pending = []
-                self._hold_until = None
+                self._hold_until = self._gather_until = None
                 self._dry = r.retry_in is None and not (plan.limited & wants.keys()) and \
                     drained(r.claims, wants, plan.caps)
                 self._after(r, full, now_m, now)
@@ -153,6 +160,17 @@ class Loop:
                 return False
             self._hold_until = now_m + delay
         return now_m < self._hold_until
+
+    def _gather(self, now_m: float) -> bool:
+        """Whether to let outcomes gather (up to GATHER) before a round: while this service
+        still holds jobs for its workers, a round now would record one or two outcomes a
+        commit; a little later it records many, and claims as many more (batching is the
+        lever). A failure waits as long: its retry is due later anyway."""
+        if self.inflight.waiting_now() <= 0:
+            return False
+        if self._gather_until is None:
+            self._gather_until = now_m + GATHER
+        return now_m < self._gather_until
 
     def _wants(self, plan: ClaimPlan) -> dict[str, int]:
         """Free slots per queue (held jobs waiting here fill slots first)."""
