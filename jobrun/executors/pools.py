@@ -51,12 +51,10 @@ def task_modules(registry: Registry, settings: Settings) -> list[str]:
 
 
 def batch_size(q: QueueConfig) -> int:
-    """Jobs sent to a child at once. Held jobs wait in the service, and a free child takes
-    the next one: none waits behind a long job in a busy child while another is free. A
-    `prefetch` given sends batches of it (one pipe round per batch), at that risk."""
-    if q.prefetch is None:
-        return 1
-    return 1 + q.prefetch // max(1, q.concurrency)
+    """Jobs sent to a child at once (one pipe round for them all): a slot's share of what
+    the queue holds ahead. None waits behind a long job while a child is free: the child's
+    jobs not started yet are taken back for it (process.py)."""
+    return 1 + q.ahead // max(1, q.concurrency)
 
 
 class Pools:
@@ -66,6 +64,8 @@ class Pools:
         self._registry = registry
         self._done = done
         self._began = began
+        self._kinds: dict[tuple[str, str], str] = {}  # (task, queue) -> kind, per settings
+        self._kinds_of: Settings | None = None
         self._settings = settings
         self._lock = threading.Lock()
         self._threads: dict[str, ThreadExecutor] = {}
@@ -74,14 +74,25 @@ class Pools:
         self._aio: AsyncExecutor | None = None
 
     def kind(self, claim: Claim) -> str:
+        settings = self._settings()
+        if settings is not self._kinds_of:  # a reload: tasks and queues may have changed
+            self._kinds, self._kinds_of = {}, settings
+        kind = self._kinds.get((claim.task, claim.queue))
+        if kind is None:
+            kind = self._kind(claim, settings)
+            if kind:
+                self._kinds[(claim.task, claim.queue)] = kind
+        return kind or "thread"  # an unknown task goes dead with UnknownTask, at once
+
+    def _kind(self, claim: Claim, settings: Settings) -> str:
         spec = self._registry.find(claim.task)
         if spec is None:
-            return "thread"  # it goes dead with UnknownTask, at once
+            return ""
         if spec.command:
             return "command"
         if spec.fn is not None and inspect.iscoroutinefunction(spec.fn):
             return "async"
-        q = self._settings().queue(claim.queue)
+        q = settings.queue(claim.queue)
         if spec.extra.get("executor", q.executor) == "process":
             return "process"
         return "thread"

@@ -36,6 +36,7 @@ from .slots import Slots, unstarted
 
 log = logging.getLogger("jobrun.process")
 KILL_GRACE = 2.0
+GIVE_BACK = 0.005  # s: a job running this long lets the jobs queued behind it go elsewhere
 ACK = b"A"
 _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attempts", "token",
                  "trace_id", "timeout", "options")
@@ -66,8 +67,21 @@ def _die_with(service_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="jobrun-child-watchdog").start()
 
 
+def _may_start(gate: Any, seq: int | None) -> bool:
+    """In the child, before a job of a batch: False if the parent took it back (gate[1..2],
+    the seqs taken back); else it starts, and gate[0] says so. One lock for both sides, so a
+    job is either started here or taken back, never both."""
+    if gate is None or seq is None:
+        return True
+    with gate.get_lock():
+        if gate[1] <= seq <= gate[2]:
+            return False
+        gate[0] = seq
+        return True
+
+
 def _child_main(conn: Connection, imports: list[str], path: list[str], store: str,
-                service_pid: int = 0) -> None:
+                service_pid: int = 0, gate: Any = None) -> None:
     """The child: its own process group, the task modules, then one job at a time."""
     import importlib
 
@@ -93,9 +107,10 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
         except Exception as exc:  # the job will go dead with UnknownTask; say why here
             print(f"jobrun child: cannot import {name}: {exc}", file=sys.stderr)
     skip: set[int] = set()
+    inbox: list[dict[str, Any]] = []  # a next batch read while skipping taken-back jobs
     while True:
         try:
-            msg = json.loads(conn.recv_bytes())
+            msg = inbox.pop(0) if inbox else json.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
         if "skip" in msg:
@@ -104,11 +119,18 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
         conn.send_bytes(ACK)  # received: from now on a death is the running job's
         for d in msg["jobs"]:
             while conn.poll(0):  # the parent may cancel jobs of this batch not started yet
-                skip.update(json.loads(conn.recv_bytes()).get("skip", ()))
+                m = json.loads(conn.recv_bytes())
+                if "skip" in m:
+                    skip.update(m["skip"])
+                else:
+                    inbox.append(m)
+            seq = d.pop("seq", None)
             if d["token"] in skip:
                 skip.discard(d["token"])
                 conn.send_bytes(json.dumps({"token": d["token"], "state": "skipped"}).encode())
                 continue
+            if not _may_start(gate, seq):
+                continue  # taken back: another child runs it, and nothing is sent for it
             claim = Claim(**d)
             o = run_attempt(claim, REGISTRY, log_it=False)
             groups.kill_children()  # nothing the job started outlives it
@@ -131,12 +153,23 @@ class _Child:
         self.generation = generation  # of the executor's task modules it imported
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
+        self.gate = ctx.Array("q", 3)  # [started seq, taken back from, to] (_may_start)
+        self.seq = 0                   # of the jobs sent to it
         self.proc = ctx.Process(target=_child_main,
-                                args=(child, imports, path, store, os.getpid()),
+                                args=(child, imports, path, store, os.getpid(), self.gate),
                                 daemon=True, name="jobrun-child")
         self.proc.start()
         child.close()
         self.tasks = 0
+
+    def take_back(self, first: int, last: int) -> bool:
+        """Take back the jobs sent with seqs first..last, unless the child started the first
+        of them already (its result is on the way: try again later)."""
+        with self.gate.get_lock():
+            if self.gate[0] >= first:
+                return False
+            self.gate[1], self.gate[2] = first, last
+            return True
 
     @property
     def pid(self) -> int:
@@ -190,6 +223,7 @@ class ProcessExecutor(Slots):
         self._idle: dict[int, _Child] = {}  # by slot thread, while it waits for work
         self._generation = 0  # bumped when the task modules change
         self._lock = threading.Lock()
+        self._hungry = 0  # slots waiting for work: a batch's waiting jobs are theirs
         self.replaced = 0
         super().__init__(name, workers, done, began)
 
@@ -240,7 +274,13 @@ class ProcessExecutor(Slots):
         batch size. None when the executor shuts down."""
         batch: list[tuple[Claim, Context]] = []
         while not batch:  # held claims cancelled or handed back while they waited: dropped
-            item = self._q.get()
+            with self._lock:
+                self._hungry += 1
+            try:
+                item = self._q.get()
+            finally:
+                with self._lock:
+                    self._hungry -= 1
             if item is None:
                 return None
             batch = self._keep([item])
@@ -318,11 +358,16 @@ class ProcessExecutor(Slots):
         """Send a batch and collect its results in order, minding each job's timeout (from
         its own start), cancels, and the child's death. Returns the results, the jobs that
         never started (to send again, uncharged), and whether the child lives on."""
+        first = child.seq + 1
+        jobs = []
+        for c, _ in batch:
+            child.seq += 1
+            jobs.append({"seq": child.seq, **{f: getattr(c, f) for f in _CLAIM_FIELDS}})
         try:
-            child.conn.send_bytes(json.dumps({"jobs": [
-                {f: getattr(c, f) for f in _CLAIM_FIELDS} for c, _ in batch]}).encode())
+            child.conn.send_bytes(json.dumps({"jobs": jobs}).encode())
         except OSError:
             return [], batch, False  # the child died while idle: not these jobs' failure
+        batch = list(batch)  # taken-back jobs leave it (see _give_back)
         results: list[tuple[Claim, Outcome]] = []
         i = 0
         acked = False
@@ -331,7 +376,9 @@ class ProcessExecutor(Slots):
         while True:
             claim, ctx = batch[i]
             deadline = started + claim.timeout if claim.timeout else None
-            wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - clock.monotonic()))
+            wait = 0.2 if i + 1 == len(batch) else GIVE_BACK  # waiting jobs: look again soon
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - clock.monotonic()))
             try:
                 if child.conn.poll(wait):
                     raw = child.conn.recv_bytes()
@@ -360,6 +407,8 @@ class ProcessExecutor(Slots):
                 if pending:
                     continue  # read what it sent before dying
                 return self._lost(child, batch, results, i, acked)
+            if acked and i + 1 < len(batch) and clock.monotonic() - started >= GIVE_BACK:
+                self._give_back(child, batch, i, first)
             if ctx.cancelled and acked:
                 if ctx.handed_back:  # a drain past its deadline: stop it now, queue it again
                     child.kill(0.0)
@@ -383,6 +432,20 @@ class ProcessExecutor(Slots):
                     child.conn.send_bytes(json.dumps({"skip": later}).encode())
                 except OSError:
                     pass
+
+    def _give_back(self, child: _Child, batch: list[tuple[Claim, Context]], i: int,
+                   first: int) -> None:
+        """Job i runs long while another slot waits for work with none queued: the jobs
+        of this batch after it, not started, go back to the queue for that slot (no job
+        waits behind a long one while a child is free)."""
+        with self._lock:
+            hungry = self._hungry > 0
+        if not hungry or not self._q.empty():
+            return
+        if child.take_back(first + i + 1, first + len(batch) - 1):
+            for item in batch[i + 1:]:
+                self._q.put(item)
+            del batch[i + 1:]
 
     def _lost(self, child: _Child, batch: list[tuple[Claim, Context]],
               results: list[tuple[Claim, Outcome]], i: int, acked: bool

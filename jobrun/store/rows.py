@@ -27,6 +27,20 @@ def _list(text: str) -> Any:
     return value
 
 
+_OPTIONS: dict[str, dict[str, Any]] = {}  # a task's jobs carry the same options text
+
+
+def _options(text: str) -> Any:
+    """A claim's options, parsed once per distinct text (a copy each: claims may differ)."""
+    got = _OPTIONS.get(text)
+    if got is None:
+        got = _dict(text)
+        if len(_OPTIONS) >= 256:
+            _OPTIONS.clear()
+        _OPTIONS[text] = got
+    return dict(got)
+
+
 def _dict(text: str) -> Any:
     if text == "{}":
         return {}
@@ -45,7 +59,7 @@ def claim(row: tuple[Any, ...], *, held: bool = False) -> Claim:
      options, _) = row
     return Claim(id=id_, task=task, queue=queue, args=_list(args), kwargs=_dict(kwargs),
                  attempt=attempts + held, max_attempts=max_attempts, token=token,
-                 trace_id=trace_id, timeout=timeout, options=_dict(options), held=held)
+                 trace_id=trace_id, timeout=timeout, options=_options(options), held=held)
 
 
 _ID, _PRIORITY = CLAIM_COLUMNS.index("id"), CLAIM_COLUMNS.index("priority")

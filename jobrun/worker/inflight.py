@@ -30,9 +30,11 @@ class InFlight:
         self._timed_out: set[int] = set()
         self._taken_back: set[int] = set()  # after a liveness loss: taken back, still running
         self._began: list[tuple[int, float]] = []  # (token, when): appended by any thread
+        self._by_job: dict[int, int] = {}  # job id -> the token of its latest attempt here
 
     def add(self, claim: Claim, ctx: Context, kind: str) -> None:
         self._attempts[claim.token] = Attempt(claim, ctx, kind, clock.monotonic(), claim.held)
+        self._by_job[claim.id] = claim.token
         self.busy[claim.queue] = self.busy.get(claim.queue, 0) + 1
         if claim.held:
             self.held[claim.queue] = self.held.get(claim.queue, 0) + 1
@@ -81,6 +83,8 @@ class InFlight:
         a = self._attempts.pop(token, None)
         self._taken_back.discard(token)
         if a is not None:
+            if self._by_job.get(a.claim.id) == token:
+                del self._by_job[a.claim.id]
             self.busy[a.claim.queue] -= 1
             if a.waiting:
                 a.waiting = False
@@ -120,10 +124,8 @@ class InFlight:
     def older_attempt(self, job_id: int) -> int | None:
         """The token of an attempt of this job still running here (one that timed out
         aside: a thread cannot be stopped, so its next attempt may run beside it)."""
-        for token, a in self._attempts.items():
-            if a.claim.id == job_id and token not in self._timed_out:
-                return token
-        return None
+        token = self._by_job.get(job_id)  # an older one than the latest has timed out
+        return token if token is not None and token not in self._timed_out else None
 
     def holds_taken_back(self) -> bool:
         return bool(self._taken_back)
@@ -132,6 +134,7 @@ class InFlight:
         self._attempts.clear()
         self._taken_back.clear()
         self._began.clear()
+        self._by_job.clear()
         self.busy.clear()
         self.held.clear()
 
