@@ -2,7 +2,7 @@
 """Embedded-service benchmark: how long a web request thread's `enqueue` takes while
 `App.start()` in the same process works through a load.
 
-    .venv/bin/python benchmarks/bench_embedded.py            # 3 rounds (~2 min)
+    .venv/bin/python benchmarks/bench_embedded.py            # 3 rounds (~70 s)
     .venv/bin/python benchmarks/bench_embedded.py --quick    # 1 round
 
 Issue 14's load, "200 jobs of 2 ms every 10 ms", read two ways, both measured in one run:
@@ -253,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{summary(s.late_ms)}{served}")
     finally:
         finish(tmp, args.keep, report)
+    log(f"- {report.notes[-1]}")
     if not all(got[k].enqueue_ms for k in runs):
         print_problems(report.problems)
         return 1
