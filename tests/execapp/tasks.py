@@ -261,3 +261,10 @@ def rendezvous(folder: str, me: str, other: str) -> str:
 @app.task(queue="trated")
 def trated_free() -> None:
     """On the same queue as `task_rated`, without a limit of its own."""
+
+
+@app.task(queue="held")
+def held_nap(seconds: float) -> int:
+    """A thread job of a queue that holds jobs ahead (tests/test_held.py)."""
+    time.sleep(seconds)
+    return os.getpid()

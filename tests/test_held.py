@@ -1,0 +1,118 @@
+"""Held claims, end to end: jobs a service claims ahead of its free workers count no
+attempt until they start, so a service killed with jobs held runs nothing twice on their
+account and spends none of their attempts; a process child gives back the jobs queued
+behind a long one when another child is free; only a queue served alone holds jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from crashapp.harness import ServiceProc, sigstop_outside_write, wait_for, wait_serving
+from execapp import tasks as t
+from jobrun.worker.maintenance import alone
+from support.apps import open_app
+from support.config import write_config
+
+
+def config(folder: Path, body: str) -> str:
+    return write_config(folder, imports=["execapp.tasks"], shutdown_timeout=5, body=body)
+
+
+def rows(store: str, sql: str) -> list[Any]:
+    conn = apsw.Connection(store)
+    conn.set_busy_timeout(5000)
+    try:
+        return list(conn.execute(sql))
+    finally:
+        conn.close()
+
+
+def test_a_killed_services_held_jobs_run_again_without_spending_an_attempt(
+        tmp_path: Path) -> None:
+    cfg = config(tmp_path, "[queues.held]\nconcurrency = 1\nprefetch = 4\n")
+    store = str(tmp_path / "jobs.db")
+    app = open_app(cfg)
+    jobs = app.enqueue_many([t.held_nap.call(0.4) for _ in range(6)])
+    svc = ServiceProc(cfg, tmp_path / "one.log")
+    try:
+        wait_serving(store, svc)
+        held_sql = "SELECT count(*) FROM jobs WHERE state = 'running' AND started_at IS NULL"
+        wait_for(lambda: rows(store, held_sql)[0][0] >= 3, 15, "jobs held ahead")
+        sigstop_outside_write(store, svc)  # what the store says now is what the kill finds
+        at_kill = {i: (s, a, st) for i, s, a, st in rows(
+            store, "SELECT id, state, attempts, started_at FROM jobs")}
+        os.kill(svc.pid, signal.SIGKILL)
+        svc.wait(10)
+    finally:
+        svc.send(signal.SIGKILL)
+    held = {i for i, (s, _, st) in at_kill.items() if s == "running" and st is None}
+    started = {i for i, (s, _, st) in at_kill.items() if s == "running" and st is not None}
+    assert len(held) >= 3 and len(started) == 1, at_kill
+    assert all(at_kill[i][1] == 0 for i in held)  # held: no attempt counted
+    again = ServiceProc(cfg, tmp_path / "two.log")
+    try:
+        wait_for(lambda: all(j.refresh().state.value == "succeeded" for j in jobs), 30,
+                 "every job to run to the end under the second service")
+    finally:
+        again.send(signal.SIGTERM)
+        again.wait(20)
+    for j in jobs:
+        r = j.refresh().record
+        lost = [e for e in r.errors if e["type"] == "WorkerLost"]
+        if j.id in held:  # back as it was: one attempt in all, no error
+            assert (r.attempts, lost) == (1, []), r
+        elif j.id in started:  # the attempt the kill cut counts
+            assert r.attempts == 2 and len(lost) == 1, r
+
+
+def test_no_job_waits_behind_a_long_one_while_a_child_is_free(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "[queues.crash]\nexecutor = \"process\"\nconcurrency = 2\n")
+    store = str(tmp_path / "jobs.db")
+    folder = str(tmp_path)
+    app = open_app(cfg)
+    long = app.enqueue(t.gated_pid.name, args=[folder, "long"])
+    quick = app.enqueue_many([t.crash_ok.call() for _ in range(30)])
+    svc = ServiceProc(cfg, tmp_path / "service.log")
+    try:
+        wait_serving(store, svc)
+        wait_for((tmp_path / "started-long").exists, 15, "the long job to start")
+        # With its gate shut the long job runs on: every quick job must still run, in the
+        # other child, even those sent to the long job's child in its batch.
+        wait_for(lambda: all(j.refresh().state.value == "succeeded" for j in quick), 30,
+                 "the quick jobs, beside the long one")
+        assert long.refresh().state.value == "running"
+        (tmp_path / "gate-long").write_text("")
+        wait_for(lambda: long.refresh().state.value == "succeeded", 30, "the long job")
+    finally:
+        (tmp_path / "gate-long").write_text("")
+        svc.send(signal.SIGTERM)
+        svc.wait(30)
+    assert all(j.refresh().attempts == 1 for j in quick)
+
+
+class _Presence:
+    def __init__(self, live: dict[str, list[str]]) -> None:
+        self.live = live
+
+    def live_queues(self) -> dict[str, list[str]]:
+        return self.live
+
+
+class _View:
+    def __init__(self, live: dict[str, list[str]]) -> None:
+        self.holder, self.presence = "me", _Presence(live)
+        self.got: frozenset[str] | None = None
+
+    def alone(self, queues: frozenset[str]) -> None:
+        self.got = queues
+
+
+def test_only_a_queue_no_other_live_service_serves_holds_jobs() -> None:
+    v = _View({"a": ["me"], "b": ["me", "other"], "c": ["other"]})
+    alone.look(v)  # type: ignore[arg-type]
+    assert v.got == frozenset({"a"})
