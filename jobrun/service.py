@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import catalog, clock, enqueue
+from . import began, catalog, clock, enqueue
 from .config import CronEntry, Settings
 from .errors import StoreError
 from .executors.pools import Pools, register_commands
@@ -62,8 +62,9 @@ class Service:
         self.presence = presence_for(self.store)
         self._liveness = self.presence.liveness(self.holder)
         self._inflight = InFlight()
+        self._began_path = self.presence.began_path(self.holder)  # held jobs begun
         self._pools = Pools(registry, self._done, lambda: self.settings, self.path,
-                            self._inflight.began)
+                            self._begin, began_path=self._began_path)
         self._loop: Loop | None = None
         self._maint = Maintenance(ServiceView(
             self.store, self.path, self.holder, self._inflight, lambda: self.settings,
@@ -152,6 +153,9 @@ class Service:
         self._loop = Loop(self.store, self.holder, self.path, lambda: self.settings, bell,
                           self._pools, self._inflight, self._observe)
         self._loop.plan = self._plan(self.settings)  # limits hold from the first round
+        self._loop.began_path = self._began_path
+        if self._began_path is not None:
+            began.open_log(self._began_path)
         listen = self.settings.metrics.get("listen")
         if listen:  # before the first round, so every outcome is counted
             from .ops.metrics import Metrics
@@ -218,6 +222,8 @@ class Service:
             log.error("could not record this service's stop in the catalog: %s", exc)
         self._inflight.clear()
         self._pools.shutdown()
+        if self._began_path is not None:  # nothing held is left to rescue
+            began.close(self._began_path, unlink=True)
         self._liveness.release()
         loop.bell.close()
         self.store.close()
@@ -312,6 +318,13 @@ class Service:
         """Executors hand outcomes in here, from their threads."""
         if self._loop is not None:
             self._loop.done(claim, outcome)
+
+    def _begin(self, token: int) -> None:
+        """A held job begins (an executor's thread): logged before it runs, so that a
+        rescue after this process's death knows it began (began.py)."""
+        if self._began_path is not None:
+            began.append(self._began_path, token)
+        self._inflight.began(token)
 
     def _served_alone(self, queues: frozenset[str]) -> None:
         if self._loop is not None:

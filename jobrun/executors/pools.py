@@ -59,11 +59,13 @@ def batch_size(q: QueueConfig) -> int:
 
 class Pools:
     def __init__(self, registry: Registry, done: Done, settings: Callable[[], Settings],
-                 store_path: str = "", began: Began = never_began) -> None:
+                 store_path: str = "", began: Began = never_began,
+                 began_path: str | None = None) -> None:
         self._store_path = store_path
         self._registry = registry
         self._done = done
         self._began = began
+        self._began_path = began_path  # children log the held jobs they begin there
         self._kinds: dict[tuple[str, str], str] = {}  # (task, queue) -> kind, per settings
         self._kinds_of: Settings | None = None
         self._settings = settings
@@ -120,7 +122,8 @@ class Pools:
                         imports=task_modules(self._registry, self._settings()),
                         max_tasks_per_child=q.extra.get("max_tasks_per_child"),
                         store_path=self._store_path,
-                        batch=batch_size(q), began=self._began)
+                        batch=batch_size(q), began=self._began,
+                        began_path=self._began_path)
                 return self._procs[queue]
             if kind == "command":
                 if queue not in self._cmds:
@@ -148,6 +151,10 @@ class Pools:
             mods = task_modules(self._registry, settings) if procs else []
         for proc in procs:
             proc.set_imports(mods)
+
+    def began(self, token: int) -> None:
+        """A held job begins now (one that waits in no executor's queue: async)."""
+        self._began(token)
 
     def cancel(self, job_id: int) -> None:
         if self._aio is not None:

@@ -25,7 +25,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .. import clock
+from .. import began, clock
 from ..attempt import after_failure
 from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
@@ -39,7 +39,7 @@ KILL_GRACE = 2.0
 GIVE_BACK = 0.005  # s: a job running this long lets the jobs queued behind it go elsewhere
 ACK = b"A"
 _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attempts", "token",
-                 "trace_id", "timeout", "options")
+                 "trace_id", "timeout", "options", "held")
 
 
 def _die_with(service_pid: int) -> None:
@@ -81,7 +81,8 @@ def _may_start(gate: Any, seq: int | None) -> bool:
 
 
 def _child_main(conn: Connection, imports: list[str], path: list[str], store: str,
-                service_pid: int = 0, gate: Any = None) -> None:
+                service_pid: int = 0, gate: Any = None, began_path: str | None = None
+                ) -> None:
     """The child: its own process group, the task modules, then one job at a time."""
     import importlib
 
@@ -132,6 +133,8 @@ def _child_main(conn: Connection, imports: list[str], path: list[str], store: st
             if not _may_start(gate, seq):
                 continue  # taken back: another child runs it, and nothing is sent for it
             claim = Claim(**d)
+            if claim.held and began_path:  # before it runs: its rescue must know
+                began.append(began_path, claim.token)
             o = run_attempt(claim, REGISTRY, log_it=False)
             groups.kill_children()  # nothing the job started outlives it
             conn.send_bytes(json.dumps({"token": claim.token, "state": o.state,
@@ -149,14 +152,15 @@ def _eof(child: _Child) -> bool:
 
 class _Child:
     def __init__(self, ctx: Any, imports: list[str], path: list[str], store: str,
-                 generation: int = 0) -> None:
+                 generation: int = 0, began_path: str | None = None) -> None:
         self.generation = generation  # of the executor's task modules it imported
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
         self.gate = ctx.Array("q", 3)  # [started seq, taken back from, to] (_may_start)
         self.seq = 0                   # of the jobs sent to it
         self.proc = ctx.Process(target=_child_main,
-                                args=(child, imports, path, store, os.getpid(), self.gate),
+                                args=(child, imports, path, store, os.getpid(), self.gate,
+                                      began_path),
                                 daemon=True, name="jobrun-child")
         self.proc.start()
         child.close()
@@ -206,8 +210,9 @@ class ProcessExecutor(Slots):
     def __init__(self, name: str, workers: int, registry: Registry, done: Done, *,
                  imports: list[str], max_tasks_per_child: int | None = None,
                  kill_grace: float = KILL_GRACE, store_path: str = "", batch: int = 1,
-                 began: Began = never_began) -> None:
+                 began: Began = never_began, began_path: str | None = None) -> None:
         self._store_path = store_path
+        self._began_path = began_path
         self._batch = max(1, batch)
         self._registry = registry
         self._imports = list(dict.fromkeys(imports))
@@ -325,7 +330,8 @@ class ProcessExecutor(Slots):
             if child is None:
                 with self._lock:
                     imports, path, gen = self._imports, self._path, self._generation
-                child = _Child(self._mp, imports, path, self._store_path, gen)
+                child = _Child(self._mp, imports, path, self._store_path, gen,
+                               self._began_path)
             with self._lock:
                 for claim, _ in batch:
                     self._running[claim.id] = child

@@ -90,6 +90,11 @@ class Presence(abc.ABC):
     def sweep(self, mine: str) -> None:
         """Forget what dead holders published (never `mine`)."""
 
+    def began_path(self, holder: str) -> str | None:
+        """Where `holder` logs the held jobs it begins (jobrun/began.py); None: nowhere (its
+        rescue counts every held job as begun)."""
+        return None
+
     def lost(self, holder: str) -> str:
         """What happened to a holder whose liveness is free, for its jobs' rescue entries."""
         return f"service process {holder} died"

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from .. import bell, lock
+from .. import began, bell, lock
 from .contract import Doorbell, Leadership, Liveness, Presence
 
 
@@ -77,6 +77,10 @@ class FilePresence(Presence):
         for h in self.holders():
             if h != mine:
                 self.alive(h)  # asking a dead holder's lock removes its file
+        began.sweep(self.path, self.alive)
+
+    def began_path(self, holder: str) -> str | None:
+        return began.path_of(self.path, holder)
 
     def leadership(self) -> Leadership:
         return FileLeadership(self.path)

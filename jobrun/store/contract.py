@@ -34,6 +34,7 @@ class Rescued(NamedTuple):
     queue: str
     attempts: int
     state: str
+    unspent: bool = False  # held and never begun: back as it was, no attempt, no error
 
 
 class Expired(NamedTuple):
@@ -115,8 +116,9 @@ class LeaseStore(abc.ABC):
         beyond the host-wide cap, which counts them as running). A
         held row is `running` with `started_at` NULL and its attempt not counted; `began`
         lists (id, token, started at) of held attempts that started since: from then on they
-        count. An outcome of a held attempt counts it; a release, a suspend or a rescue of one
-        that never began puts it back as it was (no attempt, no error entry)."""
+        count. An outcome of a held attempt counts it; a release or a suspend of one that never
+        began puts it back as it was; a rescue counts it as begun unless shown otherwise
+        (rescue_holder's `begun`)."""
 
     @abc.abstractmethod
     def record(self, outcomes: list[Outcome], *, now: float) -> int:
@@ -140,9 +142,12 @@ class LeaseStore(abc.ABC):
         """The holders with running jobs (some may be dead: ask their locks)."""
 
     @abc.abstractmethod
-    def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
+    def rescue_holder(self, holder: str, reason: str, *, now: float,
+                      begun: frozenset[int] | None = None) -> list[Rescued]:
         """A dead holder's running jobs go back to queued (attempt counted, an error entry
-        naming `reason` and the attempt), or dead if their attempts are spent."""
+        naming `reason` and the attempt), or dead if their attempts are spent. Its held jobs
+        count as begun, unless `begun` (the tokens its began log holds: jobrun/began.py)
+        shows one never did: that one goes back as it was (Rescued.unspent)."""
 
     @abc.abstractmethod
     def expired_leases(self, *, now: float) -> list[Expired]:

@@ -291,11 +291,16 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
     def expired_leases(self, *, now: float) -> list[Expired]:
         return [Expired(r[0], r[1]) for r in self.read(PQ["expired_leases"], {"now": now})]
 
-    def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
+    def rescue_holder(self, holder: str, reason: str, *, now: float,
+                      begun: frozenset[int] | None = None) -> list[Rescued]:
         head = _error_head("WorkerLost", reason, now)
         def body(conn: Any) -> list[Rescued]:
-            rescued = [Rescued(*r) for r in conn.execute(sql(PQ["rescue_holder"]), {
-                "holder": holder, "now": now, "error_head": head})]
+            unspent = [] if begun is None else [
+                i for i, token in conn.execute(sql(PQ["held_of_holder"]), {"holder": holder})
+                if token not in begun]
+            rescued = [Rescued(i, t, q, a, s, bool(u)) for i, t, q, a, s, u in conn.execute(
+                sql(PQ["rescue_holder"]), {"holder": holder, "now": now, "error_head": head,
+                                           "unspent": unspent})]
             conn.execute(sql(PQ["let_go_holder"]), {"holder": holder})  # its cancelled ones
             return rescued
         return self.transact(body)
@@ -303,8 +308,8 @@ class PostgresStore(PgWorkflows, PgOperator, PgCatalog, Store):
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         head = _error_head("LeaseExpired", reason, now)
         def body(conn: Any) -> list[Rescued]:
-            rescued = [Rescued(*r) for r in conn.execute(sql(PQ["rescue_job"]), {
-                "id": job_id, "now": now, "error_head": head})]
+            rescued = [Rescued(i, t, q, a, s) for i, t, q, a, s, _ in conn.execute(
+                sql(PQ["rescue_job"]), {"id": job_id, "now": now, "error_head": head})]
             conn.execute(sql(PQ["let_go_expired"]), {"id": job_id, "now": now})
             return rescued
         return self.transact(body)

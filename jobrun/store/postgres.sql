@@ -309,36 +309,49 @@ SELECT id, holder FROM (
    WHERE state = 'cancelled' AND holder IS NOT NULL AND lease_until < %(now)s) AS e
  ORDER BY id;
 
+-- held_of_holder --
+-- A dead holder's held jobs (claimed ahead, their start not recorded): its began log, where
+-- it has one, says which of them began.
+SELECT id, token FROM jobs WHERE holder = %(holder)s AND state = 'running' AND started_at IS NULL;
+
 -- rescue_holder --
 -- A dead holder's running jobs: queued again (attempt counted) or dead if spent. A held job
--- that never started (started_at NULL) goes back as it was: no attempt, no error.
+-- (started_at NULL) counts as begun, unless it is one of `unspent` (shown never to have
+-- begun): that one goes back as it was, no attempt, no error.
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+   SET state = CASE WHEN id = ANY(%(unspent)s::bigint[]) THEN 'queued'
+                    WHEN attempts + (started_at IS NULL)::int >= max_attempts THEN 'dead'
                     ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN %(now)s
-                          ELSE NULL END,
+       finished_at = CASE WHEN id = ANY(%(unspent)s::bigint[]) THEN NULL
+                          WHEN attempts + (started_at IS NULL)::int >= max_attempts
+                          THEN %(now)s ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = CASE WHEN started_at IS NULL THEN errors
+       errors = CASE WHEN id = ANY(%(unspent)s::bigint[]) THEN errors
                      ELSE CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
-                          || %(error_head)s || ', "attempt": ' || attempts || '}]' END
+                          || %(error_head)s || ', "attempt": '
+                          || (attempts + (started_at IS NULL)::int) || '}]' END,
+       attempts = attempts + (started_at IS NULL
+                              AND NOT id = ANY(%(unspent)s::bigint[]))::int
  WHERE id IN (SELECT id FROM jobs WHERE holder = %(holder)s AND state = 'running'
                ORDER BY id FOR UPDATE)
    AND holder = %(holder)s AND state = 'running'
-RETURNING id, task, queue, attempts, state;
+RETURNING id, task, queue, attempts, state, id = ANY(%(unspent)s::bigint[]);
 
 -- rescue_job --
--- One job whose lease expired, taken back as rescue_holder does.
+-- One job whose lease expired, taken back as rescue_holder does; a held one counts as
+-- begun (its holder lives: it may begin it yet).
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+   SET state = CASE WHEN attempts + (started_at IS NULL)::int >= max_attempts THEN 'dead'
                     ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN %(now)s
-                          ELSE NULL END,
+       finished_at = CASE WHEN attempts + (started_at IS NULL)::int >= max_attempts
+                          THEN %(now)s ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = CASE WHEN started_at IS NULL THEN errors
-                     ELSE CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
-                          || %(error_head)s || ', "attempt": ' || attempts || '}]' END
+       errors = CASE WHEN errors = '[]' THEN '[' ELSE left(errors, -1) || ', ' END
+                || %(error_head)s || ', "attempt": ' || (attempts + (started_at IS NULL)::int)
+                || '}]',
+       attempts = attempts + (started_at IS NULL)::int
  WHERE id = %(id)s AND state = 'running' AND lease_until < %(now)s
-RETURNING id, task, queue, attempts, state;
+RETURNING id, task, queue, attempts, state, false;
 
 -- attempt_states --
 -- Whether attempts still hold their jobs (state and token of each).

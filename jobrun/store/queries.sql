@@ -119,34 +119,46 @@ SELECT id, holder FROM jobs WHERE state = 'running' AND lease_until < :now
 UNION ALL SELECT id, holder FROM jobs
  WHERE state = 'cancelled' AND holder IS NOT NULL AND lease_until < :now;
 
+-- held_of_holder --
+-- A dead holder's held jobs (claimed ahead, their start not recorded): its began log says
+-- which of them began.
+SELECT id, token FROM jobs WHERE holder = :holder AND state = 'running' AND started_at IS NULL;
+
 -- rescue_holder --
 -- A dead holder's running jobs: queued again (attempt counted) or dead if spent. A held job
--- that never started (started_at NULL) goes back as it was: no attempt, no error.
+-- (started_at NULL) counts as begun, unless it is one of :unspent (its holder's began log
+-- shows it never began): that one goes back as it was, no attempt, no error.
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+   SET state = CASE WHEN id IN (SELECT value FROM json_each(:unspent)) THEN 'queued'
+                    WHEN attempts + (started_at IS NULL) >= max_attempts THEN 'dead'
                     ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN :now
+       finished_at = CASE WHEN id IN (SELECT value FROM json_each(:unspent)) THEN NULL
+                          WHEN attempts + (started_at IS NULL) >= max_attempts THEN :now
                           ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = CASE WHEN started_at IS NULL THEN errors
+       errors = CASE WHEN id IN (SELECT value FROM json_each(:unspent)) THEN errors
                      ELSE json_insert(errors, '$[#]', json_set(json(:error), '$.attempt',
-                                                                attempts)) END
+                                      attempts + (started_at IS NULL))) END,
+       attempts = attempts + (started_at IS NULL
+                              AND id NOT IN (SELECT value FROM json_each(:unspent)))
  WHERE holder = :holder AND state = 'running'
-RETURNING id, task, queue, attempts, state;
+RETURNING id, task, queue, attempts, state,
+          id IN (SELECT value FROM json_each(:unspent));
 
 -- rescue_job --
--- One job whose lease expired, taken back as rescue_holder does.
+-- One job whose lease expired, taken back as rescue_holder does; a held one counts as
+-- begun (its holder lives: it may begin it yet).
 UPDATE jobs
-   SET state = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN 'dead'
+   SET state = CASE WHEN attempts + (started_at IS NULL) >= max_attempts THEN 'dead'
                     ELSE 'queued' END,
-       finished_at = CASE WHEN attempts >= max_attempts AND started_at IS NOT NULL THEN :now
+       finished_at = CASE WHEN attempts + (started_at IS NULL) >= max_attempts THEN :now
                           ELSE NULL END,
        holder = NULL, token = NULL, lease_until = NULL,
-       errors = CASE WHEN started_at IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json_set(json(:error), '$.attempt',
-                                                                attempts)) END
+       errors = json_insert(errors, '$[#]', json_set(json(:error), '$.attempt',
+                                                     attempts + (started_at IS NULL))),
+       attempts = attempts + (started_at IS NULL)
  WHERE id = :id AND state = 'running' AND lease_until < :now
-RETURNING id, task, queue, attempts, state;
+RETURNING id, task, queue, attempts, state, 0;
 
 -- acquire_id --
 -- Acquire one given waiting job whatever its run_at (inline mode).

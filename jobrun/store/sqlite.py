@@ -324,19 +324,25 @@ class SqliteStore(WorkflowActions, OperatorActions, CatalogActions, Store):
     def expired_leases(self, *, now: float) -> list[Expired]:
         return [Expired(r[0], r[1]) for r in self.read(Q["expired_leases"], {"now": now})]
 
-    def rescue_holder(self, holder: str, reason: str, *, now: float) -> list[Rescued]:
-        """Put a dead holder's running jobs back (attempt counted), or dead if exhausted."""
+    def rescue_holder(self, holder: str, reason: str, *, now: float,
+                      begun: frozenset[int] | None = None) -> list[Rescued]:
+        """Put a dead holder's running jobs back (attempt counted), or dead if exhausted;
+        its held jobs that `begun` shows never began, back as they were."""
         error = json.dumps(error_entry("WorkerLost", reason, None, now))
         with self.write() as conn:
-            rescued = [Rescued(*r) for r in conn.execute(
-                Q["rescue_holder"], {"holder": holder, "now": now, "error": error})]
+            unspent = [] if begun is None else [
+                i for i, token in conn.execute(Q["held_of_holder"], {"holder": holder})
+                if token not in begun]
+            rescued = [Rescued(i, t, q, a, s, bool(u)) for i, t, q, a, s, u in conn.execute(
+                Q["rescue_holder"], {"holder": holder, "now": now, "error": error,
+                                     "unspent": json.dumps(unspent)})]
             conn.execute(Q["let_go_holder"], {"holder": holder})  # its cancelled attempts
             return rescued
 
     def rescue_expired(self, job_id: int, reason: str, *, now: float) -> list[Rescued]:
         error = json.dumps(error_entry("LeaseExpired", reason, None, now))
         with self.write() as conn:
-            rescued = [Rescued(*r) for r in conn.execute(
+            rescued = [Rescued(i, t, q, a, s) for i, t, q, a, s, _ in conn.execute(
                 Q["rescue_job"], {"id": job_id, "now": now, "error": error})]
             conn.execute(Q["let_go_expired"], {"id": job_id, "now": now})  # a cancelled one
             return rescued

@@ -27,6 +27,7 @@ class InFlight:
         self._attempts: dict[int, Attempt] = {}
         self.busy: dict[str, int] = {}     # per queue: attempts here, held ones included
         self.held: dict[str, int] = {}     # per queue: held attempts not begun yet
+        self.held_live = 0                 # held attempts here, begun or not
         self._timed_out: set[int] = set()
         self._taken_back: set[int] = set()  # after a liveness loss: taken back, still running
         self._began: list[tuple[int, float]] = []  # (token, when): appended by any thread
@@ -38,6 +39,7 @@ class InFlight:
         self.busy[claim.queue] = self.busy.get(claim.queue, 0) + 1
         if claim.held:
             self.held[claim.queue] = self.held.get(claim.queue, 0) + 1
+            self.held_live += 1
 
     def began(self, token: int) -> None:
         """A held attempt starts now (an executor's thread): its timeout counts from here,
@@ -86,6 +88,8 @@ class InFlight:
             if self._by_job.get(a.claim.id) == token:
                 del self._by_job[a.claim.id]
             self.busy[a.claim.queue] -= 1
+            if a.claim.held:
+                self.held_live -= 1
             if a.waiting:
                 a.waiting = False
                 self.held[a.claim.queue] -= 1
@@ -137,6 +141,7 @@ class InFlight:
         self._by_job.clear()
         self.busy.clear()
         self.held.clear()
+        self.held_live = 0
 
     def __contains__(self, token: object) -> bool:
         return token in self._attempts

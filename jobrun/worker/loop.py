@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import clock
+from .. import began, clock
 from ..attempt import after_failure
 from ..config import Settings
 from ..context import Context
@@ -33,6 +33,7 @@ from . import outcomes as outcomes_mod
 from .inflight import InFlight
 
 log = logging.getLogger("jobrun.service")
+BEGAN_LOG_MAX = 64 * 1024  # bytes: the began log is emptied past this (8 a held job)
 GATHER = 0.002  # s: the longest a busy loop lets outcomes gather while held jobs last
 jlog = logging.getLogger("jobrun.job")
 
@@ -90,6 +91,8 @@ class Loop:
         self._hold_until: float | None = None  # outcomes held for the next claiming round
         self.alone: frozenset[str] = frozenset()  # queues no other live service serves
         self._gather_until: float | None = None  # outcomes gathered while held jobs last
+        self.began_path: str | None = None  # this service's began log (began.py)
+        self._rounds = 0
 
     # -- from other threads ------------------------------------------------------------------
     def done(self, claim: Claim, outcome: Outcome) -> None:
@@ -138,6 +141,7 @@ class Loop:
                 self._dry = r.retry_in is None and not (plan.limited & wants.keys()) and \
                     drained(r.claims, wants, plan.caps)
                 self._after(r, full, now_m, now)
+                self._trim_began()
                 for claim in r.claims:
                     self._dispatch(claim)
             self.healthy_at = clock.monotonic()
@@ -240,6 +244,15 @@ class Loop:
             again = now + max(0.001, r.retry_in)
             self._next_due = again if self._next_due is None else min(self._next_due, again)
 
+    def _trim_began(self) -> None:
+        """Empty the began log now and then, at a moment no held job is in flight here:
+        only this thread hands held jobs out, so none can be written meanwhile."""
+        self._rounds += 1
+        if self.began_path is None or self._rounds % 256 or self.inflight.held_live:
+            return
+        if began.size(self.began_path) > BEGAN_LOG_MAX:
+            began.truncate(self.began_path)
+
     def _ring_others(self) -> None:
         """A gathered child ended here: its parent, if that was its last child, may run on
         another service (another queue, another host's tasks), asleep until its poll."""
@@ -265,7 +278,7 @@ class Loop:
                 self.done(claim, Outcome(claim.id, claim.token, "released"))
                 return
             if kind == "async":  # no queue of its own to wait in: it starts now
-                self.inflight.began(claim.token)
+                self.pools.began(claim.token)
         if jlog.isEnabledFor(logging.INFO):
             self._log_started(claim)
         try:

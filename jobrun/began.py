@@ -1,0 +1,118 @@
+"""Which held jobs a service began, in a log beside a SQLite store that outlives the
+service's process: appended (8 bytes, no sync) before each held job runs, by the thread or
+child that runs it, and read by whoever rescues the service after its death. A held job
+whose token is not in the log never began: it goes back to queued as it was, its attempt
+not spent. One that is in it, or any held job of a service whose log is missing or older
+than this boot (lines may have gone with the power), counts as begun: WorkerLost, the
+attempt counted, as a running job.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+
+from .lock import holders_dir
+
+_TOKEN = struct.Struct("<q")
+_fds: dict[str, int] = {}  # per process (a child opens its own)
+
+
+def path_of(store_path: str, holder: str) -> str:
+    return os.path.join(holders_dir(store_path), holder + ".began")
+
+
+def open_log(path: str) -> int:
+    """Made when its service starts: a log there and written since this boot is whole,
+    empty or not (no log: nothing can be told)."""
+    fd = _fds.get(path)
+    if fd is None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        _fds[path] = fd
+    return fd
+
+
+def append(path: str, token: int) -> None:
+    """Say that the held job of `token` begins (O_APPEND: whole records, any process)."""
+    os.write(_fds.get(path) or open_log(path), _TOKEN.pack(token))
+
+
+def writer(path: str) -> Callable[[int], None]:
+    def write(token: int) -> None:
+        append(path, token)
+    return write
+
+
+def size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def truncate(path: str) -> None:
+    """Emptied by its service when no held job of it is in flight (none can be written)."""
+    fd = _fds.get(path)
+    if fd is not None:
+        os.ftruncate(fd, 0)
+
+
+def close(path: str, *, unlink: bool) -> None:
+    fd = _fds.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+    if unlink:
+        forget(path)
+
+
+def forget(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def read(path: str) -> frozenset[int] | None:
+    """The tokens begun; None when it cannot be trusted to be whole (no log, or none
+    written since this boot)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_mtime < _boot_time():
+                return None
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    whole = len(data) - len(data) % _TOKEN.size
+    return frozenset(t for (t,) in _TOKEN.iter_unpack(data[:whole]))
+
+
+def sweep(store_path: str, alive: Callable[[str], bool], age: float = 60.0) -> None:
+    """Logs of dead holders that no rescue read (they died holding nothing), once old."""
+    import time
+
+    folder = holders_dir(store_path)
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".began")]
+    except FileNotFoundError:
+        return
+    for n in names:
+        p = os.path.join(folder, n)
+        try:
+            old = os.stat(p).st_mtime < time.time() - age
+        except FileNotFoundError:
+            continue
+        if old and not alive(n[:-len(".began")]):
+            forget(p)
+
+
+def _boot_time() -> float:
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float("inf")  # unknown: trust no log
