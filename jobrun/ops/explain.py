@@ -69,10 +69,10 @@ def _reasons(rec: JobRecord, facts: Facts, now: float) -> list[str]:
                f"({rec.attempts + 1}/{rec.max_attempts}) is counted only then"]
         if facts.holder_alive is False:
             run.append(f"its holder {rec.holder} is dead: the job goes back to queued within a "
-                       "second, its attempt unspent")
+                       "second, its attempt unspent unless that service's log says it began")
         elif rec.lease_until is not None and rec.lease_until < now:
-            run.append("its lease expired: another service will put it back, its attempt "
-                       "unspent")
+            run.append("its lease expired: another service will put it back, the attempt "
+                       "counted (its stuck holder may have begun it)")
         return run
     if s == "running":
         run = [f"job {rec.id} is running: attempt {rec.attempts}/{rec.max_attempts} on "
