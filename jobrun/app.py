@@ -104,7 +104,8 @@ class App:
             with self._lock:
                 if self._store is None:
                     path = resolve_store(self._store_arg, self.settings)
-                    self._store = open_store(path, durability=self.settings.durability)
+                    self._store = open_store(path, durability=self.settings.durability,
+                                             producer=True)
                     self._ringer = presence_for(self._store).ringer()
         return self._store
 

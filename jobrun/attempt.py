@@ -68,6 +68,8 @@ def resolve(claim: Claim, registry: Registry) -> Callable[..., Any]:
 
 
 def succeed(claim: Claim, value: Any) -> Outcome:
+    if value is None:  # most jobs: no result to encode
+        return Outcome(claim.id, claim.token, "succeeded", result="null")
     try:
         result = bounded(dumps(value, f"return value of {claim.task}"),
                          f"return value of {claim.task}")

@@ -228,3 +228,23 @@ def test_a_store_folder_writable_by_others_is_warned_about(tmp_path, caplog) -> 
         SqliteStore(str(shared / "jobs.db")).close()
     warnings = [r for r in caplog.records if "writable by others" in r.getMessage()]
     assert len(warnings) == 1 and "777" in warnings[0].getMessage()
+
+
+def test_a_claimed_row_no_enqueue_could_write_goes_dead_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Read after the round's commit (other writers wait less): a row whose args are not a
+    JSON array goes dead with BadPayload in a write of its own; the others are claimed."""
+    s = SqliteStore(str(tmp_path / "j.db"))
+    ids = s.enqueue([job(args="[1]"), job(args="[2]"), job(args="[3]")], now=1.0)
+    raw = apsw.Connection(str(tmp_path / "j.db"))
+    raw.execute("UPDATE jobs SET args = '{not json' WHERE id = ?", (ids[1],))
+    raw.close()
+    for ahead in (None, {"default": 5}):
+        claims = s.acquire_round([], {"default": 1}, "h", now=2.0, lease=60,
+                                 ahead=ahead).claims
+        if ahead is None:
+            assert [c.id for c in claims] == [ids[0]]
+    assert [c.id for c in claims] == [ids[2]] and claims[0].held
+    bad = s.get(ids[1])
+    assert bad is not None and bad.state.value == "dead"
+    assert bad.errors[-1]["type"] == "BadPayload"
+    s.close()

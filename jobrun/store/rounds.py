@@ -18,20 +18,24 @@ from .contract import Round
 from .queries import Q
 from .sqlite_workflows import WQ
 
+Claimed = list[tuple[list[tuple[Any, ...]], bool]]  # (rows in claim order, held)
+
 
 def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[str, int],
                   holder: str, *, now: float, lease: float, full: bool,
                   paused: frozenset[str], next_due: float | None, limits: Limits | None,
                   limited: frozenset[str], tasks: frozenset[str] | None,
                   ahead: dict[str, int] | None = None,
-                  began: list[tuple[int, int, float]] | None = None) -> Round:
+                  began: list[tuple[int, int, float]] | None = None
+                  ) -> tuple[Round, Claimed]:
     """One round in one transaction: record outcomes and held attempts that began, then
     claim up to `wants`, and `ahead` more held, only jobs of `tasks` (the tasks this service
-    runs; None: any).
+    runs; None: any). The claimed rows come back raw, in claim order, for `claims` to read
+    once the write lock is let go.
 
     A full round also promotes due jobs and reads paused queues and the next due time;
     a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
-    claims: list[Claim] = []
+    claimed: Claimed = []
     applied: frozenset[int] = frozenset()
     if outcomes:
         applied = record(conn, outcomes, now)
@@ -65,15 +69,15 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
                     retry_in = wait if retry_in is None else min(retry_in, wait)
             else:
                 got = _acquire(conn, args, present)
-        claims.extend(_claims(conn, got, now, held=False))
+        claimed.append((_ordered(got), False))
         if more > 0 and limits is not None and queue in limited:
             present = limits.free_tasks(queue, present)  # a limit counts what runs
         if more > 0 and present:  # held: ahead of a free worker, uncounted until they start
             held = _acquire(conn, {**args, "limit": more, "held": 1}, present)
-            claims.extend(_claims(conn, held, now, held=True))
+            claimed.append((_ordered(held), True))
     if full or outcomes:  # an outcome may wake a waiting workflow (its fan-in)
         next_due = conn.execute(Q["next_due"]).get
-    return Round(claims, next_due, len(applied), paused, retry_in, applied)
+    return Round([], next_due, len(applied), paused, retry_in, applied), claimed
 
 def _acquire(conn: apsw.Connection, args: dict[str, Any], present: list[str]
              ) -> list[tuple[Any, ...]]:
@@ -81,24 +85,28 @@ def _acquire(conn: apsw.Connection, args: dict[str, Any], present: list[str]
         return list(conn.execute(Q["acquire"], {**args, "task": present[0]}))
     return _acquire_merged(conn, args, present)
 
-def _claims(conn: apsw.Connection, got: list[tuple[Any, ...]], now: float, *, held: bool
-            ) -> list[Claim]:
-    """Claimed rows as attempts, in claim order. A row no enqueue could write (edited by
-    hand, a bug) goes dead alone instead of failing every round of its queue."""
+def _ordered(got: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     if len(got) > 1:
         got.sort(key=rows.claim_order)
+    return got
+
+def claims(claimed: Claimed, now: float) -> tuple[list[Claim], list[dict[str, Any]]]:
+    """Claimed rows as attempts, and the `fail` parameters of rows no enqueue could write
+    (edited by hand, a bug): those go dead alone instead of failing every round of their
+    queue (fenced by their token, in a write of their own)."""
     out: list[Claim] = []
-    for row in got:
-        try:
-            out.append(rows.claim(row, held=held))
-        except (ValueError, TypeError, RecursionError) as exc:
-            bad = rows.named(row)
-            conn.execute(Q["fail"], {
-                "id": bad["id"], "token": bad["token"], "state": "dead", "run_at": now,
-                "finished_at": now, "now": now, "error": json.dumps(error_entry(
-                    "BadPayload", f"unreadable stored payload: {exc}"[:500],
-                    bad["attempts"], now))})
-    return out
+    bad: list[dict[str, Any]] = []
+    for got, held in claimed:
+        for row in got:
+            try:
+                out.append(rows.claim(row, held=held))
+            except (ValueError, TypeError, RecursionError) as exc:
+                r = rows.named(row)
+                bad.append({"id": r["id"], "token": r["token"], "state": "dead", "run_at": now,
+                            "finished_at": now, "now": now, "error": json.dumps(error_entry(
+                                "BadPayload", f"unreadable stored payload: {exc}"[:500],
+                                r["attempts"], now))})
+    return out, bad
 
 def _queued_tasks(conn: apsw.Connection, queue: str, tasks: frozenset[str] | None
                   ) -> list[str]:
