@@ -19,6 +19,19 @@ _TOKEN = struct.Struct("<q")
 _fds: dict[str, int] = {}  # per process (a child opens its own)
 
 
+def _in_child() -> None:
+    """A forked child (a task's os.fork) keeps no copy of its service's log open."""
+    for fd in _fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _fds.clear()
+
+
+os.register_at_fork(after_in_child=_in_child)
+
+
 def path_of(store_path: str, holder: str) -> str:
     return os.path.join(holders_dir(store_path), holder + ".began")
 
