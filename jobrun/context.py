@@ -22,6 +22,7 @@ class Context:
         "task",
         "token",
         "trace_id",
+        "withdrawn",
     )
 
     def __init__(self, job_id: int, attempt: int, task: str, trace_id: str | None, queue: str,
@@ -36,6 +37,7 @@ class Context:
         self.token = token
         self._cancelled = False
         self.handed_back = False  # stopped by a drain: the job goes back to queued
+        self.withdrawn = False    # held, not begun, and a drain began: it must not begin
         self._heartbeat = heartbeat
 
     @property
@@ -55,6 +57,11 @@ class Context:
         """Ask the attempt to stop; `hand_back` (a drain) means its job is queued again."""
         self.handed_back = self.handed_back or hand_back
         self._cancelled = True
+
+    def withdraw(self) -> None:
+        """A drain began while this held attempt waited: it goes back without starting.
+        Unlike a cancel it stops nothing: begun meanwhile, it runs and its outcome stands."""
+        self.withdrawn = True
 
     def heartbeat(self) -> bool:
         """Renew this attempt's lease now; False if the job is no longer ours."""

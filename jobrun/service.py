@@ -33,13 +33,14 @@ from .store import open_store
 from .store.contract import Store
 from .worker import outcomes
 from .worker.inflight import InFlight
-from .worker.loop import ClaimPlan, Loop
+from .worker.loop import ClaimPlan, Loop, log_started
 from .worker.maintenance import Maintenance, ServiceView
 
 if TYPE_CHECKING:
     from .ops.metrics import Metrics
 
 log = logging.getLogger("jobrun.service")
+jlog = logging.getLogger("jobrun.job")
 KILL_WAIT = 8.0  # a drain waits this long for stopped child processes to be gone
 THREAD_GRACE = 1.0  # and this long for thread jobs told to stop to return
 
@@ -190,7 +191,7 @@ class Service:
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         loop.draining = True
         for a in self._inflight.waiting():  # held, not begun: back now, not after a wait
-            a.ctx.cancel(hand_back=True)
+            a.ctx.withdraw()
         self._wake()
         if self.scheduler is not None:  # a draining service fires no cron: another leads now
             self.scheduler.stop()
@@ -325,6 +326,10 @@ class Service:
         if self._began_path is not None:
             began.append(self._began_path, token)
         self._inflight.began(token)
+        if jlog.isEnabledFor(logging.INFO):
+            a = self._inflight.get(token)
+            if a is not None:
+                log_started(a.claim, self.settings.log_args)
 
     def _served_alone(self, queues: frozenset[str]) -> None:
         if self._loop is not None:

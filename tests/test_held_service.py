@@ -12,6 +12,8 @@ from typing import Any
 
 import apsw
 
+import jobrun
+import jobrun.testing
 from crashapp.harness import ServiceProc, sigstop_outside_write, wait_for, wait_serving
 from execapp import tasks as t
 from jobrun import began
@@ -121,3 +123,76 @@ def test_only_a_queue_no_other_live_service_serves_holds_jobs() -> None:
     v = _View({"a": ["me"], "b": ["me", "other"], "c": ["other"]})
     alone.look(v)  # type: ignore[arg-type]
     assert v.got == frozenset({"a"})
+
+
+def test_held_async_jobs_wait_for_the_queues_cap(tmp_path: Path) -> None:
+    app = open_app(config(tmp_path, "[queues.aio]\nconcurrency = 2\n"))
+    t.reset_async()
+    app.enqueue_many([t.nap.call(0.2) for _ in range(12)])
+    assert jobrun.testing.run_until_idle(app, timeout=30) == {"succeeded": 12}
+    assert t.ASYNC["max"] == 2, t.ASYNC  # held ones wait on the loop for the queue's cap
+
+
+def ledger(folder: Path) -> dict[int, int]:
+    runs: dict[int, int] = {}
+    if (folder / "ledger").exists():
+        for line in (folder / "ledger").read_text().split("\n"):
+            if line:
+                i = int(line.split()[0])
+                runs[i] = runs.get(i, 0) + 1
+    return runs
+
+
+def test_a_drain_hands_back_only_the_held_jobs_that_never_began(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "[queues.crash]\nexecutor = \"process\"\nconcurrency = 2\n")
+    store, folder = str(tmp_path / "jobs.db"), str(tmp_path)
+    app = open_app(cfg)
+    app.enqueue(t.gated_pid.name, args=[folder, "a"])
+    quick = app.enqueue_many([t.ledger_ok.call(folder, i) for i in range(30)])
+    app.enqueue(t.gated_pid.name, args=[folder, "b"])
+    quick += app.enqueue_many([t.ledger_ok.call(folder, 30 + i) for i in range(30)])
+    svc = ServiceProc(cfg, tmp_path / "service.log")
+    try:
+        wait_serving(store, svc)
+        wait_for(lambda: (tmp_path / "started-a").exists() and
+                 (tmp_path / "started-b").exists(), 20, "both long jobs to run")
+        svc.send(signal.SIGTERM)  # the drain: held jobs not begun go back, at once
+        # Both children are held up: the quick jobs left wait, held; the drain gives them back.
+        wait_for(lambda: rows(store, "SELECT count(*) FROM jobs WHERE state = 'queued'")[0][0]
+                 > 0, 10, "the held jobs to be handed back")
+        (tmp_path / "gate-a").write_text("")
+        (tmp_path / "gate-b").write_text("")
+        assert svc.wait(30) == 0
+    finally:
+        (tmp_path / "gate-a").write_text("")
+        (tmp_path / "gate-b").write_text("")
+        svc.send(signal.SIGKILL)
+    runs = ledger(tmp_path)
+    for i, j in enumerate(quick):
+        r = j.refresh().record
+        if r.state.value == "succeeded":
+            assert runs.get(i) == 1 and r.attempts == 1, (i, r)
+        else:  # handed back: it never ran, and spent nothing
+            assert (r.state.value, r.attempts, runs.get(i, 0)) == ("queued", 0, 0), (i, r)
+
+
+def test_a_childs_finished_jobs_are_recorded_while_a_long_one_runs_after_them(
+        tmp_path: Path) -> None:
+    cfg = config(tmp_path, "[queues.crash]\nexecutor = \"process\"\nconcurrency = 1\n"
+                           "prefetch = 5\n")
+    store, folder = str(tmp_path / "jobs.db"), str(tmp_path)
+    app = open_app(cfg)
+    quick = app.enqueue_many([t.ledger_ok.call(folder, i) for i in range(3)])
+    long = app.enqueue(t.gated_pid.name, args=[folder, "long"])
+    svc = ServiceProc(cfg, tmp_path / "service.log")
+    try:
+        wait_serving(store, svc)
+        wait_for((tmp_path / "started-long").exists, 20, "the long job to start")
+        # One batch, one child: the quick ones ran before it, and are recorded meanwhile.
+        wait_for(lambda: all(j.refresh().state.value == "succeeded" for j in quick), 10,
+                 "the quick jobs' outcomes while the long one runs")
+        assert long.refresh().state.value == "running"
+    finally:
+        (tmp_path / "gate-long").write_text("")
+        svc.send(signal.SIGTERM)
+        svc.wait(30)

@@ -111,7 +111,9 @@ class Pools:
                 if self._aio is None:
                     from .aio import AsyncExecutor
 
-                    self._aio = AsyncExecutor(self._registry, self._done)
+                    self._aio = AsyncExecutor(
+                        self._registry, self._done, self._began,
+                        lambda queue: self._settings().queue(queue).concurrency)
                 return self._aio
             if kind == "process":
                 if queue not in self._procs:

@@ -21,125 +21,25 @@ import queue
 import signal
 import sys
 import threading
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .. import began, clock
+from .. import clock
 from ..attempt import after_failure
 from ..context import Context
 from ..errors import TaskTimeout, WorkerDied
 from ..model import Claim, Outcome, error_entry
 from ..registry import Registry
 from . import Began, Done, groups, never_began
+from .child import ACK, child_main
+from .gate import Gate
 from .slots import Slots, unstarted
 
 log = logging.getLogger("jobrun.process")
 KILL_GRACE = 2.0
 GIVE_BACK = 0.005  # s: a job running this long lets the jobs queued behind it go elsewhere
-ACK = b"A"
 _CLAIM_FIELDS = ("id", "task", "queue", "args", "kwargs", "attempt", "max_attempts", "token",
                  "trace_id", "timeout", "options", "held")
-
-
-def _die_with(service_pid: int) -> None:
-    """Kill this child's whole process group when the service dies (even by SIGKILL): its
-    job is rescued and run again elsewhere, so nothing of this attempt may go on. Its
-    children that left the group (their own session) go first: they are found as children
-    of this subreaper, and would be reparented to init once it is gone."""
-    import select
-    import threading
-
-    def watch() -> None:
-        try:
-            fd = os.pidfd_open(service_pid)
-            select.select([fd], [], [])  # readable once the service has exited
-        except (AttributeError, OSError):
-            while True:  # no pidfd: poll
-                try:
-                    os.kill(service_pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.5)
-        groups.kill_children(0.0)
-        os.killpg(0, signal.SIGKILL)
-
-    threading.Thread(target=watch, daemon=True, name="jobrun-child-watchdog").start()
-
-
-def _may_start(gate: Any, seq: int | None) -> bool:
-    """In the child, before a job of a batch: False if the parent took it back (gate[1..2],
-    the seqs taken back); else it starts, and gate[0] says so. One lock for both sides, so a
-    job is either started here or taken back, never both."""
-    if gate is None or seq is None:
-        return True
-    with gate.get_lock():
-        if gate[1] <= seq <= gate[2]:
-            return False
-        gate[0] = seq
-        return True
-
-
-def _child_main(conn: Connection, imports: list[str], path: list[str], store: str,
-                service_pid: int = 0, gate: Any = None, began_path: str | None = None
-                ) -> None:
-    """The child: its own process group, the task modules, then one job at a time."""
-    import importlib
-
-    from ..attempt import run_attempt
-    from ..registry import REGISTRY
-
-    os.setsid()
-    groups.become_subreaper()
-    # Started as a daemon so it dies with the service; but a task may use multiprocessing
-    # itself (a daemon may not have children): what it starts is stopped after its job.
-    multiprocessing.current_process().daemon = False
-    if service_pid:
-        _die_with(service_pid)
-    if store:
-        os.environ["JOBRUN_STORE"] = store  # jobrun.once() and App() in tasks find the store
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's to handle
-    for p in reversed(path):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    for name in imports:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # the job will go dead with UnknownTask; say why here
-            print(f"jobrun child: cannot import {name}: {exc}", file=sys.stderr)
-    skip: set[int] = set()
-    inbox: list[dict[str, Any]] = []  # a next batch read while skipping taken-back jobs
-    while True:
-        try:
-            msg = inbox.pop(0) if inbox else json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        if "skip" in msg:
-            skip.update(msg["skip"])
-            continue
-        conn.send_bytes(ACK)  # received: from now on a death is the running job's
-        for d in msg["jobs"]:
-            while conn.poll(0):  # the parent may cancel jobs of this batch not started yet
-                m = json.loads(conn.recv_bytes())
-                if "skip" in m:
-                    skip.update(m["skip"])
-                else:
-                    inbox.append(m)
-            seq = d.pop("seq", None)
-            if d["token"] in skip:
-                skip.discard(d["token"])
-                conn.send_bytes(json.dumps({"token": d["token"], "state": "skipped"}).encode())
-                continue
-            if not _may_start(gate, seq):
-                continue  # taken back: another child runs it, and nothing is sent for it
-            claim = Claim(**d)
-            if claim.held and began_path:  # before it runs: its rescue must know
-                began.append(began_path, claim.token)
-            o = run_attempt(claim, REGISTRY, log_it=False)
-            groups.kill_children()  # nothing the job started outlives it
-            conn.send_bytes(json.dumps({"token": claim.token, "state": o.state,
-                                        "result": o.result, "run_at": o.run_at,
-                                        "error": o.error}).encode())
 
 
 def _eof(child: _Child) -> bool:
@@ -156,24 +56,18 @@ class _Child:
         self.generation = generation  # of the executor's task modules it imported
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
-        self.gate = ctx.Array("q", 3)  # [started seq, taken back from, to] (_may_start)
+        self.gate = Gate()  # the child starts a batch's job, or its slot takes it back
         self.seq = 0                   # of the jobs sent to it
-        self.proc = ctx.Process(target=_child_main,
-                                args=(child, imports, path, store, os.getpid(), self.gate,
-                                      began_path),
+        self.proc = ctx.Process(target=child_main,
+                                args=(child, imports, path, store, os.getpid(),
+                                      self.gate.path, began_path),
                                 daemon=True, name="jobrun-child")
         self.proc.start()
         child.close()
         self.tasks = 0
 
     def take_back(self, first: int, last: int) -> bool:
-        """Take back the jobs sent with seqs first..last, unless the child started the first
-        of them already (its result is on the way: try again later)."""
-        with self.gate.get_lock():
-            if self.gate[0] >= first:
-                return False
-            self.gate[1], self.gate[2] = first, last
-            return True
+        return self.gate.take_back(first, last)
 
     @property
     def pid(self) -> int:
@@ -185,6 +79,7 @@ class _Child:
         self.close()
 
     def close(self) -> None:
+        self.gate.close()
         try:
             self.conn.close()
         except OSError:
@@ -303,7 +198,7 @@ class ProcessExecutor(Slots):
     def _keep(self, items: list[tuple[Claim, Context]]) -> list[tuple[Claim, Context]]:
         kept = []
         for claim, ctx in items:
-            if claim.held and ctx.cancelled:
+            if claim.held and (ctx.cancelled or ctx.withdrawn):
                 self._done(claim, unstarted(claim, ctx))
             else:
                 kept.append((claim, ctx))
@@ -341,9 +236,7 @@ class ProcessExecutor(Slots):
                 with self._lock:
                     for claim, _ in batch:
                         self._running.pop(claim.id, None)
-            child.tasks += len(results)
-            for claim, outcome in results:
-                self._done(claim, outcome)
+            child.tasks += len(results)  # each was handed in as it came (_deliver)
             if undelivered:
                 fresh_failures = fresh_failures + 1 if fresh and not results else 0
                 if fresh_failures >= 2:  # even a new child cannot take them
@@ -356,6 +249,7 @@ class ProcessExecutor(Slots):
                 if alive:
                     child.kill(self._grace)
                 else:
+                    child.close()
                     self.replaced += 1
                 child = None  # replaced for the next batch, at once
 
@@ -381,6 +275,14 @@ class ProcessExecutor(Slots):
         skipped: set[int] = set()
         while True:
             claim, ctx = batch[i]
+            later = [c.token for c, x in batch[i + 1:]
+                     if (x.cancelled or x.withdrawn) and c.token not in skipped]
+            if later:  # cancelled, or withdrawn by a drain, before they began: skipped
+                skipped.update(later)
+                try:
+                    child.conn.send_bytes(json.dumps({"skip": later}).encode())
+                except OSError:
+                    pass
             deadline = started + claim.timeout if claim.timeout else None
             wait = 0.2 if i + 1 == len(batch) else GIVE_BACK  # waiting jobs: look again soon
             if deadline is not None:
@@ -395,8 +297,9 @@ class ProcessExecutor(Slots):
                             self._began(claim.token)
                         continue
                     d = json.loads(raw)
-                    results.append((claim, unstarted(claim, ctx) if d["state"] == "skipped"
-                                    else self._outcome(claim, d, now_m - started)))
+                    self._deliver(results, claim, unstarted(claim, ctx)
+                                  if d["state"] == "skipped"
+                                  else self._outcome(claim, d, now_m - started))
                     i, started = i + 1, now_m
                     if i == len(batch):
                         return results, [], True
@@ -418,26 +321,18 @@ class ProcessExecutor(Slots):
             if ctx.cancelled and acked:
                 if ctx.handed_back:  # a drain past its deadline: stop it now, queue it again
                     child.kill(0.0)
-                    results.append((claim, Outcome(claim.id, claim.token, "released")))
+                    self._deliver(results, claim, Outcome(claim.id, claim.token, "released"))
                     return results, batch[i + 1:], False
                 child.kill(self._grace)
-                results.append((claim, Outcome(claim.id, claim.token, "cancelled",
-                                               error=error_entry("Cancelled",
-                                                                 "cancelled: child stopped",
-                                                                 claim.attempt, clock.now()))))
+                self._deliver(results, claim, Outcome(
+                    claim.id, claim.token, "cancelled", error=error_entry(
+                        "Cancelled", "cancelled: child stopped", claim.attempt, clock.now())))
                 return results, batch[i + 1:], False
             if deadline is not None and acked and clock.monotonic() >= deadline:
                 child.kill(self._grace)
                 exc = TaskTimeout(f"timed out after {claim.timeout:g}s: process group stopped")
-                results.append((claim, after_failure(claim, exc, clock.now())))
+                self._deliver(results, claim, after_failure(claim, exc, clock.now()))
                 return results, batch[i + 1:], False
-            later = [c.token for c, x in batch[i + 1:] if x.cancelled and c.token not in skipped]
-            if later:  # cancelled before they started: the child skips them
-                skipped.update(later)
-                try:
-                    child.conn.send_bytes(json.dumps({"skip": later}).encode())
-                except OSError:
-                    pass
 
     def _give_back(self, child: _Child, batch: list[tuple[Claim, Context]], i: int,
                    first: int) -> None:
@@ -460,8 +355,16 @@ class ProcessExecutor(Slots):
         if not acked:
             return results, batch, False
         claim = batch[i][0]
-        results.append((claim, after_failure(claim, WorkerDied(child.died()), clock.now())))
+        self._deliver(results, claim, after_failure(claim, WorkerDied(child.died()),
+                                                    clock.now()))
         return results, batch[i + 1:], False
+
+    def _deliver(self, results: list[tuple[Claim, Outcome]], claim: Claim,
+                 outcome: Outcome) -> None:
+        """An outcome goes to the service as it comes, not after the rest of its batch: a
+        job done before a long one in its child is recorded while that one runs."""
+        results.append((claim, outcome))
+        self._done(claim, outcome)
 
     @staticmethod
     def _outcome(claim: Claim, d: dict[str, Any], duration: float) -> Outcome:

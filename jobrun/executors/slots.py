@@ -51,7 +51,7 @@ class Slots:
         comes back without running."""
         if not claim.held:
             return True
-        if ctx.cancelled:
+        if ctx.cancelled or ctx.withdrawn:
             self._done(claim, unstarted(claim, ctx))
             return False
         self._began(claim.token)
@@ -60,7 +60,7 @@ class Slots:
 
 def unstarted(claim: Claim, ctx: Context) -> Outcome:
     """The outcome of a held claim that never began: handed back (a drain), or cancelled."""
-    if ctx.handed_back:
+    if ctx.handed_back or ctx.withdrawn:
         return Outcome(claim.id, claim.token, "released")
     return Outcome(claim.id, claim.token, "cancelled", error=error_entry(
         "Cancelled", "cancelled before it started", claim.attempt, clock.now()),

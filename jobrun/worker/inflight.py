@@ -19,7 +19,8 @@ class Attempt:
     ctx: Context
     kind: str        # thread | process | command | async
     started: float   # monotonic: when it was handed out, or when a held attempt began
-    waiting: bool = False  # held and not begun: it waits for a free worker here
+    waiting: bool = False  # held and not begun: it waits for a free worker here (loop's view)
+    begun: bool = False    # a held attempt began (set by the executor's thread at once)
 
 
 class InFlight:
@@ -47,6 +48,7 @@ class InFlight:
         a = self._attempts.get(token)
         if a is not None:
             a.started = clock.monotonic()
+            a.begun = True
         self._began.append((token, clock.now()))
 
     def take_began(self) -> list[tuple[int, int, float]]:
@@ -97,7 +99,7 @@ class InFlight:
 
     def waiting(self) -> list[Attempt]:
         """Held attempts not begun: a drain hands them back at once."""
-        return [a for a in list(self._attempts.values()) if a.waiting]
+        return [a for a in list(self._attempts.values()) if a.claim.held and not a.begun]
 
     def get(self, token: int) -> Attempt | None:
         return self._attempts.get(token)

@@ -63,6 +63,16 @@ def drained(claims: list[Claim], wants: dict[str, int], caps: dict[str, int]) ->
     return all(got.get(q, 0) < n for q, n in wants.items())
 
 
+def log_started(claim: Claim, log_args: bool) -> None:
+    fields: dict[str, Any] = {"event": "started", "job_id": claim.id, "task": claim.task,
+                              "queue": claim.queue, "attempt": claim.attempt,
+                              "trace_id": claim.trace_id}
+    if log_args:
+        fields["args"], fields["kwargs"] = claim.args, claim.kwargs
+    jlog.info("job %s %s started (attempt %s)", claim.id, claim.task, claim.attempt,
+              extra={"jobrun": fields})
+
+
 class Loop:
     def __init__(self, store: Store, holder: str, path: str, settings: Callable[[], Settings],
                  bell: Doorbell, pools: Pools, inflight: InFlight,
@@ -273,14 +283,11 @@ class Loop:
                       claim.token, self._heartbeat(claim), self.path)
         kind = self.pools.kind(claim)
         self.inflight.add(claim, ctx, kind)
-        if claim.held:
-            if self.draining:  # claimed in the round that met the drain: back at once
-                self.done(claim, Outcome(claim.id, claim.token, "released"))
-                return
-            if kind == "async":  # no queue of its own to wait in: it starts now
-                self.pools.began(claim.token)
-        if jlog.isEnabledFor(logging.INFO):
-            self._log_started(claim)
+        if claim.held and self.draining:  # claimed in the round that met the drain: back
+            self.done(claim, Outcome(claim.id, claim.token, "released"))
+            return
+        if not claim.held and jlog.isEnabledFor(logging.INFO):  # a held one: as it begins
+            log_started(claim, self._settings().log_args)
         try:
             self.pools.submit(claim, ctx, kind)
         except Exception as exc:  # an executor that cannot start fails the job
@@ -292,15 +299,6 @@ class Loop:
             return self.store.extend_lease(claim.id, claim.token, now=clock.now(),
                                            lease=self._settings().lease)
         return beat
-
-    def _log_started(self, claim: Claim) -> None:
-        fields: dict[str, Any] = {"event": "started", "job_id": claim.id, "task": claim.task,
-                                  "queue": claim.queue, "attempt": claim.attempt,
-                                  "trace_id": claim.trace_id}
-        if self._settings().log_args:
-            fields["args"], fields["kwargs"] = claim.args, claim.kwargs
-        jlog.info("job %s %s started (attempt %s)", claim.id, claim.task, claim.attempt,
-                  extra={"jobrun": fields})
 
     def _wait(self) -> None:
         timeout = self._settings().poll

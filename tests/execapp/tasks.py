@@ -268,3 +268,11 @@ def held_nap(seconds: float) -> int:
     """A thread job of a queue that holds jobs ahead (tests/test_held.py)."""
     time.sleep(seconds)
     return os.getpid()
+
+
+@app.task(queue="crash")
+def ledger_ok(folder: str, i: int) -> int:
+    """A quick process job that writes one line per execution (tests/test_held_service.py)."""
+    with open(os.path.join(folder, "ledger"), "a") as f:
+        f.write(f"{i} {os.getpid()}\n")
+    return i
