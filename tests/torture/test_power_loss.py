@@ -116,8 +116,11 @@ def jobs(db: apsw.Connection) -> dict[int, dict[str, Any]]:
         s = j["state"]
         assert s in ("scheduled", "queued", "running", "retrying", *FINISHED), j
         if s == "running":
-            assert None not in (j["holder"], j["token"], j["lease_until"], j["started_at"]), j
-            assert j["finished_at"] is None and j["attempts"] >= 1, j
+            # started_at is NULL for a held job (claimed ahead of a free worker, not begun).
+            assert None not in (j["holder"], j["token"], j["lease_until"]), j
+            held = j["started_at"] is None  # its attempt counts once it begins
+            assert j["finished_at"] is None and j["attempts"] >= (0 if held else 1), j
+            assert not held or j["attempts"] < j["max_attempts"], j
         else:
             assert j["holder"] is None and j["lease_until"] is None, j
         if s == "succeeded":
