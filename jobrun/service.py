@@ -264,8 +264,12 @@ class Service:
     def _plan(self, settings: Settings) -> ClaimPlan:
         """What the loop claims: caps (concurrency), how far ahead, limits, tasks."""
         caps = {q: settings.queue(q).concurrency for q in self.queue_names()}
+        # Held by default only where a rescue can tell a held job that began from one that
+        # did not (a began log: SQLite); elsewhere (PostgreSQL) only with a prefetch given,
+        # whose held jobs a crash counts as begun.
         ahead = {q: (qc.ahead, qc.prefetch is not None)
-                 for q in caps if (qc := settings.queue(q)).ahead > 0}
+                 for q in caps if (qc := settings.queue(q)).ahead > 0 and
+                 (qc.prefetch is not None or self._began_path is not None)}
         queue_rates = {q: parse_rate(qc.extra["rate_limit"])
                        for q, qc in settings.queues.items() if qc.extra.get("rate_limit")}
         task_rates, key_conc, key_rates = {}, {}, {}
