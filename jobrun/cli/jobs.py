@@ -188,7 +188,8 @@ def cancel(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
         fail(f"job {job_id} already finished ({before})")
     state = "running" if before == "running" else "cancelled"  # a running one: asked to stop
     say(as_json, {"id": job_id, "previous": before, "state": state},
-        f"job {job_id} cancelled" + (" (it was running: asked to stop)"
+        f"job {job_id} cancelled" + (" (it was running, or held for a worker: its service "
+                                     "stops it, or never starts it)"
                                      if before == "running" else ""))
 
 

@@ -40,7 +40,8 @@ def cancelled(job_id: int, was: str | None) -> tuple[str, bool]:
     if was in FINISHED:
         return f"job {job_id} not cancelled: it {FINISHED[was]} meanwhile", True
     if was == "running":
-        return f"job {job_id} cancelled (it was running: its service is asked to stop it)", False
+        return (f"job {job_id} cancelled (it was running, or held: its service stops it, or "
+                "never starts it)"), False
     return f"job {job_id} cancelled (was {was})", False
 
 

@@ -30,7 +30,9 @@ def stop_fenced(v: ServiceView, liveness_lost: bool = False) -> None:
             continue  # it finished while we looked (its own outcome said so), or was told
         ctx.cancel()
         what = "cancelled" if r is not None and r.state == "cancelled" else "taken back"
-        jlog.warning("job %s %s %s while running: asked to stop", claim.id, claim.task, what,
+        how = "while held: it will not start" if claim.held and not a.begun else \
+            "while running: asked to stop"
+        jlog.warning("job %s %s %s %s", claim.id, claim.task, what, how,
                      extra={"jobrun": {"event": "cancelled" if what == "cancelled" else "fenced",
                                        "job_id": claim.id, "task": claim.task,
                                        "queue": claim.queue, "attempt": claim.attempt}})
