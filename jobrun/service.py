@@ -192,6 +192,7 @@ class Service:
         loop.draining = True
         for a in self._inflight.waiting():  # held, not begun: back now, not after a wait
             a.ctx.withdraw()
+        self._pools.withdraw()
         self._wake()
         if self.scheduler is not None:  # a draining service fires no cron: another leads now
             self.scheduler.stop()

@@ -196,3 +196,27 @@ def test_a_childs_finished_jobs_are_recorded_while_a_long_one_runs_after_them(
         (tmp_path / "gate-long").write_text("")
         svc.send(signal.SIGTERM)
         svc.wait(30)
+
+
+def test_a_drain_hands_back_held_jobs_while_the_running_one_finishes(tmp_path: Path) -> None:
+    import threading
+
+    app = open_app(config(tmp_path, "[queues.held]\nconcurrency = 1\nprefetch = 4\n"))
+    store = str(tmp_path / "jobs.db")
+    jobs = app.enqueue_many([t.held_nap.call(1.5) for _ in range(6)])
+    app.start()
+    held_sql = "SELECT count(*) FROM jobs WHERE state = 'running' AND started_at IS NULL"
+    wait_for(lambda: rows(store, held_sql)[0][0] >= 3, 15, "jobs held ahead")
+    stopper = threading.Thread(target=app.stop, kwargs={"timeout": 10})
+    stopper.start()
+    try:
+        # The one thread is busy for 1.5 s: the held jobs go back now, not when it frees.
+        wait_for(lambda: rows(store, held_sql)[0][0] == 0 and
+                 rows(store, "SELECT count(*) FROM jobs WHERE state = 'running'")[0][0] == 1,
+                 1.2, "the held jobs handed back while the running one runs")
+    finally:
+        stopper.join(20)
+    states = sorted(j.refresh().state.value for j in jobs)
+    assert states.count("succeeded") == 1 and all(
+        j.refresh().attempts == (1 if j.refresh().state.value == "succeeded" else 0)
+        for j in jobs), states

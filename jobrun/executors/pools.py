@@ -18,6 +18,7 @@ from ..context import Context
 from ..model import Claim
 from ..registry import Registry, TaskSpec
 from . import Began, Done, Executor, never_began
+from .slots import Slots
 from .thread import ThreadExecutor
 
 if TYPE_CHECKING:  # imported when first made: an idle service loads no asyncio, no multiprocessing
@@ -153,6 +154,14 @@ class Pools:
             mods = task_modules(self._registry, settings) if procs else []
         for proc in procs:
             proc.set_imports(mods)
+
+    def withdraw(self) -> None:
+        """A drain: held jobs waiting in executors' queues go back at once."""
+        with self._lock:
+            slots: list[Slots] = [*self._threads.values(), *self._procs.values(),
+                                  *self._cmds.values()]
+        for ex in slots:
+            ex.withdraw()
 
     def began(self, token: int) -> None:
         """A held job begins now (one that waits in no executor's queue: async)."""

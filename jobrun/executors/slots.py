@@ -38,6 +38,25 @@ class Slots:
     def submit(self, claim: Claim, ctx: Context) -> None:
         self._q.put((claim, ctx))
 
+    def withdraw(self) -> int:
+        """A drain: held claims still waiting in this queue (none of its threads free to
+        take them) go back now, not when a thread frees. How many."""
+        kept: list[tuple[Claim, Context] | None] = []
+        back = 0
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[0].held and item[1].withdrawn:
+                self._done(item[0], unstarted(*item))
+                back += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self._q.put(item)
+        return back
+
     def shutdown(self) -> None:
         for _ in self._threads:
             self._q.put(None)
