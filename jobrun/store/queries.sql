@@ -52,6 +52,18 @@ UPDATE jobs
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
 
+-- complete_many --
+-- A round's successes in one statement (the hot path: no binding per row): :batch is a JSON
+-- array of [id, token, result], each recorded only while its token holds, as complete.
+UPDATE jobs
+   SET state = 'succeeded', result = b.value ->> '$[2]', finished_at = :now, holder = NULL,
+       lease_until = NULL, attempts = attempts + (started_at IS NULL),
+       started_at = coalesce(started_at, :now)
+  FROM json_each(:batch) AS b
+ WHERE jobs.id = b.value ->> '$[0]' AND jobs.token = b.value ->> '$[1]'
+   AND jobs.state = 'running'
+RETURNING jobs.id;
+
 -- fail --
 -- An attempt failed: retrying with its next run_at, or dead; fenced by the token.
 UPDATE jobs

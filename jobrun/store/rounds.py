@@ -177,6 +177,10 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
     lease (the others were cancelled or taken back: their results are discarded)."""
     done, failed, released, suspended = rows.outcome_params(outcomes, now)
     ids: set[int] = set()
+    if len(done) > 1:
+        batch = json.dumps([[p["id"], p["token"], p["result"]] for p in done])
+        ids.update(r[0] for r in conn.execute(Q["complete_many"], {"batch": batch, "now": now}))
+        done = []
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),
                         (Q["release"], released), (WQ["suspend"], suspended)):
         if params:
