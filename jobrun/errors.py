@@ -115,5 +115,10 @@ class TaskTimeout(JobrunError):
     """An attempt ran past its `timeout`; it failed and retries like any failure."""
 
 
+class ImportFailed(JobrunError):
+    """A task module failed to import in a process child though the service imports it: its
+    jobs are retried (a deploy half done, a missing file), and the error says why."""
+
+
 class WorkerDied(JobrunError):
     """The child process running an attempt died: "worker process died: signal 11"."""

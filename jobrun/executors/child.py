@@ -16,6 +16,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import began
+from ..attempt import after_failure
+from ..errors import ImportFailed
 from ..model import Claim
 from . import groups
 from .gate import Gate
@@ -70,10 +72,12 @@ def child_main(conn: Connection, imports: list[str], path: list[str], store: str
     for p in reversed(path):
         if p not in sys.path:
             sys.path.insert(0, p)
+    failed: dict[str, str] = {}  # task modules that would not import here, and why
     for name in imports:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # the job will go dead with UnknownTask; say why here
+        except Exception as exc:  # its jobs fail with ImportFailed (retried); said here too
+            failed[name] = f"{type(exc).__name__}: {exc}"
             print(f"jobrun child: cannot import {name}: {exc}", file=sys.stderr)
     gate = Gate(gate_path) if gate_path else None
     if gate is not None:
@@ -106,7 +110,13 @@ def child_main(conn: Connection, imports: list[str], path: list[str], store: str
             claim = Claim(**d)
             if claim.held and began_path:  # before it runs: its rescue must know
                 began.append(began_path, claim.token)
-            o = run_attempt(claim, REGISTRY, log_it=False)
+            if failed and REGISTRY.find(claim.task) is None:  # its module failed here
+                o = after_failure(claim, ImportFailed(
+                    f"task {claim.task} is not in this worker process: " + "; ".join(
+                        f"import {m} failed: {why}" for m, why in failed.items())[:800]),
+                    time.time())
+            else:
+                o = run_attempt(claim, REGISTRY, log_it=False)
             groups.kill_children()  # nothing the job started outlives it
             conn.send_bytes(json.dumps({"token": claim.token, "state": o.state,
                                         "result": o.result, "run_at": o.run_at,

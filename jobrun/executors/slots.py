@@ -83,4 +83,4 @@ def unstarted(claim: Claim, ctx: Context) -> Outcome:
         return Outcome(claim.id, claim.token, "released")
     return Outcome(claim.id, claim.token, "cancelled", error=error_entry(
         "Cancelled", "cancelled before it started", claim.attempt, clock.now()),
-        extra={"duration": 0.0})
+        extra={"duration": 0.0, "unstarted": True})

@@ -334,7 +334,7 @@ def lock_in_order(conn: Conn, outcomes: list[Outcome], *, always: bool = False,
     record() writes kind by kind (successes, then failures ...), and a round that locked 9
     then 3 deadlocked with a renewal or a rescue locking 3 then 9 (issue 16). One kind alone
     is written in id order already (unless `always`: a round locking its queues first).
-    Held attempts that `began` are written after the outcomes: their rows are locked with
+    Held attempts that `began` are written before the outcomes: their rows are locked with
     theirs."""
     ids = {o.id for o in outcomes} | set(began or ())
     if ids and (always or (began and len(ids) > 1)

@@ -292,7 +292,7 @@ RETURNING id;
 -- itself). The round locked their rows in id order first, with its outcomes' (lock_ids).
 UPDATE jobs AS j SET attempts = j.attempts + 1, started_at = greatest(b.at, j.enqueued_at)
   FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(ats)s::float8[]) AS b(id, token, at)
- WHERE j.id = b.id AND j.token = b.token AND j.state = 'running' AND j.started_at IS NULL;
+ WHERE j.id = b.id AND j.token = b.token AND j.state IN ('running', 'cancelled') AND j.started_at IS NULL;
 
 -- running_holders --
 -- The holders with running jobs, or cancelled attempts still running (their liveness locks

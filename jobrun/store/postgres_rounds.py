@@ -28,13 +28,13 @@ def acquire_round(conn: psycopg.Connection[Any], outcomes: list[Outcome],
     and held attempts that began, then claim up to `wants`, and `ahead` more held."""
     claims: list[Claim] = []
     applied: frozenset[int] = frozenset()
-    if outcomes:
-        applied = record(conn, outcomes, now)
-    if began:
+    if began:  # first: an attempt that began and ended (or was cancelled) counts
         ordered = sorted(began)
         conn.execute(sql(PQ["began"]), {"ids": [b[0] for b in ordered],
                                         "tokens": [b[1] for b in ordered],
                                         "ats": [b[2] for b in ordered]})
+    if outcomes:
+        applied = record(conn, outcomes, now)
     if full:
         conn.execute(sql(PQ["promote_due"]), {"now": now})
         paused = frozenset(r[0] for r in conn.execute(sql(PQ["paused_queues"]), {}))

@@ -114,9 +114,10 @@ UPDATE jobs SET lease_until = :lease_until
 RETURNING id;
 
 -- began --
--- A held attempt started: from now on it counts (an outcome recorded first counts it itself).
+-- A held attempt started: from now on it counts (an outcome recorded first counts it itself);
+-- a job cancelled meanwhile keeps its token while letting go: the attempt that began counts.
 UPDATE jobs SET attempts = attempts + 1, started_at = :at
- WHERE id = :id AND token = :token AND state = 'running' AND started_at IS NULL;
+ WHERE id = :id AND token = :token AND state IN ('running', 'cancelled') AND started_at IS NULL;
 
 -- running_holders --
 -- The holders with running jobs, or cancelled attempts still running (their liveness locks

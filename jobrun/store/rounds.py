@@ -37,10 +37,10 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
     a light one (between outcomes under load) trusts the caller's `paused`/`next_due`."""
     claimed: Claimed = []
     applied: frozenset[int] = frozenset()
+    if began:  # first: an attempt that began and ended (or was cancelled) counts
+        conn.executemany(Q["began"], [{"id": i, "token": t, "at": at} for i, t, at in began])
     if outcomes:
         applied = record(conn, outcomes, now)
-    if began:
-        conn.executemany(Q["began"], [{"id": i, "token": t, "at": at} for i, t, at in began])
     if full:
         conn.execute(Q["promote_due"], {"now": now})
         paused = frozenset(r[0] for r in conn.execute(Q["paused_queues"]))

@@ -76,6 +76,10 @@ def report(store: Store, taken: Taken, applied: frozenset[int],
             state = "cancelled" if rec is not None and rec.state == "cancelled" \
                 else "discarded"
             why = "it was cancelled" if state == "cancelled" else "it was taken back"
+            if o.extra.get("unstarted"):  # held, never begun: nothing ran, nothing to discard
+                if observe is not None:
+                    observe(claim.queue, claim.task, state, 0.0)
+                continue
             jlog.warning("job %s %s %s: result discarded (%s while running)", claim.id,
                          claim.task, state, why,
                          extra={"jobrun": {"event": state, "job_id": claim.id,

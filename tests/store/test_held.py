@@ -55,8 +55,8 @@ def test_held_outcomes_and_starts_of_one_round_count_each_attempt_once(store: St
     assert [(g.state, g.attempts) for g in got] == [  # type: ignore[union-attr]
         ("succeeded", 1), ("succeeded", 1), ("retrying", 1), ("queued", 0), ("running", 1),
         ("running", 1)]
-    assert [g.started_at for g in got] == [  # type: ignore[union-attr]
-        T0 + 3, T0 + 3, T0 + 3, None, T0 + 2, T0 + 2.5]
+    assert [g.started_at for g in got] == [  # type: ignore[union-attr]  (a: when it began)
+        T0 + 1.5, T0 + 3, T0 + 3, None, T0 + 2, T0 + 2.5]
     store.rescue_holder("h1", "worker lost", now=T0 + 4)  # the two that began were spent
     assert [(g.state, g.attempts, len(g.errors)) for g in  # type: ignore[union-attr]
             (store.get(i) for i in ids[4:])] == [("queued", 1, 1), ("queued", 1, 1)]
@@ -89,3 +89,16 @@ def test_a_capped_queue_claimed_ahead_only_is_taken_for_every_holder(store: Stor
     store.record([Outcome(c.id, c.token, "released") for c in r.claims], now=T0 + 2)
     other = store.acquire_round([], {"default": 5}, "h2", now=T0 + 3, lease=60, limits=caps)
     assert [(c.id, c.attempt, c.held) for c in other.claims] == [(ids[0], 1, False)]
+
+
+def test_a_held_attempt_that_began_after_its_cancel_still_counts(store: Store) -> None:
+    """The cancel reaches the service a moment later: a held job begun meanwhile ran, and
+    its attempt counts (its row keeps the token while it lets go)."""
+    (i,) = store.enqueue([job()], now=T0)
+    (c,) = store.acquire_round([], {"default": 0}, "h", now=T0, lease=60,
+                               ahead={"default": 1}).claims
+    assert c.held and store.cancel(i, now=T0 + 1) == "running"
+    store.acquire_round([Outcome(c.id, c.token, "succeeded", result="1")], {}, "h",
+                        now=T0 + 3, lease=60, began=[(c.id, c.token, T0 + 2)])
+    rec = store.get(i)
+    assert rec is not None and (rec.state, rec.attempts, rec.holder) == ("cancelled", 1, None)
