@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections.abc import Callable
 
 from .lock import holders_dir
@@ -49,12 +50,6 @@ def open_log(path: str) -> int:
 def append(path: str, token: int) -> None:
     """Say that the held job of `token` begins (O_APPEND: whole records, any process)."""
     os.write(_fds.get(path) or open_log(path), _TOKEN.pack(token))
-
-
-def writer(path: str) -> Callable[[int], None]:
-    def write(token: int) -> None:
-        append(path, token)
-    return write
 
 
 def size(path: str) -> int:
@@ -103,8 +98,6 @@ def read(path: str) -> frozenset[int] | None:
 
 def sweep(store_path: str, alive: Callable[[str], bool], age: float = 60.0) -> None:
     """Logs of dead holders that no rescue read (they died holding nothing), once old."""
-    import time
-
     folder = holders_dir(store_path)
     try:
         names = [n for n in os.listdir(folder) if n.endswith(".began")]

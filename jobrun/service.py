@@ -327,14 +327,14 @@ class Service:
 
     def _begin(self, token: int) -> None:
         """A held job begins (an executor's thread): logged before it runs, so that a
-        rescue after this process's death knows it began (began.py)."""
-        if self._began_path is not None:
+        rescue after this process's death knows it began (began.py; a process child logs
+        its own jobs, before it starts them)."""
+        a = self._inflight.get(token)
+        if self._began_path is not None and (a is None or a.kind != "process"):
             began.append(self._began_path, token)
         self._inflight.began(token)
-        if jlog.isEnabledFor(logging.INFO):
-            a = self._inflight.get(token)
-            if a is not None:
-                log_started(a.claim, self.settings.log_args)
+        if a is not None and jlog.isEnabledFor(logging.INFO):
+            log_started(a.claim, self.settings.log_args)
 
     def _served_alone(self, queues: frozenset[str]) -> None:
         if self._loop is not None:

@@ -163,10 +163,6 @@ class Pools:
         for ex in slots:
             ex.withdraw()
 
-    def began(self, token: int) -> None:
-        """A held job begins now (one that waits in no executor's queue: async)."""
-        self._began(token)
-
     def cancel(self, job_id: int) -> None:
         if self._aio is not None:
             self._aio.cancel(job_id)

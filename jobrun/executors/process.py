@@ -66,9 +66,6 @@ class _Child:
         child.close()
         self.tasks = 0
 
-    def take_back(self, first: int, last: int) -> bool:
-        return self.gate.take_back(first, last)
-
     @property
     def pid(self) -> int:
         return int(self.proc.pid or 0)
@@ -196,13 +193,7 @@ class ProcessExecutor(Slots):
         return batch
 
     def _keep(self, items: list[tuple[Claim, Context]]) -> list[tuple[Claim, Context]]:
-        kept = []
-        for claim, ctx in items:
-            if claim.held and (ctx.cancelled or ctx.withdrawn):
-                self._done(claim, unstarted(claim, ctx))
-            else:
-                kept.append((claim, ctx))
-        return kept
+        return [item for item in items if not self._gone(*item)]
 
     def _slot(self) -> None:
         child: _Child | None = None
@@ -343,7 +334,7 @@ class ProcessExecutor(Slots):
             hungry = self._hungry > 0
         if not hungry or not self._q.empty():
             return
-        if child.take_back(first + i + 1, first + len(batch) - 1):
+        if child.gate.take_back(first + i + 1, first + len(batch) - 1):
             for item in batch[i + 1:]:
                 self._q.put(item)
             del batch[i + 1:]

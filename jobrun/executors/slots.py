@@ -48,8 +48,7 @@ class Slots:
                 item = self._q.get_nowait()
             except queue.Empty:
                 break
-            if item is not None and item[0].held and item[1].withdrawn:
-                self._done(item[0], unstarted(*item))
+            if item is not None and self._gone(*item):
                 back += 1
             else:
                 kept.append(item)
@@ -70,11 +69,18 @@ class Slots:
         comes back without running."""
         if not claim.held:
             return True
-        if ctx.cancelled or ctx.withdrawn:
-            self._done(claim, unstarted(claim, ctx))
+        if self._gone(claim, ctx):
             return False
         self._began(claim.token)
         return True
+
+    def _gone(self, claim: Claim, ctx: Context) -> bool:
+        """A held claim cancelled or withdrawn (a drain) while it waited: it comes back
+        without running."""
+        if claim.held and (ctx.cancelled or ctx.withdrawn):
+            self._done(claim, unstarted(claim, ctx))
+            return True
+        return False
 
 
 def unstarted(claim: Claim, ctx: Context) -> Outcome:

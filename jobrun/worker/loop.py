@@ -5,9 +5,10 @@ promotes due jobs and claims as many jobs as there are free slots, all in one tr
 (batching is the lever). In a queue this service serves alone it also holds jobs ahead of
 its free workers, about twice what the queue finished since the last round (up to the
 queue's `prefetch`), so that jobs of microseconds are claimed many to a round: a held job
-counts no attempt until a worker starts it, and the next round records that start. Claims go to the executors; their outcomes come back through
-`done`, from any thread, and wake the loop if it sleeps. Idle, it sleeps on the doorbell
-(producers ring it) until the next due time or the fallback poll.
+counts no attempt until a worker starts it, and the next round records that start. Claims
+go to the executors; their outcomes come back through `done`, from any thread, and wake
+the loop if it sleeps. Idle, it sleeps on the doorbell (producers ring it) until the next
+due time or the fallback poll.
 """
 
 from __future__ import annotations
