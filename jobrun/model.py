@@ -130,6 +130,9 @@ def error_entry(type: str, message: str, attempt: int | None, now: float, *,
 #: The option a `gather` child carries, so the service that ends it knows to ring the others
 #: (the parent it may wake can run on another service).
 FANIN = "fanin"
+#: Outcome.extra: when a held attempt began (wall clock), so that the write recording its
+#: outcome counts its attempt and its start, as `began` would have.
+BEGAN = "began"
 
 
 @dataclass

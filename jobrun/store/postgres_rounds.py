@@ -156,7 +156,8 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
         cur.execute(sql(PQ["lock_ids"]), {"ids": sorted(int(d["id"]) for d in done)})
         ids.update(r[0] for r in cur.execute(sql(PQ["complete_many"]), {
             "ids": [d["id"] for d in done], "tokens": [d["token"] for d in done],
-            "results": [d["result"] for d in done], "now": now}).fetchall())
+            "results": [d["result"] for d in done], "began": [d["began"] for d in done],
+            "now": now}).fetchall())
         done = []
     for batch in (done, failed, released, suspended):
         batch.sort(key=lambda p: int(p["id"]))  # rows locked in id order: no deadlocks
@@ -171,8 +172,12 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
             ids.update(r[0] for r in cur.fetchall())
             if not cur.nextset():
                 break
-    missed = sorted(({"id": o.id, "token": o.token} for o in outcomes if o.id not in ids),
-                    key=lambda p: int(p["id"]))
+    missed = sorted((o for o in outcomes if o.id not in ids), key=lambda o: o.id)
     if missed:  # cancelled attempts that ended: their jobs may be retried now
-        cur.executemany(sql(PQ["let_go"]), missed)
+        began = rows.began_of(missed)
+        if began:
+            cur.execute(sql(PQ["began"]), {"ids": [b["id"] for b in began],
+                                           "tokens": [b["token"] for b in began],
+                                           "ats": [b["at"] for b in began]})
+        cur.executemany(sql(PQ["let_go"]), [{"id": o.id, "token": o.token} for o in missed])
     return frozenset(o.token for o in outcomes if o.id in ids)

@@ -178,15 +178,16 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
     done, failed, released, suspended = rows.outcome_params(outcomes, now)
     ids: set[int] = set()
     if len(done) > 1:
-        batch = json.dumps([[p["id"], p["token"], p["result"]] for p in done])
+        batch = json.dumps([[p["id"], p["token"], p["result"], p["began"]] for p in done])
         ids.update(r[0] for r in conn.execute(Q["complete_many"], {"batch": batch, "now": now}))
         done = []
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),
                         (Q["release"], released), (WQ["suspend"], suspended)):
         if params:
             ids.update(r[0] for r in conn.executemany(sql, params))
-    missed = [{"id": o.id, "token": o.token} for o in outcomes if o.id not in ids]
+    missed = [o for o in outcomes if o.id not in ids]
     if missed:  # cancelled attempts that ended: their jobs may be retried now
-        conn.executemany(Q["let_go"], missed)
+        conn.executemany(Q["began"], rows.began_of(missed))
+        conn.executemany(Q["let_go"], [{"id": o.id, "token": o.token} for o in missed])
     return frozenset(o.token for o in outcomes if o.id in ids)
 

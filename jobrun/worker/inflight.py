@@ -21,6 +21,7 @@ class Attempt:
     started: float   # monotonic: when it was handed out, or when a held attempt began
     waiting: bool = False  # held and not begun: it waits for a free worker here (loop's view)
     begun: bool = False    # a held attempt began (set by the executor's thread at once)
+    began_at: float | None = None  # wall clock: when a held attempt began
 
 
 class InFlight:
@@ -46,10 +47,12 @@ class InFlight:
         """A held attempt starts now (an executor's thread): its timeout counts from here,
         and the loop's next round records it (its attempt counts from then on)."""
         a = self._attempts.get(token)
+        at = clock.now()
         if a is not None:
             a.started = clock.monotonic()
             a.begun = True
-        self._began.append((token, clock.now()))
+            a.began_at = at
+        self._began.append((token, at))
 
     def take_began(self) -> list[tuple[int, int, float]]:
         """(job id, token, when) of the held attempts that began since (the loop's thread)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..attempt import log_outcome
 from ..errors import StoreError
-from ..model import FANIN, Claim, Outcome
+from ..model import BEGAN, FANIN, Claim, Outcome
 from ..store.contract import Store
 from .inflight import InFlight
 
@@ -51,6 +51,10 @@ class Outcomes:
                 # Told to stop by a drain: whatever it returned or raised, its work did not
                 # finish before the drain ended. It is handed back, attempt not counted.
                 o = Outcome(claim.id, claim.token, "released", extra=o.extra)
+            elif attempt is not None and attempt.began_at is not None:
+                # A held attempt that began: its start goes with its outcome, which counts
+                # it (its `began` row was left out of the rounds once the attempt ended).
+                o.extra[BEGAN] = attempt.began_at
             out.append((claim, o))
         return out
 

@@ -12,7 +12,7 @@ import pytest
 from jobrun import catalog, enqueue
 from jobrun.config import Settings
 from jobrun.limits import Limits
-from jobrun.model import NewJob, Outcome
+from jobrun.model import BEGAN, NewJob, Outcome
 from jobrun.store import open_store
 from jobrun.store.contract import Store
 from support.postgres import fresh_store_url
@@ -102,3 +102,19 @@ def test_a_held_attempt_that_began_after_its_cancel_still_counts(store: Store) -
                         now=T0 + 3, lease=60, began=[(c.id, c.token, T0 + 2)])
     rec = store.get(i)
     assert rec is not None and (rec.state, rec.attempts, rec.holder) == ("cancelled", 1, None)
+
+
+def test_a_held_attempt_whose_start_rides_on_its_outcome_counts_once_with_that_start(
+        store: Store) -> None:
+    """The service's way: an attempt that began and ended between two rounds sends no
+    `began` row; its outcome carries the start. Cancelled meanwhile, it still counts."""
+    ids = store.enqueue([job(), job()], now=T0)
+    done, cancelled = store.acquire_round([], {"default": 0}, "h", now=T0, lease=60,
+                                          ahead={"default": 2}).claims
+    assert store.cancel(cancelled.id, now=T0 + 1) == "running"
+    store.acquire_round([Outcome(c.id, c.token, "succeeded", result="1",
+                                 extra={BEGAN: T0 + 2}) for c in (done, cancelled)], {}, "h",
+                        now=T0 + 3, lease=60)
+    got = [store.get(i) for i in ids]
+    assert [(g.state, g.attempts, g.holder, g.started_at) for g in got] == [  # type: ignore[union-attr]
+        ("succeeded", 1, None, T0 + 2), ("cancelled", 1, None, T0 + 2)]
