@@ -5,6 +5,7 @@ columns must hold."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from json.scanner import make_scanner
 from typing import Any
 
@@ -19,7 +20,8 @@ def named(row: tuple[Any, ...], columns: tuple[str, ...] = CLAIM_COLUMNS) -> dic
     return dict(zip(columns, row, strict=True))
 
 
-_scan = make_scanner(json.JSONDecoder())
+# typeshed types the argument as a scanner; at run time it is the decoder it reads with
+_scan: Callable[[str, int], tuple[Any, int]] = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def _json(text: str) -> Any:
