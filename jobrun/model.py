@@ -130,8 +130,8 @@ def error_entry(type: str, message: str, attempt: int | None, now: float, *,
 #: The option a `gather` child carries, so the service that ends it knows to ring the others
 #: (the parent it may wake can run on another service).
 FANIN = "fanin"
-#: Outcome.extra: when a held attempt began (wall clock), so that the write recording its
-#: outcome counts its attempt and its start, as `began` would have.
+#: Outcome.extra: when a held attempt began (wall clock): its outcome's write counts the
+#: attempt, and one that misses (the job cancelled meanwhile) writes its `began` first.
 BEGAN = "began"
 
 

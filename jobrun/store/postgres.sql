@@ -203,12 +203,11 @@ INSERT INTO rate_buckets (name, tokens, at) VALUES (%(name)s, %(tokens)s, %(at)s
 -- complete --
 -- An attempt succeeded: recorded only while it still holds the job (its token).
 -- A held attempt (started_at NULL) that ran and ended before `began` reached the store is
--- counted here (and in complete_many, fail), with its start when its outcome carries it.
+-- counted here (and in complete_many, fail).
 UPDATE jobs
    SET state = 'succeeded', result = %(result)s, finished_at = %(now)s, holder = NULL,
        lease_until = NULL, attempts = attempts + (started_at IS NULL)::int,
-       started_at = coalesce(started_at, CASE WHEN %(began)s::float8 IS NOT NULL
-                                   THEN greatest(%(began)s::float8, enqueued_at) END, %(now)s)
+       started_at = coalesce(started_at, %(now)s)
  WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING id;
 
@@ -222,10 +221,9 @@ SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
 UPDATE jobs AS j
    SET state = 'succeeded', result = o.result, finished_at = %(now)s, holder = NULL,
        lease_until = NULL, attempts = j.attempts + (j.started_at IS NULL)::int,
-       started_at = coalesce(j.started_at, CASE WHEN o.began IS NOT NULL
-                                     THEN greatest(o.began, j.enqueued_at) END, %(now)s)
-  FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(results)s::text[],
-              %(began)s::float8[]) AS o(id, token, result, began)
+       started_at = coalesce(j.started_at, %(now)s)
+  FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(results)s::text[])
+       AS o(id, token, result)
  WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
 RETURNING j.id;
 

@@ -156,8 +156,7 @@ def record(conn: psycopg.Connection[Any], outcomes: list[Outcome], now: float
         cur.execute(sql(PQ["lock_ids"]), {"ids": sorted(int(d["id"]) for d in done)})
         ids.update(r[0] for r in cur.execute(sql(PQ["complete_many"]), {
             "ids": [d["id"] for d in done], "tokens": [d["token"] for d in done],
-            "results": [d["result"] for d in done], "began": [d["began"] for d in done],
-            "now": now}).fetchall())
+            "results": [d["result"] for d in done], "now": now}).fetchall())
         done = []
     for batch in (done, failed, released, suspended):
         batch.sort(key=lambda p: int(p["id"]))  # rows locked in id order: no deadlocks

@@ -44,22 +44,21 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, token, trace_id
 -- complete --
 -- An attempt succeeded: recorded only while it still holds the job (its token).
 -- A held attempt (started_at NULL) that ran and ended before `began` reached the store is
--- counted here, and its start (:began, carried by its outcome) recorded.
+-- counted here.
 UPDATE jobs
    SET state = 'succeeded', result = :result, finished_at = :now, holder = NULL,
        lease_until = NULL, attempts = attempts + (started_at IS NULL),
-       started_at = coalesce(started_at, :began, :now)
+       started_at = coalesce(started_at, :now)
  WHERE id = :id AND token = :token AND state = 'running'
 RETURNING id;
 
 -- complete_many --
 -- A round's successes in one statement (the hot path: no binding per row): :batch is a JSON
--- array of [id, token, result, began], each recorded only while its token holds, as
--- complete.
+-- array of [id, token, result], each recorded only while its token holds, as complete.
 UPDATE jobs
    SET state = 'succeeded', result = b.value ->> '$[2]', finished_at = :now, holder = NULL,
        lease_until = NULL, attempts = attempts + (started_at IS NULL),
-       started_at = coalesce(started_at, b.value ->> '$[3]', :now)
+       started_at = coalesce(started_at, :now)
   FROM json_each(:batch) AS b
  WHERE jobs.id = b.value ->> '$[0]' AND jobs.token = b.value ->> '$[1]'
    AND jobs.state = 'running'

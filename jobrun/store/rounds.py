@@ -178,7 +178,7 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
     done, failed, released, suspended = rows.outcome_params(outcomes, now)
     ids: set[int] = set()
     if len(done) > 1:
-        batch = json.dumps([[p["id"], p["token"], p["result"], p["began"]] for p in done])
+        batch = json.dumps([[p["id"], p["token"], p["result"]] for p in done])
         ids.update(r[0] for r in conn.execute(Q["complete_many"], {"batch": batch, "now": now}))
         done = []
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),

@@ -131,8 +131,7 @@ def outcome_params(outcomes: list[Outcome], now: float) -> tuple[Params, Params,
     suspended: Params = []
     for o in outcomes:
         if o.state == "succeeded":
-            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now,
-                         "began": o.extra.get(BEGAN)})
+            done.append({"id": o.id, "token": o.token, "result": o.result, "now": now})
         elif o.state == "released":
             released.append({"id": o.id, "token": o.token})
         elif o.state == "suspended":  # a workflow waits (jobrun/workflows)

@@ -104,10 +104,10 @@ def test_a_held_attempt_that_began_after_its_cancel_still_counts(store: Store) -
     assert rec is not None and (rec.state, rec.attempts, rec.holder) == ("cancelled", 1, None)
 
 
-def test_a_held_attempt_whose_start_rides_on_its_outcome_counts_once_with_that_start(
-        store: Store) -> None:
+def test_a_held_attempt_whose_start_rides_on_its_outcome_counts_once(store: Store) -> None:
     """The service's way: an attempt that began and ended between two rounds sends no
-    `began` row; its outcome carries the start. Cancelled meanwhile, it still counts."""
+    `began` row; its outcome carries the start. Cancelled meanwhile, it still counts (its
+    start recorded); a success counts and starts when it is recorded."""
     ids = store.enqueue([job(), job()], now=T0)
     done, cancelled = store.acquire_round([], {"default": 0}, "h", now=T0, lease=60,
                                           ahead={"default": 2}).claims
@@ -117,4 +117,4 @@ def test_a_held_attempt_whose_start_rides_on_its_outcome_counts_once_with_that_s
                         now=T0 + 3, lease=60)
     got = [store.get(i) for i in ids]
     assert [(g.state, g.attempts, g.holder, g.started_at) for g in got] == [  # type: ignore[union-attr]
-        ("succeeded", 1, None, T0 + 2), ("cancelled", 1, None, T0 + 2)]
+        ("succeeded", 1, None, T0 + 3), ("cancelled", 1, None, T0 + 2)]

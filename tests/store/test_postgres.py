@@ -246,7 +246,7 @@ def test_a_child_finishing_while_its_parent_suspends_still_wakes_it(store: Store
     p, c = _flow_with_child(store)
     with psycopg.connect(url) as child_tx:  # the child's round, its transaction left open
         child_tx.execute(PQ["complete"], {"id": c.id, "token": c.token,  # type: ignore[attr-defined]
-                                          "result": "1", "now": T0 + 1, "began": None})
+                                          "result": "1", "now": T0 + 1})
         t = threading.Thread(target=store.record, args=(
             [Outcome(p.id, p.token, "suspended", run_at=T0 + 900)],), kwargs={"now": T0 + 2})  # type: ignore[attr-defined]
         t.start()
