@@ -26,7 +26,7 @@ class Context:
     )
 
     def __init__(self, job_id: int, attempt: int, task: str, trace_id: str | None, queue: str,
-                 token: int, heartbeat: Callable[[], bool] | None = None,
+                 token: int, heartbeat: Callable[[int, int], bool] | None = None,
                  store: str | None = None) -> None:
         self.store = store
         self.job_id = job_id
@@ -67,7 +67,7 @@ class Context:
         """Renew this attempt's lease now; False if the job is no longer ours."""
         if self._heartbeat is None:
             return not self._cancelled
-        ok = self._heartbeat()
+        ok = self._heartbeat(self.job_id, self.token)
         if not ok:
             self._cancelled = True
         return ok

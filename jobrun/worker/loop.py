@@ -153,8 +153,8 @@ class Loop:
                     drained(r.claims, wants, plan.caps)
                 self._after(r, full, now_m, now)
                 self._trim_began()
-                for claim in r.claims:
-                    self._dispatch(claim)
+                if r.claims:
+                    self._dispatch(r.claims)
             self.healthy_at = clock.monotonic()
             if halting:
                 return
@@ -271,35 +271,45 @@ class Loop:
             self._ringer = presence_for(self.store).ringer()
         self._ringer.ring()
 
-    def _dispatch(self, claim: Claim) -> None:
-        older = self.inflight.older_attempt(claim.id)
-        if older is not None:  # taken back from us (our liveness was lost) and claimed again
-            self.inflight.taken_back(older)
-            log.warning("job %s %s claimed again while its earlier attempt still runs here "
-                        "(this service lost its liveness): handed back, and no claims until "
-                        "that attempt ends", claim.id, claim.task)
-            self.done(claim, Outcome(claim.id, claim.token, "released"))
-            return
-        ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
-                      claim.token, self._heartbeat(claim), self.path)
-        kind = self.pools.kind(claim)
-        self.inflight.add(claim, ctx, kind)
-        if claim.held and self.draining:  # claimed in the round that met the drain: back
-            self.done(claim, Outcome(claim.id, claim.token, "released"))
-            return
-        if not claim.held and jlog.isEnabledFor(logging.INFO):  # a held one: as it begins
-            log_started(claim, self._settings().log_args)
-        try:
-            self.pools.submit(claim, ctx, kind)
-        except Exception as exc:  # an executor that cannot start fails the job
-            log.exception("cannot start job %s", claim.id)
-            self.done(claim, after_failure(claim, exc, clock.now()))
+    def _dispatch(self, claims: list[Claim]) -> None:
+        """A round's claims to their executors (the path of every job: names kept local)."""
+        inflight, pools, path, beat = self.inflight, self.pools, self.path, self._heartbeat
+        draining = self.draining
+        log_args = self._settings().log_args if jlog.isEnabledFor(logging.INFO) else None
+        for claim in claims:
+            if inflight.older_attempt(claim.id) is not None:
+                self._again(claim)
+                continue
+            ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
+                          claim.token, beat, path)
+            kind = pools.kind(claim)
+            inflight.add(claim, ctx, kind)
+            if claim.held:
+                if draining:  # claimed in the round that met the drain: back
+                    self.done(claim, Outcome(claim.id, claim.token, "released"))
+                    continue
+            elif log_args is not None:  # a held one is logged as it begins
+                log_started(claim, log_args)
+            try:
+                pools.submit(claim, ctx, kind)
+            except Exception as exc:  # an executor that cannot start fails the job
+                log.exception("cannot start job %s", claim.id)
+                self.done(claim, after_failure(claim, exc, clock.now()))
 
-    def _heartbeat(self, claim: Claim) -> Callable[[], bool]:
-        def beat() -> bool:
-            return self.store.extend_lease(claim.id, claim.token, now=clock.now(),
-                                           lease=self._settings().lease)
-        return beat
+    def _again(self, claim: Claim) -> None:
+        """Taken back from us (our liveness was lost) and claimed again while its earlier
+        attempt still runs here: handed back, and no claims until that attempt ends."""
+        older = self.inflight.older_attempt(claim.id)
+        assert older is not None
+        self.inflight.taken_back(older)
+        log.warning("job %s %s claimed again while its earlier attempt still runs here "
+                    "(this service lost its liveness): handed back, and no claims until "
+                    "that attempt ends", claim.id, claim.task)
+        self.done(claim, Outcome(claim.id, claim.token, "released"))
+
+    def _heartbeat(self, job_id: int, token: int) -> bool:
+        return self.store.extend_lease(job_id, token, now=clock.now(),
+                                       lease=self._settings().lease)
 
     def _wait(self) -> None:
         timeout = self._settings().poll

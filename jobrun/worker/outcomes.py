@@ -62,9 +62,12 @@ class Outcomes:
 def report(store: Store, taken: Taken, applied: frozenset[int],
            observe: Callable[[str, str, str, Any], None] | None) -> None:
     """Log and count outcomes once the store has them (`applied`: the tokens recorded)."""
+    quiet = not jlog.isEnabledFor(logging.INFO)  # successes say nothing: no call per job
     for claim, o in taken:
         if o.token in applied:
-            if o.state == "released":
+            if quiet and o.state in ("succeeded", "suspended"):
+                pass
+            elif o.state == "released":
                 jlog.warning("job %s %s handed back: the service is stopping (attempt not "
                              "counted)", claim.id, claim.task, extra={"jobrun": {
                                  "event": "released", "job_id": claim.id, "task": claim.task,
