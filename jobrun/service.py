@@ -64,6 +64,7 @@ class Service:
         self._liveness = self.presence.liveness(self.holder)
         self._inflight = InFlight()
         self._began_path = self.presence.began_path(self.holder)  # held jobs begun
+        self._ring = True  # its threads write their starts into the log's ring (began.py)
         self._pools = Pools(registry, self._done, lambda: self.settings, self.path,
                             self._begin, began_path=self._began_path)
         self._loop: Loop | None = None
@@ -271,6 +272,7 @@ class Service:
         ahead = {q: (qc.ahead, qc.prefetch is not None)
                  for q in caps if (qc := settings.queue(q)).ahead > 0 and
                  (qc.prefetch is not None or self._began_path is not None)}
+        self._ring = sum(most for most, _ in ahead.values()) <= began.RING_HOLDS
         queue_rates = {q: parse_rate(qc.extra["rate_limit"])
                        for q, qc in settings.queues.items() if qc.extra.get("rate_limit")}
         task_rates, key_conc, key_rates = {}, {}, {}
@@ -331,7 +333,10 @@ class Service:
         its own jobs, before it starts them)."""
         a = self._inflight.get(token)
         if self._began_path is not None and (a is None or a.kind != "process"):
-            began.append(self._began_path, token)
+            if self._ring:
+                began.begin(self._began_path, token)
+            else:  # holding more than its ring keeps (a large prefetch): appended
+                began.append(self._began_path, token)
         self._inflight.began(token)
         if a is not None and jlog.isEnabledFor(logging.INFO):
             log_started(a.claim, self.settings.log_args)

@@ -34,7 +34,7 @@ from . import outcomes as outcomes_mod
 from .inflight import InFlight
 
 log = logging.getLogger("jobrun.service")
-BEGAN_LOG_MAX = 64 * 1024  # bytes: the began log is emptied past this (8 a held job)
+BEGAN_LOG_MAX = 64 * 1024  # bytes: children's began records are dropped past this (8 a job)
 GATHER = 0.002  # s: the longest a busy loop lets outcomes gather while held jobs last
 jlog = logging.getLogger("jobrun.job")
 
@@ -261,7 +261,7 @@ class Loop:
         self._rounds += 1
         if self.began_path is None or self._rounds % 256 or self.inflight.held_live:
             return
-        if began.size(self.began_path) > BEGAN_LOG_MAX:
+        if began.appended(self.began_path) > BEGAN_LOG_MAX:
             began.truncate(self.began_path)
 
     def _ring_others(self) -> None:
