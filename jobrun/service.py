@@ -337,7 +337,7 @@ class Service:
                 began.begin(self._began_path, token)
             else:  # holding more than its ring keeps (a large prefetch): appended
                 began.append(self._began_path, token)
-        self._inflight.began(token)
+        self._inflight.began(token, a)
         if a is not None and jlog.isEnabledFor(logging.INFO):
             log_started(a.claim, self.settings.log_args)
 

@@ -76,9 +76,8 @@ def claim(row: tuple[Any, ...], *, held: bool = False) -> Claim:
     it starts (its `attempts` are not counted yet)."""
     (id_, task, queue, args, kwargs, attempts, max_attempts, token, trace_id, timeout,
      options, _) = row
-    return Claim(id=id_, task=task, queue=queue, args=_list(args), kwargs=_dict(kwargs),
-                 attempt=attempts + held, max_attempts=max_attempts, token=token,
-                 trace_id=trace_id, timeout=timeout, options=_options(options), held=held)
+    return Claim(id_, task, queue, _list(args), _dict(kwargs), attempts + held, max_attempts,
+                 token, trace_id, timeout, _options(options), held)  # by position: faster
 
 
 _ID, _PRIORITY = CLAIM_COLUMNS.index("id"), CLAIM_COLUMNS.index("priority")

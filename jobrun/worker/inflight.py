@@ -13,7 +13,7 @@ from ..context import Context
 from ..model import Claim
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     claim: Claim
     ctx: Context
@@ -43,10 +43,12 @@ class InFlight:
             self.held[claim.queue] = self.held.get(claim.queue, 0) + 1
             self.held_live += 1
 
-    def began(self, token: int) -> None:
+    def began(self, token: int, a: Attempt | None = None) -> None:
         """A held attempt starts now (an executor's thread): its timeout counts from here,
-        and the loop's next round records it (its attempt counts from then on)."""
-        a = self._attempts.get(token)
+        and the loop's next round records it (its attempt counts from then on). `a`: its
+        attempt, when the caller has it already."""
+        if a is None:
+            a = self._attempts.get(token)
         at = clock.now()
         if a is not None:
             a.started = clock.monotonic()
