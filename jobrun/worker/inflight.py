@@ -116,6 +116,12 @@ class InFlight:
         """Recorded at its timeout (a thread cannot be stopped): its late result is dropped."""
         self._timed_out.add(token)
 
+    @property
+    def timeouts(self) -> set[int]:
+        """The tokens recorded at their timeout, their threads still running (the set
+        itself: empty on the path of every job)."""
+        return self._timed_out
+
     def was_timed_out(self, token: int) -> bool:
         return token in self._timed_out
 

@@ -38,20 +38,23 @@ class Outcomes:
 
     def take(self) -> Taken:
         out: Taken = []
-        pop = self._q.popleft
-        while self._q:
+        q, inflight = self._q, self._inflight
+        pop, finish, timed_out = q.popleft, inflight.finish, inflight.timeouts
+        while q:
             claim, o = pop()
-            attempt = self._inflight.finish(claim.token)
-            if self._inflight.forget_timeout(claim.token):
+            attempt = finish(claim.token)
+            if timed_out and inflight.forget_timeout(claim.token):
                 jlog.warning("job %s %s returned after its timeout: result discarded",
                              claim.id, claim.task)
                 continue
-            if attempt is not None and attempt.ctx.stopping and \
-                    o.state not in ("released", "suspended"):  # a suspend is a clean end
+            if attempt is None:
+                pass
+            elif attempt.ctx.stopping and o.state not in ("released", "suspended"):
                 # Told to stop by a drain: whatever it returned or raised, its work did not
-                # finish before the drain ended. It is handed back, attempt not counted.
+                # finish before the drain ended (a suspend is a clean end). It is handed
+                # back, attempt not counted.
                 o = Outcome(claim.id, claim.token, "released", extra=o.extra)
-            elif attempt is not None and attempt.began_at is not None:
+            elif attempt.began_at is not None:
                 # A held attempt that began: its start goes with its outcome, which counts
                 # it (its `began` row was left out of the rounds once the attempt ended).
                 o.extra[BEGAN] = attempt.began_at
