@@ -29,6 +29,7 @@ class InFlight:
         self._attempts: dict[int, Attempt] = {}
         self.busy: dict[str, int] = {}     # per queue: attempts here, held ones included
         self.held: dict[str, int] = {}     # per queue: held attempts not begun yet
+        self.held_apart = 0                # of those, in other processes (process queues)
         self.held_live = 0                 # held attempts here, begun or not
         self._timed_out: set[int] = set()
         self._taken_back: set[int] = set()  # after a liveness loss: taken back, still running
@@ -41,6 +42,7 @@ class InFlight:
         self.busy[claim.queue] = self.busy.get(claim.queue, 0) + 1
         if claim.held:
             self.held[claim.queue] = self.held.get(claim.queue, 0) + 1
+            self.held_apart += kind == "process"
             self.held_live += 1
 
     def began(self, token: int, a: Attempt | None = None) -> None:
@@ -67,13 +69,9 @@ class InFlight:
             if a is not None and a.waiting:
                 a.waiting = False
                 self.held[a.claim.queue] -= 1
+                self.held_apart -= a.kind == "process"
                 out.append((a.claim.id, token, at))
         return out
-
-    def waiting_now(self) -> int:
-        """About how many held attempts still wait for a worker (those that began since the
-        loop last looked are taken off; any thread may have appended to `_began`)."""
-        return sum(self.held.values()) - len(self._began)
 
     def has_began(self) -> bool:
         return bool(self._began)
@@ -85,6 +83,7 @@ class InFlight:
             if a is not None:
                 a.waiting = True
                 self.held[a.claim.queue] += 1
+                self.held_apart += a.kind == "process"
             self._began.append((token, at))
 
     def finish(self, token: int) -> Attempt | None:
@@ -100,6 +99,7 @@ class InFlight:
             if a.waiting:
                 a.waiting = False
                 self.held[a.claim.queue] -= 1
+                self.held_apart -= a.kind == "process"
         return a
 
     def waiting(self) -> list[Attempt]:
@@ -154,6 +154,7 @@ class InFlight:
         self._by_job.clear()
         self.busy.clear()
         self.held.clear()
+        self.held_apart = 0
         self.held_live = 0
 
     def __contains__(self, token: object) -> bool:
