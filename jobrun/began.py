@@ -16,6 +16,7 @@ belonged to an attempt long recorded (the ring holds far more than a service hol
 from __future__ import annotations
 
 import itertools
+import logging
 import mmap
 import os
 import struct
@@ -24,10 +25,14 @@ from collections.abc import Callable
 
 from .lock import holders_dir
 
+log = logging.getLogger("jobrun.service")
+
 _TOKEN = struct.Struct("<q")
+HEAD = b"jobrun began v1\n"  # a log without it, or cut short, is damaged: not trusted
 RING = 1 << 20  # bytes at the head of a service's log: its threads' 131,072 latest starts
 #: The most a service holds ahead in all, for its ring: past it, its threads append too.
 RING_HOLDS = RING // _TOKEN.size // 4
+_LOG = len(HEAD) + RING  # what its service writes: children append after it
 _fds: dict[str, int] = {}  # per process (a child opens its own)
 _rings: dict[str, tuple[mmap.mmap, Callable[[], int]]] = {}  # the service's, by path
 
@@ -62,8 +67,10 @@ def open_log(path: str) -> None:
     if path in _rings:
         return
     fd = _open(path)
-    os.ftruncate(fd, RING)
-    _rings[path] = (mmap.mmap(fd, RING, mmap.MAP_SHARED), itertools.count().__next__)
+    os.ftruncate(fd, 0)
+    os.write(fd, HEAD)
+    os.ftruncate(fd, _LOG)
+    _rings[path] = (mmap.mmap(fd, _LOG, mmap.MAP_SHARED), itertools.count().__next__)
 
 
 def _open(path: str) -> int:
@@ -82,7 +89,7 @@ def begin(path: str, token: int) -> None:
         append(path, token)
         return
     m, step = ring
-    at = step() % (RING // _TOKEN.size) * _TOKEN.size
+    at = len(HEAD) + step() % (RING // _TOKEN.size) * _TOKEN.size
     try:
         m[at:at + _TOKEN.size] = _TOKEN.pack(token)
     except ValueError:  # closed meanwhile (the service stopping): the file takes it
@@ -103,7 +110,7 @@ def size(path: str) -> int:
 
 def appended(path: str) -> int:
     """Bytes appended after the ring (its children's records)."""
-    return max(0, size(path) - (RING if path in _rings else 0))
+    return max(0, size(path) - (_LOG if path in _rings else 0))
 
 
 def truncate(path: str) -> None:
@@ -111,7 +118,7 @@ def truncate(path: str) -> None:
     can be written meanwhile)."""
     fd = _fds.get(path)
     if fd is not None:
-        os.ftruncate(fd, RING if path in _rings else 0)
+        os.ftruncate(fd, _LOG if path in _rings else 0)
 
 
 def close(path: str, *, unlink: bool) -> None:
@@ -133,8 +140,9 @@ def forget(path: str) -> None:
 
 
 def read(path: str) -> frozenset[int] | None:
-    """The tokens begun; None when it cannot be trusted to be whole (no log, or none
-    written since this boot)."""
+    """The tokens begun; None when it cannot be trusted to be whole (no log, none written
+    since this boot, or a damaged one: not begun with HEAD, shorter than its ring, cut in a
+    record; said in the log)."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -143,8 +151,12 @@ def read(path: str) -> frozenset[int] | None:
             data = f.read()
     except FileNotFoundError:
         return None
-    whole = len(data) - len(data) % _TOKEN.size
-    return frozenset(t for (t,) in _TOKEN.iter_unpack(data[:whole])) - {0}
+    if not data.startswith(HEAD) or len(data) < _LOG or (len(data) - _LOG) % _TOKEN.size:
+        log.warning("began log %s is damaged (%d bytes%s): every held job of its service "
+                    "counts as begun", path, len(data),
+                    "" if data.startswith(HEAD) else ", not a began log")
+        return None
+    return frozenset(t for (t,) in _TOKEN.iter_unpack(data[len(HEAD):])) - {0}
 
 
 def sweep(store_path: str, alive: Callable[[str], bool], age: float = 60.0) -> None:

@@ -37,6 +37,8 @@ __all__ = ["BOUNDS", "DEFAULT_CONCURRENCY", "DEFAULT_QUEUE", "EXECUTORS", "Comma
            "parse_listen", "resolve_store"]
 
 
+MAX_CONCURRENCY = 10_000  # threads, children or tasks of one queue in one service
+MAX_PREFETCH = 1_000_000  # held jobs of one queue (past it: a store round's LIMIT overflows)
 _TOP = {"jobrun", "queues", "cron", "tasks", "metrics", "alerts", "ui"}
 _JOBRUN = {"store", "shutdown_timeout", "durability", "import", "app", "lease", "poll",
            "record_delay", "misfire_grace",
@@ -142,8 +144,9 @@ def _queues(r: Reader, table: Any) -> dict[str, QueueConfig]:
             continue
         r.unknown(q, p, _QUEUE)
         conc = r.take(q, p, "concurrency", int, DEFAULT_CONCURRENCY)
-        if conc < 1:
-            r.bad(p + ("concurrency",), f"must be at least 1, not {conc}")
+        if not 1 <= conc <= MAX_CONCURRENCY:
+            r.bad(p + ("concurrency",), f"must be at least 1, not {conc}" if conc < 1 else
+                  f"must be at most {MAX_CONCURRENCY:,}, not {conc}")
             conc = DEFAULT_CONCURRENCY
         ex = r.take(q, p, "executor", str, "thread")
         if ex not in EXECUTORS:
@@ -163,8 +166,9 @@ def _queues(r: Reader, table: Any) -> dict[str, QueueConfig]:
         if mtpc is not None and mtpc < 1:
             r.bad(p + ("max_tasks_per_child",), f"must be at least 1, not {mtpc}")
         prefetch = r.take(q, p, "prefetch", int)
-        if prefetch is not None and prefetch < 0:
-            r.bad(p + ("prefetch",), f"must be 0 or more, not {prefetch}")
+        if prefetch is not None and not 0 <= prefetch <= MAX_PREFETCH:
+            r.bad(p + ("prefetch",), f"must be 0 or more, not {prefetch}" if prefetch < 0 else
+                  f"must be at most {MAX_PREFETCH:,}, not {prefetch}")
             prefetch = None
         base, cap = r.dur(q, p, "retry_base", None), r.dur(q, p, "retry_cap", None)
         if base is not None and cap is not None and cap < base:

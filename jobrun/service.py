@@ -212,7 +212,8 @@ class Service:
         # What finished after the loop's last round, then what did not finish at all.
         late = loop.outcomes.take()
         left = self._inflight.attempts()
-        late += [(a.claim, Outcome(a.claim.id, a.claim.token, "released")) for a in left]
+        late += [(a.claim, Outcome(a.claim.id, a.claim.token, "released", extra={
+            "unstarted": True} if a.claim.held and not a.begun else {})) for a in left]
         if late:
             try:
                 applied = self.store.record_outcomes([o for _, o in late], now=clock.now())

@@ -116,6 +116,12 @@ CRON = '[[cron]]\nname = "tick"\nevery = {v}\ntask = "x:y"\n'
     ('[queues.q]\nretry_base = "10s"\nretry_cap = "1s"\n', "t.toml:3: [queues.q.retry_cap]",
      "retry_base"),
     ('[queues.q]\ntimeout = 0\n', "t.toml:2: [queues.q.timeout]", "at least 10ms"),
+    # found by a stranger: past 64 bits a round failed forever (OverflowError), check said ok
+    ('[queues.q]\nprefetch = 99999999999999999999\n', "t.toml:2: [queues.q.prefetch]",
+     "must be at most 1,000,000"),
+    ('[queues.q]\nprefetch = -1\n', "t.toml:2: [queues.q.prefetch]", "must be 0 or more"),
+    ('[queues.q]\nconcurrency = 100000000\n', "t.toml:2: [queues.q.concurrency]",
+     "must be at most 10,000"),
     ('[tasks.b]\ncommand = ["b"]\ntimeout = "100000000d"\n', "t.toml:3: [tasks.b.timeout]",
      "at most 366d"),
     # a schedule is bounded by its grammar: at most once a minute, and a date that exists
@@ -135,6 +141,7 @@ def test_bounds_name_key_line_and_reason(text: str, where: str, reason: str) -> 
     '[jobrun]\nlease = "1s"\npoll = "10ms"\nshutdown_timeout = 0\nmisfire_grace = 0\n',
     '[jobrun]\nretention = "1m"\ndead_retention = "36600d"\n',
     '[queues.q]\nretry_base = 0.01\nretry_cap = 0.01\ntimeout = 0.3\n',
+    '[queues.q]\nprefetch = 1000000\nconcurrency = 10000\n', '[queues.q]\nprefetch = 0\n',
 ])
 def test_bounds_accept_the_edges(text: str) -> None:
     assert parse(text, "t.toml")[1] == []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import pytest
 
 import jobrun
 import jobrun.testing
@@ -198,8 +199,12 @@ def test_a_childs_finished_jobs_are_recorded_while_a_long_one_runs_after_them(
         svc.wait(30)
 
 
-def test_a_drain_hands_back_held_jobs_while_the_running_one_finishes(tmp_path: Path) -> None:
+def test_a_drain_hands_back_held_jobs_while_the_running_one_finishes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
     import threading
+
+    caplog.set_level(logging.INFO, "jobrun")
 
     app = open_app(config(tmp_path, "[queues.held]\nconcurrency = 1\nprefetch = 4\n"))
     store = str(tmp_path / "jobs.db")
@@ -220,3 +225,10 @@ def test_a_drain_hands_back_held_jobs_while_the_running_one_finishes(tmp_path: P
     assert states.count("succeeded") == 1 and all(
         j.refresh().attempts == (1 if j.refresh().state.value == "succeeded" else 0)
         for j in jobs), states
+    # One line for the held jobs handed back, not a warning each (a stranger's drain of
+    # 12,414 held jobs logged as many warnings).
+    back = [r for r in caplog.records if r.name == "jobrun.job" and "handed back" in
+            r.getMessage()]
+    assert [r.levelname for r in back] == ["INFO"], [r.getMessage() for r in back]
+    assert back[0].getMessage().endswith(" held job(s) handed back before they began: the "
+                                         "service is stopping (no attempt counted)")

@@ -96,3 +96,24 @@ def test_drain_hands_back_unstarted_prefetched_jobs_uncounted(app: jobrun.App) -
     recs = [j.refresh().record for j in jobs]
     assert sorted(r.state.value for r in recs) == ["queued", "queued", "queued"]
     assert all(r.attempts == 0 for r in recs)
+
+
+def test_held_jobs_cancelled_with_the_running_one_never_start(app: jobrun.App,
+                                                              tmp_path: Path) -> None:
+    """Found by a stranger: cancelling the running job stops its child, and the held jobs of
+    its batch went to a new child as they were, cancelled too, and ran there (attempts
+    counted). They come back unstarted: never run, no attempt."""
+    mod = app.mod  # type: ignore[attr-defined]
+    markers = [str(tmp_path / f"ran{i}.txt") for i in range(4)]
+    jobs = [app.enqueue(f"{mod}:nap", args=[1.4, m]) for m in markers]
+    app.start()
+    wait_for(lambda: Path(markers[0]).exists(), 10, "the first job to start")
+    wait_for(lambda: all(j.refresh().state.value == "running" for j in jobs), 10,
+             "the rest held in its batch")
+    for j in reversed(jobs):  # the held ones first: the cancels reach the service together
+        j.cancel()
+    wait_for(lambda: all(j.refresh().state.value == "cancelled" and j.refresh().record.holder
+                         is None for j in jobs), 15, "every cancel to land")
+    app.stop()
+    assert [Path(m).exists() for m in markers] == [True, False, False, False]
+    assert [j.refresh().attempts for j in jobs] == [1, 0, 0, 0]

@@ -235,7 +235,7 @@ class ProcessExecutor(Slots):
                         self._done(claim, after_failure(claim, WorkerDied(
                             "cannot start a worker process"), clock.now()))
                     undelivered, fresh_failures = [], 0
-                redo = undelivered
+                redo = self._keep(undelivered)  # cancelled meanwhile: never sent again
             if not alive or (self._max_tasks and child.tasks >= self._max_tasks):
                 if alive:
                     child.kill(self._grace)
@@ -249,6 +249,9 @@ class ProcessExecutor(Slots):
         """Send a batch and collect its results in order, minding each job's timeout (from
         its own start), cancels, and the child's death. Returns the results, the jobs that
         never started (to send again, uncharged), and whether the child lives on."""
+        batch = self._keep(batch)  # held ones cancelled or withdrawn since they were taken
+        if not batch:
+            return [], [], True
         first = child.seq + 1
         jobs = []
         for c, _ in batch:
@@ -264,6 +267,15 @@ class ProcessExecutor(Slots):
         acked = False
         started = clock.monotonic()
         skipped: set[int] = set()
+        marked: set[int] = set()  # held jobs whose start the service was told of
+
+        def began(c: Claim) -> None:
+            """The child starts held job `c`, unless told to skip it (then it is told when
+            its result shows it ran after all: the skip came too late)."""
+            if c.held and c.token not in skipped and c.token not in marked:
+                marked.add(c.token)
+                self._began(c.token)
+
         while True:
             claim, ctx = batch[i]
             later = [c.token for c, x in batch[i + 1:]
@@ -284,18 +296,20 @@ class ProcessExecutor(Slots):
                     now_m = clock.monotonic()
                     if raw == ACK:
                         acked, started = True, now_m
-                        if claim.held:  # the child starts the batch with it
-                            self._began(claim.token)
+                        began(claim)  # the child starts the batch with it
                         continue
                     d = json.loads(raw)
-                    self._deliver(results, claim, unstarted(claim, ctx)
-                                  if d["state"] == "skipped"
-                                  else self._outcome(claim, d, now_m - started))
+                    if d["state"] == "skipped":
+                        self._deliver(results, claim, unstarted(claim, ctx))
+                    else:
+                        if claim.held and claim.token not in marked:  # skipped too late
+                            skipped.discard(claim.token)
+                            began(claim)
+                        self._deliver(results, claim, self._outcome(claim, d, now_m - started))
                     i, started = i + 1, now_m
                     if i == len(batch):
                         return results, [], True
-                    if batch[i][0].held:  # the child goes on to the next one
-                        self._began(batch[i][0].token)
+                    began(batch[i][0])  # the child goes on to the next one
                     continue
             except (EOFError, OSError):
                 return self._lost(child, batch, results, i, acked)

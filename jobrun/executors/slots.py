@@ -86,7 +86,7 @@ class Slots:
 def unstarted(claim: Claim, ctx: Context) -> Outcome:
     """The outcome of a held claim that never began: handed back (a drain), or cancelled."""
     if ctx.handed_back or ctx.withdrawn:
-        return Outcome(claim.id, claim.token, "released")
+        return Outcome(claim.id, claim.token, "released", extra={"unstarted": True})
     return Outcome(claim.id, claim.token, "cancelled", error=error_entry(
         "Cancelled", "cancelled before it started", claim.attempt, clock.now()),
         extra={"duration": 0.0, "unstarted": True})

@@ -276,7 +276,6 @@ class Loop:
     def _dispatch(self, claims: list[Claim]) -> None:
         """A round's claims to their executors (the path of every job: names kept local)."""
         inflight, pools, path, beat = self.inflight, self.pools, self.path, self._heartbeat
-        draining = self.draining
         log_args = self._settings().log_args if jlog.isEnabledFor(logging.INFO) else None
         for claim in claims:
             if inflight.older_attempt(claim.id) is not None:
@@ -287,8 +286,11 @@ class Loop:
             kind = pools.kind(claim)
             inflight.add(claim, ctx, kind)
             if claim.held:
-                if draining:  # claimed in the round that met the drain: back
-                    self.done(claim, Outcome(claim.id, claim.token, "released"))
+                # Claimed in the round that met the drain: back. Read after `add`, each time:
+                # a drain sets it, then withdraws what it finds in flight (Service.stop).
+                if self.draining:
+                    self.done(claim, Outcome(claim.id, claim.token, "released",
+                                             extra={"unstarted": True}))
                     continue
             elif log_args is not None:  # a held one is logged as it begins
                 log_started(claim, log_args)

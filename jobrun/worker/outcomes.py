@@ -66,10 +66,13 @@ def report(store: Store, taken: Taken, applied: frozenset[int],
            observe: Callable[[str, str, str, Any], None] | None) -> None:
     """Log and count outcomes once the store has them (`applied`: the tokens recorded)."""
     quiet = not jlog.isEnabledFor(logging.INFO)  # successes say nothing: no call per job
+    unbegun = 0
     for claim, o in taken:
         if o.token in applied:
             if quiet and o.state in ("succeeded", "suspended"):
                 pass
+            elif o.state == "released" and o.extra.get("unstarted"):
+                unbegun += 1  # held, never begun: one line for them all, below
             elif o.state == "released":
                 jlog.warning("job %s %s handed back: the service is stopping (attempt not "
                              "counted)", claim.id, claim.task, extra={"jobrun": {
@@ -97,6 +100,10 @@ def report(store: Store, taken: Taken, applied: frozenset[int],
                                            "attempt": claim.attempt, "returned": o.state}})
         if observe is not None:
             observe(claim.queue, claim.task, state, o.extra.get("duration"))
+    if unbegun:  # a drain under load hands back hundreds: not a warning each
+        jlog.info("%d held job(s) handed back before they began: the service is stopping "
+                  "(no attempt counted)", unbegun, extra={"jobrun": {
+                      "event": "released", "jobs": unbegun, "unstarted": True}})
 
 
 def ended_gathered(taken: Taken, applied: frozenset[int]) -> bool:
