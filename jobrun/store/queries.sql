@@ -54,15 +54,23 @@ RETURNING id;
 
 -- complete_many --
 -- A round's successes in one statement (the hot path: no binding per row): :batch is a JSON
--- array of [id, token, result], each recorded only while its token holds, as complete.
+-- array of [id, token, result], each recorded only while its token holds, as complete. No
+-- RETURNING (a step per row, each one giving the GIL away): the caller compares changes()
+-- with the batch, and asks completed_of_batch only when some missed.
 UPDATE jobs
    SET state = 'succeeded', result = b.value ->> '$[2]', finished_at = :now, holder = NULL,
        lease_until = NULL, attempts = attempts + (started_at IS NULL),
        started_at = coalesce(started_at, :now)
   FROM json_each(:batch) AS b
  WHERE jobs.id = b.value ->> '$[0]' AND jobs.token = b.value ->> '$[1]'
-   AND jobs.state = 'running'
-RETURNING jobs.id;
+   AND jobs.state = 'running';
+
+-- completed_of_batch --
+-- Which jobs of a complete_many batch it recorded (their token held): succeeded, with that
+-- token, at that round's time.
+SELECT jobs.id FROM json_each(:batch) AS b
+  JOIN jobs ON jobs.id = b.value ->> '$[0]' AND jobs.token = b.value ->> '$[1]'
+ WHERE jobs.state = 'succeeded' AND jobs.finished_at = :now;
 
 -- fail --
 -- An attempt failed: retrying with its next run_at, or dead; fenced by the token.

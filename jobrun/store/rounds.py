@@ -177,9 +177,8 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
     lease (the others were cancelled or taken back: their results are discarded)."""
     ids: set[int] = set()
     if len(outcomes) > 1 and all(o.state == "succeeded" for o in outcomes):  # the hot path
-        batch = json.dumps([[o.id, o.token, o.result] for o in outcomes])
-        ids.update(r[0] for r in conn.execute(Q["complete_many"], {"batch": batch, "now": now}))
-        if len(ids) == len(outcomes):  # each recorded
+        batch = [[o.id, o.token, o.result] for o in outcomes]
+        if _complete_many(conn, batch, now, ids) == len(outcomes):  # each recorded
             return frozenset(o.token for o in outcomes)
     else:
         _record(conn, outcomes, now, ids)
@@ -194,10 +193,24 @@ def _record(conn: apsw.Connection, outcomes: list[Outcome], now: float, ids: set
     """Outcomes of every kind, each kind in one statement; `ids` gets the jobs recorded."""
     done, failed, released, suspended = rows.outcome_params(outcomes, now)
     if len(done) > 1:
-        batch = json.dumps([[p["id"], p["token"], p["result"]] for p in done])
-        ids.update(r[0] for r in conn.execute(Q["complete_many"], {"batch": batch, "now": now}))
+        _complete_many(conn, [[p["id"], p["token"], p["result"]] for p in done], now, ids)
         done = []
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),
                         (Q["release"], released), (WQ["suspend"], suspended)):
         if params:
             ids.update(r[0] for r in conn.executemany(sql, params))
+
+
+def _complete_many(conn: apsw.Connection, batch: list[list[Any]], now: float,
+                   ids: set[int]) -> int:
+    """Record [id, token, result] successes in one statement; `ids` gets the jobs recorded.
+    Returns how many."""
+    text = json.dumps(batch)
+    conn.execute(Q["complete_many"], {"batch": text, "now": now})
+    n = conn.changes()
+    if n == len(batch):
+        ids.update(b[0] for b in batch)
+    elif n:  # some missed (cancelled, taken back): which went in
+        ids.update(r[0] for r in conn.execute(Q["completed_of_batch"], {"batch": text,
+                                                                        "now": now}))
+    return n

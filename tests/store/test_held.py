@@ -112,9 +112,10 @@ def test_a_held_attempt_whose_start_rides_on_its_outcome_counts_once(store: Stor
     done, cancelled = store.acquire_round([], {"default": 0}, "h", now=T0, lease=60,
                                           ahead={"default": 2}).claims
     assert store.cancel(cancelled.id, now=T0 + 1) == "running"
-    store.acquire_round([Outcome(c.id, c.token, "succeeded", result="1",
-                                 extra={BEGAN: T0 + 2}) for c in (done, cancelled)], {}, "h",
-                        now=T0 + 3, lease=60)
+    r = store.acquire_round([Outcome(c.id, c.token, "succeeded", result="1",
+                                     extra={BEGAN: T0 + 2}) for c in (done, cancelled)], {},
+                            "h", now=T0 + 3, lease=60)
+    assert (r.recorded, r.applied) == (1, frozenset({done.token}))  # the batch's one miss
     got = [store.get(i) for i in ids]
     assert [(g.state, g.attempts, g.holder, g.started_at) for g in got] == [  # type: ignore[union-attr]
         ("succeeded", 1, None, T0 + 3), ("cancelled", 1, None, T0 + 2)]
