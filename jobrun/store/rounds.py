@@ -82,8 +82,20 @@ def acquire_round(conn: apsw.Connection, outcomes: list[Outcome], wants: dict[st
 def _acquire(conn: apsw.Connection, args: dict[str, Any], present: list[str]
              ) -> list[tuple[Any, ...]]:
     if len(present) == 1:
-        return list(conn.execute(Q["acquire"], {**args, "task": present[0]}))
+        ids = [r[0] for r in conn.execute(Q["ready_ids"], {
+            "queue": args["queue"], "task": present[0], "limit": args["limit"]})]
+        return _acquire_ids(conn, args, ids)
     return _acquire_merged(conn, args, present)
+
+
+def _acquire_ids(conn: apsw.Connection, args: dict[str, Any], ids: list[int]
+                 ) -> list[tuple[Any, ...]]:
+    """Claim the queued jobs of `ids` (chosen in this transaction), in one statement."""
+    if not ids:
+        return []
+    return list(conn.execute(Q["acquire_many"], {
+        "ids": json.dumps(ids), "holder": args["holder"], "now": args["now"],
+        "lease_until": args["lease_until"], "held": args["held"]}))
 
 def _ordered(got: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     if len(got) > 1:
@@ -132,10 +144,7 @@ def _acquire_merged(conn: apsw.Connection, args: dict[str, Any], present: list[s
         heads.extend(conn.execute(Q["candidates"], {"queue": args["queue"], "task": task,
                                                     "limit": args["limit"]}))
     heads.sort(key=lambda r: (-r[1], r[0]))
-    rows: list[tuple[Any, ...]] = []
-    for job_id, _ in heads[:args["limit"]]:
-        rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
-    return rows
+    return _acquire_ids(conn, args, [job_id for job_id, _ in heads[:args["limit"]]])
 
 def _acquire_limited(conn: apsw.Connection, args: dict[str, Any], limits: Limits,
                      present: list[str]) -> tuple[list[tuple[Any, ...]], float | None]:
@@ -165,9 +174,7 @@ def _acquire_limited(conn: apsw.Connection, args: dict[str, Any], limits: Limits
         if row is not None:
             buckets[name] = Bucket(row[0], row[1])
     ids, wait = choose(round_robin(heads), budget, limits, queue, running, buckets, now)
-    rows: list[tuple[Any, ...]] = []
-    for job_id in ids:
-        rows.extend(conn.execute(Q["acquire_ids"], {**args, "id": job_id}))
+    rows = _acquire_ids(conn, args, ids)
     for name, b in buckets.items():
         conn.execute(Q["put_bucket"], {"name": name, "tokens": b.tokens, "at": b.at})
     return rows, wait

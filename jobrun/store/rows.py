@@ -11,7 +11,7 @@ from typing import Any
 
 from ..model import BEGAN, Claim, Declaration, JobRecord, JobState, Outcome
 
-#: The RETURNING list of acquire, acquire_ids and acquire_id (queries.sql).
+#: The RETURNING list of acquire_many and acquire_id (queries.sql; PostgreSQL's acquire).
 CLAIM_COLUMNS = ("id", "task", "queue", "args", "kwargs", "attempts", "max_attempts", "token",
                  "trace_id", "timeout", "options", "priority")
 
