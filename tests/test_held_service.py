@@ -126,6 +126,15 @@ def test_only_a_queue_no_other_live_service_serves_holds_jobs() -> None:
     assert v.got == frozenset({"a"})
 
 
+def test_a_held_thread_jobs_timeout_counts_from_when_it_begins(tmp_path: Path) -> None:
+    """Found by a stranger: held jobs of a thread queue timed out while they waited for the
+    one worker (4 s after they were claimed) and went dead without running."""
+    app = open_app(config(tmp_path, "[queues.held]\nconcurrency = 1\nprefetch = 4\n"))
+    jobs = app.enqueue_many([t.held_timed.call(0.6) for _ in range(4)])  # 2.4 s in all
+    assert jobrun.testing.run_until_idle(app, timeout=30) == {"succeeded": 4}
+    assert [j.refresh().attempts for j in jobs] == [1, 1, 1, 1]
+
+
 def test_held_async_jobs_wait_for_the_queues_cap(tmp_path: Path) -> None:
     app = open_app(config(tmp_path, "[queues.aio]\nconcurrency = 2\n"))
     t.reset_async()

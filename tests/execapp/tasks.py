@@ -270,6 +270,14 @@ def held_nap(seconds: float) -> int:
     return os.getpid()
 
 
+@app.task(queue="held", timeout=1, max_attempts=1)
+def held_timed(seconds: float) -> int:
+    """A thread job with a timeout, on a queue that holds jobs ahead (tests/test_held_service.py):
+    its time counts from when it begins, not from when it was held."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 @app.task(queue="crash")
 def ledger_ok(folder: str, i: int) -> int:
     """A quick process job that writes one line per execution (tests/test_held_service.py)."""

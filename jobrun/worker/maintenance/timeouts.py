@@ -24,6 +24,8 @@ def time_out_threads(v: ServiceView) -> None:
         if a.kind != "thread" or not claim.timeout or v.inflight.was_timed_out(claim.token) \
                 or now_m - a.started < claim.timeout:
             continue
+        if claim.held and not a.begun:  # waiting for a worker: its time starts when it does
+            continue
         v.inflight.timed_out(claim.token)
         a.ctx.cancel()
         outcome = after_failure(claim, TaskTimeout(
