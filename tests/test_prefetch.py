@@ -5,6 +5,8 @@ has not started without counting it."""
 from __future__ import annotations
 
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,12 @@ TASKS = textwrap.dedent('''
     def quick(i):
         return os.getpid()
 
+    @app.task(queue="cpu")
+    def stamp(seconds, path):
+        with open(path, "w") as f:
+            f.write(repr(time.time()))
+        time.sleep(seconds)
+
     @app.task(queue="cpu", timeout=1.5, max_attempts=1)
     def nap(seconds, marker=None):
         if marker:
@@ -31,18 +39,23 @@ TASKS = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> jobrun.App:
+def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str) -> jobrun.App:
     mod = f"prefetch_tasks_{tmp_path.name}"
     (tmp_path / f"{mod}.py").write_text(TASKS)
     cfg = tmp_path / "jobrun.toml"
     cfg.write_text(f'[jobrun]\nstore = "jobs.db"\nimport = ["{mod}"]\nshutdown_timeout = 1\n'
-                   '[queues.cpu]\nexecutor = "process"\nconcurrency = 1\nprefetch = 6\n')
+                   f'[queues.cpu]\nexecutor = "process"\n{queue}')
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("JOBRUN_CONFIG", str(cfg))
     __import__(mod)
     a = jobrun.App.from_config(str(cfg))
     a.mod = mod  # type: ignore[attr-defined]
+    return a
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[jobrun.App]:
+    a = make_app(tmp_path, monkeypatch, "concurrency = 1\nprefetch = 6\n")
     yield a
     a.close()
 
@@ -117,3 +130,26 @@ def test_held_jobs_cancelled_with_the_running_one_never_start(app: jobrun.App,
     app.stop()
     assert [Path(m).exists() for m in markers] == [True, False, False, False]
     assert [j.refresh().attempts for j in jobs] == [1, 0, 0, 0]
+
+
+def test_jobs_claimed_for_free_children_start_at_once(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a stranger: the second job claimed for the second free child went in the
+    first child's batch, behind the first job, while a held job ran in the second child: it
+    was counted and said started seconds before it ran. Each starts now, in its own child."""
+    app = make_app(tmp_path, monkeypatch, "concurrency = 2\nprefetch = 20\n")
+    try:
+        mod = app.mod  # type: ignore[attr-defined]
+        for r in range(2):
+            stamps = [tmp_path / f"s{r}-{i}" for i in range(12)]
+            jobs = [app.enqueue(f"{mod}:stamp", args=[0.8, str(p)]) for p in stamps]
+            app.start()
+            try:
+                wait_for(lambda: all(j.refresh().state.value == "succeeded"
+                                     for j in jobs), 30, "the jobs")
+            finally:
+                app.stop()
+            first, second = (float(stamps[i].read_text()) for i in range(2))
+            assert abs(first - second) < 0.6, (r, first, second)  # side by side, not 0.8 s apart
+    finally:
+        app.close()

@@ -21,6 +21,7 @@ import queue
 import signal
 import sys
 import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..registry import Registry
 from . import Began, Done, groups, never_began
 from .child import ACK, child_main
 from .gate import Gate
-from .slots import Slots, unstarted
+from .slots import FRONT, Slots, unstarted
 
 log = logging.getLogger("jobrun.process")
 KILL_GRACE = 2.0
@@ -121,6 +122,7 @@ class ProcessExecutor(Slots):
         self._generation = 0  # bumped when the task modules change
         self._lock = threading.Lock()
         self._hungry = 0  # slots waiting for work: a batch's waiting jobs are theirs
+        self._front: deque[tuple[Claim, Context]] = deque()  # claimed for free children
         self.replaced = 0
         super().__init__(name, workers, done, began)
 
@@ -166,28 +168,52 @@ class ProcessExecutor(Slots):
         with self._lock:
             return batch, self._idle.pop(me, None)
 
+    def submit(self, claim: Claim, ctx: Context) -> None:
+        """A held claim waits in the queue, to go in a batch; one claimed for a free child
+        goes to the front line, which a slot takes first, and never goes behind another job
+        in a batch (it would be counted and said started while it waits)."""
+        if claim.held:
+            self._q.put((claim, ctx))
+            return
+        with self._lock:
+            self._front.append((claim, ctx))
+        self._q.put(FRONT)  # wakes a slot waiting for work
+
+    def _first(self) -> tuple[Claim, Context] | None:
+        with self._lock:
+            return self._front.popleft() if self._front else None
+
     def _take(self, size: int) -> list[tuple[Claim, Context]] | None:
-        """The next batch: one claim (waiting for it), plus what else is queued, up to the
-        batch size. None when the executor shuts down."""
+        """The next batch: one claim (the front line's first, or waiting for one), plus the
+        held claims queued, up to the batch size. None when the executor shuts down."""
         batch: list[tuple[Claim, Context]] = []
         while not batch:  # held claims cancelled or handed back while they waited: dropped
-            with self._lock:
-                self._hungry += 1
-            try:
-                item = self._q.get()
-            finally:
-                with self._lock:
-                    self._hungry -= 1
+            item = self._first()
             if item is None:
-                return None
+                with self._lock:
+                    self._hungry += 1
+                try:
+                    item = self._q.get()
+                finally:
+                    with self._lock:
+                        self._hungry -= 1
+                if item is None:
+                    return None
+                if item is FRONT:  # its claim may be taken already (by a slot looking first)
+                    item = self._first()
+                    if item is None:
+                        continue
+                elif (first := self._first()) is not None:  # one came meanwhile: it goes first
+                    batch = self._keep([first, item])
+                    continue
             batch = self._keep([item])
         while len(batch) < size:
             try:
                 more = self._q.get_nowait()
             except queue.Empty:
                 break
-            if more is None:
-                self._q.put(None)  # this slot's stop marker: after this batch
+            if more is None or more is FRONT:
+                self._q.put(more)  # a stop marker, or a free child's claim: not this batch
                 break
             batch.extend(self._keep([more]))
         return batch

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import queue
 import threading
+from typing import cast
 
 from .. import clock
 from ..context import Context
 from ..model import Claim, Outcome, error_entry
 from . import Began, Done, never_began
+
+#: In a queue of claims: "take the next claim from the executor's front line" (process.py).
+FRONT = cast("tuple[Claim, Context]", ("front", None))
 
 
 class Slots:
@@ -48,7 +52,7 @@ class Slots:
                 item = self._q.get_nowait()
             except queue.Empty:
                 break
-            if item is not None and self._gone(*item):
+            if item is not None and item is not FRONT and self._gone(*item):
                 back += 1
             else:
                 kept.append(item)
