@@ -50,3 +50,15 @@ def test_a_closed_stdout_ends_the_command_quietly(app: jobrun.App, store_path: s
     for args in (["ls", "--limit", "300"], ["stats"], ["show", "1"]):
         code, err = closed_early(*args, "--store", store_path)  # rich; typer's commands
         assert code in (0, 141) and err == "", (args, code, err)
+
+
+def test_an_id_past_sqlites_integers_is_a_usage_error(store_path: str) -> None:
+    """Found by a stranger: `jobrun cancel 99999999999999999999` was an internal error
+    (OverflowError). Every command taking an id says what it accepts, exit 2."""
+    jobrun.App(store_path).close()  # the store exists
+    huge = "99999999999999999999"
+    for args in (["cancel", huge], ["show", huge], ["explain", huge], ["retry", huge],
+                 ["prune", "--id", huge]):
+        r = run_cli(*args, "--store", store_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "9223372036854775807" in r.stderr and "internal error" not in r.stderr, args

@@ -44,6 +44,9 @@ ConfigOpt = Annotated[Optional[str], typer.Option("--config", envvar="JOBRUN_CON
 StoreOpt = Annotated[Optional[str], typer.Option(
     "--store", envvar="JOBRUN_STORE", help="The store: a SQLite file or a postgresql:// URL.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+#: A job id: a SQLite integer (past it, the store could only fail with OverflowError).
+MAX_ID = 2**63 - 1
+JobId = Annotated[int, typer.Argument(min=0, max=MAX_ID)]
 
 
 @cli.callback()

@@ -11,7 +11,9 @@ from .. import clock
 from ..config import duration
 from .base import (
     EX_USAGE,
+    MAX_ID,
     ConfigOpt,
+    JobId,
     JsonOpt,
     StoreOpt,
     _open,
@@ -86,7 +88,7 @@ def ls_(state: Annotated[Optional[str], typer.Option("--state")] = None,
 
 
 @cli.command()
-def show(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+def show(job_id: JobId, as_json: JsonOpt = False, config: ConfigOpt = None,
          store: StoreOpt = None) -> None:
     """One job, with its error history."""
     st = open_store(config, store, readonly=True).store
@@ -125,7 +127,7 @@ def stats(as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = 
 
 
 @cli.command()
-def explain(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+def explain(job_id: JobId, as_json: JsonOpt = False, config: ConfigOpt = None,
             store: StoreOpt = None) -> None:
     """Why a job is not running now: its time, a retry, a paused queue, a cap or rate
     limit, or no live service serving its queue."""
@@ -160,7 +162,7 @@ def send_event(name: str,
 
 
 @cli.command()
-def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
+def retry(job_id: Annotated[Optional[int], typer.Argument(min=0, max=MAX_ID)] = None,
           dead: Annotated[bool, typer.Option("--dead", help="Every dead job.")] = False,
           as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Dead, cancelled or retrying jobs back to queued."""
@@ -177,7 +179,7 @@ def retry(job_id: Annotated[Optional[int], typer.Argument()] = None,
 
 
 @cli.command()
-def cancel(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
+def cancel(job_id: JobId, as_json: JsonOpt = False, config: ConfigOpt = None,
            store: StoreOpt = None) -> None:
     """Cancel a job: at once if waiting; a running one is asked to stop."""
     app = open_store(config, store)
@@ -196,7 +198,8 @@ def cancel(job_id: int, as_json: JsonOpt = False, config: ConfigOpt = None,
 @cli.command()
 def prune(older_than: Annotated[Optional[str], typer.Option("--older-than",
                                                           help="e.g. 7d, 12h")] = None,
-          job_id: Annotated[Optional[int], typer.Option("--id", help="One finished job.")] = None,
+          job_id: Annotated[Optional[int], typer.Option("--id", help="One finished job.",
+                                                        min=0, max=MAX_ID)] = None,
           as_json: JsonOpt = False, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Delete finished jobs older than that, or one finished job by id."""
     if (older_than is None) == (job_id is None):
