@@ -5,7 +5,6 @@ has not started without counting it."""
 from __future__ import annotations
 
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
