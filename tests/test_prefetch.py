@@ -144,8 +144,8 @@ def test_jobs_claimed_for_free_children_start_at_once(tmp_path: Path,
             jobs = [app.enqueue(f"{mod}:stamp", args=[0.8, str(p)]) for p in stamps]
             app.start()
             try:
-                wait_for(lambda: all(j.refresh().state.value == "succeeded"
-                                     for j in jobs), 30, "the jobs")
+                wait_for(lambda js=jobs: all(j.refresh().state.value == "succeeded"
+                                             for j in js), 30, "the jobs")
             finally:
                 app.stop()
             first, second = (float(stamps[i].read_text()) for i in range(2))
