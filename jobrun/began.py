@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-import mmap
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .lock import holders_dir
+
+if TYPE_CHECKING:  # mapped at a service's first held start: an idle one loads no mmap
+    import mmap
 
 log = logging.getLogger("jobrun.service")
 
@@ -34,7 +38,9 @@ RING = 1 << 20  # bytes at the head of a service's log: its threads' 131,072 lat
 RING_HOLDS = RING // _TOKEN.size // 4
 _LOG = len(HEAD) + RING  # what its service writes: children append after it
 _fds: dict[str, int] = {}  # per process (a child opens its own)
-_rings: dict[str, tuple[mmap.mmap, Callable[[], int]]] = {}  # the service's, by path
+_ringed: set[str] = set()  # logs with a ring, opened by their service (this process)
+_rings: dict[str, tuple[mmap.mmap, Callable[[], int]]] = {}  # their maps, once made
+_mapping = threading.Lock()
 
 
 def _in_child() -> None:
@@ -45,6 +51,7 @@ def _in_child() -> None:
         except (OSError, BufferError):
             pass
     _rings.clear()
+    _ringed.clear()
     for fd in _fds.values():
         try:
             os.close(fd)
@@ -64,13 +71,25 @@ def open_log(path: str) -> None:
     """Made when its service starts, its ring zeros (a sparse file: pages are written as
     the ring reaches them): a log there and written since this boot is whole, empty or not
     (no log: nothing can be told)."""
-    if path in _rings:
+    if path in _ringed:
         return
     fd = _open(path)
     os.ftruncate(fd, 0)
     os.write(fd, HEAD)
     os.ftruncate(fd, _LOG)
-    _rings[path] = (mmap.mmap(fd, _LOG, mmap.MAP_SHARED), itertools.count().__next__)
+    _ringed.add(path)
+
+
+def _ring(path: str) -> tuple[mmap.mmap, Callable[[], int]] | None:
+    """The ring's map, made at the first held start (an idle service maps nothing)."""
+    with _mapping:
+        ring = _rings.get(path)
+        if ring is None and path in _ringed:
+            import mmap
+
+            ring = _rings[path] = (mmap.mmap(_fds[path], _LOG, mmap.MAP_SHARED),
+                                   itertools.count().__next__)
+        return ring
 
 
 def _open(path: str) -> int:
@@ -84,7 +103,7 @@ def _open(path: str) -> int:
 def begin(path: str, token: int) -> None:
     """A thread of the service that opened the log: the held job of `token` begins (its
     record stored in the ring, in place; atomic under the GIL)."""
-    ring = _rings.get(path)
+    ring = _rings.get(path) or _ring(path)
     if ring is None:
         append(path, token)
         return
@@ -110,7 +129,7 @@ def size(path: str) -> int:
 
 def appended(path: str) -> int:
     """Bytes appended after the ring (its children's records)."""
-    return max(0, size(path) - (_LOG if path in _rings else 0))
+    return max(0, size(path) - (_LOG if path in _ringed else 0))
 
 
 def truncate(path: str) -> None:
@@ -118,11 +137,13 @@ def truncate(path: str) -> None:
     can be written meanwhile)."""
     fd = _fds.get(path)
     if fd is not None:
-        os.ftruncate(fd, _LOG if path in _rings else 0)
+        os.ftruncate(fd, _LOG if path in _ringed else 0)
 
 
 def close(path: str, *, unlink: bool) -> None:
-    ring = _rings.pop(path, None)
+    with _mapping:
+        _ringed.discard(path)
+        ring = _rings.pop(path, None)
     if ring is not None:
         ring[0].close()
     fd = _fds.pop(path, None)

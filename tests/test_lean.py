@@ -26,7 +26,7 @@ HEAVY = ("typer", "click", "rich", "textual", "prometheus_client", "watchfiles",
 # modules that report, at exit, which of HEAVY (and asyncio) the process loaded
 SPY = ("import atexit, json, os, sys\n"
        "def _report():\n"
-       f"    loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY + ('asyncio',)!r}))\n"
+       f"    loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY + ('asyncio', 'mmap')!r}))\n"
        "    with open(os.environ['SPY_OUT'], 'w') as f:\n"
        "        json.dump(loaded, f)\n"
        "atexit.register(_report)\n")
