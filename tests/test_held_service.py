@@ -234,10 +234,13 @@ def test_a_drain_hands_back_held_jobs_while_the_running_one_finishes(
     assert states.count("succeeded") == 1 and all(
         j.refresh().attempts == (1 if j.refresh().state.value == "succeeded" else 0)
         for j in jobs), states
-    # One line for the held jobs handed back, not a warning each (a stranger's drain of
-    # 12,414 held jobs logged as many warnings).
+    # A count for the held jobs handed back (one line a store round), not a warning each
+    # (a stranger's drain of 12,414 held jobs logged as many warnings).
     back = [r for r in caplog.records if r.name == "jobrun.job" and "handed back" in
             r.getMessage()]
-    assert [r.levelname for r in back] == ["INFO"], [r.getMessage() for r in back]
-    assert back[0].getMessage().endswith(" held job(s) handed back before they began: the "
-                                         "service is stopping (no attempt counted)")
+    said = [r.getMessage() for r in back]
+    assert back and all(r.levelname == "INFO" for r in back), said
+    tail = " held job(s) handed back before they began: the service is stopping " \
+           "(no attempt counted)"
+    assert all(m.endswith(tail) for m in said), said
+    assert 3 <= sum(int(m[:-len(tail)]) for m in said) <= 4, said  # the held ones
