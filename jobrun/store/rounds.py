@@ -184,9 +184,10 @@ def record(conn: apsw.Connection, outcomes: list[Outcome], now: float) -> frozen
     lease (the others were cancelled or taken back: their results are discarded)."""
     ids: set[int] = set()
     if len(outcomes) > 1 and all(o.state == "succeeded" for o in outcomes):  # the hot path
-        batch = [[o.id, o.token, o.result] for o in outcomes]
-        if _complete_many(conn, batch, now, ids) == len(outcomes):  # each recorded
+        got = _complete_many(conn, [[o.id, o.token, o.result] for o in outcomes], now)
+        if got is None:  # each recorded
             return frozenset(o.token for o in outcomes)
+        ids = got
     else:
         _record(conn, outcomes, now, ids)
     missed = [o for o in outcomes if o.id not in ids]
@@ -200,7 +201,9 @@ def _record(conn: apsw.Connection, outcomes: list[Outcome], now: float, ids: set
     """Outcomes of every kind, each kind in one statement; `ids` gets the jobs recorded."""
     done, failed, released, suspended = rows.outcome_params(outcomes, now)
     if len(done) > 1:
-        _complete_many(conn, [[p["id"], p["token"], p["result"]] for p in done], now, ids)
+        batch = [[p["id"], p["token"], p["result"]] for p in done]
+        got = _complete_many(conn, batch, now)
+        ids.update(got if got is not None else (b[0] for b in batch))
         done = []
     for sql, params in ((Q["complete"], done), (Q["fail"], failed),
                         (Q["release"], released), (WQ["suspend"], suspended)):
@@ -208,16 +211,12 @@ def _record(conn: apsw.Connection, outcomes: list[Outcome], now: float, ids: set
             ids.update(r[0] for r in conn.executemany(sql, params))
 
 
-def _complete_many(conn: apsw.Connection, batch: list[list[Any]], now: float,
-                   ids: set[int]) -> int:
-    """Record [id, token, result] successes in one statement; `ids` gets the jobs recorded.
-    Returns how many."""
+def _complete_many(conn: apsw.Connection, batch: list[list[Any]], now: float
+                   ) -> set[int] | None:
+    """Record [id, token, result] successes in one statement: None when each went in, else
+    the ids of those that did (the others were cancelled or taken back)."""
     text = json.dumps(batch)
     conn.execute(Q["complete_many"], {"batch": text, "now": now})
-    n = conn.changes()
-    if n == len(batch):
-        ids.update(b[0] for b in batch)
-    elif n:  # some missed (cancelled, taken back): which went in
-        ids.update(r[0] for r in conn.execute(Q["completed_of_batch"], {"batch": text,
-                                                                        "now": now}))
-    return n
+    if conn.changes() == len(batch):
+        return None
+    return {r[0] for r in conn.execute(Q["completed_of_batch"], {"batch": text, "now": now})}

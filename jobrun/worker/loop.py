@@ -278,8 +278,9 @@ class Loop:
         inflight, pools, path, beat = self.inflight, self.pools, self.path, self._heartbeat
         log_args = self._settings().log_args if jlog.isEnabledFor(logging.INFO) else None
         for claim in claims:
-            if inflight.older_attempt(claim.id) is not None:
-                self._again(claim)
+            older = inflight.older_attempt(claim.id)
+            if older is not None:
+                self._again(claim, older)
                 continue
             ctx = Context(claim.id, claim.attempt, claim.task, claim.trace_id, claim.queue,
                           claim.token, beat, path)
@@ -300,11 +301,10 @@ class Loop:
                 log.exception("cannot start job %s", claim.id)
                 self.done(claim, after_failure(claim, exc, clock.now()))
 
-    def _again(self, claim: Claim) -> None:
+    def _again(self, claim: Claim, older: int) -> None:
         """Taken back from us (our liveness was lost) and claimed again while its earlier
-        attempt still runs here: handed back, and no claims until that attempt ends."""
-        older = self.inflight.older_attempt(claim.id)
-        assert older is not None
+        attempt (`older`, its token) still runs here: handed back, and no claims until that
+        attempt ends."""
         self.inflight.taken_back(older)
         log.warning("job %s %s claimed again while its earlier attempt still runs here "
                     "(this service lost its liveness): handed back, and no claims until "
